@@ -1,0 +1,31 @@
+# The two commands a newcomer needs: `make demo` (the local fleet) and `make test` (the whole suite).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: demo test lint install mosquitto clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+mosquitto:
+	@bash scripts/ensure-mosquitto.sh
+
+demo: install mosquitto
+	$(BIN)/fleetloop demo
+
+lint: install
+	$(BIN)/ruff check agent hub shared models sim fleetloop tests bench
+	$(BIN)/mypy agent hub shared
+
+test: install mosquitto lint
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,75 @@
+"""`fleetloop GROUP …`: one console command whose groups import their side lazily.
+
+Each group is a module exposing ``build_parser(prog) -> ArgumentParser`` and ``run(args) -> int``.
+A gateway with only the agent extra can run ``fleetloop agent …``; a group whose dependencies are
+missing says exactly what to install.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from shared.errors import FleetloopError
+
+# group -> (module, extra it needs, one-line help)
+GROUPS: dict[str, tuple[str, str, str]] = {
+    "agent": ("agent.cli", "agent", "run the gateway agent, annotate faults, manage its local models"),
+    "hub": ("hub.cli", "hub", "run the hub: ingest, API, drift, retraining and rollouts"),
+    "models": ("models.cli", "hub", "build model versions (the initial recipe) and inspect them"),
+    "sim": ("sim.cli", "agent", "run a simulated sensor fleet against a broker"),
+    "broker": ("fleetloop.devbroker", "agent", "run a local development mosquitto with the project's config"),
+    "demo": ("fleetloop.demo", "hub", "the local fleet demo: broker, hub and simulated agents"),
+}
+
+
+def _top_parser() -> argparse.ArgumentParser:
+    from fleetloop import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="fleetloop",
+        description="Predictive-maintenance feedback loop for industrial fleets.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="groups:\n" + "\n".join(f"  {name:<8} {h}" for name, (_, _, h) in GROUPS.items()),
+    )
+    parser.add_argument("--version", action="version", version=f"fleetloop {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    parser.add_argument("group", choices=list(GROUPS), metavar="GROUP", help="one of: " + ", ".join(GROUPS))
+    parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    return parser
+
+
+def load_group(name: str):  # type: ignore[no-untyped-def]
+    """Import a group's module, or raise FleetloopError naming the extra to install."""
+    module_name, extra, _ = GROUPS[name]
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or "a dependency"
+        raise FleetloopError(
+            f"'fleetloop {name}' needs the {extra} extra ({missing} is not installed): "
+            f"pip install 'fleetloop[{extra}]'"
+        ) from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _top_parser().parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2) if args.verbose else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        module = load_group(args.group)
+        sub = module.build_parser(f"fleetloop {args.group}")
+        sub_args = sub.parse_args(args.rest)
+        return int(module.run(sub_args) or 0)
+    except FleetloopError as exc:
+        print(f"fleetloop {args.group}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

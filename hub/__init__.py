@@ -1,0 +1,1 @@
+"""The hub: ingest, storage, labels, drift, training, gate, registry, rollout, API."""

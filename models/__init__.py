@@ -1,0 +1,1 @@
+"""Training recipes, ONNX conversion with parity checks, and the model-version layout."""

@@ -1,0 +1,49 @@
+"""Encoding and decoding of wire messages: JSON bytes in, validated models out, one error type."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from shared.errors import DecodeError, TopicError
+from shared.messages import MESSAGE_TYPES, Message
+from shared.topics import Topics
+
+MAX_PAYLOAD_BYTES = 256 * 1024
+M = TypeVar("M", bound=BaseModel)
+
+
+def encode(message: BaseModel) -> bytes:
+    """Serialise a message to compact JSON bytes."""
+    return message.model_dump_json().encode()
+
+
+def decode(model: type[M], payload: bytes, *, max_bytes: int = MAX_PAYLOAD_BYTES) -> M:
+    """Validate `payload` as `model`; raise DecodeError with a reason code on anything wrong."""
+    if len(payload) > max_bytes:
+        raise DecodeError("too_large", f"{len(payload)} bytes exceeds the limit of {max_bytes}")
+    try:
+        return model.model_validate_json(payload)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        if errors and errors[0]["type"] in ("json_invalid", "json_type"):
+            raise DecodeError("bad_json", str(errors[0]["msg"])) from None
+        first = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in errors[:3]
+        )
+        raise DecodeError("schema", f"{model.__name__}: {first}") from None
+
+
+def decode_topic(topics: Topics, topic: str, payload: bytes, *, max_bytes: int = MAX_PAYLOAD_BYTES) -> BaseModel:
+    """Decode a payload received on `topic`, checking that a device message names the topic's device."""
+    try:
+        parsed = topics.parse(topic)
+    except TopicError as exc:
+        raise DecodeError("unknown_topic", str(exc)) from None
+    message = decode(MESSAGE_TYPES[parsed.kind], payload, max_bytes=max_bytes)
+    if isinstance(message, Message) and message.device_id != parsed.device_id:
+        raise DecodeError(
+            "device_mismatch", f"payload names device {message.device_id!r} on a topic of {parsed.device_id!r}"
+        )
+    return message

@@ -1,0 +1,96 @@
+"""Window feature extraction: the one implementation used by training and by inference (numpy only).
+
+A window is ``size`` consecutive readings of ``len(sensors)`` sensors. For each sensor we compute
+``mean, std, min, max, last, slope`` (slope: least-squares change per reading). Features are ordered
+sensor-major: ``[s0.mean, s0.std, …, s0.slope, s1.mean, …]``.
+
+>>> import numpy as np
+>>> extract(np.array([[1.0, 10.0], [2.0, 10.0], [3.0, 10.0]])).astype(float).round(3).tolist()
+[2.0, 0.816, 1.0, 3.0, 3.0, 1.0, 10.0, 0.0, 10.0, 10.0, 10.0, 0.0]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+STATS = ("mean", "std", "min", "max", "last", "slope")
+FEATURE_SET_VERSION = 1  # bump when STATS or their definitions change: labels older than this are stale
+
+
+class WindowSpec(BaseModel):
+    """How readings become windows: which sensors, how many readings, and how far to slide."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sensors: list[str] = Field(min_length=1)
+    size: int = Field(ge=2, le=10_000)
+    step: int = Field(ge=1, le=10_000)
+    feature_set_version: int = FEATURE_SET_VERSION
+
+    @model_validator(mode="after")
+    def _unique(self) -> WindowSpec:
+        if len(set(self.sensors)) != len(self.sensors):
+            raise ValueError("sensor names must be unique")
+        return self
+
+    @property
+    def n_features(self) -> int:
+        return len(self.sensors) * len(STATS)
+
+
+def feature_names(sensors: Sequence[str]) -> list[str]:
+    """Names of the features `extract` returns, in order."""
+    return [f"{sensor}.{stat}" for sensor in sensors for stat in STATS]
+
+
+_SLOPE_CACHE: dict[int, np.ndarray] = {}
+
+
+def _slope_weights(size: int) -> np.ndarray:
+    weights = _SLOPE_CACHE.get(size)
+    if weights is None:
+        t = np.arange(size, dtype=np.float64) - (size - 1) / 2.0
+        weights = t / float(t @ t)
+        _SLOPE_CACHE[size] = weights
+    return weights
+
+
+def extract(windows: np.ndarray) -> np.ndarray:
+    """Features of one window ``(size, sensors)`` or a batch ``(n, size, sensors)``, as float32.
+
+    Returns shape ``(sensors * 6,)`` or ``(n, sensors * 6)``. Computed in float64 and rounded once,
+    so a window gives the same features alone or inside a batch.
+    """
+    x = np.asarray(windows, dtype=np.float64)
+    if x.ndim not in (2, 3) or x.shape[-2] < 2:
+        raise ValueError(f"expected (size>=2, sensors) or (n, size>=2, sensors), got shape {x.shape}")
+    out = np.empty((*x.shape[:-2], x.shape[-1], len(STATS)), dtype=np.float64)
+    out[..., 0] = x.mean(axis=-2)
+    out[..., 1] = x.std(axis=-2)
+    out[..., 2] = x.min(axis=-2)
+    out[..., 3] = x.max(axis=-2)
+    out[..., 4] = x[..., -1, :]
+    out[..., 5] = _slope_weights(x.shape[-2]) @ x
+    return out.reshape(*x.shape[:-2], -1).astype(np.float32)
+
+
+def sliding_windows(readings: np.ndarray, spec: WindowSpec) -> np.ndarray:
+    """All windows of a ``(time, sensors)`` series as a ``(n, size, sensors)`` view, stepping by spec.step."""
+    x = np.asarray(readings)
+    if x.shape[0] < spec.size:
+        return np.empty((0, spec.size, x.shape[1]), dtype=x.dtype)
+    view = np.lib.stride_tricks.sliding_window_view(x, spec.size, axis=0)  # (n, sensors, size)
+    return view[:: spec.step].transpose(0, 2, 1)
+
+
+def histogram_counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Counts of `values` in the open-ended bins defined by `edges`: ``len(edges) + 1`` bins.
+
+    Bin i holds ``edges[i-1] <= v < edges[i]``; the first and last bins are open-ended, so every finite
+    value is counted. This is the sketch agents send and the hub merges.
+    """
+    idx = np.searchsorted(edges, values, side="right")
+    return np.bincount(idx, minlength=len(edges) + 1)

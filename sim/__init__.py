@@ -1,0 +1,1 @@
+"""Simulated machines: degradation to failure, operating regimes, sensor noise and injectable drift."""
