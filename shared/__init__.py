@@ -1,3 +1,5 @@
 """The fleetloop wire contract: messages, topics, codec, errors and feature extraction. No I/O."""
 
-SCHEMA_VERSION = 1
+from typing import Final, Literal
+
+SCHEMA_VERSION: Final[Literal[1]] = 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, model_validator
@@ -31,7 +32,7 @@ class Reference(BaseModel):
         for edges, counts in zip(self.bin_edges, self.histograms, strict=True):
             if len(counts) != len(edges) + 1:
                 raise ValueError("a histogram has len(edges) + 1 bins")
-            if any(b <= a for a, b in zip(edges, edges[1:], strict=False)):
+            if any(b <= a for a, b in itertools.pairwise(edges)):
                 raise ValueError("bin edges must be strictly increasing")
         if len(self.score_histogram) != len(self.score_bin_edges) + 1:
             raise ValueError("the score histogram has len(score_bin_edges) + 1 bins")

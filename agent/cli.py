@@ -1,0 +1,181 @@
+"""`fleetloop agent …`: run the gateway agent, record technician annotations, manage local models."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from agent.settings import AgentSettings, SourceSettings
+from shared.errors import ConfigError, FleetloopError
+from shared.messages import Annotation
+from shared.topics import DEFAULT_PREFIX, Topics
+
+
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="The gateway agent.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the agent loop until stopped (Ctrl-C stops it cleanly)")
+    _settings_args(run)
+    run.add_argument("--source", choices=["sim", "cmapss", "csv", "mqtt"], help="sensor source kind")
+    run.add_argument("--source-path", type=Path, help="file to replay (cmapss, csv)")
+    run.add_argument("--rate", type=float, help="readings per second (0 = as fast as possible)")
+    run.add_argument("--seed", type=int, help="simulator seed")
+    run.add_argument("--initial-model", type=Path, help="model version dir to install if none is active")
+    run.add_argument("--max-windows", type=int, help="stop after this many windows")
+    run.add_argument("--duration", type=float, help="stop after this many seconds")
+
+    ann = sub.add_parser("annotate", help="record a technician's annotation and queue it for the hub")
+    _local_args(ann)
+    target = ann.add_mutually_exclusive_group(required=True)
+    target.add_argument("--trace-id", help="the prediction being labelled")
+    target.add_argument("--range", nargs=2, type=float, metavar=("START_TS", "END_TS"),
+                        help="a time range (unix seconds) on this device")
+    ann.add_argument("--label", required=True, choices=["fault", "no_fault"])
+    ann.add_argument("--fault-type", help="e.g. bearing, seal, cavitation")
+    ann.add_argument("--technician", required=True, help="technician id")
+    ann.add_argument("--confidence", type=float, default=1.0, help="0..1 (default 1)")
+    ann.add_argument("--signal", default="confirmed",
+                     choices=["confirmed", "correction", "escalation", "rating", "thumbs", "implicit"])
+    ann.add_argument("--note", help="free text")
+
+    models = sub.add_parser("models", help="list, install, activate or roll back local model versions")
+    _local_args(models)
+    models.add_argument("action", choices=["list", "install", "activate", "rollback"])
+    models.add_argument("target", nargs="?", help="version directory (install) or version (activate)")
+
+    status = sub.add_parser("status", help="summary of the local database: predictions, outbox, model")
+    _local_args(status)
+    return parser
+
+
+def _settings_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, help="settings file (TOML or JSON); env FLEETLOOP_AGENT_* also read")
+    p.add_argument("--device-id", help="this gateway's id (also its broker username)")
+    p.add_argument("--data-dir", type=Path, help="where the database and model store live")
+    p.add_argument("--mqtt-host")
+    p.add_argument("--mqtt-port", type=int)
+    p.add_argument("--dev", action="store_true", help="dev mode: allow running without an MQTT password")
+
+
+def _local_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, help="settings file (TOML or JSON) to take device id and data dir from")
+    p.add_argument("--device-id")
+    p.add_argument("--data-dir", type=Path)
+    p.add_argument("--prefix", default=None, help=f"topic prefix (default {DEFAULT_PREFIX})")
+
+
+def _local(args: argparse.Namespace) -> tuple[str, Path, str]:
+    """Device id, data dir and prefix for commands that only touch the local database."""
+    data: dict[str, Any] = {}
+    if args.config:
+        from agent.settings import _read_file
+
+        data = _read_file(args.config)
+    device_id = args.device_id or data.get("device_id")
+    if not device_id:
+        raise ConfigError("which device? pass --device-id or --config")
+    data_dir = Path(args.data_dir or data.get("data_dir") or "var/agent")
+    return device_id, data_dir, args.prefix or data.get("prefix") or DEFAULT_PREFIX
+
+
+def run(args: argparse.Namespace) -> int:
+    return {"run": _run, "annotate": _annotate, "models": _models, "status": _status}[args.command](args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from agent.app import build_agent
+
+    overrides: dict[str, Any] = {
+        "device_id": args.device_id, "data_dir": args.data_dir, "mqtt_host": args.mqtt_host,
+        "mqtt_port": args.mqtt_port, "initial_model": args.initial_model, "dev_mode": True if args.dev else None,
+    }
+    settings = AgentSettings.load(args.config, **overrides)
+    cli_source = {"kind": args.source, "path": args.source_path, "rate": args.rate, "seed": args.seed}
+    try:
+        source = SourceSettings.model_validate(
+            {**settings.source.model_dump(), **{k: v for k, v in cli_source.items() if v is not None}}
+        )
+    except ValueError as exc:
+        raise ConfigError(f"invalid source settings: {exc}") from None
+    settings = settings.model_copy(update={"source": source})
+    agent = build_agent(settings)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    counters = agent.run(stop, max_windows=args.max_windows, duration_s=args.duration)
+    print(json.dumps({"device_id": settings.device_id, "readings": counters.readings,
+                      "windows": counters.windows, "anomalies": counters.anomalies,
+                      "samples": counters.samples, "inference_errors": counters.inference_errors}))
+    return 0
+
+
+def _annotate(args: argparse.Namespace) -> int:
+    from agent.app import record_annotation
+    from agent.db import AgentDB
+
+    device_id, data_dir, prefix = _local(args)
+    start, end = args.range if args.range else (None, None)
+    try:
+        annotation = Annotation(
+            device_id=device_id, ts=time.time(), trace_id=args.trace_id, start_ts=start, end_ts=end,
+            label=args.label, fault_type=args.fault_type, technician_id=args.technician,
+            confidence=args.confidence, signal=args.signal, note=args.note,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"invalid annotation: {exc}") from None
+    db = AgentDB(data_dir / "agent.db")
+    known = args.trace_id is None or db.prediction(args.trace_id) is not None
+    record_annotation(db, Topics(prefix), annotation)
+    db.close()
+    print(f"annotation {annotation.annotation_id} queued for the hub"
+          + ("" if known else f" (trace {args.trace_id} is not in this device's log)"))
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    from agent.db import AgentDB
+    from agent.modelstore import ModelStore
+
+    _, data_dir, _ = _local(args)
+    db = AgentDB(data_dir / "agent.db")
+    store = ModelStore(data_dir / "models", db)
+    if args.action == "list":
+        for version in store.versions():
+            marks = [m for m, v in (("active", store.active_version), ("previous", store.previous_version))
+                     if v == version]
+            print(version + (f"  ({', '.join(marks)})" if marks else ""))
+    elif args.action == "install":
+        if not args.target:
+            raise FleetloopError("install needs a model version directory")
+        manifest = store.install(Path(args.target))
+        print(f"installed {manifest.version}")
+    elif args.action == "activate":
+        if not args.target:
+            raise FleetloopError("activate needs a version")
+        print(f"active: {store.activate(args.target).version}")
+    else:
+        print(f"active: {store.rollback().version}")
+    db.close()
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from agent.db import AgentDB
+    from agent.modelstore import ModelStore
+
+    _, data_dir, _ = _local(args)
+    db = AgentDB(data_dir / "agent.db")
+    store = ModelStore(data_dir / "models", db)
+    print(json.dumps({
+        "predictions": db.prediction_count(), "outbox": db.outbox_size(),
+        "active_model": store.active_version, "previous_model": store.previous_version,
+        "db_bytes": db.used_bytes(), "integrity": "ok" if db.integrity_ok() else "FAILED",
+    }, indent=2))
+    db.close()
+    return 0

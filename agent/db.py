@@ -1,0 +1,309 @@
+"""The agent's local SQLite database: predictions, outbox, annotations and model state.
+
+One file, WAL mode, schema by migrations. Every write path commits atomically, so a kill -9 leaves
+either the whole batch (predictions together with their outbox rows) or none of it.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlite_utils import Database, Migrations
+
+from shared.errors import StoreError
+
+log = logging.getLogger(__name__)
+
+migrations = Migrations("fleetloop.agent")
+
+# Outbox priorities: lower leaves first.
+PRIORITY_ANNOTATION = 0
+PRIORITY_ANOMALY = 1
+PRIORITY_MODEL_EVENT = 2
+PRIORITY_STATS = 3
+PRIORITY_SAMPLE = 4
+
+
+@migrations()
+def m001_initial(db: Database) -> None:
+    db.execute(
+        """CREATE TABLE predictions (
+            id INTEGER PRIMARY KEY,
+            trace_id TEXT NOT NULL UNIQUE,
+            device_id TEXT NOT NULL,
+            ts REAL NOT NULL,
+            unit TEXT,
+            window_start REAL NOT NULL,
+            window_end REAL NOT NULL,
+            model_version TEXT NOT NULL,
+            features BLOB NOT NULL,
+            score REAL,
+            decision INTEGER NOT NULL,
+            shadow_version TEXT,
+            shadow_score REAL
+        )"""
+    )
+    db.execute("CREATE INDEX predictions_ts ON predictions (ts)")
+    db.execute(
+        """CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY,
+            msg_id TEXT NOT NULL,
+            topic TEXT NOT NULL,
+            payload BLOB NOT NULL,
+            priority INTEGER NOT NULL,
+            retain INTEGER NOT NULL DEFAULT 0,
+            created REAL NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt REAL NOT NULL DEFAULT 0
+        )"""
+    )
+    db.execute("CREATE INDEX outbox_order ON outbox (priority, id)")
+    db.execute(
+        """CREATE TABLE annotations (
+            annotation_id TEXT PRIMARY KEY,
+            trace_id TEXT,
+            start_ts REAL,
+            end_ts REAL,
+            label TEXT NOT NULL,
+            fault_type TEXT,
+            technician_id TEXT NOT NULL,
+            confidence REAL NOT NULL,
+            signal TEXT NOT NULL,
+            note TEXT,
+            created REAL NOT NULL
+        )"""
+    )
+    db.execute("CREATE TABLE state (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+
+
+@dataclass(frozen=True, slots=True)
+class PredictionRow:
+    trace_id: str
+    device_id: str
+    ts: float
+    unit: str | None
+    window_start: float
+    window_end: float
+    model_version: str
+    features: bytes
+    score: float | None
+    decision: bool
+    shadow_version: str | None = None
+    shadow_score: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    id: int
+    msg_id: str
+    topic: str
+    payload: bytes
+    priority: int
+    retain: bool
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxMessage:
+    """A message to enqueue: it leaves through the outbox once the enclosing batch commits."""
+
+    msg_id: str
+    topic: str
+    payload: bytes
+    priority: int
+    retain: bool = False
+
+
+_PREDICTION_SQL = (
+    "INSERT OR IGNORE INTO predictions (trace_id, device_id, ts, unit, window_start, window_end, "
+    "model_version, features, score, decision, shadow_version, shadow_score) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_OUTBOX_SQL = "INSERT INTO outbox (msg_id, topic, payload, priority, retain, created) VALUES (?, ?, ?, ?, ?, ?)"
+
+
+class AgentDB:
+    """Typed access to the agent database. Not thread-safe: one instance per thread."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None)
+            self.db = Database(conn)
+            self.conn = conn
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints; WAL never corrupts
+            conn.execute("PRAGMA foreign_keys=ON")
+            migrations.apply(self.db)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot open agent database {self.path}: {exc}") from exc
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # -- writes -------------------------------------------------------------------------------
+    def write_batch(self, predictions: Sequence[PredictionRow], messages: Sequence[OutboxMessage]) -> None:
+        """Insert predictions and outbox messages in one transaction."""
+        now = time.time()
+        with self._transaction():
+            if predictions:
+                self.conn.executemany(
+                    _PREDICTION_SQL,
+                    [
+                        (
+                            p.trace_id, p.device_id, p.ts, p.unit, p.window_start, p.window_end,
+                            p.model_version, p.features, p.score, int(p.decision), p.shadow_version,
+                            p.shadow_score,
+                        )
+                        for p in predictions
+                    ],
+                )
+            if messages:
+                self.conn.executemany(
+                    _OUTBOX_SQL,
+                    [(m.msg_id, m.topic, m.payload, m.priority, int(m.retain), now) for m in messages],
+                )
+
+    def enqueue(self, messages: Iterable[OutboxMessage]) -> None:
+        self.write_batch((), list(messages))
+
+    def add_annotation(self, row: dict[str, object], message: OutboxMessage) -> None:
+        """Record an annotation locally and enqueue it, atomically."""
+        with self._transaction():
+            columns = ", ".join(row)
+            marks = ", ".join("?" for _ in row)
+            self.conn.execute(f"INSERT OR IGNORE INTO annotations ({columns}) VALUES ({marks})", list(row.values()))
+            self.conn.execute(
+                _OUTBOX_SQL,
+                (message.msg_id, message.topic, message.payload, message.priority, int(message.retain),
+                 time.time()),
+            )
+
+    # -- outbox -------------------------------------------------------------------------------
+    def due_outbox(self, now: float, limit: int, exclude: Iterable[int] = ()) -> list[OutboxRow]:
+        """Rows ready to (re)send, by priority then age, skipping those already in flight."""
+        excluded = set(exclude)
+        rows = self.conn.execute(
+            "SELECT id, msg_id, topic, payload, priority, retain, attempts FROM outbox "
+            "WHERE next_attempt <= ? ORDER BY priority, id LIMIT ?",
+            (now, limit + len(excluded)),
+        ).fetchall()
+        out = [OutboxRow(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6]) for r in rows if r[0] not in excluded]
+        return out[:limit]
+
+    def mark_attempt(self, row_id: int, next_attempt: float) -> None:
+        with self._transaction():
+            self.conn.execute(
+                "UPDATE outbox SET attempts = attempts + 1, next_attempt = ? WHERE id = ?", (next_attempt, row_id)
+            )
+
+    def delete_outbox(self, row_ids: Sequence[int]) -> None:
+        if not row_ids:
+            return
+        with self._transaction():
+            self.conn.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in row_ids])
+
+    def outbox_size(self) -> int:
+        return int(self.conn.execute("SELECT count(*) FROM outbox").fetchone()[0])
+
+    def trim_outbox(self, max_rows: int) -> int:
+        """Drop the lowest-priority, oldest rows beyond `max_rows`; return how many were dropped."""
+        excess = self.outbox_size() - max_rows
+        if excess <= 0:
+            return 0
+        with self._transaction():
+            self.conn.execute(
+                "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox ORDER BY priority DESC, id LIMIT ?)",
+                (excess,),
+            )
+        return excess
+
+    # -- retention ----------------------------------------------------------------------------
+    def prediction_count(self) -> int:
+        return int(self.conn.execute("SELECT count(*) FROM predictions").fetchone()[0])
+
+    def used_bytes(self) -> int:
+        """Bytes of the database that hold data (excluding free pages that SQLite will reuse)."""
+        page_size = self.conn.execute("PRAGMA page_size").fetchone()[0]
+        pages = self.conn.execute("PRAGMA page_count").fetchone()[0]
+        free = self.conn.execute("PRAGMA freelist_count").fetchone()[0]
+        return int((pages - free) * page_size)
+
+    def enforce_retention(self, max_rows: int, max_bytes: int) -> int:
+        """Delete the oldest predictions beyond `max_rows`, then while over `max_bytes`; return deleted."""
+        deleted = 0
+        excess = self.prediction_count() - max_rows
+        if excess > 0:
+            deleted += self._delete_oldest(excess)
+        while self.used_bytes() > max_bytes:
+            count = self.prediction_count()
+            if count == 0:
+                break
+            deleted += self._delete_oldest(max(1, count // 10))
+        if deleted:
+            log.info("retention: deleted %d oldest predictions", deleted)
+        return deleted
+
+    def _delete_oldest(self, n: int) -> int:
+        with self._transaction():
+            cur = self.conn.execute(
+                "DELETE FROM predictions WHERE id IN (SELECT id FROM predictions ORDER BY id LIMIT ?)", (n,)
+            )
+        return cur.rowcount
+
+    # -- reads --------------------------------------------------------------------------------
+    def prediction(self, trace_id: str) -> dict[str, object] | None:
+        rows = list(self.db.query("SELECT * FROM predictions WHERE trace_id = ?", [trace_id]))
+        return rows[0] if rows else None
+
+    def predictions_between(self, start_ts: float, end_ts: float) -> list[dict[str, object]]:
+        return list(
+            self.db.query("SELECT * FROM predictions WHERE ts BETWEEN ? AND ? ORDER BY ts", [start_ts, end_ts])
+        )
+
+    # -- key/value state ----------------------------------------------------------------------
+    def get_state(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_state(self, values: dict[str, str | None]) -> None:
+        """Set (or with None, delete) several keys in one transaction."""
+        with self._transaction():
+            for key, value in values.items():
+                if value is None:
+                    self.conn.execute("DELETE FROM state WHERE key = ?", (key,))
+                else:
+                    self.conn.execute(
+                        "INSERT INTO state (key, value) VALUES (?, ?) "
+                        "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                        (key, value),
+                    )
+
+    def integrity_ok(self) -> bool:
+        return self.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+    def _transaction(self) -> _Tx:
+        return _Tx(self.conn)
+
+
+class _Tx:
+    """BEGIN IMMEDIATE … COMMIT, rolled back on error (the connection is in autocommit mode)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            self.conn.execute("COMMIT")
+        else:
+            self.conn.execute("ROLLBACK")

@@ -1,0 +1,135 @@
+"""The agent's model store: verified versions on disk, the active one and the previous one.
+
+Layout: ``{root}/{version}/model.onnx, manifest.json[, manifest.sig]``. Which version is active (and
+which was before it) is kept in the agent database, so switching is one atomic commit and a kill -9
+at any point leaves a pointer to a version that was verified before it was pointed at.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Protocol
+
+from pydantic import ValidationError
+
+from agent.db import AgentDB
+from agent.inference import OnnxModel
+from shared.errors import ModelError, ModelIntegrityError, ModelLoadError
+from shared.manifest import MANIFEST_FILE, MODEL_FILE, SIGNATURE_FILE, ModelManifest, sha256_bytes
+
+log = logging.getLogger(__name__)
+
+ACTIVE = "model.active"
+PREVIOUS = "model.previous"
+
+
+class ManifestVerifier(Protocol):
+    """Checks a manifest's signature; raises ModelIntegrityError when it does not verify."""
+
+    def verify(self, manifest_bytes: bytes, signature: bytes | None) -> None: ...
+
+
+def read_version(directory: Path, verifier: ManifestVerifier | None = None) -> tuple[ModelManifest, bytes]:
+    """Read a version directory and check it: signature (if a verifier is given), manifest, sha256."""
+    manifest_path = directory / MANIFEST_FILE
+    model_path = directory / MODEL_FILE
+    if not manifest_path.is_file() or not model_path.is_file():
+        raise ModelLoadError(f"{directory} is not a model version (needs {MODEL_FILE} and {MANIFEST_FILE})")
+    manifest_bytes = manifest_path.read_bytes()
+    if verifier is not None:
+        sig_path = directory / SIGNATURE_FILE
+        verifier.verify(manifest_bytes, sig_path.read_bytes() if sig_path.is_file() else None)
+    try:
+        manifest = ModelManifest.model_validate_json(manifest_bytes)
+    except ValidationError as exc:
+        raise ModelLoadError(f"{manifest_path}: invalid manifest: {exc.errors(include_url=False)[0]}") from None
+    onnx_bytes = model_path.read_bytes()
+    actual = sha256_bytes(onnx_bytes)
+    if actual != manifest.onnx_sha256:
+        raise ModelIntegrityError(
+            f"model {manifest.version}: sha256 of {MODEL_FILE} is {actual}, manifest says {manifest.onnx_sha256}"
+        )
+    return manifest, onnx_bytes
+
+
+class ModelStore:
+    def __init__(self, root: Path, db: AgentDB, verifier: ManifestVerifier | None = None) -> None:
+        self.root = root
+        self.db = db
+        self.verifier = verifier
+        root.mkdir(parents=True, exist_ok=True)
+
+    def versions(self) -> list[str]:
+        return sorted(p.name for p in self.root.iterdir() if (p / MANIFEST_FILE).is_file())
+
+    @property
+    def active_version(self) -> str | None:
+        return self.db.get_state(ACTIVE)
+
+    @property
+    def previous_version(self) -> str | None:
+        return self.db.get_state(PREVIOUS)
+
+    def install(self, source: Path) -> ModelManifest:
+        """Verify a version directory and copy it into the store (atomically; idempotent)."""
+        manifest, _ = read_version(source, self.verifier)
+        target = self.root / manifest.version
+        if target.exists():
+            existing, _ = read_version(target, self.verifier)
+            if existing.onnx_sha256 != manifest.onnx_sha256:
+                raise ModelIntegrityError(f"version {manifest.version} is already installed with other content")
+            return existing
+        staging = Path(tempfile.mkdtemp(prefix=f".{manifest.version}.", dir=self.root))
+        try:
+            for name in (MODEL_FILE, MANIFEST_FILE, SIGNATURE_FILE):
+                if (source / name).is_file():
+                    shutil.copyfile(source / name, staging / name)
+            read_version(staging, self.verifier)  # what landed on disk is what we checked
+            staging.rename(target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        log.info("installed model %s", manifest.version)
+        return manifest
+
+    def load(self, version: str) -> OnnxModel:
+        """Verify and load one installed version (does not change which version is active)."""
+        manifest, onnx_bytes = read_version(self.root / version, self.verifier)
+        if manifest.version != version:
+            raise ModelIntegrityError(f"directory {version} holds a manifest for {manifest.version}")
+        return OnnxModel(manifest, onnx_bytes)
+
+    def activate(self, version: str) -> OnnxModel:
+        """Load `version` and make it the active one; the old active becomes previous."""
+        model = self.load(version)
+        current = self.active_version
+        if current != version:
+            self.db.set_state({ACTIVE: version, PREVIOUS: current})
+        return model
+
+    def load_active(self) -> OnnxModel | None:
+        """The active model; if it no longer verifies or loads, fall back to the previous one."""
+        active = self.active_version
+        if active is None:
+            return None
+        try:
+            return self.load(active)
+        except ModelError as exc:
+            previous = self.previous_version
+            log.error("active model %s refused (%s); falling back to %s", active, exc, previous)
+            if previous is None:
+                raise
+            model = self.load(previous)
+            self.db.set_state({ACTIVE: previous, PREVIOUS: None})
+            return model
+
+    def rollback(self) -> OnnxModel:
+        """Make the previous version active again."""
+        previous = self.previous_version
+        if previous is None:
+            raise ModelError("no previous model version to roll back to")
+        model = self.load(previous)
+        self.db.set_state({ACTIVE: previous, PREVIOUS: self.active_version})
+        return model

@@ -1,0 +1,117 @@
+"""Store-and-forward: outbox rows leave over MQTT QoS 1 by priority and are deleted when the broker acks.
+
+A row stays in the database until its PUBACK arrives, so a broker outage or a kill -9 loses nothing;
+after a restart, rows that were in flight are sent again (receivers dedupe by msg_id). Rows that are
+not acknowledged in time, or cannot be handed to the client, are retried with exponential backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+from dataclasses import dataclass
+from typing import Protocol
+
+import paho.mqtt.client as mqtt
+
+from agent.db import AgentDB
+
+log = logging.getLogger(__name__)
+
+
+class Publisher(Protocol):
+    """What the forwarder needs from an MQTT link."""
+
+    acked: queue.SimpleQueue[int]
+    connected_since: float
+
+    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> mqtt.MQTTMessageInfo: ...
+
+    def is_connected(self) -> bool: ...
+
+
+@dataclass
+class ForwarderStats:
+    sent: int = 0
+    acked: int = 0
+    retried: int = 0
+    dropped: int = 0
+
+
+class Forwarder:
+    def __init__(
+        self,
+        db: AgentDB,
+        link: Publisher,
+        *,
+        window: int = 100,
+        ack_timeout_s: float = 30.0,
+        retry_min_s: float = 1.0,
+        retry_max_s: float = 60.0,
+        max_rows: int = 200_000,
+    ) -> None:
+        self.db = db
+        self.link = link
+        self.window = window
+        self.ack_timeout_s = ack_timeout_s
+        self.retry_min_s = retry_min_s
+        self.retry_max_s = retry_max_s
+        self.max_rows = max_rows
+        self._inflight: dict[int, tuple[int, float]] = {}  # mid -> (row id, sent at)
+        self.stats = ForwarderStats()
+
+    @property
+    def inflight(self) -> int:
+        return len(self._inflight)
+
+    def pump(self, now: float) -> None:
+        """Delete acknowledged rows, retry stale ones and send what is due, up to the window."""
+        self._collect_acks()
+        self._expire(now)
+        if not self.link.is_connected():
+            return
+        free = self.window - len(self._inflight)
+        if free <= 0:
+            return
+        in_flight_rows = {row for row, _ in self._inflight.values()}
+        for row in self.db.due_outbox(now, free, exclude=in_flight_rows):
+            info = self.link.publish(row.topic, row.payload, qos=1, retain=row.retain)
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                self._backoff(row.id, row.attempts, now)
+                break
+            self._inflight[info.mid] = (row.id, now)
+            self.stats.sent += 1
+
+    def trim(self) -> None:
+        """Keep the outbox bounded; the lowest-priority, oldest rows go first."""
+        dropped = self.db.trim_outbox(self.max_rows)
+        if dropped:
+            self.stats.dropped += dropped
+            log.warning("outbox over %d rows: dropped %d low-priority messages", self.max_rows, dropped)
+
+    def _collect_acks(self) -> None:
+        done: list[int] = []
+        while True:
+            try:
+                mid = self.link.acked.get_nowait()
+            except queue.Empty:
+                break
+            entry = self._inflight.pop(mid, None)
+            if entry is not None:
+                done.append(entry[0])
+        if done:
+            self.db.delete_outbox(done)
+            self.stats.acked += len(done)
+
+    def _expire(self, now: float) -> None:
+        """Rows unacknowledged for ack_timeout of *connected* time are sent again."""
+        since = self.link.connected_since
+        stale = [mid for mid, (_, sent) in self._inflight.items() if now - max(sent, since) > self.ack_timeout_s]
+        for mid in stale:
+            row_id, _ = self._inflight.pop(mid)
+            self._backoff(row_id, 0, now)
+            self.stats.retried += 1
+
+    def _backoff(self, row_id: int, attempts: int, now: float) -> None:
+        delay = min(self.retry_max_s, self.retry_min_s * (2 ** min(attempts, 16)))
+        self.db.mark_attempt(row_id, now + delay)

@@ -1,0 +1,305 @@
+"""The agent loop: readings → windows → features → ONNX → decision → SQLite + outbox → MQTT.
+
+Single-threaded by design (one slow core): the loop owns the database; paho's network thread only
+hands acks and inbound messages over through queues.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from agent.db import (
+    PRIORITY_ANOMALY,
+    PRIORITY_MODEL_EVENT,
+    PRIORITY_SAMPLE,
+    PRIORITY_STATS,
+    AgentDB,
+    OutboxMessage,
+    PredictionRow,
+)
+from agent.inference import OnnxModel
+from agent.link import Link
+from agent.modelstore import ModelStore
+from agent.outbox import Forwarder
+from agent.settings import AgentSettings
+from agent.sources.base import Reading, SensorSource
+from agent.stats import StatsAccumulator
+from agent.windowing import Windower
+from shared.codec import encode
+from shared.errors import ConfigError
+from shared.features import extract
+from shared.ids import new_id
+from shared.messages import Anomaly, Message, ModelEvent, Sample
+from shared.topics import Kind, Topics
+
+log = logging.getLogger(__name__)
+
+SampleReason = Literal["random", "low_confidence"]
+RETENTION_EVERY_S = 30.0
+PUMP_EVERY_S = 0.05
+
+
+@dataclass
+class Counters:
+    readings: int = 0
+    windows: int = 0
+    anomalies: int = 0
+    samples: int = 0
+    inference_errors: int = 0
+    nan_scores: int = 0
+    commits: int = 0
+    extra: dict[str, int] = field(default_factory=dict)
+
+
+class Agent:
+    """A running gateway agent. Build it with `Agent.from_settings` or inject parts for tests/benchmarks."""
+
+    def __init__(
+        self,
+        settings: AgentSettings,
+        source: SensorSource,
+        db: AgentDB,
+        store: ModelStore,
+        link: Link | None,
+    ) -> None:
+        self.settings = settings
+        self.device_id = settings.device_id
+        self.source = source
+        self.db = db
+        self.store = store
+        self.link = link
+        self.topics = Topics(settings.prefix)
+        self.forwarder = (
+            Forwarder(
+                db,
+                link,
+                window=settings.publish_window,
+                ack_timeout_s=settings.ack_timeout_s,
+                retry_min_s=settings.retry_min_s,
+                retry_max_s=settings.retry_max_s,
+                max_rows=settings.outbox_max_rows,
+            )
+            if link is not None
+            else None
+        )
+        self.counters = Counters()
+        self._rng = random.Random(f"{settings.device_id}:{settings.source.seed}")
+        self._pending_rows: list[PredictionRow] = []
+        self._pending_msgs: list[OutboxMessage] = []
+        self._pending_since = 0.0
+        self._lowconf_tokens = float(settings.low_confidence_per_min)
+        self._lowconf_at = time.monotonic()
+        self._source_bad_rows = 0
+        self.model = self._initial_model()
+        self._bind(self.model, time.time())
+
+    # -- set-up ---------------------------------------------------------------------------------
+    def _initial_model(self) -> OnnxModel:
+        model = self.store.load_active()
+        if model is None:
+            if self.settings.initial_model is None:
+                raise ConfigError(
+                    "no active model: pass initial_model (a model version directory) or install one with "
+                    "'fleetloop agent models install DIR'"
+                )
+            manifest = self.store.install(self.settings.initial_model)
+            model = self.store.activate(manifest.version)
+        self._enqueue_now(
+            ModelEvent(device_id=self.device_id, ts=time.time(), model_version=model.version, event="loaded",
+                       version=model.version),
+            Kind.MODEL_EVENT, PRIORITY_MODEL_EVENT,
+        )
+        log.info("serving model %s (threshold %.3f)", model.version, model.threshold)
+        return model
+
+    def _bind(self, model: OnnxModel, now: float) -> None:
+        """Point windowing and stats at `model`'s window spec and reference bins."""
+        self.windower = Windower(model.manifest.window, self.source.sensors)
+        self.stats = StatsAccumulator(model.manifest, self.device_id, now)
+        self._stats_due = now + self.settings.stats_interval_s
+
+    def status_fields(self) -> dict[str, object]:
+        from fleetloop import __version__
+
+        return {
+            "model_version": self.model.version,
+            "agent_version": __version__,
+            "site": self.settings.site,
+            "asset_type": self.settings.asset_type,
+        }
+
+    # -- the hot path ---------------------------------------------------------------------------
+    def process(self, reading: Reading) -> None:
+        """Handle one reading: maybe a window, a prediction, an anomaly or a sample."""
+        self.counters.readings += 1
+        window = self.windower.push(reading.ts, reading.values, reading.unit)
+        if window is None:
+            return
+        started = time.perf_counter()
+        features = extract(window)
+        try:
+            score = float(self.model.score(features.reshape(1, -1))[0])
+        except Exception as exc:  # onnxruntime errors are untyped; one bad window must not stop the loop
+            self.counters.inference_errors += 1
+            self.stats.inference_errors += 1
+            if self.counters.inference_errors <= 10 or self.counters.inference_errors % 1000 == 0:
+                log.error("inference failed (%d so far): %s", self.counters.inference_errors, exc)
+            return
+        finite = math.isfinite(score)
+        if not finite:
+            self.counters.nan_scores += 1
+            self.stats.nan_scores += 1
+        anomaly = finite and score >= self.model.threshold
+        now = time.time()
+        trace_id = new_id()
+        window_start = self.windower.window_start(reading.unit)
+        self._pending_rows.append(
+            PredictionRow(
+                trace_id, self.device_id, now, reading.unit, window_start, reading.ts, self.model.version,
+                features.tobytes(), score if finite else None, anomaly,
+            )
+        )
+        if not self._pending_since:
+            self._pending_since = now
+        if finite:
+            reason = self._sample_reason(score, anomaly)
+            if anomaly or reason is not None:
+                self._queue_prediction(trace_id, now, window_start, reading, score, anomaly, features, reason)
+            self.stats.add(features, score, anomaly, time.perf_counter() - started)
+        self.counters.windows += 1
+
+    def _sample_reason(self, score: float, anomaly: bool) -> SampleReason | None:
+        if anomaly:
+            return None
+        if self._rng.random() < self.settings.sample_rate:
+            return "random"
+        if abs(score - self.model.threshold) <= self.model.manifest.low_confidence_margin:
+            clock = time.monotonic()
+            cap = float(self.settings.low_confidence_per_min)
+            self._lowconf_tokens = min(cap, self._lowconf_tokens + (clock - self._lowconf_at) * cap / 60.0)
+            self._lowconf_at = clock
+            if self._lowconf_tokens >= 1.0:
+                self._lowconf_tokens -= 1.0
+                return "low_confidence"
+        return None
+
+    def _queue_prediction(
+        self, trace_id: str, now: float, window_start: float, reading: Reading, score: float, anomaly: bool,
+        features: np.ndarray, reason: SampleReason | None,
+    ) -> None:
+        common = {
+            "device_id": self.device_id, "ts": now, "model_version": self.model.version, "trace_id": trace_id,
+            "window_start": window_start, "window_end": reading.ts, "unit": reading.unit, "score": score,
+            "threshold": self.model.threshold, "decision": anomaly, "features": features.tolist(),
+        }
+        message: Message
+        if anomaly:
+            message = Anomaly(**common)
+            kind, priority = Kind.ANOMALY, PRIORITY_ANOMALY
+            self.counters.anomalies += 1
+        else:
+            assert reason is not None
+            message = Sample(reason=reason, **common)
+            kind, priority = Kind.SAMPLE, PRIORITY_SAMPLE
+            self.counters.samples += 1
+            self.stats.samples += 1
+        self._pending_msgs.append(self._outbox_message(message, kind, priority))
+
+    def _outbox_message(self, message: Message, kind: Kind, priority: int) -> OutboxMessage:
+        return OutboxMessage(message.msg_id, self.topics.topic(self.device_id, kind), encode(message), priority)
+
+    def _enqueue_now(self, message: Message, kind: Kind, priority: int) -> None:
+        self.db.enqueue([self._outbox_message(message, kind, priority)])
+
+    def commit(self) -> None:
+        """Write pending predictions and their outbox messages in one transaction."""
+        if self._pending_rows or self._pending_msgs:
+            self.db.write_batch(self._pending_rows, self._pending_msgs)
+            self._pending_rows = []
+            self._pending_msgs = []
+            self.counters.commits += 1
+        self._pending_since = 0.0
+
+    # -- housekeeping ---------------------------------------------------------------------------
+    def flush_stats(self, now: float) -> None:
+        bad_rows = self.source.bad_rows
+        self.stats.bad_rows += bad_rows - self._source_bad_rows
+        self._source_bad_rows = bad_rows
+        self.stats.bad_readings += self.windower.bad_readings
+        self.windower.bad_readings = 0
+        self._pending_msgs.append(
+            self._outbox_message(self.stats.flush(now, self.model.version), Kind.STATS, PRIORITY_STATS)
+        )
+        self._stats_due = now + self.settings.stats_interval_s
+
+    def run(self, stop: threading.Event | None = None, *, max_windows: int | None = None,
+            duration_s: float | None = None, drain_s: float = 5.0) -> Counters:
+        """Run until `stop` is set, the source ends, `max_windows` or `duration_s`; then drain the outbox."""
+        stop = stop or threading.Event()
+        settings = self.settings
+        deadline = time.time() + duration_s if duration_s else math.inf
+        next_pump = next_retention = 0.0
+        if self.link is not None:
+            self.link.start()
+        try:
+            while not stop.is_set():
+                reading = self.source.read(0.0 if self._pending_rows else PUMP_EVERY_S)
+                if reading is not None:
+                    self.process(reading)
+                now = time.time()
+                if self._pending_since and (
+                    reading is None
+                    or len(self._pending_rows) >= settings.commit_every
+                    or now - self._pending_since >= settings.commit_interval_s
+                ):
+                    self.commit()
+                if now >= self._stats_due:
+                    self.flush_stats(now)
+                    self.commit()
+                if self.forwarder is not None and (reading is None or now >= next_pump):
+                    self._drain_inbound()
+                    self.forwarder.pump(now)
+                    next_pump = now + PUMP_EVERY_S
+                if now >= next_retention:
+                    self.db.enforce_retention(settings.retention_rows, int(settings.retention_mb * 1024 * 1024))
+                    if self.forwarder is not None:
+                        self.forwarder.trim()
+                    next_retention = now + RETENTION_EVERY_S
+                if (max_windows is not None and self.counters.windows >= max_windows) or now >= deadline:
+                    break
+                if reading is None and self.source.exhausted:
+                    log.info("source exhausted after %d readings", self.counters.readings)
+                    break
+        finally:
+            self.flush_stats(time.time())
+            self.commit()
+            self._drain(drain_s)
+            if self.link is not None:
+                self.link.stop()
+        return self.counters
+
+    def _drain(self, seconds: float) -> None:
+        """Give the outbox up to `seconds` to empty before stopping (what remains is sent next start)."""
+        if self.forwarder is None or self.link is None:
+            return
+        end = time.time() + seconds
+        while time.time() < end:
+            self.forwarder.pump(time.time())
+            if self.db.outbox_size() == 0:
+                return
+            time.sleep(0.02)
+        log.info("stopping with %d messages still in the outbox", self.db.outbox_size())
+
+    def _drain_inbound(self) -> None:
+        assert self.link is not None
+        while not self.link.inbound.empty():
+            kind, _payload = self.link.inbound.get_nowait()
+            log.info("received %s (model assignment arrives with the rollout feature)", kind.value)

@@ -1,0 +1,141 @@
+"""AgentSettings: one validated settings object, read from env (FLEETLOOP_AGENT_*) and an optional file."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.errors import ConfigError
+from shared.topics import DEFAULT_PREFIX, validate_device_id
+
+
+class SourceSettings(BaseModel):
+    """Where readings come from."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["sim", "cmapss", "csv", "mqtt"] = "sim"
+    path: Path | None = Field(default=None, description="file to replay (cmapss, csv)")
+    units: list[str] | None = Field(default=None, description="replay only these units/engines")
+    rate: float = Field(default=1.0, ge=0.0, description="readings per second; 0 = as fast as possible")
+    seed: int = Field(default=0, description="simulator seed")
+    sim_config: dict[str, Any] = Field(default_factory=dict, description="simulator machine settings")
+    topic: str | None = Field(default=None, description="MQTT topic to read readings from (mqtt)")
+    time_column: str | None = Field(default=None, description="CSV time column (csv)")
+    sensors: list[str] | None = Field(default=None, description="CSV columns to use (csv)")
+    limit: int | None = Field(default=None, ge=1, description="stop after this many readings")
+
+    @model_validator(mode="after")
+    def _needs(self) -> SourceSettings:
+        if self.kind in ("cmapss", "csv") and self.path is None:
+            raise ValueError(f"source kind {self.kind!r} needs source.path")
+        if self.kind == "mqtt" and not self.topic:
+            raise ValueError("source kind 'mqtt' needs source.topic")
+        return self
+
+
+class AgentSettings(BaseSettings):
+    """Everything a gateway agent needs. Built at the entry point and passed down."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="FLEETLOOP_AGENT_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    device_id: str
+    dev_mode: bool = Field(default=False, description="allow insecure local defaults (no password)")
+    data_dir: Path = Field(default=Path("var/agent"), description="database and model store live here")
+    prefix: str = DEFAULT_PREFIX
+    site: str | None = None
+    asset_type: str | None = None
+
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = Field(default=1883, ge=1, le=65535)
+    mqtt_username: str | None = Field(default=None, description="defaults to the device id")
+    mqtt_password: SecretStr | None = None
+    mqtt_tls_ca: Path | None = None
+    mqtt_keepalive: int = Field(default=30, ge=5, le=3600)
+
+    source: SourceSettings = Field(default_factory=SourceSettings)
+    initial_model: Path | None = Field(default=None, description="model version dir to install if none active")
+
+    sample_rate: float = Field(default=0.01, ge=0.0, le=1.0, description="random share of predictions sent")
+    low_confidence_per_min: int = Field(default=60, ge=0, description="cap on low-confidence samples")
+    stats_interval_s: float = Field(default=60.0, gt=0)
+    commit_every: int = Field(default=256, ge=1, description="windows per SQLite transaction at most")
+    commit_interval_s: float = Field(default=0.2, gt=0, description="longest a prediction waits to commit")
+    retention_rows: int = Field(default=1_000_000, ge=1000)
+    retention_mb: float = Field(default=512.0, gt=1.0)
+    outbox_max_rows: int = Field(default=200_000, ge=100)
+    publish_window: int = Field(default=100, ge=1, le=10_000, description="unacknowledged messages at most")
+    ack_timeout_s: float = Field(default=30.0, gt=0)
+    retry_min_s: float = Field(default=1.0, gt=0)
+    retry_max_s: float = Field(default=60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _secure(self) -> AgentSettings:
+        validate_device_id(self.device_id)
+        if self.mqtt_password is None and not self.dev_mode:
+            raise ValueError(
+                "no MQTT password: set FLEETLOOP_AGENT_MQTT_PASSWORD (or mqtt_password in the config file); "
+                "only dev_mode=true may run without one"
+            )
+        if not self.dev_mode and self.mqtt_tls_ca is None and not _is_loopback(self.mqtt_host):
+            raise ValueError(
+                f"refusing plain-text MQTT to {self.mqtt_host}: set mqtt_tls_ca, or dev_mode=true for testing"
+            )
+        return self
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "agent.db"
+
+    @property
+    def model_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def username(self) -> str:
+        return self.mqtt_username or self.device_id
+
+    @classmethod
+    def load(cls, path: Path | None = None, **overrides: Any) -> AgentSettings:
+        """Settings from a TOML or JSON file (if given), then env, then `overrides`; ConfigError if invalid."""
+        data: dict[str, Any] = {}
+        if path is not None:
+            data = _read_file(path)
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return cls(**data)
+        except ValidationError as exc:
+            lines = [
+                f"  {'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
+                for err in exc.errors(include_url=False)
+            ]
+            where = f" ({path})" if path else ""
+            raise ConfigError("invalid agent settings" + where + ":\n" + "\n".join(lines)) from None
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read settings file {path}: {exc.strerror}") from None
+    try:
+        return json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except (ValueError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"settings file {path} is not valid {path.suffix.lstrip('.') or 'TOML'}: {exc}") from None
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,81 @@
+"""Per-period statistics the agent reports: feature and score sketches, counts, latency percentiles.
+
+Feature rows are buffered and folded into histograms in chunks, so the per-window cost is one row copy.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from shared.features import histogram_counts
+from shared.manifest import ModelManifest
+from shared.messages import Stats
+
+CHUNK = 1024
+LATENCY_SAMPLES = 4096
+
+
+class StatsAccumulator:
+    def __init__(self, manifest: ModelManifest, device_id: str, start: float) -> None:
+        self.device_id = device_id
+        self.model_version = manifest.version
+        self.edges = [np.asarray(e, dtype=np.float64) for e in manifest.reference.bin_edges]
+        self.score_edges = np.asarray(manifest.reference.score_bin_edges, dtype=np.float64)
+        self._rows = np.empty((CHUNK, len(self.edges)), dtype=np.float32)
+        self._scores = np.empty(CHUNK, dtype=np.float64)
+        self._latency = np.empty(LATENCY_SAMPLES, dtype=np.float64)
+        self._reset(start)
+
+    def _reset(self, start: float) -> None:
+        self.period_start = start
+        self.feature_hist = [np.zeros(len(e) + 1, dtype=np.int64) for e in self.edges]
+        self.score_hist = np.zeros(len(self.score_edges) + 1, dtype=np.int64)
+        self._n = 0
+        self._lat_n = 0
+        self.windows = self.anomalies = self.samples = 0
+        self.bad_readings = self.bad_rows = self.inference_errors = self.nan_scores = 0
+
+    def add(self, features: np.ndarray, score: float, anomaly: bool, latency_s: float) -> None:
+        """Record one scored window."""
+        self._rows[self._n] = features
+        self._scores[self._n] = score
+        self._n += 1
+        if self._n == CHUNK:
+            self._fold()
+        self._latency[self._lat_n % LATENCY_SAMPLES] = latency_s
+        self._lat_n += 1
+        self.windows += 1
+        self.anomalies += anomaly
+
+    def _fold(self) -> None:
+        rows = self._rows[: self._n]
+        for j, edges in enumerate(self.edges):
+            self.feature_hist[j] += histogram_counts(rows[:, j], edges)
+        self.score_hist += histogram_counts(self._scores[: self._n], self.score_edges)
+        self._n = 0
+
+    def flush(self, now: float, model_version: str | None = None) -> Stats:
+        """The Stats message for the period ending now; starts a new period."""
+        self._fold()
+        lat = self._latency[: min(self._lat_n, LATENCY_SAMPLES)]
+        p50, p99 = (np.percentile(lat, [50, 99]) * 1000.0).tolist() if lat.size else (None, None)
+        message = Stats(
+            device_id=self.device_id,
+            ts=now,
+            model_version=model_version or self.model_version,
+            period_start=self.period_start,
+            period_end=now,
+            windows=self.windows,
+            anomalies=self.anomalies,
+            samples=self.samples,
+            bad_readings=self.bad_readings,
+            bad_rows=self.bad_rows,
+            inference_errors=self.inference_errors,
+            nan_scores=self.nan_scores,
+            feature_hist=[h.tolist() for h in self.feature_hist],
+            score_hist=self.score_hist.tolist(),
+            latency_p50_ms=p50,
+            latency_p99_ms=p99,
+        )
+        self._reset(now)
+        return message

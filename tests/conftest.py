@@ -1,0 +1,7 @@
+"""Test-wide fixtures live in tests/fixtures/*; each module owns one concern."""
+
+pytest_plugins = [
+    "tests.fixtures.broker",
+    "tests.fixtures.model",
+    "tests.fixtures.data",
+]
