@@ -1,0 +1,31 @@
+"""Fleet drift detection: pure functions over mergeable histogram sketches (numpy and scipy only).
+
+One statistic per module, each a pure function returning a small frozen result:
+
+- `psi`: Population Stability Index and its 0.1 / 0.2 bands.
+- `divergence`: Jensen-Shannon distance (base 2, in [0, 1]).
+- `stattests`: chi-square test of homogeneity, a KS-style test on binned counts, two-proportion z-test.
+- `fdr`: Benjamini-Hochberg adjusted p-values.
+- `edges`: reference bin edges from training values (handles constant features).
+- `sketch`: the `Sketch` the hub merges from device `Stats` messages.
+- `report`: `drift_report` and `fleet_reports`, which gate significance by effect size.
+- `results`: the frozen `DriftReport` they return (``to_dict()`` for JSON).
+
+No I/O, no clock, no database: callers pass sketches in and store the `DriftReport` they get back.
+"""
+
+from hub.drift.report import drift_report, fleet_reports
+from hub.drift.results import AnomalyRateChange, DriftReport, FeatureDrift, ScoreDrift
+from hub.drift.sketch import Sketch, merge, merge_sketches
+
+__all__ = [
+    "AnomalyRateChange",
+    "DriftReport",
+    "FeatureDrift",
+    "ScoreDrift",
+    "Sketch",
+    "drift_report",
+    "fleet_reports",
+    "merge",
+    "merge_sketches",
+]
