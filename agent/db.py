@@ -128,13 +128,14 @@ _OUTBOX_SQL = "INSERT INTO outbox (msg_id, topic, payload, priority, retain, cre
 
 
 class AgentDB:
-    """Typed access to the agent database. Not thread-safe: one instance per thread."""
+    """Typed access to the agent database. Not thread-safe: use an instance from one thread at a time."""
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None)
+            # one thread at a time, but it may be built in one thread and run in another
+            conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None, check_same_thread=False)
             self.db = Database(conn)
             self.conn = conn
             conn.execute("PRAGMA journal_mode=WAL")

@@ -66,7 +66,7 @@ class Link:
             client.tls_set(ca_certs=tls_ca, tls_version=ssl.PROTOCOL_TLS_CLIENT)
         client.max_inflight_messages_set(1000)
         client.max_queued_messages_set(0)
-        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.reconnect_delay_set(min_delay=1, max_delay=8)
         offline = Status(device_id=device_id, ts=time.time(), state="offline")
         client.will_set(topics.topic(device_id, Kind.STATUS), encode(offline), qos=1, retain=True)
         client.on_connect = self._on_connect

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from shared.codec import decode, decode_topic, encode
 from shared.errors import DecodeError
-from shared.messages import Anomaly, Annotation, Assign, Command, ModelEvent, Sample, Stats, Status
+from shared.messages import Annotation, Anomaly, Assign, Command, ModelEvent, Sample, Stats, Status
 from shared.topics import Kind, Topics
 
 finite = st.floats(allow_nan=False, allow_infinity=False, width=64)

@@ -1,0 +1,43 @@
+"""Readings from arrays already in memory: for benchmarks, tests and replaying pre-recorded data."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from agent.sources.base import Reading
+
+
+class ArraySource:
+    """Yields the rows of a ``(time, sensors)`` array as readings, as fast as they are read."""
+
+    def __init__(
+        self,
+        sensors: Sequence[str],
+        values: np.ndarray,
+        ts: np.ndarray | None = None,
+        units: Sequence[str | None] | None = None,
+    ) -> None:
+        self.sensors = list(sensors)
+        self.values = np.asarray(values, dtype=np.float64)
+        if self.values.ndim != 2 or self.values.shape[1] != len(self.sensors):
+            raise ValueError(f"values must be (time, {len(self.sensors)}), got {self.values.shape}")
+        self.ts = np.arange(len(self.values), dtype=np.float64) if ts is None else np.asarray(ts, dtype=np.float64)
+        self.units = list(units) if units is not None else None
+        self.bad_rows = 0
+        self._i = 0
+
+    def read(self, timeout: float) -> Reading | None:
+        i = self._i
+        if i >= len(self.values):
+            return None
+        self._i = i + 1
+        return Reading(float(self.ts[i]), self.values[i], self.units[i] if self.units else None)
+
+    @property
+    def exhausted(self) -> bool:
+        return self._i >= len(self.values)
+
+    def close(self) -> None:
+        pass

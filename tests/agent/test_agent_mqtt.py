@@ -1,0 +1,73 @@
+"""Agent integration on a real broker, real onnxruntime and a real SQLite file."""
+
+from __future__ import annotations
+
+import json
+
+from agent.app import build_agent
+from agent.db import AgentDB
+from shared.codec import decode
+from shared.messages import Anomaly, Sample, Stats, Status
+from tests.agent.helpers import agent_settings, anomaly_trace_ids
+from tests.fixtures.broker import HUB_USER, Collector, subscribe
+
+
+def test_predictions_are_logged_and_anomalies_arrive_with_their_trace_ids(
+    tmp_path, broker, mqtt_clients, initial_model_dir
+):
+    collector = Collector()
+    hub = mqtt_clients.connect(broker, HUB_USER, collector=collector)
+    for kind in ("anomaly", "sample", "stats", "status", "model/event"):
+        subscribe(hub, f"fleetloop/dev-1/{kind}")
+
+    settings = agent_settings(tmp_path, broker, "dev-1", initial_model_dir)
+    agent = build_agent(settings)
+    counters = agent.run(max_windows=800, drain_s=10)
+
+    db = AgentDB(settings.db_path)
+    assert db.prediction_count() == counters.windows == 800
+    logged = anomaly_trace_ids(settings.db_path)
+    assert len(logged) >= 5, "the fast-failing simulator should produce anomalies"
+    assert db.outbox_size() == 0
+
+    def anomalies(msgs):
+        return {m.json()["trace_id"] for m in msgs if m.topic.endswith("/anomaly")}
+
+    collector.wait_for(lambda msgs: anomalies(msgs) >= logged, timeout=10)
+    received = [decode(Anomaly, m.payload) for m in collector.messages if m.topic.endswith("/anomaly")]
+    assert {a.trace_id for a in received} == logged
+    first = received[0]
+    row = db.prediction(first.trace_id)
+    assert row is not None and row["model_version"] == first.model_version == "v1"
+    assert abs(row["score"] - first.score) < 1e-9 and first.score >= first.threshold
+    assert len(first.features) == len(agent.model.manifest.feature_names)
+
+    samples = [decode(Sample, m.payload) for m in collector.messages if m.topic.endswith("/sample")]
+    assert samples and all(not s.decision for s in samples)
+    stats = [decode(Stats, m.payload) for m in collector.messages if m.topic.endswith("/stats")]
+    assert sum(s.windows for s in stats) == 800
+    manifest = agent.model.manifest
+    assert all(len(h) == len(e) + 1 for h, e in zip(stats[-1].feature_hist, manifest.reference.bin_edges,
+                                                        strict=True))
+    assert sum(s.anomalies for s in stats) == len(logged)
+    statuses = [decode(Status, m.payload) for m in collector.messages if m.topic.endswith("/status")]
+    assert statuses[0].state == "online" and statuses[0].model_version == "v1"
+    assert statuses[-1].state == "offline"  # clean stop says offline too
+    events = [json.loads(m.payload) for m in collector.messages if m.topic.endswith("/model/event")]
+    assert events and events[0]["event"] == "loaded"
+
+
+def test_retained_status_and_last_will(tmp_path, broker, mqtt_clients, initial_model_dir):
+    settings = agent_settings(tmp_path, broker, "dev-2", initial_model_dir)
+    agent = build_agent(settings)
+    assert agent.link is not None
+    agent.link.start()
+    assert agent.link.connected.wait(5)
+    late = Collector()
+    observer = mqtt_clients.connect(broker, HUB_USER, collector=late)
+    subscribe(observer, "fleetloop/dev-2/status")
+    late.wait_for(lambda msgs: any(m.retain and m.json()["state"] == "online" for m in msgs), timeout=5)
+    # an unclean loss of the connection: the broker publishes the retained last will
+    agent.link.client._sock_close()
+    agent.link.client.loop_stop()
+    late.wait_for(lambda msgs: any(m.json()["state"] == "offline" for m in msgs), timeout=60)

@@ -1,0 +1,103 @@
+"""The agent database on real SQLite files: atomic batches, outbox order, retention bounds."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import numpy as np
+import pytest
+
+from agent.db import (
+    PRIORITY_ANNOTATION,
+    PRIORITY_ANOMALY,
+    PRIORITY_SAMPLE,
+    PRIORITY_STATS,
+    AgentDB,
+    OutboxMessage,
+    PredictionRow,
+)
+from shared.ids import new_id
+
+
+def _row(i: int) -> PredictionRow:
+    return PredictionRow(new_id(), "dev-1", float(i), None, 0.0, float(i), "v1",
+                         np.zeros(36, dtype=np.float32).tobytes(), 0.1, False)
+
+
+def _msg(priority: int, topic: str = "t") -> OutboxMessage:
+    return OutboxMessage(new_id(), topic, b"{}", priority)
+
+
+def test_migrations_are_idempotent_and_wal(tmp_path):
+    db = AgentDB(tmp_path / "a.db")
+    db.close()
+    db = AgentDB(tmp_path / "a.db")
+    assert db.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert {"predictions", "outbox", "annotations", "state"} <= set(db.db.table_names())
+
+
+def test_outbox_orders_by_priority_then_age(tmp_path):
+    db = AgentDB(tmp_path / "a.db")
+    db.enqueue([_msg(PRIORITY_SAMPLE, "s1"), _msg(PRIORITY_STATS, "st"), _msg(PRIORITY_ANOMALY, "a1"),
+                _msg(PRIORITY_ANNOTATION, "n"), _msg(PRIORITY_ANOMALY, "a2")])
+    assert [r.topic for r in db.due_outbox(now=1e12, limit=10)] == ["n", "a1", "a2", "st", "s1"]
+    first = db.due_outbox(now=1e12, limit=2)
+    assert [r.topic for r in db.due_outbox(now=1e12, limit=2, exclude=[r.id for r in first])] == ["a2", "st"]
+
+
+def test_backoff_hides_rows_until_due(tmp_path):
+    db = AgentDB(tmp_path / "a.db")
+    db.enqueue([_msg(PRIORITY_ANOMALY)])
+    row = db.due_outbox(now=100.0, limit=1)[0]
+    db.mark_attempt(row.id, next_attempt=160.0)
+    assert db.due_outbox(now=150.0, limit=1) == []
+    again = db.due_outbox(now=160.0, limit=1)[0]
+    assert again.attempts == 1
+    db.delete_outbox([again.id])
+    assert db.outbox_size() == 0
+
+
+def test_trim_drops_lowest_priority_first(tmp_path):
+    db = AgentDB(tmp_path / "a.db")
+    db.enqueue([_msg(PRIORITY_SAMPLE)] * 5 + [_msg(PRIORITY_ANOMALY)] * 3)
+    assert db.trim_outbox(4) == 4
+    assert sorted(r.priority for r in db.due_outbox(1e12, 10)) == [1, 1, 1, 4]
+
+
+def test_batch_is_atomic(tmp_path):
+    db = AgentDB(tmp_path / "a.db")
+    rows = [_row(i) for i in range(3)]
+    db.write_batch(rows, [_msg(PRIORITY_ANOMALY)])
+    with pytest.raises(sqlite3.IntegrityError):  # payload NOT NULL fails after the prediction was inserted
+        db.write_batch([_row(9)], [OutboxMessage(new_id(), "t", None, 1)])  # type: ignore[arg-type]
+    assert db.prediction_count() == 3  # the failed batch left nothing behind
+    assert db.outbox_size() == 1
+    assert db.prediction(rows[1].trace_id)["model_version"] == "v1"  # type: ignore[index]
+
+
+def test_retention_by_rows_keeps_newest(tmp_path):
+    db = AgentDB(tmp_path / "a.db")
+    rows = [_row(i) for i in range(50)]
+    db.write_batch(rows, [])
+    assert db.enforce_retention(max_rows=20, max_bytes=10**9) == 30
+    assert db.prediction_count() == 20
+    assert db.prediction(rows[0].trace_id) is None
+    assert db.prediction(rows[-1].trace_id) is not None
+
+
+def test_retention_by_bytes_bounds_the_file(tmp_path):
+    db = AgentDB(tmp_path / "a.db")
+    for _ in range(20):
+        db.write_batch([_row(i) for i in range(500)], [])
+    limit = 400_000
+    assert db.used_bytes() > limit
+    db.enforce_retention(max_rows=10**9, max_bytes=limit)
+    assert db.used_bytes() <= limit
+    assert db.prediction_count() > 0
+
+
+def test_state_set_and_delete(tmp_path):
+    db = AgentDB(tmp_path / "a.db")
+    db.set_state({"a": "1", "b": "2"})
+    db.set_state({"a": None, "b": "3"})
+    assert (db.get_state("a"), db.get_state("b")) == (None, "3")

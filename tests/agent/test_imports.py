@@ -1,0 +1,36 @@
+"""The agent stays light: importing it and running predictions loads no scikit-learn, scipy or fastapi."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+FORBIDDEN = ("sklearn", "scipy", "fastapi", "skl2onnx", "starlette")
+
+
+def test_agent_prediction_path_imports_nothing_heavy(initial_model_dir, tmp_path):
+    code = textwrap.dedent(
+        f"""
+        import json, sys
+        import numpy as np
+        import agent.cli, agent.app, agent.runtime, agent.link, agent.outbox, agent.sources.sim
+        from agent.app import build_agent
+        from agent.settings import AgentSettings
+        from agent.sources.sim import SimSource
+
+        settings = AgentSettings(device_id="dev-imp", dev_mode=True, data_dir={str(tmp_path)!r},
+                                 initial_model={str(initial_model_dir)!r})
+        source = SimSource("dev-imp", seed=1, rate=0, limit=400)
+        agent = build_agent(settings, source, connect=False)
+        counters = agent.run(max_windows=50)
+        heavy = sorted({{m.split(".")[0] for m in sys.modules}} & set({FORBIDDEN!r}))
+        print(json.dumps({{"windows": counters.windows, "heavy": heavy}}))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["windows"] == 50
+    assert result["heavy"] == []
