@@ -60,6 +60,7 @@ class ModelStore:
         self.root = root
         self.db = db
         self.verifier = verifier
+        self.refusals: list[tuple[str, str]] = []  # (version, reason) of versions refused, for model events
         root.mkdir(parents=True, exist_ok=True)
 
     def versions(self) -> list[str]:
@@ -119,6 +120,7 @@ class ModelStore:
         except ModelError as exc:
             previous = self.previous_version
             log.error("active model %s refused (%s); falling back to %s", active, exc, previous)
+            self.refusals.append((active, str(exc)))
             if previous is None:
                 raise
             model = self.load(previous)

@@ -43,6 +43,7 @@ from shared.topics import Kind, Topics
 log = logging.getLogger(__name__)
 
 SampleReason = Literal["random", "low_confidence"]
+ModelEventKind = Literal["loaded", "refused", "swapped", "rolled_back", "health_ok", "health_failed", "shadow_report"]
 RETENTION_EVERY_S = 30.0
 PUMP_EVERY_S = 0.05
 
@@ -112,13 +113,17 @@ class Agent:
                 )
             manifest = self.store.install(self.settings.initial_model)
             model = self.store.activate(manifest.version)
-        self._enqueue_now(
-            ModelEvent(device_id=self.device_id, ts=time.time(), model_version=model.version, event="loaded",
-                       version=model.version),
-            Kind.MODEL_EVENT, PRIORITY_MODEL_EVENT,
-        )
+        for version, reason in self.store.refusals:
+            self._model_event("refused", version, reason[:2000], model.version)
+        self.store.refusals.clear()
+        self._model_event("loaded", model.version, None, model.version)
         log.info("serving model %s (threshold %.3f)", model.version, model.threshold)
         return model
+
+    def _model_event(self, event: ModelEventKind, version: str, detail: str | None, serving: str) -> None:
+        message = ModelEvent(device_id=self.device_id, ts=time.time(), model_version=serving, event=event,
+                             version=version, detail=detail)
+        self._enqueue_now(message, Kind.MODEL_EVENT, PRIORITY_MODEL_EVENT)
 
     def _bind(self, model: OnnxModel, now: float) -> None:
         """Point windowing and stats at `model`'s window spec and reference bins."""

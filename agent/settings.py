@@ -8,10 +8,10 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.errors import ConfigError
+from shared.errors import ConfigError, TopicError
 from shared.topics import DEFAULT_PREFIX, validate_device_id
 
 
@@ -77,9 +77,16 @@ class AgentSettings(BaseSettings):
     retry_min_s: float = Field(default=1.0, gt=0)
     retry_max_s: float = Field(default=60.0, gt=0)
 
+    @field_validator("device_id")
+    @classmethod
+    def _device_id(cls, value: str) -> str:
+        try:
+            return validate_device_id(value)
+        except TopicError as exc:
+            raise ValueError(str(exc)) from None
+
     @model_validator(mode="after")
     def _secure(self) -> AgentSettings:
-        validate_device_id(self.device_id)
         if self.mqtt_password is None and not self.dev_mode:
             raise ValueError(
                 "no MQTT password: set FLEETLOOP_AGENT_MQTT_PASSWORD (or mqtt_password in the config file); "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import logging
 import sys
 from collections.abc import Sequence
@@ -42,9 +43,22 @@ def _top_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# what each extra provides (top-level import names)
+EXTRAS: dict[str, tuple[str, ...]] = {
+    "agent": ("onnxruntime", "paho", "sqlite_utils"),
+    "hub": ("onnxruntime", "paho", "sqlite_utils", "sklearn", "skl2onnx", "onnx", "scipy", "fastapi", "uvicorn"),
+}
+
+
 def load_group(name: str):  # type: ignore[no-untyped-def]
     """Import a group's module, or raise FleetloopError naming the extra to install."""
     module_name, extra, _ = GROUPS[name]
+    missing = [m for m in EXTRAS[extra] if importlib.util.find_spec(m) is None]
+    if missing:
+        raise FleetloopError(
+            f"'fleetloop {name}' needs the {extra} extra ({', '.join(missing)} not installed): "
+            f"pip install 'fleetloop[{extra}]'"
+        )
     try:
         return importlib.import_module(module_name)
     except ModuleNotFoundError as exc:

@@ -25,6 +25,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     build.add_argument("--out", required=True, type=Path, metavar="DIR", help="new version directory")
     build.add_argument("--seed", type=int, default=7, help="seed of the simulation and training (default 7)")
     build.add_argument("--version", default="v1", help="version string in the manifest (default v1)")
+    build.add_argument("--if-missing", action="store_true",
+                       help="do nothing if DIR already holds a valid model version (for container start-up)")
 
     show = sub.add_parser(
         "show",
@@ -39,7 +41,12 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     if args.command == "build-initial":
         from models.initial import build_initial
+        from models.version import read_version
 
+        if args.if_missing and (args.out / "manifest.json").is_file():
+            manifest, _ = read_version(args.out)
+            sys.stdout.write(f"{args.out} already holds {manifest.version}; nothing to do\n")
+            return 0
         manifest = build_initial(args.out, seed=args.seed, version=args.version)
         sys.stdout.write(f"wrote {args.out}\n{summarize(manifest)}")
         return 0

@@ -57,3 +57,12 @@ def test_build_initial_refuses_an_existing_version(initial_model_dir: Path) -> N
     with pytest.raises(VersionExistsError) as caught:
         run(args)
     assert isinstance(caught.value, FleetloopError)  # fleetloop.cli turns it into a message and exit 2
+
+
+def test_build_initial_if_missing_keeps_an_existing_version(initial_model_dir, capsys):
+    from fleetloop.cli import main
+
+    before = (initial_model_dir / "model.onnx").read_bytes()
+    assert main(["models", "build-initial", "--out", str(initial_model_dir), "--if-missing"]) == 0
+    assert "nothing to do" in capsys.readouterr().out
+    assert (initial_model_dir / "model.onnx").read_bytes() == before
