@@ -5,9 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sim.machine import SENSORS, MachineConfig, SimulatedMachine
-
 from agent.sources.base import Reading
+from sim.machine import SENSORS, MachineConfig, SimulatedMachine
 
 
 class SimSource:
