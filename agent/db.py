@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlite_utils import Database, Migrations
 
@@ -259,11 +260,11 @@ class AgentDB:
         return cur.rowcount
 
     # -- reads --------------------------------------------------------------------------------
-    def prediction(self, trace_id: str) -> dict[str, object] | None:
+    def prediction(self, trace_id: str) -> dict[str, Any] | None:
         rows = list(self.db.query("SELECT * FROM predictions WHERE trace_id = ?", [trace_id]))
         return rows[0] if rows else None
 
-    def predictions_between(self, start_ts: float, end_ts: float) -> list[dict[str, object]]:
+    def predictions_between(self, start_ts: float, end_ts: float) -> list[dict[str, Any]]:
         return list(
             self.db.query("SELECT * FROM predictions WHERE ts BETWEEN ? AND ? ORDER BY ts", [start_ts, end_ts])
         )

@@ -33,11 +33,11 @@ from agent.settings import AgentSettings
 from agent.sources.base import Reading, SensorSource
 from agent.stats import StatsAccumulator
 from agent.windowing import Windower
-from shared.codec import encode
-from shared.errors import ConfigError
+from shared.codec import decode, encode
+from shared.errors import ConfigError, FleetloopError
 from shared.features import extract
 from shared.ids import new_id
-from shared.messages import Anomaly, Message, ModelEvent, Sample
+from shared.messages import Anomaly, Command, Message, ModelEvent, Sample
 from shared.topics import Kind, Topics
 
 log = logging.getLogger(__name__)
@@ -304,7 +304,41 @@ class Agent:
         log.info("stopping with %d messages still in the outbox", self.db.outbox_size())
 
     def _drain_inbound(self) -> None:
+        """Handle hub → device messages; a bad one is logged and dropped, never fatal."""
         assert self.link is not None
         while not self.link.inbound.empty():
-            kind, _payload = self.link.inbound.get_nowait()
-            log.info("received %s (model assignment arrives with the rollout feature)", kind.value)
+            kind, payload = self.link.inbound.get_nowait()
+            try:
+                if kind is Kind.CMD:
+                    self._command(decode(Command, payload))
+                else:
+                    log.info("received %s (model assignment arrives with the rollout feature)", kind.value)
+            except FleetloopError as exc:
+                self.counters.extra["bad_inbound"] = self.counters.extra.get("bad_inbound", 0) + 1
+                log.warning("dropped a %s message: %s", kind.value, exc)
+
+    def _command(self, command: Command) -> None:
+        if command.cmd == "upload_traces":
+            self.commit()
+            sent = self.upload_traces(command.trace_ids)
+            log.info("hub asked for %d traces; %d found and queued", len(command.trace_ids), sent)
+        else:
+            log.info("command %s arrives with the rollout feature", command.cmd)
+
+    def upload_traces(self, trace_ids: list[str]) -> int:
+        """Queue the logged predictions with these trace ids (with features) for the hub."""
+        messages = []
+        for trace_id in trace_ids:
+            row = self.db.prediction(trace_id)
+            if row is None or row["score"] is None:
+                continue
+            features = np.frombuffer(row["features"], dtype=np.float32)
+            message = Sample(
+                device_id=self.device_id, ts=time.time(), model_version=row["model_version"], trace_id=trace_id,
+                window_start=row["window_start"], window_end=row["window_end"], unit=row["unit"],
+                score=row["score"], threshold=self.model.threshold, decision=bool(row["decision"]),
+                features=features.tolist(), reason="requested",
+            )
+            messages.append(self._outbox_message(message, Kind.SAMPLE, PRIORITY_MODEL_EVENT))
+        self.db.enqueue(messages)
+        return len(messages)

@@ -59,9 +59,9 @@ class Anomaly(Prediction):
 
 
 class Sample(Prediction):
-    """A prediction sent for labeling: a random slice or a low-confidence one."""
+    """A prediction sent for labeling: a random slice, a low-confidence one, or one the hub asked for."""
 
-    reason: Literal["random", "low_confidence"]
+    reason: Literal["random", "low_confidence", "requested"]
 
 
 class Stats(Message):

@@ -6,8 +6,8 @@ import json
 
 from agent.app import build_agent
 from agent.db import AgentDB
-from shared.codec import decode
-from shared.messages import Anomaly, Sample, Stats, Status
+from shared.codec import decode, encode
+from shared.messages import Anomaly, Command, Sample, Stats, Status
 from tests.agent.helpers import agent_settings, anomaly_trace_ids
 from tests.fixtures.broker import HUB_USER, Collector, subscribe
 
@@ -63,11 +63,37 @@ def test_retained_status_and_last_will(tmp_path, broker, mqtt_clients, initial_m
     assert agent.link is not None
     agent.link.start()
     assert agent.link.connected.wait(5)
-    late = Collector()
-    observer = mqtt_clients.connect(broker, HUB_USER, collector=late)
+    live = Collector()
+    observer = mqtt_clients.connect(broker, HUB_USER, collector=live)
     subscribe(observer, "fleetloop/dev-2/status")
-    late.wait_for(lambda msgs: any(m.retain and m.json()["state"] == "online" for m in msgs), timeout=5)
+    live.wait_for(lambda msgs: any(m.json()["state"] == "online" for m in msgs), timeout=5)
     # an unclean loss of the connection: the broker publishes the retained last will
-    agent.link.client._sock_close()
+    agent.link.client._sock_close()  # simulate a dropped network: no DISCONNECT is sent
     agent.link.client.loop_stop()
-    late.wait_for(lambda msgs: any(m.json()["state"] == "offline" for m in msgs), timeout=60)
+    live.wait_for(lambda msgs: any(m.json()["state"] == "offline" for m in msgs), timeout=60)
+    late = Collector()  # a subscriber arriving afterwards learns the state from the retained message
+    subscribe(mqtt_clients.connect(broker, HUB_USER, collector=late), "fleetloop/dev-2/status")
+    (message,) = late.wait_count(1, timeout=5)
+    assert message.retain and decode(Status, message.payload).state == "offline"
+
+def test_hub_can_ask_for_traces_and_bad_commands_are_dropped(tmp_path, broker, mqtt_clients, initial_model_dir):
+    settings = agent_settings(tmp_path, broker, "dev-6", initial_model_dir, sample_rate=0.0)
+    agent = build_agent(settings)
+    agent.run(max_windows=30, drain_s=5)
+    wanted = [r[0] for r in agent.db.conn.execute("SELECT trace_id FROM predictions WHERE decision = 0 LIMIT 3")]
+
+    collector = Collector()
+    hub = mqtt_clients.connect(broker, HUB_USER, collector=collector)
+    subscribe(hub, "fleetloop/dev-6/sample")
+    hub.publish("fleetloop/dev-6/cmd", b"{not json", qos=1)
+    command = Command(ts=1.0, cmd="upload_traces", trace_ids=[*wanted, "unknown-trace"])
+    hub.publish("fleetloop/dev-6/cmd", encode(command), qos=1)
+    agent = build_agent(settings)  # restart on the same database; the queued commands arrive
+    agent.run(duration_s=3, drain_s=5)
+    assert agent.counters.extra.get("bad_inbound") == 1
+    def requested(msgs):
+        return [s for s in (decode(Sample, m.payload) for m in msgs) if s.reason == "requested"]
+
+    samples = requested(collector.wait_for(lambda msgs: len(requested(msgs)) >= 3, timeout=10))
+    assert {s.trace_id for s in samples} == set(wanted)
+    assert all(len(s.features) == 36 for s in samples)
