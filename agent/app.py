@@ -24,7 +24,7 @@ def build_source(agent_settings: AgentSettings) -> SensorSource:
         from agent.sources.sim import SimSource
 
         return SimSource(device_id, seed=settings.seed, rate=settings.rate, config=settings.sim_config,
-                         limit=settings.limit)
+                         limit=settings.limit, drifts=settings.drifts)
     if settings.kind == "cmapss":
         from agent.sources.replay import CmapssSource
 

@@ -13,6 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.errors import ConfigError, TopicError
 from shared.topics import DEFAULT_PREFIX, validate_device_id
+from sim.drift import Drift
 
 
 class SourceSettings(BaseModel):
@@ -26,6 +27,7 @@ class SourceSettings(BaseModel):
     rate: float = Field(default=1.0, ge=0.0, description="readings per second; 0 = as fast as possible")
     seed: int = Field(default=0, description="simulator seed")
     sim_config: dict[str, Any] = Field(default_factory=dict, description="simulator machine settings")
+    drifts: list[Drift] = Field(default_factory=list, description="simulator drifts to inject (sensor offset, …)")
     topic: str | None = Field(default=None, description="MQTT topic to read readings from (mqtt)")
     time_column: str | None = Field(default=None, description="CSV time column (csv)")
     sensors: list[str] | None = Field(default=None, description="CSV columns to use (csv)")

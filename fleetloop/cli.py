@@ -13,6 +13,7 @@ import importlib.util
 import logging
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 
 from shared.errors import FleetloopError
 
@@ -50,7 +51,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
 }
 
 
-def load_group(name: str):  # type: ignore[no-untyped-def]
+def load_group(name: str) -> ModuleType:
     """Import a group's module, or raise FleetloopError naming the extra to install."""
     module_name, extra, _ = GROUPS[name]
     missing = [m for m in EXTRAS[extra] if importlib.util.find_spec(m) is None]
@@ -62,9 +63,9 @@ def load_group(name: str):  # type: ignore[no-untyped-def]
     try:
         return importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        missing = exc.name or "a dependency"
+        absent = exc.name or "a dependency"
         raise FleetloopError(
-            f"'fleetloop {name}' needs the {extra} extra ({missing} is not installed): "
+            f"'fleetloop {name}' needs the {extra} extra ({absent} is not installed): "
             f"pip install 'fleetloop[{extra}]'"
         ) from None
 

@@ -270,6 +270,7 @@ class DevBroker:
             self._proc = subprocess.Popen(
                 [self.mosquitto, "-c", str(self.workdir / "mosquitto.conf")],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                process_group=0,  # a terminal's Ctrl-C must not kill the broker before its clients stop
             )
         try:
             self._wait_accepting(HUB_USER, timeout)

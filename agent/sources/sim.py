@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from agent.sources.base import Reading
+from sim.drift import Drift
 from sim.machine import SENSORS, MachineConfig, SimulatedMachine
 
 
@@ -25,9 +27,12 @@ class SimSource:
         config: dict[str, Any] | MachineConfig | None = None,
         start_ts: float | None = None,
         limit: int | None = None,
+        drifts: Sequence[Drift] = (),
     ) -> None:
         cfg = config if isinstance(config, MachineConfig) else MachineConfig(**(config or {}))
         self.machine = SimulatedMachine(machine_id, seed, cfg)
+        for drift in drifts:
+            self.machine.inject(drift)
         self.sensors = list(SENSORS)
         self.bad_rows = 0
         self.rate = rate

@@ -192,3 +192,19 @@ def test_mqtt_source_drops_the_oldest_when_its_queue_is_full(broker: DevBroker, 
         assert [r.ts for r in iter(lambda: source.read(0.0), None)] == [2.0, 3.0, 4.0]
     finally:
         source.close()
+
+
+def test_sim_source_applies_drifts_from_settings() -> None:
+    from agent.app import build_source
+    from agent.settings import AgentSettings
+
+    def first_readings(drifts):
+        settings = AgentSettings(device_id="dev-d", dev_mode=True, source={
+            "kind": "sim", "rate": 0, "seed": 3, "limit": 20, "drifts": drifts})
+        source = build_source(settings)
+        return [source.read(0).values.copy() for _ in range(20)]  # type: ignore[union-attr]
+
+    plain = first_readings([])
+    drifted = first_readings([{"kind": "sensor_offset", "sensor": "pressure", "offset": 5.0, "start_t": 10}])
+    column = ["temperature", "vibration", "pressure", "flow", "current", "rpm"].index("pressure")
+    assert [round(b[column] - a[column], 9) for a, b in zip(plain, drifted, strict=True)] == [0.0] * 10 + [5.0] * 10
