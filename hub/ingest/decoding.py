@@ -1,0 +1,76 @@
+"""What one inbound MQTT message becomes: a record to store or a dead letter with a reason. Pure; no I/O.
+
+Reason codes are `DecodeError.reason` (``too_large``, ``bad_json``, ``schema``, ``device_mismatch``,
+``unknown_topic``) plus two of the hub's: ``retained`` (a device retained a data message, which the
+broker would replay to every new subscriber) and ``internal`` (a bug: the message is kept for a look).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hub.store.base import DEAD_LETTER_PAYLOAD_BYTES, DeadLetter, DeviceMessage, IngestRecord
+from shared.codec import MAX_PAYLOAD_BYTES, decode_topic
+from shared.errors import DecodeError, TopicError
+from shared.messages import Message
+from shared.topics import DEVICE_TO_HUB, Kind, Topics
+
+UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """The outcome for one message: exactly one of `record` and `dead_letter`."""
+
+    kind: str  # the topic's kind as the store names it (``anomaly``, ``model_event`` …) or ``unknown``
+    record: IngestRecord | None = None
+    dead_letter: DeadLetter | None = None
+
+
+def dead_letter(
+    topic: str, payload: bytes, reason: str, detail: str, received_at: float, device_id: str | None = None
+) -> DeadLetter:
+    """A dead letter keeping the first DEAD_LETTER_PAYLOAD_BYTES of `payload` and its full size."""
+    return DeadLetter(topic, bytes(payload[:DEAD_LETTER_PAYLOAD_BYTES]), reason, detail, received_at, len(payload),
+                      device_id)
+
+
+def decode_message(
+    topics: Topics,
+    topic: str,
+    payload: bytes,
+    *,
+    retained: bool,
+    received_at: float,
+    max_bytes: int = MAX_PAYLOAD_BYTES,
+) -> Decoded:
+    """Validate a message from a device topic; anything that is not a valid device → hub message is refused.
+
+    >>> t = Topics("fleetloop")
+    >>> d = decode_message(t, "fleetloop/dev-1/anomaly", b"{", retained=False, received_at=0.0)
+    >>> d.kind, d.dead_letter.reason, d.dead_letter.device_id
+    ('anomaly', 'bad_json', 'dev-1')
+    >>> decode_message(t, "elsewhere/x", b"{}", retained=False, received_at=0.0).dead_letter.reason
+    'unknown_topic'
+    """
+    try:
+        parsed = topics.parse(topic)
+    except TopicError as exc:
+        return Decoded(UNKNOWN, dead_letter=dead_letter(topic, payload, "unknown_topic", str(exc), received_at))
+    kind, device_id = parsed.kind, parsed.device_id
+    name = kind.name.lower()
+    if kind not in DEVICE_TO_HUB:
+        detail = f"{kind.value} is a hub → device topic; the hub does not ingest it"
+        return Decoded(name, dead_letter=dead_letter(topic, payload, "unknown_topic", detail, received_at,
+                                                           device_id))
+    if retained and kind is not Kind.STATUS:
+        detail = f"a retained {kind.value} message: only status is retained (the broker would replay it forever)"
+        return Decoded(name, dead_letter=dead_letter(topic, payload, "retained", detail, received_at, device_id))
+    try:
+        message = decode_topic(topics, topic, payload, max_bytes=max_bytes)
+    except DecodeError as exc:
+        return Decoded(name, dead_letter=dead_letter(topic, payload, exc.reason, exc.detail, received_at,
+                                                           device_id))
+    assert isinstance(message, Message)  # every DEVICE_TO_HUB kind decodes to a device Message
+    device_message: DeviceMessage = message  # type: ignore[assignment]
+    return Decoded(name, record=IngestRecord(device_message, received_at))

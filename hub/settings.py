@@ -1,0 +1,181 @@
+"""HubSettings: one validated settings object, read from env (FLEETLOOP_HUB_*) and an optional file.
+
+Built at the entry point and passed down; nothing reads it at import time. Outside ``dev_mode`` the hub
+refuses to start without an MQTT password and API tokens, and refuses plain-text MQTT to another host.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.codec import MAX_PAYLOAD_BYTES
+from shared.errors import ConfigError, TopicError
+from shared.topics import DEFAULT_PREFIX, Topics
+
+Role = Literal["technician", "operator", "viewer"]
+ROLES: tuple[Role, ...] = ("technician", "operator", "viewer")
+MIN_TOKEN_CHARS = 16
+BROKER_MAX_PACKET_BYTES = 1024 * 1024  # mosquitto/mosquitto.conf max_packet_size
+
+
+class DriftSettings(BaseModel):
+    """How the hub decides drift (defaults match hub.drift.report)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    window_s: float = Field(default=24 * 3600.0, gt=0, description="current window compared with the reference")
+    interval_s: float = Field(default=3600.0, gt=0, description="how often drift is evaluated")
+    min_samples: int = Field(default=200, ge=1, description="fewer windows give insufficient_data, never drift")
+    alpha: float = Field(default=0.01, gt=0, lt=1, description="false discovery rate across features (BH)")
+    psi_threshold: float = Field(default=0.2, gt=0, description="minimum PSI for a feature to count as drifted")
+    test: Literal["chi2", "ks"] = "chi2"
+
+
+class HubSettings(BaseSettings):
+    """Everything the hub process needs."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="FLEETLOOP_HUB_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    dev_mode: bool = Field(default=False, description="allow insecure local defaults (no password, no tokens)")
+    data_dir: Path = Field(default=Path("var/hub"), description="database, models and artifacts live here")
+    store_url: str | None = Field(default=None, description="defaults to sqlite:///<data_dir>/hub.db")
+
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = Field(default=1883, ge=1, le=65535)
+    mqtt_username: str = "hub"
+    mqtt_password: SecretStr | None = None
+    mqtt_tls_ca: Path | None = None
+    mqtt_keepalive: int = Field(default=30, ge=5, le=3600)
+    prefix: str = DEFAULT_PREFIX
+    share_group: str = Field(default="hub", pattern=r"^[A-Za-z0-9_.-]+$", description="MQTT 5 shared subscription")
+
+    ingest_client_id: str | None = Field(
+        default=None,
+        description="stable MQTT client id of this ingest worker (unique per worker); a restarted worker with "
+        "the same id resumes its session and gets the messages it had not acknowledged",
+    )
+    ingest_session_expiry_s: int = Field(default=3600, ge=0, description="how long the broker keeps a dead "
+                                         "worker's session (and its share of messages) for it to come back")
+    ingest_batch_size: int = Field(default=500, ge=1, le=100_000)
+    ingest_flush_interval_s: float = Field(default=0.2, gt=0, le=60)
+    max_payload_bytes: int = Field(default=MAX_PAYLOAD_BYTES, ge=1024, le=BROKER_MAX_PACKET_BYTES)
+
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    tokens: dict[str, Role] = Field(default_factory=dict, repr=False, description="API token → role")
+    tokens_file: Path | None = Field(default=None, description="JSON or TOML file mapping token → role")
+
+    drift: DriftSettings = Field(default_factory=DriftSettings)
+
+    @model_validator(mode="after")
+    def _secure(self) -> HubSettings:
+        try:
+            Topics(self.prefix)
+        except TopicError as exc:
+            raise ValueError(str(exc)) from None
+        if self.tokens_file is not None:
+            self.tokens = {**_read_tokens(self.tokens_file), **self.tokens}
+        if self.dev_mode:
+            return self
+        if self.mqtt_password is None or not self.mqtt_password.get_secret_value():
+            raise ValueError(
+                "no MQTT password: set FLEETLOOP_HUB_MQTT_PASSWORD (or mqtt_password in the config file); "
+                "only dev_mode=true may run without one"
+            )
+        if not self.tokens:
+            raise ValueError(
+                "no API tokens: set FLEETLOOP_HUB_TOKENS to a JSON object of token → role "
+                f"({', '.join(ROLES)}), or tokens_file to a JSON/TOML file of them; only dev_mode=true may run "
+                "without tokens"
+            )
+        short = sum(1 for token in self.tokens if len(token) < MIN_TOKEN_CHARS)
+        if short:
+            raise ValueError(
+                f"{short} API token(s) shorter than {MIN_TOKEN_CHARS} characters: generate them with "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+            )
+        if self.mqtt_tls_ca is None and not _is_loopback(self.mqtt_host):
+            raise ValueError(
+                f"refusing plain-text MQTT to {self.mqtt_host}: set mqtt_tls_ca, or dev_mode=true for testing"
+            )
+        return self
+
+    @property
+    def store(self) -> str:
+        """The store URL in effect."""
+        return self.store_url or f"sqlite:///{self.data_dir / 'hub.db'}"
+
+    @property
+    def password(self) -> str | None:
+        return None if self.mqtt_password is None else self.mqtt_password.get_secret_value()
+
+    @property
+    def topics(self) -> Topics:
+        return Topics(self.prefix)
+
+    @classmethod
+    def load(cls, path: Path | None = None, **overrides: Any) -> HubSettings:
+        """Settings from a TOML or JSON file (if given), then env, then `overrides`; ConfigError if invalid."""
+        data: dict[str, Any] = {}
+        if path is not None:
+            data = _read_file(path)
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return cls(**data)
+        except ValidationError as exc:
+            lines = [
+                f"  {'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
+                for err in exc.errors(include_url=False)
+            ]
+            where = f" ({path})" if path else ""
+            raise ConfigError("invalid hub settings" + where + ":\n" + "\n".join(lines)) from None
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read settings file {path}: {exc.strerror}") from None
+    try:
+        data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except (ValueError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"settings file {path} is not valid {path.suffix.lstrip('.') or 'TOML'}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"settings file {path} must hold a table/object of settings")
+    return data
+
+
+def _read_tokens(path: Path) -> dict[str, Role]:
+    """Token → role from a JSON or TOML file; ValueError (reported by the validator) if unusable."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ValueError(f"cannot read tokens_file {path}: {exc.strerror}") from None
+    try:
+        data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except (ValueError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"tokens_file {path} is not valid {path.suffix.lstrip('.') or 'TOML'}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"tokens_file {path} must map token → role")
+    bad = sorted({str(role) for role in data.values() if role not in ROLES})
+    if bad:
+        raise ValueError(f"tokens_file {path}: unknown role(s) {', '.join(bad)}; use {', '.join(ROLES)}")
+    return {str(token): role for token, role in data.items()}
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

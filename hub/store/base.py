@@ -1,0 +1,319 @@
+"""The hub store's one narrow interface (`HubStore`) and the small typed rows it takes and returns.
+
+Everything the hub reads or writes goes through these methods, so a PostgreSQL store is a second
+implementation chosen by `open_store(url)`, not a change to ingest, labels, drift or the API.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, TypeAlias
+
+from shared.messages import Annotation, Anomaly, ModelEvent, Sample, Stats, Status
+
+DeviceMessage: TypeAlias = Status | Anomaly | Sample | Stats | Annotation | ModelEvent
+PredictionKind = Literal["anomaly", "sample"]
+
+DRIFT_EVENT = "drift_detected"
+"""The event a drift verdict of ``drift`` records, atomically with its report: the retraining trigger."""
+
+DEAD_LETTER_PAYLOAD_BYTES = 4096
+"""How much of a refused payload a dead letter keeps: enough to see what went wrong, bounded in size."""
+
+
+# --- what goes in ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class IngestRecord:
+    """A validated device message and when the hub received it (hub clock)."""
+
+    message: DeviceMessage
+    received_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A message the hub refused: where it came from, its first bytes and why."""
+
+    topic: str
+    payload: bytes
+    reason: str
+    detail: str
+    ts: float
+    payload_size: int | None = None  # of the whole payload; defaults to len(payload)
+    device_id: str | None = None  # when the topic names one
+
+
+# --- what comes out -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A record the store refused although it decoded (e.g. a count beyond 64-bit): dead-letter it."""
+
+    index: int  # into the records passed to `ingest_batch`
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What one `ingest_batch` did. Keys of `stored`/`duplicates` are message kinds (``anomaly`` …)."""
+
+    stored: dict[str, int] = field(default_factory=dict)
+    duplicates: dict[str, int] = field(default_factory=dict)
+    status_applied: int = 0
+    status_ignored: int = 0  # older than what the store holds (out of order) or a redelivery
+    dead_letters: int = 0
+    rejected: tuple[Rejected, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    """A device as the registry knows it. `last_seen` is hub time; `cohort` falls back to `site`."""
+
+    device_id: str
+    online: bool
+    last_seen: float | None
+    model_version: str | None
+    agent_version: str | None
+    site: str | None
+    asset_type: str | None
+    cohort: str | None
+    shadow_version: str | None = None
+    status_ts: float | None = None  # device clock of the status the row reflects
+    last_ts: float | None = None  # device clock of the newest message of any kind
+    first_seen: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PredictionRow:
+    trace_id: str
+    msg_id: str
+    kind: PredictionKind
+    device_id: str
+    ts: float
+    received_at: float
+    model_version: str | None
+    unit: str | None
+    window_start: float
+    window_end: float
+    score: float
+    threshold: float
+    decision: bool
+    reason: str | None  # why a sample was sent (random | low_confidence); None for anomalies
+    features: tuple[float, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StatsRow:
+    msg_id: str
+    device_id: str
+    ts: float
+    received_at: float
+    model_version: str | None
+    period_start: float
+    period_end: float
+    windows: int
+    anomalies: int
+    samples: int
+    bad_readings: int
+    bad_rows: int
+    inference_errors: int
+    nan_scores: int
+    feature_hist: list[list[int]]
+    score_hist: list[int]
+    latency_p50_ms: float | None
+    latency_p99_ms: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class AnnotationRow:
+    annotation_id: str
+    msg_id: str
+    device_id: str
+    ts: float
+    received_at: float
+    model_version: str | None
+    trace_id: str | None
+    start_ts: float | None
+    end_ts: float | None
+    label: str
+    fault_type: str | None
+    technician_id: str
+    confidence: float
+    signal: str
+    note: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelEventRow:
+    msg_id: str
+    device_id: str
+    ts: float
+    received_at: float
+    model_version: str | None
+    event: str
+    version: str
+    detail: str | None
+    metrics: dict[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterRow:
+    id: int
+    ts: float
+    topic: str
+    device_id: str | None
+    reason: str
+    detail: str
+    payload: bytes  # the first DEAD_LETTER_PAYLOAD_BYTES
+    payload_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class DriftReportRow:
+    id: int
+    ts: float
+    scope: str
+    verdict: str
+    report: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    id: int
+    ts: float
+    kind: str
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class StoreCounts:
+    """Row counts for metrics and health pages."""
+
+    anomalies: int
+    samples: int
+    stats: int
+    annotations: int
+    model_events: int
+    devices: int
+    devices_online: int
+    dead_letters: int
+    drift_reports: int
+    events: int
+
+
+class HubStore(Protocol):
+    """Everything the hub stores and asks. Implementations are thread-safe; writes are idempotent."""
+
+    # -- ingest ----------------------------------------------------------------------------------
+    def ingest_batch(
+        self, records: Sequence[IngestRecord], dead_letters: Sequence[DeadLetter] = ()
+    ) -> IngestResult:
+        """Store records (and dead letters) in one transaction; a message seen before is not stored again.
+
+        Predictions are keyed by trace_id, stats and model events by msg_id, annotations by
+        annotation_id. A status updates the device registry unless it is older than the one held.
+        """
+        ...
+
+    def add_dead_letter(
+        self,
+        topic: str,
+        payload_prefix: bytes,
+        reason: str,
+        detail: str,
+        ts: float,
+        *,
+        payload_size: int | None = None,
+        device_id: str | None = None,
+    ) -> None:
+        """Record one refused message (its first DEAD_LETTER_PAYLOAD_BYTES are kept)."""
+        ...
+
+    def dead_letters(self, limit: int = 100, reason: str | None = None) -> list[DeadLetterRow]:
+        """Newest first."""
+        ...
+
+    def dead_letter_counts(self) -> dict[str, int]:
+        """Dead letters by reason."""
+        ...
+
+    # -- devices ---------------------------------------------------------------------------------
+    def devices(self) -> list[Device]:
+        """Every known device, by id."""
+        ...
+
+    def device(self, device_id: str) -> Device | None: ...
+
+    def set_cohort(self, device_id: str, cohort: str | None) -> None:
+        """Put a device in an explicit cohort (None: back to its site)."""
+        ...
+
+    # -- reads -----------------------------------------------------------------------------------
+    def prediction(self, trace_id: str) -> PredictionRow | None: ...
+
+    def predictions(
+        self,
+        start: float,
+        end: float,
+        *,
+        kind: PredictionKind | None = None,
+        device_ids: Sequence[str] | None = None,
+        limit: int | None = None,
+    ) -> list[PredictionRow]:
+        """Predictions with ``start <= ts < end``, oldest first."""
+        ...
+
+    def stats_between(self, start: float, end: float, device_ids: Sequence[str] | None = None) -> list[StatsRow]:
+        """Stats whose period ends in ``[start, end)``, oldest first."""
+        ...
+
+    def annotations(
+        self,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        device_id: str | None = None,
+        trace_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[AnnotationRow]:
+        """Annotations with ``since <= ts < until`` (either bound optional), oldest first."""
+        ...
+
+    def model_events(
+        self, *, device_id: str | None = None, since: float | None = None, limit: int | None = None
+    ) -> list[ModelEventRow]:
+        """Model events with ``ts >= since``, oldest first."""
+        ...
+
+    def counts(self) -> StoreCounts: ...
+
+    # -- drift and events ------------------------------------------------------------------------
+    def save_drift_report(self, report: Mapping[str, Any], scope: str, verdict: str, ts: float) -> int:
+        """Store a drift report (``DriftReport.to_dict()``); returns its id.
+
+        A ``drift`` verdict also records a `DRIFT_EVENT` (report id, scope, reason, drifted features) in
+        the same transaction, so a consumer of `events` never sees one without the other.
+        """
+        ...
+
+    def drift_reports(self, limit: int = 100, scope: str | None = None) -> list[DriftReportRow]:
+        """Newest first."""
+        ...
+
+    def record_event(self, kind: str, payload: Mapping[str, Any], ts: float | None = None) -> int:
+        """Append a hub event (e.g. ``drift_detected``, a retraining trigger); returns its id.
+
+        `ts` defaults to now.
+        """
+        ...
+
+    def events(self, *, kind: str | None = None, since_id: int = 0, limit: int = 100) -> list[EventRow]:
+        """Events with id > `since_id`, oldest first: a consumer remembers the last id it handled."""
+        ...
+
+    def close(self) -> None: ...

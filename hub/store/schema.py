@@ -1,0 +1,144 @@
+"""The hub database schema, as sqlite-utils migrations (append new ones; never edit an applied one)."""
+
+from __future__ import annotations
+
+from sqlite_utils import Database, Migrations
+
+migrations = Migrations("fleetloop.hub")
+
+
+@migrations()
+def m001_initial(db: Database) -> None:
+    # Anomalies and samples in one table: both carry a prediction and its features, keyed by trace_id.
+    db.execute(
+        """CREATE TABLE predictions (
+            trace_id TEXT PRIMARY KEY,
+            msg_id TEXT NOT NULL,
+            kind TEXT NOT NULL CHECK (kind IN ('anomaly', 'sample')),
+            device_id TEXT NOT NULL,
+            ts REAL NOT NULL,
+            received_at REAL NOT NULL,
+            model_version TEXT,
+            unit TEXT,
+            window_start REAL NOT NULL,
+            window_end REAL NOT NULL,
+            score REAL NOT NULL,
+            threshold REAL NOT NULL,
+            decision INTEGER NOT NULL,
+            reason TEXT,
+            n_features INTEGER NOT NULL,
+            features BLOB NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX predictions_ts ON predictions (ts)")
+    db.execute("CREATE INDEX predictions_device_ts ON predictions (device_id, ts)")
+    db.execute(
+        """CREATE TABLE stats (
+            msg_id TEXT PRIMARY KEY,
+            device_id TEXT NOT NULL,
+            ts REAL NOT NULL,
+            received_at REAL NOT NULL,
+            model_version TEXT,
+            period_start REAL NOT NULL,
+            period_end REAL NOT NULL,
+            windows INTEGER NOT NULL,
+            anomalies INTEGER NOT NULL,
+            samples INTEGER NOT NULL,
+            bad_readings INTEGER NOT NULL,
+            bad_rows INTEGER NOT NULL,
+            inference_errors INTEGER NOT NULL,
+            nan_scores INTEGER NOT NULL,
+            feature_hist TEXT NOT NULL,
+            score_hist TEXT NOT NULL,
+            latency_p50_ms REAL,
+            latency_p99_ms REAL
+        )"""
+    )
+    db.execute("CREATE INDEX stats_period_end ON stats (period_end)")
+    db.execute("CREATE INDEX stats_device_period_end ON stats (device_id, period_end)")
+    db.execute(
+        """CREATE TABLE annotations (
+            annotation_id TEXT PRIMARY KEY,
+            msg_id TEXT NOT NULL,
+            device_id TEXT NOT NULL,
+            ts REAL NOT NULL,
+            received_at REAL NOT NULL,
+            model_version TEXT,
+            trace_id TEXT,
+            start_ts REAL,
+            end_ts REAL,
+            label TEXT NOT NULL,
+            fault_type TEXT,
+            technician_id TEXT NOT NULL,
+            confidence REAL NOT NULL,
+            signal TEXT NOT NULL,
+            note TEXT
+        )"""
+    )
+    db.execute("CREATE INDEX annotations_trace ON annotations (trace_id)")
+    db.execute("CREATE INDEX annotations_ts ON annotations (ts)")
+    db.execute(
+        """CREATE TABLE model_events (
+            msg_id TEXT PRIMARY KEY,
+            device_id TEXT NOT NULL,
+            ts REAL NOT NULL,
+            received_at REAL NOT NULL,
+            model_version TEXT,
+            event TEXT NOT NULL,
+            version TEXT NOT NULL,
+            detail TEXT,
+            metrics TEXT NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX model_events_device_ts ON model_events (device_id, ts)")
+    # The registry: presence from status messages (presence.py decides which wins), activity from all.
+    db.execute(
+        """CREATE TABLE devices (
+            device_id TEXT PRIMARY KEY,
+            online INTEGER NOT NULL DEFAULT 0,
+            status_ts REAL,
+            status_received REAL,
+            first_seen REAL,
+            last_seen REAL,
+            last_ts REAL,
+            model_version TEXT,
+            shadow_version TEXT,
+            agent_version TEXT,
+            site TEXT,
+            asset_type TEXT,
+            cohort TEXT
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE dead_letters (
+            id INTEGER PRIMARY KEY,
+            ts REAL NOT NULL,
+            topic TEXT NOT NULL,
+            device_id TEXT,
+            reason TEXT NOT NULL,
+            detail TEXT NOT NULL,
+            payload BLOB NOT NULL,
+            payload_size INTEGER NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX dead_letters_reason ON dead_letters (reason, id)")
+    db.execute(
+        """CREATE TABLE drift_reports (
+            id INTEGER PRIMARY KEY,
+            ts REAL NOT NULL,
+            scope TEXT NOT NULL,
+            verdict TEXT NOT NULL,
+            report TEXT NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX drift_reports_scope ON drift_reports (scope, id)")
+    # Hub events (drift verdicts, …): an append-only log that later stages consume by id.
+    db.execute(
+        """CREATE TABLE events (
+            id INTEGER PRIMARY KEY,
+            ts REAL NOT NULL,
+            kind TEXT NOT NULL,
+            payload TEXT NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX events_kind ON events (kind, id)")
