@@ -74,9 +74,9 @@ def _local(args: argparse.Namespace) -> tuple[str, Path, str]:
     """Device id, data dir and prefix for commands that only touch the local database."""
     data: dict[str, Any] = {}
     if args.config:
-        from agent.settings import _read_file
+        from fleetloop.config import read_settings_file
 
-        data = _read_file(args.config)
+        data = read_settings_file(args.config)
     device_id = args.device_id or data.get("device_id")
     if not device_id:
         raise ConfigError("which device? pass --device-id or --config")

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import ipaddress
-import json
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.errors import ConfigError, TopicError
+from fleetloop.config import is_loopback, load_settings
+from shared.errors import TopicError
 from shared.topics import DEFAULT_PREFIX, validate_device_id
 from sim.drift import Drift
 
@@ -94,7 +92,7 @@ class AgentSettings(BaseSettings):
                 "no MQTT password: set FLEETLOOP_AGENT_MQTT_PASSWORD (or mqtt_password in the config file); "
                 "only dev_mode=true may run without one"
             )
-        if not self.dev_mode and self.mqtt_tls_ca is None and not _is_loopback(self.mqtt_host):
+        if not self.dev_mode and self.mqtt_tls_ca is None and not is_loopback(self.mqtt_host):
             raise ValueError(
                 f"refusing plain-text MQTT to {self.mqtt_host}: set mqtt_tls_ca, or dev_mode=true for testing"
             )
@@ -115,36 +113,4 @@ class AgentSettings(BaseSettings):
     @classmethod
     def load(cls, path: Path | None = None, **overrides: Any) -> AgentSettings:
         """Settings from a TOML or JSON file (if given), then env, then `overrides`; ConfigError if invalid."""
-        data: dict[str, Any] = {}
-        if path is not None:
-            data = _read_file(path)
-        data.update({k: v for k, v in overrides.items() if v is not None})
-        try:
-            return cls(**data)
-        except ValidationError as exc:
-            lines = [
-                f"  {'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
-                for err in exc.errors(include_url=False)
-            ]
-            where = f" ({path})" if path else ""
-            raise ConfigError("invalid agent settings" + where + ":\n" + "\n".join(lines)) from None
-
-
-def _read_file(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"cannot read settings file {path}: {exc.strerror}") from None
-    try:
-        return json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
-    except (ValueError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"settings file {path} is not valid {path.suffix.lstrip('.') or 'TOML'}: {exc}") from None
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+        return load_settings(cls, "agent", path, overrides)

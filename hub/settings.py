@@ -6,17 +6,17 @@ refuses to start without an MQTT password and API tokens, and refuses plain-text
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from fleetloop.config import is_loopback, load_settings
 from shared.codec import MAX_PAYLOAD_BYTES
-from shared.errors import ConfigError, TopicError
+from shared.errors import TopicError
 from shared.topics import DEFAULT_PREFIX, Topics
 
 Role = Literal["technician", "operator", "viewer"]
@@ -103,7 +103,7 @@ class HubSettings(BaseSettings):
                 f"{short} API token(s) shorter than {MIN_TOKEN_CHARS} characters: generate them with "
                 "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
             )
-        if self.mqtt_tls_ca is None and not _is_loopback(self.mqtt_host):
+        if self.mqtt_tls_ca is None and not is_loopback(self.mqtt_host):
             raise ValueError(
                 f"refusing plain-text MQTT to {self.mqtt_host}: set mqtt_tls_ca, or dev_mode=true for testing"
             )
@@ -125,33 +125,8 @@ class HubSettings(BaseSettings):
     @classmethod
     def load(cls, path: Path | None = None, **overrides: Any) -> HubSettings:
         """Settings from a TOML or JSON file (if given), then env, then `overrides`; ConfigError if invalid."""
-        data: dict[str, Any] = {}
-        if path is not None:
-            data = _read_file(path)
-        data.update({k: v for k, v in overrides.items() if v is not None})
-        try:
-            return cls(**data)
-        except ValidationError as exc:
-            lines = [
-                f"  {'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
-                for err in exc.errors(include_url=False)
-            ]
-            where = f" ({path})" if path else ""
-            raise ConfigError("invalid hub settings" + where + ":\n" + "\n".join(lines)) from None
+        return load_settings(cls, "hub", path, overrides)
 
-
-def _read_file(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"cannot read settings file {path}: {exc.strerror}") from None
-    try:
-        data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
-    except (ValueError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"settings file {path} is not valid {path.suffix.lstrip('.') or 'TOML'}: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"settings file {path} must hold a table/object of settings")
-    return data
 
 
 def _read_tokens(path: Path) -> dict[str, Role]:
@@ -170,12 +145,3 @@ def _read_tokens(path: Path) -> dict[str, Role]:
     if bad:
         raise ValueError(f"tokens_file {path}: unknown role(s) {', '.join(bad)}; use {', '.join(ROLES)}")
     return {str(token): role for token, role in data.items()}
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
