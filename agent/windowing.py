@@ -69,7 +69,7 @@ class Windower:
         The view is only valid until the next push: use it (or copy it) at once.
         """
         row = values if self._identity else values[self.columns]
-        if not math.isfinite(float(row.sum())) or not math.isfinite(ts):
+        if not math.isfinite(sum(row.tolist())) or not math.isfinite(ts):  # NaN or ±inf anywhere
             self.bad_readings += 1
             return None
         ring = self._rings.get(unit)

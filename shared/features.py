@@ -67,14 +67,24 @@ def extract(windows: np.ndarray) -> np.ndarray:
     x = np.asarray(windows, dtype=np.float64)
     if x.ndim not in (2, 3) or x.shape[-2] < 2:
         raise ValueError(f"expected (size>=2, sensors) or (n, size>=2, sensors), got shape {x.shape}")
-    out = np.empty((*x.shape[:-2], x.shape[-1], len(STATS)), dtype=np.float64)
-    out[..., 0] = x.mean(axis=-2)
-    out[..., 1] = x.std(axis=-2)
-    out[..., 2] = x.min(axis=-2)
-    out[..., 3] = x.max(axis=-2)
-    out[..., 4] = x[..., -1, :]
-    out[..., 5] = _slope_weights(x.shape[-2]) @ x
-    return out.reshape(*x.shape[:-2], -1).astype(np.float32)
+    n = x.shape[-2]
+    # The same ufunc calls np.mean and np.std make (so the same bits), without their Python wrappers and
+    # with the mean computed once: this runs once per window on the agent.
+    out = np.empty((len(STATS), *x.shape[:-2], x.shape[-1]), dtype=np.float64)  # stat-major
+    mean, var = out[0], out[1]
+    np.add.reduce(x, axis=-2, out=mean)
+    np.true_divide(mean, n, out=mean)
+    dev = np.subtract(x, mean[..., None, :])
+    np.multiply(dev, dev, out=dev)
+    np.add.reduce(dev, axis=-2, out=var)
+    np.true_divide(var, n, out=var)
+    np.sqrt(var, out=var)
+    np.minimum.reduce(x, axis=-2, out=out[2])
+    np.maximum.reduce(x, axis=-2, out=out[3])
+    out[4] = x[..., -1, :]
+    np.matmul(_slope_weights(n), x, out=out[5])
+    features = out.transpose((*range(1, out.ndim), 0)).astype(np.float32, order="C")
+    return features.reshape(*x.shape[:-2], -1)
 
 
 def sliding_windows(readings: np.ndarray, spec: WindowSpec) -> np.ndarray:
