@@ -99,6 +99,7 @@ class Agent:
         self._lowconf_tokens = float(settings.low_confidence_per_min)
         self._lowconf_at = time.monotonic()
         self._source_bad_rows = 0
+        self._logged_bad_rows = 0
         self.model = self._initial_model()
         self._bind(self.model, time.time())
 
@@ -238,8 +239,13 @@ class Agent:
         bad_rows = self.source.bad_rows
         self.stats.bad_rows += bad_rows - self._source_bad_rows
         self._source_bad_rows = bad_rows
-        self.stats.bad_readings += self.windower.bad_readings
+        bad_readings = self.windower.bad_readings
         self.windower.bad_readings = 0
+        self.stats.bad_readings += bad_readings
+        if bad_readings or bad_rows > self._logged_bad_rows:
+            log.warning("skipped %d readings with missing/NaN/inf values and %d malformed source rows so far "
+                        "this period", self.stats.bad_readings, self.stats.bad_rows)
+            self._logged_bad_rows = bad_rows
         self._pending_msgs.append(
             self._outbox_message(self.stats.flush(now, self.model.version), Kind.STATS, PRIORITY_STATS)
         )
