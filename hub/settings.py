@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fleetloop.config import is_loopback, load_settings
+from hub.labels_service import LabelSettings
 from shared.codec import MAX_PAYLOAD_BYTES
 from shared.errors import TopicError
 from shared.topics import DEFAULT_PREFIX, Topics
@@ -75,6 +76,9 @@ class HubSettings(BaseSettings):
     tokens_file: Path | None = Field(default=None, description="JSON or TOML file mapping token → role")
 
     drift: DriftSettings = Field(default_factory=DriftSettings)
+    labels: LabelSettings = Field(default_factory=LabelSettings)
+    trace_request_interval_s: float = Field(default=60.0, gt=0, description="how often to ask devices for traces "
+                                            "that annotations name but the hub has not seen")
 
     @model_validator(mode="after")
     def _secure(self) -> HubSettings:

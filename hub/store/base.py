@@ -206,6 +206,56 @@ class StoreCounts:
     events: int
 
 
+QueueReason = Literal["anomaly", "low_confidence", "random"]
+"""Why a prediction is in the labeling queue: an anomaly, a low-confidence sample or the random baseline slice."""
+
+
+@dataclass(frozen=True, slots=True)
+class LabelItemRow:
+    """One training label of a stored label set (1 fault, 0 no fault)."""
+
+    trace_id: str
+    device_id: str
+    label: int
+    weight: float
+    confidence: float
+    n_annotations: int
+    cohort: str | None
+    model_version: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ExclusionRow:
+    """Why one annotation (for one trace, or None while pending) is not in a label set."""
+
+    annotation_id: str
+    trace_id: str | None
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class LabelSetRow:
+    """A stored label set: its content-addressed id, first and latest validation, and its summary."""
+
+    id: str
+    fingerprint: str
+    created_ts: float
+    validated_ts: float
+    summary: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class MissingTrace:
+    """A trace that annotations name (from `device_id`) but whose prediction the hub has not stored."""
+
+    trace_id: str
+    device_id: str
+    n_annotations: int
+    first_ts: float
+    last_ts: float
+
+
 class HubStore(Protocol):
     """Everything the hub stores and asks. Implementations are thread-safe; writes are idempotent."""
 
@@ -314,6 +364,71 @@ class HubStore(Protocol):
 
     def events(self, *, kind: str | None = None, since_id: int = 0, limit: int = 100) -> list[EventRow]:
         """Events with id > `since_id`, oldest first: a consumer remembers the last id it handled."""
+        ...
+
+    # -- labels (hub API) ------------------------------------------------------------------------
+    def annotation(self, annotation_id: str) -> AnnotationRow | None: ...
+
+    def annotations_covering(self, device_id: str, ts: float) -> list[AnnotationRow]:
+        """Range annotations (no trace_id) of `device_id` with ``start_ts <= ts <= end_ts``, oldest first."""
+        ...
+
+    def predictions_by_trace(self, trace_ids: Sequence[str]) -> list[PredictionRow]:
+        """The stored predictions among `trace_ids` (unknown ones are left out), by trace_id."""
+        ...
+
+    def unlabelled_predictions(
+        self, reason: QueueReason, *, since: float | None = None, device_id: str | None = None, limit: int = 100
+    ) -> list[PredictionRow]:
+        """Predictions with no annotation (by trace_id or a covering range) with ``ts >= since``, in queue order.
+
+        ``anomaly``: anomalies, highest score first. ``low_confidence``: such samples, closest to the
+        threshold first. ``random``: the random baseline slice, newest first.
+        """
+        ...
+
+    def missing_traces(
+        self, *, since: float | None = None, device_id: str | None = None, limit: int | None = None
+    ) -> list[MissingTrace]:
+        """Traces named by annotations made at ``ts >= since`` and absent from predictions, oldest first."""
+        ...
+
+    def save_label_set(
+        self,
+        summary: Mapping[str, Any],
+        items: Sequence[LabelItemRow],
+        exclusions: Sequence[ExclusionRow],
+        *,
+        ts: float,
+    ) -> str:
+        """Store a label set (``summary`` carries ``id`` and ``fingerprint``) in one transaction; returns its id.
+
+        The id is content-addressed: saving one again keeps its `created_ts`, sets `validated_ts` to `ts`
+        and replaces its summary, items and exclusions (the account of what was left out may have changed).
+        """
+        ...
+
+    def label_sets(self, limit: int = 100) -> list[LabelSetRow]:
+        """Latest validated first."""
+        ...
+
+    def label_set(self, label_set_id: str) -> LabelSetRow | None: ...
+
+    def label_set_items(
+        self, label_set_id: str, *, trace_id: str | None = None, limit: int | None = None
+    ) -> list[LabelItemRow]:
+        """By trace_id."""
+        ...
+
+    def label_exclusions(
+        self,
+        label_set_id: str,
+        *,
+        trace_id: str | None = None,
+        reason: str | None = None,
+        limit: int | None = None,
+    ) -> list[ExclusionRow]:
+        """By annotation_id, then trace_id."""
         ...
 
     def close(self) -> None: ...

@@ -142,3 +142,45 @@ def m001_initial(db: Database) -> None:
         )"""
     )
     db.execute("CREATE INDEX events_kind ON events (kind, id)")
+
+
+@migrations()
+def m002_label_sets(db: Database) -> None:
+    # Label sets are content-addressed (ls-<fingerprint prefix>); items and exclusions belong to one set.
+    db.execute(
+        """CREATE TABLE label_sets (
+            id TEXT PRIMARY KEY,
+            fingerprint TEXT NOT NULL,
+            created_ts REAL NOT NULL,
+            validated_ts REAL NOT NULL,
+            summary TEXT NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX label_sets_validated ON label_sets (validated_ts)")
+    db.execute(
+        """CREATE TABLE label_set_items (
+            label_set_id TEXT NOT NULL REFERENCES label_sets (id) ON DELETE CASCADE,
+            trace_id TEXT NOT NULL,
+            device_id TEXT NOT NULL,
+            label INTEGER NOT NULL,
+            weight REAL NOT NULL,
+            confidence REAL NOT NULL,
+            n_annotations INTEGER NOT NULL,
+            cohort TEXT,
+            model_version TEXT,
+            PRIMARY KEY (label_set_id, trace_id)
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE label_exclusions (
+            label_set_id TEXT NOT NULL REFERENCES label_sets (id) ON DELETE CASCADE,
+            annotation_id TEXT NOT NULL,
+            trace_id TEXT,
+            reason TEXT NOT NULL,
+            detail TEXT NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX label_exclusions_set ON label_exclusions (label_set_id, annotation_id)")
+    db.execute("CREATE INDEX label_exclusions_trace ON label_exclusions (label_set_id, trace_id)")
+    # Range annotations covering a prediction (queue, trace pages).
+    db.execute("CREATE INDEX annotations_device_range ON annotations (device_id, start_ts)")

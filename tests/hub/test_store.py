@@ -78,7 +78,7 @@ def test_migrations_are_idempotent_and_wal(tmp_path: Path) -> None:
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
     applied = conn.execute("SELECT name FROM _sqlite_migrations WHERE migration_set = ?", [migrations.name]).fetchall()
-    assert [r[0] for r in applied] == ["m001_initial"]
+    assert [r[0] for r in applied] == ["m001_initial", "m002_label_sets"]
     assert again.counts().anomalies == 1
     again.close()
 

@@ -1,0 +1,18 @@
+"""One router per resource; `ROUTERS` is the order they appear in the OpenAPI document."""
+
+from fastapi import APIRouter
+
+from hub.api.routes import annotations, devices, drift, health, labels, metrics, queue, traces
+
+ROUTERS: tuple[APIRouter, ...] = (
+    annotations.router,
+    queue.router,
+    traces.router,
+    labels.router,
+    devices.router,
+    drift.router,
+    metrics.router,
+    health.router,
+)
+
+__all__ = ["ROUTERS"]

@@ -1,0 +1,80 @@
+"""Hub → device commands over MQTT, and the job that asks devices for traces annotations name."""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import time
+from collections.abc import Callable
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from hub.labels_service import LabelSettings, missing_traces
+from hub.settings import HubSettings
+from hub.store import HubStore
+from shared.codec import encode
+from shared.messages import Command
+from shared.topics import Kind, Topics
+
+log = logging.getLogger(__name__)
+
+MAX_TRACES_PER_COMMAND = 500
+
+
+class CommandPublisher:
+    """A small MQTT client for hub → device messages (QoS 1; devices keep persistent sessions)."""
+
+    def __init__(self, settings: HubSettings, client_id: str = "fleetloop-hub-commands") -> None:
+        self.topics = Topics(settings.prefix)
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        client.username_pw_set(settings.mqtt_username, settings.password)
+        if settings.mqtt_tls_ca:
+            client.tls_set(ca_certs=str(settings.mqtt_tls_ca), tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self.client = client
+        self.host, self.port, self.keepalive = settings.mqtt_host, settings.mqtt_port, settings.mqtt_keepalive
+
+    def start(self) -> None:
+        self.client.connect_async(self.host, self.port, keepalive=self.keepalive)
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def send(self, device_id: str, command: Command) -> bool:
+        """Queue a command for a device; False when the client could not take it (it is retried later)."""
+        info = self.client.publish(self.topics.topic(device_id, Kind.CMD), encode(command), qos=1)
+        return info.rc == mqtt.MQTT_ERR_SUCCESS
+
+
+class TraceRequester:
+    """Asks devices to upload traces that annotations name but the hub has not stored (at most every `retry_s`)."""
+
+    def __init__(self, store: HubStore, labels: LabelSettings, send: Callable[[str, Command], bool],
+                 *, retry_s: float = 300.0) -> None:
+        self.store = store
+        self.labels = labels
+        self.send = send
+        self.retry_s = retry_s
+        self._asked: dict[str, float] = {}
+        self.requested = 0
+
+    def run(self, now: float) -> int:
+        """One pass; returns how many trace ids were requested."""
+        by_device: dict[str, list[str]] = {}
+        for missing in missing_traces(self.store, self.labels, now=now):
+            if now - self._asked.get(missing.trace_id, -1e18) >= self.retry_s:
+                by_device.setdefault(missing.device_id, []).append(missing.trace_id)
+        sent = 0
+        for device_id, trace_ids in by_device.items():
+            for i in range(0, len(trace_ids), MAX_TRACES_PER_COMMAND):
+                chunk = trace_ids[i : i + MAX_TRACES_PER_COMMAND]
+                if self.send(device_id, Command(ts=time.time(), cmd="upload_traces", trace_ids=chunk)):
+                    self._asked.update(dict.fromkeys(chunk, now))
+                    sent += len(chunk)
+        if sent:
+            log.info("asked %d device(s) to upload %d trace(s) that annotations name", len(by_device), sent)
+        self.requested += sent
+        return sent
