@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -78,9 +80,23 @@ def _serve(args: argparse.Namespace) -> int:
     settings = _settings(args, api_host=args.host, api_port=args.port)
     service = HubService(settings)
     app = create_app(settings, service.store, metrics=service.metrics, labels=settings.labels)
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            # uvicorn re-raises SIGTERM after its shutdown, which would kill us before the hub stops cleanly
+            yield
+
+    server = Server(uvicorn.Config(app, host=settings.api_host, port=settings.api_port, log_level="info"))
+
+    def shutdown(signum: int, frame: object) -> None:
+        server.should_exit = True
+
+    signal.signal(signal.SIGTERM, shutdown)
+    signal.signal(signal.SIGINT, shutdown)
     service.start()
     try:
-        uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_level="info")
+        server.run()
     finally:
         service.stop()
     return 0
