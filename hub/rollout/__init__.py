@@ -1,0 +1,60 @@
+"""Staged model rollouts as a pure state machine: optional shadow → canary → fleet, or roll back.
+
+- `plan`: `plan_rollout` picks stage devices deterministically (covering cohorts); `RolloutPlan`,
+  `StagePolicy` (durations, windows, reporting, timeouts), `HealthLimits`.
+- `evidence`: what devices report during a stage (`Evidence`, `Scoring`).
+- `health`: `assess` turns evidence into failures (roll back now) and holds (do not advance yet).
+- `machine`: `start` and `next_step`; `actions`: `pause`, `resume`, `promote`, `rollback`, `abort`.
+- `state`: `RolloutState`, `Decision`, `Command`, `Transition`, each with `to_dict` / `from_dict`.
+
+No clock, broker or database: callers pass `now` and evidence in, persist the state and carry out the
+decision's commands (publish retained assigns, send rollback commands). Invalid transitions raise
+`RolloutError`.
+"""
+
+from hub.rollout.actions import abort, pause, promote, resume, rollback
+from hub.rollout.errors import RolloutError
+from hub.rollout.evidence import DeviceSummary, Evidence, Scoring
+from hub.rollout.health import Assessment, assess
+from hub.rollout.machine import next_step, start
+from hub.rollout.plan import (
+    DEFAULT_POLICIES,
+    HealthLimits,
+    Mode,
+    RolloutPlan,
+    StageName,
+    StagePlan,
+    StagePolicy,
+    plan_rollout,
+)
+from hub.rollout.state import SYSTEM, Command, Decision, RolloutState, Status, Transition
+
+__all__ = [
+    "DEFAULT_POLICIES",
+    "SYSTEM",
+    "Assessment",
+    "Command",
+    "Decision",
+    "DeviceSummary",
+    "Evidence",
+    "HealthLimits",
+    "Mode",
+    "RolloutError",
+    "RolloutPlan",
+    "RolloutState",
+    "Scoring",
+    "StageName",
+    "StagePlan",
+    "StagePolicy",
+    "Status",
+    "Transition",
+    "abort",
+    "assess",
+    "next_step",
+    "pause",
+    "plan_rollout",
+    "promote",
+    "resume",
+    "rollback",
+    "start",
+]

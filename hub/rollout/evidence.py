@@ -1,0 +1,160 @@
+"""What devices report during a stage, as the hub summarises it from stats messages and model events.
+
+The caller counts everything since the stage was entered (`RolloutState.entered_at`): a device's
+evidence is about this stage only. `Evidence.candidate` is what the candidate did on the device (active,
+or scored beside the incumbent in shadow mode); `Evidence.incumbent` is what the incumbent did there in
+the same period. Incumbent numbers from every device are pooled into the *control*: devices outside the
+stage, and in the shadow stage the very devices that run the candidate in shadow.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from hub.rollout.errors import RolloutError
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """One model's scoring over a period: windows, anomalies, errors, NaN scores, p99 latency, score histogram.
+
+    `score_hist` counts scores over the manifest's score bin edges (empty when not reported).
+    """
+
+    windows: int = 0
+    anomalies: int = 0
+    inference_errors: int = 0
+    nan_scores: int = 0
+    latency_p99_ms: float | None = None
+    score_hist: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        counts = (self.windows, self.anomalies, self.inference_errors, self.nan_scores, *self.score_hist)
+        if any(c < 0 for c in counts):
+            raise RolloutError("scoring counts must be non-negative")
+        if self.latency_p99_ms is not None and not math.isfinite(self.latency_p99_ms):
+            raise RolloutError("latency_p99_ms must be finite")
+
+    @property
+    def anomaly_rate(self) -> float:
+        return self.anomalies / self.windows if self.windows else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "windows": self.windows,
+            "anomalies": self.anomalies,
+            "inference_errors": self.inference_errors,
+            "nan_scores": self.nan_scores,
+            "latency_p99_ms": self.latency_p99_ms,
+            "score_hist": list(self.score_hist),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Scoring:
+        lat = d.get("latency_p99_ms")
+        return cls(
+            windows=int(d["windows"]),
+            anomalies=int(d["anomalies"]),
+            inference_errors=int(d["inference_errors"]),
+            nan_scores=int(d["nan_scores"]),
+            latency_p99_ms=None if lat is None else float(lat),
+            score_hist=tuple(int(c) for c in d["score_hist"]),
+        )
+
+
+def pool(scorings: Iterable[Scoring]) -> Scoring:
+    """Counts and histograms summed, latency the worst p99 (p99s do not merge; the max bounds them).
+
+    >>> pool([Scoring(10, 1, score_hist=(6, 4)), Scoring(5, 0, latency_p99_ms=3.0, score_hist=(5, 0))])
+    Scoring(windows=15, anomalies=1, inference_errors=0, nan_scores=0, latency_p99_ms=3.0, score_hist=(11, 4))
+    """
+    out = Scoring()
+    for s in scorings:
+        if out.score_hist and s.score_hist and len(out.score_hist) != len(s.score_hist):
+            raise RolloutError(
+                f"score histograms with {len(out.score_hist)} and {len(s.score_hist)} bins cannot be pooled"
+            )
+        hist = (
+            tuple(a + b for a, b in zip(out.score_hist, s.score_hist, strict=True))
+            if out.score_hist and s.score_hist
+            else out.score_hist or s.score_hist
+        )
+        lats = [x for x in (out.latency_p99_ms, s.latency_p99_ms) if x is not None]
+        out = Scoring(
+            windows=out.windows + s.windows,
+            anomalies=out.anomalies + s.anomalies,
+            inference_errors=out.inference_errors + s.inference_errors,
+            nan_scores=out.nan_scores + s.nan_scores,
+            latency_p99_ms=max(lats) if lats else None,
+            score_hist=hist,
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One device during the current stage.
+
+    `loaded` means the device reported the candidate loaded (model event ``loaded`` or ``swapped`` for the
+    candidate's version); `refused`, `health_failed` and `rolled_back` mirror the model events of that name
+    for the candidate. `disagreements` counts shadow windows where the two models decided differently.
+    """
+
+    loaded: bool = False
+    refused: bool = False
+    health_failed: bool = False
+    rolled_back: bool = False
+    candidate: Scoring | None = None
+    incumbent: Scoring | None = None
+    disagreements: int = 0
+    detail: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.disagreements < 0:
+            raise RolloutError("disagreements must be non-negative")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "loaded": self.loaded,
+            "refused": self.refused,
+            "health_failed": self.health_failed,
+            "rolled_back": self.rolled_back,
+            "candidate": None if self.candidate is None else self.candidate.to_dict(),
+            "incumbent": None if self.incumbent is None else self.incumbent.to_dict(),
+            "disagreements": self.disagreements,
+            "detail": self.detail,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Evidence:
+        cand, inc = d.get("candidate"), d.get("incumbent")
+        return cls(
+            loaded=bool(d["loaded"]),
+            refused=bool(d["refused"]),
+            health_failed=bool(d["health_failed"]),
+            rolled_back=bool(d["rolled_back"]),
+            candidate=None if cand is None else Scoring.from_dict(cand),
+            incumbent=None if inc is None else Scoring.from_dict(inc),
+            disagreements=int(d.get("disagreements", 0)),
+            detail=d.get("detail"),
+        )
+
+
+@dataclass(frozen=True)
+class DeviceSummary:
+    """What the state remembers of one stage device: loaded, windows scored, and its problem if any."""
+
+    device_id: str
+    loaded: bool = False
+    windows: int = 0
+    problem: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"device_id": self.device_id, "loaded": self.loaded, "windows": self.windows, "problem": self.problem}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> DeviceSummary:
+        return cls(str(d["device_id"]), bool(d["loaded"]), int(d["windows"]), d.get("problem"))

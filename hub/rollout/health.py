@@ -1,0 +1,163 @@
+"""Judge one stage's evidence: reasons to roll back now (failures), reasons not to advance yet (holds).
+
+Failures are faults no amount of waiting fixes: a device refused the candidate, failed its health check or
+rolled it back itself, NaN scores, inference errors, an anomaly rate far off the control's. Holds are
+missing or not-yet-good-enough evidence: devices silent or short of windows, latency over budget, the
+score distribution too far from the control's, too much shadow disagreement, an anomaly rate somewhat off.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from hub.drift.psi import psi
+from hub.rollout.errors import RolloutError
+from hub.rollout.evidence import DeviceSummary, Evidence, Scoring, pool
+from hub.rollout.plan import HealthLimits, StagePlan
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """What the evidence says about a stage; `control` is the live control when it was large enough."""
+
+    failures: tuple[str, ...]
+    holds: tuple[str, ...]
+    numbers: Mapping[str, float]
+    devices: tuple[DeviceSummary, ...]
+    control: Scoring | None
+
+    @property
+    def healthy(self) -> bool:
+        return not self.failures and not self.holds
+
+
+def assess(
+    stage: StagePlan, limits: HealthLimits, evidence: Mapping[str, Evidence], fallback_control: Scoring | None
+) -> Assessment:
+    """Judge the stage's devices on `evidence` (devices outside the stage only feed the control).
+
+    The control pools every `Evidence.incumbent`; when it has fewer than `limits.min_rate_windows`
+    windows, `fallback_control` (the last live control, or the plan's baseline) stands in.
+    """
+    policy, inside = stage.policy, set(stage.devices)
+    failures: list[str] = []
+    summaries: list[DeviceSummary] = []
+    slow: list[float] = []
+    failed = loaded = ready = silent = 0
+    for device in stage.devices:
+        ev = evidence.get(device)
+        if ev is None:
+            silent += 1
+            summaries.append(DeviceSummary(device))
+            continue
+        cand = ev.candidate or Scoring()
+        problem = _device_failure(ev, cand, limits)
+        if problem is not None:
+            failed += 1
+            failures.append(f"{device}: {problem}")
+        if cand.latency_p99_ms is not None and cand.latency_p99_ms > limits.latency_p99_ms:
+            slow.append(cand.latency_p99_ms)
+            problem = problem or f"p99 latency {cand.latency_p99_ms:g} ms over {limits.latency_p99_ms:g} ms"
+        loaded += ev.loaded
+        ready += ev.loaded and cand.windows >= policy.min_windows
+        summaries.append(DeviceSummary(device, ev.loaded, cand.windows, problem))
+
+    n = len(stage.devices)
+    need = math.ceil(policy.min_reporting * n - 1e-9)
+    numbers: dict[str, float] = {
+        "devices": n,
+        "devices_needed": need,
+        "devices_loaded": loaded,
+        "devices_ready": ready,
+        "devices_silent": silent,
+        "devices_failed": failed,
+    }
+    holds: list[str] = []
+    if ready < need:
+        holds.append(
+            f"{ready} of {n} devices loaded the candidate and scored {policy.min_windows} windows, need {need}"
+            + (f" ({silent} silent)" if silent else "")
+        )
+    if slow:
+        holds.append(f"{len(slow)} devices over the {limits.latency_p99_ms:g} ms p99 budget (worst {max(slow):g} ms)")
+
+    pooled = pool(e.candidate for d, e in sorted(evidence.items()) if d in inside and e.candidate is not None)
+    live = pool(e.incumbent for _, e in sorted(evidence.items()) if e.incumbent is not None)
+    control = live if live.windows >= limits.min_rate_windows else fallback_control
+    numbers["windows"] = pooled.windows
+    numbers["control_windows"] = control.windows if control else 0
+    if pooled.latency_p99_ms is not None:
+        numbers["latency_p99_ms_max"] = pooled.latency_p99_ms
+
+    if control is None or min(pooled.windows, control.windows) < limits.min_rate_windows:
+        holds.append(
+            f"too few windows to compare with the control: candidate {pooled.windows}, "
+            f"control {control.windows if control else 0}, need {limits.min_rate_windows} each"
+        )
+    else:
+        failures_, holds_ = _compare(pooled, control, limits, numbers, shadow=stage.mode == "shadow")
+        failures += failures_
+        holds += holds_
+
+    if stage.mode == "shadow":
+        disagreements = sum(evidence[d].disagreements for d in stage.devices if d in evidence)
+        rate = disagreements / pooled.windows if pooled.windows else 0.0
+        numbers["disagreement_rate"] = rate
+        if rate > limits.max_disagreement:
+            holds.append(f"shadow disagreement {rate:.3f} over {limits.max_disagreement:g}")
+
+    return Assessment(
+        failures=tuple(failures),
+        holds=tuple(holds),
+        numbers=numbers,
+        devices=tuple(summaries),
+        control=live if live.windows >= limits.min_rate_windows else None,
+    )
+
+
+def _device_failure(ev: Evidence, cand: Scoring, limits: HealthLimits) -> str | None:
+    detail = f" ({ev.detail})" if ev.detail else ""
+    if ev.refused:
+        return "refused the candidate" + detail
+    if ev.health_failed:
+        return "failed the candidate's health check" + detail
+    if ev.rolled_back:
+        return "rolled the candidate back itself" + detail
+    if cand.nan_scores:
+        return f"{cand.nan_scores} NaN scores"
+    if cand.inference_errors / max(cand.windows, 1) > limits.max_error_rate:
+        return f"{cand.inference_errors} inference errors in {cand.windows} windows"
+    return None
+
+
+def _compare(
+    cand: Scoring, control: Scoring, limits: HealthLimits, numbers: dict[str, float], *, shadow: bool
+) -> tuple[list[str], list[str]]:
+    failures: list[str] = []
+    holds: list[str] = []
+    floor = limits.anomaly_rate_floor
+    ratio = (cand.anomaly_rate + floor) / (control.anomaly_rate + floor)
+    off = max(ratio, 1.0 / ratio)
+    numbers.update(anomaly_rate=cand.anomaly_rate, control_anomaly_rate=control.anomaly_rate, anomaly_rate_ratio=ratio)
+    what = f"anomaly rate {cand.anomaly_rate:.4f} vs control {control.anomaly_rate:.4f} (×{ratio:.2f})"
+    if off > limits.rollback_anomaly_factor:
+        failures.append(f"{what}: beyond ×{limits.rollback_anomaly_factor:g}")
+    elif off > limits.anomaly_rate_factor:
+        holds.append(f"{what}: beyond ×{limits.anomaly_rate_factor:g}")
+
+    if shadow and not cand.score_hist:
+        pass  # the agent's shadow report has no histogram; paired disagreement compares the models instead
+    elif not cand.score_hist or not control.score_hist:
+        holds.append("no score histogram from the " + ("candidate" if not cand.score_hist else "control"))
+    elif len(cand.score_hist) != len(control.score_hist):
+        raise RolloutError(
+            f"candidate and control score histograms have {len(cand.score_hist)} and {len(control.score_hist)} bins"
+        )
+    else:
+        value = psi(control.score_hist, cand.score_hist).value
+        numbers["score_psi"] = value
+        if value > limits.max_score_psi:
+            holds.append(f"score distribution PSI {value:.3f} vs control over {limits.max_score_psi:g}")
+    return failures, holds

@@ -1,0 +1,80 @@
+"""The rollout state machine: `start` a plan, then `next_step` on each batch of device evidence.
+
+Pure: no clock, broker or database. The caller passes `now` (seconds, the same clock as message
+timestamps), persists the returned state and carries out the decision's commands.
+
+Per step, in this order: a failure on any stage device rolls the stage back at once (even while paused:
+safety does not wait for an operator); a paused rollout waits; a stage with no holds left that has been
+watched `min_duration_s` advances (or completes after the fleet); a stage still holding at `timeout_s`
+rolls back; otherwise wait.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+
+from hub.rollout._transitions import assign_commands, back, guard, move, summarise
+from hub.rollout.evidence import DeviceSummary, Evidence
+from hub.rollout.health import assess
+from hub.rollout.plan import RolloutPlan
+from hub.rollout.state import SYSTEM, Decision, RolloutState, Transition
+
+
+def start(plan: RolloutPlan, now: float, *, actor: str = SYSTEM) -> tuple[RolloutState, Decision]:
+    """Enter the first stage: assign the candidate to its devices (in shadow mode for a shadow stage)."""
+    first = plan.stages[0]
+    reason = f"rollout of {plan.candidate} over {plan.incumbent} started at the {first.name} stage"
+    state = RolloutState(
+        rollout_id=plan.rollout_id,
+        stage=first.name,
+        status="running",
+        started_at=now,
+        entered_at=now,
+        updated_at=now,
+        devices=tuple(DeviceSummary(d) for d in first.devices),
+        history=(Transition(now, actor, "start", first.name, first.name, "running", reason),),
+    )
+    guard(plan, state, now, "start")
+    return state, Decision("assign", reason, first.name, now, assign_commands(plan, None, first.name))
+
+
+def next_step(
+    plan: RolloutPlan, state: RolloutState, evidence: Mapping[str, Evidence], now: float
+) -> tuple[RolloutState, Decision]:
+    """Judge the current stage on `evidence` (per device, counted since the stage began) and decide.
+
+    Raises RolloutError on a finished rollout, another rollout's state, or `now` before the last update.
+    """
+    guard(plan, state, now, "step")
+    stage = plan.stage(state.stage)
+    policy = stage.policy
+    a = assess(stage, plan.limits, evidence, state.control or plan.baseline)
+    elapsed = state.stage_elapsed(now)
+    numbers = {
+        **a.numbers,
+        "elapsed_s": elapsed,
+        "min_duration_s": policy.min_duration_s,
+        "timeout_s": policy.timeout_s,
+    }
+    state = replace(state, devices=a.devices, control=a.control or state.control, updated_at=now)
+
+    if a.failures:
+        return back(plan, state, now, SYSTEM, "rollback", f"{stage.name} failed: {summarise(a.failures)}", numbers)
+    holds = list(a.holds)
+    if elapsed < policy.min_duration_s:
+        holds.append(f"watched {elapsed:.0f} s of {policy.min_duration_s:.0f} s")
+    if state.paused:
+        return state, Decision(
+            "wait", "paused" + (f"; {summarise(holds)}" if holds else ""), stage.name, now, numbers=numbers
+        )
+    if not holds:
+        nxt = plan.next_stage(stage.name)
+        reason = f"{stage.name} healthy on {a.numbers['devices_ready']:.0f} devices after {elapsed:.0f} s" + (
+            f": on to {nxt.name}" if nxt else ": rollout complete"
+        )
+        return move(plan, state, now, SYSTEM, "advance" if nxt else "complete", reason, numbers)
+    if elapsed >= policy.timeout_s:
+        reason = f"{stage.name} timed out after {elapsed:.0f} s: {summarise(holds)}"
+        return back(plan, state, now, SYSTEM, "timeout", reason, numbers)
+    return state, Decision("wait", summarise(holds), stage.name, now, numbers=numbers)
