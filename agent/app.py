@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 import time
+from pathlib import Path
 
 from agent.db import PRIORITY_ANNOTATION, AgentDB, OutboxMessage
 from agent.link import Link
-from agent.modelstore import ModelStore
+from agent.modelstore import ManifestVerifier, ModelStore
 from agent.runtime import Agent
 from agent.settings import AgentSettings, SourceSettings
 from agent.sources.base import SensorSource
 from shared.codec import encode
 from shared.errors import ConfigError
 from shared.messages import Annotation
+from shared.signing import Ed25519Verifier, public_key_from_text
 from shared.topics import Kind, Topics
+
+log = logging.getLogger(__name__)
 
 
 def build_source(agent_settings: AgentSettings) -> SensorSource:
@@ -49,9 +54,41 @@ def build_source(agent_settings: AgentSettings) -> SensorSource:
     )
 
 
+def model_verifier(settings: AgentSettings) -> ManifestVerifier | None:
+    """The verifier for the pinned model-signing key; without a key only dev mode may start (unsigned)."""
+    value = settings.model_public_key
+    if value is None or not value.strip():
+        if not settings.dev_mode:
+            raise ConfigError(
+                "no pinned model signing key: set FLEETLOOP_AGENT_MODEL_PUBLIC_KEY (or model_public_key in the "
+                "config file) to the hub's public key file or its base64 text (`python -m hub.signing pubkey "
+                "KEY`); only dev_mode=true may serve unsigned models"
+            )
+        log.warning("dev mode without model_public_key: model signatures are NOT checked")
+        return None
+    return verifier_from_key(value)
+
+
+def verifier_from_key(value: str) -> ManifestVerifier:
+    """A verifier for a pinned public key given as a file path, PEM text or base64 of the raw key."""
+    text = value.strip()
+    path = Path(text).expanduser()
+    if not text.startswith("-----BEGIN") and path.is_file():
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"cannot read model_public_key {path}: {exc.strerror}") from None
+        return Ed25519Verifier(public_key_from_text(data, source=f"model_public_key file {path}"))
+    try:
+        return Ed25519Verifier(public_key_from_text(text, source="model_public_key"))
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} (and it is not an existing file)") from None
+
+
 def build_agent(settings: AgentSettings, source: SensorSource | None = None, *, connect: bool = True) -> Agent:
+    verifier = model_verifier(settings)  # before anything is created: a refused start leaves no trace
     db = AgentDB(settings.db_path)
-    store = ModelStore(settings.model_dir, db)
+    store = ModelStore(settings.model_dir, db, verifier=verifier)
     src = source if source is not None else build_source(settings)
     link = None
     if connect:

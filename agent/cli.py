@@ -47,6 +47,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="list, install, activate or roll back local model versions")
     _local_args(models)
     models.add_argument("action", choices=["list", "install", "activate", "rollback"])
+    models.add_argument("--public-key", help="the hub's model signing key (file or base64); default: "
+                                              "model_public_key from --config")
+    models.add_argument("--dev", action="store_true", help="allow unsigned models (development only)")
     models.add_argument("target", nargs="?", help="version directory (install) or version (activate)")
 
     status = sub.add_parser("status", help="summary of the local database: predictions, outbox, model")
@@ -139,12 +142,22 @@ def _annotate(args: argparse.Namespace) -> int:
 
 
 def _models(args: argparse.Namespace) -> int:
+    from agent.app import verifier_from_key
     from agent.db import AgentDB
     from agent.modelstore import ModelStore
+    from fleetloop.config import read_settings_file
 
     _, data_dir, _ = _local(args)
+    key = args.public_key or (read_settings_file(args.config).get("model_public_key") if args.config else None)
+    if key:
+        verifier = verifier_from_key(str(key))
+    elif args.action == "list" or args.dev:
+        verifier = None
+    else:
+        raise ConfigError("models are verified against the hub's signing key: pass --public-key (or a --config "
+                          "with model_public_key), or --dev to accept unsigned models")
     db = AgentDB(data_dir / "agent.db")
-    store = ModelStore(data_dir / "models", db)
+    store = ModelStore(data_dir / "models", db, verifier)
     if args.action == "list":
         for version in store.versions():
             marks = [m for m, v in (("active", store.active_version), ("previous", store.previous_version))

@@ -2,12 +2,14 @@
 
 Layout: ``{root}/{version}/model.onnx, manifest.json[, manifest.sig]``. Which version is active (and
 which was before it) is kept in the agent database, so switching is one atomic commit and a kill -9
-at any point leaves a pointer to a version that was verified before it was pointed at.
+at any point leaves a pointer to a version that was verified before it was pointed at. Work in progress
+(downloads, half-copied installs) lives in dot-named directories that `clean_staging` removes at start.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -24,6 +26,7 @@ log = logging.getLogger(__name__)
 
 ACTIVE = "model.active"
 PREVIOUS = "model.previous"
+STAGING = ".staging"  # downloads in progress; everything dot-named under the root is work in progress
 
 
 class ManifestVerifier(Protocol):
@@ -64,7 +67,29 @@ class ModelStore:
         root.mkdir(parents=True, exist_ok=True)
 
     def versions(self) -> list[str]:
-        return sorted(p.name for p in self.root.iterdir() if (p / MANIFEST_FILE).is_file())
+        return sorted(
+            p.name for p in self.root.iterdir() if not p.name.startswith(".") and (p / MANIFEST_FILE).is_file()
+        )
+
+    def staging_dir(self) -> Path:
+        """A fresh empty directory for a download; nothing points at it, `clean_staging` removes leftovers."""
+        parent = self.root / STAGING
+        parent.mkdir(exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix="fetch.", dir=parent))
+
+    def clean_staging(self) -> int:
+        """Remove what a kill -9 left behind (partial downloads and installs); return how many entries."""
+        removed = 0
+        for path in self.root.iterdir():
+            if path.name.startswith("."):
+                if path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+                removed += 1
+        if removed:
+            log.info("removed %d unfinished download/install directories from %s", removed, self.root)
+        return removed
 
     @property
     def active_version(self) -> str | None:
@@ -88,8 +113,10 @@ class ModelStore:
             for name in (MODEL_FILE, MANIFEST_FILE, SIGNATURE_FILE):
                 if (source / name).is_file():
                     shutil.copyfile(source / name, staging / name)
+                    _fsync(staging / name)
             read_version(staging, self.verifier)  # what landed on disk is what we checked
             staging.rename(target)
+            _fsync(self.root)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         log.info("installed model %s", manifest.version)
@@ -109,6 +136,15 @@ class ModelStore:
         if current != version:
             self.db.set_state({ACTIVE: version, PREVIOUS: current})
         return model
+
+    def set_active(self, version: str, *, previous: str | None, state: dict[str, str | None] | None = None) -> None:
+        """Point at `version` (already installed, verified and loaded by the caller) in one transaction.
+
+        `state` adds other keys to the same commit (e.g. a pending health check).
+        """
+        if not (self.root / version / MANIFEST_FILE).is_file():
+            raise ModelError(f"version {version} is not installed")
+        self.db.set_state({ACTIVE: version, PREVIOUS: previous, **(state or {})})
 
     def load_active(self) -> OnnxModel | None:
         """The active model; if it no longer verifies or loads, fall back to the previous one."""
@@ -135,3 +171,12 @@ class ModelStore:
         model = self.load(previous)
         self.db.set_state({ACTIVE: previous, PREVIOUS: self.active_version})
         return model
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file or directory to disk (a directory for the rename that made its entry)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

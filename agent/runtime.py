@@ -1,7 +1,8 @@
 """The agent loop: readings → windows → features → ONNX → decision → SQLite + outbox → MQTT.
 
 Single-threaded by design (one slow core): the loop owns the database; paho's network thread only
-hands acks and inbound messages over through queues.
+hands acks and inbound messages over through queues, and the model preparer (agent.assign) hands
+over verified, loaded models the same way; only the swap itself happens here, between two windows.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Literal
 
 import numpy as np
 
+from agent.assign import HealthCriteria, ModelEventKind, ModelManager, Preparer
 from agent.db import (
     PRIORITY_ANOMALY,
     PRIORITY_MODEL_EVENT,
@@ -25,6 +27,7 @@ from agent.db import (
     OutboxMessage,
     PredictionRow,
 )
+from agent.fetch import ArtifactFetcher, UrlFetcher
 from agent.inference import OnnxModel
 from agent.link import Link
 from agent.modelstore import ModelStore
@@ -37,13 +40,12 @@ from shared.codec import decode, encode
 from shared.errors import ConfigError, FleetloopError
 from shared.features import extract
 from shared.ids import new_id
-from shared.messages import Anomaly, Command, Message, ModelEvent, Sample
+from shared.messages import Anomaly, Assign, Command, Message, ModelEvent, Sample
 from shared.topics import Kind, Topics
 
 log = logging.getLogger(__name__)
 
 SampleReason = Literal["random", "low_confidence"]
-ModelEventKind = Literal["loaded", "refused", "swapped", "rolled_back", "health_ok", "health_failed", "shadow_report"]
 RETENTION_EVERY_S = 30.0
 PUMP_EVERY_S = 0.05
 
@@ -70,6 +72,7 @@ class Agent:
         db: AgentDB,
         store: ModelStore,
         link: Link | None,
+        fetcher: ArtifactFetcher | None = None,
     ) -> None:
         self.settings = settings
         self.device_id = settings.device_id
@@ -100,8 +103,16 @@ class Agent:
         self._lowconf_at = time.monotonic()
         self._source_bad_rows = 0
         self._logged_bad_rows = 0
+        store.clean_staging()  # what a kill -9 left mid-download or mid-install
         self.model = self._initial_model()
         self._bind(self.model, time.time())
+        fetcher = fetcher or UrlFetcher(timeout_s=settings.fetch_timeout_s,
+                                        max_bytes=int(settings.fetch_max_mb * 1024 * 1024))
+        self.models = ModelManager(
+            self, store, Preparer(store, fetcher),
+            criteria=HealthCriteria(settings.health_windows, settings.health_latency_ms),
+            shadow_report_s=settings.shadow_report_s, retry_s=settings.fetch_retry_s,
+        )
 
     # -- set-up ---------------------------------------------------------------------------------
     def _initial_model(self) -> OnnxModel:
@@ -121,22 +132,56 @@ class Agent:
         log.info("serving model %s (threshold %.3f)", model.version, model.threshold)
         return model
 
-    def _model_event(self, event: ModelEventKind, version: str, detail: str | None, serving: str) -> None:
+    def _model_event(self, event: ModelEventKind, version: str, detail: str | None, serving: str,
+                     metrics: dict[str, float] | None = None) -> None:
         message = ModelEvent(device_id=self.device_id, ts=time.time(), model_version=serving, event=event,
-                             version=version, detail=detail)
+                             version=version, detail=detail, metrics=metrics or {})
         self._enqueue_now(message, Kind.MODEL_EVENT, PRIORITY_MODEL_EVENT)
 
-    def _bind(self, model: OnnxModel, now: float) -> None:
-        """Point windowing and stats at `model`'s window spec and reference bins."""
-        self.windower = Windower(model.manifest.window, self.source.sensors)
+    def model_event(self, event: ModelEventKind, version: str, detail: str | None,
+                    metrics: dict[str, float] | None = None) -> None:
+        """Queue a model event (through the outbox) stamped with the serving version."""
+        self._model_event(event, version, detail, self.model.version, metrics)
+
+    def _bind(self, model: OnnxModel, now: float, *, keep_windows: bool = False) -> None:
+        """Point windowing and stats at `model`'s window spec and reference bins.
+
+        With `keep_windows` the windower (and the readings it buffers) stays: no window is lost.
+        """
+        if not keep_windows:
+            self.windower = Windower(model.manifest.window, self.source.sensors)
         self.stats = StatsAccumulator(model.manifest, self.device_id, now)
         self._stats_due = now + self.settings.stats_interval_s
+
+    def switch_model(self, model: OnnxModel) -> None:
+        """Serve `model` from the next window on: stats of the old model are flushed first (loop thread only)."""
+        now = time.time()
+        self.flush_stats(now)
+        self.commit()
+        same_windows = model.manifest.window == self.model.manifest.window
+        if not same_windows:
+            self.counters.extra["window_resets"] = self.counters.extra.get("window_resets", 0) + 1
+            log.warning("model %s windows differently from %s: partial windows are dropped", model.version,
+                        self.model.version)
+        self.model = model
+        self._bind(model, now, keep_windows=same_windows)
+        self._announce()
+
+    def _announce(self) -> None:
+        """Re-publish the retained status so the hub sees the serving/shadow version at once."""
+        if self.link is not None and self.link.is_connected():
+            try:
+                self.link.publish_status("online")
+            except Exception as exc:  # a status hiccup must not disturb a swap
+                log.warning("could not publish status: %s", exc)
 
     def status_fields(self) -> dict[str, object]:
         from fleetloop import __version__
 
+        shadow = self.models.shadow
         return {
             "model_version": self.model.version,
+            "shadow_version": shadow.version if shadow is not None else None,
             "agent_version": __version__,
             "site": self.settings.site,
             "asset_type": self.settings.asset_type,
@@ -151,6 +196,7 @@ class Agent:
             return
         started = time.perf_counter()
         features = extract(window)
+        models = self.models
         try:
             score = float(self.model.score(features.reshape(1, -1))[0])
         except Exception as exc:  # onnxruntime errors are untyped; one bad window must not stop the loop
@@ -158,7 +204,10 @@ class Agent:
             self.stats.inference_errors += 1
             if self.counters.inference_errors <= 10 or self.counters.inference_errors % 1000 == 0:
                 log.error("inference failed (%d so far): %s", self.counters.inference_errors, exc)
+            if models.health is not None:
+                models.after_window(error=True, finite=False, latency_s=time.perf_counter() - started)
             return
+        latency_s = time.perf_counter() - started
         finite = math.isfinite(score)
         if not finite:
             self.counters.nan_scores += 1
@@ -167,10 +216,13 @@ class Agent:
         now = time.time()
         trace_id = new_id()
         window_start = self.windower.window_start(reading.unit)
+        shadow_version = shadow_score = None
+        if models.shadow is not None:
+            shadow_version, shadow_score = models.score_shadow(features, score, anomaly)
         self._pending_rows.append(
             PredictionRow(
                 trace_id, self.device_id, now, reading.unit, window_start, reading.ts, self.model.version,
-                features.tobytes(), score if finite else None, anomaly,
+                features.tobytes(), score if finite else None, anomaly, shadow_version, shadow_score,
             )
         )
         if not self._pending_since:
@@ -181,6 +233,8 @@ class Agent:
                 self._queue_prediction(trace_id, now, window_start, reading, score, anomaly, features, reason)
             self.stats.add(features, score, anomaly, time.perf_counter() - started)
         self.counters.windows += 1
+        if models.health is not None:  # last: a failed check swaps the model back between two windows
+            models.after_window(error=False, finite=finite, latency_s=latency_s)
 
     def _sample_reason(self, score: float, anomaly: bool) -> SampleReason | None:
         if anomaly:
@@ -277,6 +331,7 @@ class Agent:
                     self.commit()
                 if self.forwarder is not None and (reading is None or now >= next_pump):
                     self._drain_inbound()
+                    self.models.poll(now)
                     self.forwarder.pump(now)
                     next_pump = now + PUMP_EVERY_S
                 if now >= next_retention:
@@ -290,6 +345,7 @@ class Agent:
                     log.info("source exhausted after %d readings", self.counters.readings)
                     break
         finally:
+            self.models.stop()
             self.flush_stats(time.time())
             self.commit()
             self._drain(drain_s)
@@ -317,8 +373,11 @@ class Agent:
             try:
                 if kind is Kind.CMD:
                     self._command(decode(Command, payload))
+                elif kind is Kind.ASSIGN:
+                    if payload:  # an empty retained message clears the assignment: keep serving
+                        self.models.on_assign(decode(Assign, payload), time.time())
                 else:
-                    log.info("received %s (model assignment arrives with the rollout feature)", kind.value)
+                    log.warning("ignored a %s message: not a hub → device kind", kind.value)
             except FleetloopError as exc:
                 self.counters.extra["bad_inbound"] = self.counters.extra.get("bad_inbound", 0) + 1
                 log.warning("dropped a %s message: %s", kind.value, exc)
@@ -328,8 +387,9 @@ class Agent:
             self.commit()
             sent = self.upload_traces(command.trace_ids)
             log.info("hub asked for %d traces; %d found and queued", len(command.trace_ids), sent)
-        else:
-            log.info("command %s arrives with the rollout feature", command.cmd)
+        elif command.cmd == "rollback":
+            log.info("the hub asked for a rollback")
+            self.models.on_rollback_command(time.time())
 
     def upload_traces(self, trace_ids: list[str]) -> int:
         """Queue the logged predictions with these trace ids (with features) for the hub."""

@@ -63,6 +63,17 @@ class AgentSettings(BaseSettings):
 
     source: SourceSettings = Field(default_factory=SourceSettings)
     initial_model: Path | None = Field(default=None, description="model version dir to install if none active")
+    model_public_key: str | None = Field(
+        default=None,
+        description="the hub's Ed25519 model-signing public key, pinned: a file (PEM or base64) or the key "
+        "itself (base64 of its 32 bytes, or PEM text); every model must verify; required outside dev_mode",
+    )
+    fetch_timeout_s: float = Field(default=30.0, gt=0, description="socket timeout when downloading a model")
+    fetch_max_mb: float = Field(default=256.0, gt=0, description="largest model artifact accepted")
+    fetch_retry_s: float = Field(default=60.0, gt=0, description="first retry of a failed download (then doubles)")
+    health_windows: int = Field(default=20, ge=1, description="windows a swapped-in model must serve cleanly")
+    health_latency_ms: float = Field(default=100.0, gt=0, description="p95 scoring latency budget in that check")
+    shadow_report_s: float = Field(default=60.0, gt=0, description="how often a shadow candidate is reported")
 
     sample_rate: float = Field(default=0.01, ge=0.0, le=1.0, description="random share of predictions sent")
     low_confidence_per_min: int = Field(default=60, ge=0, description="cap on low-confidence samples")

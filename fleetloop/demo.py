@@ -72,7 +72,9 @@ def run(args: argparse.Namespace) -> int:
             try:
                 log.info("dev broker on %s (work dir %s)", broker.url, workdir)
                 model_dir = ensure_model(workdir / "models" / MODEL_VERSION, fast=args.fast)
-                report = _run_fleet(broker, specs, model_dir, workdir / "agents", rate=rate, duration=duration,
+                public_key = sign_for_demo(model_dir, workdir)
+                report = _run_fleet(broker, specs, model_dir, public_key, workdir / "agents", rate=rate,
+                                    duration=duration,
                                     stats_interval=stats_interval, every=every)
             finally:
                 broker.stop()
@@ -108,11 +110,22 @@ def ensure_model(out: Path, *, fast: bool = False) -> Path:
     return out
 
 
-def _run_fleet(broker: DevBroker, specs: list[DeviceSpec], model_dir: Path, data_dir: Path, *, rate: float,
+def sign_for_demo(model_dir: Path, workdir: Path) -> str:
+    """Sign the demo's model with a dev key kept in the work dir; the agents pin its public key."""
+    from hub.signing import SigningKey, default_key_path
+
+    key = SigningKey.load(default_key_path(workdir), dev_mode=True)
+    key.sign_version(model_dir)
+    return key.public_key_text()
+
+
+def _run_fleet(broker: DevBroker, specs: list[DeviceSpec], model_dir: Path, public_key: str, data_dir: Path, *,
+               rate: float,
                duration: float, stats_interval: float, every: float) -> FleetReport:
     settings = FleetSettings(
         host=broker.host, port=broker.port, passwords=broker.credentials, model_dir=model_dir, data_dir=data_dir,
         prefix=broker.prefix, rate=rate, stats_interval_s=stats_interval, max_duration_s=duration + 60.0,
+        model_public_key=public_key,
     )
     fleet = Fleet(specs, settings)
     monitor = FleetMonitor(broker.host, broker.port, broker.password(HUB_USER), [s.device_id for s in specs],

@@ -102,6 +102,7 @@ class FleetSettings:
     rate: float = 10.0  # readings per second per device
     stats_interval_s: float = 5.0
     max_duration_s: float | None = None  # each agent's own --duration: a safety net if this process dies
+    model_public_key: str | None = None  # the hub's signing key the agents pin (file path or base64 text)
     agent_overrides: Mapping[str, Any] = field(default_factory=dict)  # any other AgentSettings fields
 
 
@@ -115,7 +116,9 @@ def agent_config(spec: DeviceSpec, settings: FleetSettings) -> dict[str, Any]:
         "device_id": spec.device_id, "data_dir": str((settings.data_dir / spec.device_id).resolve()),
         "prefix": settings.prefix, "site": spec.machine.site, "asset_type": spec.machine.asset_type,
         "mqtt_host": settings.host, "mqtt_port": settings.port, "initial_model": str(settings.model_dir.resolve()),
-        "stats_interval_s": settings.stats_interval_s, **settings.agent_overrides, "source": source,
+        "stats_interval_s": settings.stats_interval_s,
+        **({"model_public_key": settings.model_public_key} if settings.model_public_key else {}),
+        **settings.agent_overrides, "source": source,
     }
 
 

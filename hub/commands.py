@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import ssl
+import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -14,7 +16,7 @@ from hub.labels_service import LabelSettings, missing_traces
 from hub.settings import HubSettings
 from hub.store import HubStore
 from shared.codec import encode
-from shared.messages import Command
+from shared.messages import Assign, Command
 from shared.topics import Kind, Topics
 
 log = logging.getLogger(__name__)
@@ -32,12 +34,28 @@ class CommandPublisher:
         if settings.mqtt_tls_ca:
             client.tls_set(ca_certs=str(settings.mqtt_tls_ca), tls_version=ssl.PROTOCOL_TLS_CLIENT)
         client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        self.connected = threading.Event()
         self.client = client
         self.host, self.port, self.keepalive = settings.mqtt_host, settings.mqtt_port, settings.mqtt_keepalive
 
-    def start(self) -> None:
+    def start(self, wait_s: float = 10.0) -> None:
+        """Connect in the background; wait up to `wait_s` for the first connection (sends fail until then)."""
         self.client.connect_async(self.host, self.port, keepalive=self.keepalive)
         self.client.loop_start()
+        if not self.connected.wait(wait_s):
+            log.warning("command publisher not connected to %s:%d yet; commands wait for the next pass",
+                        self.host, self.port)
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if reason.is_failure:
+            log.error("broker refused the command publisher: %s", reason)
+        else:
+            self.connected.set()
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        self.connected.clear()
 
     def stop(self) -> None:
         self.client.disconnect()
@@ -45,8 +63,21 @@ class CommandPublisher:
 
     def send(self, device_id: str, command: Command) -> bool:
         """Queue a command for a device; False when the client could not take it (it is retried later)."""
+        if not self.connected.is_set():
+            return False
         info = self.client.publish(self.topics.topic(device_id, Kind.CMD), encode(command), qos=1)
         return info.rc == mqtt.MQTT_ERR_SUCCESS
+
+    def assign(self, device_id: str, assign: Assign) -> bool:
+        """Publish a device's model assignment RETAINED (QoS 1), so a device that connects later still gets it.
+
+        False when the client is not connected: paho keeps the message and sends it after reconnecting.
+        """
+        info = self.client.publish(self.topics.topic(device_id, Kind.ASSIGN), encode(assign), qos=1, retain=True)
+        return info.rc == mqtt.MQTT_ERR_SUCCESS
+
+    def is_connected(self) -> bool:
+        return bool(self.client.is_connected())
 
 
 class TraceRequester:

@@ -75,6 +75,9 @@ class HubSettings(BaseSettings):
     tokens: dict[str, Role] = Field(default_factory=dict, repr=False, description="API token → role")
     tokens_file: Path | None = Field(default=None, description="JSON or TOML file mapping token → role")
 
+    signing_key_file: Path | None = Field(
+        default=None, description="Ed25519 key that signs model versions (default <data_dir>/keys/…); created "
+                                  "on first start only in dev_mode")
     drift: DriftSettings = Field(default_factory=DriftSettings)
     labels: LabelSettings = Field(default_factory=LabelSettings)
     trace_request_interval_s: float = Field(default=60.0, gt=0, description="how often to ask devices for traces "

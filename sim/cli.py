@@ -43,6 +43,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     fleet.add_argument("--port", type=int, help="broker port (default: from the credentials file)")
     fleet.add_argument("--model", type=Path, required=True, metavar="DIR",
                        help="model version directory each agent installs if it has none active")
+    fleet.add_argument("--model-public-key", metavar="KEY",
+                       help="the hub's model signing public key (file or base64) the agents pin; without it the "
+                            "agents run in dev mode and serve unsigned models")
     fleet.add_argument("--rate", type=float, default=10.0, help="readings per second per device (default 10)")
     fleet.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (default: until Ctrl-C)")
     fleet.add_argument("--data-dir", type=Path, default=Path("var/sim-fleet"), metavar="DIR",
@@ -130,6 +133,8 @@ def _fleet(args: argparse.Namespace) -> int:
         host=host, port=port, passwords=users, model_dir=args.model, data_dir=args.data_dir, prefix=prefix,
         rate=args.rate, stats_interval_s=args.stats_interval,
         max_duration_s=args.duration + 60.0 if args.duration else None,
+        model_public_key=args.model_public_key,
+        agent_overrides={} if args.model_public_key else {"dev_mode": True},
     )
     fleet = Fleet(specs, settings)
     monitor = FleetMonitor(host, port, users[hub_user], [s.device_id for s in specs], prefix=prefix,

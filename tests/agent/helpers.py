@@ -15,6 +15,7 @@ FAST_LIVES = {"life_steps": (150, 300), "degradation_tau": (30.0, 60.0), "random
 def agent_settings(tmp_path: Path, broker: DevBroker, device: str, model_dir: Path, **overrides: Any) -> AgentSettings:
     values: dict[str, Any] = {
         "device_id": device,
+        "dev_mode": True,  # unsigned test models; tests of signed models pass model_public_key
         "data_dir": tmp_path / device,
         "mqtt_host": broker.host,
         "mqtt_port": broker.port,
@@ -30,16 +31,22 @@ def agent_settings(tmp_path: Path, broker: DevBroker, device: str, model_dir: Pa
 
 def anomaly_trace_ids(db_path: Path) -> set[str]:
     """Trace ids of every anomaly the agent logged, read through a separate connection."""
-    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=10)
-    try:
-        return {r[0] for r in conn.execute("SELECT trace_id FROM predictions WHERE decision = 1")}
-    finally:
-        conn.close()
+    return {r[0] for r in _read(db_path, "SELECT trace_id FROM predictions WHERE decision = 1")}
 
 
 def outbox_size(db_path: Path) -> int:
+    rows = _read(db_path, "SELECT count(*) FROM outbox")
+    return int(rows[0][0]) if rows else 0
+
+
+def _read(db_path: Path, sql: str) -> list[tuple[Any, ...]]:
+    """Rows of `sql` through a separate read-only connection; none while the agent is still creating the schema."""
     conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=10)
     try:
-        return int(conn.execute("SELECT count(*) FROM outbox").fetchone()[0])
+        return conn.execute(sql).fetchall()
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return []
+        raise
     finally:
         conn.close()

@@ -78,3 +78,21 @@ def test_settings_refuse_insecure_defaults(tmp_path, capsys):
     assert main(["agent", "run", "--config", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "bogus" in err and "invalid device id" in err
+
+
+def test_models_install_checks_the_signature(tmp_path, initial_model_dir, capsys):
+    import shutil
+
+    from hub.signing import SigningKey
+
+    key, other = SigningKey.generate(), SigningKey.generate()
+    signed = tmp_path / "v1"
+    shutil.copytree(initial_model_dir, signed)
+    key.sign_version(signed)
+    local = ["--device-id", "dev-cli", "--data-dir", str(tmp_path / "agent")]
+    assert main(["agent", "models", "install", str(signed), *local]) == 2
+    assert "--public-key" in capsys.readouterr().err
+    assert main(["agent", "models", "install", str(signed), *local, "--public-key", other.public_key_text()]) == 2
+    assert "signature" in capsys.readouterr().err
+    assert main(["agent", "models", "install", str(signed), *local, "--public-key", key.public_key_text()]) == 0
+    assert "installed v1" in capsys.readouterr().out

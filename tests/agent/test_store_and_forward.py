@@ -65,7 +65,7 @@ def test_broker_outage_of_20s_loses_no_anomaly(tmp_path, fresh_broker, mqtt_clie
 def _agent_process(tmp_path, broker, device, model_dir, duration=None):
     config = tmp_path / f"{device}.toml"
     config.write_text(
-        f'device_id = "{device}"\ndata_dir = "{tmp_path / device}"\nmqtt_host = "{broker.host}"\n'
+        f'device_id = "{device}"\ndev_mode = true\ndata_dir = "{tmp_path / device}"\nmqtt_host = "{broker.host}"\n'
         f'mqtt_port = {broker.port}\ninitial_model = "{model_dir}"\nstats_interval_s = 1.0\n'
         f'commit_interval_s = 0.05\n[source]\nkind = "sim"\nrate = 400\nseed = 9\n'
         f'sim_config = {{ life_steps = [150, 300], degradation_tau = [30.0, 60.0] }}\n'

@@ -1,0 +1,56 @@
+"""An annotation for a trace the hub never saw is kept pending, the hub asks the device, the label joins."""
+
+from __future__ import annotations
+
+import time
+
+from agent.app import build_agent
+from hub.commands import CommandPublisher, TraceRequester
+from hub.ingest.worker import IngestWorker
+from hub.labels_service import LabelSettings, missing_traces, run_labels
+from hub.settings import HubSettings
+from hub.store import IngestRecord, open_store
+from shared.messages import Annotation
+from tests.agent.helpers import agent_settings
+from tests.fixtures.broker import HUB_USER
+
+
+def test_pending_annotation_is_joined_after_the_hub_asks_for_the_trace(tmp_path, broker, initial_model_dir):
+    hub_settings = HubSettings(dev_mode=True, data_dir=tmp_path / "hub", mqtt_host=broker.host, mqtt_port=broker.port,
+                               mqtt_password=broker.password(HUB_USER))
+    store = open_store(f"sqlite:///{tmp_path / 'hub.db'}")
+    worker = IngestWorker(host=broker.host, port=broker.port, username=HUB_USER, password=broker.password(HUB_USER),
+                          store=store, share_group="pending", client_id="pending-ingest")
+    worker.start()
+    assert worker.wait_ready(10)
+
+    settings = agent_settings(tmp_path, broker, "dev-9", initial_model_dir, sample_rate=0.0, low_confidence_per_min=0)
+    agent = build_agent(settings)
+    agent.run(max_windows=40, drain_s=10)
+    quiet = agent.db.conn.execute("SELECT trace_id FROM predictions WHERE decision = 0 LIMIT 1").fetchone()[0]
+    assert worker.wait_idle(quiet_s=0.3, timeout=10)
+    assert store.prediction(quiet) is None  # a quiet prediction never left the device
+
+    annotation = Annotation(device_id="dev-9", ts=time.time(), trace_id=quiet, label="fault", fault_type="seal",
+                            technician_id="tech-3")
+    store.ingest_batch([IngestRecord(annotation, time.time())])
+    labels = LabelSettings()
+    assert [m.trace_id for m in missing_traces(store, labels, now=time.time())] == [quiet]
+    assert run_labels(store, labels, now=time.time()).label_set.items == ()  # pending: not trainable yet, not lost
+
+    commands = CommandPublisher(hub_settings)
+    commands.start()
+    requester = TraceRequester(store, labels, commands.send)
+    assert requester.run(time.time()) == 1
+    assert requester.run(time.time()) == 0  # not asked again before retry_s
+    time.sleep(0.5)
+    build_agent(settings).run(duration_s=2, drain_s=10)  # the device comes back and answers the command
+    assert worker.wait_for(lambda s: s.stored.get("sample", 0) >= 1, timeout=10)
+    row = store.prediction(quiet)
+    assert row is not None and row.reason == "requested"
+    assert missing_traces(store, labels, now=time.time()) == []
+    items = run_labels(store, labels, now=time.time()).label_set.items
+    assert [(i.trace_id, i.label) for i in items] == [(quiet, 1)]
+    commands.stop()
+    worker.stop()
+    store.close()
