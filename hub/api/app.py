@@ -13,9 +13,13 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from hub.api.deps import ApiState, Clock
-from hub.api.routes import ROUTERS
+from hub.api.routes import ROUTERS, models
+from hub.api.routes import retrain as retrain_routes
+from hub.api.routes import rollouts as rollouts_routes
 from hub.labels_service import LabelSettings
 from hub.metrics import HubMetrics
+from hub.registry import Registry
+from hub.rollouts import RolloutService
 from hub.settings import HubSettings
 from hub.store.base import HubStore
 from shared.errors import ConfigError, StoreError
@@ -38,8 +42,14 @@ def create_app(
     metrics: HubMetrics | None = None,
     labels: LabelSettings | None = None,
     clock: Clock = time.time,
+    registry: Registry | None = None,
+    rollouts: RolloutService | None = None,
+    training: retrain_routes.TrainingControl | None = None,
 ) -> FastAPI:
     """The API app. `metrics` defaults to a fresh registry, `labels` to `LabelSettings()`, `clock` to the wall clock.
+
+    `registry` serves ``/models``, `rollouts` ``/rollouts`` and `training` (a `hub.training.service.TrainingService`)
+    ``/retrain``; without them those routes answer 503.
 
     Outside dev mode it refuses to run without tokens (as `HubSettings` does); in dev mode without tokens
     every request is an operator, and a warning says so.
@@ -61,7 +71,10 @@ def create_app(
         clock=clock,
         open_access=open_access,
     )
-    for router in ROUTERS:
+    app.state.registry = registry
+    app.state.rollouts = rollouts
+    app.state.training = training
+    for router in (*ROUTERS, models.router, rollouts_routes.router, retrain_routes.router):
         app.include_router(router)
 
     @app.exception_handler(StoreError)

@@ -27,10 +27,13 @@ from hub.store.base import (
     StoreCounts,
 )
 from hub.store.factory import open_store
+from hub.store.registry import MODEL_STATUSES, AuditRow, ModelVersionRow
 
 __all__ = [
     "DRIFT_EVENT",
+    "MODEL_STATUSES",
     "AnnotationRow",
+    "AuditRow",
     "DeadLetter",
     "DeadLetterRow",
     "Device",
@@ -41,6 +44,7 @@ __all__ = [
     "IngestRecord",
     "IngestResult",
     "ModelEventRow",
+    "ModelVersionRow",
     "PredictionRow",
     "Rejected",
     "StatsRow",

@@ -10,6 +10,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypeAlias
 
+from hub.store.registry import AuditRow, ModelVersionRow
+from hub.store.rollouts import RolloutRow, StageStatsRow
+from hub.store.training import TrainingJobRow
 from shared.messages import Annotation, Anomaly, ModelEvent, Sample, Stats, Status
 
 DeviceMessage: TypeAlias = Status | Anomaly | Sample | Stats | Annotation | ModelEvent
@@ -429,6 +432,88 @@ class HubStore(Protocol):
         limit: int | None = None,
     ) -> list[ExclusionRow]:
         """By annotation_id, then trace_id."""
+        ...
+
+    # -- model registry ----------------------------------------------------------------------------
+    def save_model_version(self, row: ModelVersionRow, *, actor: str) -> None:
+        """Register a new version (never overwrites one) with an audit row, in one transaction."""
+        ...
+
+    def set_model_status(
+        self, version: str, status: str, *, actor: str, action: str, reason: str, ts: float,
+        details: Mapping[str, Any] | None = None, gate: Mapping[str, Any] | None = None,
+    ) -> ModelVersionRow:
+        """Move a version to `status` (recording a gate decision if given) with an audit row."""
+        ...
+
+    def model_version(self, version: str) -> ModelVersionRow | None: ...
+
+    def model_versions(self, *, status: str | None = None, limit: int = 100) -> list[ModelVersionRow]:
+        """Newest first."""
+        ...
+
+    def model_audit(self, *, version: str | None = None, limit: int = 100) -> list[AuditRow]:
+        """Oldest first."""
+        ...
+
+    # -- rollouts -----------------------------------------------------------------------------------
+    def create_rollout(self, row: RolloutRow, *, event: Mapping[str, Any]) -> bool:
+        """Insert a rollout with its hub event, in one transaction; False when another one is running."""
+        ...
+
+    def update_rollout(
+        self, rollout_id: str, *, revision: int, status: str, updated_ts: float, state: Mapping[str, Any],
+        decision: Mapping[str, Any] | None, event: Mapping[str, Any] | None = None,
+    ) -> bool:
+        """Store a rollout's new state (and hub event) if it is still at `revision`; False if it moved on."""
+        ...
+
+    def rollout(self, rollout_id: str) -> RolloutRow | None: ...
+
+    def rollouts(self, *, status: str | None = None, limit: int = 100) -> list[RolloutRow]:
+        """Newest first."""
+        ...
+
+    def stage_stats(
+        self, *, period_end_since: float, received_since: float, device_ids: Sequence[str] | None = None
+    ) -> list[StageStatsRow]:
+        """Stats (without feature histograms) ending at or after `period_end_since`, received at or after
+        `received_since`, oldest first: what a rollout stage is judged on."""
+        ...
+
+    # -- training --------------------------------------------------------------------------------
+    def create_training_job(self, row: TrainingJobRow) -> TrainingJobRow | None:
+        """Insert a queued job unless another one is queued or running (then None), in one transaction."""
+        ...
+
+    def update_training_job(self, job_id: str, **fields: Any) -> TrainingJobRow:
+        """Set some of a job's status, stage, progress, result_version, gate_verdict, error, timestamps."""
+        ...
+
+    def training_job(self, job_id: str) -> TrainingJobRow | None: ...
+
+    def training_jobs(self, *, status: str | None = None, limit: int = 100) -> list[TrainingJobRow]:
+        """Newest first."""
+        ...
+
+    def fail_unfinished_training_jobs(self, *, error: str, ts: float) -> list[str]:
+        """Mark every queued or running job failed (nothing runs them after a restart); returns their ids."""
+        ...
+
+    def reserve_model_version(self, job_id: str, *, prefix: str = "v") -> str:
+        """The next free ``v<N>`` (over registered and reserved versions), recorded on the job atomically."""
+        ...
+
+    def freeze_eval_slice(self, assignments: Mapping[str, bool], *, ts: float) -> dict[str, bool]:
+        """Record trace → in-eval-slice for unseen traces; return the stored (first) assignment of each."""
+        ...
+
+    def eval_slice_assignments(self, trace_ids: list[str]) -> dict[str, bool]:
+        """The stored assignment of each of `trace_ids` that has one."""
+        ...
+
+    def eval_slice(self, *, limit: int | None = None) -> list[tuple[str, float]]:
+        """(trace_id, frozen_at) of the traces in the evaluation slice, oldest first."""
         ...
 
     def close(self) -> None: ...

@@ -184,3 +184,105 @@ def m002_label_sets(db: Database) -> None:
     db.execute("CREATE INDEX label_exclusions_trace ON label_exclusions (label_set_id, trace_id)")
     # Range annotations covering a prediction (queue, trace pages).
     db.execute("CREATE INDEX annotations_device_range ON annotations (device_id, start_ts)")
+
+
+@migrations()
+def m003_registry(db: Database) -> None:
+    # The model registry: every version ever made (candidates, rejected ones too) and an audit trail of
+    # every status change: who, when, why.
+    db.execute(
+        """CREATE TABLE model_versions (
+            version TEXT PRIMARY KEY,
+            parent_version TEXT,
+            status TEXT NOT NULL,
+            created_ts REAL NOT NULL,
+            updated_ts REAL NOT NULL,
+            created_by TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            trigger_id TEXT,
+            sha256 TEXT NOT NULL,
+            signature TEXT NOT NULL,
+            manifest TEXT NOT NULL,
+            gate TEXT
+        )"""
+    )
+    db.execute("CREATE INDEX model_versions_status ON model_versions (status, created_ts)")
+    db.execute(
+        """CREATE TABLE model_audit (
+            id INTEGER PRIMARY KEY,
+            ts REAL NOT NULL,
+            version TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            from_status TEXT,
+            to_status TEXT,
+            reason TEXT NOT NULL,
+            details TEXT NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX model_audit_version ON model_audit (version, id)")
+
+
+@migrations()
+def m005_rollouts(db: Database) -> None:
+    # Staged rollouts: the plan and the pure machine's state as JSON, the last decision, a revision number for
+    # optimistic concurrency. At most one rollout runs at a time, whichever hub process starts it.
+    db.execute(
+        """CREATE TABLE rollouts (
+            id TEXT PRIMARY KEY,
+            candidate TEXT NOT NULL,
+            incumbent TEXT NOT NULL,
+            status TEXT NOT NULL,
+            created_ts REAL NOT NULL,
+            updated_ts REAL NOT NULL,
+            actor TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            plan TEXT NOT NULL,
+            state TEXT NOT NULL,
+            decision TEXT,
+            revision INTEGER NOT NULL DEFAULT 0
+        )"""
+    )
+    db.execute("CREATE INDEX rollouts_created ON rollouts (created_ts)")
+    db.execute("CREATE UNIQUE INDEX rollouts_one_running ON rollouts (status) WHERE status = 'running'")
+
+
+@migrations()
+def m004_training(db: Database) -> None:
+    # Retraining jobs (queued → running → succeeded | failed) with their stage, progress and outcome; the
+    # partial unique index lets at most one job be queued or running, whichever process submits it.
+    # (Named m004 but registered after m005_rollouts: migrations apply in registration order.)
+    db.execute(
+        """CREATE TABLE training_jobs (
+            id TEXT PRIMARY KEY,
+            status TEXT NOT NULL CHECK (status IN ('queued', 'running', 'succeeded', 'failed')),
+            stage TEXT NOT NULL,
+            progress REAL NOT NULL,
+            trigger TEXT NOT NULL,
+            trigger_id TEXT,
+            actor TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            label_set_id TEXT,
+            result_version TEXT,
+            gate_verdict TEXT,
+            error TEXT,
+            drift_cursor INTEGER NOT NULL DEFAULT 0,
+            created_ts REAL NOT NULL,
+            started_ts REAL,
+            finished_ts REAL,
+            details TEXT NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX training_jobs_created ON training_jobs (created_ts)")
+    db.execute(
+        "CREATE UNIQUE INDEX training_jobs_one_active ON training_jobs ((1)) WHERE status IN ('queued', 'running')"
+    )
+    # The frozen evaluation slice: the first assignment of a labelled trace (eval or train) is kept forever.
+    db.execute(
+        """CREATE TABLE eval_slice (
+            trace_id TEXT PRIMARY KEY,
+            in_eval INTEGER NOT NULL,
+            frozen_at REAL NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX eval_slice_members ON eval_slice (in_eval, frozen_at)")

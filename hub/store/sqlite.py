@@ -42,8 +42,11 @@ from hub.store.base import (
     StoreCounts,
 )
 from hub.store.presence import Presence, applied, status_applies
+from hub.store.registry import RegistryQueries
+from hub.store.rollouts import RolloutQueries
 from hub.store.rows import batch_rows, features_from_blob
 from hub.store.schema import migrations
+from hub.store.training import TrainingQueries
 from shared.errors import StoreError
 from shared.messages import Status
 
@@ -86,7 +89,7 @@ _DEVICE_COLUMNS = (
 )
 
 
-class SqliteHubStore:
+class SqliteHubStore(RegistryQueries, RolloutQueries, TrainingQueries):
     """The hub store in one SQLite file. Thread-safe: one connection per thread, opened on first use."""
 
     def __init__(self, path: Path | str, *, busy_timeout_s: float = 30.0) -> None:

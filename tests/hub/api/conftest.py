@@ -18,11 +18,17 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 
 from hub.api import create_app
+from hub.commands import CommandPublisher
 from hub.labels_service import LabelSettings
 from hub.metrics import HubMetrics
+from hub.registry import Registry
+from hub.rollouts import RolloutService
 from hub.settings import HubSettings, Role
+from hub.signing import SigningKey
 from hub.store.base import DeviceMessage, IngestRecord
 from hub.store.sqlite import SqliteHubStore
+from hub.training.service import TrainingService
+from hub.training.settings import TrainingSettings
 from shared.ids import new_id
 from shared.messages import Anomaly, Sample, Status
 
@@ -109,7 +115,15 @@ def running_hub(
     )
     clock = Clock(T0 + 3600)
     metrics = HubMetrics()
-    app = create_app(settings, store, metrics=metrics, labels=LabelSettings(**labels), clock=clock)
+    # The registry and rollouts are real but nothing is registered; the publisher never connects (no broker):
+    # what it would send stays queued in paho. tests/hub/test_rollouts.py covers them with a broker.
+    registry = Registry(store, path.parent / "registry", SigningKey.generate(), clock=clock)
+    rollouts = RolloutService(store, registry, CommandPublisher(settings, client_id="api-tests"),
+                              artifact_url=lambda v: f"http://127.0.0.1/models/{v}/artifact", clock=clock)
+    training = TrainingService(store, registry, TrainingSettings(), labels=LabelSettings(**labels),
+                               staging_dir=path.parent / "staging", clock=clock)  # not started: jobs stay queued
+    app = create_app(settings, store, metrics=metrics, labels=LabelSettings(**labels), clock=clock,
+                     registry=registry, rollouts=rollouts, training=training)
     try:
         with serve(app) as url:
             hub = Hub(store, app, clock, metrics, url)

@@ -1,0 +1,344 @@
+"""What a retrain learns from and is judged on: the simulated base set, validated field feedback, and the
+frozen evaluation slice of live labelled traffic.
+
+- **Training set**: the parent's simulated fleet (``source="sim"``, replaying the simulator settings its
+  manifest records) plus the label set's items joined to the features of their stored predictions
+  (``source="field"``, weight = the label's weight × `TrainingSettings.feedback_weight`). The two sources
+  stay in separate `SourceRows`; the combined arrays carry a ``source`` column.
+- **Evaluation slice**: never hand-curated. A labelled trace belongs to it when a hash of its split key
+  falls under `eval_fraction`; the key is the trace's device and time block (``split_block_s``), so the
+  overlapping windows of one device's same hour fall on one side. The assignment (eval or train) is stored
+  the first time a trace is seen and never moves, even if the fraction changes later. Training and
+  evaluation traces are disjoint, checked on every build.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from hub.store.base import HubStore
+from hub.training.errors import RetrainError, UnknownLabelSetError
+from hub.training.settings import TrainingSettings
+from shared.features import WindowSpec
+from shared.manifest import ModelManifest
+from sim.dataset import simulate_windows, split_by_machine
+
+Source = Literal["sim", "field"]
+UNKNOWN_COHORT = "unknown"
+_EVAL_SALT = "fleetloop:eval-slice:v1"
+
+
+# --- pure helpers -----------------------------------------------------------------------------------
+
+
+def hash_fraction(key: str, salt: str) -> float:
+    """A uniform number in [0, 1) fixed by `key` and `salt` (the first 8 bytes of a sha256).
+
+    >>> hash_fraction("dev-1:0", "x") == hash_fraction("dev-1:0", "x")
+    True
+    >>> 0.0 <= hash_fraction("dev-1:0", "x") < 1.0
+    True
+    """
+    digest = hashlib.sha256(f"{salt}\x00{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64
+
+
+def split_key(device_id: str, ts: float, trace_id: str, block_s: float) -> str:
+    """The unit a trace is split with: its device and time block, or the trace itself when `block_s` is 0.
+
+    >>> split_key("pump-1", 7_250.0, "t1", 3600.0), split_key("pump-1", 7_250.0, "t1", 0.0)
+    ('pump-1@2', 't1')
+    """
+    if block_s <= 0:
+        return trace_id
+    return f"{device_id}@{math.floor(ts / block_s)}"
+
+
+def balance_cohort_weights(weights: np.ndarray, cohorts: np.ndarray, max_share: float) -> np.ndarray:
+    """Scale down the weights of every cohort holding more than `max_share` of the total weight, so none does.
+
+    Water-filling: capped cohorts end with exactly `max_share` of the new total, the others keep their
+    weights (never scaled up: that would amplify a small cohort's noise). With fewer cohorts than
+    ``1 / max_share`` the limit is unreachable and ``1 / n_cohorts`` (equal shares) is used instead.
+
+    >>> w = balance_cohort_weights(np.ones(4), np.array(["a", "a", "a", "b"]), 0.5)
+    >>> [round(v, 4) for v in w.tolist()]
+    [0.3333, 0.3333, 0.3333, 1.0]
+    >>> balance_cohort_weights(np.array([5.0, 4.0, 1.0]), np.array(["a", "b", "c"]), 0.5).tolist()
+    [5.0, 4.0, 1.0]
+    """
+    w = np.asarray(weights, dtype=np.float64).copy()
+    c = np.asarray(cohorts)
+    names = sorted(set(c.tolist()))
+    if len(names) < 2:
+        return w
+    totals = {n: float(w[c == n].sum()) for n in names}
+    limit = max(max_share, 1.0 / len(names))
+    capped: set[str] = set()
+    total = math.fsum(totals.values())
+    while True:
+        over = {n for n in names if n not in capped and totals[n] > limit * total * (1 + 1e-12)}
+        if not over:
+            break
+        capped |= over
+        # each capped cohort holds `limit` of the new total: total = free + |capped| * limit * total
+        total = math.fsum(totals[n] for n in names if n not in capped) / (1.0 - limit * len(capped))
+    for n in capped:
+        w[c == n] *= limit * total / totals[n]
+    return w
+
+
+# --- rows ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SourceRows:
+    """Rows of one source. `group` is the unit of splitting (a machine, or a device's time block);
+    `validation` marks the rows that choose the threshold; `unbiased` the rows of a random traffic sample."""
+
+    source: Source
+    X: np.ndarray  # float32 (n, features)
+    y: np.ndarray  # int64 (n,)
+    weight: np.ndarray  # float64 (n,)
+    cohort: np.ndarray  # str (n,)
+    group: np.ndarray  # str (n,)
+    trace_id: np.ndarray  # str (n,), "" for simulated rows
+    validation: np.ndarray  # bool (n,)
+    unbiased: np.ndarray  # bool (n,)
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+    @classmethod
+    def empty(cls, source: Source, n_features: int) -> SourceRows:
+        return cls(source, np.empty((0, n_features), np.float32), np.empty(0, np.int64), np.empty(0),
+                   np.empty(0, str), np.empty(0, str), np.empty(0, str), np.empty(0, bool), np.empty(0, bool))
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """The simulated and the field rows, apart; `X`, `y`, … are their concatenation (sim first)."""
+
+    sim: SourceRows
+    field: SourceRows
+    descriptions: tuple[str, ...]  # one per non-empty source, with its counts: the manifest's `sources`
+
+    @property
+    def parts(self) -> tuple[SourceRows, ...]:
+        return tuple(p for p in (self.sim, self.field) if len(p))
+
+    def _cat(self, name: str) -> np.ndarray:
+        return np.concatenate([getattr(p, name) for p in (self.sim, self.field)])
+
+    @property
+    def X(self) -> np.ndarray:
+        return np.ascontiguousarray(self._cat("X"), dtype=np.float32)
+
+    @property
+    def y(self) -> np.ndarray:
+        return self._cat("y").astype(np.int64)
+
+    @property
+    def weight(self) -> np.ndarray:
+        return self._cat("weight").astype(np.float64)
+
+    @property
+    def source(self) -> np.ndarray:
+        return np.concatenate([np.full(len(p), p.source) for p in (self.sim, self.field)])
+
+    @property
+    def validation(self) -> np.ndarray:
+        return self._cat("validation").astype(bool)
+
+    @property
+    def data_kind(self) -> Literal["simulated", "real", "mixed"]:
+        kinds = {p.source for p in self.parts}
+        return "mixed" if len(kinds) == 2 else "real" if kinds == {"field"} else "simulated"
+
+    def __len__(self) -> int:
+        return len(self.sim) + len(self.field)
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """The frozen evaluation slice as scored: one row per labelled trace, with its cohort."""
+
+    X: np.ndarray
+    y: np.ndarray
+    cohort: np.ndarray
+    trace_id: np.ndarray
+    device_id: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+
+@dataclass(frozen=True)
+class SimSpec:
+    """The simulator settings of the base set."""
+
+    n_machines: int
+    steps: int
+    horizon: int
+    seed: int
+
+    def describe(self) -> str:
+        return f"sim:n_machines={self.n_machines},steps={self.steps},horizon={self.horizon},seed={self.seed}"
+
+
+@dataclass(frozen=True)
+class Datasets:
+    training: TrainingSet
+    evaluation: EvalSet
+    sim_spec: SimSpec
+    label_set_id: str
+    counts: dict[str, int] = field(default_factory=dict)  # what was dropped or held out, for the record
+
+
+def sim_spec(parent: ModelManifest, settings: TrainingSettings) -> SimSpec:
+    """Settings override the parent's recorded simulator settings, which override the initial recipe's."""
+    from models.initial import DEFAULT_HORIZON, DEFAULT_N_MACHINES, DEFAULT_STEPS
+
+    p = parent.training.params
+
+    def pick(override: int | None, key: str, default: int) -> int:
+        if override is not None:
+            return override
+        value = p.get(key)
+        return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else default
+
+    return SimSpec(
+        n_machines=pick(settings.sim_n_machines, "n_machines", DEFAULT_N_MACHINES),
+        steps=pick(settings.sim_steps, "steps", DEFAULT_STEPS),
+        horizon=pick(settings.sim_horizon, "horizon", DEFAULT_HORIZON),
+        seed=pick(settings.sim_seed, "sim_seed", parent.training.seed),
+    )
+
+
+def base_rows(spec: SimSpec, window: WindowSpec, *, weight: float, validation_fraction: float,
+              seed: int) -> SourceRows:
+    """The simulated base set, split by machine (each cohort in proportion) into fit and validation."""
+    if weight <= 0:
+        return SourceRows.empty("sim", window.n_features)
+    ds = simulate_windows(spec.n_machines, spec.steps, spec.seed, window, spec.horizon)
+    try:
+        _, val = split_by_machine(ds, (1.0 - validation_fraction, validation_fraction), seed=seed)
+    except ValueError as exc:
+        raise RetrainError(f"the simulated base set ({spec.describe()}) cannot be split for validation: {exc}") \
+            from None
+    n = len(ds)
+    return SourceRows(
+        source="sim", X=ds.X, y=ds.y, weight=np.full(n, weight), cohort=ds.cohort, group=ds.machine_id,
+        trace_id=np.full(n, ""), validation=np.isin(ds.machine_id, val.machines), unbiased=np.ones(n, bool),
+    )
+
+
+@dataclass(frozen=True)
+class _Feedback:
+    rows: SourceRows  # every usable label, `validation` not set yet
+    device_id: np.ndarray
+    ts: np.ndarray
+    dropped: dict[str, int]
+
+
+def _load_feedback(store: HubStore, label_set_id: str, n_features: int, feedback_weight: float) -> _Feedback:
+    if store.label_set(label_set_id) is None:
+        raise UnknownLabelSetError(f"no label set {label_set_id}")
+    items = store.label_set_items(label_set_id)
+    predictions = {p.trace_id: p for p in store.predictions_by_trace([i.trace_id for i in items])}
+    kept, missing, wrong_width = [], 0, 0
+    for item in items:  # by trace_id: a deterministic order
+        p = predictions.get(item.trace_id)
+        if p is None:
+            missing += 1
+        elif len(p.features) != n_features:
+            wrong_width += 1  # an older feature set: not this model's inputs
+        else:
+            kept.append((item, p))
+    n = len(kept)
+    rows = SourceRows(
+        source="field",
+        X=np.array([p.features for _, p in kept], dtype=np.float32).reshape(n, n_features),
+        y=np.array([i.label for i, _ in kept], dtype=np.int64),
+        weight=np.array([i.weight * feedback_weight for i, _ in kept], dtype=np.float64),
+        cohort=np.array([i.cohort or UNKNOWN_COHORT for i, _ in kept], dtype=str),
+        group=np.empty(n, str),
+        trace_id=np.array([i.trace_id for i, _ in kept], dtype=str),
+        validation=np.zeros(n, bool),
+        unbiased=np.array([p.kind == "sample" and p.reason == "random" for _, p in kept], dtype=bool),
+    )
+    return _Feedback(rows, np.array([p.device_id for _, p in kept], dtype=str),
+                     np.array([p.ts for _, p in kept], dtype=np.float64),
+                     {"field_missing_prediction": missing, "field_wrong_feature_count": wrong_width})
+
+
+def _take(rows: SourceRows, mask: np.ndarray, **changes: np.ndarray) -> SourceRows:
+    values = {name: getattr(rows, name)[mask] for name in
+              ("X", "y", "weight", "cohort", "group", "trace_id", "validation", "unbiased")}
+    return SourceRows(rows.source, **{**values, **changes})
+
+
+def freeze_eval_split(
+    store: HubStore, trace_ids: np.ndarray, keys: np.ndarray, *, fraction: float, now: float
+) -> np.ndarray:
+    """Which traces are in the evaluation slice: stored assignments win, new traces are hashed and stored."""
+    proposed = {str(t): hash_fraction(str(k), _EVAL_SALT) < fraction for t, k in zip(trace_ids, keys, strict=True)}
+    stored = store.freeze_eval_slice(proposed, ts=now)
+    return np.array([stored[str(t)] for t in trace_ids], dtype=bool)
+
+
+def build_datasets(
+    store: HubStore,
+    *,
+    label_set_id: str,
+    parent: ModelManifest,
+    settings: TrainingSettings,
+    max_cohort_share: float,
+    now: float,
+) -> Datasets:
+    """The training set and the frozen evaluation slice for one label set and one parent model."""
+    window = parent.window
+    spec = sim_spec(parent, settings)
+    sim = base_rows(spec, window, weight=settings.sim_weight, validation_fraction=settings.validation_fraction,
+                    seed=settings.seed)
+    fb = _load_feedback(store, label_set_id, window.n_features, settings.feedback_weight)
+    rows = fb.rows
+    keys = np.array([split_key(d, float(t), tr, settings.split_block_s)
+                     for d, t, tr in zip(fb.device_id, fb.ts, rows.trace_id, strict=True)], dtype=str)
+    in_eval = freeze_eval_split(store, rows.trace_id, keys, fraction=settings.eval_fraction, now=now)
+    evaluation = EvalSet(X=rows.X[in_eval], y=rows.y[in_eval], cohort=rows.cohort[in_eval],
+                         trace_id=rows.trace_id[in_eval], device_id=fb.device_id[in_eval])
+
+    train = ~in_eval
+    validation = np.array([hash_fraction(str(k), f"fleetloop:validation:{settings.seed}") < settings.validation_fraction
+                           for k in keys[train]], dtype=bool)
+    weight = rows.weight[train]
+    if settings.balance_cohorts:
+        weight = balance_cohort_weights(weight, rows.cohort[train], max_cohort_share)
+    field_rows = _take(rows, train, group=keys[train], validation=validation, weight=weight)
+
+    overlap = set(field_rows.trace_id.tolist()) & set(evaluation.trace_id.tolist())
+    if overlap:  # cannot happen by construction; a leak here would make every gate meaningless
+        raise RetrainError(f"{len(overlap)} trace(s) are in both the training set and the evaluation slice")
+
+    descriptions = []
+    if len(sim):
+        descriptions.append(f"{spec.describe()} rows={len(sim)} positives={int(sim.y.sum())}")
+    if len(field_rows):
+        descriptions.append(f"field:label_set={label_set_id} rows={len(field_rows)} "
+                            f"positives={int(field_rows.y.sum())} eval_rows={len(evaluation)}")
+    counts = {**fb.dropped, "field_labels": len(rows), "field_train": len(field_rows), "eval": len(evaluation),
+              "sim": len(sim)}
+    return Datasets(TrainingSet(sim, field_rows, tuple(descriptions)), evaluation, spec, label_set_id, counts)
+
+
+def cohort_counts(cohorts: np.ndarray, y: np.ndarray) -> Mapping[str, dict[str, int]]:
+    """Rows and positives per cohort, sorted: what the gate's per-cohort checks had to work with."""
+    return {str(c): {"n": int(np.sum(cohorts == c)), "n_positive": int(np.sum(y[cohorts == c]))}
+            for c in sorted(set(cohorts.tolist()))}

@@ -1,0 +1,194 @@
+"""`TrainingService`: gathers the trigger inputs from the store, asks `triggers.decide`, records the
+decision as a hub event and hands firing triggers to the worker. What the API, the CLI and the hub's
+periodic job call; the decisions themselves are pure (`hub.training.triggers`).
+
+Every decision that fires, and every manual request (refused or not), is recorded as a
+``retrain_trigger`` event with its reason and numbers; its id names the trigger (``trigger-<id>``) in
+the job, the registry record and the model's manifest.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from hub.labels_service import LabelSettings, validate_and_save
+from hub.registry import Registry
+from hub.store.base import DRIFT_EVENT, HubStore
+from hub.store.training import TrainingJobRow
+from hub.training.errors import RetrainBlockedError, TrainingBusyError, UnknownLabelSetError
+from hub.training.retrain import LabelTransform, Retrainer
+from hub.training.settings import TrainingSettings
+from hub.training.triggers import (
+    TRIGGER_EVENT,
+    TriggerDecision,
+    TriggerInputs,
+    TriggerOutcome,
+    decide,
+    schedule_due,
+)
+from hub.training.worker import TrainingWorker, execute_job
+from shared.ids import new_id
+
+log = logging.getLogger(__name__)
+
+_EVENT_PAGE = 1000
+_RECENT_JOBS = 50
+
+
+class TrainingService:
+    """Retraining for one hub: `request` (manual), `check` (periodic), `job`/`jobs`, `start`/`stop`."""
+
+    def __init__(
+        self,
+        store: HubStore,
+        registry: Registry,
+        settings: TrainingSettings,
+        *,
+        labels: LabelSettings,
+        staging_dir: Path,
+        clock: Callable[[], float] = time.time,
+        label_transform: LabelTransform | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.labels = labels
+        self.clock = clock
+        self.retrainer = Retrainer(store, registry, settings, labels=labels, staging_dir=staging_dir, clock=clock,
+                                   label_transform=label_transform)
+        self.worker = TrainingWorker(store, self.retrainer.run, clock=clock)
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def start(self) -> None:
+        self.worker.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self.worker.stop(timeout)
+
+    # -- triggers ----------------------------------------------------------------------------------
+    def request(self, *, actor: str, reason: str, now: float, label_set_id: str | None = None) -> TriggerOutcome:
+        """A manual retrain, queued on the worker: overrides the cooldown, not the minimum of labels.
+
+        Raises TrainingBusyError (a job is queued or running), RetrainBlockedError (too few labels),
+        UnknownLabelSetError. The request is recorded as an event in every case but the last.
+        """
+        outcome = self._manual(actor=actor, reason=reason, now=now, label_set_id=label_set_id)
+        self.worker.submit("manual", actor, reason, **_job_fields(outcome, now))
+        return outcome
+
+    def retrain_now(self, *, actor: str, reason: str, now: float, label_set_id: str | None = None) -> TrainingJobRow:
+        """A manual retrain run in the calling thread (the CLI): same guards, events and job row as `request`."""
+        outcome = self._manual(actor=actor, reason=reason, now=now, label_set_id=label_set_id)
+        job = self.worker.new_job("manual", actor, reason, **_job_fields(outcome, now))
+        return execute_job(self.store, job.id, self.retrainer.run, clock=self.clock)
+
+    def check(self, now: float) -> str | None:
+        """The periodic job: retrain when drift, new labels or the schedule ask and no guard blocks.
+
+        Returns the queued job's id, or None. Skips (records nothing) while a job is queued or running.
+        """
+        if self.worker.active_job() is not None:
+            return None
+        inputs = self.inputs(now)
+        decision = decide(
+            self.settings.triggers, now=now, last_retrain_ts=inputs.last_retrain_ts, new_labels=inputs.new_labels,
+            total_labels=inputs.total_labels, drift_events=inputs.drift_events,
+            schedule_due=schedule_due(self.settings.triggers, now=now, last_retrain_ts=inputs.last_retrain_ts),
+            manual=False,
+        )
+        if not decision.fire:
+            if decision.kind is not None:
+                log.info("retrain wanted (%s) but blocked by %s: %s", decision.reason, decision.blocked_by,
+                         decision.detail)
+            return None
+        job_id = new_id()
+        event_id = self._record(decision, inputs, now, actor="hub:triggers", reason=decision.reason, job_id=job_id)
+        trigger_id = f"trigger-{event_id}"
+        try:
+            self.worker.submit(decision.kind or "unknown", "hub:triggers", decision.reason, trigger_id=trigger_id,
+                               label_set_id=inputs.label_set_id, drift_cursor=inputs.drift_cursor,
+                               details={"trigger": decision.to_dict()}, job_id=job_id, created_ts=now)
+        except TrainingBusyError:  # another process queued one between the check and now
+            log.warning("trigger %s fired but a training job is already active", trigger_id)
+            return None
+        log.info("retrain triggered (%s): %s; job %s", decision.kind, decision.reason, job_id)
+        return job_id
+
+    def inputs(self, now: float, label_set_id: str | None = None) -> TriggerInputs:
+        """The trigger inputs now; without `label_set_id` the current annotations are validated first."""
+        if label_set_id is None:
+            label_set_id = validate_and_save(self.store, self.labels, now=now).row.id
+        elif self.store.label_set(label_set_id) is None:
+            raise UnknownLabelSetError(f"no label set {label_set_id}")
+        current = {i.trace_id for i in self.store.label_set_items(label_set_id)}
+        jobs = self.store.training_jobs(limit=_RECENT_JOBS)
+        last = jobs[0] if jobs else None
+        trained = next((j.label_set_id for j in jobs if j.label_set_id is not None), None)
+        previous = set() if trained is None else {i.trace_id for i in self.store.label_set_items(trained)}
+        cursor = 0 if last is None else last.drift_cursor
+        drift, scopes = 0, list[str]()
+        while True:
+            page = self.store.events(kind=DRIFT_EVENT, since_id=cursor, limit=_EVENT_PAGE)
+            drift += len(page)
+            scopes.extend(str(e.payload.get("scope")) for e in page)
+            if page:
+                cursor = page[-1].id
+            if len(page) < _EVENT_PAGE:
+                break
+        return TriggerInputs(
+            label_set_id=label_set_id, total_labels=len(current), new_labels=len(current - previous),
+            drift_events=drift, drift_cursor=cursor, drift_scopes=tuple(sorted(set(scopes))),
+            last_retrain_ts=None if last is None else last.created_ts,
+        )
+
+    # -- reads -------------------------------------------------------------------------------------
+    def job(self, job_id: str) -> TrainingJobRow | None:
+        return self.store.training_job(job_id)
+
+    def jobs(self, limit: int = 50) -> list[TrainingJobRow]:
+        """Newest first."""
+        return self.store.training_jobs(limit=limit)
+
+    def wait(self, job_id: str, *, timeout: float = 600.0) -> TrainingJobRow:
+        return self.worker.wait(job_id, timeout=timeout)
+
+    # -- internals ---------------------------------------------------------------------------------
+    def _manual(self, *, actor: str, reason: str, now: float, label_set_id: str | None) -> TriggerOutcome:
+        active = self.worker.active_job()
+        if active is not None:
+            self.store.record_event(TRIGGER_EVENT, {
+                "fire": False, "kind": "manual", "outcome": "busy", "actor": actor, "request_reason": reason,
+                "active_job": active.id}, ts=now)
+            raise TrainingBusyError(f"a training job is already {active.status}: {active.id}", active.id)
+        inputs = self.inputs(now, label_set_id)
+        decision = decide(
+            self.settings.triggers, now=now, last_retrain_ts=inputs.last_retrain_ts, new_labels=inputs.new_labels,
+            total_labels=inputs.total_labels, drift_events=inputs.drift_events, schedule_due=False, manual=True,
+        )
+        job_id = new_id() if decision.fire else None
+        event_id = self._record(decision, inputs, now, actor=actor, reason=reason, job_id=job_id)
+        if not decision.fire:
+            raise RetrainBlockedError(f"retraining refused: {decision.blocked_by}: {decision.detail}", decision)
+        return TriggerOutcome(decision, event_id, f"trigger-{event_id}", job_id, inputs)
+
+    def _record(self, decision: TriggerDecision, inputs: TriggerInputs, now: float, *, actor: str, reason: str,
+                job_id: str | None) -> int:
+        payload: dict[str, Any] = {
+            **decision.to_dict(), "outcome": "queued" if decision.fire else "blocked", "actor": actor,
+            "request_reason": reason, "job_id": job_id, "label_set_id": inputs.label_set_id,
+            "total_labels": inputs.total_labels, "new_labels": inputs.new_labels,
+            "drift_events": inputs.drift_events, "drift_cursor": inputs.drift_cursor,
+            "drift_scopes": list(inputs.drift_scopes[:20]), "last_retrain_ts": inputs.last_retrain_ts,
+            "policy": self.settings.triggers.model_dump(),
+        }
+        return self.store.record_event(TRIGGER_EVENT, payload, ts=now)
+
+
+def _job_fields(outcome: TriggerOutcome, now: float) -> dict[str, Any]:
+    """The job a fired trigger queues: named in advance (its event records the id), created at `now`."""
+    return {"trigger_id": outcome.trigger_id, "label_set_id": outcome.inputs.label_set_id,
+            "drift_cursor": outcome.inputs.drift_cursor, "details": {"trigger": outcome.decision.to_dict()},
+            "job_id": outcome.job_id, "created_ts": now}

@@ -1,0 +1,76 @@
+"""`TrainingSettings`: how the hub retrains and gates (proposed as ``HubSettings.training``).
+
+Light on purpose (pydantic only): `hub.settings` imports it, and must not pull in scikit-learn.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from hub.training.triggers import TriggerPolicy
+
+if TYPE_CHECKING:
+    from hub.gate import GateConfig
+
+ParamValue = float | int | str | None
+
+
+class GateSettings(BaseModel):
+    """The gate's tolerances; the defaults are `hub.gate.GateConfig`'s (a test keeps them equal)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_recall_drop: float = Field(default=0.02, ge=0, allow_inf_nan=False)
+    max_far_increase: float = Field(default=0.01, ge=0, allow_inf_nan=False)
+    max_cohort_recall_drop: float = Field(default=0.05, ge=0, allow_inf_nan=False)
+    max_cohort_far_increase: float = Field(default=0.02, ge=0, allow_inf_nan=False)
+    min_positives: int = Field(default=50, ge=0)
+    min_negatives: int = Field(default=200, ge=0)
+    min_cohort_positives: int = Field(default=20, ge=0)
+    min_cohort_negatives: int = Field(default=50, ge=0)
+    max_parity_abs_diff: float = Field(default=1e-4, ge=0, allow_inf_nan=False)
+    max_parity_flips: int = Field(default=0, ge=0)
+    latency_budget_ms: float = Field(default=5.0, ge=0, allow_inf_nan=False)
+
+    def config(self) -> GateConfig:
+        from hub.gate import GateConfig  # scikit-learn comes with it: only when a gate runs
+
+        return GateConfig(**self.model_dump())
+
+
+class TrainingSettings(BaseModel):
+    """Everything a retrain needs besides its inputs. Defaults, and why:
+
+    - feedback counts twice a simulated row (``feedback_weight=2``, times each label's own weight from
+      the label set): field labels are scarcer and closer to what the fleet sees than the simulator;
+    - a 30% evaluation slice, assigned per ``split_block_s`` (1 h) block of a device's traffic rather than
+      per trace: overlapping windows of the same minutes would otherwise sit on both sides of the split
+      and flatter the candidate, which trained on their neighbours;
+    - the simulated base set replays the parent's simulator settings (`sim_*` here override them).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    seed: int = Field(default=7, ge=0, description="seeds the fit and the validation split")
+    family: str = Field(default="gbc", description="model family (models.training.FAMILIES)")
+    params: dict[str, ParamValue] = Field(default_factory=dict, description="hyper-parameters over the defaults")
+    feedback_weight: float = Field(default=2.0, gt=0, allow_inf_nan=False, description="× each label's weight")
+    sim_weight: float = Field(default=1.0, ge=0, allow_inf_nan=False, description="weight of a simulated row; 0: none")
+    balance_cohorts: bool = Field(default=True, description="cap any cohort's share of the feedback weight "
+                                  "at labels.max_cohort_share, so one site's labels do not dominate")
+    eval_fraction: float = Field(default=0.3, gt=0, lt=1, description="share of labelled traffic held out")
+    validation_fraction: float = Field(default=0.2, gt=0, lt=1, description="of training data, to pick the threshold")
+    split_block_s: float = Field(default=3600.0, ge=0, allow_inf_nan=False,
+                                 description="traces of one device within one block share a split; 0: per trace")
+    sim_n_machines: int | None = Field(default=None, ge=1)
+    sim_steps: int | None = Field(default=None, ge=1)
+    sim_horizon: int | None = Field(default=None, ge=0)
+    sim_seed: int | None = Field(default=None, ge=0)
+    reference_min_rows: int = Field(default=500, ge=1, description="random-sample field rows needed to take the "
+                                    "drift reference from the field instead of the whole training set")
+    latency_runs: int = Field(default=300, ge=10, le=100_000, description="single-window inferences timed")
+    check_interval_s: float = Field(default=300.0, gt=0, allow_inf_nan=False, description="trigger check period")
+    triggers: TriggerPolicy = Field(default_factory=TriggerPolicy)
+    gate: GateSettings = Field(default_factory=GateSettings)

@@ -1,0 +1,109 @@
+"""Triggers over the real store: the periodic check (labels, drift, cooldown), manual requests and their
+guards, and the ``retrain_trigger`` events they leave. No job runs here: the worker is not started."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hub.labels_service import LabelSettings
+from hub.registry import Registry
+from hub.signing import SigningKey
+from hub.store.base import DRIFT_EVENT, IngestRecord
+from hub.store.sqlite import SqliteHubStore
+from hub.training.errors import RetrainBlockedError, TrainingBusyError, UnknownLabelSetError
+from hub.training.service import TrainingService
+from hub.training.triggers import TRIGGER_EVENT, TriggerPolicy
+from shared.messages import Annotation, Anomaly, Status
+from tests.hub.training.conftest import training_settings
+
+T0 = 1_700_000_000.0
+H = 3600.0
+POLICY = TriggerPolicy(min_new_labels=10, min_total_labels=5, cooldown_s=H, schedule_interval_s=None)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SqliteHubStore]:
+    s = SqliteHubStore(tmp_path / "hub.db")
+    yield s
+    s.close()
+
+
+def service(store: SqliteHubStore, tmp_path: Path, policy: TriggerPolicy = POLICY) -> TrainingService:
+    registry = Registry(store, tmp_path / "models", SigningKey.generate())
+    return TrainingService(store, registry, training_settings(triggers=policy), labels=LabelSettings(),
+                           staging_dir=tmp_path / "staging", clock=lambda: T0)
+
+
+def label(store: SqliteHubStore, n: int, *, start: int = 0) -> None:
+    """`n` anomalies of pump-1, each confirmed by a technician."""
+    messages: list = [Status(device_id="pump-1", ts=T0, state="online", site="site-a")]
+    for i in range(start, start + n):
+        trace = f"t{i:04d}"
+        messages.append(Anomaly(device_id="pump-1", ts=T0 + i, trace_id=trace, window_start=T0 + i - 10,
+                                window_end=T0 + i, score=0.9, threshold=0.5, decision=True, features=[0.1, 0.2]))
+        messages.append(Annotation(device_id="pump-1", ts=T0 + i + 1, trace_id=trace, label="fault",
+                                   technician_id="ann", signal="confirmed"))
+    store.ingest_batch([IngestRecord(m, T0) for m in messages])
+
+
+def triggers(store: SqliteHubStore) -> list[dict]:
+    return [e.payload for e in store.events(kind=TRIGGER_EVENT)]
+
+
+def test_the_periodic_check_fires_on_labels_then_drift_and_respects_the_cooldown(store, tmp_path) -> None:
+    svc = service(store, tmp_path)
+    assert svc.check(T0 + H) is None  # no labels at all
+    label(store, 12)
+    first = svc.check(T0 + H)
+    assert first is not None
+    job = store.training_job(first)
+    assert job is not None and (job.status, job.trigger, job.actor) == ("queued", "labels", "hub:triggers")
+    (event,) = triggers(store)
+    assert (event["kind"], event["fire"], event["job_id"], event["new_labels"]) == ("labels", True, first, 12)
+    assert job.trigger_id == f"trigger-{store.events(kind=TRIGGER_EVENT)[0].id}"
+
+    assert svc.check(T0 + H) is None  # a job is queued: nothing more, no event
+    store.update_training_job(first, status="succeeded", finished_ts=T0 + H)
+    store.record_event(DRIFT_EVENT, {"scope": "fleet@v1", "report_id": 1}, ts=T0 + H)
+    assert svc.check(T0 + H + 60) is None  # drift, but within the cooldown: blocked, not recorded
+    assert len(triggers(store)) == 1
+
+    second = svc.check(T0 + 2.5 * H)
+    assert second is not None
+    drift_job = store.training_job(second)
+    assert drift_job is not None and drift_job.trigger == "drift"
+    last = triggers(store)[-1]
+    assert (last["kind"], last["drift_events"], last["drift_scopes"], last["new_labels"]) == ("drift", 1,
+                                                                                             ["fleet@v1"], 0)
+    assert drift_job.drift_cursor == store.events(kind=DRIFT_EVENT)[-1].id
+
+    store.update_training_job(second, status="failed", finished_ts=T0 + 2.5 * H)
+    assert svc.check(T0 + 5 * H) is None  # that drift event was consumed; no new labels
+    label(store, 10, start=100)
+    assert svc.check(T0 + 5 * H) is not None  # ten new labels
+
+
+def test_a_manual_request_overrides_the_cooldown_but_not_the_minimum_of_labels(store, tmp_path) -> None:
+    label(store, 6)
+    strict = service(store, tmp_path, TriggerPolicy(min_total_labels=100, cooldown_s=H))
+    with pytest.raises(RetrainBlockedError, match="min_labels: 6 validated labels, need 100") as blocked:
+        strict.request(actor="operator:ana", reason="please", now=T0)
+    assert blocked.value.decision.blocked_by == "min_labels"
+    event = triggers(store)[-1]
+    assert (event["kind"], event["fire"], event["outcome"], event["actor"], event["request_reason"]) == (
+        "manual", False, "blocked", "operator:ana", "please")
+
+    svc = service(store, tmp_path)
+    outcome = svc.request(actor="operator:ana", reason="please", now=T0)
+    assert outcome.decision.fire and outcome.job_id is not None
+    store.update_training_job(outcome.job_id, status="succeeded")
+    again = svc.request(actor="operator:ana", reason="again", now=T0 + 60)  # within the cooldown: allowed
+    assert again.job_id is not None
+    with pytest.raises(TrainingBusyError, match=f"already queued: {again.job_id}"):
+        svc.request(actor="operator:bob", reason="me too", now=T0 + 61)
+    assert (triggers(store)[-1]["outcome"], triggers(store)[-1]["active_job"]) == ("busy", again.job_id)
+    with pytest.raises(UnknownLabelSetError):
+        svc.inputs(T0, "ls-missing")
