@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import signal
 import threading
 import time
@@ -34,6 +35,32 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     drift.add_argument("--limit", type=int, default=20, help="reports to list (default 20)")
     drift.add_argument("--json", action="store_true", help="print JSON")
 
+    retrain = sub.add_parser("retrain", help="retrain now from the latest validated labels, then gate the candidate")
+    _settings_args(retrain)
+    retrain.add_argument("--reason", required=True, help="why (recorded with the model version)")
+    retrain.add_argument("--label-set", help="train on this label set (default: validate labels now)")
+    retrain.add_argument("--actor", default="operator", help="who asks (recorded; default 'operator')")
+
+    models = sub.add_parser("models", help="the model registry: versions, status, gate decisions, audit trail")
+    _settings_args(models)
+    models.add_argument("version", nargs="?", help="show one version with its gate decision and audit trail")
+    models.add_argument("--register", type=Path, metavar="DIR",
+                        help="register (and sign) a model version directory, e.g. the initial model")
+    models.add_argument("--status", default="candidate", help="status to register with (default candidate; "
+                        "'active' for the first model of a fleet)")
+    models.add_argument("--reason", default="registered by an operator", help="why (recorded)")
+    models.add_argument("--json", action="store_true", help="print JSON")
+
+    rollout = sub.add_parser("rollout", help="start, inspect, pause, resume, promote or roll back a rollout")
+    _settings_args(rollout)
+    rollout.add_argument("action", choices=["start", "list", "show", "pause", "resume", "promote", "rollback",
+                                            "abort"])
+    rollout.add_argument("target", nargs="?", help="the candidate version (start) or the rollout id")
+    rollout.add_argument("--reason", help="why (required for every change; recorded with who and when)")
+    rollout.add_argument("--canary", default="0.1", help="share of devices (0.1) or a list of device ids")
+    rollout.add_argument("--shadow", action="store_true", help="shadow stage first")
+    rollout.add_argument("--actor", default="operator", help="who (recorded; default 'operator')")
+
     devices = sub.add_parser("devices", help="the device registry: presence, model version, cohort")
     _settings_args(devices)
     devices.add_argument("--json", action="store_true", help="print JSON")
@@ -60,7 +87,8 @@ def _settings(args: argparse.Namespace, **extra: Any) -> HubSettings:
 
 
 def run(args: argparse.Namespace) -> int:
-    handlers = {"serve": _serve, "ingest": _ingest, "drift": _drift, "devices": _devices, "dead-letters": _dead}
+    handlers = {"serve": _serve, "ingest": _ingest, "drift": _drift, "devices": _devices, "dead-letters": _dead,
+                "retrain": _retrain, "models": _models, "rollout": _rollout}
     return handlers[args.command](args)
 
 
@@ -79,7 +107,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args, api_host=args.host, api_port=args.port)
     service = HubService(settings)
-    app = create_app(settings, service.store, metrics=service.metrics, labels=settings.labels)
+    app = create_app(settings, service.store, metrics=service.metrics, labels=settings.labels,
+                     training=service.training, registry=service.registry, rollouts=service.rollouts)
 
     class Server(uvicorn.Server):
         @contextlib.contextmanager
@@ -173,4 +202,131 @@ def _dead(args: argparse.Namespace) -> int:
             print(f"{row.ts:.3f} {row.topic} {row.reason}: {row.detail}")
         return 0
     finally:
+        store.close()
+
+
+def _retrain(args: argparse.Namespace) -> int:
+    """Exit codes: 0 a candidate passed the gate, 3 it did not, 1 the job failed, 2 it was blocked."""
+    from dataclasses import asdict
+
+    from hub.registry import Registry
+    from hub.signing import SigningKey, default_key_path
+    from hub.store import open_store
+    from hub.training.errors import RetrainBlockedError, TrainingBusyError
+    from hub.training.service import TrainingService
+
+    settings = _settings(args)
+    store = open_store(settings.store)
+    try:
+        key = SigningKey.load(settings.signing_key_file or default_key_path(settings.data_dir),
+                              dev_mode=settings.dev_mode)
+        registry = Registry(store, settings.data_dir / "models", key)
+        service = TrainingService(store, registry, settings.training, labels=settings.labels,
+                                  staging_dir=settings.data_dir / "staging")
+        try:
+            job = service.retrain_now(actor=f"cli:{args.actor}", reason=args.reason, now=time.time(),
+                                      label_set_id=args.label_set)
+        except (RetrainBlockedError, TrainingBusyError) as exc:
+            print(f"fleetloop hub retrain: {exc}")
+            return 2
+        print(json.dumps(asdict(job), indent=2, default=str))
+        if job.status == "failed":
+            return 1
+        return 0 if job.gate_verdict == "pass" else 3
+    finally:
+        store.close()
+
+
+def _registry(settings: HubSettings, store: Any) -> Any:
+    from hub.registry import Registry
+    from hub.signing import SigningKey, default_key_path
+
+    key = SigningKey.load(settings.signing_key_file or default_key_path(settings.data_dir), dev_mode=settings.dev_mode)
+    return Registry(store, settings.data_dir / "models", key)
+
+
+def _models(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from hub.store import open_store
+
+    settings = _settings(args)
+    store = open_store(settings.store)
+    try:
+        registry = _registry(settings, store)
+        if args.register:
+            row = registry.register(args.register, actor=f"cli:{os.environ.get('USER', 'operator')}",
+                                    reason=args.reason, status=args.status)
+            print(f"registered {row.version} ({row.status}), signed")
+            return 0
+        if args.version:
+            row = registry.get(args.version)
+            audit = store.model_audit(version=args.version)
+            if args.json:
+                print(json.dumps({"version": asdict(row), "audit": [asdict(a) for a in audit]}, indent=2))
+            else:
+                print(f"{row.version}  {row.status}  parent {row.parent_version or '-'}  by {row.created_by}: "
+                      f"{row.reason}")
+                if row.gate:
+                    print(f"gate: {row.gate.get('verdict')}  " + "; ".join(
+                        f"{c['name']} {'ok' if c['passed'] else 'FAIL'} ({c['value']} vs {c['limit']})"
+                        for c in row.gate.get("checks", [])))
+                for a in audit:
+                    print(f"  {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(a.ts))}  {a.actor:<16} {a.action:<12} "
+                          f"{a.from_status or '-'} -> {a.to_status or '-'}: {a.reason}")
+            return 0
+        rows = store.model_versions()
+        if args.json:
+            print(json.dumps([asdict(r) | {"manifest": None} for r in rows], indent=2))
+        for r in [] if args.json else rows:
+            print(f"{r.version:<10} {r.status:<12} parent {r.parent_version or '-':<8} {r.reason}")
+        return 0
+    finally:
+        store.close()
+
+
+def _rollout(args: argparse.Namespace) -> int:
+    from hub.commands import CommandPublisher
+    from hub.rollouts import RolloutService
+    from hub.store import open_store
+    from shared.errors import ConfigError
+
+    settings = _settings(args)
+    store = open_store(settings.store)
+    publisher = None
+    try:
+        registry = _registry(settings, store)
+        if args.action in ("list", "show"):
+            service = RolloutService(store, registry, None,  # type: ignore[arg-type]  # reads only
+                                     artifact_url=str)
+            rollouts = [service.get(args.target)] if args.action == "show" and args.target else service.recent()
+            for r in rollouts:
+                print(f"{r.id}  {r.row.candidate} over {r.row.incumbent}  {r.state.status}  stage {r.state.stage}"
+                      f"{'  (paused)' if r.state.paused else ''}")
+                if args.action == "show":
+                    for t in r.state.history:
+                        print(f"  {t.at:.0f}  {t.actor:<16} {t.action:<10} -> {t.to_stage or '-'}: {t.reason}")
+            return 0
+        if not args.target or not args.reason:
+            what = "candidate" if args.action == "start" else "rollout id"
+            raise ConfigError(f"'rollout {args.action}' needs a {what} and --reason")
+        publisher = CommandPublisher(settings, client_id=f"fleetloop-hub-cli-{os.getpid()}")
+        publisher.start()
+        if not publisher.is_connected():
+            raise ConfigError(f"cannot reach the broker at {settings.mqtt_host}:{settings.mqtt_port}")
+        base = settings.artifact_base_url.rstrip("/")
+        service = RolloutService(store, registry, publisher, artifact_url=lambda v: f"{base}/models/{v}/artifact")
+        actor = f"cli:{args.actor}"
+        if args.action == "start":
+            canary: float | list[str] = (float(args.canary) if args.canary.replace(".", "", 1).isdigit()
+                                         else args.canary.split(","))
+            rollout = service.start(args.target, actor=actor, reason=args.reason, canary=canary, shadow=args.shadow)
+        else:
+            rollout = getattr(service, args.action)(args.target, actor=actor, reason=args.reason)
+        publisher.flush(30)
+        print(f"{rollout.id}  {rollout.state.status}  stage {rollout.state.stage}")
+        return 0
+    finally:
+        if publisher is not None:
+            publisher.stop()
         store.close()

@@ -12,8 +12,12 @@ from hub.drift_service import DriftService
 from hub.ingest.worker import IngestWorker
 from hub.metrics import HubMetrics
 from hub.references import ReferenceLibrary
+from hub.registry import Registry
+from hub.rollouts import RolloutService
 from hub.settings import HubSettings
+from hub.signing import SigningKey, default_key_path
 from hub.store import HubStore, open_store
+from hub.training.service import TrainingService
 
 log = logging.getLogger(__name__)
 
@@ -58,15 +62,28 @@ class HubService:
         self.worker = IngestWorker.from_settings(settings, self.store, metrics=self.metrics)
         self.commands = CommandPublisher(settings)
         self.traces = TraceRequester(self.store, settings.labels, self.commands.send)
+        self.key = SigningKey.load(settings.signing_key_file or default_key_path(settings.data_dir),
+                                   dev_mode=settings.dev_mode)
+        self.registry = Registry(self.store, settings.data_dir / "models", self.key)
         self.drift = DriftService(self.store, ReferenceLibrary(settings.data_dir / "models"), settings.drift)
+        self.rollouts = RolloutService(self.store, self.registry, self.commands, artifact_url=self.artifact_url)
+        self.training = TrainingService(self.store, self.registry, settings.training, labels=settings.labels,
+                                        staging_dir=settings.data_dir / "staging")
         self.jobs = [
             Periodic("drift", settings.drift.interval_s, self.drift.run),
             Periodic("trace-requests", settings.trace_request_interval_s, self.traces.run),
+            Periodic("retrain-triggers", settings.training.check_interval_s, self.training.check),
+            Periodic("rollouts", settings.rollout_tick_s, self.rollouts.tick),
         ]
+
+    def artifact_url(self, version: str) -> str:
+        return f"{self.settings.artifact_base_url.rstrip('/')}/models/{version}/artifact"
 
     def start(self) -> None:
         self.worker.start()
         self.commands.start()
+        self.rollouts.resync()  # retained assignments match the newest rollout after a hub restart
+        self.training.start()
         for job in self.jobs:
             job.start()
         log.info("hub started: store %s, broker %s:%d", self.settings.store, self.settings.mqtt_host,
@@ -75,6 +92,7 @@ class HubService:
     def stop(self) -> None:
         for job in self.jobs:
             job.stop()
+        self.training.stop()
         self.worker.stop()
         self.commands.stop()
         self.store.close()

@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fleetloop.config import is_loopback, load_settings
 from hub.labels_service import LabelSettings
+from hub.training.settings import TrainingSettings
 from shared.codec import MAX_PAYLOAD_BYTES
 from shared.errors import TopicError
 from shared.topics import DEFAULT_PREFIX, Topics
@@ -79,6 +80,10 @@ class HubSettings(BaseSettings):
         default=None, description="Ed25519 key that signs model versions (default <data_dir>/keys/…); created "
                                   "on first start only in dev_mode")
     drift: DriftSettings = Field(default_factory=DriftSettings)
+    training: TrainingSettings = Field(default_factory=TrainingSettings)
+    artifact_base_url: str = Field(default="http://127.0.0.1:8000", description="the hub API URL devices can reach: "
+                                   "they fetch model artifacts from <url>/models/<version>/artifact")
+    rollout_tick_s: float = Field(default=30.0, gt=0, description="how often rollouts look at device evidence")
     labels: LabelSettings = Field(default_factory=LabelSettings)
     trace_request_interval_s: float = Field(default=60.0, gt=0, description="how often to ask devices for traces "
                                             "that annotations name but the hub has not seen")

@@ -15,6 +15,7 @@ import pytest
 
 from agent.app import build_agent
 from fleetloop.devbroker import free_port
+from hub.signing import SigningKey
 from tests.agent.helpers import agent_settings
 from tests.fixtures.broker import HUB_USER
 
@@ -37,7 +38,11 @@ def _wait_healthy(url: str, proc: subprocess.Popen, log) -> None:
 
 def test_hub_serve_end_to_end(tmp_path, broker, initial_model_dir):
     port = free_port()
-    env = {**os.environ, "FLEETLOOP_HUB_MQTT_PASSWORD": broker.password(HUB_USER),
+    key_file = tmp_path / "keys" / "signing.pem"
+    key_file.parent.mkdir()
+    SigningKey.create(key_file)  # outside dev mode the operator provisions the key; the hub never invents one
+    env = {**os.environ, "FLEETLOOP_HUB_SIGNING_KEY_FILE": str(key_file),
+           "FLEETLOOP_HUB_MQTT_PASSWORD": broker.password(HUB_USER),
            "FLEETLOOP_HUB_TOKENS": json.dumps({TECH: "technician", VIEWER: "viewer"}),
            "FLEETLOOP_HUB_SHARE_GROUP": "serve-test", "FLEETLOOP_HUB_INGEST_CLIENT_ID": "serve-test"}
     log = tmp_path / "hub.log"
@@ -80,6 +85,15 @@ def test_hub_serve_end_to_end(tmp_path, broker, initial_model_dir):
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
     assert proc.returncode == 0, log.read_text()[-3000:]
+
+
+def test_hub_refuses_to_start_without_a_signing_key_outside_dev_mode(tmp_path):
+    env = {**os.environ, "FLEETLOOP_HUB_MQTT_PASSWORD": "x" * 20,
+           "FLEETLOOP_HUB_TOKENS": json.dumps({"k" * 20: "viewer"})}
+    out = subprocess.run([sys.executable, "-m", "fleetloop.cli", "hub", "serve", "--data-dir", str(tmp_path)],
+                         env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert out.returncode == 2
+    assert "signing_key_file" in out.stderr
 
 
 def test_hub_refuses_to_start_without_tokens_outside_dev_mode(tmp_path):
