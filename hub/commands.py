@@ -37,6 +37,8 @@ class CommandPublisher:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         self.connected = threading.Event()
+        self._lock = threading.Lock()
+        self._unacked: list[mqtt.MQTTMessageInfo] = []
         self.client = client
         self.host, self.port, self.keepalive = settings.mqtt_host, settings.mqtt_port, settings.mqtt_keepalive
 
@@ -71,13 +73,36 @@ class CommandPublisher:
     def assign(self, device_id: str, assign: Assign) -> bool:
         """Publish a device's model assignment RETAINED (QoS 1), so a device that connects later still gets it.
 
-        False when the client is not connected: paho keeps the message and sends it after reconnecting.
+        False when the client is not connected (nothing is queued): the rollout service re-publishes on reconnect.
         """
+        if not self.connected.is_set():
+            return False
         info = self.client.publish(self.topics.topic(device_id, Kind.ASSIGN), encode(assign), qos=1, retain=True)
-        return info.rc == mqtt.MQTT_ERR_SUCCESS
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            return False
+        with self._lock:
+            self._unacked = [i for i in self._unacked if not i.is_published()] + [info]
+        return True
+
+    def flush(self, timeout_s: float = 30.0) -> bool:
+        """Wait until the broker acknowledged every assignment published so far (before a short-lived CLI exits)."""
+        deadline = time.monotonic() + timeout_s
+        with self._lock:
+            pending, self._unacked = self._unacked, []
+        for info in pending:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            try:
+                info.wait_for_publish(remaining)
+            except RuntimeError:  # the connection dropped before it went out
+                return False
+            if not info.is_published():
+                return False
+        return True
 
     def is_connected(self) -> bool:
-        return bool(self.client.is_connected())
+        return self.connected.is_set()
 
 
 class TraceRequester:
