@@ -29,7 +29,7 @@ def build_source(agent_settings: AgentSettings) -> SensorSource:
         from agent.sources.sim import SimSource
 
         return SimSource(device_id, seed=settings.seed, rate=settings.rate, config=settings.sim_config,
-                         limit=settings.limit, drifts=settings.drifts)
+                         limit=settings.limit, drifts=settings.drifts, start_ts=settings.start_ts)
     if settings.kind == "cmapss":
         from agent.sources.replay import CmapssSource
 
