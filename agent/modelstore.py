@@ -48,7 +48,7 @@ def read_version(directory: Path, verifier: ManifestVerifier | None = None) -> t
     try:
         manifest = ModelManifest.model_validate_json(manifest_bytes)
     except ValidationError as exc:
-        raise ModelLoadError(f"{manifest_path}: invalid manifest: {exc.errors(include_url=False)[0]}") from None
+        raise ModelLoadError(f"{manifest_path} is not a valid manifest: {exc.errors(include_url=False)[0]}") from None
     onnx_bytes = model_path.read_bytes()
     actual = sha256_bytes(onnx_bytes)
     if actual != manifest.onnx_sha256:

@@ -21,8 +21,9 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from shared.errors import ConfigError, FleetloopError, ModelIntegrityError, ModelLoadError
-from shared.manifest import MANIFEST_FILE, MODEL_FILE, SIGNATURE_FILE, ModelManifest, sha256_bytes
+from agent.modelstore import read_version
+from shared.errors import ConfigError, FleetloopError, ModelError
+from shared.manifest import MANIFEST_FILE, SIGNATURE_FILE
 from shared.signing import (
     Ed25519Verifier,
     generate_private_key,
@@ -127,18 +128,11 @@ class SigningKey:
         Returns the signature file. Raises ModelLoadError / ModelIntegrityError for a version that should
         never be signed. Re-signing (e.g. after a key rotation) replaces the old signature atomically.
         """
-        manifest_path, model_path = version_dir / MANIFEST_FILE, version_dir / MODEL_FILE
         try:
-            manifest_bytes = manifest_path.read_bytes()
-            onnx_bytes = model_path.read_bytes()
-        except OSError as exc:
-            raise ModelLoadError(f"{version_dir} is not a model version: {exc}") from None
-        try:
-            manifest = ModelManifest.model_validate_json(manifest_bytes)
-        except ValueError as exc:
-            raise ModelLoadError(f"{manifest_path} is not a valid manifest: {exc}") from None
-        if sha256_bytes(onnx_bytes) != manifest.onnx_sha256:
-            raise ModelIntegrityError(f"refusing to sign {version_dir}: {MODEL_FILE} does not match the manifest")
+            manifest, _ = read_version(version_dir)  # a valid manifest whose model matches its sha256
+        except ModelError as exc:
+            raise type(exc)(f"refusing to sign {version_dir}: {exc}") from None
+        manifest_bytes = (version_dir / MANIFEST_FILE).read_bytes()
         target = version_dir / SIGNATURE_FILE
         _write_atomic(target, (self.sign(manifest_bytes) + "\n").encode(), 0o644)
         log.info("signed model %s with key %s", manifest.version, self.key_id)

@@ -166,20 +166,13 @@ def write_version(out_dir: Path | str, onnx_bytes: bytes, manifest: ModelManifes
 
 
 def read_version(version_dir: Path | str) -> tuple[ModelManifest, bytes]:
-    """The manifest and ONNX bytes of a version directory, verified against the manifest's sha256."""
-    root = Path(version_dir)
-    try:
-        raw = (root / MANIFEST_FILE).read_bytes()
-        onnx_bytes = (root / MODEL_FILE).read_bytes()
-    except OSError as exc:
-        raise ModelLoadError(f"{root} is not a model version: {exc}") from exc
-    try:
-        manifest = ModelManifest.model_validate_json(raw)
-    except ValidationError as exc:
-        raise ModelLoadError(f"{root / MANIFEST_FILE} is not a valid manifest: {exc}") from exc
-    if sha256_bytes(onnx_bytes) != manifest.onnx_sha256:
-        raise ModelIntegrityError(f"{root / MODEL_FILE} does not match the manifest's sha256")
-    return manifest, onnx_bytes
+    """The manifest and ONNX bytes of a version directory, verified against the manifest's sha256.
+
+    The agent's reader is the one implementation (the agent verifies what it serves the same way).
+    """
+    from agent.modelstore import read_version as verified_read
+
+    return verified_read(Path(version_dir))
 
 
 def _write_synced(path: Path, data: bytes) -> None:
