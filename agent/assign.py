@@ -438,6 +438,9 @@ class ModelManager:
         if job.assign.mode == "shadow":
             self._start_shadow(model, job.assign, now)
             return
+        if model.version == self.host.model.version:  # e.g. the incumbent re-assigned after a rollback
+            log.info("model %s is assigned and already serving", model.version)
+            return
         try:
             self._swap(model)
         except FleetloopError as exc:  # e.g. the pointer could not be written: the old model keeps serving
