@@ -57,26 +57,7 @@ def run_worker(spec_path: Path) -> int:
 
     from agent.app import build_agent
     from agent.settings import AgentSettings
-    from agent.sources.base import Reading
     from agent.sources.memory import ArraySource
-
-    class PacedSource(ArraySource):
-        """Releases `rate` readings per second from its first read on."""
-
-        def __init__(self, sensors: list[str], n: int, rate: float, seed: int) -> None:
-            super().__init__(sensors, np.random.default_rng(seed).normal(50.0, 5.0, size=(n, len(sensors))))
-            self.rate = rate
-            self._t0: float | None = None
-
-        def read(self, timeout: float) -> Reading | None:
-            if self._t0 is None:
-                self._t0 = time.monotonic()
-            wait = self._t0 + self._i / self.rate - time.monotonic()
-            if wait > 0:
-                time.sleep(min(wait, timeout))
-                if wait > timeout:
-                    return None
-            return super().read(timeout)
 
     spec = json.loads(spec_path.read_text())
     stop = threading.Event()
@@ -89,7 +70,9 @@ def run_worker(spec_path: Path) -> int:
             model_public_key=spec["public_key"], stats_interval_s=1.0, sample_rate=0.01, health_windows=10,
             health_latency_ms=1000.0,  # 25 agents share one GIL: a window's latency includes the others' turns
         )
-        source = PacedSource(spec["sensors"], int(spec["rate"] * spec["max_s"]), spec["rate"], seed=spec["seed"] + i)
+        n = int(spec["rate"] * spec["max_s"])
+        values = np.random.default_rng(spec["seed"] + i).normal(50.0, 5.0, size=(n, len(spec["sensors"])))
+        source = ArraySource(spec["sensors"], values, rate=spec["rate"])
         agent = build_agent(settings, source)
         thread = threading.Thread(target=agent.run, kwargs={"stop": stop, "drain_s": 3.0}, name=device, daemon=True)
         thread.start()

@@ -6,19 +6,17 @@ refuses to start without an MQTT password and API tokens, and refuses plain-text
 
 from __future__ import annotations
 
-import json
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from fleetloop.config import is_loopback, load_settings
+from fleetloop.config import is_loopback, load_settings, read_settings_file
 from hub.labels_service import LabelSettings
 from hub.training.settings import TrainingSettings
 from shared.codec import MAX_PAYLOAD_BYTES
-from shared.errors import TopicError
+from shared.errors import ConfigError, TopicError
 from shared.topics import DEFAULT_PREFIX, Topics
 
 Role = Literal["technician", "operator", "viewer"]
@@ -144,15 +142,9 @@ class HubSettings(BaseSettings):
 def _read_tokens(path: Path) -> dict[str, Role]:
     """Token → role from a JSON or TOML file; ValueError (reported by the validator) if unusable."""
     try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ValueError(f"cannot read tokens_file {path}: {exc.strerror}") from None
-    try:
-        data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
-    except (ValueError, tomllib.TOMLDecodeError) as exc:
-        raise ValueError(f"tokens_file {path} is not valid {path.suffix.lstrip('.') or 'TOML'}: {exc}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"tokens_file {path} must map token → role")
+        data = read_settings_file(path)
+    except ConfigError as exc:  # validators report ValueError; the message names the file and the problem
+        raise ValueError(f"tokens_file: {exc}") from None
     bad = sorted({str(role) for role in data.values() if role not in ROLES})
     if bad:
         raise ValueError(f"tokens_file {path}: unknown role(s) {', '.join(bad)}; use {', '.join(ROLES)}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -10,7 +11,8 @@ from agent.sources.base import Reading
 
 
 class ArraySource:
-    """Yields the rows of a ``(time, sensors)`` array as readings, as fast as they are read."""
+    """Yields the rows of a ``(time, sensors)`` array as readings: as fast as they are read, or with `rate` > 0
+    that many per second from the first read on."""
 
     def __init__(
         self,
@@ -18,6 +20,7 @@ class ArraySource:
         values: np.ndarray,
         ts: np.ndarray | None = None,
         units: Sequence[str | None] | None = None,
+        rate: float = 0.0,
     ) -> None:
         self.sensors = list(sensors)
         self.values = np.asarray(values, dtype=np.float64)
@@ -26,9 +29,19 @@ class ArraySource:
         self.ts = np.arange(len(self.values), dtype=np.float64) if ts is None else np.asarray(ts, dtype=np.float64)
         self.units = list(units) if units is not None else None
         self.bad_rows = 0
+        self.rate = rate
+        self._t0: float | None = None
         self._i = 0
 
     def read(self, timeout: float) -> Reading | None:
+        if self.rate > 0:
+            if self._t0 is None:
+                self._t0 = time.monotonic()
+            wait = self._t0 + self._i / self.rate - time.monotonic()
+            if wait > 0:
+                time.sleep(min(wait, timeout))
+                if wait > timeout:
+                    return None
         i = self._i
         if i >= len(self.values):
             return None

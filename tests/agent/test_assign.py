@@ -21,7 +21,6 @@ import pytest
 
 from agent.app import build_agent
 from agent.runtime import Agent
-from agent.sources.base import Reading
 from agent.sources.memory import ArraySource
 from hub.signing import SigningKey
 from shared.codec import encode
@@ -118,24 +117,9 @@ def build_versions(root: Path, initial: Path) -> Versions:
     )
 
 
-class PacedSource(ArraySource):
-    """An ArraySource that releases `rate` readings per second (so a swap happens mid-stream)."""
-
-    def __init__(self, n: int, rate: float, seed: int = 0) -> None:
-        values = np.random.default_rng(seed).normal(size=(n, len(SENSORS))) + 50
-        super().__init__(SENSORS, values)
-        self.rate = rate
-        self._t0: float | None = None
-
-    def read(self, timeout: float) -> Reading | None:
-        if self._t0 is None:
-            self._t0 = time.monotonic()
-        wait = self._t0 + self._i / self.rate - time.monotonic()
-        if wait > 0:
-            time.sleep(min(wait, timeout))
-            if wait > timeout:
-                return None
-        return super().read(timeout)
+def PacedSource(n: int, rate: float, seed: int = 0) -> ArraySource:
+    """Simulated-looking readings released `rate` per second (so a swap happens mid-stream)."""
+    return ArraySource(SENSORS, np.random.default_rng(seed).normal(size=(n, len(SENSORS))) + 50, rate=rate)
 
 
 def expected_windows(n: int) -> int:
