@@ -29,6 +29,17 @@ log = logging.getLogger(__name__)
 SESSION_EXPIRY_S = 24 * 3600
 
 
+def close_client(client: mqtt.Client, properties: Properties | None = None) -> None:
+    """Disconnect a paho client started with `loop_start`, stop its network thread and release its sockets.
+
+    paho closes the wake-up socket pair `loop_start` opened only in ``Client.__del__``, which a reference
+    cycle may never run before the sockets are collected (a ResourceWarning): it is closed here.
+    """
+    client.disconnect(properties=properties)
+    client.loop_stop()
+    client._reset_sockets(sockpair_only=True)
+
+
 class Link:
     """One device's MQTT session.
 
@@ -88,8 +99,7 @@ class Link:
             info = self.publish_status("offline")
             with contextlib.suppress(RuntimeError, ValueError):
                 info.wait_for_publish(timeout=2.0)
-        self.client.disconnect()
-        self.client.loop_stop()
+        close_client(self.client)
 
     def is_connected(self) -> bool:
         return self.connected.is_set() and self.client.is_connected()

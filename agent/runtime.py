@@ -237,10 +237,13 @@ class Agent:
             models.after_window(error=False, finite=finite, latency_s=latency_s)
 
     def _sample_reason(self, score: float, anomaly: bool) -> SampleReason | None:
-        if anomaly:
-            return None
+        """Why this window goes to the hub besides being an anomaly: drawn into the random baseline slice
+        (every window with the same probability, anomalies included, so the slice is unbiased), or close to
+        the threshold (rate-limited)."""
         if self._rng.random() < self.settings.sample_rate:
             return "random"
+        if anomaly:
+            return None
         if abs(score - self.model.threshold) <= self.model.manifest.low_confidence_margin:
             clock = time.monotonic()
             cap = float(self.settings.low_confidence_per_min)
@@ -262,7 +265,7 @@ class Agent:
         }
         message: Message
         if anomaly:
-            message = Anomaly(**common)
+            message = Anomaly(sampled=reason == "random", **common)
             kind, priority = Kind.ANOMALY, PRIORITY_ANOMALY
             self.counters.anomalies += 1
         else:
@@ -392,7 +395,7 @@ class Agent:
             self.models.on_rollback_command(time.time())
 
     def upload_traces(self, trace_ids: list[str]) -> int:
-        """Queue the logged predictions with these trace ids (with features) for the hub."""
+        """Queue the logged predictions with these trace ids (with features) for the hub, as of when they were made."""
         messages = []
         for trace_id in trace_ids:
             row = self.db.prediction(trace_id)
@@ -400,7 +403,7 @@ class Agent:
                 continue
             features = np.frombuffer(row["features"], dtype=np.float32)
             message = Sample(
-                device_id=self.device_id, ts=time.time(), model_version=row["model_version"], trace_id=trace_id,
+                device_id=self.device_id, ts=row["ts"], model_version=row["model_version"], trace_id=trace_id,
                 window_start=row["window_start"], window_end=row["window_end"], unit=row["unit"],
                 score=row["score"], threshold=self.model.threshold, decision=bool(row["decision"]),
                 features=features.tolist(), reason="requested",

@@ -26,8 +26,9 @@ class SourceSettings(BaseModel):
     seed: int = Field(default=0, description="simulator seed")
     sim_config: dict[str, Any] = Field(default_factory=dict, description="simulator machine settings")
     drifts: list[Drift] = Field(default_factory=list, description="simulator drifts to inject (sensor offset, …)")
-    start_ts: float | None = Field(default=None, description="simulator clock origin (default: now); reading t is "
-                                   "stamped start_ts + t / rate, so ground truth can be reconstructed")
+    start_ts: float | None = Field(default=None, description="clock origin. sim: reading t is stamped start_ts + "
+                                   "t / rate (default: now), so ground truth can be reconstructed; cmapss: the i-th "
+                                   "reading replayed is stamped start_ts + i / rate (default: ts is the cycle)")
     topic: str | None = Field(default=None, description="MQTT topic to read readings from (mqtt)")
     time_column: str | None = Field(default=None, description="CSV time column (csv)")
     sensors: list[str] | None = Field(default=None, description="CSV columns to use (csv)")

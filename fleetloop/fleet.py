@@ -32,6 +32,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import ValidationError
 
+from agent.link import close_client
 from shared.codec import decode_topic
 from shared.errors import ConfigError, DecodeError
 from shared.messages import Anomaly, ModelEvent, Sample, Stats, Status
@@ -39,6 +40,7 @@ from shared.topics import DEFAULT_PREFIX, Kind, Topics
 from sim.dataset import default_fleet
 from sim.drift import Drift
 from sim.machine import MachineConfig
+from sim.technicians import SimDevice
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,10 @@ class DeviceSpec:
     @property
     def cohort(self) -> str:
         return self.machine.cohort
+
+    def sim_device(self, *, start_ts: float, rate: float) -> SimDevice:
+        """This device as its agent's simulated source runs it (clock origin and pace): its ground truth."""
+        return SimDevice(self.device_id, self.seed, self.machine, self.drifts, start_ts, rate)
 
 
 def plan_fleet(n: int, seed: int, *, cohorts: Sequence[MachineConfig] | None = None,
@@ -104,6 +110,7 @@ class FleetSettings:
     max_duration_s: float | None = None  # each agent's own --duration: a safety net if this process dies
     model_public_key: str | None = None  # the hub's signing key the agents pin (file path or base64 text)
     agent_overrides: Mapping[str, Any] = field(default_factory=dict)  # any other AgentSettings fields
+    start_ts: float | None = None  # the sources' clock origin (reading t is stamped start_ts + t / rate); None: now
 
 
 def agent_config(spec: DeviceSpec, settings: FleetSettings) -> dict[str, Any]:
@@ -112,6 +119,8 @@ def agent_config(spec: DeviceSpec, settings: FleetSettings) -> dict[str, Any]:
                               "sim_config": spec.machine.model_dump(mode="json")}
     if spec.drifts:
         source["drifts"] = [d.model_dump(mode="json") for d in spec.drifts]
+    if settings.start_ts is not None:
+        source["start_ts"] = settings.start_ts
     return {
         "device_id": spec.device_id, "data_dir": str((settings.data_dir / spec.device_id).resolve()),
         "prefix": settings.prefix, "site": spec.machine.site, "asset_type": spec.machine.asset_type,
@@ -355,8 +364,7 @@ class FleetMonitor:
             raise ConfigError(f"the broker at {self.host}:{self.port} did not let the monitor in ({why})")
 
     def stop(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        close_client(self.client)
 
     def snapshot(self, now: float | None = None) -> FleetSnapshot:
         with self._lock:

@@ -12,6 +12,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from agent.link import close_client
 from hub.labels_service import LabelSettings, missing_traces
 from hub.settings import HubSettings
 from hub.store import HubStore
@@ -60,8 +61,7 @@ class CommandPublisher:
         self.connected.clear()
 
     def stop(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        close_client(self.client)
 
     def send(self, device_id: str, command: Command) -> bool:
         """Queue a command for a device; False when the client could not take it (it is retried later)."""

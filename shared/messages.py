@@ -55,7 +55,13 @@ class Prediction(Message):
 
 
 class Anomaly(Prediction):
-    """A prediction whose score crossed the threshold."""
+    """A prediction whose score crossed the threshold.
+
+    `sampled`: the window was also drawn into the random baseline slice (every window is drawn with the
+    same probability, alarmed or not), so the hub's random slice stays an unbiased sample of traffic.
+    """
+
+    sampled: bool = False
 
 
 class Sample(Prediction):

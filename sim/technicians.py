@@ -118,6 +118,17 @@ class GroundTruth:
             run.rul = np.concatenate([run.rul, run.machine.run(more).rul])
         return int(run.rul[step])
 
+    def rul_of(self, device: SimDevice, steps: np.ndarray) -> np.ndarray:
+        """`rul_at` for many steps at once (int64, the shape of `steps`): scoring whole logs stays fast."""
+        steps = np.asarray(steps, dtype=np.int64)
+        if steps.size == 0:
+            return np.empty(steps.shape, dtype=np.int64)
+        if int(steps.min()) < 0:
+            raise ValueError("steps must be >= 0")
+        self.rul_at(device, int(steps.max()))  # replays (and caches) far enough
+        key = (device.device_id, device.seed, device.config, tuple(device.drifts))
+        return self._runs[key].rul[steps]
+
     def truth_for(
         self,
         device_id: str,

@@ -25,6 +25,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from agent.link import close_client
 from agent.sources.base import Reading
 from shared.errors import SourceError
 
@@ -131,8 +132,7 @@ class MqttSource:
                 return
             self._closed = True
             self._ready.notify_all()
-        self._client.disconnect()
-        self._client.loop_stop()
+        close_client(self._client)
 
     # --- paho callbacks (network thread): log, count, never raise ------------------------------------------
 

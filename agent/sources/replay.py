@@ -137,16 +137,26 @@ class CmapssSource(_FileSource):
 
     `ts` is the cycle number and `unit` the engine id, so windows never span two engines. `units`
     keeps only those engines (ids as int or str).
+
+    With `start_ts`, `ts` is a clock instead: the i-th reading replayed (0-based, after the unit filter) is
+    stamped ``start_ts + i / rate`` (``start_ts + i`` when `rate` is 0), so engines replayed one after the
+    other get increasing, plausible timestamps and a reading's position in the replay is ``(ts - start_ts)
+    * rate``. Windows still never span two engines: they are kept apart by `unit`, not by time.
     """
 
     def __init__(self, path: str | os.PathLike[str], units: Iterable[int | str] | None = None,
-                 rate: float = 0.0) -> None:
+                 rate: float = 0.0, *, start_ts: float | None = None) -> None:
         try:
             self.units = None if units is None else {str(int(u)) for u in units}
         except ValueError:
             raise SourceError(f"C-MAPSS unit ids are integers, not {units!r}") from None
+        if start_ts is not None and not math.isfinite(start_ts):
+            raise SourceError(f"start_ts must be a finite time, not {start_ts}")
         super().__init__(path, rate, "C-MAPSS")
         self.sensors = list(CMAPSS_SENSORS)
+        self.start_ts = start_ts
+        self._clock_rate = rate if rate > 0 else 1.0
+        self._replayed = 0
         self._line = 0
 
     def _next_reading(self) -> Reading | None:
@@ -168,6 +178,9 @@ class CmapssSource(_FileSource):
                 continue
             if self.units is not None and unit not in self.units:
                 continue
+            if self.start_ts is not None:
+                cycle = self.start_ts + self._replayed / self._clock_rate
+            self._replayed += 1
             return Reading(ts=cycle, values=values, unit=unit)
         return None
 

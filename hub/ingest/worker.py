@@ -38,6 +38,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from agent.link import close_client
 from hub.ingest.decoding import UNKNOWN, Decoded, dead_letter, decode_message
 from hub.store.base import DeadLetter, HubStore, IngestRecord, IngestResult
 from shared.codec import MAX_PAYLOAD_BYTES
@@ -238,8 +239,7 @@ class IngestWorker:
         if clean:
             props = Properties(PacketTypes.DISCONNECT)
             props.SessionExpiryInterval = 0  # everything is acknowledged: let the other workers take over
-        self.client.disconnect(properties=props)
-        self.client.loop_stop()
+        close_client(self.client, props)
         self.connected.clear()
 
     # -- progress (for tests and health checks) --------------------------------------------------

@@ -66,7 +66,7 @@ def batch_rows(records: Sequence[IngestRecord]) -> BatchRows:
             kind = "anomaly" if isinstance(m, Anomaly) else "sample"
             (out.anomalies if kind == "anomaly" else out.samples).append((
                 m.trace_id, m.msg_id, kind, m.device_id, m.ts, at, m.model_version, m.unit, m.window_start,
-                m.window_end, m.score, m.threshold, int(m.decision), m.reason if isinstance(m, Sample) else None,
+                m.window_end, m.score, m.threshold, int(m.decision), _reason(m),
                 len(m.features), features_blob(m.features),
             ))
         elif isinstance(m, Stats):
@@ -93,3 +93,10 @@ def batch_rows(records: Sequence[IngestRecord]) -> BatchRows:
         out.seen[m.device_id] = (at, m.ts) if newest is None else (max(newest[0], at), max(newest[1], m.ts))
     out.rejected = tuple(rejected)
     return out
+
+
+def _reason(m: Anomaly | Sample) -> str | None:
+    """A sample's reason; ``random`` for an anomaly also drawn into the random slice, so the slice stays unbiased."""
+    if isinstance(m, Sample):
+        return m.reason
+    return "random" if m.sampled else None

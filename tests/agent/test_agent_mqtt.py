@@ -80,7 +80,8 @@ def test_hub_can_ask_for_traces_and_bad_commands_are_dropped(tmp_path, broker, m
     settings = agent_settings(tmp_path, broker, "dev-6", initial_model_dir, sample_rate=0.0)
     agent = build_agent(settings)
     agent.run(max_windows=30, drain_s=5)
-    wanted = [r[0] for r in agent.db.conn.execute("SELECT trace_id FROM predictions WHERE decision = 0 LIMIT 3")]
+    logged = dict(agent.db.conn.execute("SELECT trace_id, ts FROM predictions WHERE decision = 0 LIMIT 3").fetchall())
+    wanted = list(logged)
 
     collector = Collector()
     hub = mqtt_clients.connect(broker, HUB_USER, collector=collector)
@@ -97,3 +98,4 @@ def test_hub_can_ask_for_traces_and_bad_commands_are_dropped(tmp_path, broker, m
     samples = requested(collector.wait_for(lambda msgs: len(requested(msgs)) >= 3, timeout=10))
     assert {s.trace_id for s in samples} == set(wanted)
     assert all(len(s.features) == 36 for s in samples)
+    assert {s.trace_id: s.ts for s in samples} == logged  # when it was predicted, not when it was asked for

@@ -1,0 +1,58 @@
+"""The random baseline slice is drawn from every window, alarmed or not, so the hub's slice stays unbiased."""
+
+from __future__ import annotations
+
+from agent.app import build_agent
+from agent.settings import AgentSettings
+from hub.store.base import IngestRecord
+from hub.store.sqlite import SqliteHubStore
+from shared.codec import decode
+from shared.messages import Anomaly, Sample
+from tests.agent.helpers import FAST_LIVES
+
+
+def _messages(agent) -> list[Anomaly | Sample]:
+    out: list[Anomaly | Sample] = []
+    for row in agent.db.due_outbox(1e12, 100_000):
+        if row.topic.endswith("/anomaly"):
+            out.append(decode(Anomaly, row.payload))
+        elif row.topic.endswith("/sample"):
+            out.append(decode(Sample, row.payload))
+    return out
+
+
+def run_agent(tmp_path, initial_model_dir, sample_rate: float) -> list[Anomaly | Sample]:
+    settings = AgentSettings(device_id="dev-s", dev_mode=True, data_dir=tmp_path / f"a{sample_rate}",
+                             initial_model=initial_model_dir, sample_rate=sample_rate,
+                             source={"kind": "sim", "rate": 0, "seed": 3, "sim_config": FAST_LIVES})
+    agent = build_agent(settings, connect=False)
+    agent.run(max_windows=600)
+    return _messages(agent)
+
+
+def test_every_window_is_drawn_at_the_same_rate_and_drawn_anomalies_are_marked(tmp_path, initial_model_dir):
+    every = run_agent(tmp_path, initial_model_dir, sample_rate=1.0)
+    anomalies = [m for m in every if isinstance(m, Anomaly)]
+    samples = [m for m in every if isinstance(m, Sample)]
+    assert anomalies and samples  # the fast lives fail: both kinds occur
+    assert all(a.sampled for a in anomalies) and all(s.reason == "random" for s in samples)
+    assert len(every) == 600  # every window once: nothing sent twice
+
+    none = run_agent(tmp_path, initial_model_dir, sample_rate=0.0)
+    assert [m for m in none if isinstance(m, Anomaly)] and not any(
+        m.sampled for m in none if isinstance(m, Anomaly))
+
+
+def test_the_hub_counts_drawn_anomalies_in_its_random_slice_but_queues_them_as_anomalies(tmp_path):
+    common = {"device_id": "d", "ts": 1.0, "window_start": 0.0, "window_end": 1.0, "score": 0.9, "threshold": 0.5,
+              "decision": True, "features": [0.1]}
+    store = SqliteHubStore(tmp_path / "hub.db")
+    try:
+        store.ingest_batch([IngestRecord(Anomaly(trace_id="drawn", sampled=True, **common), 1.0),
+                            IngestRecord(Anomaly(trace_id="alarm", **common), 1.0)])
+        rows = {p.trace_id: p for p in store.predictions_by_trace(["drawn", "alarm"])}
+        assert (rows["drawn"].kind, rows["drawn"].reason, rows["alarm"].reason) == ("anomaly", "random", None)
+        assert {p.trace_id for p in store.unlabelled_predictions("anomaly")} == {"drawn", "alarm"}
+        assert store.unlabelled_predictions("random") == []
+    finally:
+        store.close()
