@@ -5,11 +5,30 @@ confirmed faults drops and its false-alarm rate rises by no more than set tolera
 cohort large enough to judge, its ONNX artifact scores like the estimator it came from, and its latency is
 within budget. Every check is recorded, passed or not, so the decision explains itself.
 
+Windows are not independent: a slice's positives are overlapping windows of a few failures and its
+negatives the hours of a few devices, so counting windows overstates the evidence and the point estimates
+swing from run to run. The metric checks therefore count and resample *blocks* (a device's time block,
+the unit the slice is drawn in: `hub.training.dataset.split_key`) with a paired block bootstrap
+(`block_bootstrap`): each cohort's blocks are drawn with replacement, both models are scored on the same
+draw, and every metric check records its point regression, its tolerance and the [alpha, 1 - alpha]
+percentile interval of the regression.
+
+The rule: a metric check fails when the point regression exceeds its tolerance **and** the one-sided
+(1 - alpha) lower bound of the regression is above zero, i.e. the candidate is worse beyond tolerance on
+this slice *and* the slice shows it is worse at all, not one unlucky block. Trade-off: a real regression
+that the slice cannot tell from noise passes, so the gate's power grows with the number of distinct
+failures, and the block minimums turn a slice with too few into ``insufficient_data`` rather than a pass.
+Stricter (fail unless the upper bound is within tolerance) would reject most good candidates on a slice of
+a dozen failures; looser (fail only when the lower bound exceeds the tolerance) would pass large
+regressions on small slices. Without per-window data (`GateInput.paired` None) the gate judges point
+estimates only and records no interval.
+
 Verdicts, in order of precedence:
 
 - ``fail`` when a check that does not depend on the slice's size fails (parity, latency, slice mismatch);
-- ``insufficient_data`` when the slice has too few positives or negatives: metrics on a tiny slice can
-  neither pass nor fail a candidate, and a candidate is never deployed on one;
+- ``insufficient_data`` when the slice has too few positives or negatives, in windows or in distinct
+  blocks: metrics on a tiny slice can neither pass nor fail a candidate, and a candidate is never deployed
+  on one;
 - ``fail`` when a metric check fails;
 - ``pass`` otherwise.
 """
@@ -24,7 +43,22 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike
 
+from hub.gate_bootstrap import (
+    BlockBootstrap,
+    PairedSlice,
+    Resampled,
+    _interval,
+    _per_label,
+    _scored,
+    block_bootstrap,
+    paired_slice,
+)
 from models.training import classification_metrics, cohort_metrics
+
+__all__ = [
+    "BlockBootstrap", "GateCheck", "GateConfig", "GateDecision", "GateInput", "PairedSlice", "ParityNumbers",
+    "SliceMetrics", "block_bootstrap", "check_names", "evaluate_gate", "metrics_on_slice", "paired_slice",
+]
 
 Verdict = Literal["pass", "fail", "insufficient_data"]
 
@@ -40,9 +74,28 @@ class GateConfig:
       alarm per 100 healthy windows): small enough that a retrain cannot quietly trade faults for alarms;
     - a cohort (site/asset type) may regress by 0.05 in recall and 0.02 in false-alarm rate: cohorts are
       smaller and noisier, but a regression that size on one site is what per-cohort tracking is for;
-      cohorts under 20 positives (recall) or 50 negatives (false alarms) are recorded but not judged;
-    - the slice needs 50 positives and 200 negatives, so one flipped fault (0.02) or two extra alarms
-      (0.01) fit inside the tolerances instead of deciding the verdict;
+    - a metric check fails only when the regression exceeds its tolerance and is significant: the
+      one-sided 95 % (``alpha`` 0.05) lower bound of the regression, from a paired block bootstrap of
+      1000 seeded resamples, is above zero. A FAR rise of 0.02 that comes from one device's bad hour
+      passes; the same rise spread over the slice fails. The price: a regression the slice cannot
+      separate from noise passes. A block is left out of a resample with probability ~e^-1, so at
+      alpha 0.05 a regression confined to one or two blocks (a candidate missing one or two whole
+      failures the incumbent caught) never fails on its own, and from three blocks on it can;
+    - the slice needs 50 positive and 200 negative windows, in at least 10 distinct blocks each (a block
+      is a device's time block: overlapping windows of one failure are one piece of evidence, not 50); a
+      cohort is judged from 20 positive / 50 negative windows in at least 5 blocks each, and recorded but
+      not judged below that: a percentile bootstrap over fewer blocks cannot tell a regression from one
+      unlucky failure;
+    - recall and false alarms trade, both ways, on what the candidate *surely* gains (the bound of its
+      interval nearer to zero; 0 when it may gain nothing), overall and per cohort (a cohort too small to
+      judge trades on the overall gains). Recall gained buys false alarms: the false-alarm tolerance grows
+      by ``far_per_recall_gain`` (0.1) × the recall gained, because after drift the incumbent's low
+      false-alarm rate is often blindness (a fix catching 30 % more failures may raise 0.01 + 0.03 more
+      alarms). False alarms removed buy recall: the recall tolerance grows by ``recall_per_far_reduction``
+      (0.5) × the false-alarm rate removed, at most ``max_traded_recall_drop`` (0.25), because an incumbent
+      that alarms on most healthy windows has a recall that means little (NASA C-MAPSS FD002 under an FD001
+      model: recall 0.98 at a false-alarm rate of 0.6). The cap keeps a model that never alarms from
+      passing on the false alarms it no longer raises. Set the rates to 0 to turn the trade off;
     - parity as in models/onnx_export.py: max |ONNX - scikit-learn| 1e-4 and no decision flips;
     - 5 ms p99 per single-window inference, measured on the hub: the agent targets 2 ms on a gateway
       core (bench/agent.py), and a model already slow on a hub core will not fit there.
@@ -52,10 +105,20 @@ class GateConfig:
     max_far_increase: float = 0.01
     max_cohort_recall_drop: float = 0.05
     max_cohort_far_increase: float = 0.02
+    far_per_recall_gain: float = 0.1
+    recall_per_far_reduction: float = 0.5
+    max_traded_recall_drop: float = 0.25
     min_positives: int = 50
     min_negatives: int = 200
     min_cohort_positives: int = 20
     min_cohort_negatives: int = 50
+    min_positive_blocks: int = 10
+    min_negative_blocks: int = 10
+    min_cohort_positive_blocks: int = 5
+    min_cohort_negative_blocks: int = 5
+    alpha: float = 0.05
+    bootstrap_resamples: int = 1000
+    bootstrap_seed: int = 0
     max_parity_abs_diff: float = 1e-4
     max_parity_flips: int = 0
     latency_budget_ms: float = 5.0
@@ -64,6 +127,10 @@ class GateConfig:
         for name, value in asdict(self).items():
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"GateConfig.{name} must be a finite non-negative number, got {value!r}")
+        if not 0 < self.alpha <= 0.5:
+            raise ValueError(f"GateConfig.alpha must be in (0, 0.5], got {self.alpha!r}")
+        if self.bootstrap_resamples < 100:
+            raise ValueError(f"GateConfig.bootstrap_resamples must be at least 100, got {self.bootstrap_resamples!r}")
 
 
 @dataclass(frozen=True)
@@ -105,7 +172,11 @@ class ParityNumbers:
 
 @dataclass(frozen=True)
 class GateInput:
-    """Everything the gate judges: both models on the same frozen slice, per cohort, parity and latency."""
+    """Everything the gate judges: both models on the same frozen slice, per cohort, parity and latency.
+
+    `paired` (the same slice per window, with blocks) gives the metric checks their intervals; without it
+    they judge point estimates only.
+    """
 
     candidate: SliceMetrics
     incumbent: SliceMetrics
@@ -113,17 +184,39 @@ class GateInput:
     latency_p99_ms: float
     candidate_cohorts: Mapping[str, SliceMetrics] = field(default_factory=dict)
     incumbent_cohorts: Mapping[str, SliceMetrics] = field(default_factory=dict)
+    paired: PairedSlice | None = None
 
 
 @dataclass(frozen=True)
 class GateCheck:
-    """One check and its numbers. `value` must be <= `limit`, except ``min_*`` checks (value >= limit)."""
+    """One check and its numbers. `value` must be <= `limit`, except ``min_*`` checks (value >= limit).
+
+    Metric checks judged with a bootstrap also carry the [alpha, 1 - alpha] interval of `value` (the
+    regression) and the number of distinct blocks behind it (positive blocks for recall, negative for FAR).
+    """
 
     name: str
     passed: bool
     value: float
     limit: float
     detail: str
+    ci_low: float = math.nan
+    ci_high: float = math.nan
+    blocks: int | None = None
+
+
+@dataclass(frozen=True)
+class BootstrapSummary:
+    """How the metric checks' intervals were made, recorded with the decision."""
+
+    method: str
+    resamples: int
+    seed: int
+    alpha: float
+    interval_level: float  # of the two-sided [alpha, 1 - alpha] interval: 1 - 2 * alpha
+    n_blocks: int
+    positive_blocks: int
+    negative_blocks: int
 
 
 @dataclass(frozen=True)
@@ -136,6 +229,7 @@ class GateDecision:
     reasons: tuple[str, ...]
     candidate: SliceMetrics
     incumbent: SliceMetrics
+    bootstrap: BootstrapSummary | None = None
 
     def check(self, name: str) -> GateCheck:
         """The check called `name`; KeyError when there is none."""
@@ -150,9 +244,11 @@ class GateDecision:
         return out
 
 
+# --- the verdict -----------------------------------------------------------------------------------------
+
 # Checks whose outcome does not depend on how many rows the slice has.
 _DETERMINISTIC = ("same_slice", "parity_abs_diff", "parity_label_flips", "parity_report", "latency_p99_ms")
-_SAMPLE = ("min_positives", "min_negatives")
+_SAMPLE = ("min_positives", "min_negatives", "min_positive_blocks", "min_negative_blocks")
 
 
 def evaluate_gate(inp: GateInput, cfg: GateConfig | None = None) -> GateDecision:
@@ -161,18 +257,26 @@ def evaluate_gate(inp: GateInput, cfg: GateConfig | None = None) -> GateDecision
     >>> m = SliceMetrics(recall=0.9, false_alarm_rate=0.02, precision=0.8, f1=0.85, roc_auc=0.95,
     ...                  n_pos=60, n_neg=400)
     >>> d = evaluate_gate(GateInput(m, m, ParityNumbers(1e-6, 0, True), latency_p99_ms=1.0))
-    >>> d.verdict, len(d.checks)
-    ('pass', 9)
+    >>> d.verdict, len(d.checks), d.bootstrap
+    ('pass', 11, None)
     """
     cfg = cfg or GateConfig()
     cand, inc = inp.candidate, inp.incumbent
+    boot = None if inp.paired is None else block_bootstrap(inp.paired, resamples=cfg.bootstrap_resamples,
+                                                           seed=cfg.bootstrap_seed)
+    whole = None if boot is None else boot.overall
+    gains = _Gains.of(cand, inc, whole, cfg.alpha)
+    recall_tol, far_tol = gains.tolerances(cfg.max_recall_drop, cfg.max_far_increase, cfg)
     checks = [
         _at_least("min_positives", cand.n_pos, cfg.min_positives, "confirmed faults in the slice"),
         _at_least("min_negatives", cand.n_neg, cfg.min_negatives, "healthy windows in the slice"),
-        _same_slice(cand, inc),
-        _drop("recall", cand.recall, inc.recall, cfg.max_recall_drop),
-        _rise("false_alarm_rate", cand.false_alarm_rate, inc.false_alarm_rate, cfg.max_far_increase),
-        *_cohort_checks(inp.candidate_cohorts, inp.incumbent_cohorts, cfg),
+        *_block_minimums(whole, cfg),
+        _same_slice(cand, inc, inp.paired),
+        _regression("recall", "drop", cand.recall, inc.recall, recall_tol, cfg.alpha,
+                    None if whole is None else (whole.recall_drop, whole.positive_blocks)),
+        _regression("false_alarm_rate", "rise", cand.false_alarm_rate, inc.false_alarm_rate, far_tol, cfg.alpha,
+                    None if whole is None else (whole.far_rise, whole.negative_blocks)),
+        *_cohort_checks(inp.candidate_cohorts, inp.incumbent_cohorts, cfg, boot, gains),
         _at_most("parity_abs_diff", inp.parity.max_abs_diff, cfg.max_parity_abs_diff, "max |ONNX - scikit-learn|"),
         _at_most("parity_label_flips", inp.parity.label_flips, cfg.max_parity_flips, "decision flips ONNX vs sklearn"),
         _at_most("parity_report", 0.0 if inp.parity.passed else 1.0, 0.0, "the parity report's own verdict"),
@@ -188,6 +292,11 @@ def evaluate_gate(inp: GateInput, cfg: GateConfig | None = None) -> GateDecision
         verdict, reasons = "insufficient_data", small
     else:
         verdict, reasons = ("fail", failed) if failed else ("pass", [])
+    summary = None if boot is None else BootstrapSummary(
+        method="paired_block", resamples=cfg.bootstrap_resamples, seed=cfg.bootstrap_seed, alpha=cfg.alpha,
+        interval_level=1.0 - 2.0 * cfg.alpha, n_blocks=boot.n_blocks,
+        positive_blocks=boot.overall.positive_blocks, negative_blocks=boot.overall.negative_blocks,
+    )
     return GateDecision(
         passed=verdict == "pass",
         verdict=verdict,
@@ -195,6 +304,7 @@ def evaluate_gate(inp: GateInput, cfg: GateConfig | None = None) -> GateDecision
         reasons=tuple(f"{c.name}: {c.detail}" for c in reasons),
         candidate=cand,
         incumbent=inc,
+        bootstrap=summary,
     )
 
 
@@ -204,6 +314,8 @@ def check_names(cohorts: Iterable[str] = ()) -> tuple[str, ...]:
     return (
         "min_positives",
         "min_negatives",
+        "min_positive_blocks",
+        "min_negative_blocks",
         "same_slice",
         "recall",
         "false_alarm_rate",
@@ -231,18 +343,13 @@ def metrics_on_slice(
 
     Each model is judged at its own manifest's decision threshold. Without `cohorts` the tables are empty.
     """
-    y = np.asarray(y_true)
-    s_cand, s_inc = np.asarray(scores_candidate, dtype=np.float64), np.asarray(scores_incumbent, dtype=np.float64)
-    if not (y.ndim == 1 and s_cand.shape == y.shape and s_inc.shape == y.shape):
-        raise ValueError(f"need one score per label from each model: {y.shape}, {s_cand.shape}, {s_inc.shape}")
+    y, s_cand, s_inc = _scored(y_true, scores_candidate, scores_incumbent)
     t_cand, t_inc = thresholds
     cand = SliceMetrics.from_metrics(classification_metrics(y, s_cand, t_cand))
     inc = SliceMetrics.from_metrics(classification_metrics(y, s_inc, t_inc))
     if cohorts is None:
         return cand, inc, CohortTables({}, {})
-    c = np.asarray(cohorts)
-    if c.shape != y.shape:
-        raise ValueError(f"need one cohort per label: {c.shape} vs {y.shape}")
+    c = _per_label(cohorts, y, "cohort")
     tables = CohortTables(
         {k: SliceMetrics.from_metrics(v) for k, v in cohort_metrics(y, s_cand, t_cand, c).items()},
         {k: SliceMetrics.from_metrics(v) for k, v in cohort_metrics(y, s_inc, t_inc, c).items()},
@@ -250,45 +357,120 @@ def metrics_on_slice(
     return cand, inc, tables
 
 
+def _block_minimums(whole: Resampled | None, cfg: GateConfig) -> list[GateCheck]:
+    if whole is None:
+        why = "not judged: no per-window slice with blocks, point estimates only"
+        return [GateCheck("min_positive_blocks", True, math.nan, float(cfg.min_positive_blocks), why),
+                GateCheck("min_negative_blocks", True, math.nan, float(cfg.min_negative_blocks), why)]
+    return [
+        _at_least("min_positive_blocks", whole.positive_blocks, cfg.min_positive_blocks,
+                  "distinct blocks (device × time block) with a confirmed fault"),
+        _at_least("min_negative_blocks", whole.negative_blocks, cfg.min_negative_blocks,
+                  "distinct blocks with a healthy window"),
+    ]
+
+
 def _cohort_checks(
-    cand: Mapping[str, SliceMetrics], inc: Mapping[str, SliceMetrics], cfg: GateConfig
+    cand: Mapping[str, SliceMetrics], inc: Mapping[str, SliceMetrics], cfg: GateConfig, boot: BlockBootstrap | None,
+    overall: _Gains,
 ) -> list[GateCheck]:
+    """Each cohort's recall and false-alarm checks, or why it is not judged. The trade between the two uses the
+    cohort's own sure gains where it has enough blocks to judge them, the slice's overall gains otherwise."""
     checks = []
     for name in sorted(set(cand) | set(inc)):
         c, i = cand.get(name), inc.get(name)
-        if c is None or i is None:
-            missing = "candidate" if c is None else "incumbent"
-            detail = f"cohort {name!r} is missing from the {missing}'s metrics: not the same slice"
+        part = None if boot is None else boot.cohorts.get(name)
+        if c is None or i is None or (boot is not None and part is None):
+            missing = "candidate's metrics" if c is None else "incumbent's metrics" if i is None else "per-window slice"
+            detail = f"cohort {name!r} is missing from the {missing}: not the same slice"
             checks.append(GateCheck(f"same_slice:{name}", False, 1.0, 0.0, detail))
             continue
-        if c.n_pos >= cfg.min_cohort_positives:
-            checks.append(_drop(f"cohort_recall:{name}", c.recall, i.recall, cfg.max_cohort_recall_drop))
+        pos_blocks, neg_blocks = (None, None) if part is None else (part.positive_blocks, part.negative_blocks)
+        judge_recall = _enough(c.n_pos, pos_blocks, cfg.min_cohort_positives, cfg.min_cohort_positive_blocks)
+        judge_far = _enough(c.n_neg, neg_blocks, cfg.min_cohort_negatives, cfg.min_cohort_negative_blocks)
+        own = _Gains.of(c, i, part, cfg.alpha)
+        gains = _Gains(own.recall if judge_recall else overall.recall, own.far if judge_far else overall.far)
+        recall_tol, far_tol = gains.tolerances(cfg.max_cohort_recall_drop, cfg.max_cohort_far_increase, cfg)
+        if judge_recall:
+            checks.append(_regression(f"cohort_recall:{name}", "drop", c.recall, i.recall, recall_tol, cfg.alpha,
+                                      None if part is None else (part.recall_drop, part.positive_blocks)))
         else:
-            checks.append(_skipped(f"cohort_recall:{name}", c.n_pos, cfg.min_cohort_positives, "positives"))
-        if c.n_neg >= cfg.min_cohort_negatives:
-            checks.append(
-                _rise(
-                    f"cohort_false_alarm_rate:{name}",
-                    c.false_alarm_rate,
-                    i.false_alarm_rate,
-                    cfg.max_cohort_far_increase,
-                )
-            )
+            checks.append(_skipped(f"cohort_recall:{name}", c.n_pos, pos_blocks, cfg.min_cohort_positives,
+                                   cfg.min_cohort_positive_blocks, "positives"))
+        if judge_far:
+            checks.append(_regression(f"cohort_false_alarm_rate:{name}", "rise", c.false_alarm_rate,
+                                      i.false_alarm_rate, far_tol, cfg.alpha,
+                                      None if part is None else (part.far_rise, part.negative_blocks)))
         else:
-            checks.append(_skipped(f"cohort_false_alarm_rate:{name}", c.n_neg, cfg.min_cohort_negatives, "negatives"))
+            checks.append(_skipped(f"cohort_false_alarm_rate:{name}", c.n_neg, neg_blocks, cfg.min_cohort_negatives,
+                                   cfg.min_cohort_negative_blocks, "negatives"))
     return checks
 
 
-def _drop(name: str, cand: float, inc: float, tol: float) -> GateCheck:
-    drop = inc - cand
-    ok = drop <= tol + _EPS  # NaN compares False: fails
-    return GateCheck(name, ok, drop, tol, f"candidate {cand:.4f} vs incumbent {inc:.4f}: drop {drop:+.4f}, max {tol}")
+@dataclass(frozen=True)
+class _Gains:
+    """What the candidate surely gains over the incumbent: recall, and false alarms removed (0 when it may not)."""
+
+    recall: float
+    far: float
+
+    @classmethod
+    def of(cls, cand: SliceMetrics, inc: SliceMetrics, resampled: Resampled | None, alpha: float) -> _Gains:
+        """From the upper bounds of the regressions (the point regressions without a bootstrap).
+
+        >>> m = SliceMetrics(recall=0.4, false_alarm_rate=0.6, precision=0.5, f1=0.4, roc_auc=0.8, n_pos=9, n_neg=9)
+        >>> from dataclasses import replace
+        >>> g = _Gains.of(replace(m, recall=0.7, false_alarm_rate=0.1), m, None, 0.05)
+        >>> round(g.recall, 3), round(g.far, 3)
+        (0.3, 0.5)
+        """
+        draws = (None, None) if resampled is None else (resampled.recall_drop, resampled.far_rise)
+        return cls(_sure_gain(inc.recall - cand.recall, draws[0], alpha),
+                   _sure_gain(cand.false_alarm_rate - inc.false_alarm_rate, draws[1], alpha))
+
+    def tolerances(self, max_recall_drop: float, max_far_increase: float, cfg: GateConfig) -> tuple[float, float]:
+        """The recall-drop and false-alarm-rise tolerances after the trade (see `GateConfig`).
+
+        >>> [round(t, 4) for t in _Gains(recall=0.3, far=0.0).tolerances(0.02, 0.01, GateConfig())]
+        [0.02, 0.04]
+        >>> [round(t, 4) for t in _Gains(recall=0.0, far=0.55).tolerances(0.02, 0.01, GateConfig())]
+        [0.27, 0.01]
+        """
+        traded_recall = min(cfg.max_traded_recall_drop, cfg.recall_per_far_reduction * self.far)
+        return max_recall_drop + traded_recall, max_far_increase + cfg.far_per_recall_gain * self.recall
 
 
-def _rise(name: str, cand: float, inc: float, tol: float) -> GateCheck:
-    rise = cand - inc
-    ok = rise <= tol + _EPS
-    return GateCheck(name, ok, rise, tol, f"candidate {cand:.4f} vs incumbent {inc:.4f}: rise {rise:+.4f}, max {tol}")
+def _sure_gain(regression: float, draws: np.ndarray | None, alpha: float) -> float:
+    """Minus the worst plausible regression (the interval's upper bound), floored at 0; 0 for NaN."""
+    worst = regression if draws is None else _interval(draws, alpha)[1]
+    return max(0.0, -worst) if math.isfinite(worst) else 0.0
+
+
+def _enough(n: int, blocks: int | None, need: int, need_blocks: int) -> bool:
+    return n >= need and (blocks is None or blocks >= need_blocks)
+
+
+def _regression(
+    name: str, what: str, cand: float, inc: float, tol: float, alpha: float,
+    resampled: tuple[np.ndarray, int] | None,
+) -> GateCheck:
+    """A metric check: `what` is "drop" (higher is better) or "rise" (lower is better).
+
+    Fails when the point regression exceeds `tol` and, with `resampled` (the bootstrap's regressions and
+    their block count), the (1 - alpha) lower bound is above zero too. NaN fails.
+    """
+    regression = inc - cand if what == "drop" else cand - inc
+    over = not regression <= tol + _EPS  # NaN compares False: over
+    detail = f"candidate {cand:.4f} vs incumbent {inc:.4f}: {what} {regression:+.4f}, max {tol}"
+    if resampled is None:
+        return GateCheck(name, not over, regression, tol, detail)
+    draws, blocks = resampled
+    lo, hi = _interval(draws, alpha)
+    worse = not lo <= _EPS  # no interval (NaN): taken as worse
+    detail += f"; {1 - 2 * alpha:.0%} interval [{lo:+.4f}, {hi:+.4f}] over {blocks} blocks"
+    if over:
+        detail += ": significantly worse" if worse else ": within noise (lower bound not above 0)"
+    return GateCheck(name, not (over and worse), regression, tol, detail, lo, hi, blocks)
 
 
 def _at_most(name: str, value: float, limit: float, what: str) -> GateCheck:
@@ -301,15 +483,21 @@ def _at_least(name: str, value: float, limit: float, what: str) -> GateCheck:
     return GateCheck(name, ok, float(value), float(limit), f"{what} {value:g}, need {limit:g}")
 
 
-def _skipped(name: str, n: int, need: int, what: str) -> GateCheck:
-    return GateCheck(name, True, math.nan, math.nan, f"not judged: {n} {what} in the cohort, need {need}")
+def _skipped(name: str, n: int, blocks: int | None, need: int, need_blocks: int, what: str) -> GateCheck:
+    have, want = (f"{n}", f"{need}") if blocks is None else (f"{n} in {blocks} blocks", f"{need} in {need_blocks}")
+    return GateCheck(name, True, math.nan, math.nan, f"not judged: {have} {what} in the cohort, need {want}",
+                     blocks=blocks)
 
 
-def _same_slice(cand: SliceMetrics, inc: SliceMetrics) -> GateCheck:
+def _same_slice(cand: SliceMetrics, inc: SliceMetrics, paired: PairedSlice | None) -> GateCheck:
     mismatch = abs(cand.n_pos - inc.n_pos) + abs(cand.n_neg - inc.n_neg)
-    detail = f"candidate {cand.n_pos}+/{cand.n_neg}- vs incumbent {inc.n_pos}+/{inc.n_neg}-: " + (
-        "same slice" if mismatch == 0 else "the models were not scored on the same slice"
-    )
+    detail = f"candidate {cand.n_pos}+/{cand.n_neg}- vs incumbent {inc.n_pos}+/{inc.n_neg}-"
+    if paired is not None:
+        n_pos = int(paired.y.sum())
+        n_neg = int(paired.y.size) - n_pos
+        mismatch += abs(n_pos - cand.n_pos) + abs(n_neg - cand.n_neg)
+        detail += f" vs per window {n_pos}+/{n_neg}-"
+    detail += ": " + ("same slice" if mismatch == 0 else "the models were not scored on the same slice")
     return GateCheck("same_slice", mismatch == 0, float(mismatch), 0.0, detail)
 
 

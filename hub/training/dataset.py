@@ -167,13 +167,15 @@ class TrainingSet:
 
 @dataclass(frozen=True)
 class EvalSet:
-    """The frozen evaluation slice as scored: one row per labelled trace, with its cohort."""
+    """The frozen evaluation slice as scored: one row per labelled trace, with its cohort and its group,
+    the split key (a device's time block) that the gate's block bootstrap resamples as one unit."""
 
     X: np.ndarray
     y: np.ndarray
     cohort: np.ndarray
     trace_id: np.ndarray
     device_id: np.ndarray
+    groups: np.ndarray  # str (n,)
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
@@ -271,7 +273,7 @@ def _load_feedback(store: HubStore, label_set_id: str, n_features: int, feedback
         group=np.empty(n, str),
         trace_id=np.array([i.trace_id for i, _ in kept], dtype=str),
         validation=np.zeros(n, bool),
-        unbiased=np.array([p.kind == "sample" and p.reason == "random" for _, p in kept], dtype=bool),
+        unbiased=np.array([p.reason == "random" for _, p in kept], dtype=bool),  # sampled anomalies too
     )
     return _Feedback(rows, np.array([p.device_id for _, p in kept], dtype=str),
                      np.array([p.ts for _, p in kept], dtype=np.float64),
@@ -313,7 +315,7 @@ def build_datasets(
                      for d, t, tr in zip(fb.device_id, fb.ts, rows.trace_id, strict=True)], dtype=str)
     in_eval = freeze_eval_split(store, rows.trace_id, keys, fraction=settings.eval_fraction, now=now)
     evaluation = EvalSet(X=rows.X[in_eval], y=rows.y[in_eval], cohort=rows.cohort[in_eval],
-                         trace_id=rows.trace_id[in_eval], device_id=fb.device_id[in_eval])
+                         trace_id=rows.trace_id[in_eval], device_id=fb.device_id[in_eval], groups=keys[in_eval])
 
     train = ~in_eval
     validation = np.array([hash_fraction(str(k), f"fleetloop:validation:{settings.seed}") < settings.validation_fraction

@@ -12,7 +12,15 @@ from typing import Any
 
 import numpy as np
 
-from hub.gate import GateConfig, GateDecision, GateInput, ParityNumbers, evaluate_gate, metrics_on_slice
+from hub.gate import (
+    GateConfig,
+    GateDecision,
+    GateInput,
+    ParityNumbers,
+    evaluate_gate,
+    metrics_on_slice,
+    paired_slice,
+)
 from hub.training.dataset import EvalSet, cohort_counts
 from models.onnx_export import ParityReport, onnx_scores, onnx_session
 
@@ -71,9 +79,9 @@ def gate_candidate(
     s_cand = score(candidate_onnx, evaluation.X)
     s_inc = score(incumbent_onnx, evaluation.X)
     cohorts = evaluation.cohort if len(evaluation) else None
-    cand, inc, tables = metrics_on_slice(
-        evaluation.y, s_cand, s_inc, (candidate_threshold, incumbent_threshold), cohorts
-    )
+    thresholds = (candidate_threshold, incumbent_threshold)
+    cand, inc, tables = metrics_on_slice(evaluation.y, s_cand, s_inc, thresholds, cohorts)
+    paired = paired_slice(evaluation.y, s_cand, s_inc, thresholds, blocks=evaluation.groups, cohorts=cohorts)
     latency = latency_p99_ms(candidate_onnx, evaluation.X, runs=latency_runs)
     inp = GateInput(
         candidate=cand,
@@ -82,6 +90,7 @@ def gate_candidate(
         latency_p99_ms=latency,
         candidate_cohorts=tables.candidate,
         incumbent_cohorts=tables.incumbent,
+        paired=paired,
     )
     decision = evaluate_gate(inp, config)
     record = {

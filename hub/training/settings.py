@@ -18,7 +18,8 @@ ParamValue = float | int | str | None
 
 
 class GateSettings(BaseModel):
-    """The gate's tolerances; the defaults are `hub.gate.GateConfig`'s (a test keeps them equal)."""
+    """The gate's tolerances and its block bootstrap; the defaults, and why, are `hub.gate.GateConfig`'s
+    (a test keeps them equal)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -26,10 +27,26 @@ class GateSettings(BaseModel):
     max_far_increase: float = Field(default=0.01, ge=0, allow_inf_nan=False)
     max_cohort_recall_drop: float = Field(default=0.05, ge=0, allow_inf_nan=False)
     max_cohort_far_increase: float = Field(default=0.02, ge=0, allow_inf_nan=False)
+    far_per_recall_gain: float = Field(default=0.1, ge=0, allow_inf_nan=False, description="the false-alarm "
+                                       "tolerance grows by this × the recall the candidate surely gains; 0: off")
+    recall_per_far_reduction: float = Field(default=0.5, ge=0, allow_inf_nan=False, description="the recall "
+                                            "tolerance grows by this × the false-alarm rate surely removed; 0: off")
+    max_traded_recall_drop: float = Field(default=0.25, ge=0, le=1, allow_inf_nan=False,
+                                          description="at most this much recall is bought with false alarms removed")
     min_positives: int = Field(default=50, ge=0)
     min_negatives: int = Field(default=200, ge=0)
     min_cohort_positives: int = Field(default=20, ge=0)
     min_cohort_negatives: int = Field(default=50, ge=0)
+    min_positive_blocks: int = Field(default=10, ge=0, description="distinct blocks (device × split block) "
+                                     "with a confirmed fault; fewer: insufficient_data")
+    min_negative_blocks: int = Field(default=10, ge=0, description="distinct blocks with a healthy window")
+    min_cohort_positive_blocks: int = Field(default=5, ge=0, description="below it a cohort's recall is not judged")
+    min_cohort_negative_blocks: int = Field(default=5, ge=0, description="below it a cohort's FAR is not judged")
+    alpha: float = Field(default=0.05, gt=0, le=0.5, allow_inf_nan=False,
+                         description="a metric check fails only when its regression exceeds the tolerance "
+                         "and the one-sided 1 - alpha lower bound of the regression is above 0")
+    bootstrap_resamples: int = Field(default=1000, ge=100, le=100_000, description="paired block bootstrap draws")
+    bootstrap_seed: int = Field(default=0, ge=0)
     max_parity_abs_diff: float = Field(default=1e-4, ge=0, allow_inf_nan=False)
     max_parity_flips: int = Field(default=0, ge=0)
     latency_budget_ms: float = Field(default=5.0, ge=0, allow_inf_nan=False)

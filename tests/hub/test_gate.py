@@ -1,9 +1,13 @@
-"""The evaluation gate: golden verdicts on seeded slices and laws over random metrics."""
+"""The evaluation gate: golden verdicts on seeded slices and laws over random metrics.
+
+The golden slices resample blocks (the paired block bootstrap); the laws over random metrics judge point
+estimates (no per-window slice). Block-specific goldens and laws are in test_gate_bootstrap.py."""
 
 from __future__ import annotations
 
 import doctest
 import json
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -20,6 +24,7 @@ from hub.gate import (
     check_names,
     evaluate_gate,
     metrics_on_slice,
+    paired_slice,
 )
 
 OK_PARITY = ParityNumbers(max_abs_diff=2e-7, label_flips=0, passed=True)
@@ -43,9 +48,13 @@ def _input(
     *,
     latency: float = 1.0,
     parity: ParityNumbers = OK_PARITY,
+    per_window: bool = True,
 ) -> GateInput:
+    """Both models on the slice; per window in blocks of 30 consecutive rows unless `per_window` is False."""
     c, i, tables = metrics_on_slice(y, cand, inc, (0.5, 0.5), cohorts)
-    return GateInput(c, i, parity, latency, tables.candidate, tables.incumbent)
+    blocks = (np.arange(y.size) // 30).astype(str)
+    paired = paired_slice(y, cand, inc, (0.5, 0.5), blocks=blocks, cohorts=cohorts) if per_window else None
+    return GateInput(c, i, parity, latency, tables.candidate, tables.incumbent, paired)
 
 
 def test_candidate_equal_to_incumbent_passes() -> None:
@@ -115,7 +124,8 @@ def test_tiny_slice_is_insufficient_data_whatever_the_metrics() -> None:
         decision = evaluate_gate(_input(y, cand, s, cohorts))
         assert decision.verdict == "insufficient_data" and not decision.passed
         assert decision.reasons[0].startswith("min_positives")
-        assert all(r.split(":")[0] in {"min_positives", "min_negatives"} for r in decision.reasons)
+        sample_checks = {"min_positives", "min_negatives", "min_positive_blocks", "min_negative_blocks"}
+        assert {r.split(":")[0] for r in decision.reasons} <= sample_checks
 
 
 def test_insufficient_data_does_not_hide_a_broken_artifact() -> None:
@@ -153,9 +163,33 @@ def test_metrics_on_slice_uses_each_models_threshold() -> None:
         metrics_on_slice(y, s[:-1], s, (0.5, 0.5))
 
 
-def test_bad_config_is_refused() -> None:
-    with pytest.raises(ValueError, match="max_recall_drop"):
-        GateConfig(max_recall_drop=-0.1)
+def test_without_a_per_window_slice_the_gate_judges_point_estimates() -> None:
+    y, s, cohorts = _slice()
+    rng = np.random.default_rng(1)
+    noisy = np.where((y == 0) & (rng.random(y.size) < 0.03), 0.9, s)
+    decision = evaluate_gate(_input(y, noisy, s, cohorts, per_window=False))
+    assert decision.verdict == "fail" and decision.bootstrap is None
+    far = decision.check("false_alarm_rate")
+    assert math.isnan(far.ci_low) and far.blocks is None and "interval" not in far.detail
+    assert decision.check("min_positive_blocks").detail.startswith("not judged")
+
+
+def test_the_record_carries_the_intervals_and_how_they_were_made() -> None:
+    y, s, cohorts = _slice()
+    record = json.loads(json.dumps(evaluate_gate(_input(y, s, s, cohorts)).to_dict(), allow_nan=False))
+    assert record["bootstrap"] == {"method": "paired_block", "resamples": 1000, "seed": 0, "alpha": 0.05,
+                                   "interval_level": 0.9, "n_blocks": 100, "positive_blocks": 93,
+                                   "negative_blocks": 100}
+    checks = {c["name"]: c for c in record["checks"]}
+    assert (checks["recall"]["ci_low"], checks["recall"]["ci_high"], checks["recall"]["blocks"]) == (0.0, 0.0, 93)
+    assert checks["parity_report"]["ci_low"] is None and checks["parity_report"]["blocks"] is None
+
+
+@pytest.mark.parametrize(("field", "value"), [("max_recall_drop", -0.1), ("alpha", 0.0), ("alpha", 0.6),
+                                              ("bootstrap_resamples", 10), ("min_positive_blocks", -1)])
+def test_bad_config_is_refused(field: str, value: float) -> None:
+    with pytest.raises(ValueError, match=field):
+        GateConfig(**{field: value})
 
 
 def test_doctests() -> None:
@@ -251,3 +285,33 @@ def test_every_check_is_listed_and_the_verdict_follows_them(
     else:
         assert [r.split(": ")[0] for r in decision.reasons] == failed
     json.dumps(decision.to_dict(), allow_nan=False)
+
+
+def test_recall_gained_buys_a_bounded_rise_in_false_alarms() -> None:
+    """A drift fix that catches many more failures may alarm a little more; one that catches nothing more may not."""
+    inc = SliceMetrics(recall=0.40, false_alarm_rate=0.003, precision=0.9, f1=0.55, roc_auc=0.8, n_pos=200, n_neg=2000)
+    fix = replace(inc, recall=0.75, false_alarm_rate=0.025)  # +0.35 recall, +0.022 FAR
+    same_recall = replace(fix, recall=0.40)
+    parity = ParityNumbers(max_abs_diff=2e-7, label_flips=0, passed=True)
+    judge = lambda cand, **kw: evaluate_gate(GateInput(cand, inc, parity, latency_p99_ms=1.0), GateConfig(**kw))  # noqa: E731
+    passed = judge(fix)
+    assert passed.verdict == "pass"
+    assert passed.check("false_alarm_rate").limit == pytest.approx(0.01 + 0.1 * 0.35)
+    assert judge(same_recall).verdict == "fail"  # nothing gained: the plain 0.01
+    assert judge(fix, far_per_recall_gain=0.0).verdict == "fail"  # the trade turned off
+    assert judge(replace(fix, false_alarm_rate=0.06)).verdict == "fail"  # +0.057 is more than 0.045 buys
+
+
+def test_false_alarms_removed_buy_a_capped_recall_drop() -> None:
+    """An incumbent alarming on most healthy windows (C-MAPSS FD002 under an FD001 model) can be replaced by a
+    model that alarms sensibly, but not by one that never alarms."""
+    inc = SliceMetrics(recall=0.98, false_alarm_rate=0.60, precision=0.1, f1=0.2, roc_auc=0.8, n_pos=200, n_neg=2000)
+    sensible = replace(inc, recall=0.80, false_alarm_rate=0.03)  # -0.18 recall, -0.57 FAR
+    silent = replace(inc, recall=0.0, false_alarm_rate=0.0)
+    parity = ParityNumbers(max_abs_diff=2e-7, label_flips=0, passed=True)
+    judge = lambda cand, **kw: evaluate_gate(GateInput(cand, inc, parity, latency_p99_ms=1.0), GateConfig(**kw))  # noqa: E731
+    passed = judge(sensible)
+    assert passed.verdict == "pass"
+    assert passed.check("recall").limit == pytest.approx(0.02 + 0.25)  # 0.5 × 0.57 capped at 0.25
+    assert judge(silent).verdict == "fail"
+    assert judge(sensible, recall_per_far_reduction=0.0).verdict == "fail"
