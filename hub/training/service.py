@@ -27,7 +27,10 @@ from hub.training.triggers import (
     TriggerDecision,
     TriggerInputs,
     TriggerOutcome,
+    counts_for_retrain,
     decide,
+    in_cooldown,
+    retry_threshold,
     schedule_due,
 )
 from hub.training.worker import TrainingWorker, execute_job
@@ -36,6 +39,7 @@ from shared.ids import new_id
 log = logging.getLogger(__name__)
 
 _EVENT_PAGE = 1000
+INSUFFICIENT_DATA = "insufficient_data"
 _RECENT_JOBS = 50
 
 
@@ -92,12 +96,15 @@ class TrainingService:
         """
         if self.worker.active_job() is not None:
             return None
+        judged, _ = _history(self.store.training_jobs(limit=_RECENT_JOBS))
+        if judged is not None and in_cooldown(self.settings.triggers, now=now, last_retrain_ts=judged.created_ts):
+            return None  # nothing automatic may fire: skip validating every label (seconds with 10k of them)
         inputs = self.inputs(now)
         decision = decide(
             self.settings.triggers, now=now, last_retrain_ts=inputs.last_retrain_ts, new_labels=inputs.new_labels,
             total_labels=inputs.total_labels, drift_events=inputs.drift_events,
             schedule_due=schedule_due(self.settings.triggers, now=now, last_retrain_ts=inputs.last_retrain_ts),
-            manual=False,
+            manual=False, retry_at=inputs.retry_at,
         )
         if not decision.fire:
             if decision.kind is not None:
@@ -124,16 +131,22 @@ class TrainingService:
         elif self.store.label_set(label_set_id) is None:
             raise UnknownLabelSetError(f"no label set {label_set_id}")
         current = {i.trace_id for i in self.store.label_set_items(label_set_id)}
-        jobs = self.store.training_jobs(limit=_RECENT_JOBS)
-        last = jobs[0] if jobs else None
-        trained = next((j.label_set_id for j in jobs if j.label_set_id is not None), None)
+        judged, unjudged = _history(self.store.training_jobs(limit=_RECENT_JOBS))
+        trained = None if judged is None else judged.label_set_id
         previous = set() if trained is None else {i.trace_id for i in self.store.label_set_items(trained)}
-        cursor = 0 if last is None else last.drift_cursor
+        retry_at = None
+        if unjudged is not None and unjudged.label_set_id is not None:
+            used = len(self.store.label_set_items(unjudged.label_set_id))
+            retry_at = retry_threshold(self.settings.triggers, used)
+        cursor = 0 if judged is None else judged.drift_cursor
+        active = self.retrainer.registry.active_version()
         drift, scopes = 0, list[str]()
         while True:
             page = self.store.events(kind=DRIFT_EVENT, since_id=cursor, limit=_EVENT_PAGE)
-            drift += len(page)
-            scopes.extend(str(e.payload.get("scope")) for e in page)
+            counted = [str(e.payload.get("scope")) for e in page]
+            counted = [s for s in counted if counts_for_retrain(self.settings.triggers, s, active)]
+            drift += len(counted)
+            scopes.extend(counted)
             if page:
                 cursor = page[-1].id
             if len(page) < _EVENT_PAGE:
@@ -141,7 +154,7 @@ class TrainingService:
         return TriggerInputs(
             label_set_id=label_set_id, total_labels=len(current), new_labels=len(current - previous),
             drift_events=drift, drift_cursor=cursor, drift_scopes=tuple(sorted(set(scopes))),
-            last_retrain_ts=None if last is None else last.created_ts,
+            last_retrain_ts=None if judged is None else judged.created_ts, retry_at=retry_at,
         )
 
     # -- reads -------------------------------------------------------------------------------------
@@ -167,6 +180,7 @@ class TrainingService:
         decision = decide(
             self.settings.triggers, now=now, last_retrain_ts=inputs.last_retrain_ts, new_labels=inputs.new_labels,
             total_labels=inputs.total_labels, drift_events=inputs.drift_events, schedule_due=False, manual=True,
+            retry_at=inputs.retry_at,
         )
         job_id = new_id() if decision.fire else None
         event_id = self._record(decision, inputs, now, actor=actor, reason=reason, job_id=job_id)
@@ -182,9 +196,22 @@ class TrainingService:
             "total_labels": inputs.total_labels, "new_labels": inputs.new_labels,
             "drift_events": inputs.drift_events, "drift_cursor": inputs.drift_cursor,
             "drift_scopes": list(inputs.drift_scopes[:20]), "last_retrain_ts": inputs.last_retrain_ts,
+            "retry_at": inputs.retry_at,
             "policy": self.settings.triggers.model_dump(),
         }
         return self.store.record_event(TRIGGER_EVENT, payload, ts=now)
+
+
+def _history(jobs: list[TrainingJobRow]) -> tuple[TrainingJobRow | None, TrainingJobRow | None]:
+    """From recent jobs (newest first): the newest retrain that counts as one (the gate judged it, or it
+    failed), and the newest one the gate could not judge (``insufficient_data``) if it came after that.
+
+    A retrain the gate could not judge changed nothing: the cooldown, the drift events and the new labels
+    are all counted from the retrain before it, and it only sets the label count to retry at."""
+    judged = next((j for j in jobs if j.gate_verdict != INSUFFICIENT_DATA), None)
+    newest = jobs[0] if jobs else None
+    unjudged = newest if newest is not None and newest.gate_verdict == INSUFFICIENT_DATA else None
+    return judged, unjudged
 
 
 def _job_fields(outcome: TriggerOutcome, now: float) -> dict[str, Any]:

@@ -68,6 +68,8 @@ def test_the_periodic_check_fires_on_labels_then_drift_and_respects_the_cooldown
     assert svc.check(T0 + H) is None  # a job is queued: nothing more, no event
     store.update_training_job(first, status="succeeded", finished_ts=T0 + H)
     store.record_event(DRIFT_EVENT, {"scope": "fleet@v1", "report_id": 1}, ts=T0 + H)
+    assert svc.check(T0 + 2.5 * H) is None  # drift, but no new label since: the same model again, not recorded
+    label(store, 1, start=50)
     assert svc.check(T0 + H + 60) is None  # drift, but within the cooldown: blocked, not recorded
     assert len(triggers(store)) == 1
 
@@ -77,13 +79,44 @@ def test_the_periodic_check_fires_on_labels_then_drift_and_respects_the_cooldown
     assert drift_job is not None and drift_job.trigger == "drift"
     last = triggers(store)[-1]
     assert (last["kind"], last["drift_events"], last["drift_scopes"], last["new_labels"]) == ("drift", 1,
-                                                                                             ["fleet@v1"], 0)
+                                                                                             ["fleet@v1"], 1)
     assert drift_job.drift_cursor == store.events(kind=DRIFT_EVENT)[-1].id
 
     store.update_training_job(second, status="failed", finished_ts=T0 + 2.5 * H)
     assert svc.check(T0 + 5 * H) is None  # that drift event was consumed; no new labels
     label(store, 10, start=100)
     assert svc.check(T0 + 5 * H) is not None  # ten new labels
+
+
+def test_a_retrain_the_gate_could_not_judge_is_retried_on_more_labels_without_a_cooldown(store, tmp_path) -> None:
+    """insufficient_data changed nothing: no cooldown, the same drift still counts, and it retries once the
+    labels have grown by a quarter (the same labels would give the same verdict)."""
+    svc = service(store, tmp_path)
+    label(store, 6)
+    store.record_event(DRIFT_EVENT, {"scope": "fleet@v1", "report_id": 1}, ts=T0)
+    first = svc.check(T0 + H)
+    assert first is not None
+    store.update_training_job(first, status="succeeded", gate_verdict="insufficient_data", finished_ts=T0 + H)
+    assert svc.inputs(T0 + H).retry_at == 8  # ceil(6 * 1.25)
+    label(store, 1, start=50)
+    assert svc.check(T0 + H + 60) is None  # 7 labels: waiting for 8; the cooldown does not apply
+    blocked = [e for e in triggers(store) if e["blocked_by"] is not None]
+    assert blocked == []  # a blocked automatic trigger is logged, not recorded
+    label(store, 1, start=51)
+    second = svc.check(T0 + H + 120)
+    assert second is not None
+    retry = store.training_job(second)
+    assert retry is not None and retry.trigger == "drift"  # the drift before the unjudged retrain still counts
+    event = triggers(store)[-1]
+    assert (event["kind"], event["drift_events"], event["new_labels"], event["retry_at"], event["last_retrain_ts"]) \
+        == ("drift", 1, 8, 8, None)
+
+    # A judged retrain starts the cooldown as before.
+    store.update_training_job(second, status="succeeded", gate_verdict="fail", finished_ts=T0 + H + 120)
+    label(store, 20, start=100)
+    assert svc.inputs(T0 + H + 180).retry_at is None
+    assert svc.check(T0 + H + 180) is None  # within the cooldown of the judged retrain
+    assert svc.check(T0 + 2.5 * H) is not None
 
 
 def test_a_manual_request_overrides_the_cooldown_but_not_the_minimum_of_labels(store, tmp_path) -> None:
@@ -107,3 +140,29 @@ def test_a_manual_request_overrides_the_cooldown_but_not_the_minimum_of_labels(s
     assert (triggers(store)[-1]["outcome"], triggers(store)[-1]["active_job"]) == ("busy", again.job_id)
     with pytest.raises(UnknownLabelSetError):
         svc.inputs(T0, "ls-missing")
+
+
+def test_only_fleet_wide_drift_asks_for_a_retrain(store, tmp_path) -> None:
+    """Devices and cohorts are compared with the fleet-wide reference: their drift locates, it does not retrain."""
+    svc = service(store, tmp_path)
+    label(store, 6)  # enough labels overall, too few new ones to fire on labels
+    for scope in ("device:pump-1@v1", "cohort:site-a/pump@v1", "device:pump-2@v1"):
+        store.record_event(DRIFT_EVENT, {"scope": scope, "report_id": 1}, ts=T0)
+    assert svc.check(T0 + H) is None
+    assert triggers(store) == []
+    assert svc.inputs(T0 + H).drift_events == 0
+
+    store.record_event(DRIFT_EVENT, {"scope": "fleet@v1", "report_id": 2}, ts=T0)
+    fired = svc.check(T0 + H)
+    assert fired is not None
+    assert (triggers(store)[-1]["drift_events"], triggers(store)[-1]["drift_scopes"]) == (1, ["fleet@v1"])
+
+
+def test_drift_of_a_version_no_longer_active_does_not_retrain() -> None:
+    from hub.training.triggers import counts_for_retrain
+
+    both = TriggerPolicy(drift_scopes=("fleet", "cohort"))
+    assert counts_for_retrain(both, "cohort:site-a/pump@v2", "v2")
+    assert not counts_for_retrain(both, "fleet@v1", "v2")  # devices still on v1 during a rollout
+    assert not counts_for_retrain(both, "device:d1@v2", "v2")
+    assert counts_for_retrain(TriggerPolicy(), "fleet@v7", None)  # no active version yet: any

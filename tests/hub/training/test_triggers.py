@@ -17,9 +17,9 @@ NOW = 1_000 * H
 
 
 def _decide(*, last: float | None = NOW - 24 * H, new: int = 0, total: int = 1000, drift: int = 0,
-            due: bool = False, manual: bool = False) -> TriggerDecision:
+            due: bool = False, manual: bool = False, retry_at: int | None = None) -> TriggerDecision:
     return decide(POLICY, now=NOW, last_retrain_ts=last, new_labels=new, total_labels=total, drift_events=drift,
-                  schedule_due=due, manual=manual)
+                  schedule_due=due, manual=manual, retry_at=retry_at)
 
 
 @pytest.mark.parametrize(
@@ -30,8 +30,8 @@ def _decide(*, last: float | None = NOW - 24 * H, new: int = 0, total: int = 100
         ({"new": 99}, (False, None, None)),
         # each reason on its own
         ({"new": 100}, (True, "labels", None)),
-        ({"drift": 1}, (True, "drift", None)),
-        ({"due": True}, (True, "schedule", None)),
+        ({"drift": 1, "new": 1}, (True, "drift", None)),
+        ({"due": True, "new": 1}, (True, "schedule", None)),
         ({"manual": True}, (True, "manual", None)),
         # precedence: manual > drift > labels > schedule
         ({"manual": True, "drift": 2, "new": 500, "due": True}, (True, "manual", None)),
@@ -40,7 +40,11 @@ def _decide(*, last: float | None = NOW - 24 * H, new: int = 0, total: int = 100
         # cooldown: blocks automatic triggers, not a manual one; ends exactly at cooldown_s
         ({"drift": 1, "last": NOW - 1 * H}, (False, "drift", "cooldown")),
         ({"new": 300, "last": NOW - 5.9 * H}, (False, "labels", "cooldown")),
-        ({"drift": 1, "last": NOW - 6 * H}, (True, "drift", None)),
+        ({"drift": 1, "new": 1, "last": NOW - 6 * H}, (True, "drift", None)),
+        # no new label since the last retrain: drift and schedule would rebuild the same model
+        ({"drift": 1}, (False, "drift", "no_new_labels")),
+        ({"due": True}, (False, "schedule", "no_new_labels")),
+        ({"drift": 1, "last": None}, (True, "drift", None)),
         ({"manual": True, "last": NOW - 60.0}, (True, "manual", None)),
         # min labels: blocks everything, manual included, and is reported before the cooldown
         ({"drift": 1, "total": 499}, (False, "drift", "min_labels")),
@@ -48,6 +52,12 @@ def _decide(*, last: float | None = NOW - 24 * H, new: int = 0, total: int = 100
         ({"drift": 1, "total": 10, "last": NOW - 60.0}, (False, "drift", "min_labels")),
         # never retrained: no cooldown
         ({"new": 100, "last": None}, (True, "labels", None)),
+        # the last retrain was not judged (insufficient_data): wait for more labels, not for a cooldown
+        ({"drift": 1, "new": 1, "retry_at": 1001}, (False, "drift", "awaiting_data")),
+        ({"drift": 1, "new": 1, "retry_at": 1000}, (True, "drift", None)),
+        ({"manual": True, "retry_at": 5000}, (True, "manual", None)),
+        ({"drift": 1, "total": 10, "retry_at": 5000}, (False, "drift", "min_labels")),
+        ({"drift": 1, "new": 1, "retry_at": 900, "last": NOW - 1 * H}, (False, "drift", "cooldown")),
     ],
 )
 def test_decisions(inputs: dict, expected: tuple) -> None:
@@ -86,3 +96,15 @@ def test_gate_settings_default_to_the_gate_defaults() -> None:
 
 def test_doctests() -> None:
     assert doctest.testmod(triggers).failed == 0
+
+
+def test_drift_or_schedule_without_new_labels_would_rebuild_the_same_model() -> None:
+    policy = TriggerPolicy(min_new_labels=10, min_total_labels=5, cooldown_s=60.0, schedule_interval_s=3600.0)
+    common = {"now": 10_000.0, "last_retrain_ts": 1_000.0, "total_labels": 50, "manual": False}
+    drift = decide(policy, new_labels=0, drift_events=3, schedule_due=False, **common)
+    assert (drift.fire, drift.kind, drift.blocked_by) == (False, "drift", "no_new_labels")
+    assert decide(policy, new_labels=0, drift_events=0, schedule_due=True, **common).blocked_by == "no_new_labels"
+    assert decide(policy, new_labels=1, drift_events=3, schedule_due=False, **common).fire
+    assert decide(policy, new_labels=0, drift_events=3, schedule_due=False,
+                  **{**common, "last_retrain_ts": None}).fire  # the first retrain has nothing to repeat
+    assert decide(policy, new_labels=0, drift_events=0, schedule_due=False, **{**common, "manual": True}).fire
