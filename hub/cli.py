@@ -60,6 +60,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     rollout.add_argument("--canary", default="0.1", help="share of devices (0.1) or a list of device ids")
     rollout.add_argument("--shadow", action="store_true", help="shadow stage first")
     rollout.add_argument("--actor", default="operator", help="who (recorded; default 'operator')")
+    rollout.add_argument("--health-limit", action="append", default=[], metavar="NAME=VALUE",
+                         help="override one of the settings' rollout_limits for this rollout (start; repeatable), "
+                              "e.g. rollback_anomaly_factor=10")
 
     devices = sub.add_parser("devices", help="the device registry: presence, model version, cohort")
     _settings_args(devices)
@@ -268,9 +271,7 @@ def _models(args: argparse.Namespace) -> int:
                 print(f"{row.version}  {row.status}  parent {row.parent_version or '-'}  by {row.created_by}: "
                       f"{row.reason}")
                 if row.gate:
-                    print(f"gate: {row.gate.get('verdict')}  " + "; ".join(
-                        f"{c['name']} {'ok' if c['passed'] else 'FAIL'} ({c['value']} vs {c['limit']})"
-                        for c in row.gate.get("checks", [])))
+                    print("\n".join(_gate_lines(row.gate)))
                 for a in audit:
                     print(f"  {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(a.ts))}  {a.actor:<16} {a.action:<12} "
                           f"{a.from_status or '-'} -> {a.to_status or '-'}: {a.reason}")
@@ -285,8 +286,21 @@ def _models(args: argparse.Namespace) -> int:
         store.close()
 
 
+def _gate_lines(gate: dict[str, Any]) -> list[str]:
+    """A stored gate record in words: the verdict, how its intervals were made, then each check and its numbers."""
+    head = f"gate: {gate.get('verdict')}"
+    boot = gate.get("bootstrap")
+    if boot:  # records made before the block bootstrap have none
+        head += (f" (paired block bootstrap, {boot['resamples']} resamples, seed {boot['seed']}: "
+                 f"{boot['positive_blocks']} positive and {boot['negative_blocks']} negative of {boot['n_blocks']} "
+                 f"blocks; a metric fails beyond its tolerance when the {1 - boot['alpha']:.0%} lower bound is > 0)")
+    return [head] + [f"  {c['name']:<36} {'ok' if c['passed'] else 'FAIL':<4} {c.get('detail', '')}"
+                     for c in gate.get("checks", [])]
+
+
 def _rollout(args: argparse.Namespace) -> int:
     from hub.commands import CommandPublisher
+    from hub.rollout.settings import override_limits
     from hub.rollouts import RolloutService
     from hub.store import open_store
     from shared.errors import ConfigError
@@ -296,31 +310,41 @@ def _rollout(args: argparse.Namespace) -> int:
     publisher = None
     try:
         registry = _registry(settings, store)
+        limits = settings.rollout_limits.to_limits()
         if args.action in ("list", "show"):
             service = RolloutService(store, registry, None,  # type: ignore[arg-type]  # reads only
-                                     artifact_url=str)
+                                     artifact_url=str, limits=limits)
             rollouts = [service.get(args.target)] if args.action == "show" and args.target else service.recent()
             for r in rollouts:
                 print(f"{r.id}  {r.row.candidate} over {r.row.incumbent}  {r.state.status}  stage {r.state.stage}"
                       f"{'  (paused)' if r.state.paused else ''}")
                 if args.action == "show":
+                    print("  limits  " + "  ".join(f"{k}={v:g}" for k, v in r.plan.limits.to_dict().items()))
+                    if r.decision is not None and r.decision.yardstick is not None:
+                        print(f"  judged against the {r.decision.yardstick.basis}: {r.decision.yardstick.reason}")
                     for t in r.state.history:
                         print(f"  {t.at:.0f}  {t.actor:<16} {t.action:<10} -> {t.to_stage or '-'}: {t.reason}")
             return 0
         if not args.target or not args.reason:
             what = "candidate" if args.action == "start" else "rollout id"
             raise ConfigError(f"'rollout {args.action}' needs a {what} and --reason")
+        overrides = dict(item.partition("=")[::2] for item in args.health_limit)
+        if overrides and args.action != "start":
+            raise ConfigError("--health-limit applies to 'rollout start' only")
+        limits = override_limits(limits, overrides)  # RolloutError (exit 1 with the message) before any publish
         publisher = CommandPublisher(settings, client_id=f"fleetloop-hub-cli-{os.getpid()}")
         publisher.start()
         if not publisher.is_connected():
             raise ConfigError(f"cannot reach the broker at {settings.mqtt_host}:{settings.mqtt_port}")
         base = settings.artifact_base_url.rstrip("/")
-        service = RolloutService(store, registry, publisher, artifact_url=lambda v: f"{base}/models/{v}/artifact")
+        service = RolloutService(store, registry, publisher, artifact_url=lambda v: f"{base}/models/{v}/artifact",
+                                 limits=limits)
         actor = f"cli:{args.actor}"
         if args.action == "start":
             canary: float | list[str] = (float(args.canary) if args.canary.replace(".", "", 1).isdigit()
                                          else args.canary.split(","))
-            rollout = service.start(args.target, actor=actor, reason=args.reason, canary=canary, shadow=args.shadow)
+            rollout = service.start(args.target, actor=actor, reason=args.reason, canary=canary, shadow=args.shadow,
+                                    limits=limits)
         else:
             rollout = getattr(service, args.action)(args.target, actor=actor, reason=args.reason)
         publisher.flush(30)

@@ -7,13 +7,14 @@ always points at a complete, signed artifact.
 
 from __future__ import annotations
 
+import gzip
 import io
 import logging
 import shutil
 import tarfile
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -90,10 +91,31 @@ class Registry:
         return self.store.set_model_status(version, status, actor=actor, action=action, reason=reason,
                                            ts=self.clock(), details=details, gate=gate)
 
+    def activate(
+        self, version: str, *, actor: str, action: str, reason: str, details: Mapping[str, Any] | None = None,
+        retire: Iterable[str] | None = None, retire_action: str = "retire", retire_reason: str | None = None,
+    ) -> list[str]:
+        """Make `version` the fleet's version: activate it, then retire the other active ones (or just `retire`).
+
+        Activating first, there is never a moment without an active version (a retrain or a rollout start
+        then would find none); in the moment two rows say ``active``, `active_version` already names
+        `version`, the one activated last. Already active: only the others are retired, so calling it again
+        finishes what a crash between the writes left. Returns the versions it retired.
+        """
+        if self.get(version).status != "active":
+            self.transition(version, "active", actor=actor, action=action, reason=reason, details=details)
+        old = {r.version for r in self.store.model_versions(status="active", limit=1000)} - {version}
+        if retire is not None:
+            old &= set(retire)
+        why = retire_reason or f"replaced by {version}"
+        for other in sorted(old):
+            self.transition(other, "retired", actor=actor, action=retire_action, reason=why, details=details)
+        return sorted(old)
+
     def active_version(self) -> str | None:
-        """The version the whole fleet should serve (the newest `active` one)."""
-        rows = self.store.model_versions(status="active", limit=1)
-        return rows[0].version if rows else None
+        """The version the whole fleet should serve: the `active` one activated last (`activate`)."""
+        rows = self.store.model_versions(status="active", limit=1000)
+        return max(rows, key=lambda r: (r.updated_ts, r.created_ts)).version if rows else None
 
     def path(self, version: str) -> Path:
         self.get(version)
@@ -103,7 +125,9 @@ class Registry:
         """The version as a deterministic tar.gz (model.onnx, manifest.json, manifest.sig): what devices fetch."""
         directory = self.path(version)
         buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=6) as tar:
+        # gzip's header carries a timestamp: 0, or the bytes would change every second ("w:gz" stamps now)
+        with gzip.GzipFile(fileobj=buffer, mode="wb", compresslevel=6, mtime=0) as gz, \
+                tarfile.open(fileobj=gz, mode="w") as tar:
             for name in ARTIFACT_FILES:
                 data = (directory / name).read_bytes()
                 info = tarfile.TarInfo(name)

@@ -10,7 +10,16 @@ the decision's numbers, then publish: a RETAINED `Assign` (QoS 1) per device, an
 
 Evidence of a stage is what the hub *received* since the stage began (hub clock, `received_at`), so device
 clocks do not matter within `clock_skew_s`. Model events about the candidate count from the moment the device
-was assigned its current version and mode; stats and shadow reports from the moment the stage began.
+was assigned its current version and mode; stats and shadow reports from the moment the stage began. Whether
+the control can be trusted comes from the drift job: the latest conclusive verdict on ``fleet@<incumbent>``
+since `drift_max_age_s` before the rollout started (a drifted incumbent makes the candidate's own manifest
+reference, stored with the plan as its `Expectation`, the yardstick; see `hub.rollout.health`).
+
+Late joiners: each tick also assigns the registry's active version (retained) to every online device that no
+running rollout speaks for and that reports another version (`hub.rollout.stragglers`): a device that came
+online after a rollout completed, or one that booted an old model. Presence and versions come from the
+devices' retained status messages in the device registry. An assignment is re-sent to a device that still
+reports another version only every `resync_s`, under the same msg_id.
 
 Restart safety: state is stored before anything is published, and retained assignments are idempotent on the
 agent, so `resync()` (call it at start-up; `tick` calls it after a publish the client could not take, and every
@@ -31,8 +40,10 @@ from typing import Any, Protocol
 
 from hub.registry import Registry, RegistryError
 from hub.rollout import (
+    ControlTrust,
     Decision,
     Evidence,
+    Expectation,
     HealthLimits,
     RolloutError,
     RolloutPlan,
@@ -50,8 +61,10 @@ from hub.rollout import (
     start,
 )
 from hub.rollout.evidence import pool
+from hub.rollout.stragglers import stragglers
 from hub.store import HubStore, ModelEventRow
 from hub.store.rollouts import RolloutRow, StageStatsRow
+from shared.errors import FleetloopError
 from shared.ids import new_id
 from shared.messages import Assign, Command
 
@@ -104,6 +117,7 @@ class RolloutService:
 
     `artifact_url(version)` is where devices fetch a version (the API's ``/models/{version}/artifact`` or a
     ``file://`` directory); `policies` and `limits` are the defaults of every plan (a start may override them).
+    `drift_max_age_s`: how old a drift verdict on the incumbent may be at the rollout's start to count.
     """
 
     def __init__(
@@ -119,6 +133,7 @@ class RolloutService:
         clock_skew_s: float = 300.0,
         baseline_window_s: float = 24 * 3600.0,
         resync_s: float | None = 600.0,
+        drift_max_age_s: float = 2 * 24 * 3600.0,
     ) -> None:
         self.store = store
         self.registry = registry
@@ -126,13 +141,15 @@ class RolloutService:
         self.artifact_url = artifact_url
         self.clock = clock
         self.policies = dict(policies or {})
-        self.limits = limits
+        self.limits = limits or HealthLimits()
+        self.drift_max_age_s = drift_max_age_s
         self.clock_skew_s = clock_skew_s
         self.baseline_window_s = baseline_window_s
         self.resync_s = resync_s
         self._lock = threading.RLock()
         self._unsent = False  # a publish the client could not take: resync once it is connected
         self._resynced_at = clock()
+        self._sent: dict[str, tuple[str, float]] = {}  # device → msg_id and time of the last assignment sent
 
     # -- reads -------------------------------------------------------------------------------------------
     def get(self, rollout_id: str) -> Rollout:
@@ -190,7 +207,7 @@ class RolloutService:
                 cohorts, rollout_id=rollout_id, candidate=candidate, incumbent=incumbent,
                 seed=_seed(candidate) if seed is None else seed, canary=canary, shadow=shadow,
                 policies={**self.policies, **(policies or {})}, limits=limits or self.limits,
-                baseline=self._baseline(incumbent, now),
+                baseline=self._baseline(incumbent, now), expectation=self._expectation(candidate),
             )
             state, decision = start(plan, now, actor=actor)
             new = RolloutRow(
@@ -218,7 +235,8 @@ class RolloutService:
             for row in self.store.rollouts(status="running"):
                 rollout = Rollout.from_row(row)
                 at = max(now, rollout.state.updated_at)
-                state, decision = next_step(rollout.plan, rollout.state, self.evidence(rollout), at)
+                state, decision = next_step(rollout.plan, rollout.state, self.evidence(rollout), at,
+                                            trust=self.control_trust(rollout))
                 changed = decision.kind != "wait"
                 if not self._save(rollout, state, decision, event=changed):
                     log.info("rollout %s changed while it was judged; judged again next tick", rollout.id)
@@ -227,7 +245,47 @@ class RolloutService:
                     log.info("rollout %s: %s", rollout.id, decision.reason)
                     self._carry_out(Rollout(rollout.row, rollout.plan, state, decision), decision)
                 decisions.append(decision)
+            try:
+                self.catch_up(now)
+            except FleetloopError:  # a registry artifact that no longer verifies: logged, tried again next tick
+                log.exception("could not assign the active version to late joiners")
         return decisions
+
+    def catch_up(self, now: float | None = None) -> list[str]:
+        """Assign the active version to the online devices no running rollout speaks for that serve another
+        (late joiners); returns the devices sent an assignment. Called by every `tick`."""
+        now = self.clock() if now is None else now
+        with self._lock:
+            active = self.registry.active_version()
+            covered = {d for r in self.store.rollouts(status="running") for d in Rollout.from_row(r).plan.fleet}
+            devices = stragglers(self.store.devices(), active, covered)
+            if active is None or not devices:
+                return []
+            rollout_id = self._settled_by(active)
+            msg_id = f"{rollout_id or 'registry'}/{active}/active"
+            # a device still swapping to what it was just sent (by a rollout or a catch-up) needs no second copy
+            due = [d for d in devices if (sent := self._sent.get(d)) is None or sent[0] != msg_id
+                   or (self.resync_s is not None and now - sent[1] >= self.resync_s)]
+            if not due:
+                return []
+            sent_to = self._publish(due, active, "active", rollout_id, msg_id=msg_id)
+            log.info("assigned the active version %s to %d device(s) serving another: %s", active, len(sent_to),
+                     ", ".join(sent_to))
+            return sent_to
+
+    def control_trust(self, rollout: Rollout) -> ControlTrust:
+        """Whether the control (the incumbent) is a fair yardstick: the latest conclusive drift verdict on
+        ``fleet@<incumbent>`` made since `drift_max_age_s` before the rollout started."""
+        scope = f"fleet@{rollout.plan.incumbent}"
+        since = rollout.state.started_at - self.drift_max_age_s
+        for report in self.store.drift_reports(limit=100, scope=scope):
+            if report.ts < since:
+                continue
+            if report.verdict in ("drift", "no_drift"):
+                reason = report.report.get("reason")
+                return ControlTrust.from_drift(scope, report.verdict, at=report.ts,
+                                               detail=reason if isinstance(reason, str) else None)
+        return ControlTrust.from_drift(scope, None)
 
     # -- operator actions ----------------------------------------------------------------------------------
     def pause(self, rollout_id: str, *, actor: str, reason: str) -> Rollout:
@@ -287,6 +345,27 @@ class RolloutService:
             )
         return out
 
+    def _expectation(self, candidate: str) -> Expectation | None:
+        """The candidate's own expectation of its scoring, from its manifest's reference and threshold."""
+        manifest = self.registry.manifest(candidate)
+        if manifest is None:
+            return None
+        ref = manifest.reference
+        try:
+            return Expectation.from_reference(ref.score_bin_edges, ref.score_histogram, manifest.threshold)
+        except RolloutError as exc:  # an empty reference histogram: the control stays the only yardstick
+            log.warning("no expectation of %s from its manifest: %s", candidate, exc)
+            return None
+
+    def _settled_by(self, version: str) -> str | None:
+        """The newest rollout if it ended with the fleet on `version` (its id names the assignment, as in
+        `resync`, so a device sees one assignment whichever path sent it); None otherwise."""
+        rows = self.store.rollouts(limit=1)
+        if not rows or rows[0].status == "running":
+            return None
+        row = rows[0]
+        return row.id if (row.candidate if row.status == "completed" else row.incumbent) == version else None
+
     def _baseline(self, incumbent: str, now: float) -> Scoring | None:
         """The incumbent's own scoring over the fleet before the rollout: the control of last resort."""
         rows = self.store.stage_stats(period_end_since=now - self.baseline_window_s, received_since=-math.inf)
@@ -316,16 +395,24 @@ class RolloutService:
                         self._unsent |= not self.publisher.send(device, order)
             self._publish(command.devices, command.version, command.mode, rollout.id)
 
-    def _publish(self, devices: Iterable[str], version: str, mode: str, rollout_id: str) -> None:
+    def _publish(self, devices: Iterable[str], version: str, mode: str, rollout_id: str | None, *,
+                 msg_id: str | None = None) -> list[str]:
+        """Publish the retained assignment to `devices`; returns those the client took."""
         assign = self.registry.assignment(version, mode=mode, url=self.artifact_url(version), rollout_id=rollout_id)
         # One msg_id per (rollout, version, mode): a re-sent assignment is recognisably the same one, so a device
         # that refused it reports that once, not after every resync.
-        assign = assign.model_copy(update={"msg_id": f"{rollout_id}/{version}/{mode}"})
-        failed = [d for d in devices if not self.publisher.assign(d, assign)]
+        assign = assign.model_copy(update={"msg_id": msg_id or f"{rollout_id}/{version}/{mode}"})
+        sent: list[str] = []
+        failed: list[str] = []
+        for d in devices:
+            (sent if self.publisher.assign(d, assign) else failed).append(d)
+        at = self.clock()
+        self._sent.update((d, (assign.msg_id, at)) for d in sent)
         if failed:
             self._unsent = True
             log.warning("%d assignment(s) of %s not sent yet (broker connection); re-sent on reconnect",
                         len(failed), version)
+        return sent
 
     def _registry(self, rollout: Rollout, decision: Decision) -> None:
         plan, state = rollout.plan, rollout.state
@@ -334,17 +421,33 @@ class RolloutService:
             "rollout_id": rollout.id, "decision": decision.kind, "stage": decision.stage,
             "numbers": {k: v for k, v in decision.numbers.items() if math.isfinite(v)},
         }
-        target = {"completed": "active", "rolled_back": "rolled_back", "aborted": "candidate"}.get(
-            state.status, STAGE_STATUS[state.stage])
+        if decision.yardstick is not None:
+            details["yardstick"] = decision.yardstick.to_dict()
         reason = f"{last.reason}: {rollout.row.reason}" if last.action == "start" else last.reason
+        if state.status == "completed":  # active first, then the old one retired: never no active version
+            self.registry.activate(plan.candidate, actor=last.actor, action=f"rollout_{last.action}", reason=reason,
+                                   details=details, retire_action="rollout_retire",
+                                   retire_reason=f"replaced by {plan.candidate} (rollout {rollout.id})")
+            return
+        target = {"rolled_back": "rolled_back", "aborted": "candidate"}.get(state.status, STAGE_STATUS[state.stage])
         self.registry.transition(plan.candidate, target, actor=last.actor, action=f"rollout_{last.action}",
                                  reason=reason, details=details)
-        if state.status == "completed":
-            for old in self.store.model_versions(status="active", limit=1000):
-                if old.version != plan.candidate:
-                    self.registry.transition(old.version, "retired", actor=last.actor, action="rollout_retire",
-                                             reason=f"replaced by {plan.candidate} (rollout {rollout.id})",
-                                             details=details)
+
+    def _finish_completion(self, r: Rollout) -> None:
+        """The newest rollout completed but a crash cut its registry moves short (the candidate not active yet,
+        or the incumbent still active): finish them. Idempotent."""
+        if r.state.status != "completed":
+            return
+        plan, last = r.plan, r.state.history[-1]
+        candidate, incumbent = self.registry.get(plan.candidate).status, self.registry.get(plan.incumbent).status
+        if (candidate, incumbent) != ("active", "active") and candidate not in STAGE_STATUS.values():
+            return  # done, or moved on since by someone else
+        log.warning("rollout %s completed but the registry still says %s %s, %s %s: finishing", r.id,
+                    plan.candidate, candidate, plan.incumbent, incumbent)
+        self.registry.activate(plan.candidate, actor=last.actor, action=f"rollout_{last.action}",
+                               reason=f"{last.reason} (finished after a restart)", details={"rollout_id": r.id},
+                               retire=[plan.incumbent], retire_action="rollout_retire",
+                               retire_reason=f"replaced by {plan.candidate} (rollout {r.id})")
 
     def resync(self) -> int:
         """Re-publish what the newest rollout says each of its devices serves; returns how many devices.
@@ -359,6 +462,7 @@ class RolloutService:
                 return 0
             r = Rollout.from_row(rows[0])
             plan, state = r.plan, r.state
+            self._finish_completion(r)
             if state.status == "running":
                 stage = plan.stage(state.stage)
                 self._publish(stage.devices, plan.candidate, stage.mode, r.id)
@@ -453,6 +557,7 @@ def _event(plan: RolloutPlan, state: RolloutState, decision: Decision, reason: s
         "action": last.action, "actor": last.actor, "from_stage": last.from_stage, "to_stage": last.to_stage,
         "status": state.status, "decision": decision.kind, "reason": reason,
         "numbers": {k: v for k, v in decision.numbers.items() if math.isfinite(v)},
+        "yardstick": None if decision.yardstick is None else decision.yardstick.to_dict(),
     }
 
 

@@ -66,7 +66,12 @@ class HubService:
                                    dev_mode=settings.dev_mode)
         self.registry = Registry(self.store, settings.data_dir / "models", self.key)
         self.drift = DriftService(self.store, ReferenceLibrary(settings.data_dir / "models"), settings.drift)
-        self.rollouts = RolloutService(self.store, self.registry, self.commands, artifact_url=self.artifact_url)
+        self.rollouts = RolloutService(
+            self.store, self.registry, self.commands, artifact_url=self.artifact_url,
+            limits=settings.rollout_limits.to_limits(),
+            # a drift verdict on the incumbent counts while its window could still overlap the rollout's start
+            drift_max_age_s=settings.drift.window_s + settings.drift.interval_s,
+        )
         self.training = TrainingService(self.store, self.registry, settings.training, labels=settings.labels,
                                         staging_dir=settings.data_dir / "staging")
         self.jobs = [

@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fleetloop.config import is_loopback, load_settings, read_settings_file
 from hub.labels_service import LabelSettings
+from hub.rollout.settings import HealthLimitsSettings
 from hub.training.settings import TrainingSettings
 from shared.codec import MAX_PAYLOAD_BYTES
 from shared.errors import ConfigError, TopicError
@@ -82,6 +83,9 @@ class HubSettings(BaseSettings):
     artifact_base_url: str = Field(default="http://127.0.0.1:8000", description="the hub API URL devices can reach: "
                                    "they fetch model artifacts from <url>/models/<version>/artifact")
     rollout_tick_s: float = Field(default=30.0, gt=0, description="how often rollouts look at device evidence")
+    rollout_limits: HealthLimitsSettings = Field(
+        default_factory=HealthLimitsSettings, description="health limits of every rollout (a rollout may override "
+        "some): e.g. FLEETLOOP_HUB_ROLLOUT_LIMITS__ROLLBACK_ANOMALY_FACTOR=10 or [rollout_limits] in the file")
     labels: LabelSettings = Field(default_factory=LabelSettings)
     trace_request_interval_s: float = Field(default=60.0, gt=0, description="how often to ask devices for traces "
                                             "that annotations name but the hub has not seen")

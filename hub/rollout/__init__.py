@@ -2,10 +2,13 @@
 
 - `plan`: `plan_rollout` picks stage devices deterministically (covering cohorts); `RolloutPlan`,
   `StagePolicy` (durations, windows, reporting, timeouts), `HealthLimits`.
-- `evidence`: what devices report during a stage (`Evidence`, `Scoring`).
+- `evidence`: what devices report during a stage (`Evidence`, `Scoring`), whether the control can be trusted
+  (`ControlTrust`), the candidate's own `Expectation`, and the `Yardstick` a stage was judged against.
 - `health`: `assess` turns evidence into failures (roll back now) and holds (do not advance yet).
 - `machine`: `start` and `next_step`; `actions`: `pause`, `resume`, `promote`, `rollback`, `abort`.
 - `state`: `RolloutState`, `Decision`, `Command`, `Transition`, each with `to_dict` / `from_dict`.
+- `stragglers`: which devices no rollout speaks for serve another version than the active one.
+- `settings`: `HealthLimitsSettings`, the validated limits of `HubSettings.rollout_limits`.
 
 No clock, broker or database: callers pass `now` and evidence in, persist the state and carry out the
 decision's commands (publish retained assigns, send rollback commands). Invalid transitions raise
@@ -14,7 +17,7 @@ decision's commands (publish retained assigns, send rollback commands). Invalid 
 
 from hub.rollout.actions import abort, pause, promote, resume, rollback
 from hub.rollout.errors import RolloutError
-from hub.rollout.evidence import DeviceSummary, Evidence, Scoring
+from hub.rollout.evidence import ControlTrust, DeviceSummary, Evidence, Expectation, Scoring, Yardstick
 from hub.rollout.health import Assessment, assess
 from hub.rollout.machine import next_step, start
 from hub.rollout.plan import (
@@ -34,9 +37,11 @@ __all__ = [
     "SYSTEM",
     "Assessment",
     "Command",
+    "ControlTrust",
     "Decision",
     "DeviceSummary",
     "Evidence",
+    "Expectation",
     "HealthLimits",
     "Mode",
     "RolloutError",
@@ -48,6 +53,7 @@ __all__ = [
     "StagePolicy",
     "Status",
     "Transition",
+    "Yardstick",
     "abort",
     "assess",
     "next_step",

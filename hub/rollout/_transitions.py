@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
 from hub.rollout.errors import RolloutError
-from hub.rollout.evidence import DeviceSummary
+from hub.rollout.evidence import DeviceSummary, Yardstick
 from hub.rollout.plan import Mode, RolloutPlan, StageName
 from hub.rollout.state import Action, Command, Decision, DecisionKind, RolloutState, Status, Transition
 
@@ -62,12 +62,13 @@ def move(
     action: Action,
     reason: str,
     numbers: Mapping[str, float],
+    yardstick: Yardstick | None = None,
 ) -> tuple[RolloutState, Decision]:
     """Advance to the next stage, or complete after the last one."""
     nxt = plan.next_stage(state.stage)
     if nxt is None:
         done = end(state, "completed", now, actor, action, reason)
-        return done, Decision("complete", reason, done.stage, now, (), numbers)
+        return done, Decision("complete", reason, done.stage, now, (), numbers, yardstick)
     new = replace(
         state,
         stage=nxt.name,
@@ -79,7 +80,7 @@ def move(
         history=(*state.history, Transition(now, actor, action, state.stage, nxt.name, "running", reason)),
     )
     commands = assign_commands(plan, state.stage, nxt.name)
-    return new, Decision("advance", reason, nxt.name, now, commands, numbers)
+    return new, Decision("advance", reason, nxt.name, now, commands, numbers, yardstick)
 
 
 def back(
@@ -90,13 +91,14 @@ def back(
     action: Action,
     reason: str,
     numbers: Mapping[str, float],
+    yardstick: Yardstick | None = None,
     *,
     status: Status = "rolled_back",
 ) -> tuple[RolloutState, Decision]:
     """End the rollout and return every device holding the candidate to the incumbent."""
     kind: DecisionKind = "abort" if status == "aborted" else "rollback"
     done = end(state, status, now, actor, action, reason)
-    return done, Decision(kind, reason, done.stage, now, (rollback_command(plan, state.stage),), numbers)
+    return done, Decision(kind, reason, done.stage, now, (rollback_command(plan, state.stage),), numbers, yardstick)
 
 
 def end(state: RolloutState, status: Status, now: float, actor: str, action: Action, reason: str) -> RolloutState:

@@ -5,14 +5,20 @@ evidence is about this stage only. `Evidence.candidate` is what the candidate di
 or scored beside the incumbent in shadow mode); `Evidence.incumbent` is what the incumbent did there in
 the same period. Incumbent numbers from every device are pooled into the *control*: devices outside the
 stage, and in the shadow stage the very devices that run the candidate in shadow.
+
+The control is only a fair yardstick while the incumbent works: when the fleet drifted away from the
+incumbent's training data, the incumbent is what is broken, and a candidate retrained on recent data
+*should* score differently. `ControlTrust` carries the hub's verdict on that (its latest drift report on
+the incumbent); `Expectation` is the candidate's own yardstick from its manifest, judged against instead.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from hub.rollout.errors import RolloutError
 
@@ -92,6 +98,102 @@ def pool(scorings: Iterable[Scoring]) -> Scoring:
             score_hist=hist,
         )
     return out
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """What a model expects of its own scoring, from its manifest: the reference score histogram (field
+    traffic scored by the model when it was made) and the share of it at or above the decision threshold.
+
+    >>> e = Expectation.from_reference([0.25, 0.5, 0.75], [40, 30, 20, 10], threshold=0.5)
+    >>> e.anomaly_rate, e.score_hist
+    (0.3, (40, 30, 20, 10))
+    """
+
+    anomaly_rate: float
+    score_hist: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.anomaly_rate) and 0.0 <= self.anomaly_rate <= 1.0):
+            raise RolloutError(f"an expected anomaly rate lies in [0, 1], got {self.anomaly_rate}")
+        if any(c < 0 for c in self.score_hist) or not sum(self.score_hist):
+            raise RolloutError("an expected score histogram needs non-negative counts, not all zero")
+
+    @classmethod
+    def from_reference(cls, score_bin_edges: Sequence[float], score_histogram: Sequence[int], threshold: float
+                       ) -> Expectation:
+        """The expectation of a manifest's reference (``score_bin_edges``, ``score_histogram``, ``threshold``).
+
+        Bins are ``[edge[i-1], edge[i])`` with open outer bins (as agents count them); scores are
+        probabilities, so the outer bins end at 0 and 1. The bin holding the threshold counts in proportion
+        to its part above the threshold (scores spread evenly within a bin).
+        """
+        edges = [float(e) for e in score_bin_edges]
+        if len(score_histogram) != len(edges) + 1:
+            raise RolloutError("a score histogram has len(score_bin_edges) + 1 bins")
+        bounds = [min([0.0, *edges[:1]]), *edges, max([1.0, *edges[-1:]])]
+        hist = tuple(int(c) for c in score_histogram)
+        above = 0.0
+        for count, (lo, hi) in zip(hist, itertools.pairwise(bounds), strict=True):
+            if threshold <= lo:
+                above += count
+            elif threshold < hi:
+                above += count * (hi - threshold) / (hi - lo)
+        total = sum(hist)
+        return cls(above / total if total else 0.0, hist)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"anomaly_rate": self.anomaly_rate, "score_hist": list(self.score_hist)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Expectation:
+        return cls(float(d["anomaly_rate"]), tuple(int(c) for c in d["score_hist"]))
+
+
+@dataclass(frozen=True)
+class ControlTrust:
+    """Whether the control (the incumbent's numbers) is a fair yardstick for the candidate, and why.
+
+    >>> ControlTrust.from_drift("fleet@v1", "drift", at=1000.0, detail="drift in 3 of 12 features").trusted
+    False
+    """
+
+    trusted: bool = True
+    reason: str = "no drift verdict on the incumbent"
+
+    @classmethod
+    def from_drift(cls, scope: str, verdict: str | None, *, at: float | None = None, detail: str | None = None
+                   ) -> ControlTrust:
+        """From the hub's latest drift verdict on the incumbent (`scope` such as ``fleet@v1``; None: none)."""
+        if verdict is None:
+            return cls(True, f"no drift verdict on {scope}")
+        when = "" if at is None else f" at {at:.0f}"
+        return cls(verdict != "drift", f"latest drift verdict on {scope}{when}: {detail or verdict.replace('_', ' ')}")
+
+
+Basis = Literal["control", "expectation"]
+
+
+@dataclass(frozen=True)
+class Yardstick:
+    """What the candidate's anomaly rate and score distribution were judged against, and why.
+
+    ``control``: the incumbent's live numbers (or the kept control, or the plan's baseline); ``expectation``:
+    the candidate's own reference, when the control is not trusted.
+    """
+
+    basis: Basis
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"basis": self.basis, "reason": self.reason}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Yardstick:
+        basis = d["basis"]
+        if basis not in ("control", "expectation"):
+            raise RolloutError(f"unknown yardstick {basis!r}")
+        return cls(basis, str(d["reason"]))
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,12 @@ Failures are faults no amount of waiting fixes: a device refused the candidate, 
 rolled it back itself, NaN scores, inference errors, an anomaly rate far off the control's. Holds are
 missing or not-yet-good-enough evidence: devices silent or short of windows, latency over budget, the
 score distribution too far from the control's, too much shadow disagreement, an anomaly rate somewhat off.
+
+The anomaly-rate and score-distribution rules need a yardstick. It is the control (the incumbent's numbers)
+while the control is trusted; when it is not (`ControlTrust`: the incumbent drifted) and the plan carries
+the candidate's `Expectation`, the candidate is judged against its own reference instead, and shadow
+disagreement with the broken incumbent no longer holds the stage. The device failures (refusals, failed
+health checks, self-rollbacks, NaN scores, inference errors) do not depend on any yardstick.
 """
 
 from __future__ import annotations
@@ -14,19 +20,21 @@ from dataclasses import dataclass
 
 from hub.drift.psi import psi
 from hub.rollout.errors import RolloutError
-from hub.rollout.evidence import DeviceSummary, Evidence, Scoring, pool
+from hub.rollout.evidence import ControlTrust, DeviceSummary, Evidence, Expectation, Scoring, Yardstick, pool
 from hub.rollout.plan import HealthLimits, StagePlan
 
 
 @dataclass(frozen=True)
 class Assessment:
-    """What the evidence says about a stage; `control` is the live control when it was large enough."""
+    """What the evidence says about a stage; `control` is the live control when it was large enough;
+    `yardstick` what the anomaly rate and score distribution were judged against, and why."""
 
     failures: tuple[str, ...]
     holds: tuple[str, ...]
     numbers: Mapping[str, float]
     devices: tuple[DeviceSummary, ...]
     control: Scoring | None
+    yardstick: Yardstick | None = None
 
     @property
     def healthy(self) -> bool:
@@ -34,12 +42,19 @@ class Assessment:
 
 
 def assess(
-    stage: StagePlan, limits: HealthLimits, evidence: Mapping[str, Evidence], fallback_control: Scoring | None
+    stage: StagePlan,
+    limits: HealthLimits,
+    evidence: Mapping[str, Evidence],
+    fallback_control: Scoring | None,
+    *,
+    trust: ControlTrust | None = None,
+    expectation: Expectation | None = None,
 ) -> Assessment:
     """Judge the stage's devices on `evidence` (devices outside the stage only feed the control).
 
     The control pools every `Evidence.incumbent`; when it has fewer than `limits.min_rate_windows`
-    windows, `fallback_control` (the last live control, or the plan's baseline) stands in.
+    windows, `fallback_control` (the last live control, or the plan's baseline) stands in. When `trust`
+    says the control is not trusted and there is an `expectation`, that is the yardstick instead.
     """
     policy, inside = stage.policy, set(stage.devices)
     failures: list[str] = []
@@ -91,21 +106,43 @@ def assess(
     if pooled.latency_p99_ms is not None:
         numbers["latency_p99_ms_max"] = pooled.latency_p99_ms
 
-    if control is None or min(pooled.windows, control.windows) < limits.min_rate_windows:
-        holds.append(
-            f"too few windows to compare with the control: candidate {pooled.windows}, "
-            f"control {control.windows if control else 0}, need {limits.min_rate_windows} each"
-        )
+    trust = trust or ControlTrust()
+    shadow = stage.mode == "shadow"
+    if control is not None:
+        numbers["control_anomaly_rate"] = control.anomaly_rate
+    if not trust.trusted and expectation is not None:
+        yardstick = Yardstick("expectation", f"control not trusted ({trust.reason}): judged against the "
+                                             "candidate's own reference")
+        numbers["expected_anomaly_rate"] = expectation.anomaly_rate
+        if pooled.windows < limits.min_rate_windows:
+            holds.append(f"too few windows to compare with the candidate's reference: {pooled.windows}, "
+                         f"need {limits.min_rate_windows}")
+        else:
+            failures_, holds_ = _compare(pooled, expectation.anomaly_rate, expectation.score_hist, "reference",
+                                         limits, numbers, shadow=shadow)
+            failures += failures_
+            holds += holds_
     else:
-        failures_, holds_ = _compare(pooled, control, limits, numbers, shadow=stage.mode == "shadow")
-        failures += failures_
-        holds += holds_
+        yardstick = Yardstick("control", trust.reason if trust.trusted else
+                              f"control not trusted ({trust.reason}), but the plan has no expectation of the "
+                              "candidate: judged against the control anyway")
+        if control is None or min(pooled.windows, control.windows) < limits.min_rate_windows:
+            holds.append(
+                f"too few windows to compare with the control: candidate {pooled.windows}, "
+                f"control {control.windows if control else 0}, need {limits.min_rate_windows} each"
+            )
+        else:
+            failures_, holds_ = _compare(pooled, control.anomaly_rate, control.score_hist, "control", limits,
+                                         numbers, shadow=shadow)
+            failures += failures_
+            holds += holds_
 
-    if stage.mode == "shadow":
+    if shadow:
         disagreements = sum(evidence[d].disagreements for d in stage.devices if d in evidence)
         rate = disagreements / pooled.windows if pooled.windows else 0.0
         numbers["disagreement_rate"] = rate
-        if rate > limits.max_disagreement:
+        # disagreeing with an incumbent that is known broken is what a fix does: reported, not held on
+        if rate > limits.max_disagreement and yardstick.basis == "control":
             holds.append(f"shadow disagreement {rate:.3f} over {limits.max_disagreement:g}")
 
     return Assessment(
@@ -114,6 +151,7 @@ def assess(
         numbers=numbers,
         devices=tuple(summaries),
         control=live if live.windows >= limits.min_rate_windows else None,
+        yardstick=yardstick,
     )
 
 
@@ -133,15 +171,23 @@ def _device_failure(ev: Evidence, cand: Scoring, limits: HealthLimits) -> str | 
 
 
 def _compare(
-    cand: Scoring, control: Scoring, limits: HealthLimits, numbers: dict[str, float], *, shadow: bool
+    cand: Scoring,
+    rate: float,
+    hist: tuple[int, ...],
+    against: str,
+    limits: HealthLimits,
+    numbers: dict[str, float],
+    *,
+    shadow: bool,
 ) -> tuple[list[str], list[str]]:
+    """The candidate's anomaly rate and score histogram against a yardstick's (`against` names it)."""
     failures: list[str] = []
     holds: list[str] = []
     floor = limits.anomaly_rate_floor
-    ratio = (cand.anomaly_rate + floor) / (control.anomaly_rate + floor)
+    ratio = (cand.anomaly_rate + floor) / (rate + floor)
     off = max(ratio, 1.0 / ratio)
-    numbers.update(anomaly_rate=cand.anomaly_rate, control_anomaly_rate=control.anomaly_rate, anomaly_rate_ratio=ratio)
-    what = f"anomaly rate {cand.anomaly_rate:.4f} vs control {control.anomaly_rate:.4f} (×{ratio:.2f})"
+    numbers.update(anomaly_rate=cand.anomaly_rate, anomaly_rate_ratio=ratio)
+    what = f"anomaly rate {cand.anomaly_rate:.4f} vs {against} {rate:.4f} (×{ratio:.2f})"
     if off > limits.rollback_anomaly_factor:
         failures.append(f"{what}: beyond ×{limits.rollback_anomaly_factor:g}")
     elif off > limits.anomaly_rate_factor:
@@ -149,15 +195,17 @@ def _compare(
 
     if shadow and not cand.score_hist:
         pass  # the agent's shadow report has no histogram; paired disagreement compares the models instead
-    elif not cand.score_hist or not control.score_hist:
-        holds.append("no score histogram from the " + ("candidate" if not cand.score_hist else "control"))
-    elif len(cand.score_hist) != len(control.score_hist):
-        raise RolloutError(
-            f"candidate and control score histograms have {len(cand.score_hist)} and {len(control.score_hist)} bins"
-        )
+    elif not cand.score_hist or not hist:
+        holds.append("no score histogram from the " + ("candidate" if not cand.score_hist else against))
+    elif len(cand.score_hist) != len(hist):
+        if against == "control":
+            raise RolloutError(
+                f"candidate and control score histograms have {len(cand.score_hist)} and {len(hist)} bins"
+            )
+        holds.append(f"the candidate's score histogram has {len(cand.score_hist)} bins, its reference {len(hist)}")
     else:
-        value = psi(control.score_hist, cand.score_hist).value
+        value = psi(hist, cand.score_hist).value
         numbers["score_psi"] = value
         if value > limits.max_score_psi:
-            holds.append(f"score distribution PSI {value:.3f} vs control over {limits.max_score_psi:g}")
+            holds.append(f"score distribution PSI {value:.3f} vs {against} over {limits.max_score_psi:g}")
     return failures, holds

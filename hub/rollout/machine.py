@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 
 from hub.rollout._transitions import assign_commands, back, guard, move, summarise
-from hub.rollout.evidence import DeviceSummary, Evidence
+from hub.rollout.evidence import ControlTrust, DeviceSummary, Evidence
 from hub.rollout.health import assess
 from hub.rollout.plan import RolloutPlan
 from hub.rollout.state import SYSTEM, Decision, RolloutState, Transition
@@ -40,16 +40,25 @@ def start(plan: RolloutPlan, now: float, *, actor: str = SYSTEM) -> tuple[Rollou
 
 
 def next_step(
-    plan: RolloutPlan, state: RolloutState, evidence: Mapping[str, Evidence], now: float
+    plan: RolloutPlan,
+    state: RolloutState,
+    evidence: Mapping[str, Evidence],
+    now: float,
+    *,
+    trust: ControlTrust | None = None,
 ) -> tuple[RolloutState, Decision]:
     """Judge the current stage on `evidence` (per device, counted since the stage began) and decide.
 
-    Raises RolloutError on a finished rollout, another rollout's state, or `now` before the last update.
+    `trust` is the hub's verdict on the control (None: trusted); an untrusted control makes the plan's
+    `expectation` of the candidate the yardstick (see `hub.rollout.health`). Raises RolloutError on a
+    finished rollout, another rollout's state, or `now` before the last update.
     """
     guard(plan, state, now, "step")
     stage = plan.stage(state.stage)
     policy = stage.policy
-    a = assess(stage, plan.limits, evidence, state.control or plan.baseline)
+    a = assess(stage, plan.limits, evidence, state.control or plan.baseline, trust=trust,
+               expectation=plan.expectation)
+    ys = a.yardstick
     elapsed = state.stage_elapsed(now)
     numbers = {
         **a.numbers,
@@ -60,21 +69,20 @@ def next_step(
     state = replace(state, devices=a.devices, control=a.control or state.control, updated_at=now)
 
     if a.failures:
-        return back(plan, state, now, SYSTEM, "rollback", f"{stage.name} failed: {summarise(a.failures)}", numbers)
+        return back(plan, state, now, SYSTEM, "rollback", f"{stage.name} failed: {summarise(a.failures)}", numbers, ys)
     holds = list(a.holds)
     if elapsed < policy.min_duration_s:
         holds.append(f"watched {elapsed:.0f} s of {policy.min_duration_s:.0f} s")
     if state.paused:
-        return state, Decision(
-            "wait", "paused" + (f"; {summarise(holds)}" if holds else ""), stage.name, now, numbers=numbers
-        )
+        why = "paused" + (f"; {summarise(holds)}" if holds else "")
+        return state, Decision("wait", why, stage.name, now, numbers=numbers, yardstick=ys)
     if not holds:
         nxt = plan.next_stage(stage.name)
         reason = f"{stage.name} healthy on {a.numbers['devices_ready']:.0f} devices after {elapsed:.0f} s" + (
             f": on to {nxt.name}" if nxt else ": rollout complete"
         )
-        return move(plan, state, now, SYSTEM, "advance" if nxt else "complete", reason, numbers)
+        return move(plan, state, now, SYSTEM, "advance" if nxt else "complete", reason, numbers, ys)
     if elapsed >= policy.timeout_s:
         reason = f"{stage.name} timed out after {elapsed:.0f} s: {summarise(holds)}"
-        return back(plan, state, now, SYSTEM, "timeout", reason, numbers)
-    return state, Decision("wait", summarise(holds), stage.name, now, numbers=numbers)
+        return back(plan, state, now, SYSTEM, "timeout", reason, numbers, ys)
+    return state, Decision("wait", summarise(holds), stage.name, now, numbers=numbers, yardstick=ys)

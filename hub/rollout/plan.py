@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from hub.rollout.errors import RolloutError
-from hub.rollout.evidence import Scoring
+from hub.rollout.evidence import Expectation, Scoring
 
 StageName = Literal["shadow", "canary", "fleet"]
 Mode = Literal["active", "shadow"]
@@ -81,6 +81,9 @@ class HealthLimits:
     - `max_disagreement` 0.05: more than one shadow window in twenty decided differently is more change
       than a retrain should bring;
     - rates and histograms are compared only once each side has `min_rate_windows` 500 windows.
+
+    When the control is not trusted (the incumbent drifted), the same factors and PSI limit apply to the
+    candidate against its own expectation (`Expectation`) instead.
     """
 
     latency_p99_ms: float = 20.0
@@ -148,6 +151,7 @@ class RolloutPlan:
 
     `baseline` is the incumbent's expected scoring, the control of last resort when no live control
     exists (the fleet stage leaves no device on the incumbent; the state keeps the last live control).
+    `expectation` is the candidate's own (from its manifest): the yardstick when the control is not trusted.
     """
 
     rollout_id: str
@@ -156,6 +160,7 @@ class RolloutPlan:
     stages: tuple[StagePlan, ...]
     limits: HealthLimits = field(default_factory=HealthLimits)
     baseline: Scoring | None = None
+    expectation: Expectation | None = None
 
     def __post_init__(self) -> None:
         if not self.rollout_id:
@@ -194,13 +199,14 @@ class RolloutPlan:
             "stages": [s.to_dict() for s in self.stages],
             "limits": self.limits.to_dict(),
             "baseline": None if self.baseline is None else self.baseline.to_dict(),
+            "expectation": None if self.expectation is None else self.expectation.to_dict(),
         }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> RolloutPlan:
         """Rebuild a plan from `to_dict` output; RolloutError when the record is malformed."""
         try:
-            base = d.get("baseline")
+            base, expect = d.get("baseline"), d.get("expectation")
             return cls(
                 rollout_id=str(d["rollout_id"]),
                 candidate=str(d["candidate"]),
@@ -208,6 +214,7 @@ class RolloutPlan:
                 stages=tuple(StagePlan.from_dict(s) for s in d["stages"]),
                 limits=HealthLimits.from_dict(d["limits"]),
                 baseline=None if base is None else Scoring.from_dict(base),
+                expectation=None if expect is None else Expectation.from_dict(expect),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise RolloutError(f"malformed rollout plan: {exc!r}") from exc
@@ -225,6 +232,7 @@ def plan_rollout(
     policies: Mapping[StageName, StagePolicy] | None = None,
     limits: HealthLimits | None = None,
     baseline: Scoring | None = None,
+    expectation: Expectation | None = None,
 ) -> RolloutPlan:
     """Plan shadow (optional) → canary → fleet over `devices` (a device → cohort mapping, or just ids).
 
@@ -276,6 +284,7 @@ def plan_rollout(
         stages=tuple(stages),
         limits=limits or HealthLimits(),
         baseline=baseline,
+        expectation=expectation,
     )
 
 

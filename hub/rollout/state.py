@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 from hub.rollout.errors import RolloutError
-from hub.rollout.evidence import DeviceSummary, Scoring
+from hub.rollout.evidence import DeviceSummary, Scoring, Yardstick
 from hub.rollout.plan import Mode, StageName
 
 Status = Literal["running", "completed", "rolled_back", "aborted"]
@@ -49,7 +49,11 @@ class Command:
 
 @dataclass(frozen=True)
 class Decision:
-    """What to do now, why, and the numbers behind it; `stage` is the stage after the decision."""
+    """What to do now, why, and the numbers behind it; `stage` is the stage after the decision.
+
+    `yardstick` says what the stage's anomaly rate and score distribution were judged against (None for
+    decisions that judged no evidence: start and operator actions).
+    """
 
     kind: DecisionKind
     reason: str
@@ -57,6 +61,7 @@ class Decision:
     at: float
     commands: tuple[Command, ...] = ()
     numbers: Mapping[str, float] = field(default_factory=dict)
+    yardstick: Yardstick | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -66,10 +71,12 @@ class Decision:
             "at": self.at,
             "commands": [c.to_dict() for c in self.commands],
             "numbers": {k: v for k, v in self.numbers.items() if math.isfinite(v)},
+            "yardstick": None if self.yardstick is None else self.yardstick.to_dict(),
         }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Decision:
+        yardstick = d.get("yardstick")
         return cls(
             kind=_literal(d["kind"], DecisionKind),
             reason=str(d["reason"]),
@@ -77,6 +84,7 @@ class Decision:
             at=float(d["at"]),
             commands=tuple(Command.from_dict(c) for c in d["commands"]),
             numbers={str(k): float(v) for k, v in d["numbers"].items()},
+            yardstick=None if yardstick is None else Yardstick.from_dict(yardstick),
         )
 
 

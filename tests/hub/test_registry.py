@@ -68,3 +68,14 @@ def test_a_broken_version_is_never_registered(registry, initial_model_dir, tmp_p
     with pytest.raises(ModelIntegrityError):
         registry.register(bad, actor="a", reason="r")
     assert registry.store.model_versions() == []
+
+
+def test_the_artifact_is_the_same_bytes_an_hour_later(registry, initial_model_dir, monkeypatch):
+    """gzip stamps its header with the time unless told not to: devices and caches must see one artifact."""
+    import time
+
+    registry.register(initial_model_dir, actor="a", reason="r")
+    first = registry.artifact("v1")
+    now = time.time()
+    monkeypatch.setattr(time, "time", lambda: now + 3600.0)
+    assert registry.artifact("v1") == first

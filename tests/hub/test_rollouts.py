@@ -11,7 +11,8 @@ import itertools
 import json
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,27 +140,27 @@ class World:
             client.loop_stop()
 
 
-@pytest.fixture
-def world(tmp_path: Path, broker: DevBroker, initial_model_dir: Path) -> Iterator[World]:
-    tag = f"ro{next(_tags)}x{time.monotonic_ns() % 10_000}"
-    devices = [f"{tag}-a{i}" for i in range(5)] + [f"{tag}-b{i}" for i in range(5)]
+@contextmanager
+def open_world(tmp_path: Path, broker: DevBroker, v1: Path, v2: Path, devices: list[str], *, online: list[str],
+               site: Callable[[str], str], client_id: str) -> Iterator[World]:
+    """A RolloutService on `broker` with v1 active and v2 a candidate; the `online` devices report v1, and the
+    observer (`World.inbox`) receives what every one of `devices` would on its assign and cmd topics."""
     clock = Clock(T0)
     store = SqliteHubStore(tmp_path / "hub.db")
     registry = Registry(store, tmp_path / "registry", SigningKey.generate(), clock=clock)
-    registry.register(initial_model_dir, actor="operator:ana", reason="bootstrap", status="active")
-    registry.register(variant(initial_model_dir, tmp_path / "v2", "v2"), actor="hub:retrain", reason="drift")
+    registry.register(v1, actor="operator:ana", reason="bootstrap", status="active")
+    registry.register(v2, actor="hub:retrain", reason="drift")
     inbox = Collector()
     observer = connect_client(broker, HUB_USER, collector=inbox)
     for device in devices:
         subscribe(observer, f"fleetloop/{device}/model/assign")
         subscribe(observer, f"fleetloop/{device}/cmd")
-    publisher = started_publisher(hub_settings(broker), f"rollouts-{tag}")
+    publisher = started_publisher(hub_settings(broker), client_id)
     service = RolloutService(store, registry, publisher, artifact_url=lambda v: f"http://hub.test/models/{v}/artifact",
                              clock=clock, policies=POLICIES, limits=LIMITS)
     w = World(store, registry, service, clock, devices, inbox, broker)
-    for device in devices:
-        site = "site-a" if "-a" in device else "site-b"
-        w.ingest(Status(device_id=device, ts=T0, state="online", site=site, model_version="v1"))
+    for device in online:
+        w.ingest(Status(device_id=device, ts=T0, state="online", site=site(device), model_version="v1"))
     try:
         yield w
     finally:
@@ -168,6 +169,16 @@ def world(tmp_path: Path, broker: DevBroker, initial_model_dir: Path) -> Iterato
         observer.loop_stop()
         clear_retained(broker, devices)
         store.close()
+
+
+@pytest.fixture
+def world(tmp_path: Path, broker: DevBroker, initial_model_dir: Path) -> Iterator[World]:
+    tag = f"ro{next(_tags)}x{time.monotonic_ns() % 10_000}"
+    devices = [f"{tag}-a{i}" for i in range(5)] + [f"{tag}-b{i}" for i in range(5)]
+    v2 = variant(initial_model_dir, tmp_path / "v2", "v2")
+    with open_world(tmp_path, broker, initial_model_dir, v2, devices, online=devices,
+                    site=lambda d: "site-a" if "-a" in d else "site-b", client_id=f"rollouts-{tag}") as w:
+        yield w
 
 
 def healthy_period(w: World, serving: dict[str, str]) -> None:

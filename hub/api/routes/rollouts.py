@@ -11,13 +11,15 @@ from collections.abc import Callable
 from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from hub.api.deps import AUTH_RESPONSES, Operator, Principal, Reader, error
 from hub.api.routes.models import VERSION_PATTERN
 from hub.api.schemas import Public
 from hub.registry import RegistryError
-from hub.rollout import RolloutError, StageName, StagePolicy
+from hub.rollout import HealthLimits, RolloutError, StageName, StagePolicy
+from hub.rollout.settings import Factor, Floor, LatencyMs, Psi, Share, Windows, override_limits
 from hub.rollouts import Rollout, RolloutNotFound, RolloutService
 from shared.errors import ModelError
 from shared.messages import DeviceId
@@ -60,6 +62,26 @@ class PolicyCreate(BaseModel):
         return self
 
 
+class LimitsCreate(BaseModel):
+    """Health limits to change for this rollout (see `hub.rollout.HealthLimits`); the rest come from the hub's
+    settings (``rollout_limits``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    latency_p99_ms: LatencyMs | None = None
+    max_error_rate: Share | None = None
+    max_score_psi: Psi | None = None
+    anomaly_rate_factor: Factor | None = None
+    rollback_anomaly_factor: Factor | None = None
+    anomaly_rate_floor: Floor | None = None
+    max_disagreement: Share | None = None
+    min_rate_windows: Windows | None = None
+
+    def over(self, defaults: HealthLimits) -> HealthLimits:
+        """`defaults` with these limits replaced; RolloutError when the result is inconsistent."""
+        return override_limits(defaults, self.model_dump(exclude_none=True))
+
+
 class ActionBody(BaseModel):
     """Why (required) and, optionally, who: recorded as ``operator:<actor>``."""
 
@@ -80,6 +102,8 @@ class RolloutCreate(ActionBody):
         default=False, description="false, true (shadow on the canary devices first), a fraction or device ids")
     seed: int | None = Field(default=None, ge=0, le=2**31, description="device pick; default: from the candidate")
     policies: dict[StageName, PolicyCreate] | None = Field(default=None, description="per-stage overrides")
+    limits: LimitsCreate | None = Field(default=None, description="health-limit overrides for this rollout; "
+                                        "the limits used are stored with the plan")
 
 
 # --- responses ------------------------------------------------------------------------------------------------
@@ -112,7 +136,9 @@ class RolloutPublic(Public):
     actor: str = Field(description="who started it")
     reason: str = Field(description="why it was started")
     stages: list[StagePublic]
-    decision: dict[str, Any] | None = Field(description="the last decision: kind, reason, commands, numbers")
+    limits: dict[str, float] = Field(description="the health limits the rollout is judged by")
+    decision: dict[str, Any] | None = Field(description="the last decision: kind, reason, commands, numbers and "
+                                            "the yardstick (control, or the candidate's own expectation) and why")
 
     @classmethod
     def from_rollout(cls, r: Rollout) -> RolloutPublic:
@@ -139,6 +165,7 @@ def _summary(r: Rollout) -> dict[str, Any]:
         "updated_ts": r.state.updated_at, "actor": r.row.actor, "reason": r.row.reason,
         "stages": [StagePublic(name=s.name, mode=s.mode, devices=list(s.devices), policy=s.policy.to_dict())
                    for s in r.plan.stages],
+        "limits": r.plan.limits.to_dict(),
         "decision": None if r.decision is None else r.decision.to_dict(),
     }
 
@@ -169,14 +196,23 @@ def _translate(call: Callable[[], T]) -> T:
 )
 def start_rollout(body: RolloutCreate, principal: Operator, rollouts: RolloutsDep) -> RolloutDetail:
     """Plans the stages over the devices the hub knows (canary devices cover as many cohorts as they can),
-    assigns the first stage (retained `Assign` per device) and moves the candidate to ``shadow``/``canary``."""
+    assigns the first stage (retained `Assign` per device) and moves the candidate to ``shadow``/``canary``.
+    `limits` overrides some of the hub's health limits for this rollout; limits that contradict each other once
+    merged with the hub's (``anomaly_rate_factor`` above ``rollback_anomaly_factor``) are refused with 422."""
     policies = None if body.policies is None else {
         name: StagePolicy(p.min_duration_s, p.min_windows, p.timeout_s, p.min_reporting)
         for name, p in body.policies.items()
     }
+    limits = None
+    if body.limits is not None:
+        try:
+            limits = body.limits.over(rollouts.limits)
+        except RolloutError as exc:  # the same 422 shape as any other invalid body
+            raise RequestValidationError([{"type": "value_error", "loc": ("body", "limits"), "msg": str(exc),
+                                           "input": body.limits.model_dump(exclude_none=True)}]) from None
     rollout = _translate(lambda: rollouts.start(
         body.candidate, actor=_actor(principal, body), reason=body.reason, canary=body.canary,
-        shadow=body.shadow, seed=body.seed, policies=policies,
+        shadow=body.shadow, seed=body.seed, policies=policies, limits=limits,
     ))
     return RolloutDetail.from_rollout(rollout)
 

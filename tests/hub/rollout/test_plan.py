@@ -122,7 +122,9 @@ def test_malformed_records_raise_rollout_error(cls: Any) -> None:
         Decision.from_dict({**start(make_plan(), T0)[1].to_dict(), "kind": "explode"})
 
 
-@pytest.mark.parametrize("name", ["plan", "evidence", "machine", "actions", "health", "state"])
+@pytest.mark.parametrize(
+    "name", ["plan", "evidence", "machine", "actions", "health", "state", "stragglers", "settings"]
+)
 def test_doctests_and_docstrings(name: str) -> None:
     module = importlib.import_module(f"hub.rollout.{name}")
     assert doctest.testmod(module).failed == 0

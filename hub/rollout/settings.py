@@ -1,0 +1,76 @@
+"""Health limits as settings: validated defaults of every rollout plan (`HubSettings.rollout_limits`).
+
+The constrained field types are shared with the API's per-rollout override, so both refuse the same values.
+`HealthLimits` (a frozen dataclass) stays what the pure machine reads; `to_limits` builds it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from hub.rollout.errors import RolloutError
+from hub.rollout.plan import HealthLimits
+
+_D = HealthLimits()
+
+LatencyMs = Annotated[float, Field(gt=0, le=60_000, allow_inf_nan=False)]
+Share = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+Psi = Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)]
+Factor = Annotated[float, Field(ge=1, le=10_000, allow_inf_nan=False)]
+Floor = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
+Windows = Annotated[int, Field(ge=1, le=10**9)]
+
+
+class HealthLimitsSettings(BaseModel):
+    """What a healthy rollout stage looks like (see `hub.rollout.HealthLimits` for why the defaults)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    latency_p99_ms: LatencyMs = Field(default=_D.latency_p99_ms, description="p99 latency budget (ms) per device")
+    max_error_rate: Share = Field(default=_D.max_error_rate, description="inference errors per window tolerated")
+    max_score_psi: Psi = Field(default=_D.max_score_psi, description="score-distribution PSI vs the yardstick "
+                               "(control, or the candidate's reference when the control drifted) before holding")
+    anomaly_rate_factor: Factor = Field(default=_D.anomaly_rate_factor, description="anomaly rate this many "
+                                        "times off the yardstick's (either way) holds the stage")
+    rollback_anomaly_factor: Factor = Field(default=_D.rollback_anomaly_factor, description="anomaly rate this "
+                                            "many times off rolls back; at least anomaly_rate_factor")
+    anomaly_rate_floor: Floor = Field(default=_D.anomaly_rate_floor, description="added to both rates before "
+                                      "their ratio, so 0 vs 1 anomaly is not a factor of infinity")
+    max_disagreement: Share = Field(default=_D.max_disagreement, description="share of shadow windows the two "
+                                    "models may decide differently")
+    min_rate_windows: Windows = Field(default=_D.min_rate_windows, description="windows each side needs before "
+                                      "rates and histograms are compared")
+
+    @model_validator(mode="after")
+    def _factors(self) -> HealthLimitsSettings:
+        if self.anomaly_rate_factor > self.rollback_anomaly_factor:
+            raise ValueError(f"anomaly_rate_factor ({self.anomaly_rate_factor:g}) must not exceed "
+                             f"rollback_anomaly_factor ({self.rollback_anomaly_factor:g})")
+        return self
+
+    def to_limits(self) -> HealthLimits:
+        """The frozen limits the rollout machine reads."""
+        return HealthLimits(**self.model_dump())
+
+
+def override_limits(base: HealthLimits, overrides: Mapping[str, object]) -> HealthLimits:
+    """`base` with some limits replaced, validated as settings are; RolloutError saying what is wrong.
+
+    >>> override_limits(HealthLimits(), {"rollback_anomaly_factor": "10"}).rollback_anomaly_factor
+    10.0
+    >>> override_limits(HealthLimits(), {"anomaly_rate_factor": 8, "colour": 3})
+    Traceback (most recent call last):
+    hub.rollout.errors.RolloutError: invalid health limits: colour: Extra inputs are not permitted
+    """
+    try:
+        return HealthLimitsSettings.model_validate({**base.to_dict(), **overrides}).to_limits()
+    except ValidationError as exc:
+        problems = [(".".join(str(p) for p in e["loc"]) + ": " if e["loc"] else "") + e["msg"].removeprefix(
+            "Value error, ") for e in exc.errors(include_url=False)]
+        raise RolloutError("invalid health limits: " + "; ".join(problems)) from None
+
+
+__all__ = ["Factor", "Floor", "HealthLimitsSettings", "LatencyMs", "Psi", "Share", "Windows", "override_limits"]

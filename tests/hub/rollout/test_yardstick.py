@@ -1,0 +1,135 @@
+"""The drift-aware yardstick: a drifted control makes the candidate's own reference the measure of its anomaly
+rate and score distribution; device failures (NaN, errors, refusals) fail whatever the yardstick."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hub.rollout import (
+    ControlTrust,
+    Decision,
+    Evidence,
+    Expectation,
+    RolloutError,
+    RolloutPlan,
+    RolloutState,
+    Yardstick,
+    next_step,
+    start,
+)
+from tests.hub.rollout.factories import T0, make_plan, scoring
+
+CANARY = ("fan-2", "press-1", "pump-4")
+EDGES = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+# The candidate, retrained on the drifted fleet, scores higher: a fifth of its windows reach the 0.5 threshold.
+HIGH = (0.30, 0.20, 0.10, 0.10, 0.10, 0.08, 0.05, 0.04, 0.02, 0.01)
+EXPECTED = Expectation.from_reference(EDGES, [round(10_000 * p) for p in HIGH], threshold=0.5)
+DRIFTED = ControlTrust.from_drift("fleet@v1", "drift", at=T0 - 600, detail="drift in 4 of 12 features: temp.mean")
+STEADY = ControlTrust.from_drift("fleet@v1", "no_drift", at=T0 - 600, detail="no drift: largest PSI 0.04")
+AFTER = T0 + 1200  # the canary's min_duration_s
+
+
+def canary_plan(expectation: Expectation | None = EXPECTED) -> tuple[RolloutPlan, RolloutState]:
+    plan = make_plan(shadow=False, expectation=expectation)
+    assert plan.stage("canary").devices == CANARY
+    state, _ = start(plan, T0)
+    return plan, state
+
+
+def drift_fix_evidence(plan: RolloutPlan, *, nan: int = 0, rate: float = 0.2) -> dict[str, Evidence]:
+    """The canary alarms on a fifth of its windows, as its reference expects; the drifted incumbent on the rest
+    of the fleet hardly alarms at all (0.5%): ×20 apart."""
+    out = {d: Evidence(incumbent=scoring(200, 0.005)) for d in plan.fleet if d not in CANARY}
+    for d in CANARY:
+        out[d] = Evidence(loaded=True, candidate=scoring(200, rate, shape=HIGH, nan=nan if d == "pump-4" else 0))
+    return out
+
+
+def test_expectation_from_a_reference() -> None:
+    assert EXPECTED.anomaly_rate == pytest.approx(0.2)
+    assert EXPECTED.score_hist == tuple(round(10_000 * p) for p in HIGH)
+    # a threshold inside a bin counts that bin in proportion: half of [0.4, 0.5) lies at or above 0.45
+    assert Expectation.from_reference(EDGES, [round(10_000 * p) for p in HIGH], 0.45).anomaly_rate == pytest.approx(
+        0.25)
+    assert Expectation.from_reference([], [7], 0.3).anomaly_rate == pytest.approx(0.7)  # one bin over [0, 1]
+    with pytest.raises(RolloutError, match="len"):
+        Expectation.from_reference(EDGES, [1, 2], 0.5)
+    with pytest.raises(RolloutError, match="not all zero"):
+        Expectation.from_reference(EDGES, [0] * 10, 0.5)
+
+
+def test_control_trust_from_drift_verdicts() -> None:
+    assert not DRIFTED.trusted and DRIFTED.reason == (
+        f"latest drift verdict on fleet@v1 at {T0 - 600:.0f}: drift in 4 of 12 features: temp.mean")
+    assert STEADY.trusted and ControlTrust.from_drift("fleet@v1", None).trusted
+    assert ControlTrust.from_drift("fleet@v1", "insufficient_data").trusted
+
+
+def test_drifted_control_judges_a_self_consistent_candidate_against_its_own_reference() -> None:
+    plan, state = canary_plan()
+    state, d = next_step(plan, state, drift_fix_evidence(plan), AFTER, trust=DRIFTED)
+    assert (d.kind, d.stage) == ("advance", "fleet"), d.reason
+    assert d.yardstick == Yardstick(
+        "expectation", f"control not trusted ({DRIFTED.reason}): judged against the candidate's own reference")
+    assert d.numbers["anomaly_rate_ratio"] == pytest.approx(1.0)
+    assert d.numbers["expected_anomaly_rate"] == pytest.approx(0.2)
+    assert d.numbers["control_anomaly_rate"] == pytest.approx(0.005)  # shown, not judged on
+    assert d.numbers["score_psi"] == pytest.approx(0.0, abs=1e-3)
+
+
+def test_trusted_control_still_fails_a_twentyfold_anomaly_rate() -> None:
+    plan, state = canary_plan()
+    for trust in (STEADY, None):
+        _, d = next_step(plan, state, drift_fix_evidence(plan), AFTER, trust=trust)
+        assert d.kind == "rollback"
+        assert "anomaly rate 0.2000 vs control 0.0050 (×20.50): beyond ×5" in d.reason
+        assert d.yardstick is not None and d.yardstick.basis == "control"
+
+
+@pytest.mark.parametrize("trust", [DRIFTED, STEADY], ids=["drifted", "steady"])
+def test_nan_scores_fail_whatever_the_yardstick(trust: ControlTrust) -> None:
+    plan, state = canary_plan()
+    _, d = next_step(plan, state, drift_fix_evidence(plan, nan=2), T0 + 60, trust=trust)
+    assert d.kind == "rollback" and d.reason.startswith("canary failed: pump-4: 2 NaN scores")
+
+
+def test_the_own_reference_is_a_yardstick_not_a_free_pass() -> None:
+    plan, state = canary_plan()
+    _, d = next_step(plan, state, drift_fix_evidence(plan, rate=0.01), AFTER, trust=DRIFTED)
+    assert d.kind == "rollback" and "anomaly rate 0.0100 vs reference 0.2000 (×0.07): beyond ×5" in d.reason
+    assert d.yardstick is not None and d.yardstick.basis == "expectation"
+
+
+def test_a_drifted_control_without_an_expectation_is_still_the_yardstick_and_says_so() -> None:
+    plan, state = canary_plan(expectation=None)
+    _, d = next_step(plan, state, drift_fix_evidence(plan), AFTER, trust=DRIFTED)
+    assert d.kind == "rollback"
+    assert d.yardstick is not None and d.yardstick.basis == "control"
+    assert d.yardstick.reason.endswith("but the plan has no expectation of the candidate: judged against the control "
+                                       "anyway")
+
+
+def test_shadow_disagreement_with_a_drifted_incumbent_does_not_hold() -> None:
+    plan = make_plan(expectation=EXPECTED)  # shadow on the canary devices first
+    state, _ = start(plan, T0)
+    ev = {d: Evidence(incumbent=scoring(200, 0.005)) for d in plan.fleet}
+    for d in CANARY:  # shadow reports carry no histogram; the two models disagree on a fifth of the windows
+        ev[d] = Evidence(loaded=True, candidate=scoring(200, 0.2, shape=()), incumbent=scoring(200, 0.005),
+                         disagreements=40)
+    _, held = next_step(plan, state, ev, T0 + 600)
+    assert held.kind == "rollback"  # against the incumbent, ×20 alarms
+    _, d = next_step(plan, state, ev, T0 + 600, trust=DRIFTED)
+    assert (d.kind, d.stage) == ("advance", "canary"), d.reason
+    assert d.numbers["disagreement_rate"] == pytest.approx(0.2)
+
+
+def test_the_yardstick_and_expectation_survive_serialisation() -> None:
+    plan, state = canary_plan()
+    _, d = next_step(plan, state, drift_fix_evidence(plan), AFTER, trust=DRIFTED)
+    assert RolloutPlan.from_dict(json.loads(json.dumps(plan.to_dict()))) == plan
+    assert Decision.from_dict(json.loads(json.dumps(d.to_dict()))) == d
+    old = {k: v for k, v in d.to_dict().items() if k != "yardstick"}  # records made before yardsticks
+    assert Decision.from_dict(old).yardstick is None
+    assert RolloutPlan.from_dict({k: v for k, v in plan.to_dict().items() if k != "expectation"}).expectation is None
