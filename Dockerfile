@@ -1,6 +1,13 @@
-# One Dockerfile, two images: `--target agent` (gateway: no scikit-learn, scipy or fastapi) and `--target hub`.
-FROM python:3.11-slim AS source
-WORKDIR /app
+# One Dockerfile, two images (docker-compose.yml builds both):
+#   --target agent   the gateway agent and the simulator: `.[agent]` only (onnxruntime, paho-mqtt, sqlite-utils,
+#                    cryptography); no scikit-learn, scipy or fastapi, as on a Raspberry Pi
+#   --target hub     the hub, model training and provisioning: `.[hub]`
+# Both run as the non-root user fleetloop (uid 1000) with ENTRYPOINT `fleetloop`, so a command is `GROUP …`.
+ARG PYTHON_IMAGE=python:3.11-slim
+
+# --- build: one wheel of the project; the runtime images install it with the extra they need -------------------
+FROM ${PYTHON_IMAGE} AS build
+WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY shared ./shared
 COPY agent ./agent
@@ -8,19 +15,30 @@ COPY hub ./hub
 COPY models ./models
 COPY sim ./sim
 COPY fleetloop ./fleetloop
-COPY mosquitto ./mosquitto
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
-FROM source AS agent
-RUN pip install --no-cache-dir '.[agent]' && useradd --uid 1000 --create-home fleetloop \
-    && mkdir -p /var/lib/fleetloop && chown fleetloop /var/lib/fleetloop
-USER fleetloop
-ENV FLEETLOOP_AGENT_DATA_DIR=/var/lib/fleetloop
-ENTRYPOINT ["fleetloop", "agent"]
-CMD ["run"]
-
-FROM source AS hub
-RUN pip install --no-cache-dir '.[hub]' && useradd --uid 1000 --create-home fleetloop \
-    && mkdir -p /var/lib/fleetloop && chown fleetloop /var/lib/fleetloop
-USER fleetloop
+# --- runtime: the user, and the directories volumes are mounted on (a new volume takes their owner) -----------
+FROM ${PYTHON_IMAGE} AS runtime
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN groupadd --gid 1000 fleetloop \
+    && useradd --uid 1000 --gid 1000 --create-home --shell /usr/sbin/nologin fleetloop \
+    && install -d -o 1000 -g 1000 -m 0750 /var/lib/fleetloop /var/lib/fleetloop/hub /var/lib/fleetloop/agents /models
+WORKDIR /var/lib/fleetloop
 ENTRYPOINT ["fleetloop"]
-CMD ["models", "--help"]
+
+FROM runtime AS agent
+COPY --from=build /wheels /tmp/wheels
+RUN pip install "$(ls /tmp/wheels/fleetloop-*.whl)[agent]" && rm -rf /tmp/wheels
+USER 1000:1000
+# No HEALTHCHECK: the agent serves nothing to probe; it reports its health over MQTT (status, stats).
+CMD ["agent", "run"]
+
+FROM runtime AS hub
+COPY --from=build /wheels /tmp/wheels
+RUN pip install "$(ls /tmp/wheels/fleetloop-*.whl)[hub]" && rm -rf /tmp/wheels
+USER 1000:1000
+EXPOSE 8000
+# GET /health on the API port (python: the slim image has no curl). One-shot jobs on this image turn it off.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health' % os.environ.get('FLEETLOOP_HUB_API_PORT', '8000'), timeout=4)"]
+CMD ["hub", "serve", "--host", "0.0.0.0"]

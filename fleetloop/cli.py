@@ -24,7 +24,9 @@ GROUPS: dict[str, tuple[str, str, str]] = {
     "models": ("models.cli", "hub", "build model versions (the initial recipe) and inspect them"),
     "sim": ("sim.cli", "agent", "run a simulated sensor fleet against a broker"),
     "broker": ("fleetloop.devbroker", "agent", "run a local development mosquitto with the project's config"),
-    "demo": ("fleetloop.demo", "hub", "the local fleet demo: broker, hub and simulated agents"),
+    "provision": ("fleetloop.provision", "agent", "broker credentials and device slots for docker compose"),
+    "demo": ("fleetloop.demo", "hub", "the whole loop on a simulated fleet: drift, labels, retrain, gate, rollout"),
+    "eval": ("fleetloop.evaluation.cli", "hub", "measure the loop on public data (cmapss: NASA C-MAPSS replay)"),
 }
 
 
@@ -35,7 +37,7 @@ def _top_parser() -> argparse.ArgumentParser:
         prog="fleetloop",
         description="Predictive-maintenance feedback loop for industrial fleets.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="groups:\n" + "\n".join(f"  {name:<8} {h}" for name, (_, _, h) in GROUPS.items()),
+        epilog="groups:\n" + "\n".join(f"  {name:<9} {h}" for name, (_, _, h) in GROUPS.items()),
     )
     parser.add_argument("--version", action="version", version=f"fleetloop {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")

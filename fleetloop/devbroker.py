@@ -4,11 +4,17 @@
 (a loopback listener on a free port, every path inside the work dir, the topic prefix substituted),
 creates a ``hub`` user and device users with random passwords, and runs ``mosquitto -c`` as a child
 process. ``fleetloop broker run`` is the CLI around it. Stdlib only, so the agent extra is enough.
+
+The credential helpers (`new_password`, `passwd_line`, `render_acl`, `write_private`) are shared with
+`fleetloop.provision`, which writes the same files for docker compose.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
+import hmac
 import json
 import logging
 import os
@@ -55,14 +61,45 @@ def find_mosquitto() -> str:
     raise ConfigError(f"mosquitto not found: {_INSTALL_HINT}, or set FLEETLOOP_MOSQUITTO to its path")
 
 
-def find_mosquitto_passwd(mosquitto: str) -> str:
-    """`mosquitto_passwd`: next to the broker binary, on PATH, or in /usr/bin (Debian splits sbin/bin)."""
-    sibling = str(Path(mosquitto).with_name("mosquitto_passwd"))
-    for candidate in (sibling, shutil.which("mosquitto_passwd"), "/usr/bin/mosquitto_passwd",
-                      "/usr/local/bin/mosquitto_passwd"):
-        if candidate and os.access(candidate, os.X_OK):
-            return candidate
-    raise ConfigError(f"mosquitto_passwd not found: {_INSTALL_HINT}")
+# Mosquitto 2.x password hashes: ``$7$<iterations>$<base64 salt>$<base64 PBKDF2-HMAC-SHA512>``, what
+# `mosquitto_passwd` writes (12-byte salt, 64-byte hash, 101 iterations by default). Hashing here needs no
+# mosquitto tools, so a container without them (docker compose) can write the password file. Passwords are
+# 24 random bytes, so the low iteration count costs no strength and keeps every CONNECT cheap.
+_PBKDF2_PREFIX = "$7$"
+_PBKDF2_ITERATIONS = 101
+_SALT_BYTES = 12
+_HASH_BYTES = 64
+
+
+def new_password() -> str:
+    """A random broker password (24 bytes, URL-safe text)."""
+    return secrets.token_urlsafe(24)
+
+
+def hash_password(password: str, *, salt: bytes | None = None, iterations: int = _PBKDF2_ITERATIONS) -> str:
+    """The mosquitto 2.x password-file hash of `password` (a random salt unless one is given)."""
+    salt = secrets.token_bytes(_SALT_BYTES) if salt is None else salt
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations, _HASH_BYTES)
+    return f"{_PBKDF2_PREFIX}{iterations}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
+
+
+def password_matches(hashed: str, password: str) -> bool:
+    """Whether a ``$7$`` password-file hash is the hash of `password` (False for any other format)."""
+    if not hashed.startswith(_PBKDF2_PREFIX):
+        return False
+    try:
+        iterations, salt, digest = hashed.removeprefix(_PBKDF2_PREFIX).split("$")
+        expected = hash_password(password, salt=base64.b64decode(salt, validate=True), iterations=int(iterations))
+    except ValueError:  # wrong field count, bad base64 or iteration count
+        return False
+    return hmac.compare_digest(expected.rsplit("$", 1)[1], digest)
+
+
+def passwd_line(username: str, password: str) -> str:
+    """One line of a mosquitto password file (no newline)."""
+    if not username or ":" in username or "\n" in username:
+        raise ConfigError(f"{username!r} cannot be a broker username")
+    return f"{username}:{hash_password(password)}"
 
 
 def find_config_dir() -> Path:
@@ -199,7 +236,6 @@ class DevBroker:
         self.prefix = Topics(prefix).prefix
         self.config_dir = Path(config_dir) if config_dir else find_config_dir()
         self.mosquitto = mosquitto or find_mosquitto()
-        self._passwd_tool = find_mosquitto_passwd(self.mosquitto)
         self._own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="fleetloop-broker-")).resolve()
         self.workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -210,7 +246,7 @@ class DevBroker:
         if port is None:  # a reused work dir keeps its port when it can, so clients keep working
             port = saved_port if saved_port and port_is_free(saved_port) else free_port()
         self.port = port
-        self._users.setdefault(HUB_USER, secrets.token_urlsafe(24))
+        self._users.setdefault(HUB_USER, new_password())
         for device_id in devices:
             self._new_user(device_id)
 
@@ -262,8 +298,8 @@ class DevBroker:
         conf_text = (self.config_dir / "mosquitto.conf").read_text()
         run_as = pwd.getpwuid(os.geteuid()).pw_name if os.geteuid() == 0 else None
         conf = render_config(conf_text, port=self.port, workdir=self.workdir, run_as=run_as)
-        _write_private(self.workdir / "mosquitto.conf", conf)
-        _write_private(self.workdir / "acl", render_acl((self.config_dir / "acl").read_text(), self.prefix))
+        write_private(self.workdir / "mosquitto.conf", conf)
+        write_private(self.workdir / "acl", render_acl((self.config_dir / "acl").read_text(), self.prefix))
         self._write_passwd()
         self._write_credentials()
         with open(self.workdir / "mosquitto.out", "ab") as out:  # errors before logging is set up
@@ -348,7 +384,7 @@ class DevBroker:
         validate_device_id(device_id)
         if device_id == HUB_USER:
             raise ConfigError(f"{HUB_USER!r} is the hub's username and cannot be a device id")
-        return self._users.setdefault(device_id, secrets.token_urlsafe(24))
+        return self._users.setdefault(device_id, new_password())
 
     def _wait_accepting(self, username: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -371,27 +407,19 @@ class DevBroker:
             time.sleep(0.02)
 
     def _write_passwd(self) -> None:
-        """Hash new users with `mosquitto_passwd -U` (no passwords in argv) and replace the passwd file.
+        """Hash new users and replace the passwd file.
 
         Existing users keep their hash, so connected clients are not re-authenticated on reload.
         """
-        pending = [user for user in self._users if user not in self._hashed]
-        if pending:
-            with tempfile.TemporaryDirectory(dir=self.workdir) as tmp:
-                plain = Path(tmp) / "plain"
-                _write_private(plain, "".join(f"{u}:{self._users[u]}\n" for u in pending))
-                done = subprocess.run([self._passwd_tool, "-U", str(plain)], capture_output=True, text=True)
-                if done.returncode != 0:
-                    raise ConfigError(f"mosquitto_passwd failed: {done.stderr.strip() or done.stdout.strip()}")
-                for line in plain.read_text().splitlines():
-                    user, _, _ = line.partition(":")
-                    self._hashed[user] = line
-        _write_private(self.workdir / "passwd", "".join(f"{self._hashed[u]}\n" for u in self._users))
+        for user, password in self._users.items():
+            if user not in self._hashed:
+                self._hashed[user] = passwd_line(user, password)
+        write_private(self.workdir / "passwd", "".join(f"{self._hashed[u]}\n" for u in self._users))
 
     def _write_credentials(self) -> None:
         data = {"host": self.host, "port": self.port, "prefix": self.prefix, "hub_user": HUB_USER,
                 "users": self._users}
-        _write_private(self.credentials_path, json.dumps(data, indent=2) + "\n")
+        write_private(self.credentials_path, json.dumps(data, indent=2) + "\n")
 
     def _load_credentials(self) -> int | None:
         """Reuse the passwords (and return the port) a previous run saved in this work dir."""
@@ -406,7 +434,7 @@ class DevBroker:
                               "remove it to start with new credentials") from None
 
 
-def _write_private(path: Path, text: str) -> None:
+def write_private(path: Path, text: str) -> None:
     """Write `text` atomically to a file only the current user can read."""
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -1,7 +1,8 @@
-"""`fleetloop sim …`: a simulated fleet of agents against a running broker, and simulated readings as CSV.
+"""`fleetloop sim …`: a simulated fleet of agents against a running broker, simulated readings as CSV, and
+simulated plant sensors publishing over MQTT.
 
-`sim readings` stays numpy-only (it runs on a gateway with the agent extra); `sim fleet` imports the
-fleet runner only when called.
+`sim readings` stays numpy-only (it runs on a gateway with the agent extra); `sim fleet` and `sim publish`
+import the fleet runner and paho only when called.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import json
 import logging
 import os
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,8 @@ from sim.machine import SENSORS, MachineConfig, SimulatedMachine
 log = logging.getLogger(__name__)
 
 CHUNK = 10_000  # readings simulated per block by `sim readings`
+SENSOR_TOPIC = "sensors/{device_id}/readings"  # mosquitto/acl: user sim writes, each device reads its own
+CONNECT_TIMEOUT_S = 15.0
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
@@ -70,11 +75,31 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     readings.add_argument("--drift", metavar="JSON",
                           help='drift(s) to inject: an object or a list, e.g. \'{"kind": "sensor_offset", '
                           '"start_t": 500, "sensor": "temperature", "offset": 4}\'')
+
+    publish = sub.add_parser(
+        "publish", help="publish simulated sensor readings over MQTT, one machine per device (the plant's sensors)",
+        description="Simulate the machines of devices dev-0 … dev-{N-1} (the cohorts and seeds of `sim fleet`) "
+        'and publish each reading as JSON ({"ts": …, "values": {sensor: value}}) to TOPIC with {device_id} '
+        "replaced, RATE readings per second per machine: the sensors that agents with the mqtt source read. "
+        "Runs until Ctrl-C or SIGTERM, or for --duration seconds; prints a JSON summary line.",
+    )
+    publish.add_argument("--devices", type=int, default=3, metavar="N", help="number of machines (default 3)")
+    publish.add_argument("--seed", type=int, default=1, help="seed the device seeds derive from (default 1)")
+    publish.add_argument("--host", default="127.0.0.1", help="broker host (default 127.0.0.1)")
+    publish.add_argument("--port", type=int, default=1883, help="broker port (default 1883)")
+    publish.add_argument("--username", default="sim", help="broker username (default sim)")
+    publish.add_argument("--password-file", type=Path, required=True, metavar="FILE",
+                         help="file holding the broker password (never on the command line)")
+    publish.add_argument("--topic", default=SENSOR_TOPIC,
+                         help="topic template; {device_id} is replaced (default %(default)s)")
+    publish.add_argument("--rate", type=float, default=1.0, help="readings per second per machine (default 1)")
+    publish.add_argument("--qos", type=int, choices=[0, 1], default=1, help="MQTT QoS (default 1)")
+    publish.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (default: until stopped)")
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
-    return {"fleet": _fleet, "readings": _readings}[args.command](args)
+    return {"fleet": _fleet, "readings": _readings, "publish": _publish}[args.command](args)
 
 
 def _json_arg(text: str, what: str) -> Any:
@@ -166,3 +191,71 @@ def _credentials(path: Path) -> dict[str, Any]:
     except (ValueError, AttributeError) as exc:
         raise ConfigError(f"{path} is not a dev-broker credentials file: {exc}") from None
     return dict(data)
+
+
+def _publish(args: argparse.Namespace) -> int:
+    """`sim publish`: step every machine once per period and publish its reading; paho reconnects by itself."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from agent.link import close_client
+    from fleetloop.fleet import plan_fleet, sigterm_as_interrupt
+
+    if args.rate <= 0:
+        raise ConfigError("--rate must be > 0 readings per second")
+    if "{device_id}" not in args.topic:
+        raise ConfigError(f"--topic {args.topic!r} has no {{device_id}}: every machine needs a topic of its own")
+    try:
+        password = args.password_file.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read --password-file {args.password_file}: {exc.strerror}") from None
+    machines = [(args.topic.replace("{device_id}", s.device_id), SimulatedMachine(s.device_id, s.seed, s.machine))
+                for s in plan_fleet(args.devices, args.seed)]
+
+    connected = threading.Event()
+    refused: list[str] = []
+
+    def on_connect(client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
+        if reason_code.is_failure:
+            refused.append(str(reason_code))
+        connected.set()
+
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"fleetloop-sim-{os.getpid()}", protocol=mqtt.MQTTv5)
+    client.enable_logger(logging.getLogger(f"{__name__}.paho"))
+    client.username_pw_set(args.username, password)
+    client.max_queued_messages_set(10 * len(machines))  # while the broker is away, old readings are dropped
+    client.on_connect = on_connect
+    client.connect_async(args.host, args.port, keepalive=30)
+    client.loop_start()
+    period, published, dropped, last = 1.0 / args.rate, 0, 0, None
+    try:
+        if not connected.wait(CONNECT_TIMEOUT_S) or refused:
+            why = refused[0] if refused else f"no answer within {CONNECT_TIMEOUT_S:.0f} s"
+            raise ConfigError(f"cannot publish to {args.host}:{args.port} as {args.username!r}: {why}")
+        log.info("publishing %d machines to %s at %g readings/s each", len(machines), args.topic, args.rate)
+        start_ts, next_at = time.time(), time.monotonic()
+        stop_at = next_at + args.duration if args.duration is not None else None
+        with sigterm_as_interrupt():
+            try:
+                while stop_at is None or next_at < stop_at:
+                    time.sleep(max(0.0, next_at - time.monotonic()))
+                    for topic, machine in machines:
+                        step = machine.step()
+                        payload = json.dumps({"ts": start_ts + step.t * period,
+                                              "values": dict(zip(SENSORS, step.values.tolist(), strict=True))})
+                        info = client.publish(topic, payload, qos=args.qos)
+                        if info.rc == mqtt.MQTT_ERR_SUCCESS:
+                            published, last = published + 1, info
+                        else:
+                            dropped += 1
+                            if dropped == 1 or dropped % 10_000 == 0:
+                                log.warning("broker unreachable: %d readings dropped so far", dropped)
+                    next_at += period
+            except KeyboardInterrupt:
+                log.info("stopping")
+        if last is not None and args.qos:
+            last.wait_for_publish(5.0)  # in order: the last one acknowledged means all were
+    finally:
+        close_client(client)
+    sys.stdout.write(json.dumps({"devices": len(machines), "published": published, "dropped": dropped}) + "\n")
+    return 0
