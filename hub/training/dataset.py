@@ -306,9 +306,9 @@ def build_datasets(
 ) -> Datasets:
     """The training set and the frozen evaluation slice for one label set and one parent model."""
     window = parent.window
-    spec = sim_spec(parent, settings)
-    sim = base_rows(spec, window, weight=settings.sim_weight, validation_fraction=settings.validation_fraction,
-                    seed=settings.seed)
+    from hub.training.base_sets import base_set  # builds on this module: imported here, not at the top
+
+    spec, sim = base_set(parent, settings, window)  # "sim" (the simulator) or "cmapss:<file>"
     fb = _load_feedback(store, label_set_id, window.n_features, settings.feedback_weight)
     rows = fb.rows
     keys = np.array([split_key(d, float(t), tr, settings.split_block_s)

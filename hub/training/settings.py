@@ -85,6 +85,8 @@ class TrainingSettings(BaseModel):
     sim_steps: int | None = Field(default=None, ge=1)
     sim_horizon: int | None = Field(default=None, ge=0)
     sim_seed: int | None = Field(default=None, ge=0)
+    base_set: str | None = Field(default=None, description="what retrains start from: 'sim' (the simulator) or "
+                                 "'cmapss:<file>' (hub.training.base_sets); None: the parent model's base set")
     reference_min_rows: int = Field(default=500, ge=1, description="random-sample field rows needed to take the "
                                     "drift reference from the field instead of the whole training set")
     latency_runs: int = Field(default=300, ge=10, le=100_000, description="single-window inferences timed")

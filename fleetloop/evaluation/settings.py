@@ -1,0 +1,152 @@
+"""What an evaluation run is asked to do (`EvalConfig`) and the product settings it runs the loop with.
+
+The loop runs on a compressed clock: every gateway replays `rate` engine cycles per second, and a C-MAPSS
+cycle is one flight, so an engine's whole life (~200 cycles) passes in about five seconds (40 cycles/s; under
+one with ``--fast``). The product's defaults are sized for hours and days; `loop_settings` rescales each one
+to engine lives and to the phases of the replay, and these are the values and the reasons:
+
+- **agents**: stats every second (drift and rollouts judge on several reports per engine life), commits
+  every 50 ms, a 5% random sample of predictions (the hub's unbiased slice; technicians label traces on the
+  gateways anyway), a health check over 10 windows and a 1 s download retry;
+- **drift**: judged every second over the last five engine lives, once 300 windows are in (FD002 against
+  FD001's reference drifts on every sensor, so this only decides how soon it is seen); PSI and
+  Benjamini-Hochberg defaults;
+- **retraining**: the base set is ``cmapss:<--train-ref>`` (what v1 learned from), its rows at weight 0.3 and
+  field labels at the default weight 2: the base set holds one operating regime of the fleet's six, and at
+  weight 1 its rows outweigh the labels of the five it never saw (measured on FD002: F1 0.79-0.80 against
+  0.81-0.84). It buys no measurable F1 on FD002 (0.839-0.845 with it, 0.844 without) and costs most of the
+  fit time (on a loaded two-core machine 40-45 s per retrain instead of ~10 s), so ``--fast`` gives it weight
+  0 (field labels only): with it a retrain takes longer than the fast replay's feedback phase. Evaluation
+  blocks (`split_block_s`) of one engine life, so an engine's overlapping windows mostly fall on one side of
+  the frozen slice; triggers checked every second, 100 latency runs;
+- **triggers**: drift (it fires as soon as the labels suffice) and new labels, no schedule. The first retrain
+  waits for enough labels that the gate's slice can hold its 50 positives from 10 failures
+  (`min_total_labels`, between 30% and 70% of the labels the technicians will send), a second comes once
+  80% of the remaining ones arrived (`min_new_labels`); a cooldown of a quarter of the replay keeps a drift
+  alarm from retraining in a loop;
+- **gate**: the product defaults. v1, blind to five of the six regimes, alarms on 70-80% of healthy windows,
+  which buys it a recall of 0.97-0.99 that no useful model matches (its F1 is ~0.3); the gate's trade
+  (`hub.gate.GateConfig`: false alarms surely removed buy up to 0.25 of recall) lets a fix that alarms
+  sensibly replace it, and still refuses one that never alarms;
+- **rollout**: canary on a quarter of the gateways for one engine life and half an engine's windows, then
+  the fleet for half an engine life; 30 s timeouts (wall clock, on a shared two-core machine). The health
+  limits are the product's but for latency (200 ms: gateways share two cores with the hub here) and the
+  windows needed to compare rates (40): the control is v1, which drifted, so the hub judges the fix's anomaly
+  rate and scores against the fix's own reference (`hub.rollout`'s yardstick).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from hub.rollout import HealthLimits, StageName, StagePolicy
+from hub.settings import DriftSettings
+from hub.training.settings import GateSettings, TrainingSettings
+from hub.training.triggers import TriggerPolicy
+from shared.errors import ConfigError
+
+DEFAULT_TRAIN_REF = "train_FD001.txt"
+DEFAULT_FLEET = "train_FD002.txt"
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """One evaluation run. `data_dir` is the folder holding the C-MAPSS files."""
+
+    data_dir: Path
+    train_ref: str = DEFAULT_TRAIN_REF
+    fleet: str = DEFAULT_FLEET
+    mode: str = "default"
+    devices: int = 8
+    engines: int | None = None  # a seeded subset of the fleet file's engines; None: all
+    rate: float = 40.0  # cycles (readings) per second per gateway
+    window_size: int = 5
+    window_step: int = 1
+    horizon: int = 30
+    seed: int = 7
+    feedback_fraction: float = 0.5
+    label_budget: float = 0.25
+    label_delay: int = 20  # cycles after an engine's failure before its labels are sent
+    base_weight: float = 0.3  # of each base-set row (TrainingSettings.sim_weight); 0: field labels only
+    workdir: Path | None = None
+    timeout_s: float = 1800.0
+    progress_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        if not (self.rate > 0 and math.isfinite(self.rate)):
+            raise ConfigError("--rate must be a positive number of cycles per second")
+        if self.base_weight < 0 or not math.isfinite(self.base_weight):
+            raise ConfigError("the base-set weight must be a finite number >= 0")
+        if self.label_delay < 0 or self.horizon < 1 or self.window_size < 2 or self.window_step < 1:
+            raise ConfigError("--label-delay must be >= 0, the horizon >= 1, the window >= 2 cycles, its step >= 1")
+
+    @property
+    def train_ref_path(self) -> Path:
+        return self.data_dir / self.train_ref
+
+    @property
+    def fleet_path(self) -> Path:
+        return self.data_dir / self.fleet
+
+
+# mode -> EvalConfig fields: "fast" finishes in under a minute on two shared cores (fewer engines and gateways,
+# a faster replay, a window every second cycle, which halves what every model trains on).
+PROFILES: dict[str, dict[str, Any]] = {
+    "default": {"devices": 8, "engines": None, "rate": 40.0, "window_step": 1},
+    "fast": {"devices": 5, "engines": 140, "rate": 250.0, "window_step": 2, "base_weight": 0.0, "timeout_s": 300.0},
+}
+
+
+def config_for(mode: str, data_dir: Path, **overrides: Any) -> EvalConfig:
+    """The profile's config with `overrides` (None values are ignored)."""
+    base = EvalConfig(data_dir=data_dir, mode=mode)
+    values = {**PROFILES[mode], **{k: v for k, v in overrides.items() if v is not None}}
+    return replace(base, **values)
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    """The product settings of one run (see the module docstring for every value)."""
+
+    training: TrainingSettings
+    drift: DriftSettings
+    policies: dict[StageName, StagePolicy]
+    limits: HealthLimits
+    agent: dict[str, Any]
+    canary: float
+    engine_s: float  # wall seconds of one average engine life
+
+
+def loop_settings(config: EvalConfig, *, mean_cycles: float, replay_s: float, expected_labels: int,
+                  positive_rate: float, engine_windows: float, feedback_engines: int) -> LoopSettings:
+    """Rescale the product settings to this run's clock (`replay_s`: one gateway's whole replay)."""
+    engine_s = mean_cycles / config.rate
+    gate = GateSettings()
+    eval_fraction = TrainingSettings().eval_fraction
+    # labels whose frozen slice holds the gate's minimum of positives and of failures (an engine's end of life
+    # is one positive block), with half as many again to spare
+    per_engine = expected_labels / max(feedback_engines, 1)
+    for_gate = math.ceil(1.5 * max(gate.min_positives / max(eval_fraction * positive_rate, 1e-9),
+                                   gate.min_positive_blocks / eval_fraction * per_engine))
+    first = min(max(for_gate, math.ceil(0.3 * expected_labels)), math.ceil(0.7 * expected_labels))
+    triggers = TriggerPolicy(min_total_labels=first, min_new_labels=max(1, math.ceil(0.8 * (expected_labels - first))),
+                             cooldown_s=0.25 * replay_s, schedule_interval_s=None)
+    training = TrainingSettings(
+        seed=config.seed, base_set=f"cmapss:{config.train_ref_path.resolve()}",
+        sim_weight=config.base_weight,
+        sim_horizon=config.horizon, split_block_s=engine_s, check_interval_s=1.0, latency_runs=100,
+        triggers=triggers, gate=gate,
+    )
+    drift = DriftSettings(window_s=5 * engine_s, interval_s=1.0, min_samples=300)
+    policies: dict[StageName, StagePolicy] = {
+        "canary": StagePolicy(min_duration_s=engine_s, min_windows=max(10, int(engine_windows / 2)), timeout_s=30.0),
+        "fleet": StagePolicy(min_duration_s=engine_s / 2, min_windows=max(5, int(engine_windows / 4)),
+                             timeout_s=30.0),
+    }
+    limits = HealthLimits(latency_p99_ms=200.0, min_rate_windows=40)
+    agent = {"stats_interval_s": 1.0, "commit_interval_s": 0.05, "sample_rate": 0.05, "health_windows": 10,
+             "fetch_retry_s": 1.0, "asset_type": "turbofan", "site": Path(config.fleet).stem.replace("_", "-")}
+    return LoopSettings(training, drift, policies, limits, agent, canary=0.25, engine_s=engine_s)

@@ -1,0 +1,130 @@
+"""Simulated technicians for a C-MAPSS replay: confirm each feedback engine's failure and label its windows.
+
+An engine of a training file fails at its last cycle. Once a gateway's replay is `delay` cycles past that
+(its own clock: readings replayed, read from the agent's prediction log), the technician at that gateway
+reads the engine's logged predictions, labels an evenly spaced share of them (`plan.labelled`) — ``fault``
+when the window ends within `horizon` cycles of the failure, else ``no_fault`` — and records each label with
+``fleetloop agent annotate``'s code path (`agent.app.record_annotation`): stored in the agent's database and
+queued in its outbox, which the running agent publishes to the hub over MQTT. The hub joins each label to its
+trace, asking the gateway to upload the traces it has not seen. Evaluation engines are never labelled.
+
+The agent's own process keeps writing the same SQLite file (WAL): reads here are read-only connections, and
+the annotation writes are short transactions, as when a technician runs the CLI next to a running agent.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent.app import record_annotation
+from agent.db import AgentDB
+from fleetloop.evaluation.plan import FleetPlan, Gateway, label_offset, labelled
+from shared.messages import Annotation
+from shared.topics import Topics
+
+log = logging.getLogger(__name__)
+
+FAULT_TYPE = "hpc_degradation"  # FD001/FD002's one fault mode
+
+
+@dataclass
+class Progress:
+    """Where one gateway's replay is: readings replayed (its cycle clock) and the predictions it logged."""
+
+    position: int = 0
+    predictions: int = 0
+
+
+@dataclass
+class Desk:
+    """The technicians of a fleet; `run(now)` is one pass (call it periodically from one thread)."""
+
+    plan: FleetPlan
+    agents_dir: Path  # <agents_dir>/<device>/agent.db
+    topics: Topics
+    horizon: int
+    share: float
+    delay: int
+    seed: int
+    labelled_engines: set[int] = field(default_factory=set)
+    progress: dict[str, Progress] = field(default_factory=dict)
+    sent: int = 0
+    faults: int = 0
+    _dbs: dict[str, AgentDB] = field(default_factory=dict)
+
+    def run(self, now: float) -> int:
+        """Label every feedback engine whose failure is `delay` cycles behind its gateway; returns labels sent."""
+        sent = 0
+        for gateway in self.plan.gateways:
+            progress = self.read_progress(gateway)
+            if progress is None:
+                continue
+            offsets = gateway.offsets()
+            for engine in gateway.engines:
+                if not engine.feedback or engine.unit in self.labelled_engines:
+                    continue
+                if progress.position >= offsets[engine.unit] + engine.cycles + self.delay:
+                    sent += self._label(gateway, engine.unit, engine.cycles, now)
+                    self.labelled_engines.add(engine.unit)
+        self.sent += sent
+        return sent
+
+    def read_progress(self, gateway: Gateway) -> Progress | None:
+        """The gateway's replay position from its newest logged prediction; None before its first."""
+        try:
+            rows = self._query(gateway.device_id, "SELECT unit, window_end, (SELECT count(*) FROM predictions) "
+                               "FROM predictions ORDER BY id DESC LIMIT 1")
+        except sqlite3.OperationalError as exc:  # no file or no table yet: the agent is still starting
+            if "unable to open" in str(exc) or "no such table" in str(exc):
+                return None
+            raise
+        if not rows:
+            return None
+        unit, window_end, count = rows[0]
+        progress = Progress(gateway.offsets()[int(unit)] + int(window_end), int(count))
+        self.progress[gateway.device_id] = progress
+        return progress
+
+    def _label(self, gateway: Gateway, unit: int, cycles: int, now: float) -> int:
+        rows = self._query(gateway.device_id, "SELECT trace_id, window_end FROM predictions WHERE unit = ? "
+                           "ORDER BY window_end, id", str(unit))
+        chosen = labelled(len(rows), self.share, label_offset(self.seed, unit))
+        db = self._db(gateway.device_id)
+        technician = f"tech-{gateway.device_id}"
+        for i in chosen.tolist():
+            trace_id, window_end = rows[i]
+            fault = cycles - int(window_end) <= self.horizon
+            annotation = Annotation(
+                device_id=gateway.device_id, ts=time.time(), trace_id=trace_id, label="fault" if fault else "no_fault",
+                fault_type=FAULT_TYPE if fault else None, technician_id=technician, signal="confirmed",
+                note=f"engine {unit} failed after cycle {cycles}; window ends at cycle {int(window_end)}",
+            )
+            record_annotation(db, self.topics, annotation)
+            self.faults += fault
+        log.debug("%s: engine %d failed at cycle %d; %d of its %d windows labelled", gateway.device_id, unit,
+                  cycles, len(chosen), len(rows))
+        return len(chosen)
+
+    def _db(self, device_id: str) -> AgentDB:
+        db = self._dbs.get(device_id)
+        if db is None:
+            db = self._dbs[device_id] = AgentDB(self.agents_dir / device_id / "agent.db")
+        return db
+
+    def _query(self, device_id: str, sql: str, *params: object) -> list[tuple[Any, ...]]:
+        path = self.agents_dir / device_id / "agent.db"
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+        try:
+            return conn.execute(sql, params).fetchall()
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        for db in self._dbs.values():
+            db.close()
+        self._dbs.clear()
