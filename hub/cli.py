@@ -294,6 +294,11 @@ def _gate_lines(gate: dict[str, Any]) -> list[str]:
         head += (f" (paired block bootstrap, {boot['resamples']} resamples, seed {boot['seed']}: "
                  f"{boot['positive_blocks']} positive and {boot['negative_blocks']} negative of {boot['n_blocks']} "
                  f"blocks; a metric fails beyond its tolerance when the {1 - boot['alpha']:.0%} lower bound is > 0)")
+    floor = gate.get("far_floor")
+    if floor:  # the incumbent had drifted: false alarms measured from its rate before the drift when higher
+        rates = [("overall", floor.get("overall")), *sorted((floor.get("cohorts") or {}).items())]
+        head += ("\n  false alarms measured from the incumbent's rate before its drift (where higher): " + ", ".join(
+            f"{k} {v:.4f}" for k, v in rates if v is not None))
     return [head] + [f"  {c['name']:<36} {'ok' if c['passed'] else 'FAIL':<4} {c.get('detail', '')}"
                      for c in gate.get("checks", [])]
 

@@ -56,8 +56,9 @@ from hub.gate_bootstrap import (
 from models.training import classification_metrics, cohort_metrics
 
 __all__ = [
-    "BlockBootstrap", "GateCheck", "GateConfig", "GateDecision", "GateInput", "PairedSlice", "ParityNumbers",
-    "SliceMetrics", "block_bootstrap", "check_names", "evaluate_gate", "metrics_on_slice", "paired_slice",
+    "BlockBootstrap", "FarFloor", "GateCheck", "GateConfig", "GateDecision", "GateInput", "PairedSlice",
+    "ParityNumbers", "SliceMetrics", "block_bootstrap", "check_names", "evaluate_gate", "metrics_on_slice",
+    "paired_slice",
 ]
 
 Verdict = Literal["pass", "fail", "insufficient_data"]
@@ -96,6 +97,11 @@ class GateConfig:
       that alarms on most healthy windows has a recall that means little (NASA C-MAPSS FD002 under an FD001
       model: recall 0.98 at a false-alarm rate of 0.6). The cap keeps a model that never alarms from
       passing on the false alarms it no longer raises. Set the rates to 0 to turn the trade off;
+    - after drift, false alarms are measured from the incumbent's rate *before* it drifted when that is
+      higher (``far_floor_after_drift``, `FarFloor`, `hub.training.far_floor`): drift that blinds a model
+      lowers its false alarms with its recall, and a fix that only brings them back to where they were
+      must not read as a regression (on this project's simulated fleet, a recalibration took one site's
+      false-alarm rate from 0.037 to 0.001, and every fix failed that site's check against 0.001);
     - parity as in models/onnx_export.py: max |ONNX - scikit-learn| 1e-4 and no decision flips;
     - 5 ms p99 per single-window inference, measured on the hub: the agent targets 2 ms on a gateway
       core (bench/agent.py), and a model already slow on a hub core will not fit there.
@@ -122,6 +128,7 @@ class GateConfig:
     max_parity_abs_diff: float = 1e-4
     max_parity_flips: int = 0
     latency_budget_ms: float = 5.0
+    far_floor_after_drift: bool = True
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
@@ -171,11 +178,24 @@ class ParityNumbers:
 
 
 @dataclass(frozen=True)
+class FarFloor:
+    """The incumbent's false-alarm rate on the fleet before its current drift began (at `onset`), overall and
+    per cohort, from `negatives` healthy windows (key "" overall): a false-alarm rise is measured from the
+    larger of this and the incumbent's rate on the slice. None overall, or a cohort missing: too few windows."""
+
+    version: str
+    onset: float
+    overall: float | None
+    cohorts: Mapping[str, float] = field(default_factory=dict)
+    negatives: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class GateInput:
     """Everything the gate judges: both models on the same frozen slice, per cohort, parity and latency.
 
     `paired` (the same slice per window, with blocks) gives the metric checks their intervals; without it
-    they judge point estimates only.
+    they judge point estimates only. `far_floor`: set when the incumbent drifted (see `GateConfig`).
     """
 
     candidate: SliceMetrics
@@ -185,6 +205,7 @@ class GateInput:
     candidate_cohorts: Mapping[str, SliceMetrics] = field(default_factory=dict)
     incumbent_cohorts: Mapping[str, SliceMetrics] = field(default_factory=dict)
     paired: PairedSlice | None = None
+    far_floor: FarFloor | None = None
 
 
 @dataclass(frozen=True)
@@ -267,6 +288,7 @@ def evaluate_gate(inp: GateInput, cfg: GateConfig | None = None) -> GateDecision
     whole = None if boot is None else boot.overall
     gains = _Gains.of(cand, inc, whole, cfg.alpha)
     recall_tol, far_tol = gains.tolerances(cfg.max_recall_drop, cfg.max_far_increase, cfg)
+    floor = inp.far_floor if cfg.far_floor_after_drift else None
     checks = [
         _at_least("min_positives", cand.n_pos, cfg.min_positives, "confirmed faults in the slice"),
         _at_least("min_negatives", cand.n_neg, cfg.min_negatives, "healthy windows in the slice"),
@@ -274,9 +296,10 @@ def evaluate_gate(inp: GateInput, cfg: GateConfig | None = None) -> GateDecision
         _same_slice(cand, inc, inp.paired),
         _regression("recall", "drop", cand.recall, inc.recall, recall_tol, cfg.alpha,
                     None if whole is None else (whole.recall_drop, whole.positive_blocks)),
-        _regression("false_alarm_rate", "rise", cand.false_alarm_rate, inc.false_alarm_rate, far_tol, cfg.alpha,
-                    None if whole is None else (whole.far_rise, whole.negative_blocks)),
-        *_cohort_checks(inp.candidate_cohorts, inp.incumbent_cohorts, cfg, boot, gains),
+        _far_check("false_alarm_rate", cand.false_alarm_rate, inc.false_alarm_rate, far_tol, cfg.alpha, whole,
+                   None if floor is None else floor.overall),
+        *_cohort_checks(inp.candidate_cohorts, inp.incumbent_cohorts, cfg, boot, gains,
+                        {} if floor is None else floor.cohorts),
         _at_most("parity_abs_diff", inp.parity.max_abs_diff, cfg.max_parity_abs_diff, "max |ONNX - scikit-learn|"),
         _at_most("parity_label_flips", inp.parity.label_flips, cfg.max_parity_flips, "decision flips ONNX vs sklearn"),
         _at_most("parity_report", 0.0 if inp.parity.passed else 1.0, 0.0, "the parity report's own verdict"),
@@ -372,7 +395,7 @@ def _block_minimums(whole: Resampled | None, cfg: GateConfig) -> list[GateCheck]
 
 def _cohort_checks(
     cand: Mapping[str, SliceMetrics], inc: Mapping[str, SliceMetrics], cfg: GateConfig, boot: BlockBootstrap | None,
-    overall: _Gains,
+    overall: _Gains, far_floors: Mapping[str, float],
 ) -> list[GateCheck]:
     """Each cohort's recall and false-alarm checks, or why it is not judged. The trade between the two uses the
     cohort's own sure gains where it has enough blocks to judge them, the slice's overall gains otherwise."""
@@ -398,9 +421,8 @@ def _cohort_checks(
             checks.append(_skipped(f"cohort_recall:{name}", c.n_pos, pos_blocks, cfg.min_cohort_positives,
                                    cfg.min_cohort_positive_blocks, "positives"))
         if judge_far:
-            checks.append(_regression(f"cohort_false_alarm_rate:{name}", "rise", c.false_alarm_rate,
-                                      i.false_alarm_rate, far_tol, cfg.alpha,
-                                      None if part is None else (part.far_rise, part.negative_blocks)))
+            checks.append(_far_check(f"cohort_false_alarm_rate:{name}", c.false_alarm_rate, i.false_alarm_rate,
+                                     far_tol, cfg.alpha, part, far_floors.get(name)))
         else:
             checks.append(_skipped(f"cohort_false_alarm_rate:{name}", c.n_neg, neg_blocks, cfg.min_cohort_negatives,
                                    cfg.min_cohort_negative_blocks, "negatives"))
@@ -450,18 +472,34 @@ def _enough(n: int, blocks: int | None, need: int, need_blocks: int) -> bool:
     return n >= need and (blocks is None or blocks >= need_blocks)
 
 
+def _far_check(name: str, cand: float, inc: float, tol: float, alpha: float, part: Resampled | None,
+               floor: float | None) -> GateCheck:
+    """A false-alarm check, from max(incumbent, `floor`) when the incumbent drifted (in every resample too)."""
+    draws = None if part is None else (part.far_rise, part.negative_blocks)
+    if floor is None:
+        return _regression(name, "rise", cand, inc, tol, alpha, draws)
+    if part is not None:
+        far_cand = part.far_rise + part.far_incumbent
+        draws = (far_cand - np.maximum(part.far_incumbent, floor), part.negative_blocks)
+    if floor > inc:
+        note = f" before its drift ({inc:.4f} on the slice)"
+        return _regression(name, "rise", cand, floor, tol, alpha, draws, note=note)
+    return _regression(name, "rise", cand, inc, tol, alpha, draws, note=f" (before its drift: {floor:.4f})")
+
+
 def _regression(
     name: str, what: str, cand: float, inc: float, tol: float, alpha: float,
-    resampled: tuple[np.ndarray, int] | None,
+    resampled: tuple[np.ndarray, int] | None, *, note: str = "",
 ) -> GateCheck:
     """A metric check: `what` is "drop" (higher is better) or "rise" (lower is better).
 
     Fails when the point regression exceeds `tol` and, with `resampled` (the bootstrap's regressions and
-    their block count), the (1 - alpha) lower bound is above zero too. NaN fails.
+    their block count), the (1 - alpha) lower bound is above zero too. NaN fails. `note` follows the
+    incumbent's number in the detail.
     """
     regression = inc - cand if what == "drop" else cand - inc
     over = not regression <= tol + _EPS  # NaN compares False: over
-    detail = f"candidate {cand:.4f} vs incumbent {inc:.4f}: {what} {regression:+.4f}, max {tol}"
+    detail = f"candidate {cand:.4f} vs incumbent {inc:.4f}{note}: {what} {regression:+.4f}, max {tol:.4f}"
     if resampled is None:
         return GateCheck(name, not over, regression, tol, detail)
     draws, blocks = resampled

@@ -35,6 +35,7 @@ class Resampled:
     far_rise: np.ndarray  # (resamples,)
     positive_blocks: int
     negative_blocks: int
+    far_incumbent: np.ndarray  # (resamples,): the incumbent's false-alarm rate in each resample
 
 
 @dataclass(frozen=True, eq=False)
@@ -94,7 +95,8 @@ def _resample_sums(rng: np.random.Generator, rows: np.ndarray, resamples: int) -
 
 def _resampled(sums: np.ndarray, positive_blocks: int, negative_blocks: int) -> Resampled:
     pos, neg, tp_cand, tp_inc, fp_cand, fp_inc = sums.T
-    return Resampled(_ratio(tp_inc - tp_cand, pos), _ratio(fp_cand - fp_inc, neg), positive_blocks, negative_blocks)
+    return Resampled(_ratio(tp_inc - tp_cand, pos), _ratio(fp_cand - fp_inc, neg), positive_blocks, negative_blocks,
+                     _ratio(fp_inc, neg))
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:

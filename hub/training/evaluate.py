@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from hub.gate import (
+    FarFloor,
     GateConfig,
     GateDecision,
     GateInput,
@@ -74,8 +75,10 @@ def gate_candidate(
     parity: ParityReport,
     config: GateConfig,
     latency_runs: int,
+    far_floor: FarFloor | None = None,
 ) -> GateRun:
-    """Score both artifacts on `evaluation`, time the candidate, and run the gate."""
+    """Score both artifacts on `evaluation`, time the candidate, and run the gate (`far_floor`: the
+    incumbent's false-alarm rate before its drift, `hub.training.far_floor`)."""
     s_cand = score(candidate_onnx, evaluation.X)
     s_inc = score(incumbent_onnx, evaluation.X)
     cohorts = evaluation.cohort if len(evaluation) else None
@@ -91,6 +94,7 @@ def gate_candidate(
         candidate_cohorts=tables.candidate,
         incumbent_cohorts=tables.incumbent,
         paired=paired,
+        far_floor=far_floor,
     )
     decision = evaluate_gate(inp, config)
     record = {
@@ -105,6 +109,7 @@ def gate_candidate(
         "candidate_cohorts": {k: asdict(v) for k, v in tables.candidate.items()},
         "incumbent_cohorts": {k: asdict(v) for k, v in tables.incumbent.items()},
         "config": asdict(config),
+        "far_floor": None if far_floor is None else asdict(far_floor),
     }
     return GateRun(decision, _json_safe(record), s_cand, s_inc)
 

@@ -28,6 +28,7 @@ from hub.store.training import TrainingJobRow
 from hub.training.dataset import Datasets, build_datasets
 from hub.training.errors import RetrainError
 from hub.training.evaluate import GateRun, gate_candidate, score
+from hub.training.far_floor import far_before_drift
 from hub.training.settings import ParamValue, TrainingSettings
 from models.onnx_export import ParityReport, parity_check, to_onnx_bytes
 from models.reference import reference_from_features
@@ -166,7 +167,7 @@ class Retrainer:
 
         timer.stage("gate")
         try:
-            gate = self._gate(data, manifest, onnx_bytes, incumbent, parity)
+            gate = self._gate(data, manifest, onnx_bytes, incumbent, parity, label_set_id)
         except Exception as exc:  # a registered candidate is never left un-gated
             self.registry.transition(manifest.version, "rejected", actor=self.actor, action="gate",
                                      reason=f"the gate could not run: {exc}", details={"job_id": job.id})
@@ -233,12 +234,15 @@ class Retrainer:
         )
 
     def _gate(self, data: Datasets, manifest: ModelManifest, onnx_bytes: bytes, incumbent: str,
-              parity: ParityReport) -> GateRun:
+              parity: ParityReport, label_set_id: str) -> GateRun:
         inc_manifest, inc_bytes = read_version(self.registry.path(incumbent))  # verifies its sha256
+        config = self.settings.gate.config()
+        floor = far_before_drift(self.store, incumbent, label_set_id, min_negatives=config.min_negatives,
+                                 min_cohort_negatives=config.min_cohort_negatives)
         return gate_candidate(
             data.evaluation, candidate_onnx=onnx_bytes, candidate_threshold=manifest.threshold,
             incumbent_onnx=inc_bytes, incumbent_threshold=inc_manifest.threshold, incumbent_version=incumbent,
-            parity=parity, config=self.settings.gate.config(), latency_runs=self.settings.latency_runs,
+            parity=parity, config=config, latency_runs=self.settings.latency_runs, far_floor=floor,
         )
 
 

@@ -50,6 +50,8 @@ class GateSettings(BaseModel):
     max_parity_abs_diff: float = Field(default=1e-4, ge=0, allow_inf_nan=False)
     max_parity_flips: int = Field(default=0, ge=0)
     latency_budget_ms: float = Field(default=5.0, ge=0, allow_inf_nan=False)
+    far_floor_after_drift: bool = Field(default=True, description="when the incumbent drifted, measure false "
+                                        "alarms from its rate before the drift if higher (hub.training.far_floor)")
 
     def config(self) -> GateConfig:
         from hub.gate import GateConfig  # scikit-learn comes with it: only when a gate runs
