@@ -22,6 +22,7 @@ import pytest
 from agent.app import build_agent
 from agent.runtime import Agent
 from agent.sources.memory import ArraySource
+from fleetloop.story.faults import nan_onnx
 from hub.signing import SigningKey
 from shared.codec import encode
 from shared.manifest import MANIFEST_FILE, MODEL_FILE, SIGNATURE_FILE, sha256_bytes
@@ -70,23 +71,6 @@ def pack(version_dir: Path, top: str | None = None) -> bytes:
             if (version_dir / name).exists():
                 tar.add(version_dir / name, arcname=f"{top}/{name}" if top else name)
     return buf.getvalue()
-
-
-def nan_onnx(n_features: int) -> bytes:
-    """A valid ONNX model with the initial model's input/output names whose probabilities are all NaN."""
-    from onnx import TensorProto, helper
-
-    x = helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, n_features])
-    y = helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, 2])
-    weights = helper.make_tensor("W", TensorProto.FLOAT, [n_features, 2], [0.0] * (2 * n_features))
-    bias = helper.make_tensor("B", TensorProto.FLOAT, [2], [float("nan")] * 2)
-    graph = helper.make_graph(
-        [helper.make_node("MatMul", ["X", "W"], ["Z"]), helper.make_node("Add", ["Z", "B"], ["probabilities"])],
-        "nan_model", [x], [y], initializer=[weights, bias],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    return model.SerializeToString()
 
 
 @dataclass

@@ -1,0 +1,161 @@
+"""How long the story's phases last, and the hub and agent settings its compressed clock needs.
+
+The clock: a simulated machine makes one reading per simulated second (``MachineConfig.reading_period_s``)
+and the agents read `StoryProfile.rate` of them per wall-clock second, so at the default rate of 100 one
+wall second is 100 machine seconds and a 2-minute demo covers about 3 hours of a plant's life. Everything the
+hub does with time (drift windows, trigger checks, stage durations) runs on the wall clock, so these settings
+differ from `HubSettings`' defaults, which are made for real time:
+
+- ``drift.window_s`` 10 s (24 h) and ``drift.interval_s`` 2 s (1 h): ~1,000 readings a machine per window,
+  judged as often as the story needs to see the drift within seconds;
+- ``drift.psi_threshold`` 0.5 (0.2): over 10 s windows a small fleet's PSI against its own reference wanders up
+  to ~0.3 (machines at different ages), while the recalibration gives 0.5-4 within seconds;
+- ``drift.min_samples`` 60 % of the fleet's windows per drift window (200): only the fleet is judged. A single
+  machine, or a cohort of a few, against the fleet-wide reference reads as drifted by its calibration alone;
+- ``training.split_block_s`` 100 readings (1 s at 100 readings/s; 1 h): blocks short enough that the slice holds
+  enough distinct failures, long enough that overlapping windows of one block stay on one side of the split;
+- ``training.triggers``: retrain on drift once `min_labels` validated labels exist (about `label_steps`
+  readings a device after the injection), no schedule (with no retrain yet, a weekly one is due at once),
+  a 1 h cooldown (6 h) so that one story retrains once on drift;
+- ``training.check_interval_s`` 2 s (300 s; each check validates every label, so not every second),
+  ``training.latency_runs`` 200 (300, a quicker gate),
+  ``rollout_tick_s`` 0.5 s (30 s), ``trace_request_interval_s`` 1 s (60 s);
+- stage policies of seconds and tens of windows (hours and hundreds of windows), and ``rollout_limits`` with a
+  latency budget of 1 s (20 ms): a dozen agents share two cores with the hub here, so windows queue for a core;
+- agents: stats every second (60 s), commits every 50 ms (200 ms), half the windows sampled for labelling
+  (1 %: at this pace technicians label nearly everything; the rest is asked from the devices), a 10-window
+  health check (20), a fetch retried after 1 s (60 s).
+
+The gate's tolerances and the rollout health rules are the product's defaults (the fix's rollout is judged
+against its own reference, since the control, v1, drifted), except the latency budget (above).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import SecretStr
+
+from hub.rollout.settings import HealthLimitsSettings
+from hub.settings import DriftSettings, HubSettings
+from hub.training.settings import TrainingSettings
+from hub.training.triggers import TriggerPolicy
+from shared.errors import ConfigError
+from sim.drift import Drift, SensorOffset
+
+WINDOW_STEP = 5  # readings per prediction: the initial recipe's window step (models.initial.DEFAULT_WINDOW)
+WINDOW_SIZE = 30
+BLOCK_READINGS = 100  # readings per evaluation block (training.split_block_s = this / rate)
+
+
+@dataclass(frozen=True)
+class StoryProfile:
+    """The story's numbers. `scaled` stretches the timed phases; the rest follows from these."""
+
+    name: str
+    devices: int  # agent processes, dealt into the simulator's cohorts in turn
+    rate: float  # readings per second per device: the clock's compression factor
+    drift_step: int  # reading at which the drifted site's sensors go wrong (the healthy phase before it)
+    label_steps: int  # readings per device labelled after the injection before the retrain may start
+    recovered_s: float  # how long the recovered fleet is watched before the faulty candidates
+    drift_window_s: float
+    bucket_s: float  # time bucket of the accuracy plot
+    # The initial model: the recipe's defaults (60 machines × 3,000 readings) or a smaller build (30 × 2,500) that
+    # takes half the time and makes every retrain's simulated base set (the parent's recipe) half as large, so a
+    # retrain takes seconds, not half a minute.
+    recipe: Literal["full", "fast"] = "fast"
+    drift_site: str = "site-a"  # the site whose sensors a contractor recalibrates badly
+    reference_steps: int = 10_000  # undrifted readings per machine behind v1's re-taken drift reference
+    timeout_s: float = 90.0  # longest wait for any one step of the story before it gives up
+
+    def __post_init__(self) -> None:
+        if self.devices < 3:
+            raise ConfigError("the story needs at least 3 devices (2 cohorts, one of them drifting)")
+        if self.rate <= 0 or self.drift_step <= WINDOW_SIZE or self.label_steps <= 0 or self.recovered_s < 0:
+            raise ConfigError("rate, drift_step, label_steps must be positive and recovered_s non-negative")
+
+    def scaled(self, factor: float) -> StoryProfile:
+        """The same story with its timed phases (healthy, labelling, recovered) `factor` times as long."""
+        if not (math.isfinite(factor) and 0.2 <= factor <= 20):
+            raise ConfigError("--duration must be a factor between 0.2 and 20")
+        return replace(self, drift_step=max(WINDOW_SIZE * 4, round(self.drift_step * factor)),
+                       label_steps=max(WINDOW_SIZE * 4, round(self.label_steps * factor)),
+                       recovered_s=self.recovered_s * factor, timeout_s=self.timeout_s * max(1.0, factor))
+
+    @property
+    def windows_per_s(self) -> float:
+        """Predictions per second of the whole fleet."""
+        return self.devices * self.rate / WINDOW_STEP
+
+    @property
+    def min_labels(self) -> int:
+        """Validated labels the retrain waits for: ~95 % of every window up to `label_steps` after the drift."""
+        per_device = (self.drift_step + self.label_steps - WINDOW_SIZE) // WINDOW_STEP + 1
+        return int(0.95 * self.devices * per_device)
+
+    def drifts(self, site: str) -> tuple[Drift, ...]:
+        """The bad recalibration on `drift_site`: its vibration sensors read 2 mm/s low from `drift_step` on.
+
+        It hides wear from v1 (recall on the site's machines falls from ~0.8 to ~0.35) and nothing else does:
+        a temperature offset as well would cost v1 nothing but teach the retrain that hot is normal, which the
+        gate then sees as lost recall on the healthy site.
+        """
+        if site != self.drift_site:
+            return ()
+        return (SensorOffset(sensor="vibration", offset=-2.0, start_t=self.drift_step),)
+
+
+PROFILES: dict[str, StoryProfile] = {
+    "default": StoryProfile("default", devices=12, rate=100.0, drift_step=2000, label_steps=2500, recovered_s=15.0,
+                            drift_window_s=10.0, bucket_s=5.0),
+    # Fewer, faster machines: the same number of readings in a third of the time, within a minute in all.
+    # The recovered fleet runs 8 s: "after the fix" needs a few hundred failing windows to compare with "before".
+    "fast": StoryProfile("fast", devices=4, rate=400.0, drift_step=2800, label_steps=3600, recovered_s=8.0,
+                         drift_window_s=5.0, bucket_s=2.0, timeout_s=60.0),
+}
+
+# A dozen agent processes share two cores with the hub and its retrains here, so a window may wait for a core for
+# hundreds of milliseconds: the p99 budget is 1 s (20 ms; a gateway has its own core).
+ROLLOUT_LIMITS = HealthLimitsSettings(latency_p99_ms=1000)
+
+
+def stage_policies(profile: StoryProfile) -> dict[str, dict[str, float]]:
+    """Per-stage policies for ``POST /rollouts``: seconds and tens of windows instead of hours and hundreds."""
+    timeout = max(30.0, profile.timeout_s)
+    return {"canary": {"min_duration_s": 3, "min_windows": 40, "timeout_s": timeout},
+            "fleet": {"min_duration_s": 2, "min_windows": 20, "timeout_s": timeout}}
+
+
+def training_settings(profile: StoryProfile) -> TrainingSettings:
+    labels = profile.min_labels
+    return TrainingSettings(
+        split_block_s=BLOCK_READINGS / profile.rate, latency_runs=200, check_interval_s=2.0,
+        triggers=TriggerPolicy(min_new_labels=labels, min_total_labels=labels, cooldown_s=3600.0,
+                               schedule_interval_s=None),
+    )
+
+
+def drift_settings(profile: StoryProfile) -> DriftSettings:
+    fleet_windows = profile.windows_per_s * profile.drift_window_s
+    return DriftSettings(window_s=profile.drift_window_s, interval_s=min(2.0, profile.drift_window_s / 2),
+                         min_samples=max(200, int(0.6 * fleet_windows)), psi_threshold=0.5)
+
+
+def hub_settings(profile: StoryProfile, *, data_dir: Path, mqtt_host: str, mqtt_port: int, mqtt_password: str,
+                 api_url: str, tokens: dict[str, Any], prefix: str) -> HubSettings:
+    """The story's hub: dev mode (it makes its own signing key), API tokens, the compressed-clock settings."""
+    return HubSettings(
+        dev_mode=True, data_dir=data_dir, mqtt_host=mqtt_host, mqtt_port=mqtt_port, mqtt_username="hub",
+        mqtt_password=SecretStr(mqtt_password), prefix=prefix, share_group="demo", ingest_client_id="demo-ingest",
+        artifact_base_url=api_url, tokens=tokens, drift=drift_settings(profile),
+        training=training_settings(profile), rollout_tick_s=0.5, trace_request_interval_s=1.0,
+        rollout_limits=ROLLOUT_LIMITS,
+    )
+
+
+def agent_overrides() -> dict[str, Any]:
+    """AgentSettings fields every story agent gets besides its device, broker and source."""
+    return {"commit_interval_s": 0.05, "sample_rate": 0.5, "health_windows": 10, "fetch_retry_s": 1.0}

@@ -1,0 +1,408 @@
+"""The scripted story, phase by phase, against a running fleet, hub and broker (see `fleetloop.story`).
+
+1. *online*: every agent serving v1, known to the hub;
+2. *healthy*: the fleet runs until the drifted site's sensors go wrong (the injection, read from the agents' logs);
+3. *drift*: the hub's drift job flags the fleet (features and PSI recorded);
+4. *retrain*: technicians label; the hub's trigger job retrains on drift once enough labels exist; the gate;
+5. *rollout*: the operator rolls the candidate out through the API: canary, then the fleet; recovered fleet;
+6. *recovered*: the fleet runs on the new version for a while;
+7. *bad candidate*: a retrain on flipped labels is rejected by the gate; its rollout is refused (409);
+8. *canary failure*: a candidate giving NaN on gateways fails its canary and is rolled back automatically.
+
+Each wait polls (and refreshes the console) and gives up after the profile's timeout with `StoryError`; the
+story then stops where it is and the outcome says how far it got.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fleetloop.story.agents import AgentLogs
+from fleetloop.story.faults import nan_candidate, sabotaged_retrain
+from fleetloop.story.operator import Operator, StoryError
+from fleetloop.story.profile import StoryProfile, stage_policies
+from fleetloop.story.timeline import Timeline
+from fleetloop.story.wiring import HubRig
+from hub.store.base import DRIFT_EVENT
+from hub.store.training import TrainingJobRow
+from hub.training.triggers import retry_threshold
+from sim.desk import TechnicianDesk
+from sim.technicians import SimDevice
+
+__all__ = ["Status", "Story", "StoryOutcome"]
+
+log = logging.getLogger(__name__)
+
+NAN_VERSION = "nan-1"
+TERMINAL = ("completed", "rolled_back", "aborted")
+
+
+@dataclass(frozen=True)
+class Status:
+    """One line of live progress."""
+
+    elapsed_s: float
+    phase: str
+    online: int
+    devices: int
+    predictions_per_s: float
+    labels: int
+    drift: str
+    rollout: str
+    versions: Mapping[str, int]
+
+
+RETRAIN_ATTEMPTS = 3
+"""Drift-fix candidates the story lets the gate judge before it gives up."""
+
+
+@dataclass
+class StoryOutcome:
+    """What the story established (None: it did not get that far)."""
+
+    injected_at: float | None = None
+    drift_detected_at: float | None = None
+    drift_features: list[str] = field(default_factory=list)
+    retrain: dict[str, Any] | None = None  # the drift retrain's job, as the API shows it
+    candidate: str | None = None
+    gate: dict[str, Any] | None = None  # the candidate's gate decision
+    promoted_version: str | None = None
+    recovered_at: float | None = None
+    blocked: list[str] = field(default_factory=list)  # drift-fix candidates the gate kept from the fleet
+    bad_version: str | None = None
+    bad_gate: dict[str, Any] | None = None
+    bad_refused: bool = False
+    nan_version: str | None = None
+    nan_rolled_back: bool = False
+    failed: str | None = None  # why the story stopped early
+
+
+class Story:
+    """Runs the phases; `status()` may be called from the console at any time."""
+
+    def __init__(self, profile: StoryProfile, rig: HubRig, operator: Operator, desk: TechnicianDesk,
+                 devices: Mapping[str, SimDevice], drifted: list[str], logs: AgentLogs, timeline: Timeline,
+                 workdir: Path, *, refresh: Callable[[], None] = lambda: None) -> None:
+        self.profile, self.rig, self.operator, self.desk = profile, rig, operator, desk
+        self.devices, self.drifted, self.logs, self.timeline = devices, drifted, logs, timeline
+        self.workdir = workdir
+        self.refresh = refresh
+        self.outcome = StoryOutcome()
+        self.phase = "starting"
+        self._sabotage: list[TrainingJobRow] = []
+        self._sabotage_error: list[BaseException] = []
+        self._sabotage_thread: threading.Thread | None = None
+
+    # -- the phases -------------------------------------------------------------------------------------
+    def run(self) -> StoryOutcome:
+        """Play every phase; a `StoryError` ends the story early (recorded in the outcome and the timeline)."""
+        try:
+            for name, title, play in (
+                ("online", "agents come online", self._online),
+                ("healthy", "healthy operation", self._healthy),
+                ("drift", f"bad sensor recalibration on {self.profile.drift_site}", self._drift),
+                ("retrain", "technicians label, the hub retrains and gates", self._retrain),
+                ("rollout", "rollout: canary, then the fleet", self._rollout),
+                ("recovered", "the recovered fleet", self._recovered),
+                ("bad_candidate", "a candidate trained on flipped labels", self._bad_candidate),
+                ("canary_failure", "a candidate that fails on gateways", self._canary_failure),
+            ):
+                self.phase = name
+                with self.timeline.phase(name, title):
+                    play()
+        except StoryError as exc:
+            self.outcome.failed = f"{self.phase}: {exc}"
+            self.timeline.add("story_failed", f"the story stopped in phase {self.phase}: {exc}", phase=self.phase)
+        self.phase = "done"
+        return self.outcome
+
+    def _online(self) -> None:
+        n = len(self.devices)
+        self.wait(lambda: sum(1 for d in self._hub_devices() if d.online and d.model_version) == n,
+                  f"{n} agents online")
+        self.timeline.add("online", f"{n} agents online, serving "
+                          f"{', '.join(sorted({d.model_version or '?' for d in self._hub_devices()}))}", devices=n)
+
+    def _healthy(self) -> None:
+        step = self.profile.drift_step
+
+        def injected() -> float | None:
+            seen = [self.logs.first_scored_after(d, self.devices[d].ts_of(step)) for d in self.drifted]
+            return min((t for t in seen if t is not None), default=None)
+
+        self.wait(lambda: injected() is not None, f"reading {step} on {self.profile.drift_site}")
+        at = injected()
+        assert at is not None
+        self.outcome.injected_at = at
+        drifts = [d.model_dump(mode="json") for d in self.devices[self.drifted[0]].drifts]
+        what = ", ".join(f"{d['sensor']} {d['offset']:+g}" for d in drifts if d.get("kind") == "sensor_offset")
+        self.timeline.add("drift_injected", f"{self.profile.drift_site}'s sensors recalibrated badly on "
+                          f"{len(self.drifted)} devices: {what}", at=at, devices=self.drifted, drifts=drifts)
+
+    def _drift(self) -> None:
+        assert self.outcome.injected_at is not None
+        store = self.rig.store
+
+        def fleet_event() -> Any:
+            return next((e for e in store.events(kind=DRIFT_EVENT, limit=1000)
+                         if str(e.payload.get("scope", "")).startswith("fleet@")), None)
+
+        self.wait(lambda: fleet_event() is not None, "the hub to detect fleet drift")
+        event = fleet_event()
+        report = next((r for r in store.drift_reports(limit=200) if r.id == event.payload.get("report_id")), None)
+        psi = {f["name"]: f["psi"] for f in (report.report.get("features", []) if report else [])}
+        features = list(event.payload.get("drifted_features", []))
+        self.outcome.drift_detected_at, self.outcome.drift_features = event.ts, features
+        top = ", ".join(f"{f} (PSI {psi.get(f, float('nan')):.2f})" for f in features[:4])
+        self.timeline.add("drift_detected", f"fleet drift detected {event.ts - self.outcome.injected_at:.1f} s after "
+                          f"the injection: {top}", at=event.ts, scope=event.payload.get("scope"),
+                          features=features, psi={f: psi.get(f) for f in features})
+
+    def _retrain(self) -> None:
+        """The hub's drift retrain, gated. A candidate the gate blocks (say, the healthy site lost recall) is the
+        loop working, not the story failing: the technicians go on labelling and the operator asks for another
+        retrain once a quarter more labels are in, up to `RETRAIN_ATTEMPTS` candidates in all. A candidate the gate
+        could not judge (too few failures) needs no operator: the hub retrains on its own at a quarter more."""
+        first = self.wait(lambda: self.operator.jobs(limit=1) or None, "the hub to trigger a retrain")
+        job = first[0]
+        for attempt in range(1, RETRAIN_ATTEMPTS + 1):
+            labels = self._labels(job.get("label_set_id"))
+            self.timeline.add("retrain_started", f"retrain triggered ({job['trigger']}: {job['reason']}) on {labels} "
+                              f"validated labels", at=job["created_ts"], job=job["id"], trigger=job["trigger"],
+                              labels=labels, desk=vars(self.desk.tally))
+            job_id = job["id"]
+            done = self.wait(lambda: self._finished(job_id), "the retrain to finish")  # noqa: B023 (called at once)
+            self.outcome.retrain = done
+            if done["status"] != "succeeded" or not done.get("result_version"):
+                raise StoryError(f"the retrain failed: {done.get('error')}")
+            version = done["result_version"]
+            gate = self.operator.model(version).get("gate") or {}
+            self.outcome.candidate, self.outcome.gate = version, gate
+            self.timeline.add("gate", f"{version}: gate {done['gate_verdict']} — {gate_line(gate)}",
+                              at=done.get("finished_ts"), version=version, verdict=done["gate_verdict"],
+                              **gate_numbers(gate))
+            if done["gate_verdict"] == "pass":
+                return
+            self.outcome.blocked.append(version)
+            if attempt == RETRAIN_ATTEMPTS:
+                raise StoryError(f"the gate did not pass {version}: {'; '.join(gate.get('reasons', []))}")
+            why = "; ".join(r.split(":")[0] for r in gate.get("reasons", []))
+            if done["gate_verdict"] == "insufficient_data":
+                # The hub's trigger retries on its own once a quarter more labels are validated (no cooldown).
+                want = retry_threshold(self.rig.settings.training.triggers, labels)
+                self.timeline.add("gate_blocked", f"the gate could not judge {version} ({why}); technicians go on "
+                                  f"labelling, the hub retrains again at {want} validated labels", version=version)
+                job = self.wait(lambda: self._newer_job(job_id), f"the hub's retrain at {want} labels")  # noqa: B023
+                continue
+            want = int(labels * 1.25)
+            self.timeline.add("gate_blocked", f"the gate kept {version} from the fleet ({why}); technicians go on "
+                              f"labelling, the operator retrains again at {want} labels", version=version)
+            self.wait(lambda: self.desk.tally.annotations >= want, f"{want} labels")  # noqa: B023
+            queued = self.operator.retrain(f"{version} was blocked by the gate; retrain with more labels")
+            job = next(j for j in self.operator.jobs(limit=5) if j["id"] == queued["job_id"])
+
+    def _newer_job(self, job_id: str) -> dict[str, Any] | None:
+        newest = self.operator.jobs(limit=1)
+        return newest[0] if newest and newest[0]["id"] != job_id else None
+
+    def _finished(self, job_id: str) -> dict[str, Any] | None:
+        return next((j for j in self.operator.jobs(limit=5)
+                     if j["id"] == job_id and j["status"] in ("succeeded", "failed")), None)
+
+    def _rollout(self) -> None:
+        version = self.outcome.candidate
+        assert version is not None
+        self._start_sabotage()
+        started = self.operator.start_rollout(version, reason=f"fix for the recalibration drift on "
+                                              f"{self.profile.drift_site}", canary=self._canary_share(),
+                                              policies=stage_policies(self.profile))
+        canary = next(s["devices"] for s in started["stages"] if s["name"] == "canary")
+        self.timeline.add("rollout_started", f"operator rolls {version} out: canary {', '.join(canary)}",
+                          rollout=started["id"], version=version, stage="canary", devices=canary)
+        final = self._follow(started["id"], version)
+        if final["status"] != "completed":
+            raise StoryError(f"the rollout of {version} ended {final['status']}: "
+                             f"{(final.get('decision') or {}).get('reason')}")
+        self.wait(lambda: self._serving() == {version: len(self.devices)}, f"every device serving {version}")
+        self.outcome.promoted_version, self.outcome.recovered_at = version, time.time()
+        since = self.outcome.injected_at or self.timeline.origin
+        self.timeline.add("recovered", f"fleet recovered: all {len(self.devices)} devices serve {version}, "
+                          f"{self.outcome.recovered_at - since:.1f} s after the drift", version=version)
+
+    def _recovered(self) -> None:
+        end = time.time() + self.profile.recovered_s
+        self.wait(lambda: time.time() >= end, "the recovered period", timeout=self.profile.recovered_s + 5)
+
+    def _start_sabotage(self) -> None:
+        """Start the flipped-label retrain in the background: it trains while the fix rolls out, on the fix's labels."""
+        hub = self.rig.hub
+        label_set = (self.outcome.retrain or {}).get("label_set_id")
+
+        def train() -> None:
+            try:
+                self._sabotage.append(sabotaged_retrain(
+                    hub.store, hub.registry, hub.settings.training, labels=hub.settings.labels,
+                    staging_dir=self.workdir / "sabotage", actor="story:faults", reason="labels flipped on purpose",
+                    label_set_id=label_set))
+            except Exception as exc:  # reported by _bad_candidate, in the story's thread
+                self._sabotage_error.append(exc)
+
+        self._sabotage_thread = threading.Thread(target=train, name="sabotaged-retrain", daemon=True)
+        self.timeline.add("bad_retrain", f"meanwhile, a retrain on {self.outcome.candidate}'s labels, all flipped on "
+                          "purpose, starts", label_set=label_set)
+        self._sabotage_thread.start()
+
+    def _bad_candidate(self) -> None:
+        if self._sabotage_thread is None:
+            self._start_sabotage()
+        thread = self._sabotage_thread
+        assert thread is not None
+        self.wait(lambda: not thread.is_alive(), "the sabotaged retrain")
+        errors, result = self._sabotage_error, self._sabotage
+        if errors or not result or not result[0].result_version:
+            raise StoryError(f"the sabotaged retrain failed: {errors[0] if errors else result[0].error}")
+        job = result[0]
+        version = job.result_version
+        assert version is not None
+        gate = self.operator.model(version).get("gate") or {}
+        self.outcome.bad_version, self.outcome.bad_gate = version, gate
+        failed = [str(r).split(":", 1)[0] for r in gate.get("reasons", [])]
+        self.timeline.add("gate", f"{version}: gate {job.gate_verdict} — {gate_line(gate)}; failed: "
+                          f"{', '.join(failed) or '-'}", at=job.finished_ts, version=version,
+                          verdict=job.gate_verdict, **gate_numbers(gate))
+        if job.gate_verdict == "pass":
+            raise StoryError(f"the gate passed {version}, a model trained on flipped labels")
+        refused = self.operator.try_rollout(version, reason="roll out the flipped-label model anyway",
+                                            canary=self._canary_share())
+        self.outcome.bad_refused = refused.status_code == 409
+        detail = refused.json().get("detail") if refused.headers.get("content-type") == "application/json" else ""
+        self.timeline.add("rollout_refused" if refused.status_code == 409 else "rollout_started",
+                          f"POST /rollouts {version}: {refused.status_code} {detail}", version=version,
+                          status=refused.status_code)
+
+    def _canary_failure(self) -> None:
+        hub = self.rig.hub
+        parent = hub.registry.active_version()
+        assert parent is not None
+        out = nan_candidate(hub.registry.path(parent), self.workdir / NAN_VERSION, version=NAN_VERSION,
+                            parent_version=parent)
+        hub.registry.register(out, actor="story:faults", reason="passes on the hub, gives NaN on gateways")
+        canary = [sorted(self.devices)[-1]]
+        started = self.operator.start_rollout(NAN_VERSION, reason="a model that breaks on the gateways' runtime",
+                                              canary=canary, policies=stage_policies(self.profile))
+        self.outcome.nan_version = NAN_VERSION
+        self.timeline.add("rollout_started", f"operator rolls {NAN_VERSION} out: canary {canary[0]}",
+                          rollout=started["id"], version=NAN_VERSION, stage="canary", devices=canary)
+        final = self._follow(started["id"], NAN_VERSION)
+        self.outcome.nan_rolled_back = final["status"] == "rolled_back" and final["stage"] == "canary"
+        if final["status"] != "rolled_back":
+            raise StoryError(f"the NaN candidate's rollout ended {final['status']}, not rolled back")
+        self.wait(lambda: self._serving() == {parent: len(self.devices)}, f"every device back on {parent}")
+        self.timeline.add("restored", f"every device serves {parent} again; {NAN_VERSION} never left the canary",
+                          version=parent)
+
+    # -- helpers ----------------------------------------------------------------------------------------
+    def _canary_share(self) -> float:
+        """A canary of one device per cohort (the hub's planner covers cohorts): its anomaly rate and scores then
+        mix the cohorts as the candidate's reference does, where a single pump would read ×2 off the fleet's."""
+        cohorts = len({d.config.cohort for d in self.devices.values()})
+        return min(0.9, (cohorts - 0.5) / len(self.devices))  # the planner takes ceil(share × devices) = cohorts
+
+    def _follow(self, rollout_id: str, version: str) -> dict[str, Any]:
+        """Record the rollout's stage changes until it ends; returns its final state (``GET /rollouts/{id}``)."""
+        seen = {"canary"}
+        state: dict[str, Any] = {}
+
+        def ended() -> bool:
+            nonlocal state
+            state = self.operator.rollout(rollout_id)
+            if state["stage"] not in seen and state["status"] == "running":
+                seen.add(state["stage"])
+                devices = next(s["devices"] for s in state["stages"] if s["name"] == state["stage"])
+                self.timeline.add("stage", f"{version}: {state['stage']} stage ({len(devices)} devices)",
+                                  rollout=rollout_id, version=version, stage=state["stage"], devices=devices)
+            return state["status"] in TERMINAL
+
+        stages = stage_policies(self.profile).values()
+        self.wait(ended, f"the rollout of {version}", timeout=sum(p["timeout_s"] for p in stages) + 30)
+        reason = (state.get("decision") or {}).get("reason", "")
+        kind = {"completed": "rollout_completed", "rolled_back": "rollback"}.get(state["status"], "rollout_ended")
+        self.timeline.add(kind, f"{version}: {state['status']} — {reason}", rollout=rollout_id, version=version,
+                          stage=state["stage"], status=state["status"])
+        return state
+
+    def _labels(self, label_set_id: str | None) -> int:
+        return len(self.rig.store.label_set_items(label_set_id)) if label_set_id else 0
+
+    def _hub_devices(self) -> list[Any]:
+        return [d for d in self.rig.store.devices() if d.device_id in self.devices]
+
+    def _serving(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for d in self._hub_devices():
+            out[d.model_version or "-"] = out.get(d.model_version or "-", 0) + 1
+        return out
+
+    def wait(self, predicate: Callable[[], Any], what: str, timeout: float | None = None) -> Any:
+        """Poll `predicate` until it gives something truthy (returned); StoryError after the timeout."""
+        deadline = time.monotonic() + (self.profile.timeout_s if timeout is None else timeout)
+        while True:
+            value = predicate()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise StoryError(f"timed out waiting for {what}")
+            self.refresh()
+            time.sleep(0.25)
+
+    def status(self) -> Status:
+        """Devices online, predictions/s (from the agents' last stats), labels, fleet drift, rollout stage."""
+        store, now = self.rig.store, time.time()
+        devices = self._hub_devices()
+        stats = [s for s in store.stats_between(now - 5.0, now + 5.0) if s.device_id in self.devices]
+        latest: dict[str, Any] = {}
+        for s in stats:
+            if s.device_id not in latest or s.period_end > latest[s.device_id].period_end:
+                latest[s.device_id] = s
+        rate = sum(s.windows / max(s.period_end - s.period_start, 1e-3) for s in latest.values())
+        fleet = next((r for r in store.drift_reports(limit=40) if r.scope.startswith("fleet@")), None)
+        drift = "-"
+        if fleet is not None:
+            top = max(fleet.report.get("features", []), key=lambda f: f.get("psi") or 0.0, default=None)
+            drift = fleet.verdict + (f" (max PSI {top['psi']:.2f} {top['name']})" if top and top.get("psi") else "")
+        running = self.rig.hub.rollouts.running()
+        rollout = "-"
+        if running is not None:
+            stage = running.plan.stage(running.state.stage)
+            rollout = f"{running.plan.candidate} {running.state.stage} ({len(stage.devices)} devices)"
+        else:
+            recent = self.rig.hub.rollouts.recent(limit=1)
+            if recent:
+                rollout = f"{recent[0].plan.candidate} {recent[0].state.status}"
+        return Status(now - self.timeline.origin, self.phase, sum(d.online for d in devices), len(self.devices),
+                      rate, self.desk.tally.annotations, drift, rollout, self._serving())
+
+
+def gate_numbers(gate: Mapping[str, Any]) -> dict[str, Any]:
+    """The headline numbers of a stored gate decision (tolerant of older and newer records)."""
+    cand, inc = gate.get("candidate") or {}, gate.get("incumbent") or {}
+    return {"passed": gate.get("passed"), "candidate_recall": cand.get("recall"),
+            "candidate_far": cand.get("false_alarm_rate"), "incumbent_recall": inc.get("recall"),
+            "incumbent_far": inc.get("false_alarm_rate"), "n_pos": cand.get("n_pos"), "n_neg": cand.get("n_neg"),
+            "reasons": list(gate.get("reasons", []))}
+
+
+def gate_line(gate: Mapping[str, Any]) -> str:
+    n = gate_numbers(gate)
+
+    def f(x: Any) -> str:
+        return "-" if x is None else f"{x:.3f}"
+
+    return (f"recall {f(n['candidate_recall'])} vs {f(n['incumbent_recall'])}, false alarms "
+            f"{f(n['candidate_far'])} vs {f(n['incumbent_far'])} on {n['n_pos']}+/{n['n_neg']}- windows")

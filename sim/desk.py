@@ -1,0 +1,164 @@
+"""The technicians' desk: simulated technicians working a hub's labelling queue and the devices' own logs.
+
+At the hub, one technician per site works the labelling queue (anomalies, low-confidence and random samples);
+on site, another labels the windows that only the devices logged, which the hub then asks the devices to
+upload (its trace requests). Every verdict comes from the simulator's ground truth (`SimulatedTechnician`),
+with each technician's delay and noise.
+
+The desk touches nothing itself: the hub's side is a `HubInbox` and the devices' logs are a `DeviceLogs`, two
+small interfaces (``fleetloop.story.wiring.StoreInbox`` and ``fleetloop.story.agents.AgentLogs`` are the ones
+the demo uses; tests pass in-memory twins). numpy only, like the rest of `sim`.
+
+>>> from sim.machine import MachineConfig
+>>> devices = {"d1": SimDevice("d1", seed=3, config=MachineConfig(site="site-a"), start_ts=0.0, rate=10.0)}
+>>> class Inbox:
+...     def __init__(self): self.notes = []
+...     def unlabelled(self, since): return [LoggedPrediction(0, "t1", "d1", 5.0, 4.9, "v1")]
+...     def known(self, trace_ids): return set()
+...     def submit(self, annotations, now): self.notes += annotations
+>>> inbox = Inbox()
+>>> desk = TechnicianDesk(devices, inbox=inbox, staff=site_staff(devices, horizon=100))
+>>> desk.run(now=10.0), inbox.notes[0].label, desk.tally.hub_queue
+(1, 'no_fault', 1)
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+from shared.messages import Annotation
+from sim.technicians import GroundTruth, PredictionLike, SimDevice, SimulatedTechnician
+
+__all__ = ["DeskTally", "DeviceLogs", "HubInbox", "LoggedPrediction", "Staff", "TechnicianDesk", "site_staff"]
+
+
+class HubInbox(Protocol):
+    """The hub as the desk sees it: its labelling queue, what it already holds, where annotations go."""
+
+    def unlabelled(self, since: float) -> Sequence[PredictionLike]:
+        """Every queued prediction (anomaly, low-confidence, random) made at ``ts >= since`` without a label."""
+        ...
+
+    def known(self, trace_ids: Sequence[str]) -> set[str]:
+        """Which of `trace_ids` the hub holds (a prediction it received)."""
+        ...
+
+    def submit(self, annotations: Sequence[Annotation], now: float) -> None:
+        """Hand annotations to the hub (idempotent by annotation id)."""
+        ...
+
+
+@dataclass(frozen=True)
+class LoggedPrediction:
+    """A prediction as a device logged it; `row_id` grows with every prediction of that device."""
+
+    row_id: int
+    trace_id: str
+    device_id: str
+    ts: float
+    window_end: float
+    model_version: str | None
+
+
+class DeviceLogs(Protocol):
+    """The devices' own prediction logs (on site: the technician reads the gateway's log)."""
+
+    def logged(self, device_id: str, *, after_row: int, until_ts: float) -> list[LoggedPrediction]:
+        """Predictions of `device_id` with ``row_id > after_row`` and ``ts <= until_ts``, in row order;
+        an empty list while the device has no log yet."""
+        ...
+
+
+@dataclass(frozen=True)
+class Staff:
+    """Who labels: one technician per site at the hub's queue, and (optionally) one on site."""
+
+    by_site: Mapping[str, SimulatedTechnician]
+    on_site: SimulatedTechnician | None = None
+
+
+def site_staff(devices: Mapping[str, SimDevice], *, horizon: int, truth: GroundTruth | None = None,
+               queue_delay_s: float = 1.0, on_site_delay_s: float = 2.0,
+               error_rates: Sequence[float] = (0.0, 0.02), seed: int = 1) -> Staff:
+    """The demo's staff: technician ``tech-<site>`` per site (error rates dealt in turn over the sorted sites)
+    at the queue after `queue_delay_s`, and an exact ``tech-on-site`` after `on_site_delay_s`.
+
+    They share one `GroundTruth` (one cached replay per device).
+    """
+    truth = truth if truth is not None else GroundTruth()
+    sites = sorted({d.config.site for d in devices.values()})
+    by_site = {
+        site: SimulatedTechnician(f"tech-{site}", delay_s=queue_delay_s, error_rate=error_rates[i % len(error_rates)],
+                                  seed=seed + i, fleet=devices, horizon=horizon, truth=truth)
+        for i, site in enumerate(sites)
+    }
+    on_site = SimulatedTechnician("tech-on-site", delay_s=on_site_delay_s, error_rate=0.0, seed=seed + len(sites),
+                                  fleet=devices, horizon=horizon, truth=truth)
+    return Staff(by_site, on_site)
+
+
+@dataclass(frozen=True)
+class DeskTally:
+    """What the desk did so far: annotations from the hub's queue, on site, in all, and the faults among them."""
+
+    hub_queue: int = 0
+    on_site: int = 0
+    annotations: int = 0
+    faults: int = 0
+
+
+@dataclass
+class TechnicianDesk:
+    """Simulated technicians at work; call `run(now)` periodically (e.g. from a ``hub.service.Periodic``).
+
+    `since` leaves older queue entries alone (a hub reused from another run); `settle_s` is how old a device's
+    logged prediction must be before the on-site technician looks, so the device has had time to send it.
+    Without `logs` nobody works on site. Thread-safe: one run at a time.
+    """
+
+    devices: Mapping[str, SimDevice]
+    inbox: HubInbox
+    staff: Staff
+    logs: DeviceLogs | None = None
+    since: float = 0.0
+    settle_s: float = 2.0
+    _cursors: dict[str, int] = field(default_factory=dict, init=False, repr=False)
+    _tally: DeskTally = field(default_factory=DeskTally, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    @property
+    def tally(self) -> DeskTally:
+        return self._tally
+
+    def run(self, now: float) -> int:
+        """Label what is due at `now`; returns how many annotations went to the hub."""
+        with self._lock:
+            notes: list[Annotation] = []
+            queued = [p for p in self.inbox.unlabelled(self.since) if p.device_id in self.devices]
+            for p in queued:
+                technician = self.staff.by_site.get(self.devices[p.device_id].config.site)
+                if technician is not None:
+                    notes += technician.label([p], now)
+            from_queue, on_site = len(notes), 0
+            if self.logs is not None and self.staff.on_site is not None:
+                until = now - max(self.settle_s, self.staff.on_site.delay_s)  # read only what is due: never skipped
+                for device in self.devices:
+                    rows = self.logs.logged(device, after_row=self._cursors.get(device, 0), until_ts=until)
+                    if not rows:
+                        continue
+                    self._cursors[device] = rows[-1].row_id
+                    known = self.inbox.known([r.trace_id for r in rows])
+                    only_logged = [r for r in rows if r.trace_id not in known]
+                    labelled = self.staff.on_site.label(only_logged, now)
+                    notes += labelled
+                    on_site += len(labelled)
+            if notes:
+                self.inbox.submit(notes, now)
+            t = self._tally
+            self._tally = replace(t, hub_queue=t.hub_queue + from_queue, on_site=t.on_site + on_site,
+                                  annotations=t.annotations + len(notes),
+                                  faults=t.faults + sum(n.label == "fault" for n in notes))
+            return len(notes)
