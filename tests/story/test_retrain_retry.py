@@ -13,6 +13,7 @@ from fleetloop.story.operator import StoryError
 from fleetloop.story.profile import PROFILES
 from fleetloop.story.script import RETRAIN_ATTEMPTS, Story
 from fleetloop.story.timeline import Timeline
+from hub.training.triggers import TriggerPolicy
 
 
 class ScriptedOperator:
@@ -43,10 +44,25 @@ class ScriptedOperator:
         return {"job_id": self.done[-1]["id"]}
 
 
+class HubRetries(ScriptedOperator):
+    """After an insufficient_data verdict the hub's own trigger queues the next job (on its second poll)."""
+
+    polls = 0
+
+    def jobs(self, limit: int = 10) -> list[dict[str, Any]]:
+        last = self.done[-1]
+        if last["gate_verdict"] == "insufficient_data" and len(self.done) < len(self.verdicts):
+            self.polls += 1
+            if self.polls % 2 == 0:
+                self.done.append(self._job("drift"))
+        return super().jobs(limit)
+
+
 def story(operator: ScriptedOperator) -> Story:
     desk = SimpleNamespace(tally=SimpleNamespace(annotations=10**9))  # labels never lack
     profile = PROFILES["fast"]
-    return Story(profile, SimpleNamespace(), operator, desk, {}, [], SimpleNamespace(), Timeline(),  # type: ignore[arg-type]
+    rig = SimpleNamespace(settings=SimpleNamespace(training=SimpleNamespace(triggers=TriggerPolicy())))
+    return Story(profile, rig, operator, desk, {}, [], SimpleNamespace(), Timeline(),  # type: ignore[arg-type]
                  workdir=SimpleNamespace())  # type: ignore[arg-type]
 
 
@@ -65,3 +81,14 @@ def test_the_story_gives_up_after_the_last_attempt() -> None:
     with pytest.raises(StoryError, match=f"the gate did not pass v{RETRAIN_ATTEMPTS + 1}"):
         story(operator)._retrain()
     assert len(operator.requests) == RETRAIN_ATTEMPTS - 1
+
+
+def test_a_candidate_the_gate_could_not_judge_is_retried_by_the_hub_not_the_operator() -> None:
+    operator = HubRetries(["insufficient_data", "fail", "pass"])
+    s = story(operator)
+    s._retrain()
+    assert (s.outcome.candidate, s.outcome.blocked) == ("v4", ["v2", "v3"])
+    assert [j["trigger"] for j in operator.done] == ["drift", "drift", "manual"]  # the hub, then the operator
+    assert len(operator.requests) == 1 and "v3 was blocked" in operator.requests[0]
+    blocked = [e.message for e in s.timeline.events if e.kind == "gate_blocked"]
+    assert "the hub retrains again" in blocked[0] and "the operator retrains again" in blocked[1]
