@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import hub.gate
+import hub.gate_checks
 from hub.gate import (
     GateConfig,
     GateInput,
@@ -194,6 +195,8 @@ def test_bad_config_is_refused(field: str, value: float) -> None:
 
 def test_doctests() -> None:
     assert doctest.testmod(hub.gate).failed == 0
+    results = doctest.testmod(hub.gate_checks)
+    assert results.failed == 0 and results.attempted >= 4
 
 
 # --- properties ------------------------------------------------------------------------------------------
