@@ -188,7 +188,10 @@ def _compare(
     off = max(ratio, 1.0 / ratio)
     numbers.update(anomaly_rate=cand.anomaly_rate, anomaly_rate_ratio=ratio)
     what = f"anomaly rate {cand.anomaly_rate:.4f} vs {against} {rate:.4f} (×{ratio:.2f})"
-    if off > limits.rollback_anomaly_factor:
+    if off > limits.rollback_anomaly_factor and ratio < 1.0 and against == "reference":
+        holds.append(f"{what}: beyond ×{limits.rollback_anomaly_factor:g}, but fewer alarms than a long-run "
+                     "reference is held on, not rolled back (rolled back if it lasts until the stage's timeout)")
+    elif off > limits.rollback_anomaly_factor:
         failures.append(f"{what}: beyond ×{limits.rollback_anomaly_factor:g}")
     elif off > limits.anomaly_rate_factor:
         holds.append(f"{what}: beyond ×{limits.anomaly_rate_factor:g}")

@@ -83,7 +83,12 @@ class HealthLimits:
     - rates and histograms are compared only once each side has `min_rate_windows` 500 windows.
 
     When the control is not trusted (the incumbent drifted), the same factors and PSI limit apply to the
-    candidate against its own expectation (`Expectation`) instead.
+    candidate against its own expectation (`Expectation`) instead, with one difference: fewer alarms than
+    expected beyond `rollback_anomaly_factor` holds the stage instead of rolling back. The expectation is a
+    long-run mix (the training set's, or the field's of the past days), and a fleet that is healthier right
+    now alarms less (replaying C-MAPSS, a fix's fleet stage alarmed on 2% of windows against an expected 14%
+    while its engines were young, and was rolled back). A stage that stays that quiet until `timeout_s` is
+    still rolled back; more alarms than expected beyond the factor still roll back at once.
     """
 
     latency_p99_ms: float = 20.0

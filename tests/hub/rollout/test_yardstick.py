@@ -96,10 +96,25 @@ def test_nan_scores_fail_whatever_the_yardstick(trust: ControlTrust) -> None:
 
 
 def test_the_own_reference_is_a_yardstick_not_a_free_pass() -> None:
-    plan, state = canary_plan()
-    _, d = next_step(plan, state, drift_fix_evidence(plan, rate=0.01), AFTER, trust=DRIFTED)
-    assert d.kind == "rollback" and "anomaly rate 0.0100 vs reference 0.2000 (×0.07): beyond ×5" in d.reason
+    quiet = (0.50, 0.30, 0.10, 0.05, 0.03, 0.01, 0.005, 0.003, 0.001, 0.001)  # 2% of windows at >= 0.5
+    plan, state = canary_plan(Expectation.from_reference(EDGES, [round(10_000 * p) for p in quiet], threshold=0.5))
+    _, d = next_step(plan, state, drift_fix_evidence(plan), AFTER, trust=DRIFTED)  # alarms on a fifth
+    assert d.kind == "rollback" and "anomaly rate 0.2000 vs reference 0.0200 (×8.20): beyond ×5" in d.reason
     assert d.yardstick is not None and d.yardstick.basis == "expectation"
+
+
+def test_fewer_alarms_than_the_reference_hold_until_the_timeout_then_roll_back() -> None:
+    """The reference is a long-run mix: a fleet healthier right now alarms less. Held on, not rolled back at once;
+    a stage that stays that quiet until its timeout is rolled back all the same."""
+    plan, state = canary_plan()
+    quiet = drift_fix_evidence(plan, rate=0.01)
+    state, d = next_step(plan, state, quiet, AFTER, trust=DRIFTED)
+    assert d.kind == "wait", d.reason
+    assert "anomaly rate 0.0100 vs reference 0.2000 (×0.07): beyond ×5, but fewer alarms" in d.reason
+    timeout = T0 + plan.stage("canary").policy.timeout_s
+    _, d = next_step(plan, state, quiet, timeout, trust=DRIFTED)
+    assert d.kind == "rollback" and d.reason.startswith("canary timed out"), d.reason
+    assert "fewer alarms than a long-run reference" in d.reason
 
 
 def test_a_drifted_control_without_an_expectation_is_still_the_yardstick_and_says_so() -> None:
