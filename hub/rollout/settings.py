@@ -36,7 +36,8 @@ class HealthLimitsSettings(BaseModel):
     anomaly_rate_factor: Factor = Field(default=_D.anomaly_rate_factor, description="anomaly rate this many "
                                         "times off the yardstick's (either way) holds the stage")
     rollback_anomaly_factor: Factor = Field(default=_D.rollback_anomaly_factor, description="anomaly rate this "
-                                            "many times off rolls back; at least anomaly_rate_factor")
+                                            "many times off rolls back (fewer alarms than the candidate's own "
+                                            "reference: holds until the timeout); at least anomaly_rate_factor")
     anomaly_rate_floor: Floor = Field(default=_D.anomaly_rate_floor, description="added to both rates before "
                                       "their ratio, so 0 vs 1 anomaly is not a factor of infinity")
     max_disagreement: Share = Field(default=_D.max_disagreement, description="share of shadow windows the two "

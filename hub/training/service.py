@@ -131,8 +131,10 @@ class TrainingService:
         elif self.store.label_set(label_set_id) is None:
             raise UnknownLabelSetError(f"no label set {label_set_id}")
         current = {i.trace_id for i in self.store.label_set_items(label_set_id)}
-        judged, unjudged = _history(self.store.training_jobs(limit=_RECENT_JOBS))
-        trained = None if judged is None else judged.label_set_id
+        jobs = self.store.training_jobs(limit=_RECENT_JOBS)
+        judged, unjudged = _history(jobs)
+        trained = next((j.label_set_id for j in jobs  # a job that failed before validating has no label set
+                        if j.gate_verdict != INSUFFICIENT_DATA and j.label_set_id is not None), None)
         previous = set() if trained is None else {i.trace_id for i in self.store.label_set_items(trained)}
         retry_at = None
         if unjudged is not None and unjudged.label_set_id is not None:

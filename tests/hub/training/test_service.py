@@ -119,6 +119,19 @@ def test_a_retrain_the_gate_could_not_judge_is_retried_on_more_labels_without_a_
     assert svc.check(T0 + 2.5 * H) is not None
 
 
+def test_new_labels_count_from_the_last_label_set_even_after_a_job_that_failed_without_one(store, tmp_path) -> None:
+    svc = service(store, tmp_path)
+    label(store, 12)
+    first = svc.check(T0 + H)
+    assert first is not None
+    store.update_training_job(first, status="succeeded", gate_verdict="pass", finished_ts=T0 + H)
+    failed = svc.request(actor="operator:ana", reason="again", now=T0 + H + 60).job_id
+    assert failed is not None
+    store.update_training_job(failed, status="failed", label_set_id=None, error="boom")
+    label(store, 3, start=50)
+    assert svc.inputs(T0 + 3 * H).new_labels == 3  # against the first job's 12, not against nothing
+
+
 def test_a_manual_request_overrides_the_cooldown_but_not_the_minimum_of_labels(store, tmp_path) -> None:
     label(store, 6)
     strict = service(store, tmp_path, TriggerPolicy(min_total_labels=100, cooldown_s=H))
