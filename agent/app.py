@@ -8,10 +8,11 @@ from pathlib import Path
 
 from agent.db import PRIORITY_ANNOTATION, AgentDB, OutboxMessage
 from agent.link import Link
-from agent.modelstore import ManifestVerifier, ModelStore
+from agent.models.store import ModelStore
 from agent.runtime import Agent
 from agent.settings import AgentSettings, SourceSettings
 from agent.sources.base import SensorSource
+from infra.versions import ManifestVerifier
 from shared.codec import encode
 from shared.errors import ConfigError
 from shared.messages import Annotation
@@ -61,7 +62,7 @@ def model_verifier(settings: AgentSettings) -> ManifestVerifier | None:
         if not settings.dev_mode:
             raise ConfigError(
                 "no pinned model signing key: set FLEETLOOP_AGENT_MODEL_PUBLIC_KEY (or model_public_key in the "
-                "config file) to the hub's public key file or its base64 text (`python -m hub.signing pubkey "
+                "config file) to the hub's public key file or its base64 text (`python -m hub.registry.signing pubkey "
                 "KEY`); only dev_mode=true may serve unsigned models"
             )
         log.warning("dev mode without model_public_key: model signatures are NOT checked")

@@ -77,7 +77,7 @@ def _local(args: argparse.Namespace) -> tuple[str, Path, str]:
     """Device id, data dir and prefix for commands that only touch the local database."""
     data: dict[str, Any] = {}
     if args.config:
-        from fleetloop.config import read_settings_file
+        from infra.config import read_settings_file
 
         data = read_settings_file(args.config)
     device_id = args.device_id or data.get("device_id")
@@ -144,8 +144,8 @@ def _annotate(args: argparse.Namespace) -> int:
 def _models(args: argparse.Namespace) -> int:
     from agent.app import verifier_from_key
     from agent.db import AgentDB
-    from agent.modelstore import ModelStore
-    from fleetloop.config import read_settings_file
+    from agent.models.store import ModelStore
+    from infra.config import read_settings_file
 
     _, data_dir, _ = _local(args)
     key = args.public_key or (read_settings_file(args.config).get("model_public_key") if args.config else None)
@@ -180,7 +180,7 @@ def _models(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     from agent.db import AgentDB
-    from agent.modelstore import ModelStore
+    from agent.models.store import ModelStore
 
     _, data_dir, _ = _local(args)
     db = AgentDB(data_dir / "agent.db")

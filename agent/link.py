@@ -9,17 +9,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
-import ssl
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from infra.mqtt import build_client, close_client
 from shared.codec import encode
 from shared.messages import Status
 from shared.topics import Kind, Topics
@@ -27,17 +26,6 @@ from shared.topics import Kind, Topics
 log = logging.getLogger(__name__)
 
 SESSION_EXPIRY_S = 24 * 3600
-
-
-def close_client(client: mqtt.Client, properties: Properties | None = None) -> None:
-    """Disconnect a paho client started with `loop_start`, stop its network thread and release its sockets.
-
-    paho closes the wake-up socket pair `loop_start` opened only in ``Client.__del__``, which a reference
-    cycle may never run before the sockets are collected (a ResourceWarning): it is closed here.
-    """
-    client.disconnect(properties=properties)
-    client.loop_stop()
-    client._reset_sockets(sockpair_only=True)
 
 
 class Link:
@@ -69,15 +57,9 @@ class Link:
         self.connected = threading.Event()
         self.connected_since = 0.0
         self.connects = 0
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=device_id, protocol=mqtt.MQTTv5, reconnect_on_failure=True
-        )
-        client.username_pw_set(username, password)
-        if tls_ca:
-            client.tls_set(ca_certs=tls_ca, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        client = build_client(device_id, username=username, password=password, tls_ca=tls_ca, reconnect_max_s=8)
         client.max_inflight_messages_set(1000)
         client.max_queued_messages_set(0)
-        client.reconnect_delay_set(min_delay=1, max_delay=8)
         offline = Status(device_id=device_id, ts=time.time(), state="offline")
         client.will_set(topics.topic(device_id, Kind.STATUS), encode(offline), qos=1, retain=True)
         client.on_connect = self._on_connect

@@ -1,7 +1,7 @@
 """The agent loop: readings → windows → features → ONNX → decision → SQLite + outbox → MQTT.
 
 Single-threaded by design (one slow core): the loop owns the database; paho's network thread only
-hands acks and inbound messages over through queues, and the model preparer (agent.assign) hands
+hands acks and inbound messages over through queues, and the model preparer (agent.models.manager) hands
 over verified, loaded models the same way; only the swap itself happens here, between two windows.
 """
 
@@ -17,7 +17,6 @@ from typing import Literal
 
 import numpy as np
 
-from agent.assign import HealthCriteria, ModelEventKind, ModelManager, Preparer
 from agent.db import (
     PRIORITY_ANOMALY,
     PRIORITY_MODEL_EVENT,
@@ -27,15 +26,16 @@ from agent.db import (
     OutboxMessage,
     PredictionRow,
 )
-from agent.fetch import ArtifactFetcher, UrlFetcher
-from agent.inference import OnnxModel
 from agent.link import Link
-from agent.modelstore import ModelStore
+from agent.models.fetch import ArtifactFetcher, UrlFetcher
+from agent.models.manager import HealthCriteria, ModelEventKind, ModelManager, Preparer
+from agent.models.onnx import OnnxModel
+from agent.models.store import ModelStore
 from agent.outbox import Forwarder
+from agent.pipeline.stats import StatsAccumulator
+from agent.pipeline.windowing import Windower
 from agent.settings import AgentSettings
 from agent.sources.base import Reading, SensorSource
-from agent.stats import StatsAccumulator
-from agent.windowing import Windower
 from shared.codec import decode, encode
 from shared.errors import ConfigError, FleetloopError
 from shared.features import extract
@@ -176,7 +176,7 @@ class Agent:
                 log.warning("could not publish status: %s", exc)
 
     def status_fields(self) -> dict[str, object]:
-        from fleetloop import __version__
+        from infra import __version__
 
         shadow = self.models.shadow
         return {

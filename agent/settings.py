@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from fleetloop.config import is_loopback, load_settings
+from infra.config import is_loopback, load_settings
 from shared.errors import TopicError
 from shared.topics import DEFAULT_PREFIX, validate_device_id
 from sim.drift import Drift

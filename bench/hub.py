@@ -286,7 +286,7 @@ def raw_pass(broker: Any, workdir: Path, n: int, seed: int) -> dict[str, Any]:
 def hub_pass(broker: Any, workdir: Path, n: int, seed: int, batch_size: int, run: int = 0) -> dict[str, Any]:
     """The real IngestWorker into a fresh SQLite file; rate to the last commit, and what is missing."""
     from fleetloop.devbroker import HUB_USER
-    from hub.ingest import IngestWorker
+    from hub.mqtt import IngestWorker
     from hub.store.sqlite import SqliteHubStore
 
     store = SqliteHubStore(workdir / f"hub-batch{batch_size}-{run}.db")
@@ -333,7 +333,7 @@ def hub_pass(broker: Any, workdir: Path, n: int, seed: int, batch_size: int, run
 
 def ingest_breakdown(workdir: Path, prefix: str, n: int = 2000) -> dict[str, float]:
     """Per-message costs of the ingest path without MQTT: decode+validate, and the store at batch 1 and 100."""
-    from hub.ingest.decoding import decode_message
+    from hub.mqtt.decoding import decode_message
     from hub.store.sqlite import SqliteHubStore
     from shared.topics import Topics
 
@@ -367,11 +367,11 @@ def best(runs: list[dict[str, Any]]) -> dict[str, Any]:
 # -- drift ------------------------------------------------------------------------------------------------------
 def drift_pass(workdir: Path, seed: int) -> dict[str, Any]:
     """`fleet_reports` on synthetic sketches, then `DriftService.run` on a store of 1,000 devices' stats."""
+    from hub.app.metrics import HubMetrics
+    from hub.app.settings import DriftSettings
     from hub.drift import Sketch, fleet_reports
-    from hub.drift_service import DriftService
-    from hub.metrics import HubMetrics
-    from hub.references import ReferenceLibrary
-    from hub.settings import DriftSettings
+    from hub.drift.service import DriftService
+    from hub.registry.references import ReferenceLibrary
     from hub.store import IngestRecord
     from hub.store.sqlite import SqliteHubStore
     from shared.messages import Status
@@ -436,7 +436,7 @@ def drift_pass(workdir: Path, seed: int) -> dict[str, Any]:
 def day_of_stats_rows() -> int:
     """Stats rows one device sends per default drift window (HubSettings.drift.window_s / agent stats interval)."""
     from agent.settings import AgentSettings
-    from hub.settings import DriftSettings
+    from hub.app.settings import DriftSettings
 
     interval = AgentSettings.model_fields["stats_interval_s"].default
     return int(DriftSettings().window_s / interval)

@@ -120,14 +120,14 @@ def bench(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
     from pydantic import SecretStr
 
     from fleetloop.devbroker import HUB_USER, DevBroker
-    from hub.commands import CommandPublisher
-    from hub.ingest.worker import IngestWorker
-    from hub.registry import Registry
+    from hub.app.service import Periodic
+    from hub.app.settings import HubSettings
+    from hub.mqtt.ingest import IngestWorker
+    from hub.mqtt.publisher import CommandPublisher
+    from hub.registry.service import Registry
+    from hub.registry.signing import SigningKey
     from hub.rollout import HealthLimits, StagePolicy
-    from hub.rollouts import RolloutService
-    from hub.service import Periodic
-    from hub.settings import HubSettings
-    from hub.signing import SigningKey
+    from hub.rollout.service import RolloutService
     from hub.store.sqlite import SqliteHubStore
     from models.initial import build_initial
 

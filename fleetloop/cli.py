@@ -20,9 +20,9 @@ from shared.errors import FleetloopError
 # group -> (module, extra it needs, one-line help)
 GROUPS: dict[str, tuple[str, str, str]] = {
     "agent": ("agent.cli", "agent", "run the gateway agent, annotate faults, manage its local models"),
-    "hub": ("hub.cli", "hub", "run the hub: ingest, API, drift, retraining and rollouts"),
+    "hub": ("hub.app.cli", "hub", "run the hub: ingest, API, drift, retraining and rollouts"),
     "models": ("models.cli", "hub", "build model versions (the initial recipe) and inspect them"),
-    "sim": ("sim.cli", "agent", "run a simulated sensor fleet against a broker"),
+    "sim": ("fleetloop.simcli", "agent", "run a simulated sensor fleet against a broker"),
     "broker": ("fleetloop.devbroker", "agent", "run a local development mosquitto with the project's config"),
     "provision": ("fleetloop.provision", "agent", "broker credentials and device slots for docker compose"),
     "demo": ("fleetloop.demo", "hub", "the whole loop on a simulated fleet: drift, labels, retrain, gate, rollout"),

@@ -29,10 +29,9 @@ from typing import Any
 
 import numpy as np
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import ValidationError
 
-from agent.link import close_client
+from infra.mqtt import build_client, close_client
 from shared.codec import decode_topic
 from shared.errors import ConfigError, DecodeError
 from shared.messages import Anomaly, ModelEvent, Sample, Stats, Status
@@ -340,9 +339,7 @@ class FleetMonitor:
         self._answered = threading.Event()  # CONNACK received, accepted or not
         self._reason: Any = None
         self._subscribed = threading.Event()
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"fleetloop-monitor-{uuid.uuid4().hex[:8]}",
-                             protocol=mqtt.MQTTv5)
-        client.username_pw_set(username, password)
+        client = build_client(f"fleetloop-monitor-{uuid.uuid4().hex[:8]}", username=username, password=password)
         client.on_connect = self._on_connect
         client.on_subscribe = lambda *_: self._subscribed.set()
         client.on_message = self._on_message

@@ -196,7 +196,7 @@ def _hub_password(path: Path) -> str:
 
 def _ensure_signing_key(root: Path, created: list[str]) -> None:
     """The hub's signing key (never replaced) and the public key the agents pin, copied for them."""
-    from hub.signing import SigningKey
+    from hub.registry.signing import SigningKey
 
     key_path = root / HUB / SIGNING_KEY_FILE
     if key_path.exists():
@@ -251,8 +251,8 @@ def register_model(settings: Any, model_dir: Path, *, status: str = "active") ->
     pinned key. A registered version whose manifest differs from `model_dir`'s is refused: the two would
     be different models under one version. Returns the version. `settings` is a HubSettings.
     """
-    from hub.registry import Registry
-    from hub.signing import SigningKey, default_key_path
+    from hub.registry.service import Registry
+    from hub.registry.signing import SigningKey, default_key_path
     from hub.store import open_store
     from models.version import read_version
     from shared.manifest import MANIFEST_FILE
@@ -369,7 +369,7 @@ def _claim_and_run(args: argparse.Namespace) -> int:
 
 def _register(args: argparse.Namespace) -> int:
     try:
-        from hub.settings import HubSettings
+        from hub.app.settings import HubSettings
     except ImportError as exc:
         raise FleetloopError(f"'fleetloop provision register-model' needs the hub extra ({exc.name} is not "
                              "installed): pip install 'fleetloop[hub]'") from None

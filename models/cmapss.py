@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.sources.replay import CMAPSS_SENSORS
+from infra.datasets import CMAPSS_SENSORS
 from models.errors import TrainingError
 from models.onnx_export import onnx_scores, onnx_session, parity_check, to_onnx_bytes
 from models.reference import reference_from_features

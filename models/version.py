@@ -170,7 +170,7 @@ def read_version(version_dir: Path | str) -> tuple[ModelManifest, bytes]:
 
     The agent's reader is the one implementation (the agent verifies what it serves the same way).
     """
-    from agent.modelstore import read_version as verified_read
+    from infra.versions import read_version as verified_read
 
     return verified_read(Path(version_dir))
 

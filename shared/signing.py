@@ -111,7 +111,7 @@ def verify_manifest(key: Ed25519PublicKey, manifest_bytes: bytes, signature: byt
 
 
 class Ed25519Verifier:
-    """A `ManifestVerifier` (agent.modelstore) that accepts only manifests signed by one pinned key."""
+    """A `ManifestVerifier` (infra.versions) that accepts only manifests signed by one pinned key."""
 
     def __init__(self, public_key: Ed25519PublicKey | str | bytes) -> None:
         self.public_key = (

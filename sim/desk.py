@@ -112,7 +112,7 @@ class DeskTally:
 
 @dataclass
 class TechnicianDesk:
-    """Simulated technicians at work; call `run(now)` periodically (e.g. from a ``hub.service.Periodic``).
+    """Simulated technicians at work; call `run(now)` periodically (e.g. from a ``hub.app.service.Periodic``).
 
     `since` leaves older queue entries alone (a hub reused from another run); `settle_s` is how old a device's
     logged prediction must be before the on-site technician looks, so the device has had time to send it.

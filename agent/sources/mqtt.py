@@ -20,13 +20,12 @@ from typing import Any, TypeGuard
 
 import numpy as np
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from agent.link import close_client
 from agent.sources.base import Reading
+from infra.mqtt import build_client, close_client
 from shared.errors import SourceError
 
 log = logging.getLogger(__name__)
@@ -78,17 +77,11 @@ class MqttSource:
         self._subscribed = threading.Event()
         self._closed = False
 
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or "",
-                             protocol=mqtt.MQTTv5)
-        client.enable_logger(logging.getLogger(f"{__name__}.paho"))
-        if username is not None:
-            client.username_pw_set(username, password)
-        if tls_ca is not None:
-            try:
-                client.tls_set(ca_certs=tls_ca)
-            except (OSError, ValueError) as exc:
-                raise SourceError(f"cannot use TLS CA file {tls_ca}: {exc}") from None
-        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        try:
+            client = build_client(client_id or "", username=username, password=password, tls_ca=tls_ca,
+                                  logger=f"{__name__}.paho")
+        except (OSError, ValueError) as exc:
+            raise SourceError(f"cannot use TLS CA file {tls_ca}: {exc}") from None
         client.on_connect = self._on_connect
         client.on_subscribe = self._on_subscribe
         client.on_disconnect = self._on_disconnect

@@ -21,25 +21,14 @@ from typing import IO, Self
 import numpy as np
 
 from agent.sources.base import Reading
+from infra.datasets import CMAPSS_SENSORS, LABEL_COLUMNS
 from shared.errors import SourceError
 
 log = logging.getLogger(__name__)
 
-CMAPSS_SENSORS = ["op1", "op2", "op3", *(f"s{i}" for i in range(1, 22))]
-# Ground-truth columns of public datasets: labels must never be fed to the model as sensors.
-LABEL_COLUMNS = frozenset({"anomaly", "changepoint", "label", "labels", "target", "fault", "failure",
-                           "machine failure", "rul"})
 _DELIMITERS = (";", ",", "\t", "|")
 _LOG_FIRST = 5  # bad rows logged one by one; after that only every _LOG_EVERY-th
 _LOG_EVERY = 1000
-
-
-def default_datasets_dir() -> Path:
-    """Where the staged public datasets live: ``FLEETLOOP_DATASETS``, else ``<repo>/../shared/datasets``."""
-    env = os.environ.get("FLEETLOOP_DATASETS")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
 
 
 class _Pacer:

@@ -51,8 +51,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from agent.sources.replay import default_datasets_dir
     from fleetloop.evaluation.loop import run_eval
+    from infra.datasets import default_datasets_dir
 
     data = args.data if args.data is not None else default_datasets_dir() / "cmapss"
     config = config_for("fast" if args.fast else "default", data, train_ref=args.train_ref, fleet=args.fleet,

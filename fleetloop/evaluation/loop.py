@@ -35,7 +35,6 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from agent.sources.replay import CMAPSS_SENSORS
 from fleetloop.devbroker import HUB_USER, DevBroker
 from fleetloop.evaluation.plan import (
     FleetPlan,
@@ -51,9 +50,10 @@ from fleetloop.evaluation.report import EvalReport, score_model
 from fleetloop.evaluation.settings import EvalConfig, LoopSettings, loop_settings
 from fleetloop.evaluation.technicians import Desk
 from fleetloop.fleet import PASSWORD_ENV, sigterm_as_interrupt, to_toml
-from hub.service import HubService, Periodic
-from hub.settings import HubSettings
+from hub.app.service import HubService, Periodic
+from hub.app.settings import HubSettings
 from hub.store.base import DRIFT_EVENT
+from infra.datasets import CMAPSS_SENSORS
 from shared.errors import ConfigError, FleetloopError
 from shared.features import WindowSpec
 

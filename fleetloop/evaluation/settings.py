@@ -26,7 +26,7 @@ to engine lives and to the phases of the replay, and these are the values and th
   alarm from retraining in a loop;
 - **gate**: the product defaults. v1, blind to five of the six regimes, alarms on 70-80% of healthy windows,
   which buys it a recall of 0.97-0.99 that no useful model matches (its F1 is ~0.3); the gate's trade
-  (`hub.gate.GateConfig`: false alarms surely removed buy up to 0.25 of recall) lets a fix that alarms
+  (`hub.gate.verdict.GateConfig`: false alarms surely removed buy up to 0.25 of recall) lets a fix that alarms
   sensibly replace it, and still refuses one that never alarms;
 - **rollout**: canary on a quarter of the gateways for one engine life and half an engine's windows, then
   the fleet for half an engine life; 30 s timeouts (wall clock, on a shared two-core machine). The health
@@ -42,8 +42,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from hub.app.settings import DriftSettings
 from hub.rollout import HealthLimits, StageName, StagePolicy
-from hub.settings import DriftSettings
 from hub.training.settings import GateSettings, TrainingSettings
 from hub.training.triggers import TriggerPolicy
 from shared.errors import ConfigError

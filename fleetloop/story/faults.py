@@ -15,8 +15,8 @@ import shutil
 import time
 from pathlib import Path
 
-from hub.labels_service import LabelSettings
-from hub.registry import Registry
+from hub.labels.service import LabelSettings
+from hub.registry.service import Registry
 from hub.store import HubStore
 from hub.store.training import TrainingJobRow
 from hub.training.service import TrainingService

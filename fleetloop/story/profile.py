@@ -39,8 +39,8 @@ from typing import Any, Literal
 
 from pydantic import SecretStr
 
+from hub.app.settings import DriftSettings, HubSettings
 from hub.rollout.settings import HealthLimitsSettings
-from hub.settings import DriftSettings, HubSettings
 from hub.training.settings import TrainingSettings
 from hub.training.triggers import TriggerPolicy
 from shared.errors import ConfigError

@@ -16,8 +16,8 @@ from collections.abc import Callable, Sequence
 import uvicorn
 
 from hub.api import create_app
-from hub.service import HubService, Periodic
-from hub.settings import HubSettings
+from hub.app.service import HubService, Periodic
+from hub.app.settings import HubSettings
 from hub.store import HubStore
 from hub.store.base import IngestRecord, QueueReason
 from shared.errors import ConfigError

@@ -16,11 +16,11 @@ from hub.api.deps import ApiState, Clock
 from hub.api.routes import ROUTERS, models
 from hub.api.routes import retrain as retrain_routes
 from hub.api.routes import rollouts as rollouts_routes
-from hub.labels_service import LabelSettings
-from hub.metrics import HubMetrics
-from hub.registry import Registry
-from hub.rollouts import RolloutService
-from hub.settings import HubSettings
+from hub.app.metrics import HubMetrics
+from hub.app.settings import HubSettings
+from hub.labels.service import LabelSettings
+from hub.registry.service import Registry
+from hub.rollout.service import RolloutService
 from hub.store.base import HubStore
 from shared.errors import ConfigError, StoreError
 

@@ -16,9 +16,9 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from hub.api.schemas import ErrorPublic
-from hub.labels_service import LabelSettings
-from hub.metrics import HubMetrics
-from hub.settings import ROLES, HubSettings, Role
+from hub.app.metrics import HubMetrics
+from hub.app.settings import ROLES, HubSettings, Role
+from hub.labels.service import LabelSettings
 from hub.store.base import HubStore
 
 Clock = Callable[[], float]

@@ -563,7 +563,7 @@ def _in(where: list[str], params: list[Any], column: str, values: Sequence[str] 
 
 
 _IN_CHUNK = 500  # bound parameters per IN (...) query, well below SQLite's limit
-# The labeling queue: which predictions each group holds, and its order (hub.labels_service.prioritise).
+# The labeling queue: which predictions each group holds, and its order (hub.labels.service.prioritise).
 _QUEUE: dict[str, tuple[str, str]] = {
     "anomaly": ("p.kind = 'anomaly'", "p.score DESC, p.ts DESC, p.trace_id"),
     "low_confidence": ("p.kind = 'sample' AND p.reason = 'low_confidence'",

@@ -62,7 +62,7 @@ def base_set_name(parent: ModelManifest, settings: TrainingSettings) -> str:
 
 def resolve_cmapss(name: str) -> Path:
     """The file a ``cmapss:<file>`` base set names; RetrainError when it is not there."""
-    from agent.sources.replay import default_datasets_dir
+    from infra.datasets import default_datasets_dir
 
     given = Path(name.removeprefix(CMAPSS)).expanduser()
     path = given if given.is_absolute() or given.parent != Path() else default_datasets_dir() / "cmapss" / given

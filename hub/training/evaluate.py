@@ -1,5 +1,5 @@
 """Judge a candidate against the incumbent: both ONNX artifacts scored by onnxruntime on the same frozen
-slice, the candidate's single-window latency, and the pure gate (`hub.gate.evaluate_gate`) over the numbers.
+slice, the candidate's single-window latency, and the pure gate (`hub.gate.verdict.evaluate_gate`) over the numbers.
 
 Scores come from the ONNX files, not from scikit-learn: the gate judges what devices would run.
 """
@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from hub.gate import (
+from hub.gate.verdict import (
     FarFloor,
     GateConfig,
     GateDecision,

@@ -7,7 +7,7 @@ overall or on the cohort the drift hit hardest, and is rejected; the fleet keeps
 
 So when the hub's latest conclusive fleet-wide verdict on the incumbent is drift, the gate measures a
 false-alarm rise from the larger of the incumbent's rate on the evaluation slice and its rate on this fleet
-before the drift began (`hub.gate.FarFloor`). That rate is read from the incumbent's own decisions, as it
+before the drift began (`hub.gate.verdict.FarFloor`). That rate is read from the incumbent's own decisions, as it
 served them (every stored prediction keeps its decision), on labelled healthy windows of the random baseline
 slice (reason ``random``: drawn regardless of the decision, so unbiased) that ended before the window of the
 first report of the current drift run. A scope with fewer such windows than the gate's minimum of negatives
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from hub.gate import FarFloor
+from hub.gate.verdict import FarFloor
 from hub.store.base import HubStore
 from hub.training.dataset import UNKNOWN_COHORT
 

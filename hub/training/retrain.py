@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from hub.labels_service import LabelSettings, validate_and_save
-from hub.registry import Registry
+from hub.labels.service import LabelSettings, validate_and_save
+from hub.registry.service import Registry
 from hub.store.base import HubStore
 from hub.store.training import TrainingJobRow
 from hub.training.dataset import Datasets, build_datasets

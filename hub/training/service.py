@@ -15,8 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hub.labels_service import LabelSettings, validate_and_save
-from hub.registry import Registry
+from hub.labels.service import LabelSettings, validate_and_save
+from hub.registry.service import Registry
 from hub.store.base import DRIFT_EVENT, HubStore
 from hub.store.training import TrainingJobRow
 from hub.training.errors import RetrainBlockedError, TrainingBusyError, UnknownLabelSetError

@@ -1,6 +1,6 @@
 """`TrainingSettings`: how the hub retrains and gates (proposed as ``HubSettings.training``).
 
-Light on purpose (pydantic only): `hub.settings` imports it, and must not pull in scikit-learn.
+Light on purpose (pydantic only): `hub.app.settings` imports it, and must not pull in scikit-learn.
 """
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from hub.training.triggers import TriggerPolicy
 
 if TYPE_CHECKING:
-    from hub.gate import GateConfig
+    from hub.gate.verdict import GateConfig
 
 ParamValue = float | int | str | None
 
 
 class GateSettings(BaseModel):
-    """The gate's tolerances and its block bootstrap; the defaults, and why, are `hub.gate.GateConfig`'s
+    """The gate's tolerances and its block bootstrap; the defaults, and why, are `hub.gate.verdict.GateConfig`'s
     (a test keeps them equal)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -54,7 +54,7 @@ class GateSettings(BaseModel):
                                         "alarms from its rate before the drift if higher (hub.training.far_floor)")
 
     def config(self) -> GateConfig:
-        from hub.gate import GateConfig  # scikit-learn comes with it: only when a gate runs
+        from hub.gate.verdict import GateConfig  # scikit-learn comes with it: only when a gate runs
 
         return GateConfig(**self.model_dump())
 

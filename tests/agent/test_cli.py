@@ -83,7 +83,7 @@ def test_settings_refuse_insecure_defaults(tmp_path, capsys):
 def test_models_install_checks_the_signature(tmp_path, initial_model_dir, capsys):
     import shutil
 
-    from hub.signing import SigningKey
+    from hub.registry.signing import SigningKey
 
     key, other = SigningKey.generate(), SigningKey.generate()
     signed = tmp_path / "v1"

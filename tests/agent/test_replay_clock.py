@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.sources.replay import CMAPSS_SENSORS, CmapssSource
-from agent.windowing import Windower
+from agent.pipeline.windowing import Windower
+from agent.sources.replay import CmapssSource
+from infra.datasets import CMAPSS_SENSORS
 from shared.errors import SourceError
 from shared.features import WindowSpec
 from tests.evaluation.synthetic import synthetic_rows, write_cmapss

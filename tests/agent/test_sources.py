@@ -15,8 +15,9 @@ import pytest
 
 from agent.sources import SensorSource
 from agent.sources.mqtt import MqttSource
-from agent.sources.replay import CMAPSS_SENSORS, CmapssSource, CsvSource
+from agent.sources.replay import CmapssSource, CsvSource
 from fleetloop.devbroker import HUB_USER, DevBroker
+from infra.datasets import CMAPSS_SENSORS
 from shared.errors import SourceError
 from tests.fixtures.broker import Clients, publish
 

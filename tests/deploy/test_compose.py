@@ -24,7 +24,7 @@ from agent.settings import AgentSettings
 from fleetloop.claim import DEVICE_ID_PLACEHOLDER
 from fleetloop.cli import EXTRAS, GROUPS, load_group
 from fleetloop.provision import PROBE_USER, SIM_USER
-from hub.settings import HubSettings
+from hub.app.settings import HubSettings
 from sim.machine import SENSORS
 from tests.deploy.compose import (
     DOCKERFILE,

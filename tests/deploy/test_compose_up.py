@@ -24,15 +24,15 @@ import httpx
 import pytest
 
 from agent.app import model_verifier
-from agent.modelstore import read_version
 from agent.settings import AgentSettings
 from fleetloop.claim import agent_environment, claim_slot
 from fleetloop.cli import main
 from fleetloop.devbroker import HUB_USER, mqtt_connack, password_matches, render_acl
 from fleetloop.provision import PROBE_USER, SIM_USER, read_slots
 from hub.api.app import create_app
-from hub.settings import HubSettings
+from hub.app.settings import HubSettings
 from hub.store import open_store
+from infra.versions import read_version
 from tests.deploy.compose import ROOT, FakeHost, command, load
 from tests.deploy.mosquitto import mosquitto_with
 from tests.hub.api.conftest import serve

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from agent.app import verifier_from_key
-from agent.modelstore import read_version
 from fleetloop.cli import main
 from fleetloop.devbroker import HUB_USER, hash_password, mqtt_connack, passwd_line, password_matches
 from fleetloop.fleet import plan_fleet
@@ -22,8 +21,9 @@ from fleetloop.provision import (
     read_slots,
     register_model,
 )
-from hub.settings import HubSettings
-from hub.signing import SigningKey
+from hub.app.settings import HubSettings
+from hub.registry.signing import SigningKey
+from infra.versions import read_version
 from shared.errors import ConfigError
 from tests.deploy.compose import ROOT
 from tests.deploy.mosquitto import mosquitto_with

@@ -6,7 +6,7 @@ import threading
 
 from agent.app import build_agent, record_annotation
 from agent.db import AgentDB
-from hub.ingest.worker import IngestWorker
+from hub.mqtt.ingest import IngestWorker
 from hub.store import open_store
 from shared.messages import Annotation
 from shared.topics import Topics

@@ -63,8 +63,8 @@ from pydantic import SecretStr
 from fleetloop.devbroker import HUB_USER, DevBroker
 from fleetloop.story.faults import nan_onnx
 from hub.api import create_app
-from hub.service import HubService, Periodic
-from hub.settings import DriftSettings, HubSettings
+from hub.app.service import HubService, Periodic
+from hub.app.settings import DriftSettings, HubSettings
 from hub.store.base import DRIFT_EVENT, IngestRecord
 from hub.training.service import TrainingService
 from hub.training.settings import TrainingSettings

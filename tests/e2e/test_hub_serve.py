@@ -15,7 +15,7 @@ import pytest
 
 from agent.app import build_agent
 from fleetloop.devbroker import free_port
-from hub.signing import SigningKey
+from hub.registry.signing import SigningKey
 from tests.agent.helpers import agent_settings
 from tests.fixtures.broker import HUB_USER
 

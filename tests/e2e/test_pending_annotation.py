@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 
 from agent.app import build_agent
-from hub.commands import CommandPublisher, TraceRequester
-from hub.ingest.worker import IngestWorker
-from hub.labels_service import LabelSettings, missing_traces, run_labels
-from hub.settings import HubSettings
+from hub.app.settings import HubSettings
+from hub.labels.service import LabelSettings, missing_traces, run_labels
+from hub.mqtt.ingest import IngestWorker
+from hub.mqtt.publisher import CommandPublisher, TraceRequester
 from hub.store import IngestRecord, open_store
 from shared.messages import Annotation
 from tests.agent.helpers import agent_settings

@@ -20,18 +20,18 @@ import pytest
 from pydantic import SecretStr
 
 from fleetloop.devbroker import DevBroker
-from hub.commands import CommandPublisher
-from hub.ingest.worker import IngestWorker
-from hub.registry import Registry
+from hub.app.service import Periodic
+from hub.app.settings import HubSettings
+from hub.mqtt.ingest import IngestWorker
+from hub.mqtt.publisher import CommandPublisher
+from hub.registry.service import Registry
+from hub.registry.signing import SigningKey
 from hub.rollout import HealthLimits, StagePolicy
-from hub.rollouts import RolloutService
-from hub.service import Periodic
-from hub.settings import HubSettings
-from hub.signing import SigningKey
+from hub.rollout.service import RolloutService
 from hub.store import open_store
 from hub.store.sqlite import SqliteHubStore
 from tests.fixtures.broker import HUB_USER
-from tests.hub.test_rollouts import variant
+from tests.hub.rollout.test_service import variant
 
 pytestmark = pytest.mark.slow
 

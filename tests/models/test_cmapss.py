@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.sources.replay import CMAPSS_SENSORS
+from infra.datasets import CMAPSS_SENSORS
 from models.cmapss import (
     BASE_SET_PARAM,
     DEFAULT_WINDOW,

@@ -15,10 +15,9 @@ import numpy as np
 import pytest
 
 import models.cmapss
-from agent.sources.replay import CMAPSS_SENSORS
-from hub.labels_service import LabelSettings, validate_and_save
-from hub.registry import Registry
-from hub.signing import SigningKey
+from hub.labels.service import LabelSettings, validate_and_save
+from hub.registry.service import Registry
+from hub.registry.signing import SigningKey
 from hub.store.base import DeviceMessage, IngestRecord
 from hub.store.sqlite import SqliteHubStore
 from hub.training.base_sets import BASE_SET_PARAM, SIM, CmapssSpec, base_set, base_set_name, resolve_cmapss
@@ -27,6 +26,7 @@ from hub.training.errors import RetrainError
 from hub.training.service import TrainingService
 from hub.training.settings import GateSettings, TrainingSettings
 from hub.training.triggers import TriggerPolicy
+from infra.datasets import CMAPSS_SENSORS
 from models.cmapss import build_cmapss, engine_windows, load_engines
 from models.version import read_version
 from shared.features import WindowSpec

@@ -17,7 +17,7 @@ from hub.api.schemas import (
     PendingTrace,
     VotePublic,
 )
-from hub.labels_service import conflicts, missing_traces, validate_and_save
+from hub.labels.service import conflicts, missing_traces, validate_and_save
 
 router = APIRouter(prefix="/labels", tags=["labels"], responses=AUTH_RESPONSES)
 

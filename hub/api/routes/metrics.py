@@ -7,8 +7,8 @@ import logging
 from fastapi import APIRouter, Response
 
 from hub.api.deps import LabelSettingsDep, MetricsDep, NowDep, StoreDep
-from hub.labels_service import missing_traces
-from hub.metrics import HubMetrics
+from hub.app.metrics import HubMetrics
+from hub.labels.service import missing_traces
 from hub.store.base import HubStore
 
 router = APIRouter(tags=["metrics"])

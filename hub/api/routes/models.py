@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Res
 
 from hub.api.deps import AUTH_RESPONSES, Reader, error
 from hub.api.schemas import Public
-from hub.registry import Registry
+from hub.registry.service import Registry
 from hub.store import AuditRow, ModelVersionRow
 from hub.store.registry import ModelStatus
 

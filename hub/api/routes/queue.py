@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 
 from hub.api.deps import AUTH_RESPONSES, LabelSettingsDep, NowDep, StoreDep, Technician
 from hub.api.schemas import QueueItem
-from hub.labels_service import labeling_queue
+from hub.labels.service import labeling_queue
 
 router = APIRouter(prefix="/queue", tags=["labels"], responses=AUTH_RESPONSES)
 

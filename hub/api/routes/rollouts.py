@@ -17,10 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from hub.api.deps import AUTH_RESPONSES, Operator, Principal, Reader, error
 from hub.api.routes.models import VERSION_PATTERN
 from hub.api.schemas import Public
-from hub.registry import RegistryError
+from hub.registry.service import RegistryError
 from hub.rollout import HealthLimits, RolloutError, StageName, StagePolicy
+from hub.rollout.service import Rollout, RolloutNotFound, RolloutService
 from hub.rollout.settings import Factor, Floor, LatencyMs, Psi, Share, Windows, override_limits
-from hub.rollouts import Rollout, RolloutNotFound, RolloutService
 from shared.errors import ModelError
 from shared.messages import DeviceId
 

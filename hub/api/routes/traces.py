@@ -15,7 +15,7 @@ from hub.api.schemas import (
     TraceLabelPublic,
     TracePublic,
 )
-from hub.labels_service import annotation_status
+from hub.labels.service import annotation_status
 from hub.store.base import HubStore
 
 router = APIRouter(prefix="/traces", tags=["traces"], responses=AUTH_RESPONSES)

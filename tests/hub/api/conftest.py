@@ -18,13 +18,13 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 
 from hub.api import create_app
-from hub.commands import CommandPublisher
-from hub.labels_service import LabelSettings
-from hub.metrics import HubMetrics
-from hub.registry import Registry
-from hub.rollouts import RolloutService
-from hub.settings import HubSettings, Role
-from hub.signing import SigningKey
+from hub.app.metrics import HubMetrics
+from hub.app.settings import HubSettings, Role
+from hub.labels.service import LabelSettings
+from hub.mqtt.publisher import CommandPublisher
+from hub.registry.service import Registry
+from hub.registry.signing import SigningKey
+from hub.rollout.service import RolloutService
 from hub.store.base import DeviceMessage, IngestRecord
 from hub.store.sqlite import SqliteHubStore
 from hub.training.service import TrainingService
@@ -116,7 +116,7 @@ def running_hub(
     clock = Clock(T0 + 3600)
     metrics = HubMetrics()
     # The registry and rollouts are real but nothing is registered; the publisher never connects (no broker):
-    # what it would send stays queued in paho. tests/hub/test_rollouts.py covers them with a broker.
+    # what it would send stays queued in paho. tests/hub/rollout/test_service.py covers them with a broker.
     registry = Registry(store, path.parent / "registry", SigningKey.generate(), clock=clock)
     rollouts = RolloutService(store, registry, CommandPublisher(settings, client_id="api-tests"),
                               artifact_url=lambda v: f"http://127.0.0.1/models/{v}/artifact", clock=clock)

@@ -9,7 +9,7 @@ from pydantic import SecretStr
 
 from hub.api import create_app
 from hub.api.deps import find_role, require
-from hub.settings import HubSettings
+from hub.app.settings import HubSettings
 from hub.store.sqlite import SqliteHubStore
 from shared.errors import ConfigError
 from tests.hub.api.conftest import TOKEN, TOKENS, Hub, anomaly, online, running_hub

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import doctest
 
-import hub.labels_service
+import hub.labels.service
 from tests.hub.api.conftest import T0, Hub, anomaly, online, sample
 
 
@@ -54,5 +54,5 @@ def test_queue_filters_by_device_and_validates_limit(hub: Hub) -> None:
 
 
 def test_labels_service_doctests() -> None:
-    result = doctest.testmod(hub.labels_service, raise_on_error=False)
+    result = doctest.testmod(hub.labels.service, raise_on_error=False)
     assert result.attempted > 0 and result.failed == 0

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from hub.rollout import HealthLimits
-from hub.rollouts import RolloutService
+from hub.rollout.service import RolloutService
 from tests.hub.api.conftest import Hub, online
-from tests.hub.test_rollouts import variant
+from tests.hub.rollout.test_service import variant
 
 DEVICES = [f"pump-{i}" for i in range(1, 6)]
 

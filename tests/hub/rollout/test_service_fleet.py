@@ -20,7 +20,7 @@ from hub.store.rollouts import ROLLOUT_EVENT
 from shared.manifest import MANIFEST_FILE
 from shared.messages import Stats, Status
 from tests.fixtures.broker import HUB_USER, Collector, connect_client, subscribe
-from tests.hub.test_rollouts import T0, World, open_world
+from tests.hub.rollout.test_service import T0, World, open_world
 
 # v2 was retrained on the drifted fleet: its reference (field traffic it scored) puts 45 of 1,000 windows at or
 # above its 0.5 threshold. The drifted v1 hardly alarms any more: 2 in 1,000.

@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from hub.labels_service import LabelSettings, validate_and_save
-from hub.registry import Registry
-from hub.signing import SigningKey
+from hub.labels.service import LabelSettings, validate_and_save
+from hub.registry.service import Registry
+from hub.registry.signing import SigningKey
 from hub.store.base import DeviceMessage, IngestRecord
 from hub.store.sqlite import SqliteHubStore
 from hub.training.service import TrainingService

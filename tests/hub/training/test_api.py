@@ -11,7 +11,7 @@ import pytest
 from pydantic import SecretStr
 
 from hub.api import create_app
-from hub.settings import HubSettings
+from hub.app.settings import HubSettings
 from hub.training.service import TrainingService
 from hub.training.triggers import TRIGGER_EVENT, TriggerPolicy
 from tests.hub.api.conftest import TOKEN, TOKENS, serve

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hub.labels_service import LabelSettings, validate_and_save
+from hub.labels.service import LabelSettings, validate_and_save
 from hub.store.base import IngestRecord
 from hub.training import dataset
 from hub.training.dataset import balance_cohort_weights, build_datasets, hash_fraction, split_key

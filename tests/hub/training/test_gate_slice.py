@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from hub.gate import GateDecision, GateInput, ParityNumbers, evaluate_gate, metrics_on_slice, paired_slice
-from hub.labels_service import LabelSettings
+from hub.gate.verdict import GateDecision, GateInput, ParityNumbers, evaluate_gate, metrics_on_slice, paired_slice
+from hub.labels.service import LabelSettings
 from hub.training.dataset import Datasets, build_datasets, split_key
 from hub.training.evaluate import score
 from models.version import read_version

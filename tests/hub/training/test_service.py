@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from hub.labels_service import LabelSettings
-from hub.registry import Registry
-from hub.signing import SigningKey
+from hub.labels.service import LabelSettings
+from hub.registry.service import Registry
+from hub.registry.signing import SigningKey
 from hub.store.base import DRIFT_EVENT, IngestRecord
 from hub.store.sqlite import SqliteHubStore
 from hub.training.errors import RetrainBlockedError, TrainingBusyError, UnknownLabelSetError

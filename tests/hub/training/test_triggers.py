@@ -6,7 +6,7 @@ import doctest
 
 import pytest
 
-from hub.gate import GateConfig
+from hub.gate.verdict import GateConfig
 from hub.training import triggers
 from hub.training.settings import GateSettings, TrainingSettings
 from hub.training.triggers import TriggerDecision, TriggerPolicy, decide, schedule_due

@@ -1,0 +1,155 @@
+"""HubSettings: one validated settings object, read from env (FLEETLOOP_HUB_*) and an optional file.
+
+Built at the entry point and passed down; nothing reads it at import time. Outside ``dev_mode`` the hub
+refuses to start without an MQTT password and API tokens, and refuses plain-text MQTT to another host.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from hub.labels.service import LabelSettings
+from hub.rollout.settings import HealthLimitsSettings
+from hub.training.settings import TrainingSettings
+from infra.config import is_loopback, load_settings, read_settings_file
+from shared.codec import MAX_PAYLOAD_BYTES
+from shared.errors import ConfigError, TopicError
+from shared.topics import DEFAULT_PREFIX, Topics
+
+Role = Literal["technician", "operator", "viewer"]
+ROLES: tuple[Role, ...] = ("technician", "operator", "viewer")
+MIN_TOKEN_CHARS = 16
+BROKER_MAX_PACKET_BYTES = 1024 * 1024  # mosquitto/mosquitto.conf max_packet_size
+
+
+class DriftSettings(BaseModel):
+    """How the hub decides drift (defaults match hub.drift.report)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    window_s: float = Field(default=24 * 3600.0, gt=0, description="current window compared with the reference")
+    interval_s: float = Field(default=3600.0, gt=0, description="how often drift is evaluated")
+    min_samples: int = Field(default=200, ge=1, description="fewer windows give insufficient_data, never drift")
+    alpha: float = Field(default=0.01, gt=0, lt=1, description="false discovery rate across features (BH)")
+    psi_threshold: float = Field(default=0.2, gt=0, description="minimum PSI for a feature to count as drifted")
+    test: Literal["chi2", "ks"] = "chi2"
+
+
+class HubSettings(BaseSettings):
+    """Everything the hub process needs."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="FLEETLOOP_HUB_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    dev_mode: bool = Field(default=False, description="allow insecure local defaults (no password, no tokens)")
+    data_dir: Path = Field(default=Path("var/hub"), description="database, models and artifacts live here")
+    store_url: str | None = Field(default=None, description="defaults to sqlite:///<data_dir>/hub.db")
+
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = Field(default=1883, ge=1, le=65535)
+    mqtt_username: str = "hub"
+    mqtt_password: SecretStr | None = None
+    mqtt_tls_ca: Path | None = None
+    mqtt_keepalive: int = Field(default=30, ge=5, le=3600)
+    prefix: str = DEFAULT_PREFIX
+    share_group: str = Field(default="hub", pattern=r"^[A-Za-z0-9_.-]+$", description="MQTT 5 shared subscription")
+
+    ingest_client_id: str | None = Field(
+        default=None,
+        description="stable MQTT client id of this ingest worker (unique per worker); a restarted worker with "
+        "the same id resumes its session and gets the messages it had not acknowledged",
+    )
+    ingest_session_expiry_s: int = Field(default=3600, ge=0, description="how long the broker keeps a dead "
+                                         "worker's session (and its share of messages) for it to come back")
+    ingest_batch_size: int = Field(default=500, ge=1, le=100_000)
+    ingest_flush_interval_s: float = Field(default=0.2, gt=0, le=60)
+    max_payload_bytes: int = Field(default=MAX_PAYLOAD_BYTES, ge=1024, le=BROKER_MAX_PACKET_BYTES)
+
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    tokens: dict[str, Role] = Field(default_factory=dict, repr=False, description="API token → role")
+    tokens_file: Path | None = Field(default=None, description="JSON or TOML file mapping token → role")
+
+    signing_key_file: Path | None = Field(
+        default=None, description="Ed25519 key that signs model versions (default <data_dir>/keys/…); created "
+                                  "on first start only in dev_mode")
+    drift: DriftSettings = Field(default_factory=DriftSettings)
+    training: TrainingSettings = Field(default_factory=TrainingSettings)
+    artifact_base_url: str = Field(default="http://127.0.0.1:8000", description="the hub API URL devices can reach: "
+                                   "they fetch model artifacts from <url>/models/<version>/artifact")
+    rollout_tick_s: float = Field(default=30.0, gt=0, description="how often rollouts look at device evidence")
+    rollout_limits: HealthLimitsSettings = Field(
+        default_factory=HealthLimitsSettings, description="health limits of every rollout (a rollout may override "
+        "some): e.g. FLEETLOOP_HUB_ROLLOUT_LIMITS__ROLLBACK_ANOMALY_FACTOR=10 or [rollout_limits] in the file")
+    labels: LabelSettings = Field(default_factory=LabelSettings)
+    trace_request_interval_s: float = Field(default=60.0, gt=0, description="how often to ask devices for traces "
+                                            "that annotations name but the hub has not seen")
+
+    @model_validator(mode="after")
+    def _secure(self) -> HubSettings:
+        try:
+            Topics(self.prefix)
+        except TopicError as exc:
+            raise ValueError(str(exc)) from None
+        if self.tokens_file is not None:
+            self.tokens = {**_read_tokens(self.tokens_file), **self.tokens}
+        if self.dev_mode:
+            return self
+        if self.mqtt_password is None or not self.mqtt_password.get_secret_value():
+            raise ValueError(
+                "no MQTT password: set FLEETLOOP_HUB_MQTT_PASSWORD (or mqtt_password in the config file); "
+                "only dev_mode=true may run without one"
+            )
+        if not self.tokens:
+            raise ValueError(
+                "no API tokens: set FLEETLOOP_HUB_TOKENS to a JSON object of token → role "
+                f"({', '.join(ROLES)}), or tokens_file to a JSON/TOML file of them; only dev_mode=true may run "
+                "without tokens"
+            )
+        short = sum(1 for token in self.tokens if len(token) < MIN_TOKEN_CHARS)
+        if short:
+            raise ValueError(
+                f"{short} API token(s) shorter than {MIN_TOKEN_CHARS} characters: generate them with "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+            )
+        if self.mqtt_tls_ca is None and not is_loopback(self.mqtt_host):
+            raise ValueError(
+                f"refusing plain-text MQTT to {self.mqtt_host}: set mqtt_tls_ca, or dev_mode=true for testing"
+            )
+        return self
+
+    @property
+    def store(self) -> str:
+        """The store URL in effect."""
+        return self.store_url or f"sqlite:///{self.data_dir / 'hub.db'}"
+
+    @property
+    def password(self) -> str | None:
+        return None if self.mqtt_password is None else self.mqtt_password.get_secret_value()
+
+    @property
+    def topics(self) -> Topics:
+        return Topics(self.prefix)
+
+    @classmethod
+    def load(cls, path: Path | None = None, **overrides: Any) -> HubSettings:
+        """Settings from a TOML or JSON file (if given), then env, then `overrides`; ConfigError if invalid."""
+        return load_settings(cls, "hub", path, overrides)
+
+
+
+def _read_tokens(path: Path) -> dict[str, Role]:
+    """Token → role from a JSON or TOML file; ValueError (reported by the validator) if unusable."""
+    try:
+        data = read_settings_file(path)
+    except ConfigError as exc:  # validators report ValueError; the message names the file and the problem
+        raise ValueError(f"tokens_file: {exc}") from None
+    bad = sorted({str(role) for role in data.values() if role not in ROLES})
+    if bad:
+        raise ValueError(f"tokens_file {path}: unknown role(s) {', '.join(bad)}; use {', '.join(ROLES)}")
+    return {str(token): role for token, role in data.items()}

@@ -1,0 +1,215 @@
+"""Fuzzing the ingest worker through a real mosquitto: 10,000 malformed payloads among valid messages.
+
+A seeded generator (so a failure replays exactly) mixes random bytes, truncated JSON, wrong types,
+missing and unknown fields, out-of-range values, oversized payloads, foreign device ids and topics
+that name no valid device. The worker must stay up, dead-letter every malformed message with the
+reason the codec gives, and store every valid one exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from pydantic import BaseModel
+
+from fleetloop.devbroker import HUB_USER, DevBroker
+from hub.mqtt import IngestWorker, decode_message
+from hub.store.sqlite import SqliteHubStore
+from shared.codec import MAX_PAYLOAD_BYTES, encode
+from shared.ids import new_id
+from shared.messages import Annotation, Anomaly, ModelEvent, Sample, Stats
+from shared.topics import Kind, Topics
+from tests.fixtures.broker import Clients
+
+SEED = 20_240_917
+N_MALFORMED = 10_000
+VALID_EVERY = 5  # one valid message per this many malformed ones
+DEVICES = ["dev-0", "dev-1", "dev-2", "dev-3"]
+WRONG: list[dict[str, list[int]]] = [{"nested": []}]  # the wrong type for every field of every device message
+NOT_OBJECTS = [b"", b"null", b"42", b'"text"', b"[]", b"[1, 2]", b"true", b"{}"]
+
+
+def valid(rng: random.Random, device: str) -> tuple[Kind, BaseModel]:
+    now = 1.7e9 + rng.random() * 1e6
+    kind = rng.choice([Kind.ANOMALY, Kind.SAMPLE, Kind.STATS, Kind.ANNOTATION, Kind.MODEL_EVENT])
+    features = [rng.uniform(-1e3, 1e3) for _ in range(rng.randint(1, 48))]
+    if kind is Kind.ANOMALY:
+        return kind, Anomaly(device_id=device, ts=now, trace_id=new_id(), window_start=now - 5, window_end=now,
+                             score=rng.uniform(0.5, 1), threshold=0.5, decision=True, features=features)
+    if kind is Kind.SAMPLE:
+        return kind, Sample(device_id=device, ts=now, trace_id=new_id(), window_start=now - 5, window_end=now,
+                            score=rng.random(), threshold=0.5, decision=False, features=features, reason="random")
+    if kind is Kind.STATS:
+        return kind, Stats(device_id=device, ts=now, period_start=now - 60, period_end=now, windows=100,
+                           anomalies=rng.randint(0, 100), samples=1, bad_readings=0, bad_rows=0,
+                           inference_errors=0, nan_scores=0,
+                           feature_hist=[[rng.randint(0, 50) for _ in range(11)] for _ in range(6)],
+                           score_hist=[rng.randint(0, 50) for _ in range(10)])
+    if kind is Kind.ANNOTATION:
+        return kind, Annotation(device_id=device, ts=now, trace_id=new_id(), label=rng.choice(["fault", "no_fault"]),
+                                technician_id=f"tech-{rng.randint(1, 9)}", confidence=rng.random())
+    return kind, ModelEvent(device_id=device, ts=now, event="health_ok", version="v1", metrics={"p99": 3.0})
+
+
+def as_dict(message: BaseModel) -> dict[str, Any]:
+    return json.loads(encode(message))
+
+
+def required_fields(message: BaseModel) -> list[str]:
+    return [name for name, f in type(message).model_fields.items() if f.is_required()]
+
+
+def _random_bytes(rng: random.Random, device: str) -> tuple[Kind, bytes]:
+    return rng.choice(list(Kind)[:6]), rng.randbytes(rng.randint(1, 300))
+
+
+def _truncated(rng: random.Random, device: str) -> tuple[Kind, bytes]:
+    kind, message = valid(rng, device)
+    raw = encode(message)
+    return kind, raw[: rng.randrange(0, len(raw))]
+
+
+def _wrong_type(rng: random.Random, device: str) -> tuple[Kind, bytes]:
+    kind, message = valid(rng, device)
+    data = as_dict(message)
+    data[rng.choice(sorted(data))] = WRONG
+    return kind, json.dumps(data).encode()
+
+
+def _missing_field(rng: random.Random, device: str) -> tuple[Kind, bytes]:
+    kind, message = valid(rng, device)
+    data = as_dict(message)
+    del data[rng.choice(required_fields(message))]
+    return kind, json.dumps(data).encode()
+
+
+def _unknown_field(rng: random.Random, device: str) -> tuple[Kind, bytes]:
+    kind, message = valid(rng, device)
+    data = as_dict(message)
+    data[f"x_{rng.randrange(10**6)}"] = rng.choice([1, "a", None, [], {}])
+    return kind, json.dumps(data).encode()
+
+
+def _bad_value(rng: random.Random, device: str) -> tuple[Kind, bytes]:
+    kind, message = valid(rng, device)
+    data = as_dict(message)
+    choices: dict[Kind, list[tuple[str, Any]]] = {
+        Kind.ANOMALY: [("score", 1.5), ("threshold", -0.1), ("trace_id", ""), ("features", [1.0] * 4097)],
+        Kind.SAMPLE: [("reason", "because"), ("decision", "maybe"), ("unit", "u" * 65)],
+        Kind.STATS: [("windows", -1), ("score_hist", [1, -2]), ("feature_hist", [[1.5]])],
+        Kind.ANNOTATION: [("label", "broken"), ("confidence", 2.0), ("signal", "gut"), ("technician_id", "")],
+        Kind.MODEL_EVENT: [("event", "exploded"), ("version", ""), ("metrics", {"a": "b"})],
+    }
+    field, value = rng.choice(choices[kind])
+    data[field] = value
+    if rng.random() < 0.2:
+        data = {**as_dict(message), "schema_version": 2}
+    return kind, json.dumps(data).encode()
+
+
+def _non_finite(rng: random.Random, device: str) -> tuple[Kind, bytes]:
+    kind, message = valid(rng, device)
+    return kind, encode(message).replace(b'"ts":', b'"ts":NaN,"_ts":', 1)
+
+
+def _not_an_object(rng: random.Random, device: str) -> tuple[Kind, bytes]:
+    return rng.choice(list(Kind)[:6]), rng.choice(NOT_OBJECTS)
+
+
+def _bad_utf8(rng: random.Random, device: str) -> tuple[Kind, bytes]:
+    kind, message = valid(rng, device)
+    raw = encode(message)
+    return kind, raw.replace(device.encode(), device.encode() + b"\xff\xfe", 1)
+
+
+def _deep(rng: random.Random, device: str) -> tuple[Kind, bytes]:
+    return Kind.STATS, b"[" * rng.randint(1000, 50_000)
+
+
+def _huge(rng: random.Random, device: str) -> tuple[Kind, bytes]:
+    kind, message = valid(rng, device)
+    return kind, b" " * (MAX_PAYLOAD_BYTES + rng.randint(1, 200_000)) + encode(message)
+
+
+def _other_device(rng: random.Random, device: str) -> tuple[Kind, bytes]:
+    kind, message = valid(rng, rng.choice([d for d in DEVICES if d != device] + ["dev-99", "pump-7"]))
+    return kind, encode(message)
+
+
+MUTATIONS: list[tuple[float, Callable[[random.Random, str], tuple[Kind, bytes]]]] = [
+    (12, _random_bytes), (14, _truncated), (14, _wrong_type), (12, _missing_field), (12, _unknown_field),
+    (12, _bad_value), (4, _non_finite), (4, _not_an_object), (4, _bad_utf8), (1, _deep), (0.3, _huge),
+    (10, _other_device),
+]
+
+
+def test_ten_thousand_malformed_payloads_are_dead_lettered_and_valid_ones_stored(
+    fresh_broker: DevBroker, mqtt_clients: Clients, tmp_path: Path
+) -> None:
+    rng = random.Random(SEED)
+    topics = Topics(fresh_broker.prefix)
+    weights = [w for w, _ in MUTATIONS]
+    plan: list[tuple[str, str, bytes]] = []  # (publisher, topic, payload)
+    expected_dead: Counter[str] = Counter()
+    expected_stored: Counter[str] = Counter()
+    for i in range(N_MALFORMED):
+        device = rng.choice(DEVICES)
+        if i % 97 == 0:  # a topic whose device level is not a device id: only the hub may publish there
+            topic, payload, publisher = f"{fresh_broker.prefix}/-{device}/anomaly", rng.randbytes(20), HUB_USER
+        else:
+            kind, payload = rng.choices(MUTATIONS, weights)[0][1](rng, device)
+            topic, publisher = topics.topic(device, kind), device
+        outcome = decode_message(topics, topic, payload, retained=False, received_at=0.0)
+        assert outcome.dead_letter is not None, f"the generator made a valid message: {payload[:200]!r}"
+        expected_dead[outcome.dead_letter.reason] += 1
+        plan.append((publisher, topic, payload))
+        if i % VALID_EVERY == 0:
+            device = rng.choice(DEVICES)
+            kind, message = valid(rng, device)
+            plan.append((device, topics.topic(device, kind), encode(message)))
+            expected_stored[kind.name.lower()] += 1
+    assert set(expected_dead) == {"bad_json", "schema", "too_large", "device_mismatch", "unknown_topic"}
+
+    store = SqliteHubStore(tmp_path / "hub.db")
+    worker = IngestWorker(host=fresh_broker.host, port=fresh_broker.port, username=HUB_USER,
+                          password=fresh_broker.password(HUB_USER), prefix=fresh_broker.prefix, store=store,
+                          client_id=f"fuzz-{uuid.uuid4().hex[:6]}")
+    worker.start()
+    try:
+        assert worker.wait_ready(10)
+        clients = {user: mqtt_clients.connect(fresh_broker, user) for user in [*DEVICES, HUB_USER]}
+        started = time.monotonic()
+        infos: list[mqtt.MQTTMessageInfo] = [clients[p].publish(t, body, qos=1) for p, t, body in plan]
+        for info in infos:
+            info.wait_for_publish(30)
+            assert info.is_published()
+        published = time.monotonic()
+        total = len(plan)
+        assert worker.wait_for(lambda s: s.processed >= total, timeout=60), worker.stats()
+        assert worker.wait_idle(quiet_s=0.3)
+        done = time.monotonic()
+        stats = worker.stats()
+        print(f"\nfuzz: {total} messages ({sum(expected_dead.values())} malformed) published in "
+              f"{published - started:.2f} s, all committed after {done - started:.2f} s "
+              f"({total / (done - started):.0f} msg/s, {stats.batches} batches)")
+
+        assert stats.processed == total and stats.pending == 0 and stats.store_errors == 0
+        assert Counter(stats.dead_letters) == expected_dead
+        assert Counter(store.dead_letter_counts()) == expected_dead
+        assert Counter(stats.stored) == expected_stored and not stats.duplicates
+        counts = store.counts()
+        assert {"anomaly": counts.anomalies, "sample": counts.samples, "stats": counts.stats,
+                "annotation": counts.annotations, "model_event": counts.model_events} == dict(expected_stored)
+        assert worker.connected.is_set() and worker._writer is not None and worker._writer.is_alive()
+        assert all(len(d.payload) <= 4096 for d in store.dead_letters(limit=N_MALFORMED))
+    finally:
+        worker.stop()
+        store.close()
