@@ -10,6 +10,7 @@ FROM ${PYTHON_IMAGE} AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY shared ./shared
+COPY infra ./infra
 COPY agent ./agent
 COPY hub ./hub
 COPY models ./models

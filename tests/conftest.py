@@ -3,5 +3,6 @@
 pytest_plugins = [
     "tests.fixtures.broker",
     "tests.fixtures.model",
+    "tests.fixtures.policy",
     "tests.fixtures.data",
 ]

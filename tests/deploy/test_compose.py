@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import jsonschema_rs
 import pytest
 from pydantic import BaseModel
 from pydantic_settings import BaseSettings
@@ -83,7 +84,6 @@ def acl_rules(user: str) -> list[str]:
 
 
 def test_compose_file_matches_the_compose_specification() -> None:
-    jsonschema_rs = pytest.importorskip("jsonschema_rs")
     schema = json.loads((Path(__file__).with_name("compose-spec.json")).read_text())
     validator = jsonschema_rs.validator_for(schema)
     errors = [f"{'/'.join(map(str, e.instance_path))}: {e.message}" for e in validator.iter_errors(raw())]

@@ -91,13 +91,14 @@ def test_the_broker_gets_every_identity_and_its_healthcheck_passes(up: FakeHost,
         assert mqtt_connack("127.0.0.1", port, HUB_USER, hub_password["mqtt_password"]) == 0
         assert mqtt_connack("127.0.0.1", port, "dev-3", slots[3].password) == 0
         assert mqtt_connack("127.0.0.1", port, "dev-3", slots[4].password) != 0
-        if shutil.which("mosquitto_sub"):  # the healthcheck itself, pointed at this broker instead of 1883
-            check = healthcheck.replace("-p 1883", f"-p {port}").replace(probe_file, str(up.path("mosquitto",
-                                                                                               probe_file)))
-            assert "1883" not in check
-            assert subprocess.run(["sh", "-c", check], timeout=30, check=False).returncode == 0
-            wrong = check.replace(f"-u {PROBE_USER}", f"-u {SIM_USER}")  # sim may not read $SYS: no message
-            assert subprocess.run(["sh", "-c", wrong], timeout=30, check=False).returncode != 0
+        # the healthcheck itself, pointed at this broker instead of 1883
+        assert shutil.which("mosquitto_sub"), "mosquitto_sub is missing: run 'make mosquitto' (mosquitto-clients)"
+        check = healthcheck.replace("-p 1883", f"-p {port}").replace(probe_file, str(up.path("mosquitto",
+                                                                                           probe_file)))
+        assert "1883" not in check
+        assert subprocess.run(["sh", "-c", check], timeout=30, check=False).returncode == 0
+        wrong = check.replace(f"-u {PROBE_USER}", f"-u {SIM_USER}")  # sim may not read $SYS: no message
+        assert subprocess.run(["sh", "-c", wrong], timeout=30, check=False).returncode != 0
 
 
 def test_the_hub_starts_from_the_provisioned_settings_and_answers_its_healthcheck(

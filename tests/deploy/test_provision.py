@@ -109,8 +109,7 @@ def test_the_password_file_is_mosquittos_format() -> None:
 
 def test_hashes_from_mosquitto_passwd_are_recognised(tmp_path: Path) -> None:
     tool = shutil.which("mosquitto_passwd")
-    if tool is None:
-        pytest.skip("mosquitto_passwd is not installed")
+    assert tool, "mosquitto_passwd is not installed: run 'make mosquitto' (it installs the mosquitto package)"
     plain = tmp_path / "passwd"
     plain.write_text("dev-0:s3cret\n")
     subprocess.run([tool, "-U", str(plain)], check=True, capture_output=True)

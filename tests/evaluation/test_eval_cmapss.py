@@ -16,6 +16,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.fixtures.data import require_files
+
 pytestmark = [pytest.mark.dataset, pytest.mark.slow]
 
 FILES = ("train_FD001.txt", "train_FD002.txt")
@@ -23,12 +25,7 @@ FILES = ("train_FD001.txt", "train_FD002.txt")
 
 @pytest.fixture(scope="module")
 def cmapss_dir(datasets_dir: Path) -> Path:
-    folder = datasets_dir / "cmapss"
-    missing = [name for name in FILES if not (folder / name).is_file()]
-    if missing:
-        pytest.skip(f"C-MAPSS {', '.join(missing)} not found in {folder}: stage the NASA files there or set "
-                    "FLEETLOOP_DATASETS to the folder that holds cmapss/")
-    return folder
+    return require_files(datasets_dir / "cmapss", FILES, "C-MAPSS")
 
 
 def eval_command(*args: str) -> list[str]:

@@ -26,6 +26,7 @@ from shared.errors import SourceError
 from shared.features import WindowSpec, extract
 from shared.manifest import MANIFEST_FILE
 from tests.evaluation.synthetic import synthetic_rows, write_cmapss
+from tests.fixtures.data import require_files
 
 WINDOW = WindowSpec(sensors=list(CMAPSS_SENSORS), size=5, step=2)
 SMALL = {"n_estimators": 30}
@@ -112,9 +113,7 @@ def test_an_oracle_split_without_holdout_checks_parity_on_validation(cmapss_file
 
 @pytest.mark.dataset
 def test_fd001_v1_predicts_fd001_failures_and_is_blind_to_fd002_regimes(datasets_dir: Path) -> None:
-    folder = datasets_dir / "cmapss"
-    if not (folder / "train_FD001.txt").is_file() or not (folder / "train_FD002.txt").is_file():
-        pytest.skip(f"C-MAPSS train_FD001.txt / train_FD002.txt not found in {folder}")
+    folder = require_files(datasets_dir / "cmapss", ("train_FD001.txt", "train_FD002.txt"), "C-MAPSS")
     window = DEFAULT_WINDOW.model_copy(update={"step": 3})
     fd001 = load_engines(folder / "train_FD001.txt")
     fitted = fit_cmapss(fd001, sorted(fd001), seed=7, window=window, params={"n_estimators": 60})

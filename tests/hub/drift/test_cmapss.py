@@ -12,40 +12,27 @@ FD002 restricted to FD001's own regime, and one half of FD001 against the other,
 
 from __future__ import annotations
 
-import os
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from hub.drift import Sketch, drift_report, fleet_reports
 from hub.drift.edges import reference_edges_matrix
+from tests.fixtures.data import datasets_folder, require_files
 
 pytestmark = pytest.mark.dataset
 
-REPO = Path(__file__).resolve().parents[3]
 SENSORS = [f"s{i}" for i in range(1, 22)]
 SENSOR_COLUMNS = slice(5, 26)  # unit, cycle, op1, op2, op3, then s1..s21
 FD001_CONSTANT = ["s1", "s5", "s10", "s16", "s18", "s19"]
 FD002_DRIFTED = SENSORS  # measured: every sensor moves with the operating regime
 
 
-def datasets_dir() -> Path:
-    return Path(os.environ.get("FLEETLOOP_DATASETS") or REPO.parent / "shared" / "datasets")
-
-
 @pytest.fixture(scope="module")
 def cmapss() -> dict[str, np.ndarray]:
-    folder = datasets_dir() / "cmapss"
-    files = {name: folder / f"train_{name}.txt" for name in ("FD001", "FD002")}
-    missing = [str(p) for p in files.values() if not p.is_file()]
-    if missing:
-        pytest.skip(
-            f"C-MAPSS not found in {folder} (missing {', '.join(missing)}); "
-            "set FLEETLOOP_DATASETS to the folder that holds cmapss/"
-        )
-    return {name: np.loadtxt(path) for name, path in files.items()}
+    folder = require_files(datasets_folder() / "cmapss", ("train_FD001.txt", "train_FD002.txt"), "C-MAPSS")
+    return {name: np.loadtxt(folder / f"train_{name}.txt") for name in ("FD001", "FD002")}
 
 
 @pytest.fixture(scope="module")
