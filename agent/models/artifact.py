@@ -39,4 +39,3 @@ def check_artifact(version_dir: Path, assign: Assign, verifier: ManifestVerifier
         signature_path = version_dir / SIGNATURE_FILE
         if not signature_path.exists():
             signature_path.write_text(assign.signature.strip() + "\n")
-

@@ -82,4 +82,3 @@ class ShadowStats:
             "shadow_anomaly_rate": self.shadow_anomalies / c, "latency_mean_ms": self.latency_sum_ms / n,
             "latency_max_ms": self.latency_max_ms,
         }
-

@@ -91,4 +91,3 @@ class Preparer:
         except Exception as exc:  # disk full, onnxruntime surprises: report, never kill the worker
             log.exception("preparing model %s failed", job.version)
             return Failed(job, f"{stage}: {type(exc).__name__}: {exc}", retry=stage == "fetch")
-
