@@ -1,7 +1,7 @@
 """The agent loop: readings → windows → features → ONNX → decision → SQLite + outbox → MQTT.
 
 Single-threaded by design (one slow core): the loop owns the database; paho's network thread only
-hands acks and inbound messages over through queues, and the model preparer (agent.models.manager) hands
+hands acks and inbound messages over through queues, and the model preparer (agent.models.prepare) hands
 over verified, loaded models the same way; only the swap itself happens here, between two windows.
 """
 
@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import logging
 import math
-import random
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 
@@ -28,10 +26,13 @@ from agent.db import (
 )
 from agent.link import Link
 from agent.models.fetch import ArtifactFetcher, UrlFetcher
-from agent.models.manager import HealthCriteria, ModelEventKind, ModelManager, Preparer
+from agent.models.health import HealthCriteria
+from agent.models.manager import ModelEventKind, ModelManager
 from agent.models.onnx import OnnxModel
+from agent.models.prepare import Preparer
 from agent.models.store import ModelStore
 from agent.outbox import Forwarder
+from agent.pipeline.sampling import Sampler, SampleReason
 from agent.pipeline.stats import StatsAccumulator
 from agent.pipeline.windowing import Windower
 from agent.settings import AgentSettings
@@ -45,7 +46,6 @@ from shared.topics import Kind, Topics
 
 log = logging.getLogger(__name__)
 
-SampleReason = Literal["random", "low_confidence"]
 RETENTION_EVERY_S = 30.0
 PUMP_EVERY_S = 0.05
 
@@ -95,12 +95,11 @@ class Agent:
             else None
         )
         self.counters = Counters()
-        self._rng = random.Random(f"{settings.device_id}:{settings.source.seed}")
+        self.sampler = Sampler(settings.sample_rate, settings.low_confidence_per_min,
+                               f"{settings.device_id}:{settings.source.seed}")
         self._pending_rows: list[PredictionRow] = []
         self._pending_msgs: list[OutboxMessage] = []
         self._pending_since = 0.0
-        self._lowconf_tokens = float(settings.low_confidence_per_min)
-        self._lowconf_at = time.monotonic()
         self._source_bad_rows = 0
         self._logged_bad_rows = 0
         store.clean_staging()  # what a kill -9 left mid-download or mid-install
@@ -228,31 +227,14 @@ class Agent:
         if not self._pending_since:
             self._pending_since = now
         if finite:
-            reason = self._sample_reason(score, anomaly)
+            reason = self.sampler.reason(score, anomaly, self.model.threshold,
+                                         self.model.manifest.low_confidence_margin)
             if anomaly or reason is not None:
                 self._queue_prediction(trace_id, now, window_start, reading, score, anomaly, features, reason)
             self.stats.add(features, score, anomaly, time.perf_counter() - started)
         self.counters.windows += 1
         if models.health is not None:  # last: a failed check swaps the model back between two windows
             models.after_window(error=False, finite=finite, latency_s=latency_s)
-
-    def _sample_reason(self, score: float, anomaly: bool) -> SampleReason | None:
-        """Why this window goes to the hub besides being an anomaly: drawn into the random baseline slice
-        (every window with the same probability, anomalies included, so the slice is unbiased), or close to
-        the threshold (rate-limited)."""
-        if self._rng.random() < self.settings.sample_rate:
-            return "random"
-        if anomaly:
-            return None
-        if abs(score - self.model.threshold) <= self.model.manifest.low_confidence_margin:
-            clock = time.monotonic()
-            cap = float(self.settings.low_confidence_per_min)
-            self._lowconf_tokens = min(cap, self._lowconf_tokens + (clock - self._lowconf_at) * cap / 60.0)
-            self._lowconf_at = clock
-            if self._lowconf_tokens >= 1.0:
-                self._lowconf_tokens -= 1.0
-                return "low_confidence"
-        return None
 
     def _queue_prediction(
         self, trace_id: str, now: float, window_start: float, reading: Reading, score: float, anomaly: bool,

@@ -23,7 +23,7 @@ GROUPS: dict[str, tuple[str, str, str]] = {
     "hub": ("hub.app.cli", "hub", "run the hub: ingest, API, drift, retraining and rollouts"),
     "models": ("models.cli", "hub", "build model versions (the initial recipe) and inspect them"),
     "sim": ("fleetloop.simcli", "agent", "run a simulated sensor fleet against a broker"),
-    "broker": ("fleetloop.devbroker", "agent", "run a local development mosquitto with the project's config"),
+    "broker": ("fleetloop.devbroker.cli", "agent", "run a local development mosquitto with the project's config"),
     "provision": ("fleetloop.provision", "agent", "broker credentials and device slots for docker compose"),
     "demo": ("fleetloop.demo", "hub", "the whole loop on a simulated fleet: drift, labels, retrain, gate, rollout"),
     "eval": ("fleetloop.evaluation.cli", "hub", "measure the loop on public data (cmapss: NASA C-MAPSS replay)"),

@@ -1,11 +1,11 @@
-"""Hub → device model assignment: prepare in the background, swap and check in the loop.
+"""Hub → device model assignment in the loop thread: swap, health-check, roll back, shadow.
 
-A worker thread fetches, verifies (sha256 against the assignment and the manifest, the Ed25519 signature),
-installs and loads (warm-up) a candidate while the incumbent keeps serving; `ModelManager`, in the loop
-thread, swaps it in between two windows, health-checks it over the next windows and rolls back by itself
-when it fails; or, in shadow mode, scores it beside the incumbent and reports the disagreement. Pointers
-in SQLite move only after a version is installed, verified and loaded, so a kill -9 anywhere leaves the
-device serving a verified model; a pending health check is persisted and resumed after a restart.
+The preparer (`agent.models.prepare`) fetches, verifies and loads a candidate in the background while the
+incumbent keeps serving; `ModelManager`, in the loop thread, swaps it in between two windows, health-checks
+it over the next windows (`agent.models.health`) and rolls back by itself when it fails; or, in shadow mode,
+scores it beside the incumbent and reports the disagreement. Pointers in SQLite move only after a version
+is installed, verified and loaded, so a kill -9 anywhere leaves the device serving a verified model; a
+pending health check is persisted and resumed after a restart.
 """
 
 from __future__ import annotations
@@ -13,28 +13,21 @@ from __future__ import annotations
 import json
 import logging
 import math
-import queue
-import shutil
-import threading
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal, Protocol
 
 import numpy as np
 
-from agent.models.fetch import ArtifactFetcher
+from agent.models.health import HealthCriteria, HealthEvidence, ShadowStats, health_verdict
 from agent.models.onnx import OnnxModel
+from agent.models.prepare import Failed, Job, Preparer, Ready
 from agent.models.store import ModelStore
-from infra.versions import ManifestVerifier
-from shared.errors import FleetloopError, ModelError, ModelIntegrityError, ModelLoadError
-from shared.manifest import MANIFEST_FILE, MODEL_FILE, SIGNATURE_FILE, ModelManifest, sha256_bytes
+from shared.errors import FleetloopError, ModelError
 from shared.messages import Assign
 
 log = logging.getLogger(__name__)
 
 ModelEventKind = Literal["loaded", "refused", "swapped", "rolled_back", "health_ok", "health_failed", "shadow_report"]
-Verdict = Literal["pending", "ok", "failed"]
 
 HEALTH_PENDING = "model.health_pending"  # version under health check (survives a restart)
 HEALTH_PREVIOUS = "model.health_previous"  # what `previous` should be again after rolling back
@@ -43,178 +36,6 @@ MAX_REFUSALS = 64
 MAX_RETRY_S = 3600.0
 
 
-# -- health check (pure) -------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class HealthCriteria:
-    windows: int = 20
-    latency_ms: float = 100.0  # p95 of per-window scoring latency
-
-
-@dataclass
-class HealthEvidence:
-    windows: int = 0
-    errors: int = 0
-    nan_scores: int = 0
-    latencies_ms: list[float] = field(default_factory=list)
-
-    def add(self, *, error: bool, finite: bool, latency_s: float) -> None:
-        self.windows += 1
-        self.errors += error
-        self.nan_scores += not error and not finite
-        self.latencies_ms.append(latency_s * 1000.0)
-
-    def metrics(self) -> dict[str, float]:
-        lat = np.asarray(self.latencies_ms or [0.0])
-        return {"windows": float(self.windows), "inference_errors": float(self.errors),
-                "nan_scores": float(self.nan_scores), "latency_p50_ms": float(np.percentile(lat, 50)),
-                "latency_p95_ms": float(np.percentile(lat, 95)), "latency_max_ms": float(lat.max())}
-
-
-def health_verdict(evidence: HealthEvidence, criteria: HealthCriteria) -> tuple[Verdict, str]:
-    """Fail at the first inference error or NaN score; after `criteria.windows` windows judge latency."""
-    if evidence.errors:
-        return "failed", f"{evidence.errors} inference error(s) in {evidence.windows} windows"
-    if evidence.nan_scores:
-        return "failed", f"{evidence.nan_scores} NaN/inf score(s) in {evidence.windows} windows"
-    if evidence.windows < criteria.windows:
-        return "pending", f"{evidence.windows}/{criteria.windows} windows"
-    p95 = float(np.percentile(np.asarray(evidence.latencies_ms), 95))
-    if p95 > criteria.latency_ms:
-        return "failed", f"p95 latency {p95:.1f} ms exceeds the {criteria.latency_ms:.1f} ms budget"
-    return "ok", f"{evidence.windows} windows, no errors or NaNs, p95 latency {p95:.2f} ms"
-
-
-@dataclass
-class ShadowStats:
-    """The candidate beside the incumbent over one reporting period."""
-
-    windows: int = 0
-    compared: int = 0
-    disagreements: int = 0
-    abs_diff_sum: float = 0.0
-    nan_scores: int = 0
-    errors: int = 0
-    incumbent_anomalies: int = 0
-    shadow_anomalies: int = 0
-    latency_sum_ms: float = 0.0
-    latency_max_ms: float = 0.0
-
-    def metrics(self) -> dict[str, float]:
-        n, c = max(self.windows, 1), max(self.compared, 1)
-        return {
-            "windows": float(self.windows), "compared": float(self.compared),
-            "disagreements": float(self.disagreements), "disagreement_rate": self.disagreements / c,
-            "mean_abs_score_diff": self.abs_diff_sum / c, "nan_scores": float(self.nan_scores),
-            "inference_errors": float(self.errors), "incumbent_anomaly_rate": self.incumbent_anomalies / c,
-            "shadow_anomaly_rate": self.shadow_anomalies / c, "latency_mean_ms": self.latency_sum_ms / n,
-            "latency_max_ms": self.latency_max_ms,
-        }
-
-
-# -- background preparation ----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Job:
-    """Prepare a model: for an assignment (fetch, verify, install, load) or an installed version (load)."""
-
-    version: str
-    assign: Assign | None = None
-
-
-@dataclass(frozen=True)
-class Ready:
-    job: Job
-    model: OnnxModel
-
-
-@dataclass(frozen=True)
-class Failed:
-    job: Job
-    reason: str
-    retry: bool  # worth trying again later (the fetch failed); otherwise the version is refused for good
-
-
-def check_artifact(version_dir: Path, assign: Assign, verifier: ManifestVerifier | None) -> None:
-    """The fetched version is the one assigned: version, sha256 in the assignment, manifest and file agree.
-
-    The assignment's signature is verified over the manifest (when a key is pinned) and, if the artifact
-    has no ``manifest.sig``, written there so the store keeps it; the store then verifies ``manifest.sig``.
-    """
-    try:
-        manifest_bytes = (version_dir / MANIFEST_FILE).read_bytes()
-        onnx_bytes = (version_dir / MODEL_FILE).read_bytes()
-    except OSError as exc:
-        raise ModelLoadError(f"the artifact is incomplete: {exc}") from None
-    try:
-        manifest = ModelManifest.model_validate_json(manifest_bytes)
-    except ValueError as exc:
-        raise ModelLoadError(f"the artifact's manifest is invalid: {exc}") from None
-    if manifest.version != assign.version:
-        raise ModelIntegrityError(f"assigned {assign.version} but the artifact's manifest is {manifest.version}")
-    if manifest.onnx_sha256 != assign.sha256:
-        raise ModelIntegrityError(f"sha256 mismatch: the assignment says {assign.sha256}, "
-                                  f"the manifest says {manifest.onnx_sha256}")
-    actual = sha256_bytes(onnx_bytes)
-    if actual != assign.sha256:
-        raise ModelIntegrityError(f"sha256 mismatch: {MODEL_FILE} is {actual}, the assignment says {assign.sha256}")
-    if assign.signature.strip():
-        if verifier is not None:
-            verifier.verify(manifest_bytes, assign.signature.encode())
-        signature_path = version_dir / SIGNATURE_FILE
-        if not signature_path.exists():
-            signature_path.write_text(assign.signature.strip() + "\n")
-
-
-class Preparer:
-    """A worker thread that turns jobs into loaded models (or reasons) without stalling the window loop."""
-
-    def __init__(self, store: ModelStore, fetcher: ArtifactFetcher) -> None:
-        self.store = store
-        self.fetcher = fetcher
-        self.results: queue.SimpleQueue[Ready | Failed] = queue.SimpleQueue()
-        self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-
-    def submit(self, job: Job) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="model-preparer", daemon=True)
-            self._thread.start()
-        self._jobs.put(job)
-
-    def stop(self, timeout: float = 2.0) -> None:
-        """Ask the worker to stop; a download in progress is abandoned (its staging dir is cleaned at start)."""
-        if self._thread is not None:
-            self._jobs.put(None)
-            self._thread.join(timeout)
-            self._thread = None
-
-    def _run(self) -> None:
-        while (job := self._jobs.get()) is not None:
-            self.results.put(self.prepare(job))
-
-    def prepare(self, job: Job) -> Ready | Failed:
-        stage = "load"
-        try:
-            if job.assign is not None:
-                staging = self.store.staging_dir()
-                try:
-                    stage = "fetch"
-                    version_dir = self.fetcher.fetch(job.assign.url, staging)
-                    stage = "verify"
-                    check_artifact(version_dir, job.assign, self.store.verifier)
-                    self.store.install(version_dir)
-                finally:
-                    shutil.rmtree(staging, ignore_errors=True)
-                stage = "load"
-            return Ready(job, self.store.load(job.version))
-        except FleetloopError as exc:
-            transient = stage == "fetch" and not isinstance(exc, ModelIntegrityError)
-            return Failed(job, f"{stage}: {exc}", retry=transient)
-        except Exception as exc:  # disk full, onnxruntime surprises: report, never kill the worker
-            log.exception("preparing model %s failed", job.version)
-            return Failed(job, f"{stage}: {type(exc).__name__}: {exc}", retry=stage == "fetch")
-
-
-# -- the loop side -------------------------------------------------------------------------------------------
 class ModelHost(Protocol):
     """What the manager needs from the agent loop."""
 

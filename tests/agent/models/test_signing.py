@@ -18,11 +18,6 @@ from shared.manifest import MANIFEST_FILE, MODEL_FILE, SIGNATURE_FILE, sha256_by
 from shared.signing import Ed25519Verifier, public_key_from_text, verify_manifest
 
 
-@pytest.fixture(scope="module")
-def key() -> SigningKey:
-    return SigningKey.generate()
-
-
 def _signed_copy(src, dst, key, version=None):
     shutil.copytree(src, dst)
     if version is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from agent.app import build_agent
+from agent.pipeline.sampling import Sampler
 from agent.settings import AgentSettings
 from hub.store.base import IngestRecord
 from hub.store.sqlite import SqliteHubStore
@@ -56,3 +57,21 @@ def test_the_hub_counts_drawn_anomalies_in_its_random_slice_but_queues_them_as_a
         assert store.unlabelled_predictions("random") == []
     finally:
         store.close()
+
+
+def test_low_confidence_samples_are_rate_limited_by_a_token_bucket():
+    now = [0.0]
+    sampler = Sampler(0.0, 2, "dev:1", clock=lambda: now[0])
+    near = {"threshold": 0.5, "margin": 0.1}
+    assert [sampler.reason(0.45, False, **near) for _ in range(3)] == ["low_confidence", "low_confidence", None]
+    assert sampler.reason(0.9, False, **near) is None  # far from the threshold
+    assert sampler.reason(0.55, True, **near) is None  # an anomaly goes anyway: never a low-confidence sample
+    now[0] = 30.0  # half a minute refills one of the two tokens
+    assert [sampler.reason(0.45, False, **near) for _ in range(2)] == ["low_confidence", None]
+
+
+def test_the_random_slice_is_seeded_per_device():
+    samplers = [Sampler(0.3, 0, seed) for seed in ("a", "a", "b")]
+    draws = [[sampler.reason(0.0, False, 0.5, 0.0) for _ in range(50)] for sampler in samplers]
+    assert draws[0] == draws[1] != draws[2]
+    assert set(draws[0]) == {"random", None}

@@ -16,7 +16,7 @@ import pytest
 from agent.db import AgentDB
 from agent.models.store import ModelStore
 from shared.codec import encode
-from tests.agent.models.test_assign import assignment, build_versions, has_event, pack
+from tests.agent.models.test_manager import assignment, build_versions, has_event, pack
 from tests.fixtures.broker import HUB_USER, Collector, publish, subscribe
 
 pytestmark = pytest.mark.slow

@@ -34,7 +34,7 @@ SENSORS = ["temperature", "vibration", "pressure", "flow", "current", "rpm"]
 SIZE, STEP = 30, 5  # the initial model's window
 
 
-# -- helpers (also used by the other test_assign* modules) ---------------------------------------------------
+# -- helpers (also used by the other tests of agent.models) ---------------------------------------------------
 def signed_variant(src: Path, dst: Path, version: str, key: SigningKey | None, *, onnx_bytes: bytes | None = None,
                    threshold: float | None = None) -> Path:
     """A copy of version dir `src` as `version` (other model bytes / threshold if given), signed by `key`."""

@@ -1,42 +1,18 @@
-"""The pieces of model assignment without a broker: fetching, safe extraction, checks, the health verdict."""
+"""Fetching a model artifact: a directory, a file archive or HTTP; bounded downloads, safe extraction."""
 
 from __future__ import annotations
 
 import io
-import shutil
 import tarfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from agent.db import AgentDB
 from agent.models.fetch import UrlFetcher
-from agent.models.manager import (
-    HealthCriteria,
-    HealthEvidence,
-    Job,
-    Preparer,
-    Ready,
-    check_artifact,
-    health_verdict,
-)
-from agent.models.store import ModelStore
-from hub.registry.signing import SigningKey
 from shared.errors import ModelIntegrityError, ModelLoadError
 from shared.manifest import MANIFEST_FILE, MODEL_FILE, SIGNATURE_FILE
-from shared.messages import Assign
-from tests.agent.models.test_assign import assignment, pack, signed_variant
-
-
-@pytest.fixture(scope="module")
-def key():
-    return SigningKey.generate()
-
-
-@pytest.fixture(scope="module")
-def v2(tmp_path_factory, initial_model_dir, key):
-    return signed_variant(initial_model_dir, tmp_path_factory.mktemp("units") / "v2", "v2", key)
+from tests.agent.models.test_manager import pack
 
 
 def _tar(members: dict[str, bytes], *, symlink: str | None = None) -> bytes:
@@ -139,60 +115,3 @@ def test_not_an_archive_is_a_load_error(tmp_path):
     dest.mkdir()
     with pytest.raises(ModelLoadError, match="not a readable"):
         UrlFetcher().fetch(junk.as_uri(), dest)
-
-
-def test_check_artifact_compares_the_assignment_manifest_and_file(tmp_path, v2, key):
-    good = assignment(v2)
-    check_artifact(v2, good, key.verifier())
-    with pytest.raises(ModelIntegrityError, match="sha256 mismatch: the assignment says"):
-        check_artifact(v2, good.model_copy(update={"sha256": "0" * 64}), key.verifier())
-    with pytest.raises(ModelIntegrityError, match="assigned v9"):
-        check_artifact(v2, good.model_copy(update={"version": "v9"}), key.verifier())
-    with pytest.raises(ModelIntegrityError, match="bad signature"):
-        check_artifact(v2, good, SigningKey.generate().verifier())
-    # an artifact without manifest.sig takes the assignment's signature
-    bare = shutil.copytree(v2, tmp_path / "bare")
-    (bare / SIGNATURE_FILE).unlink()
-    check_artifact(bare, good, key.verifier())
-    assert (bare / SIGNATURE_FILE).read_text().strip() == good.signature
-
-
-def test_preparer_tells_transient_from_permanent_failures(tmp_path, v2, key, initial_model_dir):
-    store = ModelStore(tmp_path / "models", AgentDB(tmp_path / "agent.db"), verifier=key.verifier())
-    preparer = Preparer(store, UrlFetcher(timeout_s=2))
-    ok = preparer.prepare(Job("v2", assignment(v2)))
-    assert isinstance(ok, Ready) and ok.model.version == "v2"
-    gone = preparer.prepare(Job("v2", assignment(v2, url="http://127.0.0.1:1/v2")))
-    assert not isinstance(gone, Ready) and gone.retry and gone.reason.startswith("fetch:")
-    bad = preparer.prepare(Job("v2", assignment(v2, sha256="1" * 64)))
-    assert not isinstance(bad, Ready) and not bad.retry and "sha256" in bad.reason
-    unsigned = preparer.prepare(Job("v1", Assign(ts=1.0, version="v1", mode="active", sha256=_sha(initial_model_dir),
-                                                  signature="", url=initial_model_dir.as_uri())))
-    assert not isinstance(unsigned, Ready) and not unsigned.retry and "not signed" in unsigned.reason
-    assert not list((tmp_path / "models" / ".staging").iterdir())  # staging is cleaned after every job
-
-
-def _sha(version_dir):
-    import json
-
-    return json.loads((version_dir / MANIFEST_FILE).read_text())["onnx_sha256"]
-
-
-def test_health_verdict():
-    criteria = HealthCriteria(windows=3, latency_ms=10.0)
-    evidence = HealthEvidence()
-    assert health_verdict(evidence, criteria)[0] == "pending"
-    for _ in range(3):
-        evidence.add(error=False, finite=True, latency_s=0.001)
-    assert health_verdict(evidence, criteria)[0] == "ok"
-    slow = HealthEvidence()
-    for _ in range(3):
-        slow.add(error=False, finite=True, latency_s=0.05)
-    verdict, reason = health_verdict(slow, criteria)
-    assert verdict == "failed" and "latency" in reason
-    nan = HealthEvidence()
-    nan.add(error=False, finite=False, latency_s=0.001)
-    assert health_verdict(nan, criteria) == ("failed", "1 NaN/inf score(s) in 1 windows")
-    err = HealthEvidence()
-    err.add(error=True, finite=False, latency_s=0.001)
-    assert health_verdict(err, criteria)[0] == "failed" and err.metrics()["inference_errors"] == 1.0

@@ -1,0 +1,84 @@
+"""The health-check verdict on a freshly swapped model, and the shadow comparison beside the incumbent (pure).
+
+`ModelManager` feeds both one window at a time; nothing here touches the store, a clock or the broker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+Verdict = Literal["pending", "ok", "failed"]
+
+
+@dataclass(frozen=True)
+class HealthCriteria:
+    """What a swapped-in model must show: this many windows scored, within this latency."""
+
+    windows: int = 20
+    latency_ms: float = 100.0  # p95 of per-window scoring latency
+
+
+@dataclass
+class HealthEvidence:
+    """What the serving model showed so far during its health check."""
+
+    windows: int = 0
+    errors: int = 0
+    nan_scores: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+
+    def add(self, *, error: bool, finite: bool, latency_s: float) -> None:
+        self.windows += 1
+        self.errors += error
+        self.nan_scores += not error and not finite
+        self.latencies_ms.append(latency_s * 1000.0)
+
+    def metrics(self) -> dict[str, float]:
+        lat = np.asarray(self.latencies_ms or [0.0])
+        return {"windows": float(self.windows), "inference_errors": float(self.errors),
+                "nan_scores": float(self.nan_scores), "latency_p50_ms": float(np.percentile(lat, 50)),
+                "latency_p95_ms": float(np.percentile(lat, 95)), "latency_max_ms": float(lat.max())}
+
+
+def health_verdict(evidence: HealthEvidence, criteria: HealthCriteria) -> tuple[Verdict, str]:
+    """Fail at the first inference error or NaN score; after `criteria.windows` windows judge latency."""
+    if evidence.errors:
+        return "failed", f"{evidence.errors} inference error(s) in {evidence.windows} windows"
+    if evidence.nan_scores:
+        return "failed", f"{evidence.nan_scores} NaN/inf score(s) in {evidence.windows} windows"
+    if evidence.windows < criteria.windows:
+        return "pending", f"{evidence.windows}/{criteria.windows} windows"
+    p95 = float(np.percentile(np.asarray(evidence.latencies_ms), 95))
+    if p95 > criteria.latency_ms:
+        return "failed", f"p95 latency {p95:.1f} ms exceeds the {criteria.latency_ms:.1f} ms budget"
+    return "ok", f"{evidence.windows} windows, no errors or NaNs, p95 latency {p95:.2f} ms"
+
+
+@dataclass
+class ShadowStats:
+    """The candidate beside the incumbent over one reporting period."""
+
+    windows: int = 0
+    compared: int = 0
+    disagreements: int = 0
+    abs_diff_sum: float = 0.0
+    nan_scores: int = 0
+    errors: int = 0
+    incumbent_anomalies: int = 0
+    shadow_anomalies: int = 0
+    latency_sum_ms: float = 0.0
+    latency_max_ms: float = 0.0
+
+    def metrics(self) -> dict[str, float]:
+        n, c = max(self.windows, 1), max(self.compared, 1)
+        return {
+            "windows": float(self.windows), "compared": float(self.compared),
+            "disagreements": float(self.disagreements), "disagreement_rate": self.disagreements / c,
+            "mean_abs_score_diff": self.abs_diff_sum / c, "nan_scores": float(self.nan_scores),
+            "inference_errors": float(self.errors), "incumbent_anomaly_rate": self.incumbent_anomalies / c,
+            "shadow_anomaly_rate": self.shadow_anomalies / c, "latency_mean_ms": self.latency_sum_ms / n,
+            "latency_max_ms": self.latency_max_ms,
+        }
