@@ -1,71 +1,41 @@
 """The ingest worker: device messages from MQTT into the hub store, validated, batched and idempotent.
 
-Threads: paho's network thread only decodes and enqueues (`_on_message` cannot raise); one writer
-thread drains the queue into `HubStore.ingest_batch` transactions, closing a batch at `batch_size`
-messages, when the queue runs dry, or `flush_interval_s` after its first message.
+`IngestWorker` puts together an `IngestSession` (`hub.mqtt.session`: the paho client, MQTT 5 shared and snapshot
+subscriptions, persistent session, manual acks) and a `BatchWriter` (`hub.mqtt.batch`: the writer thread that
+commits batches to `HubStore.ingest_batch` and acknowledges them after commit), and counts what they do.
 
-Acknowledgement: paho runs with ``manual_ack``; the writer sends each PUBACK only after the message's
-batch (or its dead letter) has committed, in the order the messages arrived. With a stable
-`client_id` and a persistent session (``clean_start=False``, `session_expiry_s`), a worker killed
-at any point loses nothing: the broker redelivers what was not acknowledged when the worker comes
-back with the same id, and the store ignores what it already holds. The trade-off: mosquitto keeps
-routing this worker's share of a shared subscription to its session while it is down, and drops
-that share if the worker stays away longer than `session_expiry_s`. `stop()` acknowledges
-everything, then ends the session so the remaining workers take the whole load.
-
-Several workers with the same `share_group` split the traffic (MQTT 5 shared subscriptions). Shared
-subscriptions get no retained messages (MQTT 5; mosquitto 2.0 sends them anyway), so each worker also
-subscribes to the status topics directly (subscription identifier `SNAPSHOT_SUB_ID`) and keeps only
-the *retained* statuses from it: the presence snapshot at startup. Live statuses are taken from the
-shared subscription; the other copy of each is acknowledged and skipped.
+Threads: paho's network thread only decodes and enqueues (it cannot raise); the writer thread drains the queue.
+A worker killed at any point loses nothing: the broker redelivers what was not acknowledged when the worker
+comes back with the same `client_id`, and the store ignores what it already holds. The trade-off: mosquitto
+keeps routing this worker's share of a shared subscription to its session while it is down, and drops that
+share if the worker stays away longer than `session_expiry_s`. `stop()` acknowledges everything, then ends the
+session so the remaining workers take the whole load.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import socket
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
-from hub.mqtt.decoding import UNKNOWN, Decoded, dead_letter, decode_message
-from hub.store.base import DeadLetter, HubStore, IngestRecord, IngestResult
-from infra.mqtt import build_client, close_client
+from hub.mqtt.batch import BatchWriter, Committed, Item, decode_delivery, internal_error
+from hub.mqtt.session import Delivery, IngestSession
+from hub.store.base import HubStore
 from shared.codec import MAX_PAYLOAD_BYTES
-from shared.errors import StoreError, TopicError
-from shared.topics import Kind, Topics
+from shared.topics import Topics
 
 if TYPE_CHECKING:
     from hub.app.metrics import HubMetrics
     from hub.app.settings import HubSettings
 
 log = logging.getLogger(__name__)
-
-SHARED_SUB_ID = 1
-SNAPSHOT_SUB_ID = 2
-_RETRY_MAX_S = 5.0
-
-
-@dataclass(frozen=True, slots=True)
-class _Item:
-    """One received message on its way to the store, with what is needed to acknowledge it."""
-
-    mid: int
-    qos: int
-    generation: int  # connection it arrived on: a PUBACK is only valid on that connection
-    decoded: Decoded | None  # None: a live copy from the snapshot subscription, acknowledged and skipped
-    topic: str = ""
-    payload_head: bytes = b""  # for dead-lettering a record the store rejects
-    payload_size: int = 0
-    retained: bool = False
 
 
 @dataclass(frozen=True)
@@ -76,7 +46,7 @@ class IngestStats:
     stored: dict[str, int] = field(default_factory=dict)
     duplicates: dict[str, int] = field(default_factory=dict)
     dead_letters: dict[str, int] = field(default_factory=dict)  # by reason
-    skipped: int = 0  # statuses seen again through the other subscription (see `_duplicate_copy`)
+    skipped: int = 0  # statuses seen again through the other subscription (see `hub.mqtt.session`)
     processed: int = 0  # messages whose outcome (stored, duplicate, dead letter) has committed; not `skipped`
     acked: int = 0
     batches: int = 0
@@ -135,7 +105,6 @@ class IngestWorker:
         self.session_expiry_s = session_expiry_s
         self.client_id = client_id or f"fleetloop-ingest-{share_group or 'solo'}-{socket.gethostname()}"[:128]
 
-        self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
         self._cond = threading.Condition()  # guards the counters below and signals progress
         self._received: Counter[str] = Counter()
         self._stored: Counter[str] = Counter()
@@ -146,21 +115,34 @@ class IngestWorker:
         self._last_received = 0.0
         self._last_lag: float | None = None
         self._max_lag: float | None = None
+        self._started = False
+        self._stopping = threading.Event()  # shared with the session and the writer
 
-        self._ack_lock = threading.Lock()  # generation changes and PUBACKs never interleave
-        self._generation = 0
-        self.connected = threading.Event()
-        self.subscribed = threading.Event()
-        self._suback_mids: set[int] = set()
-        self._stopping = threading.Event()
-        self._writer: threading.Thread | None = None
+        self.session = IngestSession(
+            host=host, port=port, username=username, password=password, client_id=self.client_id,
+            topics=self.topics, share_group=share_group, deliver=self._receive, stopping=self._stopping,
+            session_expiry_s=session_expiry_s, keepalive=keepalive, tls_ca=tls_ca,
+        )
+        self.writer = BatchWriter(
+            store, ack=self.session.ack, on_commit=self._committed, on_store_error=self._store_error,
+            stopping=self._stopping, batch_size=batch_size, flush_interval_s=flush_interval_s, metrics=metrics,
+            clock=clock, name=f"ingest-writer-{self.client_id}",
+        )
 
-        client = build_client(self.client_id, username=username, password=password, tls_ca=tls_ca, manual_ack=True)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_subscribe = self._on_subscribe
-        client.on_message = self._on_message
-        self.client = client
+    @property
+    def client(self) -> mqtt.Client:
+        """The session's paho client."""
+        return self.session.client
+
+    @property
+    def connected(self) -> threading.Event:
+        """Set while the session is connected."""
+        return self.session.connected
+
+    @property
+    def subscribed(self) -> threading.Event:
+        """Set once the broker acknowledged every subscription of the current connection."""
+        return self.session.subscribed
 
     @classmethod
     def from_settings(
@@ -187,15 +169,11 @@ class IngestWorker:
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
         """Start the writer and connect in the background (paho reconnects on its own)."""
-        if self._writer is not None:
+        if self._started:
             raise RuntimeError("the ingest worker is already started")
-        self._writer = threading.Thread(target=self._run_writer, name=f"ingest-writer-{self.client_id}", daemon=True)
-        self._writer.start()
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = self.session_expiry_s
-        self.client.connect_async(self.host, self.port, keepalive=self.keepalive, clean_start=False,
-                                  properties=props)
-        self.client.loop_start()
+        self._started = True
+        self.writer.start()
+        self.session.connect()
 
     def wait_ready(self, timeout: float = 10.0) -> bool:
         """Wait until connected and every subscription is acknowledged."""
@@ -211,24 +189,19 @@ class IngestWorker:
         deadline = time.monotonic() + timeout
         drained = False
         if self.connected.is_set():
-            self.client.unsubscribe(self._filters())
+            self.session.unsubscribe()
             # Messages already routed to this session keep arriving after the UNSUBSCRIBE: take them all.
             drained = self.wait_idle(quiet_s=max(0.1, 2 * self.flush_interval_s),
                                      timeout=max(0.0, deadline - time.monotonic()))
         self._stopping.set()
-        if self._writer is not None:
-            self._writer.join(max(0.1, deadline - time.monotonic()))
-            if self._writer.is_alive():
+        if self._started:
+            self.writer.join(max(0.1, deadline - time.monotonic()))
+            if self.writer.is_alive():
                 log.error("ingest writer did not finish within %.1f s; unacknowledged messages stay with the "
                           "broker", timeout)
         with self._cond:
             clean = drained and self._pending == 0
-        props = None
-        if clean:
-            props = Properties(PacketTypes.DISCONNECT)
-            props.SessionExpiryInterval = 0  # everything is acknowledged: let the other workers take over
-        close_client(self.client, props)
-        self.connected.clear()
+        self.session.close(end_session=clean)  # everything acknowledged: let the other workers take over
 
     # -- progress (for tests and health checks) --------------------------------------------------
     def stats(self) -> IngestStats:
@@ -276,219 +249,41 @@ class IngestWorker:
                 return False
             time.sleep(min(remaining, max(0.01, quiet_s - idle_for), 0.05))
 
-    # -- paho callbacks (network thread) ---------------------------------------------------------
-    def _filters(self) -> list[str]:
-        filters = self.topics.hub_subscriptions(self.share_group)
-        if self.share_group:
-            filters.append(self.topics.all_devices(Kind.STATUS))
-        return filters
-
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        if reason.is_failure:
-            log.error("broker %s:%d refused ingest worker %s: %s", self.host, self.port, self.client_id, reason)
-            return
-        with self._ack_lock:
-            self._generation += 1
-        self.connected.set()
-        log.info("ingest worker %s connected to %s:%d (session present: %s)", self.client_id, self.host, self.port,
-                 flags.session_present)
-        shared = Properties(PacketTypes.SUBSCRIBE)
-        shared.SubscriptionIdentifier = SHARED_SUB_ID
-        mids = [client.subscribe([(f, 1) for f in self.topics.hub_subscriptions(self.share_group)],
-                                 properties=shared)[1]]
-        if self.share_group:
-            snapshot = Properties(PacketTypes.SUBSCRIBE)
-            snapshot.SubscriptionIdentifier = SNAPSHOT_SUB_ID
-            mids.append(client.subscribe(self.topics.all_devices(Kind.STATUS), qos=1, properties=snapshot)[1])
-        with self._cond:
-            self._suback_mids = {m for m in mids if m is not None}
-
-    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: list[Any], props: Any) -> None:
-        failed = [str(rc) for rc in reason_codes if rc.is_failure]
-        if failed:
-            log.error("broker refused ingest subscriptions (mid %d): %s", mid, ", ".join(failed))
-        with self._cond:
-            self._suback_mids.discard(mid)
-            if not self._suback_mids and not failed:
-                self.subscribed.set()
-
-    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        with self._ack_lock:
-            self._generation += 1  # PUBACKs for messages of the lost connection must not go out on the next
-        self.connected.clear()
-        self.subscribed.clear()
-        if not self._stopping.is_set():
-            log.warning("ingest worker %s disconnected: %s; unacknowledged messages will be redelivered",
-                        self.client_id, reason)
-
-    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        """Decode and enqueue; never raises (a bad payload is a dead letter, a bug is logged and kept)."""
+    # -- the two threads report here -----------------------------------------------------------
+    def _receive(self, delivery: Delivery) -> None:
+        """Decode and enqueue (paho's network thread); never raises: a bug in decoding is an ``internal``
+        dead letter."""
         received_at = self.clock()
         try:
-            item = self._decode(message, received_at)
+            item = decode_delivery(self.topics, delivery, received_at=received_at, max_bytes=self.max_payload_bytes)
         except Exception as exc:  # a bug in decoding must not stop the worker or lose the message's ack
             log.exception("ingest: unexpected error decoding a message")
-            item = self._internal_error(message, received_at, exc)
+            try:
+                item = internal_error(delivery, received_at, repr(exc))
+            except Exception:  # pragma: no cover - nothing left to record; acknowledge and move on
+                item = Item(delivery.mid, delivery.qos, delivery.generation, None)
         with self._cond:
             self._pending += 1
             if item.decoded is not None:
                 self._received[item.decoded.kind] += 1
             self._last_received = time.monotonic()
-        self._queue.put(item)
+        self.writer.put(item)
 
-    def _decode(self, message: mqtt.MQTTMessage, received_at: float) -> _Item:
-        with self._ack_lock:
-            generation = self._generation
-        payload = bytes(message.payload)
-        try:
-            topic = message.topic
-        except UnicodeDecodeError:
-            topic = message._topic.decode("utf-8", "replace")  # the broker should have refused it
-        if self._duplicate_copy(topic, bool(message.retain), _subscription_ids(message)):
-            return _Item(message.mid, message.qos, generation, None)
-        decoded = decode_message(self.topics, topic, payload, retained=bool(message.retain), received_at=received_at,
-                                 max_bytes=self.max_payload_bytes)
-        head = payload[:4096] if decoded.record is not None else b""
-        return _Item(message.mid, message.qos, generation, decoded, topic, head, len(payload), bool(message.retain))
-
-    def _duplicate_copy(self, topic: str, retained: bool, sub_ids: set[int]) -> bool:
-        """A status that also arrives through the other subscription, where it is ingested.
-
-        Live statuses are taken from the shared subscription, retained ones from the snapshot one
-        (mosquitto 2.0 also sends retained messages to shared subscriptions, against MQTT 5 §4.8.2).
-        """
-        if not self.share_group:
-            return False
-        if SNAPSHOT_SUB_ID in sub_ids and SHARED_SUB_ID not in sub_ids:
-            return not retained
-        if retained and SNAPSHOT_SUB_ID not in sub_ids:
-            try:
-                return self.topics.parse(topic).kind is Kind.STATUS
-            except TopicError:
-                return False
-        return False
-
-    def _internal_error(self, message: mqtt.MQTTMessage, received_at: float, exc: Exception) -> _Item:
-        with self._ack_lock:
-            generation = self._generation
-        mid, qos = getattr(message, "mid", 0), getattr(message, "qos", 0)
-        try:
-            topic = message._topic.decode("utf-8", "replace")
-            letter = dead_letter(topic, bytes(message.payload), "internal", repr(exc)[:500], received_at)
-            return _Item(mid, qos, generation, Decoded(UNKNOWN, dead_letter=letter), topic)
-        except Exception:  # pragma: no cover - nothing left to record; acknowledge and move on
-            return _Item(mid, qos, generation, None)
-
-    # -- writer thread ---------------------------------------------------------------------------
-    def _run_writer(self) -> None:
-        while True:
-            batch = self._take()
-            if batch:
-                try:
-                    self._commit(batch)
-                except Exception:  # a bug: keep the writer alive; the batch stays unacknowledged
-                    log.exception("ingest writer: unexpected error; %d messages left unacknowledged", len(batch))
-            elif self._stopping.is_set():
-                return
-
-    def _take(self) -> list[_Item]:
-        """Up to `batch_size` items: closes when the queue runs dry or `flush_interval_s` after the first."""
-        try:
-            first = self._queue.get(timeout=self.flush_interval_s)
-        except queue.Empty:
-            return []
-        batch = [first]
-        deadline = time.monotonic() + self.flush_interval_s
-        while len(batch) < self.batch_size and time.monotonic() < deadline:
-            try:
-                batch.append(self._queue.get_nowait())
-            except queue.Empty:
-                break  # the broker sends at most its in-flight window before our PUBACKs: do not wait
-        return batch
-
-    def _commit(self, batch: list[_Item]) -> None:
-        record_items = [i for i in batch if i.decoded is not None and i.decoded.record is not None]
-        records = [i.decoded.record for i in record_items if i.decoded is not None and i.decoded.record is not None]
-        letters = [i.decoded.dead_letter for i in batch if i.decoded is not None and i.decoded.dead_letter is not None]
-        result = self._write(records, letters)
-        if result is None:
-            return  # stopping with the store down: leave these unacknowledged for redelivery
-        rejected: list[DeadLetter] = []
-        for r in result.rejected:
-            item = record_items[r.index]
-            device = records[r.index].message.device_id
-            rejected.append(DeadLetter(item.topic, item.payload_head, r.reason, r.detail,
-                                       records[r.index].received_at, item.payload_size, device))
-        if rejected and self._write([], rejected) is None:
-            return
-        now = self.clock()
-        rejected_idx = {r.index for r in result.rejected}
-        lags = [now - rec.message.ts for i, (rec, item) in enumerate(zip(records, record_items, strict=True))
-                if not item.retained and i not in rejected_idx]
-        acked = self._ack(batch)
+    def _committed(self, c: Committed) -> None:
         with self._cond:
-            self._stored.update(result.stored)
-            self._duplicates.update(result.duplicates)
-            self._dead.update(d.reason for d in [*letters, *rejected])
-            skipped = sum(1 for i in batch if i.decoded is None)
-            self._skipped += skipped
-            self._processed += len(batch) - skipped
-            self._acked += acked
-            self._pending -= len(batch)
+            self._stored.update(c.result.stored)
+            self._duplicates.update(c.result.duplicates)
+            self._dead.update(d.reason for d in c.letters)
+            self._skipped += c.skipped
+            self._processed += c.size - c.skipped
+            self._acked += c.acked
+            self._pending -= c.size
             self._batches += 1
-            if lags:
-                self._last_lag = lags[-1]
-                self._max_lag = max(lags) if self._max_lag is None else max(self._max_lag, *lags)
+            if c.lags:
+                self._last_lag = c.lags[-1]
+                self._max_lag = max(c.lags) if self._max_lag is None else max(self._max_lag, *c.lags)
             self._cond.notify_all()
-        self._observe(result, [*letters, *rejected], lags)
 
-    def _write(self, records: list[IngestRecord], letters: list[DeadLetter]) -> IngestResult | None:
-        """`ingest_batch`, retried with backoff while the store fails; None if stopping meanwhile."""
-        delay = 0.05
-        while True:
-            try:
-                return self.store.ingest_batch(records, letters)
-            except Exception as exc:  # StoreError, or a bug: either way keep the messages unacknowledged
-                with self._cond:
-                    self._store_errors += 1
-                if self.metrics is not None:
-                    self.metrics.store_errors.inc()
-                if isinstance(exc, StoreError):
-                    log.error("ingest: store failed (%s); retrying in %.2f s", exc, delay)
-                else:
-                    log.exception("ingest: unexpected error writing a batch; retrying in %.2f s", delay)
-                if self._stopping.wait(delay):
-                    return None
-                delay = min(delay * 2, _RETRY_MAX_S)
-
-    def _ack(self, batch: list[_Item]) -> int:
-        """PUBACK every message of a committed batch, in arrival order, on the connection it came from."""
-        sent = 0
-        with self._ack_lock:
-            for item in batch:
-                if item.qos > 0 and item.generation == self._generation and self.connected.is_set():
-                    self.client.ack(item.mid, item.qos)
-                    sent += 1
-        return sent
-
-    def _observe(self, result: IngestResult, letters: list[DeadLetter], lags: list[float]) -> None:
-        m = self.metrics
-        if m is None:
-            return
-        for kind, n in result.stored.items():
-            m.ingested.labels(kind=kind).inc(n)
-        for kind, n in result.duplicates.items():
-            m.duplicates.labels(kind=kind).inc(n)
-        for letter in letters:
-            m.dead_letters.labels(reason=letter.reason).inc()
-        for lag in lags:
-            m.ingest_lag.observe(max(0.0, lag))
-        m.ingest_queue.set(self._queue.qsize())
-
-
-def _subscription_ids(message: mqtt.MQTTMessage) -> set[int]:
-    props = getattr(message, "properties", None)
-    ids = getattr(props, "SubscriptionIdentifier", None) if props is not None else None
-    if ids is None:
-        return set()
-    return set(ids) if isinstance(ids, list) else {int(ids)}
+    def _store_error(self) -> None:
+        with self._cond:
+            self._store_errors += 1

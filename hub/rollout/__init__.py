@@ -8,15 +8,19 @@
 - `machine`: `start` and `next_step`; `actions`: `pause`, `resume`, `promote`, `rollback`, `abort`.
 - `state`: `RolloutState`, `Decision`, `Command`, `Transition`, each with `to_dict` / `from_dict`.
 - `stragglers`: which devices no rollout speaks for serve another version than the active one.
+- `reports`: a stage's `Evidence`, the baseline, `ControlTrust` and `Expectation` from the hub store's rows.
+- `records`: what a rollout leaves behind (the stored `Rollout`, hub events, registry moves, assignment ids).
+- `errors`: `RolloutError` and the service's `RolloutNotFound`, `RolloutConflict`.
+- `service`: `RolloutService`, the one module here that touches the store, the registry and the broker.
 - `settings`: `HealthLimitsSettings`, the validated limits of `HubSettings.rollout_limits`.
 
-No clock, broker or database: callers pass `now` and evidence in, persist the state and carry out the
-decision's commands (publish retained assigns, send rollback commands). Invalid transitions raise
-`RolloutError`.
+Apart from `service`, no clock, broker or database: callers pass `now` and evidence in, persist the state
+and carry out the decision's commands (publish retained assigns, send rollback commands). Invalid transitions
+raise `RolloutError`.
 """
 
 from hub.rollout.actions import abort, pause, promote, resume, rollback
-from hub.rollout.errors import RolloutError
+from hub.rollout.errors import RolloutConflict, RolloutError, RolloutNotFound
 from hub.rollout.evidence import ControlTrust, DeviceSummary, Evidence, Expectation, Scoring, Yardstick
 from hub.rollout.health import Assessment, assess
 from hub.rollout.machine import next_step, start
@@ -44,7 +48,9 @@ __all__ = [
     "Expectation",
     "HealthLimits",
     "Mode",
+    "RolloutConflict",
     "RolloutError",
+    "RolloutNotFound",
     "RolloutPlan",
     "RolloutState",
     "Scoring",

@@ -208,7 +208,7 @@ def test_ten_thousand_malformed_payloads_are_dead_lettered_and_valid_ones_stored
         counts = store.counts()
         assert {"anomaly": counts.anomalies, "sample": counts.samples, "stats": counts.stats,
                 "annotation": counts.annotations, "model_event": counts.model_events} == dict(expected_stored)
-        assert worker.connected.is_set() and worker._writer is not None and worker._writer.is_alive()
+        assert worker.connected.is_set() and worker.writer.is_alive()
         assert all(len(d.payload) <= 4096 for d in store.dead_letters(limit=N_MALFORMED))
     finally:
         worker.stop()

@@ -123,7 +123,9 @@ def test_malformed_records_raise_rollout_error(cls: Any) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["plan", "evidence", "machine", "actions", "health", "state", "stragglers", "settings"]
+    "name",
+    ["plan", "evidence", "machine", "actions", "health", "state", "stragglers", "settings", "reports", "records",
+     "errors"],
 )
 def test_doctests_and_docstrings(name: str) -> None:
     module = importlib.import_module(f"hub.rollout.{name}")
