@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-__all__ = ["BlockBootstrap", "PairedSlice", "Resampled", "block_bootstrap", "paired_slice"]
+__all__ = ["BlockBootstrap", "PairedSlice", "Resampled", "block_bootstrap", "interval", "paired_slice"]
 
 _MAX_DRAWS = 1 << 21
 """Block draws held in memory at once by the bootstrap (resamples × blocks of one cohort)."""
@@ -105,7 +105,8 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return out
 
 
-def _interval(draws: np.ndarray, alpha: float) -> tuple[float, float]:
+def interval(draws: np.ndarray, alpha: float) -> tuple[float, float]:
+    """The [alpha, 1 - alpha] quantiles of the finite `draws`; NaN, NaN when there are none."""
     finite = draws[np.isfinite(draws)]
     if finite.size == 0:
         return math.nan, math.nan

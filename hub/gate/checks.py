@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from hub.gate.bootstrap import BlockBootstrap, PairedSlice, Resampled, _interval
+from hub.gate.bootstrap import BlockBootstrap, PairedSlice, Resampled, interval
 
 if TYPE_CHECKING:
     from hub.gate.verdict import GateConfig, SliceMetrics
@@ -127,7 +127,7 @@ class Gains:
 
 def _sure_gain(regression: float, draws: np.ndarray | None, alpha: float) -> float:
     """Minus the worst plausible regression (the interval's upper bound), floored at 0; 0 for NaN."""
-    worst = regression if draws is None else _interval(draws, alpha)[1]
+    worst = regression if draws is None else interval(draws, alpha)[1]
     return max(0.0, -worst) if math.isfinite(worst) else 0.0
 
 
@@ -166,7 +166,7 @@ def regression(
     if resampled is None:
         return GateCheck(name, not over, regression, tol, detail)
     draws, blocks = resampled
-    lo, hi = _interval(draws, alpha)
+    lo, hi = interval(draws, alpha)
     worse = not lo <= _EPS  # no interval (NaN): taken as worse
     detail += f"; {1 - 2 * alpha:.0%} interval [{lo:+.4f}, {hi:+.4f}] over {blocks} blocks"
     if over:

@@ -13,6 +13,8 @@ Which one: `TrainingSettings.base_set` when set, else the parent's: its ``base_s
 description there, so a grandchild finds it too), else ``sim``. Base rows always travel as the training set's
 ``sim`` source, weighted by `TrainingSettings.sim_weight`, apart from field feedback; their description in
 the manifest's sources says which data they are.
+
+No store: a base set is simulated or read from a file on disk (the C-MAPSS datasets folder).
 """
 
 from __future__ import annotations

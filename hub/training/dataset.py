@@ -10,20 +10,23 @@ frozen evaluation slice of live labelled traffic.
   overlapping windows of one device's same hour fall on one side. The assignment (eval or train) is stored
   the first time a trace is seen and never moves, even if the fraction changes later. Training and
   evaluation traces are disjoint, checked on every build.
+
+Pure: this module works on values (label items, prediction rows, the stored assignments) and runs the
+simulator; reading them from the store and storing the slice is `hub.training.service.loading`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 
-from hub.store.base import HubStore
-from hub.training.errors import RetrainError, UnknownLabelSetError
+from hub.store.base import LabelItemRow, PredictionRow
+from hub.training.errors import RetrainError
 from hub.training.settings import TrainingSettings
 from shared.features import WindowSpec
 from shared.manifest import ModelManifest
@@ -31,7 +34,8 @@ from sim.dataset import simulate_windows, split_by_machine
 
 Source = Literal["sim", "field"]
 UNKNOWN_COHORT = "unknown"
-_EVAL_SALT = "fleetloop:eval-slice:v1"
+EVAL_SALT = "fleetloop:eval-slice:v1"
+"""Salts the hash that puts a split key in the evaluation slice (changing it would move every new trace)."""
 
 
 # --- pure helpers -----------------------------------------------------------------------------------
@@ -242,18 +246,20 @@ def base_rows(spec: SimSpec, window: WindowSpec, *, weight: float, validation_fr
 
 
 @dataclass(frozen=True)
-class _Feedback:
-    rows: SourceRows  # every usable label, `validation` not set yet
+class Feedback:
+    """The usable labels of one label set as field rows (`validation` not set yet), with each row's device
+    and time (its split key's parts) and how many labels were dropped, and why."""
+
+    rows: SourceRows
     device_id: np.ndarray
     ts: np.ndarray
     dropped: dict[str, int]
 
 
-def _load_feedback(store: HubStore, label_set_id: str, n_features: int, feedback_weight: float) -> _Feedback:
-    if store.label_set(label_set_id) is None:
-        raise UnknownLabelSetError(f"no label set {label_set_id}")
-    items = store.label_set_items(label_set_id)
-    predictions = {p.trace_id: p for p in store.predictions_by_trace([i.trace_id for i in items])}
+def feedback_rows(items: Sequence[LabelItemRow], predictions: Mapping[str, PredictionRow], n_features: int,
+                  feedback_weight: float) -> Feedback:
+    """The label set's `items` joined to the features of their `predictions` (by trace id); labels without a
+    prediction, or whose features are not this model's inputs, are dropped and counted."""
     kept, missing, wrong_width = [], 0, 0
     for item in items:  # by trace_id: a deterministic order
         p = predictions.get(item.trace_id)
@@ -275,9 +281,9 @@ def _load_feedback(store: HubStore, label_set_id: str, n_features: int, feedback
         validation=np.zeros(n, bool),
         unbiased=np.array([p.reason == "random" for _, p in kept], dtype=bool),  # sampled anomalies too
     )
-    return _Feedback(rows, np.array([p.device_id for _, p in kept], dtype=str),
-                     np.array([p.ts for _, p in kept], dtype=np.float64),
-                     {"field_missing_prediction": missing, "field_wrong_feature_count": wrong_width})
+    return Feedback(rows, np.array([p.device_id for _, p in kept], dtype=str),
+                    np.array([p.ts for _, p in kept], dtype=np.float64),
+                    {"field_missing_prediction": missing, "field_wrong_feature_count": wrong_width})
 
 
 def _take(rows: SourceRows, mask: np.ndarray, **changes: np.ndarray) -> SourceRows:
@@ -286,36 +292,38 @@ def _take(rows: SourceRows, mask: np.ndarray, **changes: np.ndarray) -> SourceRo
     return SourceRows(rows.source, **{**values, **changes})
 
 
-def freeze_eval_split(
-    store: HubStore, trace_ids: np.ndarray, keys: np.ndarray, *, fraction: float, now: float
-) -> np.ndarray:
-    """Which traces are in the evaluation slice: stored assignments win, new traces are hashed and stored."""
-    proposed = {str(t): hash_fraction(str(k), _EVAL_SALT) < fraction for t, k in zip(trace_ids, keys, strict=True)}
-    stored = store.freeze_eval_slice(proposed, ts=now)
-    return np.array([stored[str(t)] for t in trace_ids], dtype=bool)
+def split_keys(feedback: Feedback, block_s: float) -> np.ndarray:
+    """Each feedback row's split key (`split_key`): the unit the evaluation slice and validation are drawn in."""
+    return np.array([split_key(d, float(t), tr, block_s)
+                     for d, t, tr in zip(feedback.device_id, feedback.ts, feedback.rows.trace_id, strict=True)],
+                    dtype=str)
 
 
-def build_datasets(
-    store: HubStore,
+def propose_eval_split(trace_ids: np.ndarray, keys: np.ndarray, fraction: float) -> dict[str, bool]:
+    """Which traces the hash puts in the evaluation slice (stored assignments, read back, win over these).
+
+    >>> propose_eval_split(np.array(["t1", "t2"]), np.array(["k", "k"]), 1.0)
+    {'t1': True, 't2': True}
+    """
+    return {str(t): hash_fraction(str(k), EVAL_SALT) < fraction for t, k in zip(trace_ids, keys, strict=True)}
+
+
+def assemble_datasets(
+    spec: SimSpec,
+    sim: SourceRows,
+    feedback: Feedback,
+    keys: np.ndarray,
+    in_eval: np.ndarray,
     *,
     label_set_id: str,
-    parent: ModelManifest,
     settings: TrainingSettings,
     max_cohort_share: float,
-    now: float,
 ) -> Datasets:
-    """The training set and the frozen evaluation slice for one label set and one parent model."""
-    window = parent.window
-    from hub.training.base_sets import base_set  # builds on this module: imported here, not at the top
-
-    spec, sim = base_set(parent, settings, window)  # "sim" (the simulator) or "cmapss:<file>"
-    fb = _load_feedback(store, label_set_id, window.n_features, settings.feedback_weight)
-    rows = fb.rows
-    keys = np.array([split_key(d, float(t), tr, settings.split_block_s)
-                     for d, t, tr in zip(fb.device_id, fb.ts, rows.trace_id, strict=True)], dtype=str)
-    in_eval = freeze_eval_split(store, rows.trace_id, keys, fraction=settings.eval_fraction, now=now)
+    """The training set and the evaluation slice from the base rows and the feedback, given each feedback
+    row's split key and whether (as stored) it is in the evaluation slice. RetrainError on a leak."""
+    rows = feedback.rows
     evaluation = EvalSet(X=rows.X[in_eval], y=rows.y[in_eval], cohort=rows.cohort[in_eval],
-                         trace_id=rows.trace_id[in_eval], device_id=fb.device_id[in_eval], groups=keys[in_eval])
+                         trace_id=rows.trace_id[in_eval], device_id=feedback.device_id[in_eval], groups=keys[in_eval])
 
     train = ~in_eval
     validation = np.array([hash_fraction(str(k), f"fleetloop:validation:{settings.seed}") < settings.validation_fraction
@@ -335,7 +343,7 @@ def build_datasets(
     if len(field_rows):
         descriptions.append(f"field:label_set={label_set_id} rows={len(field_rows)} "
                             f"positives={int(field_rows.y.sum())} eval_rows={len(evaluation)}")
-    counts = {**fb.dropped, "field_labels": len(rows), "field_train": len(field_rows), "eval": len(evaluation),
+    counts = {**feedback.dropped, "field_labels": len(rows), "field_train": len(field_rows), "eval": len(evaluation),
               "sim": len(sim)}
     return Datasets(TrainingSet(sim, field_rows, tuple(descriptions)), evaluation, spec, label_set_id, counts)
 

@@ -2,6 +2,8 @@
 slice, the candidate's single-window latency, and the pure gate (`hub.gate.verdict.evaluate_gate`) over the numbers.
 
 Scores come from the ONNX files, not from scikit-learn: the gate judges what devices would run.
+No store: the slice and both artifacts are passed in (the latency is measured with a perf counter, not read
+from a clock).
 """
 
 from __future__ import annotations

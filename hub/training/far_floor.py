@@ -13,24 +13,26 @@ slice (reason ``random``: drawn regardless of the decision, so unbiased) that en
 first report of the current drift run. A scope with fewer such windows than the gate's minimum of negatives
 gets no floor. The floor only ever loosens the false-alarm checks back to a rate the fleet already ran
 with; the recall checks and every other check are unchanged.
+
+Pure: this module computes the floor from report and prediction rows; reading them from the store is
+`hub.training.service.loading` (`drift_onset`, `far_before_drift`).
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable, Mapping
 
 from hub.gate.verdict import FarFloor
-from hub.store.base import HubStore
+from hub.store.base import DriftReportRow, LabelItemRow, PredictionRow
 from hub.training.dataset import UNKNOWN_COHORT
 
-_REPORTS = 1000
 
-
-def drift_onset(store: HubStore, version: str) -> float | None:
-    """Start of the window of the first report of `version`'s current fleet-wide drift run; None when its
-    latest conclusive verdict (drift or no_drift) is not drift, or there is none."""
+def onset_from_reports(reports: Iterable[DriftReportRow]) -> float | None:
+    """Start of the window of the first report of the current drift run, from one scope's reports (newest
+    first); None when the latest conclusive verdict (drift or no_drift) is not drift, or there is none."""
     onset = None
-    for report in store.drift_reports(limit=_REPORTS, scope=f"fleet@{version}"):  # newest first
+    for report in reports:  # newest first
         if report.verdict == "insufficient_data":
             continue
         if report.verdict != "drift":
@@ -40,18 +42,20 @@ def drift_onset(store: HubStore, version: str) -> float | None:
     return onset
 
 
-def far_before_drift(store: HubStore, incumbent: str, label_set_id: str, *, min_negatives: int,
-                     min_cohort_negatives: int) -> FarFloor | None:
-    """The incumbent's false-alarm rate on this fleet before its current drift, overall and per cohort (the
-    label set's cohorts, as the evaluation slice names them); None when it has not drifted."""
-    onset = drift_onset(store, incumbent)
-    if onset is None:
-        return None
-    healthy = {i.trace_id: i.cohort or UNKNOWN_COHORT for i in store.label_set_items(label_set_id) if i.label == 0}
+def healthy_cohorts(items: Iterable[LabelItemRow]) -> dict[str, str]:
+    """The trace ids of a label set's healthy (label 0) items, with their cohort as the evaluation slice names it."""
+    return {i.trace_id: i.cohort or UNKNOWN_COHORT for i in items if i.label == 0}
+
+
+def floor_from_decisions(incumbent: str, onset: float, healthy: Mapping[str, str],
+                         predictions: Iterable[PredictionRow], *, min_negatives: int,
+                         min_cohort_negatives: int) -> FarFloor:
+    """The incumbent's false-alarm rate, overall and per cohort, from its own decisions on the `healthy`
+    windows of the random slice that ended before `onset`; a scope with too few such windows gets no rate."""
     windows: Counter[str] = Counter()
     alarms: Counter[str] = Counter()
-    for p in store.predictions_by_trace(list(healthy)):
-        if p.reason == "random" and p.model_version == incumbent and p.window_end < onset:
+    for p in predictions:
+        if p.reason == "random" and p.model_version == incumbent and p.window_end < onset and p.trace_id in healthy:
             cohort = healthy[p.trace_id]
             windows[cohort] += 1
             alarms[cohort] += int(p.decision)

@@ -24,7 +24,7 @@ Test settings that differ from production, and why (numbers from offline runs of
   are not. A fleet judged on the first few agents to report is a different mix of machines from the
   reference and reads as drifted (flow/rpm means at PSI > 0.5). Device and cohort scopes would read as
   drifted by calibration alone, which is why the retrain trigger counts fleet-wide drift of the active
-  version only (`TriggerPolicy.drift_scopes`; tests/hub/training/test_service.py);
+  version only (`TriggerPolicy.drift_scopes`; tests/hub/training/service/test_training.py);
 - a feature drifts at PSI >= 0.5 (not 0.2): over its first seconds this small fleet's PSI against its own
   reference wanders up to ~0.3 (machines at different ages), while the recalibration gives 0.5-4 within
   3-10 s of the injection;

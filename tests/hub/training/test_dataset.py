@@ -1,92 +1,65 @@
-"""Training and evaluation data: the evaluation slice is frozen and disjoint from training; sources stay apart."""
+"""Training and evaluation data, pure: split keys, the hash, cohort balancing, and the sets assembled from
+label and prediction rows (the store-backed build is tests/hub/training/service/test_loading.py)."""
 
 from __future__ import annotations
 
 import doctest
-from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hub.labels.service import LabelSettings, validate_and_save
-from hub.store.base import IngestRecord
+from hub.store.base import LabelItemRow, PredictionRow
 from hub.training import dataset
-from hub.training.dataset import balance_cohort_weights, build_datasets, hash_fraction, split_key
-from models.onnx_export import onnx_scores, onnx_session
-from models.version import read_version
-from sim.dataset import simulate_windows
-from tests.hub.training.conftest import DRIFT, World, build_world, fleet_messages, training_settings
+from hub.training.dataset import (
+    SimSpec,
+    SourceRows,
+    assemble_datasets,
+    balance_cohort_weights,
+    feedback_rows,
+    hash_fraction,
+    propose_eval_split,
+    split_keys,
+)
+from tests.hub.training.conftest import training_settings
 
 
-@pytest.fixture(scope="module")
-def small(tmp_path_factory: pytest.TempPathFactory, initial_model_dir: Path) -> Iterator[World]:
-    world = build_world(tmp_path_factory.mktemp("hub"), initial_model_dir, n_machines=4, steps=1500)
-    yield world
-    world.store.close()
+def _item(trace_id: str, label: int, cohort: str | None = "site-a") -> LabelItemRow:
+    return LabelItemRow(trace_id=trace_id, device_id="d1", label=label, weight=1.0, confidence=1.0,
+                        n_annotations=1, cohort=cohort, model_version="v1")
 
 
-def _build(world: World, label_set_id: str, **overrides: object) -> dataset.Datasets:
-    parent = world.registry.manifest("v1")
-    assert parent is not None
-    return build_datasets(world.store, label_set_id=label_set_id, parent=parent,
-                          settings=training_settings(**overrides), max_cohort_share=0.5, now=world.clock())
+def _prediction(trace_id: str, ts: float, n_features: int = 2, reason: str | None = "random") -> PredictionRow:
+    return PredictionRow(trace_id=trace_id, msg_id=f"m-{trace_id}", kind="sample", device_id="d1", ts=ts,
+                         received_at=ts, model_version="v1", unit=None, window_start=ts - 3, window_end=ts,
+                         score=0.1, threshold=0.5, decision=False, reason=reason, features=(0.5,) * n_features)
 
 
-def test_the_evaluation_slice_is_frozen_and_disjoint_from_training(small: World) -> None:
-    first = _build(small, small.label_set_id)
-    evaluation, field_rows = set(first.evaluation.trace_id.tolist()), set(first.training.field.trace_id.tolist())
-    assert not evaluation & field_rows
-    assert len(evaluation | field_rows) == len(small.fleet)  # every label on one side
-    assert 0.15 < len(evaluation) / len(small.fleet) < 0.45  # ~30%, in blocks
-    assert {t for t, _ in small.store.eval_slice()} == evaluation
-
-    # Membership never moves: not on a rebuild, not when the fraction changes.
-    again = _build(small, small.label_set_id, eval_fraction=0.6)
-    assert set(again.evaluation.trace_id.tolist()) == evaluation
-    assert set(again.training.field.trace_id.tolist()) == field_rows
-
-    # New traffic is assigned on first sight; old traces keep their side.
-    parent_manifest, onnx = read_version(small.registry.path("v1"))
-    later = simulate_windows(5, 1500, 99, parent_manifest.window, 100, drifts=[DRIFT])
-    later = later.subset(later.machine_id == "sim-004")  # a machine the hub has not seen
-    scores = onnx_scores(onnx_session(onnx), later.X)
-    small.store.ingest_batch([IngestRecord(m, small.clock()) for m in
-                              fleet_messages(later, scores, parent_manifest.threshold, t0=small.clock() - 20_000)])
-    label_set = validate_and_save(small.store, LabelSettings(), now=small.clock()).row.id
-    third = _build(small, label_set)
-    new_eval = set(third.evaluation.trace_id.tolist())
-    assert new_eval & evaluation == evaluation
-    assert not new_eval & set(third.training.field.trace_id.tolist())
-    assert any(t.startswith("sim-004") for t in new_eval)
+def test_feedback_joins_labels_to_features_and_counts_what_it_drops() -> None:
+    items = [_item("t1", 1), _item("t2", 0, cohort=None), _item("t3", 0), _item("t4", 1)]
+    predictions = {"t1": _prediction("t1", 10.0), "t2": _prediction("t2", 20.0, reason=None),
+                   "t4": _prediction("t4", 30.0, n_features=3)}
+    fb = feedback_rows(items, predictions, 2, feedback_weight=2.0)
+    assert fb.rows.trace_id.tolist() == ["t1", "t2"] and fb.rows.X.shape == (2, 2)
+    assert fb.rows.weight.tolist() == [2.0, 2.0] and fb.rows.cohort.tolist() == ["site-a", "unknown"]
+    assert fb.rows.unbiased.tolist() == [True, False]
+    assert fb.dropped == {"field_missing_prediction": 1, "field_wrong_feature_count": 1}
 
 
-def test_a_device_block_falls_on_one_side(small: World) -> None:
-    built = _build(small, small.label_set_id)
-    predictions = {p.trace_id: p for p in small.store.predictions_by_trace(built.evaluation.trace_id.tolist())}
-    eval_blocks = {split_key(p.device_id, p.ts, p.trace_id, 600.0) for p in predictions.values()}
-    assert not eval_blocks & set(built.training.field.group.tolist())
-
-
-def test_sources_stay_apart_with_their_counts(small: World) -> None:
-    built = _build(small, small.label_set_id)
-    ts = built.training
-    assert ts.data_kind == "mixed"
-    assert set(ts.sim.trace_id.tolist()) == {""} and "" not in set(ts.field.trace_id.tolist())
-    assert ts.source.tolist() == ["sim"] * len(ts.sim) + ["field"] * len(ts.field)
-    assert ts.X.shape == (len(ts), 36) and ts.X.dtype == np.float32
-    sim_desc, field_desc = ts.descriptions
-    assert sim_desc.startswith("sim:n_machines=30,steps=2500,horizon=100,seed=7") and f"rows={len(ts.sim)}" in sim_desc
-    assert f"rows={len(ts.field)}" in field_desc and f"eval_rows={len(built.evaluation)}" in field_desc
-    # Field weights: the label's weight × feedback_weight, then no cohort above half of the field weight.
-    shares = {c: ts.field.weight[ts.field.cohort == c].sum() / ts.field.weight.sum() for c in set(ts.field.cohort)}
-    assert max(shares.values()) <= 0.5 + 1e-9
-    assert ts.field.weight.max() == pytest.approx(2.0)  # confirmed labels weigh 1, uncapped cohort keeps it
-
-    no_sim = _build(small, small.label_set_id, sim_weight=0.0)
-    assert no_sim.training.data_kind == "real" and len(no_sim.training.sim) == 0
+def test_assembled_sets_keep_the_slice_apart_and_count_it() -> None:
+    items = [_item(f"t{i}", i % 2) for i in range(20)]
+    fb = feedback_rows(items, {f"t{i}": _prediction(f"t{i}", 100.0 * i) for i in range(20)}, 2, 1.0)
+    keys = split_keys(fb, 300.0)
+    assert keys[0] == "d1@0" and keys[3] == "d1@1"
+    proposed = propose_eval_split(fb.rows.trace_id, keys, 0.5)
+    in_eval = np.array([proposed[t] for t in fb.rows.trace_id.tolist()])
+    spec = SimSpec(n_machines=1, steps=1, horizon=1, seed=0)
+    built = assemble_datasets(spec, SourceRows.empty("sim", 2), fb, keys, in_eval, label_set_id="ls",
+                              settings=training_settings(), max_cohort_share=0.5)
+    assert not set(built.evaluation.trace_id.tolist()) & set(built.training.field.trace_id.tolist())
+    assert len(built.evaluation) + len(built.training.field) == 20 and built.training.data_kind == "real"
+    assert built.evaluation.groups.tolist() == keys[in_eval].tolist()
+    assert built.counts["eval"] == len(built.evaluation) and built.counts["sim"] == 0
 
 
 def test_hash_fraction_is_roughly_uniform() -> None:

@@ -20,7 +20,8 @@ from hub.registry.service import Registry
 from hub.store.base import DRIFT_EVENT, HubStore
 from hub.store.training import TrainingJobRow
 from hub.training.errors import RetrainBlockedError, TrainingBusyError, UnknownLabelSetError
-from hub.training.retrain import LabelTransform, Retrainer
+from hub.training.service.retrain import LabelTransform, Retrainer
+from hub.training.service.worker import TrainingWorker, execute_job
 from hub.training.settings import TrainingSettings
 from hub.training.triggers import (
     TRIGGER_EVENT,
@@ -33,7 +34,6 @@ from hub.training.triggers import (
     retry_threshold,
     schedule_due,
 )
-from hub.training.worker import TrainingWorker, execute_job
 from shared.ids import new_id
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ import pytest
 from hub.store.sqlite import SqliteHubStore
 from hub.store.training import TrainingJobRow
 from hub.training.errors import RetrainError, TrainingBusyError
-from hub.training.worker import RESTART_ERROR, TrainingWorker
+from hub.training.service.worker import RESTART_ERROR, TrainingWorker
 
 
 @dataclass

@@ -10,8 +10,9 @@ import pytest
 
 from hub.gate.verdict import GateDecision, GateInput, ParityNumbers, evaluate_gate, metrics_on_slice, paired_slice
 from hub.labels.service import LabelSettings
-from hub.training.dataset import Datasets, build_datasets, split_key
+from hub.training.dataset import Datasets, split_key
 from hub.training.evaluate import score
+from hub.training.service.loading import build_datasets
 from models.version import read_version
 from tests.hub.training.conftest import World, build_world, training_settings
 

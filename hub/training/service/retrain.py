@@ -25,10 +25,10 @@ from hub.labels.service import LabelSettings, validate_and_save
 from hub.registry.service import Registry
 from hub.store.base import HubStore
 from hub.store.training import TrainingJobRow
-from hub.training.dataset import Datasets, build_datasets
+from hub.training.dataset import Datasets
 from hub.training.errors import RetrainError
 from hub.training.evaluate import GateRun, gate_candidate, score
-from hub.training.far_floor import far_before_drift
+from hub.training.service.loading import build_datasets, far_before_drift
 from hub.training.settings import ParamValue, TrainingSettings
 from models.onnx_export import ParityReport, parity_check, to_onnx_bytes
 from models.reference import reference_from_features
