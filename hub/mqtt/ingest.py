@@ -37,7 +37,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from hub.mqtt.decoding import UNKNOWN, Decoded, dead_letter, decode_message
-from hub.store.base import DeadLetter, HubStore, IngestRecord, IngestResult
+from hub.store.ports import HubStore
+from hub.store.rows import DeadLetter, IngestRecord, IngestResult
 from infra.mqtt import build_client, close_client
 from shared.codec import MAX_PAYLOAD_BYTES
 from shared.errors import StoreError, TopicError

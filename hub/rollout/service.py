@@ -63,7 +63,7 @@ from hub.rollout import (
 from hub.rollout.evidence import pool
 from hub.rollout.stragglers import stragglers
 from hub.store import HubStore, ModelEventRow
-from hub.store.rollouts import RolloutRow, StageStatsRow
+from hub.store.rows import RolloutRow, StageStatsRow
 from shared.errors import FleetloopError
 from shared.ids import new_id
 from shared.messages import Assign, Command

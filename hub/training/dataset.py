@@ -22,7 +22,7 @@ from typing import Literal
 
 import numpy as np
 
-from hub.store.base import HubStore
+from hub.store.ports import HubStore
 from hub.training.errors import RetrainError, UnknownLabelSetError
 from hub.training.settings import TrainingSettings
 from shared.features import WindowSpec

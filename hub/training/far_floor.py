@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections import Counter
 
 from hub.gate.verdict import FarFloor
-from hub.store.base import HubStore
+from hub.store.ports import HubStore
 from hub.training.dataset import UNKNOWN_COHORT
 
 _REPORTS = 1000

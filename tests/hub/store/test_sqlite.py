@@ -19,9 +19,9 @@ from sqlite_utils import Database
 from hub.app.metrics import HubMetrics
 from hub.drift import Sketch, fleet_reports
 from hub.store import DeadLetter, IngestRecord, open_store, presence
-from hub.store.base import DRIFT_EVENT
-from hub.store.schema import migrations
+from hub.store.rows import DRIFT_EVENT
 from hub.store.sqlite import SqliteHubStore
+from hub.store.sqlite.schema import migrations
 from shared.errors import ConfigError
 from shared.ids import new_id
 from shared.messages import Annotation, Anomaly, ModelEvent, Sample, Stats, Status

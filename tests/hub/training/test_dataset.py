@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hub.labels.service import LabelSettings, validate_and_save
-from hub.store.base import IngestRecord
+from hub.store.rows import IngestRecord
 from hub.training import dataset
 from hub.training.dataset import balance_cohort_weights, build_datasets, hash_fraction, split_key
 from models.onnx_export import onnx_scores, onnx_session

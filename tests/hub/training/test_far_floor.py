@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from hub.labels.service import LabelSettings, validate_and_save
-from hub.store.base import IngestRecord
+from hub.store.rows import IngestRecord
 from hub.store.sqlite import SqliteHubStore
 from hub.training.far_floor import drift_onset, far_before_drift
 from shared.messages import Annotation, Anomaly, Sample, Status
