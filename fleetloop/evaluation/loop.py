@@ -52,7 +52,7 @@ from fleetloop.evaluation.technicians import Desk
 from fleetloop.fleet import PASSWORD_ENV, sigterm_as_interrupt, to_toml
 from hub.app.service import HubService, Periodic
 from hub.app.settings import HubSettings
-from hub.store.base import DRIFT_EVENT
+from hub.store.rows import DRIFT_EVENT
 from infra.datasets import CMAPSS_SENSORS
 from shared.errors import ConfigError, FleetloopError
 from shared.features import WindowSpec

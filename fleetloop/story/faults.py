@@ -18,7 +18,7 @@ from pathlib import Path
 from hub.labels.service import LabelSettings
 from hub.registry.service import Registry
 from hub.store import HubStore
-from hub.store.training import TrainingJobRow
+from hub.store.rows import TrainingJobRow
 from hub.training.service import TrainingService
 from hub.training.settings import TrainingSettings
 from shared.manifest import MANIFEST_FILE, MODEL_FILE, SIGNATURE_FILE, sha256_bytes

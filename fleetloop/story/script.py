@@ -29,8 +29,7 @@ from fleetloop.story.operator import Operator, StoryError
 from fleetloop.story.profile import StoryProfile, stage_policies
 from fleetloop.story.timeline import Timeline
 from fleetloop.story.wiring import HubRig
-from hub.store.base import DRIFT_EVENT
-from hub.store.training import TrainingJobRow
+from hub.store.rows import DRIFT_EVENT, TrainingJobRow
 from hub.training.triggers import retry_threshold
 from sim.desk import TechnicianDesk
 from sim.technicians import SimDevice

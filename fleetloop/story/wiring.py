@@ -19,7 +19,7 @@ from hub.api import create_app
 from hub.app.service import HubService, Periodic
 from hub.app.settings import HubSettings
 from hub.store import HubStore
-from hub.store.base import IngestRecord, QueueReason
+from hub.store.rows import IngestRecord, QueueReason
 from shared.errors import ConfigError
 from shared.messages import Annotation
 from sim.technicians import PredictionLike

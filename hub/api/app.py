@@ -21,7 +21,7 @@ from hub.app.settings import HubSettings
 from hub.labels.service import LabelSettings
 from hub.registry.service import Registry
 from hub.rollout.service import RolloutService
-from hub.store.base import HubStore
+from hub.store.ports import HubStore
 from shared.errors import ConfigError, StoreError
 
 log = logging.getLogger(__name__)

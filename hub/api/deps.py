@@ -19,7 +19,7 @@ from hub.api.schemas import ErrorPublic
 from hub.app.metrics import HubMetrics
 from hub.app.settings import ROLES, HubSettings, Role
 from hub.labels.service import LabelSettings
-from hub.store.base import HubStore
+from hub.store.ports import HubStore
 
 Clock = Callable[[], float]
 

@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, model_validator
 
 from hub.labels import REASONS, Reason
-from hub.store.base import (
+from hub.store.rows import (
     AnnotationRow,
     Device,
     DriftReportRow,

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 if TYPE_CHECKING:
-    from hub.store.base import StoreCounts
+    from hub.store.rows import StoreCounts
 
 # Seconds from a device's timestamp to the hub's commit: sub-second live, minutes to days for a backlog.
 LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 6 * 3600, 86400, float("inf"))

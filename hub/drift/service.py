@@ -28,7 +28,8 @@ from numpy.typing import NDArray
 from hub.app.settings import DriftSettings
 from hub.drift import DriftReport, Sketch, fleet_reports
 from hub.registry.references import ManifestSource
-from hub.store.base import Device, HubStore, StatsRow
+from hub.store.ports import HubStore
+from hub.store.rows import Device, StatsRow
 from shared.manifest import ModelManifest
 from shared.messages import Stats
 

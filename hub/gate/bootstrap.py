@@ -10,7 +10,9 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-__all__ = ["BlockBootstrap", "PairedSlice", "Resampled", "block_bootstrap", "interval", "paired_slice"]
+__all__ = [
+    "BlockBootstrap", "PairedSlice", "Resampled", "block_bootstrap", "interval", "paired_slice", "per_label", "scored",
+]
 
 _MAX_DRAWS = 1 << 21
 """Block draws held in memory at once by the bootstrap (resamples × blocks of one cohort)."""
@@ -126,13 +128,14 @@ def paired_slice(
     """The slice per window for `GateInput.paired`: labels, both models' alarms (each at its own threshold,
     as in `metrics_on_slice`), cohorts (pass the same as there) and blocks (windows resampled together:
     the evaluation split's key, a device's time block)."""
-    y, s_cand, s_inc = _scored(y_true, scores_candidate, scores_incumbent)
+    y, s_cand, s_inc = scored(y_true, scores_candidate, scores_incumbent)
     t_cand, t_inc = thresholds
-    c = np.full(y.shape, "") if cohorts is None else _per_label(cohorts, y, "cohort").astype(str)
-    return PairedSlice(y.astype(bool), s_cand >= t_cand, s_inc >= t_inc, c, _per_label(blocks, y, "block").astype(str))
+    c = np.full(y.shape, "") if cohorts is None else per_label(cohorts, y, "cohort").astype(str)
+    return PairedSlice(y.astype(bool), s_cand >= t_cand, s_inc >= t_inc, c, per_label(blocks, y, "block").astype(str))
 
 
-def _scored(y_true: ArrayLike, s_cand: ArrayLike, s_inc: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def scored(y_true: ArrayLike, s_cand: ArrayLike, s_inc: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Labels and both models' scores as arrays, one score per label from each model (ValueError otherwise)."""
     y = np.asarray(y_true)
     sc, si = np.asarray(s_cand, dtype=np.float64), np.asarray(s_inc, dtype=np.float64)
     if not (y.ndim == 1 and sc.shape == y.shape and si.shape == y.shape):
@@ -140,7 +143,8 @@ def _scored(y_true: ArrayLike, s_cand: ArrayLike, s_inc: ArrayLike) -> tuple[np.
     return y, sc, si
 
 
-def _per_label(values: ArrayLike, y: np.ndarray, what: str) -> np.ndarray:
+def per_label(values: ArrayLike, y: np.ndarray, what: str) -> np.ndarray:
+    """`values` as an array with one entry per label (ValueError naming `what` otherwise)."""
     v = np.asarray(values)
     if v.shape != y.shape:
         raise ValueError(f"need one {what} per label: {v.shape} vs {y.shape}")

@@ -45,10 +45,10 @@ from numpy.typing import ArrayLike
 from hub.gate.bootstrap import (
     BlockBootstrap,
     PairedSlice,
-    _per_label,
-    _scored,
     block_bootstrap,
     paired_slice,
+    per_label,
+    scored,
 )
 from hub.gate.checks import (
     Gains,
@@ -353,13 +353,13 @@ def metrics_on_slice(
 
     Each model is judged at its own manifest's decision threshold. Without `cohorts` the tables are empty.
     """
-    y, s_cand, s_inc = _scored(y_true, scores_candidate, scores_incumbent)
+    y, s_cand, s_inc = scored(y_true, scores_candidate, scores_incumbent)
     t_cand, t_inc = thresholds
     cand = SliceMetrics.from_metrics(classification_metrics(y, s_cand, t_cand))
     inc = SliceMetrics.from_metrics(classification_metrics(y, s_inc, t_inc))
     if cohorts is None:
         return cand, inc, CohortTables({}, {})
-    c = _per_label(cohorts, y, "cohort")
+    c = per_label(cohorts, y, "cohort")
     tables = CohortTables(
         {k: SliceMetrics.from_metrics(v) for k, v in cohort_metrics(y, s_cand, t_cand, c).items()},
         {k: SliceMetrics.from_metrics(v) for k, v in cohort_metrics(y, s_inc, t_inc, c).items()},

@@ -34,10 +34,10 @@ from hub.labels import (
 from hub.labels.consensus import AGREEMENT_THRESHOLD, FLAG_BELOW, MIN_COMPARED
 from hub.labels.labelset import MAX_COHORT_SHARE
 from hub.labels.signals import trainable_signals
-from hub.store.base import (
+from hub.store.ports import HubStore
+from hub.store.rows import (
     AnnotationRow,
     ExclusionRow,
-    HubStore,
     LabelItemRow,
     LabelSetRow,
     MissingTrace,
@@ -246,7 +246,7 @@ def prioritise(predictions: Iterable[PredictionRow], limit: int) -> list[QueueEn
     """The labeling queue order: anomalies by score (highest first), then low-confidence samples by distance
     to the threshold (closest first), then the random slice (newest first); others are left out.
 
-    >>> from hub.store.base import PredictionRow
+    >>> from hub.store.rows import PredictionRow
     >>> def p(t, kind, score, reason=None):
     ...     return PredictionRow(t, t, kind, "d", 0.0, 0.0, None, None, 0.0, 0.0, score, 0.5, score > 0.5, reason, ())
     >>> rows = [p("r", "sample", 0.1, "random"), p("l", "sample", 0.45, "low_confidence"), p("a", "anomaly", 0.7),

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING
 
 from hub.mqtt.decoding import UNKNOWN, Decoded, dead_letter, decode_message
 from hub.mqtt.session import Acknowledgeable, Delivery
-from hub.store.base import DeadLetter, HubStore, IngestRecord, IngestResult
+from hub.store.ports import HubStore
+from hub.store.rows import DeadLetter, IngestRecord, IngestResult
 from shared.errors import StoreError
 from shared.topics import Topics
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hub.store.base import DEAD_LETTER_PAYLOAD_BYTES, DeadLetter, DeviceMessage, IngestRecord
+from hub.store.rows import DEAD_LETTER_PAYLOAD_BYTES, DeadLetter, DeviceMessage, IngestRecord
 from shared.codec import MAX_PAYLOAD_BYTES, decode_topic
 from shared.errors import DecodeError, TopicError
 from shared.messages import Message

@@ -27,7 +27,7 @@ import paho.mqtt.client as mqtt
 
 from hub.mqtt.batch import BatchWriter, Committed, Item, decode_delivery, internal_error
 from hub.mqtt.session import Delivery, IngestSession
-from hub.store.base import HubStore
+from hub.store.ports import HubStore
 from shared.codec import MAX_PAYLOAD_BYTES
 from shared.topics import Topics
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from hub.registry.signing import SigningKey
-from hub.store import HubStore, ModelVersionRow
+from hub.store import ModelVersionRow, RegistryStore
 from shared.errors import FleetloopError, ModelError
 from shared.manifest import MANIFEST_FILE, MODEL_FILE, SIGNATURE_FILE, ModelManifest, sha256_bytes
 from shared.messages import Assign
@@ -34,7 +34,9 @@ class RegistryError(FleetloopError):
 
 
 class Registry:
-    def __init__(self, store: HubStore, root: Path, key: SigningKey, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, store: RegistryStore, root: Path, key: SigningKey, *, clock: Callable[[], float] = time.time
+    ) -> None:
         self.store = store
         self.root = root
         self.key = key

@@ -11,7 +11,7 @@ from typing import Any
 
 from hub.rollout.plan import RolloutPlan, StageName
 from hub.rollout.state import Decision, RolloutState
-from hub.store.rollouts import RolloutRow
+from hub.store.rows import RolloutRow
 
 STAGE_STATUS: Mapping[StageName, str] = {"shadow": "shadow", "canary": "canary", "fleet": "canary"}
 """The candidate's registry status during each stage; it becomes ``active`` only when the rollout completes."""

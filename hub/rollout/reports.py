@@ -20,8 +20,7 @@ from hub.rollout.errors import RolloutError
 from hub.rollout.evidence import ControlTrust, Evidence, Expectation, Scoring, pool
 from hub.rollout.plan import RolloutPlan
 from hub.rollout.state import RolloutState
-from hub.store import DriftReportRow, ModelEventRow
-from hub.store.rollouts import StageStatsRow
+from hub.store.rows import DriftReportRow, ModelEventRow, StageStatsRow
 from shared.manifest import ModelManifest
 
 log = logging.getLogger(__name__)

@@ -63,7 +63,7 @@ from hub.rollout.records import (
 from hub.rollout.reports import baseline, control_trust, expectation, stage_evidence
 from hub.rollout.stragglers import due, stragglers
 from hub.store import HubStore
-from hub.store.rollouts import RolloutRow
+from hub.store.rows import RolloutRow
 from shared.errors import FleetloopError
 from shared.ids import new_id
 from shared.messages import Assign, Command

@@ -1,33 +1,44 @@
-"""Hub storage behind one narrow interface (`HubStore`); SQLite today, PostgreSQL as a configuration change.
+"""Hub storage behind small role protocols (`HubStore` is all of them); SQLite today, PostgreSQL by configuration.
 
-- `base`: the `HubStore` protocol and the small rows it takes and returns.
+- `rows`: the frozen rows and records every store takes and returns, and constants like `DRIFT_EVENT` (no database).
+- `ports`: one protocol per role (`IngestStore`, `DeviceStore`, `LabelStore`, `DriftStore`, `RegistryStore`,
+  `RolloutStore`, `TrainingStore`) and `HubStore`, their union plus `close`.
 - `presence`: which status message wins (pure).
-- `rows`: what a batch of messages becomes in the tables (pure).
-- `schema`: the SQLite schema as sqlite-utils migrations.
-- `sqlite`: `SqliteHubStore`.
+- `sqlite`: `SqliteHubStore`, one query module per role, the pure batch-to-rows builder and the migrations.
 - `factory`: `open_store(url)`.
 """
 
-from hub.store.base import (
+from hub.store.factory import open_store
+from hub.store.ports import (
+    DeviceStore,
+    DriftStore,
+    HubStore,
+    IngestStore,
+    LabelStore,
+    RegistryStore,
+    RolloutStore,
+    TrainingStore,
+)
+from hub.store.rows import (
     DRIFT_EVENT,
+    MODEL_STATUSES,
     AnnotationRow,
+    AuditRow,
     DeadLetter,
     DeadLetterRow,
     Device,
     DeviceMessage,
     DriftReportRow,
     EventRow,
-    HubStore,
     IngestRecord,
     IngestResult,
     ModelEventRow,
+    ModelVersionRow,
     PredictionRow,
     Rejected,
     StatsRow,
     StoreCounts,
 )
-from hub.store.factory import open_store
-from hub.store.registry import MODEL_STATUSES, AuditRow, ModelVersionRow
 
 __all__ = [
     "DRIFT_EVENT",
@@ -38,16 +49,23 @@ __all__ = [
     "DeadLetterRow",
     "Device",
     "DeviceMessage",
+    "DeviceStore",
     "DriftReportRow",
+    "DriftStore",
     "EventRow",
     "HubStore",
     "IngestRecord",
     "IngestResult",
+    "IngestStore",
+    "LabelStore",
     "ModelEventRow",
     "ModelVersionRow",
     "PredictionRow",
+    "RegistryStore",
     "Rejected",
+    "RolloutStore",
     "StatsRow",
     "StoreCounts",
+    "TrainingStore",
     "open_store",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hub.store.base import HubStore
+from hub.store.ports import HubStore
 from shared.errors import ConfigError
 
 
@@ -25,6 +25,6 @@ def open_store(url: str) -> HubStore:
     if scheme in ("postgresql", "postgres") or scheme.startswith("postgresql+"):
         raise ConfigError(
             f"store URL {url!r}: the PostgreSQL hub store is not built yet; use sqlite:///path/to/hub.db "
-            "(the HubStore interface in hub/store/base.py is what a PostgreSQL store must implement)"
+            "(the HubStore protocols in hub/store/ports.py are what a PostgreSQL store must implement)"
         )
     raise ConfigError(f"store URL {url!r}: unknown scheme {scheme!r}; use sqlite:///path/to/hub.db")

@@ -1,102 +1,374 @@
-"""What a batch of device messages becomes in the hub's tables: row tuples per table. Pure; no database.
+"""The hub store's rows and records: the frozen values every store takes and returns. Backend-neutral.
 
-Anything a SQL store cannot hold although the wire contract allows it (a count beyond 64 bits) is
-returned as `Rejected`, so the caller dead-letters that one message instead of failing the batch.
+A second store (PostgreSQL) implements `hub.store.ports` with these types and imports nothing of SQLite.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, TypeAlias
 
-import numpy as np
-
-from hub.store.base import IngestRecord, Rejected
 from shared.messages import Annotation, Anomaly, ModelEvent, Sample, Stats, Status
 
-INT64_MAX = 2**63 - 1
-_COUNTS = ("windows", "anomalies", "samples", "bad_readings", "bad_rows", "inference_errors", "nan_scores")
+DeviceMessage: TypeAlias = Status | Anomaly | Sample | Stats | Annotation | ModelEvent
+PredictionKind = Literal["anomaly", "sample"]
+
+DRIFT_EVENT = "drift_detected"
+"""The event a drift verdict of ``drift`` records, atomically with its report: the retraining trigger."""
+
+DEAD_LETTER_PAYLOAD_BYTES = 4096
+"""How much of a refused payload a dead letter keeps: enough to see what went wrong, bounded in size."""
 
 
-@dataclass
-class BatchRows:
-    """Row tuples in the column order of the INSERTs in `hub.store.sqlite`."""
+# --- what goes in ---------------------------------------------------------------------------------
 
-    anomalies: list[tuple[Any, ...]] = field(default_factory=list)
-    samples: list[tuple[Any, ...]] = field(default_factory=list)
-    stats: list[tuple[Any, ...]] = field(default_factory=list)
-    annotations: list[tuple[Any, ...]] = field(default_factory=list)
-    model_events: list[tuple[Any, ...]] = field(default_factory=list)
-    statuses: list[IngestRecord] = field(default_factory=list)  # applied one by one (presence ordering)
-    seen: dict[str, tuple[float, float]] = field(default_factory=dict)  # device -> (newest received_at, ts)
+
+@dataclass(frozen=True, slots=True)
+class IngestRecord:
+    """A validated device message and when the hub received it (hub clock)."""
+
+    message: DeviceMessage
+    received_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A message the hub refused: where it came from, its first bytes and why."""
+
+    topic: str
+    payload: bytes
+    reason: str
+    detail: str
+    ts: float
+    payload_size: int | None = None  # of the whole payload; defaults to len(payload)
+    device_id: str | None = None  # when the topic names one
+
+
+# --- what comes out: ingest and devices -----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A record the store refused although it decoded (e.g. a count beyond 64-bit): dead-letter it."""
+
+    index: int  # into the records passed to `ingest_batch`
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What one `ingest_batch` did. Keys of `stored`/`duplicates` are message kinds (``anomaly`` …)."""
+
+    stored: dict[str, int] = field(default_factory=dict)
+    duplicates: dict[str, int] = field(default_factory=dict)
+    status_applied: int = 0
+    status_ignored: int = 0  # older than what the store holds (out of order) or a redelivery
+    dead_letters: int = 0
     rejected: tuple[Rejected, ...] = ()
 
 
-def features_blob(values: Sequence[float]) -> bytes:
-    """Little-endian float64: lossless for whatever the device sent (agents compute float32)."""
-    return np.asarray(values, dtype="<f8").tobytes()
+@dataclass(frozen=True, slots=True)
+class Device:
+    """A device as the registry knows it. `last_seen` is hub time; `cohort` falls back to `site`."""
+
+    device_id: str
+    online: bool
+    last_seen: float | None
+    model_version: str | None
+    agent_version: str | None
+    site: str | None
+    asset_type: str | None
+    cohort: str | None
+    shadow_version: str | None = None
+    status_ts: float | None = None  # device clock of the status the row reflects
+    last_ts: float | None = None  # device clock of the newest message of any kind
+    first_seen: float | None = None
 
 
-def features_from_blob(blob: bytes) -> tuple[float, ...]:
-    return tuple(np.frombuffer(blob, dtype="<f8").tolist())
+@dataclass(frozen=True, slots=True)
+class PredictionRow:
+    trace_id: str
+    msg_id: str
+    kind: PredictionKind
+    device_id: str
+    ts: float
+    received_at: float
+    model_version: str | None
+    unit: str | None
+    window_start: float
+    window_end: float
+    score: float
+    threshold: float
+    decision: bool
+    reason: str | None  # why a sample was sent (random | low_confidence); None for anomalies
+    features: tuple[float, ...]
 
 
-def out_of_range(stats: Stats) -> str | None:
-    """Counts SQLite (and numpy's int64 sketches) cannot hold; the wire contract bounds them only below."""
-    for name in _COUNTS:
-        if getattr(stats, name) > INT64_MAX:
-            return f"{name} exceeds 2**63 - 1"
-    if any(c > INT64_MAX for c in stats.score_hist) or any(c > INT64_MAX for row in stats.feature_hist for c in row):
-        return "a histogram count exceeds 2**63 - 1"
-    return None
+@dataclass(frozen=True, slots=True)
+class StatsRow:
+    msg_id: str
+    device_id: str
+    ts: float
+    received_at: float
+    model_version: str | None
+    period_start: float
+    period_end: float
+    windows: int
+    anomalies: int
+    samples: int
+    bad_readings: int
+    bad_rows: int
+    inference_errors: int
+    nan_scores: int
+    feature_hist: list[list[int]]
+    score_hist: list[int]
+    latency_p50_ms: float | None
+    latency_p99_ms: float | None
 
 
-def batch_rows(records: Sequence[IngestRecord]) -> BatchRows:
-    """Split `records` into per-table rows, the devices they show activity for, and what is rejected."""
-    out = BatchRows()
-    rejected: list[Rejected] = []
-    for i, record in enumerate(records):
-        m, at = record.message, record.received_at
-        if isinstance(m, Stats) and (problem := out_of_range(m)):
-            rejected.append(Rejected(i, "out_of_range", problem))
-            continue
-        if isinstance(m, Anomaly | Sample):
-            kind = "anomaly" if isinstance(m, Anomaly) else "sample"
-            (out.anomalies if kind == "anomaly" else out.samples).append((
-                m.trace_id, m.msg_id, kind, m.device_id, m.ts, at, m.model_version, m.unit, m.window_start,
-                m.window_end, m.score, m.threshold, int(m.decision), _reason(m),
-                len(m.features), features_blob(m.features),
-            ))
-        elif isinstance(m, Stats):
-            out.stats.append((
-                m.msg_id, m.device_id, m.ts, at, m.model_version, m.period_start, m.period_end, m.windows,
-                m.anomalies, m.samples, m.bad_readings, m.bad_rows, m.inference_errors, m.nan_scores,
-                json.dumps(m.feature_hist), json.dumps(m.score_hist), m.latency_p50_ms, m.latency_p99_ms,
-            ))
-        elif isinstance(m, Annotation):
-            out.annotations.append((
-                m.annotation_id, m.msg_id, m.device_id, m.ts, at, m.model_version, m.trace_id, m.start_ts,
-                m.end_ts, m.label, m.fault_type, m.technician_id, m.confidence, m.signal, m.note,
-            ))
-        elif isinstance(m, ModelEvent):
-            out.model_events.append((
-                m.msg_id, m.device_id, m.ts, at, m.model_version, m.event, m.version, m.detail, json.dumps(m.metrics),
-            ))
-        elif isinstance(m, Status):
-            out.statuses.append(record)
-        else:  # pragma: no cover - DeviceMessage is exhaustive
-            rejected.append(Rejected(i, "unsupported", f"cannot store {type(m).__name__}"))
-            continue
-        newest = out.seen.get(m.device_id)
-        out.seen[m.device_id] = (at, m.ts) if newest is None else (max(newest[0], at), max(newest[1], m.ts))
-    out.rejected = tuple(rejected)
-    return out
+@dataclass(frozen=True, slots=True)
+class AnnotationRow:
+    annotation_id: str
+    msg_id: str
+    device_id: str
+    ts: float
+    received_at: float
+    model_version: str | None
+    trace_id: str | None
+    start_ts: float | None
+    end_ts: float | None
+    label: str
+    fault_type: str | None
+    technician_id: str
+    confidence: float
+    signal: str
+    note: str | None
 
 
-def _reason(m: Anomaly | Sample) -> str | None:
-    """A sample's reason; ``random`` for an anomaly also drawn into the random slice, so the slice stays unbiased."""
-    if isinstance(m, Sample):
-        return m.reason
-    return "random" if m.sampled else None
+@dataclass(frozen=True, slots=True)
+class ModelEventRow:
+    msg_id: str
+    device_id: str
+    ts: float
+    received_at: float
+    model_version: str | None
+    event: str
+    version: str
+    detail: str | None
+    metrics: dict[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterRow:
+    id: int
+    ts: float
+    topic: str
+    device_id: str | None
+    reason: str
+    detail: str
+    payload: bytes  # the first DEAD_LETTER_PAYLOAD_BYTES
+    payload_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class DriftReportRow:
+    id: int
+    ts: float
+    scope: str
+    verdict: str
+    report: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    id: int
+    ts: float
+    kind: str
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class StoreCounts:
+    """Row counts for metrics and health pages."""
+
+    anomalies: int
+    samples: int
+    stats: int
+    annotations: int
+    model_events: int
+    devices: int
+    devices_online: int
+    dead_letters: int
+    drift_reports: int
+    events: int
+
+
+# --- labels ---------------------------------------------------------------------------------------
+
+QueueReason = Literal["anomaly", "low_confidence", "random"]
+"""Why a prediction is in the labeling queue: an anomaly, a low-confidence sample or the random baseline slice."""
+
+
+@dataclass(frozen=True, slots=True)
+class LabelItemRow:
+    """One training label of a stored label set (1 fault, 0 no fault)."""
+
+    trace_id: str
+    device_id: str
+    label: int
+    weight: float
+    confidence: float
+    n_annotations: int
+    cohort: str | None
+    model_version: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ExclusionRow:
+    """Why one annotation (for one trace, or None while pending) is not in a label set."""
+
+    annotation_id: str
+    trace_id: str | None
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class LabelSetRow:
+    """A stored label set: its content-addressed id, first and latest validation, and its summary."""
+
+    id: str
+    fingerprint: str
+    created_ts: float
+    validated_ts: float
+    summary: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class MissingTrace:
+    """A trace that annotations name (from `device_id`) but whose prediction the hub has not stored."""
+
+    trace_id: str
+    device_id: str
+    n_annotations: int
+    first_ts: float
+    last_ts: float
+
+
+# --- model registry -------------------------------------------------------------------------------
+
+ModelStatus = Literal["candidate", "rejected", "shadow", "canary", "active", "retired", "rolled_back"]
+MODEL_STATUSES: tuple[str, ...] = ("candidate", "rejected", "shadow", "canary", "active", "retired", "rolled_back")
+
+
+@dataclass(frozen=True, slots=True)
+class ModelVersionRow:
+    """One model version in the registry, with its manifest, signature and gate record."""
+
+    version: str
+    parent_version: str | None
+    status: str
+    created_ts: float
+    updated_ts: float
+    created_by: str
+    reason: str
+    trigger_id: str | None
+    sha256: str
+    signature: str
+    manifest: dict[str, Any]
+    gate: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRow:
+    """One change to a model version: who, when, what, why, and the numbers behind it."""
+
+    id: int
+    ts: float
+    version: str
+    actor: str
+    action: str
+    from_status: str | None
+    to_status: str | None
+    reason: str
+    details: dict[str, Any]
+
+
+# --- rollouts -------------------------------------------------------------------------------------
+
+ROLLOUT_EVENT = "rollout"
+"""The hub event kind of every rollout change (payload: rollout_id, action, actor, stages, status, reason…)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RolloutRow:
+    """One rollout: who started it and why, its plan, its state, its last decision; `revision` counts writes."""
+
+    id: str
+    candidate: str
+    incumbent: str
+    status: str
+    created_ts: float
+    updated_ts: float
+    actor: str
+    reason: str
+    plan: dict[str, Any]
+    state: dict[str, Any]
+    decision: dict[str, Any] | None = None
+    revision: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StageStatsRow:
+    """The part of a stats row a rollout judges (no feature histograms): cheap to read on every tick."""
+
+    device_id: str
+    model_version: str | None
+    received_at: float
+    windows: int
+    anomalies: int
+    inference_errors: int
+    nan_scores: int
+    latency_p99_ms: float | None
+    score_hist: list[int]
+
+
+# --- training -------------------------------------------------------------------------------------
+
+JobStatus = Literal["queued", "running", "succeeded", "failed"]
+JOB_STATUSES: tuple[str, ...] = ("queued", "running", "succeeded", "failed")
+ACTIVE_JOB_STATUSES: tuple[str, ...] = ("queued", "running")
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingJobRow:
+    """One retraining job: why it ran, how far it got, what it made.
+
+    `result_version` is the version reserved for the job (registered once the job gets that far);
+    `gate_verdict` is ``pass``, ``fail`` or ``insufficient_data``; `drift_cursor` is the newest drift
+    event the job's trigger had seen, so the next trigger counts only newer ones.
+    """
+
+    id: str
+    status: str
+    stage: str
+    progress: float
+    trigger: str
+    trigger_id: str | None
+    actor: str
+    reason: str
+    label_set_id: str | None
+    result_version: str | None
+    gate_verdict: str | None
+    error: str | None
+    drift_cursor: int
+    created_ts: float
+    started_ts: float | None
+    finished_ts: float | None
+    details: dict[str, Any]
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE_JOB_STATUSES
+

@@ -25,7 +25,7 @@ from typing import Literal
 
 import numpy as np
 
-from hub.store.base import LabelItemRow, PredictionRow
+from hub.store.rows import LabelItemRow, PredictionRow
 from hub.training.errors import RetrainError
 from hub.training.settings import TrainingSettings
 from shared.features import WindowSpec

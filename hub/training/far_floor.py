@@ -24,7 +24,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 
 from hub.gate.verdict import FarFloor
-from hub.store.base import DriftReportRow, LabelItemRow, PredictionRow
+from hub.store.rows import DriftReportRow, LabelItemRow, PredictionRow
 from hub.training.dataset import UNKNOWN_COHORT
 
 

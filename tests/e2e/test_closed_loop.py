@@ -65,7 +65,7 @@ from fleetloop.story.faults import nan_onnx
 from hub.api import create_app
 from hub.app.service import HubService, Periodic
 from hub.app.settings import DriftSettings, HubSettings
-from hub.store.base import DRIFT_EVENT, IngestRecord
+from hub.store.rows import DRIFT_EVENT, IngestRecord
 from hub.training.service import TrainingService
 from hub.training.settings import TrainingSettings
 from hub.training.triggers import TriggerPolicy

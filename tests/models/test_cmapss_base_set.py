@@ -18,7 +18,7 @@ import models.cmapss
 from hub.labels.service import LabelSettings, validate_and_save
 from hub.registry.service import Registry
 from hub.registry.signing import SigningKey
-from hub.store.base import DeviceMessage, IngestRecord
+from hub.store.rows import DeviceMessage, IngestRecord
 from hub.store.sqlite import SqliteHubStore
 from hub.training.base_sets import BASE_SET_PARAM, SIM, CmapssSpec, base_set, base_set_name, resolve_cmapss
 from hub.training.dataset import SimSpec

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Response
 from hub.api.deps import LabelSettingsDep, MetricsDep, NowDep, StoreDep
 from hub.app.metrics import HubMetrics
 from hub.labels.service import missing_traces
-from hub.store.base import HubStore
+from hub.store.ports import HubStore
 
 router = APIRouter(tags=["metrics"])
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from hub.api.deps import AUTH_RESPONSES, Reader, error
 from hub.api.schemas import Public
 from hub.registry.service import Registry
 from hub.store import AuditRow, ModelVersionRow
-from hub.store.registry import ModelStatus
+from hub.store.rows import ModelStatus
 
 router = APIRouter(prefix="/models", tags=["models"])
 

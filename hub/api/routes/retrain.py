@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hub.api.deps import AUTH_RESPONSES, NowDep, Operator, Principal, Reader, error
 from hub.api.schemas import Public
-from hub.store.training import TrainingJobRow
+from hub.store.rows import TrainingJobRow
 from hub.training.errors import RetrainBlockedError, TrainingBusyError, UnknownLabelSetError
 from hub.training.triggers import TriggerOutcome
 

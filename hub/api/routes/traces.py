@@ -16,7 +16,7 @@ from hub.api.schemas import (
     TracePublic,
 )
 from hub.labels.service import annotation_status
-from hub.store.base import HubStore
+from hub.store.ports import HubStore
 
 router = APIRouter(prefix="/traces", tags=["traces"], responses=AUTH_RESPONSES)
 

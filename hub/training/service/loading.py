@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from hub.gate.verdict import FarFloor
-from hub.store.base import HubStore
+from hub.store.ports import HubStore
 from hub.training.base_sets import base_set
 from hub.training.dataset import (
     Datasets,

@@ -23,8 +23,8 @@ import numpy as np
 
 from hub.labels.service import LabelSettings, validate_and_save
 from hub.registry.service import Registry
-from hub.store.base import HubStore
-from hub.store.training import TrainingJobRow
+from hub.store.ports import HubStore
+from hub.store.rows import TrainingJobRow
 from hub.training.dataset import Datasets
 from hub.training.errors import RetrainError
 from hub.training.evaluate import GateRun, gate_candidate, score

@@ -17,8 +17,8 @@ from typing import Any
 
 from hub.labels.service import LabelSettings, validate_and_save
 from hub.registry.service import Registry
-from hub.store.base import DRIFT_EVENT, HubStore
-from hub.store.training import TrainingJobRow
+from hub.store.ports import HubStore
+from hub.store.rows import DRIFT_EVENT, TrainingJobRow
 from hub.training.errors import RetrainBlockedError, TrainingBusyError, UnknownLabelSetError
 from hub.training.service.retrain import LabelTransform, Retrainer
 from hub.training.service.worker import TrainingWorker, execute_job

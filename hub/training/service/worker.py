@@ -15,8 +15,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from hub.store.base import HubStore
-from hub.store.training import TrainingJobRow
+from hub.store.ports import HubStore
+from hub.store.rows import TrainingJobRow
 from hub.training.errors import TrainingBusyError
 from shared.errors import FleetloopError
 from shared.ids import new_id

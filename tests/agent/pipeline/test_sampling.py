@@ -5,7 +5,7 @@ from __future__ import annotations
 from agent.app import build_agent
 from agent.pipeline.sampling import Sampler
 from agent.settings import AgentSettings
-from hub.store.base import IngestRecord
+from hub.store.rows import IngestRecord
 from hub.store.sqlite import SqliteHubStore
 from shared.codec import decode
 from shared.messages import Anomaly, Sample

@@ -25,7 +25,7 @@ from hub.mqtt.publisher import CommandPublisher
 from hub.registry.service import Registry
 from hub.registry.signing import SigningKey
 from hub.rollout.service import RolloutService
-from hub.store.base import DeviceMessage, IngestRecord
+from hub.store.rows import DeviceMessage, IngestRecord
 from hub.store.sqlite import SqliteHubStore
 from hub.training.service import TrainingService
 from hub.training.settings import TrainingSettings

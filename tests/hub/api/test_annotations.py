@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from hub.store.base import IngestRecord
+from hub.store.rows import IngestRecord
 from shared.messages import Annotation, Anomaly, Sample
 from tests.hub.api.conftest import T0, Hub, anomaly, online, sample
 

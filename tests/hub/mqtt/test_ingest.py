@@ -17,7 +17,7 @@ from hub.app.metrics import HubMetrics
 from hub.app.settings import HubSettings
 from hub.mqtt import IngestWorker, decoding
 from hub.store import HubStore, IngestRecord, IngestResult
-from hub.store.base import DeadLetter
+from hub.store.rows import DeadLetter
 from hub.store.sqlite import SqliteHubStore
 from shared.codec import encode
 from shared.errors import ConfigError, StoreError

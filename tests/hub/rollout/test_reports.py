@@ -8,7 +8,7 @@ from hub.rollout import Scoring, next_step, start
 from hub.rollout.records import Rollout, event_record, registry_move, settled_by
 from hub.rollout.reports import assigned_since, baseline, control_trust, stage_evidence
 from hub.store import DriftReportRow, ModelEventRow
-from hub.store.rollouts import RolloutRow, StageStatsRow
+from hub.store.rows import RolloutRow, StageStatsRow
 from tests.hub.rollout.factories import T0, evidence, make_plan
 
 

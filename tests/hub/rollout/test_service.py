@@ -29,7 +29,7 @@ from hub.registry.signing import SigningKey
 from hub.rollout import HealthLimits, RolloutError, StagePolicy
 from hub.rollout.service import RolloutConflict, RolloutNotFound, RolloutService
 from hub.store import IngestRecord
-from hub.store.rollouts import ROLLOUT_EVENT
+from hub.store.rows import ROLLOUT_EVENT
 from hub.store.sqlite import SqliteHubStore
 from shared.manifest import MANIFEST_FILE
 from shared.messages import Assign, Command, ModelEvent, Stats, Status

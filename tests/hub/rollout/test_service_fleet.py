@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from fleetloop.devbroker import DevBroker
-from hub.store.rollouts import ROLLOUT_EVENT
+from hub.store.rows import ROLLOUT_EVENT
 from shared.manifest import MANIFEST_FILE
 from shared.messages import Stats, Status
 from tests.fixtures.broker import HUB_USER, Collector, connect_client, subscribe

@@ -19,7 +19,7 @@ import pytest
 from hub.labels.service import LabelSettings, validate_and_save
 from hub.registry.service import Registry
 from hub.registry.signing import SigningKey
-from hub.store.base import DeviceMessage, IngestRecord
+from hub.store.rows import DeviceMessage, IngestRecord
 from hub.store.sqlite import SqliteHubStore
 from hub.training.service import TrainingService
 from hub.training.settings import TrainingSettings

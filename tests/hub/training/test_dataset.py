@@ -9,7 +9,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hub.store.base import LabelItemRow, PredictionRow
+from hub.store.rows import LabelItemRow, PredictionRow
 from hub.training import dataset
 from hub.training.dataset import (
     SimSpec,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from hub.store.base import DriftReportRow, LabelItemRow, PredictionRow
+from hub.store.rows import DriftReportRow, LabelItemRow, PredictionRow
 from hub.training.far_floor import floor_from_decisions, healthy_cohorts, onset_from_reports
 
 

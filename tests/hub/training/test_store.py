@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from hub.store.rows import TrainingJobRow
 from hub.store.sqlite import SqliteHubStore
-from hub.store.training import TrainingJobRow
 from shared.errors import StoreError
 
 

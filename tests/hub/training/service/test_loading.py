@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from hub.labels.service import LabelSettings, validate_and_save
-from hub.store.base import IngestRecord
+from hub.store.rows import IngestRecord
 from hub.store.sqlite import SqliteHubStore
 from hub.training.dataset import Datasets, split_key
 from hub.training.service.loading import build_datasets, drift_onset, far_before_drift

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hub.store.training import TrainingJobRow
+from hub.store.rows import TrainingJobRow
 from hub.training.triggers import TRIGGER_EVENT
 from tests.hub.training.conftest import World
 

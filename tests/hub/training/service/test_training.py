@@ -11,7 +11,7 @@ import pytest
 from hub.labels.service import LabelSettings
 from hub.registry.service import Registry
 from hub.registry.signing import SigningKey
-from hub.store.base import DRIFT_EVENT, IngestRecord
+from hub.store.rows import DRIFT_EVENT, IngestRecord
 from hub.store.sqlite import SqliteHubStore
 from hub.training.errors import RetrainBlockedError, TrainingBusyError, UnknownLabelSetError
 from hub.training.service import TrainingService

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
+from hub.store.rows import TrainingJobRow
 from hub.store.sqlite import SqliteHubStore
-from hub.store.training import TrainingJobRow
 from hub.training.errors import RetrainError, TrainingBusyError
 from hub.training.service.worker import RESTART_ERROR, TrainingWorker
 

@@ -1,62 +1,23 @@
-"""Registry rows and their SQLite queries (a mixin of `SqliteHubStore`, kept apart to keep files small)."""
+"""The model registry on SQLite: versions, status changes and their audit rows, each in one transaction."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
 from collections.abc import Mapping
-from contextlib import AbstractContextManager
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
+from hub.store.rows import MODEL_STATUSES, AuditRow, ModelVersionRow
+from hub.store.sqlite.connection import SqliteConnection
 from shared.errors import StoreError
 
-ModelStatus = Literal["candidate", "rejected", "shadow", "canary", "active", "retired", "rolled_back"]
-MODEL_STATUSES: tuple[str, ...] = ("candidate", "rejected", "shadow", "canary", "active", "retired", "rolled_back")
 
-
-@dataclass(frozen=True, slots=True)
-class ModelVersionRow:
-    """One model version in the registry, with its manifest, signature and gate record."""
-
-    version: str
-    parent_version: str | None
-    status: str
-    created_ts: float
-    updated_ts: float
-    created_by: str
-    reason: str
-    trigger_id: str | None
-    sha256: str
-    signature: str
-    manifest: dict[str, Any]
-    gate: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class AuditRow:
-    """One change to a model version: who, when, what, why, and the numbers behind it."""
-
-    id: int
-    ts: float
-    version: str
-    actor: str
-    action: str
-    from_status: str | None
-    to_status: str | None
-    reason: str
-    details: dict[str, Any]
-
-
-class RegistryQueries:
-    """Mixed into `SqliteHubStore`, which provides `_write` and `_read`."""
-
-    _write: Any
-    _read: Any
+class RegistryQueries(SqliteConnection):
+    """`RegistryStore` on SQLite (a mixin of `SqliteHubStore`)."""
 
     def save_model_version(self, row: ModelVersionRow, *, actor: str) -> None:
         """Register a new version (refuses to overwrite one) and audit its creation, in one transaction."""
-        with self._tx() as conn:
+        with self._write() as conn:
             if conn.execute("SELECT 1 FROM model_versions WHERE version = ?", (row.version,)).fetchone():
                 raise StoreError(f"model version {row.version} is already registered")
             conn.execute(
@@ -76,7 +37,7 @@ class RegistryQueries:
         """Change a version's status (and optionally record its gate decision) with an audit row."""
         if status not in MODEL_STATUSES:
             raise StoreError(f"unknown model status {status!r}; use one of {', '.join(MODEL_STATUSES)}")
-        with self._tx() as conn:
+        with self._write() as conn:
             held = conn.execute("SELECT status FROM model_versions WHERE version = ?", (version,)).fetchone()
             if held is None:
                 raise StoreError(f"no model version {version} in the registry")
@@ -111,10 +72,6 @@ class RegistryQueries:
             rows = self._read("SELECT * FROM model_audit WHERE version = ? ORDER BY id DESC LIMIT ?", [version, limit])
         return [_audit_row(r) for r in reversed(rows)]
 
-    def _tx(self) -> AbstractContextManager[sqlite3.Connection]:
-        write: Any = self._write
-        return write()
-
 
 def _audit(conn: sqlite3.Connection, ts: float, version: str, actor: str, action: str, from_status: str | None,
            to_status: str | None, reason: str, details: Mapping[str, Any]) -> None:
@@ -140,4 +97,4 @@ def _audit_row(r: sqlite3.Row) -> AuditRow:
                     details=json.loads(r["details"]))
 
 
-__all__ = ["MODEL_STATUSES", "AuditRow", "ModelStatus", "ModelVersionRow", "RegistryQueries"]
+__all__ = ["RegistryQueries"]

@@ -1,4 +1,4 @@
-"""Rollout rows and their SQLite queries (a mixin of `SqliteHubStore`, kept apart to keep files small).
+"""Rollouts on SQLite (a mixin of `SqliteHubStore`).
 
 A rollout row holds the plan and the machine's state as JSON (``RolloutPlan.to_dict`` / ``RolloutState.to_dict``)
 and the last decision. Every write that changes a rollout also appends its hub event in the same transaction,
@@ -11,56 +11,18 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Mapping, Sequence
-from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from typing import Any
 
-ROLLOUT_EVENT = "rollout"
-"""The hub event kind of every rollout change (payload: rollout_id, action, actor, stages, status, reason…)."""
+from hub.store.rows import ROLLOUT_EVENT, RolloutRow, StageStatsRow
+from hub.store.sqlite.connection import SqliteConnection
 
 
-@dataclass(frozen=True, slots=True)
-class RolloutRow:
-    """One rollout: who started it and why, its plan, its state, its last decision; `revision` counts writes."""
-
-    id: str
-    candidate: str
-    incumbent: str
-    status: str
-    created_ts: float
-    updated_ts: float
-    actor: str
-    reason: str
-    plan: dict[str, Any]
-    state: dict[str, Any]
-    decision: dict[str, Any] | None = None
-    revision: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class StageStatsRow:
-    """The part of a stats row a rollout judges (no feature histograms): cheap to read on every tick."""
-
-    device_id: str
-    model_version: str | None
-    received_at: float
-    windows: int
-    anomalies: int
-    inference_errors: int
-    nan_scores: int
-    latency_p99_ms: float | None
-    score_hist: list[int]
-
-
-class RolloutQueries:
-    """Mixed into `SqliteHubStore`, which provides `_write` and `_read`."""
-
-    _write: Any
-    _read: Any
+class RolloutQueries(SqliteConnection):
+    """`RolloutStore` on SQLite (a mixin of `SqliteHubStore`)."""
 
     def create_rollout(self, row: RolloutRow, *, event: Mapping[str, Any]) -> bool:
         """Insert a new rollout (revision 0) with its hub event; False when another rollout is running."""
-        with self._rollout_tx() as conn:  # BEGIN IMMEDIATE: the check and the insert are one step
+        with self._write() as conn:  # BEGIN IMMEDIATE: the check and the insert are one step
             if row.status == "running" and conn.execute("SELECT 1 FROM rollouts WHERE status = 'running'").fetchone():
                 return False
             conn.execute(
@@ -77,7 +39,7 @@ class RolloutQueries:
         decision: Mapping[str, Any] | None, event: Mapping[str, Any] | None = None,
     ) -> bool:
         """Store a rollout's new state if it is still at `revision` (then revision + 1); False if it moved on."""
-        with self._rollout_tx() as conn:
+        with self._write() as conn:
             cur = conn.execute(
                 "UPDATE rollouts SET status = ?, updated_ts = ?, state = ?, decision = ?, revision = revision + 1 "
                 "WHERE id = ? AND revision = ?",
@@ -117,10 +79,6 @@ class RolloutQueries:
             f"latency_p99_ms, score_hist FROM stats WHERE {' AND '.join(where)} ORDER BY period_end, msg_id", params)
         return [StageStatsRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], json.loads(r[8])) for r in rows]
 
-    def _rollout_tx(self) -> AbstractContextManager[sqlite3.Connection]:
-        write: Any = self._write
-        return write()
-
 
 def _dump(value: Mapping[str, Any] | None) -> str | None:
     return None if value is None else json.dumps(dict(value), allow_nan=False)
@@ -140,4 +98,4 @@ def _rollout(r: sqlite3.Row) -> RolloutRow:
     )
 
 
-__all__ = ["ROLLOUT_EVENT", "RolloutQueries", "RolloutRow", "StageStatsRow"]
+__all__ = ["RolloutQueries"]

@@ -1,4 +1,4 @@
-"""Training jobs and the frozen evaluation slice, and their SQLite queries (a mixin of `SqliteHubStore`).
+"""Training jobs and the frozen evaluation slice on SQLite (a mixin of `SqliteHubStore`).
 
 A job row is the whole life of one retrain: queued, running (stage and progress), then succeeded or failed
 with the version it made and the gate's verdict. `eval_slice` remembers, for every labelled trace the
@@ -11,15 +11,11 @@ import json
 import re
 import sqlite3
 from collections.abc import Mapping
-from contextlib import AbstractContextManager
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
+from hub.store.rows import JOB_STATUSES, TrainingJobRow
+from hub.store.sqlite.connection import SqliteConnection
 from shared.errors import StoreError
-
-JobStatus = Literal["queued", "running", "succeeded", "failed"]
-JOB_STATUSES: tuple[str, ...] = ("queued", "running", "succeeded", "failed")
-ACTIVE_JOB_STATUSES: tuple[str, ...] = ("queued", "running")
 
 _VERSION = re.compile(r"^v(\d+)$")
 _IN_CHUNK = 500
@@ -30,48 +26,13 @@ _UPDATABLE = frozenset(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class TrainingJobRow:
-    """One retraining job: why it ran, how far it got, what it made.
-
-    `result_version` is the version reserved for the job (registered once the job gets that far);
-    `gate_verdict` is ``pass``, ``fail`` or ``insufficient_data``; `drift_cursor` is the newest drift
-    event the job's trigger had seen, so the next trigger counts only newer ones.
-    """
-
-    id: str
-    status: str
-    stage: str
-    progress: float
-    trigger: str
-    trigger_id: str | None
-    actor: str
-    reason: str
-    label_set_id: str | None
-    result_version: str | None
-    gate_verdict: str | None
-    error: str | None
-    drift_cursor: int
-    created_ts: float
-    started_ts: float | None
-    finished_ts: float | None
-    details: dict[str, Any]
-
-    @property
-    def active(self) -> bool:
-        return self.status in ACTIVE_JOB_STATUSES
-
-
-class TrainingQueries:
-    """Mixed into `SqliteHubStore`, which provides `_write` and `_read`."""
-
-    _write: Any
-    _read: Any
+class TrainingQueries(SqliteConnection):
+    """`TrainingStore` on SQLite (a mixin of `SqliteHubStore`)."""
 
     # -- jobs --------------------------------------------------------------------------------------
     def create_training_job(self, row: TrainingJobRow) -> TrainingJobRow | None:
         """Insert a queued job unless another job is queued or running (then None), in one transaction."""
-        with self._training_tx() as conn:
+        with self._write() as conn:
             if conn.execute("SELECT 1 FROM training_jobs WHERE status IN ('queued', 'running') LIMIT 1").fetchone():
                 return None
             if conn.execute("SELECT 1 FROM training_jobs WHERE id = ?", (row.id,)).fetchone():
@@ -100,7 +61,7 @@ class TrainingQueries:
             fields["details"] = json.dumps(dict(fields["details"]), allow_nan=False)
         if fields:
             columns = sorted(fields)
-            with self._training_tx() as conn:
+            with self._write() as conn:
                 cur = conn.execute(
                     f"UPDATE training_jobs SET {', '.join(f'{c} = ?' for c in columns)} WHERE id = ?",
                     [*(fields[c] for c in columns), job_id],
@@ -129,7 +90,7 @@ class TrainingQueries:
 
     def fail_unfinished_training_jobs(self, *, error: str, ts: float) -> list[str]:
         """Mark every queued or running job failed (after a restart nothing runs them); returns their ids."""
-        with self._training_tx() as conn:
+        with self._write() as conn:
             ids = [r[0] for r in conn.execute("SELECT id FROM training_jobs WHERE status IN ('queued', 'running')")]
             conn.executemany(
                 "UPDATE training_jobs SET status = 'failed', error = ?, finished_ts = ? WHERE id = ?",
@@ -145,7 +106,7 @@ class TrainingQueries:
         """
         if prefix != "v":
             raise StoreError("only the 'v<N>' version scheme is supported")
-        with self._training_tx() as conn:
+        with self._write() as conn:
             if not conn.execute("SELECT 1 FROM training_jobs WHERE id = ?", (job_id,)).fetchone():
                 raise StoreError(f"no training job {job_id}")
             taken = [r[0] for r in conn.execute(
@@ -164,7 +125,7 @@ class TrainingQueries:
         A trace keeps the assignment it got first, whatever is passed later.
         """
         if assignments:
-            with self._training_tx() as conn:
+            with self._write() as conn:
                 conn.executemany(
                     "INSERT OR IGNORE INTO eval_slice (trace_id, in_eval, frozen_at) VALUES (?, ?, ?)",
                     [(t, int(bool(m)), ts) for t, m in assignments.items()],
@@ -191,10 +152,6 @@ class TrainingQueries:
         )
         return [(r[0], float(r[1])) for r in rows]
 
-    def _training_tx(self) -> AbstractContextManager[sqlite3.Connection]:
-        write: Any = self._write
-        return write()
-
 
 def _job(r: sqlite3.Row) -> TrainingJobRow:
     return TrainingJobRow(
@@ -206,4 +163,4 @@ def _job(r: sqlite3.Row) -> TrainingJobRow:
     )
 
 
-__all__ = ["ACTIVE_JOB_STATUSES", "JOB_STATUSES", "JobStatus", "TrainingJobRow", "TrainingQueries"]
+__all__ = ["TrainingQueries"]

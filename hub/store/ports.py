@@ -1,0 +1,340 @@
+"""What the hub asks of its store, one small protocol per role; `HubStore` is all of them plus `close`.
+
+A hub service types its store with the roles it uses; `open_store(url)` returns a `HubStore`, so a
+PostgreSQL store is a second implementation of these protocols, not a change to ingest, labels or the API.
+Implementations are thread-safe and their writes idempotent. The protocols are runtime-checkable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from hub.store.rows import (
+    AnnotationRow,
+    AuditRow,
+    DeadLetter,
+    DeadLetterRow,
+    Device,
+    DriftReportRow,
+    EventRow,
+    ExclusionRow,
+    IngestRecord,
+    IngestResult,
+    LabelItemRow,
+    LabelSetRow,
+    MissingTrace,
+    ModelEventRow,
+    ModelVersionRow,
+    PredictionKind,
+    PredictionRow,
+    QueueReason,
+    RolloutRow,
+    StageStatsRow,
+    StatsRow,
+    StoreCounts,
+    TrainingJobRow,
+)
+
+
+@runtime_checkable
+class IngestStore(Protocol):
+    """Device messages and dead letters in, and what was stored back out: the ingest worker, the API's reads."""
+
+    def ingest_batch(
+        self, records: Sequence[IngestRecord], dead_letters: Sequence[DeadLetter] = ()
+    ) -> IngestResult:
+        """Store records (and dead letters) in one transaction; a message seen before is not stored again.
+
+        Predictions are keyed by trace_id, stats and model events by msg_id, annotations by
+        annotation_id. A status updates the device registry unless it is older than the one held.
+        """
+        ...
+
+    def add_dead_letter(
+        self,
+        topic: str,
+        payload_prefix: bytes,
+        reason: str,
+        detail: str,
+        ts: float,
+        *,
+        payload_size: int | None = None,
+        device_id: str | None = None,
+    ) -> None:
+        """Record one refused message (its first DEAD_LETTER_PAYLOAD_BYTES are kept)."""
+        ...
+
+    def dead_letters(self, limit: int = 100, reason: str | None = None) -> list[DeadLetterRow]:
+        """Newest first."""
+        ...
+
+    def dead_letter_counts(self) -> dict[str, int]:
+        """Dead letters by reason."""
+        ...
+
+    # -- reads of what was stored ------------------------------------------------------------------
+    def prediction(self, trace_id: str) -> PredictionRow | None: ...
+
+    def predictions(
+        self,
+        start: float,
+        end: float,
+        *,
+        kind: PredictionKind | None = None,
+        device_ids: Sequence[str] | None = None,
+        limit: int | None = None,
+    ) -> list[PredictionRow]:
+        """Predictions with ``start <= ts < end``, oldest first."""
+        ...
+
+    def stats_between(self, start: float, end: float, device_ids: Sequence[str] | None = None) -> list[StatsRow]:
+        """Stats whose period ends in ``[start, end)``, oldest first."""
+        ...
+
+    def annotations(
+        self,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        device_id: str | None = None,
+        trace_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[AnnotationRow]:
+        """Annotations with ``since <= ts < until`` (either bound optional), oldest first."""
+        ...
+
+    def model_events(
+        self, *, device_id: str | None = None, since: float | None = None, limit: int | None = None
+    ) -> list[ModelEventRow]:
+        """Model events with ``ts >= since``, oldest first."""
+        ...
+
+    def counts(self) -> StoreCounts: ...
+
+
+@runtime_checkable
+class DeviceStore(Protocol):
+    """The device registry: presence and versions (kept by ingest from statuses) and explicit cohorts."""
+
+    def devices(self) -> list[Device]:
+        """Every known device, by id."""
+        ...
+
+    def device(self, device_id: str) -> Device | None: ...
+
+    def set_cohort(self, device_id: str, cohort: str | None) -> None:
+        """Put a device in an explicit cohort (None: back to its site)."""
+        ...
+
+
+@runtime_checkable
+class LabelStore(Protocol):
+    """Annotations joined to predictions, the labeling queue and stored label sets."""
+
+    def annotation(self, annotation_id: str) -> AnnotationRow | None: ...
+
+    def annotations_covering(self, device_id: str, ts: float) -> list[AnnotationRow]:
+        """Range annotations (no trace_id) of `device_id` with ``start_ts <= ts <= end_ts``, oldest first."""
+        ...
+
+    def predictions_by_trace(self, trace_ids: Sequence[str]) -> list[PredictionRow]:
+        """The stored predictions among `trace_ids` (unknown ones are left out), by trace_id."""
+        ...
+
+    def unlabelled_predictions(
+        self, reason: QueueReason, *, since: float | None = None, device_id: str | None = None, limit: int = 100
+    ) -> list[PredictionRow]:
+        """Predictions with no annotation (by trace_id or a covering range) with ``ts >= since``, in queue order.
+
+        ``anomaly``: anomalies, highest score first. ``low_confidence``: such samples, closest to the
+        threshold first. ``random``: the random baseline slice, newest first.
+        """
+        ...
+
+    def missing_traces(
+        self, *, since: float | None = None, device_id: str | None = None, limit: int | None = None
+    ) -> list[MissingTrace]:
+        """Traces named by annotations made at ``ts >= since`` and absent from predictions, oldest first."""
+        ...
+
+    def save_label_set(
+        self,
+        summary: Mapping[str, Any],
+        items: Sequence[LabelItemRow],
+        exclusions: Sequence[ExclusionRow],
+        *,
+        ts: float,
+    ) -> str:
+        """Store a label set (``summary`` carries ``id`` and ``fingerprint``) in one transaction; returns its id.
+
+        The id is content-addressed: saving one again keeps its `created_ts`, sets `validated_ts` to `ts`
+        and replaces its summary, items and exclusions (the account of what was left out may have changed).
+        """
+        ...
+
+    def label_sets(self, limit: int = 100) -> list[LabelSetRow]:
+        """Latest validated first."""
+        ...
+
+    def label_set(self, label_set_id: str) -> LabelSetRow | None: ...
+
+    def label_set_items(
+        self, label_set_id: str, *, trace_id: str | None = None, limit: int | None = None
+    ) -> list[LabelItemRow]:
+        """By trace_id."""
+        ...
+
+    def label_exclusions(
+        self,
+        label_set_id: str,
+        *,
+        trace_id: str | None = None,
+        reason: str | None = None,
+        limit: int | None = None,
+    ) -> list[ExclusionRow]:
+        """By annotation_id, then trace_id."""
+        ...
+
+
+@runtime_checkable
+class DriftStore(Protocol):
+    """Drift reports and the hub's append-only event log (a drift verdict and its event are one write)."""
+
+    def save_drift_report(self, report: Mapping[str, Any], scope: str, verdict: str, ts: float) -> int:
+        """Store a drift report (``DriftReport.to_dict()``); returns its id.
+
+        A ``drift`` verdict also records a `DRIFT_EVENT` (report id, scope, reason, drifted features) in
+        the same transaction, so a consumer of `events` never sees one without the other.
+        """
+        ...
+
+    def drift_reports(self, limit: int = 100, scope: str | None = None) -> list[DriftReportRow]:
+        """Newest first."""
+        ...
+
+    def record_event(self, kind: str, payload: Mapping[str, Any], ts: float | None = None) -> int:
+        """Append a hub event (e.g. ``drift_detected``, a retraining trigger); returns its id.
+
+        `ts` defaults to now.
+        """
+        ...
+
+    def events(self, *, kind: str | None = None, since_id: int = 0, limit: int = 100) -> list[EventRow]:
+        """Events with id > `since_id`, oldest first: a consumer remembers the last id it handled."""
+        ...
+
+
+@runtime_checkable
+class RegistryStore(Protocol):
+    """The model registry: versions with their manifests, statuses and audit trail."""
+
+    def save_model_version(self, row: ModelVersionRow, *, actor: str) -> None:
+        """Register a new version (never overwrites one) with an audit row, in one transaction."""
+        ...
+
+    def set_model_status(
+        self, version: str, status: str, *, actor: str, action: str, reason: str, ts: float,
+        details: Mapping[str, Any] | None = None, gate: Mapping[str, Any] | None = None,
+    ) -> ModelVersionRow:
+        """Move a version to `status` (recording a gate decision if given) with an audit row."""
+        ...
+
+    def model_version(self, version: str) -> ModelVersionRow | None: ...
+
+    def model_versions(self, *, status: str | None = None, limit: int = 100) -> list[ModelVersionRow]:
+        """Newest first."""
+        ...
+
+    def model_audit(self, *, version: str | None = None, limit: int = 100) -> list[AuditRow]:
+        """Oldest first."""
+        ...
+
+
+@runtime_checkable
+class RolloutStore(Protocol):
+    """Staged rollouts (revision-guarded writes) and the slim stats a stage is judged on."""
+
+    def create_rollout(self, row: RolloutRow, *, event: Mapping[str, Any]) -> bool:
+        """Insert a rollout with its hub event, in one transaction; False when another one is running."""
+        ...
+
+    def update_rollout(
+        self, rollout_id: str, *, revision: int, status: str, updated_ts: float, state: Mapping[str, Any],
+        decision: Mapping[str, Any] | None, event: Mapping[str, Any] | None = None,
+    ) -> bool:
+        """Store a rollout's new state (and hub event) if it is still at `revision`; False if it moved on."""
+        ...
+
+    def rollout(self, rollout_id: str) -> RolloutRow | None: ...
+
+    def rollouts(self, *, status: str | None = None, limit: int = 100) -> list[RolloutRow]:
+        """Newest first."""
+        ...
+
+    def stage_stats(
+        self, *, period_end_since: float, received_since: float, device_ids: Sequence[str] | None = None
+    ) -> list[StageStatsRow]:
+        """Stats (without feature histograms) ending at or after `period_end_since`, received at or after
+        `received_since`, oldest first: what a rollout stage is judged on."""
+        ...
+
+
+@runtime_checkable
+class TrainingStore(Protocol):
+    """Retraining jobs, the model versions they reserve, and the frozen evaluation slice."""
+
+    def create_training_job(self, row: TrainingJobRow) -> TrainingJobRow | None:
+        """Insert a queued job unless another one is queued or running (then None), in one transaction."""
+        ...
+
+    def update_training_job(self, job_id: str, **fields: Any) -> TrainingJobRow:
+        """Set some of a job's status, stage, progress, result_version, gate_verdict, error, timestamps."""
+        ...
+
+    def training_job(self, job_id: str) -> TrainingJobRow | None: ...
+
+    def training_jobs(self, *, status: str | None = None, limit: int = 100) -> list[TrainingJobRow]:
+        """Newest first."""
+        ...
+
+    def fail_unfinished_training_jobs(self, *, error: str, ts: float) -> list[str]:
+        """Mark every queued or running job failed (nothing runs them after a restart); returns their ids."""
+        ...
+
+    def reserve_model_version(self, job_id: str, *, prefix: str = "v") -> str:
+        """The next free ``v<N>`` (over registered and reserved versions), recorded on the job atomically."""
+        ...
+
+    def freeze_eval_slice(self, assignments: Mapping[str, bool], *, ts: float) -> dict[str, bool]:
+        """Record trace → in-eval-slice for unseen traces; return the stored (first) assignment of each."""
+        ...
+
+    def eval_slice_assignments(self, trace_ids: list[str]) -> dict[str, bool]:
+        """The stored assignment of each of `trace_ids` that has one."""
+        ...
+
+    def eval_slice(self, *, limit: int | None = None) -> list[tuple[str, float]]:
+        """(trace_id, frozen_at) of the traces in the evaluation slice, oldest first."""
+        ...
+
+
+@runtime_checkable
+class HubStore(
+    IngestStore, DeviceStore, LabelStore, DriftStore, RegistryStore, RolloutStore, TrainingStore, Protocol
+):
+    """Everything the hub stores and asks: every role, and `close`."""
+
+    def close(self) -> None: ...
+
+
+__all__ = [
+    "DeviceStore",
+    "DriftStore",
+    "HubStore",
+    "IngestStore",
+    "LabelStore",
+    "RegistryStore",
+    "RolloutStore",
+    "TrainingStore",
+]

@@ -1,0 +1,252 @@
+"""Ingest on SQLite: batches of device messages and dead letters in, and the stored telemetry back out.
+
+A batch is one transaction: every table's rows (``INSERT OR IGNORE`` on the message keys, so a
+redelivery is stored once), the devices' activity, their statuses (presence ordering) and dead letters.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from hub.store.presence import Presence, applied, status_applies
+from hub.store.rows import (
+    DEAD_LETTER_PAYLOAD_BYTES,
+    AnnotationRow,
+    DeadLetter,
+    DeadLetterRow,
+    IngestRecord,
+    IngestResult,
+    ModelEventRow,
+    PredictionKind,
+    PredictionRow,
+    StatsRow,
+    StoreCounts,
+)
+from hub.store.sqlite.batch import batch_rows
+from hub.store.sqlite.common import DETAIL_CHARS, annotation_from_row, prediction_from_row
+from hub.store.sqlite.connection import SqliteConnection
+from shared.messages import Status
+
+_PREDICTION_SQL = (
+    "INSERT OR IGNORE INTO predictions (trace_id, msg_id, kind, device_id, ts, received_at, model_version, unit, "
+    "window_start, window_end, score, threshold, decision, reason, n_features, features) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_STATS_SQL = (
+    "INSERT OR IGNORE INTO stats (msg_id, device_id, ts, received_at, model_version, period_start, period_end, "
+    "windows, anomalies, samples, bad_readings, bad_rows, inference_errors, nan_scores, feature_hist, score_hist, "
+    "latency_p50_ms, latency_p99_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_ANNOTATION_SQL = (
+    "INSERT OR IGNORE INTO annotations (annotation_id, msg_id, device_id, ts, received_at, model_version, trace_id, "
+    "start_ts, end_ts, label, fault_type, technician_id, confidence, signal, note) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_MODEL_EVENT_SQL = (
+    "INSERT OR IGNORE INTO model_events (msg_id, device_id, ts, received_at, model_version, event, version, detail, "
+    "metrics) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_DEAD_LETTER_SQL = (
+    "INSERT INTO dead_letters (ts, topic, device_id, reason, detail, payload, payload_size) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+# Activity: the device exists from its first message; last_seen (hub clock) and last_ts only move forward.
+_SEEN_SQL = (
+    "INSERT INTO devices (device_id, online, first_seen, last_seen, last_ts) VALUES (?, 0, ?, ?, ?) "
+    "ON CONFLICT(device_id) DO UPDATE SET last_seen = max(coalesce(last_seen, excluded.last_seen), "
+    "excluded.last_seen), last_ts = max(coalesce(last_ts, excluded.last_ts), excluded.last_ts)"
+)
+
+
+class IngestQueries(SqliteConnection):
+    """`IngestStore` on SQLite (a mixin of `SqliteHubStore`)."""
+
+    def ingest_batch(
+        self, records: Sequence[IngestRecord], dead_letters: Sequence[DeadLetter] = ()
+    ) -> IngestResult:
+        rows = batch_rows(records)
+        stored: dict[str, int] = {}
+        duplicates: dict[str, int] = {}
+        with self._write() as conn:
+            for kind, sql, table_rows in (
+                ("anomaly", _PREDICTION_SQL, rows.anomalies),
+                ("sample", _PREDICTION_SQL, rows.samples),
+                ("stats", _STATS_SQL, rows.stats),
+                ("annotation", _ANNOTATION_SQL, rows.annotations),
+                ("model_event", _MODEL_EVENT_SQL, rows.model_events),
+            ):
+                if table_rows:
+                    inserted = conn.executemany(sql, table_rows).rowcount
+                    stored[kind] = inserted
+                    duplicates[kind] = len(table_rows) - inserted
+            if rows.seen:
+                conn.executemany(_SEEN_SQL, [(d, at, at, ts) for d, (at, ts) in rows.seen.items()])
+            status_applied = sum(_apply_status(conn, r) for r in rows.statuses)
+            if dead_letters:
+                conn.executemany(_DEAD_LETTER_SQL, [_dead_letter_row(d) for d in dead_letters])
+        if status_applied:
+            stored["status"] = status_applied
+        if len(rows.statuses) > status_applied:
+            duplicates["status"] = len(rows.statuses) - status_applied
+        return IngestResult(
+            stored={k: v for k, v in stored.items() if v},
+            duplicates={k: v for k, v in duplicates.items() if v},
+            status_applied=status_applied,
+            status_ignored=len(rows.statuses) - status_applied,
+            dead_letters=len(dead_letters),
+            rejected=rows.rejected,
+        )
+
+    def add_dead_letter(
+        self,
+        topic: str,
+        payload_prefix: bytes,
+        reason: str,
+        detail: str,
+        ts: float,
+        *,
+        payload_size: int | None = None,
+        device_id: str | None = None,
+    ) -> None:
+        letter = DeadLetter(topic, payload_prefix, reason, detail, ts, payload_size, device_id)
+        with self._write() as conn:
+            conn.execute(_DEAD_LETTER_SQL, _dead_letter_row(letter))
+
+    def dead_letters(self, limit: int = 100, reason: str | None = None) -> list[DeadLetterRow]:
+        where, params = ("WHERE reason = ?", [reason]) if reason is not None else ("", [])
+        rows = self._read(f"SELECT * FROM dead_letters {where} ORDER BY id DESC LIMIT ?", [*params, limit])
+        return [
+            DeadLetterRow(r["id"], r["ts"], r["topic"], r["device_id"], r["reason"], r["detail"], bytes(r["payload"]),
+                          r["payload_size"])
+            for r in rows
+        ]
+
+    def dead_letter_counts(self) -> dict[str, int]:
+        rows = self._read("SELECT reason, count(*) FROM dead_letters GROUP BY reason ORDER BY reason")
+        return {r[0]: r[1] for r in rows}
+
+    # -- reads of what was stored ----------------------------------------------------------------
+    def prediction(self, trace_id: str) -> PredictionRow | None:
+        rows = self._read("SELECT * FROM predictions WHERE trace_id = ?", [trace_id])
+        return prediction_from_row(rows[0]) if rows else None
+
+    def predictions(
+        self,
+        start: float,
+        end: float,
+        *,
+        kind: PredictionKind | None = None,
+        device_ids: Sequence[str] | None = None,
+        limit: int | None = None,
+    ) -> list[PredictionRow]:
+        where: list[str] = ["ts >= ?", "ts < ?"]
+        params: list[Any] = [start, end]
+        if kind is not None:
+            where.append("kind = ?")
+            params.append(kind)
+        _in(where, params, "device_id", device_ids)
+        sql = f"SELECT * FROM predictions WHERE {' AND '.join(where)} ORDER BY ts, trace_id LIMIT ?"
+        return [prediction_from_row(r) for r in self._read(sql, [*params, -1 if limit is None else limit])]
+
+    def stats_between(self, start: float, end: float, device_ids: Sequence[str] | None = None) -> list[StatsRow]:
+        where, params = ["period_end >= ?", "period_end < ?"], [start, end]
+        _in(where, params, "device_id", device_ids)
+        rows = self._read(f"SELECT * FROM stats WHERE {' AND '.join(where)} ORDER BY period_end, msg_id", params)
+        return [
+            StatsRow(
+                r["msg_id"], r["device_id"], r["ts"], r["received_at"], r["model_version"], r["period_start"],
+                r["period_end"], r["windows"], r["anomalies"], r["samples"], r["bad_readings"], r["bad_rows"],
+                r["inference_errors"], r["nan_scores"], json.loads(r["feature_hist"]), json.loads(r["score_hist"]),
+                r["latency_p50_ms"], r["latency_p99_ms"],
+            )
+            for r in rows
+        ]
+
+    def annotations(
+        self,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        device_id: str | None = None,
+        trace_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[AnnotationRow]:
+        where: list[str] = []
+        params: list[Any] = []
+        for clause, value in (("ts >= ?", since), ("ts < ?", until), ("device_id = ?", device_id),
+                              ("trace_id = ?", trace_id)):
+            if value is not None:
+                where.append(clause)
+                params.append(value)
+        sql = f"SELECT * FROM annotations {_where(where)} ORDER BY ts, annotation_id LIMIT ?"
+        return [annotation_from_row(r) for r in self._read(sql, [*params, -1 if limit is None else limit])]
+
+    def model_events(
+        self, *, device_id: str | None = None, since: float | None = None, limit: int | None = None
+    ) -> list[ModelEventRow]:
+        where: list[str] = []
+        params: list[Any] = []
+        for clause, value in (("device_id = ?", device_id), ("ts >= ?", since)):
+            if value is not None:
+                where.append(clause)
+                params.append(value)
+        sql = f"SELECT * FROM model_events {_where(where)} ORDER BY ts, msg_id LIMIT ?"
+        return [
+            ModelEventRow(r["msg_id"], r["device_id"], r["ts"], r["received_at"], r["model_version"], r["event"],
+                          r["version"], r["detail"], json.loads(r["metrics"]))
+            for r in self._read(sql, [*params, -1 if limit is None else limit])
+        ]
+
+    def counts(self) -> StoreCounts:
+        row = self._read(
+            "SELECT (SELECT count(*) FROM predictions WHERE kind = 'anomaly'), "
+            "(SELECT count(*) FROM predictions WHERE kind = 'sample'), (SELECT count(*) FROM stats), "
+            "(SELECT count(*) FROM annotations), (SELECT count(*) FROM model_events), (SELECT count(*) FROM devices), "
+            "(SELECT count(*) FROM devices WHERE online = 1), (SELECT count(*) FROM dead_letters), "
+            "(SELECT count(*) FROM drift_reports), (SELECT count(*) FROM events)"
+        )[0]
+        return StoreCounts(*(int(v) for v in row))
+
+
+def _apply_status(conn: sqlite3.Connection, record: IngestRecord) -> bool:
+    """Update the registry from one status (the row exists: `_SEEN_SQL` ran first); False if stale."""
+    m = record.message
+    assert isinstance(m, Status)
+    row = conn.execute(
+        "SELECT online, status_ts, status_received FROM devices WHERE device_id = ?", (m.device_id,)
+    ).fetchone()
+    held = None if row is None or row[1] is None else Presence(bool(row[0]), row[1], row[2])
+    online = m.state == "online"
+    if not status_applies(held, online=online, ts=m.ts, received_at=record.received_at):
+        return False
+    new = applied(held, online=online, ts=m.ts, received_at=record.received_at)
+    # Descriptive fields keep their value when a status omits them (a last will names nothing).
+    conn.execute(
+        "UPDATE devices SET online = ?, status_ts = ?, status_received = ?, "
+        "model_version = coalesce(?, model_version), agent_version = coalesce(?, agent_version), "
+        "shadow_version = coalesce(?, shadow_version), site = coalesce(?, site), "
+        "asset_type = coalesce(?, asset_type) WHERE device_id = ?",
+        (int(new.online), new.status_ts, new.received_at, m.model_version, m.agent_version, m.shadow_version,
+         m.site, m.asset_type, m.device_id),
+    )
+    return True
+
+
+def _dead_letter_row(d: DeadLetter) -> tuple[Any, ...]:
+    size = len(d.payload) if d.payload_size is None else d.payload_size
+    return (d.ts, d.topic, d.device_id, d.reason, d.detail[:DETAIL_CHARS],
+            bytes(d.payload[:DEAD_LETTER_PAYLOAD_BYTES]), size)
+
+
+def _in(where: list[str], params: list[Any], column: str, values: Sequence[str] | None) -> None:
+    if values is not None:
+        values = list(values)
+        where.append(f"{column} IN ({', '.join('?' for _ in values)})" if values else "0")
+        params.extend(values)
+
+
+def _where(clauses: list[str]) -> str:
+    return f"WHERE {' AND '.join(clauses)}" if clauses else ""

@@ -1,0 +1,44 @@
+"""SQLite drift reports and events: a ``drift`` verdict is an event, written with its report."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hub.app.metrics import HubMetrics
+from hub.drift import Sketch, fleet_reports
+from hub.store.rows import DRIFT_EVENT
+from hub.store.sqlite import SqliteHubStore
+from tests.hub.store.messages import T0
+
+
+def test_drift_report_round_trips_and_its_verdict_is_an_event(store: SqliteHubStore) -> None:
+    rng = np.random.default_rng(7)
+    edges = [np.array([-1.0, 0.0, 1.0]), np.array([0.5])]
+    reference = Sketch.from_values(rng.normal(size=(2000, 2)), edges)
+    shifted = Sketch.from_values(rng.normal(loc=[1.0, 0.0], size=(2000, 2)), edges)
+    report = fleet_reports(reference, {"dev-1": shifted}, {}, ["temp.mean", "vib.mean"])[0]
+    assert report.verdict == "drift"
+
+    report_id = store.save_drift_report(report.to_dict(), report.scope, report.verdict, T0)
+    [row] = store.drift_reports()
+    assert (row.id, row.scope, row.verdict, row.ts) == (report_id, "fleet", "drift", T0)
+    assert row.report == report.to_dict()
+    assert store.drift_reports(scope="device:dev-1") == []
+
+    # The verdict is an event, written with the report: what the retraining trigger consumes.
+    [event] = store.events(kind=DRIFT_EVENT)
+    assert event.payload == {"report_id": report_id, "scope": "fleet", "reason": report.reason,
+                             "drifted_features": ["temp.mean"]}
+    calm = fleet_reports(reference, {"dev-1": reference}, {}, ["temp.mean", "vib.mean"])[0]
+    store.save_drift_report(calm.to_dict(), calm.scope, calm.verdict, T0 + 1)
+    assert len(store.events(kind=DRIFT_EVENT)) == 1 and len(store.drift_reports()) == 2
+
+    later = store.record_event("retrain_requested", {"because": event.id})
+    assert [e.kind for e in store.events()] == [DRIFT_EVENT, "retrain_requested"]
+    assert [e.id for e in store.events(since_id=event.id)] == [later]
+
+    metrics = HubMetrics()
+    metrics.set_drift_report(report.to_dict())
+    exposition = metrics.render()[0].decode()
+    assert 'fleetloop_hub_drift_detected{scope="fleet"} 1.0' in exposition
+    assert 'fleetloop_hub_drift_psi{feature="temp.mean",scope="fleet"}' in exposition
