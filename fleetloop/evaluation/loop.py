@@ -424,11 +424,7 @@ class _Api:
     def start(self, hub: HubService) -> None:
         import uvicorn
 
-        from hub.api import create_app
-
-        app = create_app(hub.settings, hub.store, metrics=hub.metrics, labels=hub.settings.labels,
-                         training=hub.training, registry=hub.registry, rollouts=hub.rollouts)
-        self.server = uvicorn.Server(uvicorn.Config(app, lifespan="off", ws="none", log_level="warning",
+        self.server = uvicorn.Server(uvicorn.Config(hub.app(), lifespan="off", ws="none", log_level="warning",
                                                     access_log=False))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, name="eval-api",
                                        daemon=True)

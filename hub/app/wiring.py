@@ -30,10 +30,9 @@ if TYPE_CHECKING:  # the API imports this module: keep paho and scikit-learn out
     from hub.mqtt.publisher import CommandPublisher, TraceRequester
     from hub.registry.service import Registry
     from hub.registry.signing import SigningKey
-    from hub.rollout.service import RolloutService
-    from hub.rollout.state import Command
+    from hub.rollout.service import AssignmentPublisher, RolloutService
     from hub.training.service import TrainingService
-    from shared.messages import Assign
+    from shared.messages import Assign, Command
 
 Clock = Callable[[], float]
 COMMANDS_CLIENT_ID = "fleetloop-hub-commands"
@@ -117,7 +116,8 @@ def build_services(
     from hub.registry.references import ReferenceLibrary
     from hub.store import open_store
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if registry:  # the registry's versions, staging and (dev mode) the key live there
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
     owned = store is None
     store = open_store(settings.store) if store is None else store
     models_dir = settings.data_dir / "models"
@@ -139,8 +139,9 @@ def build_services(
                 store.close()
             raise
         reg = Registry(store, models_dir, key, clock=clock)
+        publisher: AssignmentPublisher = commands if commands is not None else OfflinePublisher()
         rollouts = RolloutService(
-            store, reg, commands if commands is not None else OfflinePublisher(),
+            store, reg, publisher,
             artifact_url=lambda version: artifact_url(settings, version), clock=clock,
             limits=settings.rollout_limits.to_limits(),
             # a drift verdict on the incumbent counts while its window could still overlap the rollout's start

@@ -1,9 +1,5 @@
-"""The rollout's one error type, under the fleetloop tree so the CLI and API edges translate it."""
+"""The rollout's one error type, defined in the hub's error tree (`hub.errors`) and re-exported here."""
 
-from __future__ import annotations
+from hub.errors import RolloutError
 
-from shared.errors import FleetloopError
-
-
-class RolloutError(FleetloopError):
-    """An invalid plan, an invalid transition (promoting a rolled-back rollout…) or a malformed record."""
+__all__ = ["RolloutError"]

@@ -13,7 +13,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, status
 
 from hub.api.deps import AUTH_RESPONSES, NowDep, Operator, Principal, Reader, TrainingDep, error
 from hub.api.schemas.retrain import RetrainAccepted, RetrainCreate, TrainingJobPublic, TriggerPublic
-from hub.training.errors import RetrainBlockedError, TrainingBusyError, UnknownLabelSetError
+from hub.errors import RetrainBlockedError, TrainingBusyError, UnknownLabelSetError
 
 router = APIRouter(prefix="/retrain", tags=["retrain"], responses=AUTH_RESPONSES)
 UNAVAILABLE = error(503, "This hub runs without training")

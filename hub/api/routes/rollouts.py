@@ -15,8 +15,8 @@ from fastapi.exceptions import RequestValidationError
 
 from hub.api.deps import AUTH_RESPONSES, Operator, Principal, Reader, RolloutsDep, error
 from hub.api.schemas.rollouts import ActionBody, RolloutCreate, RolloutDetail, RolloutPublic
-from hub.registry.service import RegistryError
-from hub.rollout import RolloutError, StagePolicy
+from hub.errors import RegistryError, RolloutError
+from hub.rollout import StagePolicy
 from hub.rollout.service import RolloutNotFound
 from shared.errors import ModelError
 
