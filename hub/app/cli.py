@@ -247,7 +247,7 @@ def _models(args: argparse.Namespace) -> int:
                 print(f"{row.version}  {row.status}  parent {row.parent_version or '-'}  by {row.created_by}: "
                       f"{row.reason}")
                 if row.gate:
-                    print("\n".join(_gate_lines(row.gate)))
+                    print("\n".join(gate_lines(row.gate)))
                 for a in audit:
                     print(f"  {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(a.ts))}  {a.actor:<16} {a.action:<12} "
                           f"{a.from_status or '-'} -> {a.to_status or '-'}: {a.reason}")
@@ -260,7 +260,7 @@ def _models(args: argparse.Namespace) -> int:
         return 0
 
 
-def _gate_lines(gate: dict[str, Any]) -> list[str]:
+def gate_lines(gate: dict[str, Any]) -> list[str]:
     """A stored gate record in words: the verdict, how its intervals were made, then each check and its numbers."""
     head = f"gate: {gate.get('verdict')}"
     boot = gate.get("bootstrap")

@@ -60,6 +60,7 @@ class Services:
 
     @property
     def labels(self) -> LabelSettings:
+        """How annotations become labels (`HubSettings.labels`)."""
         return self.settings.labels
 
     def artifact_url(self, version: str) -> str:
@@ -67,6 +68,7 @@ class Services:
         return artifact_url(self.settings, version)
 
     def close(self) -> None:
+        """Close the store (the publisher, when started, is stopped by whoever started it)."""
         self.store.close()
 
 
@@ -84,6 +86,7 @@ class OfflinePublisher:
 
 
 def artifact_url(settings: HubSettings, version: str) -> str:
+    """The URL of `version`'s artifact under `settings.artifact_base_url`."""
     return f"{settings.artifact_base_url.rstrip('/')}/models/{version}/artifact"
 
 
