@@ -251,18 +251,15 @@ def register_model(settings: Any, model_dir: Path, *, status: str = "active") ->
     pinned key. A registered version whose manifest differs from `model_dir`'s is refused: the two would
     be different models under one version. Returns the version. `settings` is a HubSettings.
     """
-    from hub.registry.service import Registry
-    from hub.registry.signing import SigningKey, default_key_path
-    from hub.store import open_store
+    from hub.app.wiring import build_services
     from models.version import read_version
     from shared.manifest import MANIFEST_FILE
 
     manifest, _ = read_version(model_dir)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    key = SigningKey.load(settings.signing_key_file or default_key_path(settings.data_dir), dev_mode=settings.dev_mode)
-    store = open_store(settings.store)
+    services = build_services(settings, mqtt=False, training=False)
+    store, registry, key = services.store, services.registry, services.key
+    assert registry is not None and key is not None
     try:
-        registry = Registry(store, settings.data_dir / "models", key)
         if store.model_version(manifest.version) is None:
             registry.register(model_dir, actor="provision", reason="initial model", status=status)
             log.info("registered %s as %s", manifest.version, status)

@@ -6,7 +6,7 @@
    (gateways download assigned models from it) start, then one ``fleetloop agent run`` process per gateway,
    each replaying its own C-MAPSS file (`plan.write_replay`) at `rate` cycles per second.
 3. Technicians (`technicians.Desk`) label feedback engines after they fail; the hub's own trigger job retrains
-   on drift and labels, gates the candidate and registers it. An operator (`Operator`) rolls out the newest
+   on drift and labels, gates the candidate and registers it. An operator (`operator.Operator`) rolls out the newest
    candidate that passed the gate and beat its incumbent's F1 on the gate's slice: canary, then the fleet.
 4. When every gateway has replayed its engines, the run stops and every model is scored offline on the
    evaluation engines (`report`): v1 (static), the version the registry has active (the loop's), and an oracle
@@ -36,6 +36,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from fleetloop.devbroker import HUB_USER, DevBroker
+from fleetloop.evaluation.operator import Operator
 from fleetloop.evaluation.plan import (
     FleetPlan,
     engine_lengths,
@@ -342,75 +343,6 @@ class LoopRun:
                 self.api.stop()
 
 
-class Operator:
-    """Rolls out the newest candidate that passed its gate, one rollout at a time, while every gateway still has
-    two engine lives of replay left (a stage advances only on evidence from running gateways).
-
-    It skips a candidate trained on the label set the fleet's model already learned from (a drift alarm's
-    retrain with no new labels makes the same model again), and one whose F1 on the gate's slice is more than
-    `F1_SLACK` below its incumbent's: a newer candidate has learned from more labels, and a slice of a dozen or
-    two failures cannot rank two good models closer than that.
-    """
-
-    F1_SLACK = 0.02
-
-    def __init__(self, hub: HubService, settings: LoopSettings, desk: Desk, plan: FleetPlan, rate: float) -> None:
-        self.hub, self.settings, self.desk, self.plan, self.rate = hub, settings, desk, plan, rate
-        self.tried: set[str] = set()
-        self.completed: list[str] = []
-        self.current: str | None = None
-
-    def summary(self) -> str:
-        running = self.hub.rollouts.running()
-        now = f"{running.plan.candidate}@{running.state.stage}" if running else "idle"
-        return f"{len(self.completed)} done, {now}"
-
-    def run(self, now: float) -> None:
-        rollouts = self.hub.rollouts
-        if self.current is not None:
-            r = rollouts.recent(limit=1)[0]
-            if r.state.status == "running":
-                return
-            log.info("rollout of %s %s: %s", r.plan.candidate, r.state.status, r.decision.reason if r.decision else "")
-            if r.state.status == "completed":
-                self.completed.append(r.plan.candidate)
-            self.current = None
-        rows = sorted(self.hub.store.model_versions(status="candidate", limit=50), key=lambda r: r.created_ts)
-        fresh = [r for r in rows if r.version not in self.tried and (r.gate or {}).get("passed")]
-        if not fresh:
-            return
-        row = fresh[-1]
-        self.tried |= {r.version for r in fresh}
-        gate = row.gate or {}
-        cand, inc = gate.get("candidate", {}).get("f1") or 0.0, gate.get("incumbent", {}).get("f1") or 0.0
-        active = self.hub.registry.active_version()
-        serving = self.hub.registry.manifest(active) if active else None
-        labels = row.manifest.get("training", {}).get("label_set_version")
-        if serving is not None and labels is not None and labels == serving.training.label_set_version:
-            log.info("not rolling out %s: trained on the label set %s already serves (%s)", row.version, active,
-                     labels)
-            return
-        if cand < inc - self.F1_SLACK:
-            log.info("not rolling out %s: F1 %.3f on the gate's slice, below %s's %.3f", row.version, cand,
-                     gate.get("incumbent_version"), inc)
-            return
-        positions = {d: p.position for d, p in self.desk.progress.items()}
-        left = min(g.cycles - positions.get(g.device_id, 0) for g in self.plan.gateways)
-        if left < 2 * self.settings.engine_s * self.rate:
-            log.info("not rolling out %s: a gateway has only %d cycles of replay left", row.version, left)
-            return
-        try:
-            rollout = rollouts.start(row.version, actor="operator:eval", canary=self.settings.canary,
-                                     reason=f"passed the gate: F1 {cand:.3f} vs {inc:.3f} on the frozen slice",
-                                     policies=self.settings.policies, limits=self.settings.limits)
-        except FleetloopError as exc:  # e.g. the registry moved meanwhile: the next candidate gets its turn
-            log.warning("could not roll out %s: %s", row.version, exc)
-            return
-        self.current = rollout.id
-        log.info("rolling out %s (F1 %.3f vs %.3f on the gate's slice): canary %s", row.version, cand, inc,
-                 ", ".join(rollout.plan.stage("canary").devices))
-
-
 class _Api:
     """The hub's HTTP API on a free loopback port, served by uvicorn in a thread."""
 
@@ -424,11 +356,7 @@ class _Api:
     def start(self, hub: HubService) -> None:
         import uvicorn
 
-        from hub.api import create_app
-
-        app = create_app(hub.settings, hub.store, metrics=hub.metrics, labels=hub.settings.labels,
-                         training=hub.training, registry=hub.registry, rollouts=hub.rollouts)
-        self.server = uvicorn.Server(uvicorn.Config(app, lifespan="off", ws="none", log_level="warning",
+        self.server = uvicorn.Server(uvicorn.Config(hub.app(), lifespan="off", ws="none", log_level="warning",
                                                     access_log=False))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, name="eval-api",
                                        daemon=True)

@@ -15,7 +15,6 @@ from collections.abc import Callable, Sequence
 
 import uvicorn
 
-from hub.api import create_app
 from hub.app.service import HubService, Periodic
 from hub.app.settings import HubSettings
 from hub.store import HubStore
@@ -99,9 +98,7 @@ class HubRig:
     def __init__(self, settings: HubSettings, api_socket: socket.socket) -> None:
         self.settings = settings
         self.hub = HubService(settings)
-        app = create_app(settings, self.hub.store, metrics=self.hub.metrics, labels=settings.labels,
-                         training=self.hub.training, registry=self.hub.registry, rollouts=self.hub.rollouts)
-        self.api = ApiServer(app, api_socket)
+        self.api = ApiServer(self.hub.app(), api_socket)
         self.jobs: list[Periodic] = []
         self._running: list[Periodic] = []
         self._hub_started = False

@@ -1,28 +1,31 @@
-"""`create_app`: the hub API for one `HubSettings` and one `HubStore`, both passed in (nothing global).
+"""`create_app`: the hub API over one `hub.app.wiring.Services` (settings, store, registry, …), passed in.
 
-The caller owns the store (and closes it); the app only reads ``app.state.api``. Errors of the store become
-503 here, the one edge where they are translated to HTTP.
+Nothing global: the caller owns the services (and closes the store); routes reach them only through the
+typed dependencies of `hub.api.deps`. Errors of the store become 503 here, the one edge where they are
+translated to HTTP.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from hub.api.deps import ApiState, Clock
-from hub.api.routes import ROUTERS, models
-from hub.api.routes import retrain as retrain_routes
-from hub.api.routes import rollouts as rollouts_routes
+from hub.api.routes import ROUTERS
 from hub.app.metrics import HubMetrics
 from hub.app.settings import HubSettings
+from hub.app.wiring import Clock, Services
 from hub.labels.service import LabelSettings
 from hub.registry.service import Registry
 from hub.rollout.service import RolloutService
 from hub.store.ports import HubStore
 from shared.errors import ConfigError, StoreError
+
+if TYPE_CHECKING:
+    from hub.training.service import TrainingService  # scikit-learn: not imported by the API
 
 log = logging.getLogger(__name__)
 
@@ -36,45 +39,45 @@ Send `Authorization: Bearer <token>`; a token's role (viewer, technician, operat
 
 
 def create_app(
-    settings: HubSettings,
-    store: HubStore,
+    services: Services | HubSettings,
+    store: HubStore | None = None,
     *,
     metrics: HubMetrics | None = None,
     labels: LabelSettings | None = None,
-    clock: Clock = time.time,
+    clock: Clock | None = None,
     registry: Registry | None = None,
     rollouts: RolloutService | None = None,
-    training: retrain_routes.TrainingControl | None = None,
+    training: TrainingService | None = None,
 ) -> FastAPI:
-    """The API app. `metrics` defaults to a fresh registry, `labels` to `LabelSettings()`, `clock` to the wall clock.
+    """The API app over `services` (from `hub.app.wiring.build_services`); routes of a part it lacks
+    (registry: ``/models``, rollouts: ``/rollouts``, training: ``/retrain``) answer 503.
 
-    `registry` serves ``/models``, `rollouts` ``/rollouts`` and `training` (a `hub.training.service.TrainingService`)
-    ``/retrain``; without them those routes answer 503.
+    For tests, ``create_app(settings, store, registry=…, clock=…)`` wraps the parts given in a `Services`
+    (`metrics` defaults to a fresh registry, `labels` to the settings', `clock` to the wall clock).
 
     Outside dev mode it refuses to run without tokens (as `HubSettings` does); in dev mode without tokens
     every request is an operator, and a warning says so.
     """
-    open_access = not settings.tokens
-    if open_access and not settings.dev_mode:
+    if isinstance(services, HubSettings):
+        if store is None:
+            raise TypeError("create_app(settings, store): the store is missing")
+        settings = services if labels is None else services.model_copy(update={"labels": labels})
+        services = Services(settings=settings, store=store, metrics=metrics if metrics is not None else HubMetrics(),
+                            clock=clock if clock is not None else time.time, registry=registry, rollouts=rollouts,
+                            training=training)
+    elif store is not None or any(p is not None for p in (metrics, labels, clock, registry, rollouts, training)):
+        raise TypeError("create_app(services) takes no other parts: they are in the Services")
+    settings = services.settings
+    if not settings.tokens and not settings.dev_mode:
         raise ConfigError("the hub API needs API tokens outside dev mode: set FLEETLOOP_HUB_TOKENS or tokens_file")
-    if open_access:
+    if not settings.tokens:
         log.warning(
             "!!! hub API in dev mode WITHOUT API TOKENS: every request is treated as an operator. "
             "Never expose this to a network; set FLEETLOOP_HUB_TOKENS to require tokens. !!!"
         )
     app = FastAPI(title="fleetloop hub", version="1", description=DESCRIPTION)
-    app.state.api = ApiState(
-        settings=settings,
-        store=store,
-        metrics=metrics if metrics is not None else HubMetrics(),
-        labels=labels if labels is not None else LabelSettings(),
-        clock=clock,
-        open_access=open_access,
-    )
-    app.state.registry = registry
-    app.state.rollouts = rollouts
-    app.state.training = training
-    for router in (*ROUTERS, models.router, rollouts_routes.router, retrain_routes.router):
+    app.state.services = services
+    for router in ROUTERS:
         app.include_router(router)
 
     @app.exception_handler(StoreError)

@@ -1,8 +1,11 @@
-"""Dependencies of the hub API: typed aliases for what `create_app` put on ``app.state``, and bearer-token roles.
+"""Dependencies of the hub API: one typed `Services` (what `create_app` was given), aliases for its parts, and
+bearer-token roles.
 
-Roles: ``viewer`` reads; ``technician`` also annotates and works the labeling queue; ``operator`` does
-everything (labels, and the rollouts and retraining to come). A route states who may call it with one of
-the aliases below, or with ``Depends(require("operator"))`` for a custom set.
+A route asks for what it uses (`StoreDep`, `RegistryDep`, …, or `ServicesDep` for the whole graph); a part
+the hub runs without (registry, rollouts, training) answers 503 through its alias. Roles: ``viewer`` reads;
+``technician`` also annotates and works the labeling queue; ``operator`` does everything (labels, rollouts,
+retraining). A route states who may call it with one of the aliases below, or with
+``Depends(require("operator"))`` for a custom set.
 """
 
 from __future__ import annotations
@@ -10,60 +13,96 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from hub.api.schemas import ErrorPublic
+from hub.api.schemas.base import ErrorPublic
 from hub.app.metrics import HubMetrics
 from hub.app.settings import ROLES, HubSettings, Role
+from hub.app.wiring import Services
 from hub.labels.service import LabelSettings
+from hub.registry.service import Registry
+from hub.rollout.service import RolloutService
 from hub.store.ports import HubStore
-
-Clock = Callable[[], float]
-
-
-@dataclass(frozen=True)
-class ApiState:
-    """Everything a request may need, built once by `create_app` (no module globals)."""
-
-    settings: HubSettings
-    store: HubStore
-    metrics: HubMetrics
-    labels: LabelSettings
-    clock: Clock
-    open_access: bool  # dev mode without tokens: every request is an operator
+from hub.store.rows import TrainingJobRow
+from hub.training.triggers import TriggerOutcome
 
 
-def get_state(request: Request) -> ApiState:
-    state: ApiState = request.app.state.api
-    return state
+class TrainingControl(Protocol):
+    """What the routes need of `hub.training.service.TrainingService` (not imported here: it brings
+    scikit-learn, and the API loads without it)."""
+
+    def request(self, *, actor: str, reason: str, now: float, label_set_id: str | None = None) -> TriggerOutcome: ...
+
+    def job(self, job_id: str) -> TrainingJobRow | None: ...
+
+    def jobs(self, limit: int = 50) -> list[TrainingJobRow]: ...
 
 
-StateDep = Annotated[ApiState, Depends(get_state)]
+def get_services(request: Request) -> Services:
+    """The `Services` `create_app` put on the app (the one place that reads ``app.state``)."""
+    services: Services = request.app.state.services
+    return services
 
 
-def get_store(state: StateDep) -> HubStore:
-    return state.store
+ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def get_metrics(state: StateDep) -> HubMetrics:
-    return state.metrics
+def get_settings(services: ServicesDep) -> HubSettings:
+    return services.settings
 
 
-def get_labels(state: StateDep) -> LabelSettings:
-    return state.labels
+def get_store(services: ServicesDep) -> HubStore:
+    return services.store
 
 
-def get_now(state: StateDep) -> float:
-    return state.clock()
+def get_metrics(services: ServicesDep) -> HubMetrics:
+    return services.metrics
 
 
+def get_labels(services: ServicesDep) -> LabelSettings:
+    return services.labels
+
+
+def get_now(services: ServicesDep) -> float:
+    return services.clock()
+
+
+def _unavailable(detail: str) -> HTTPException:
+    return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=detail)
+
+
+def get_registry(services: ServicesDep) -> Registry:
+    """The model registry; 503 when the hub runs without one."""
+    if services.registry is None:
+        raise _unavailable("this hub runs without a model registry")
+    return services.registry
+
+
+def get_rollouts(services: ServicesDep) -> RolloutService:
+    """The rollout service; 503 when the hub runs without one."""
+    if services.rollouts is None:
+        raise _unavailable("this hub runs without rollouts")
+    return services.rollouts
+
+
+def get_training(services: ServicesDep) -> TrainingControl:
+    """The training service; 503 when the hub runs without one."""
+    if services.training is None:
+        raise _unavailable("training is not enabled on this hub")
+    return services.training
+
+
+SettingsDep = Annotated[HubSettings, Depends(get_settings)]
 StoreDep = Annotated[HubStore, Depends(get_store)]
 MetricsDep = Annotated[HubMetrics, Depends(get_metrics)]
 LabelSettingsDep = Annotated[LabelSettings, Depends(get_labels)]
 NowDep = Annotated[float, Depends(get_now)]
+RegistryDep = Annotated[Registry, Depends(get_registry)]
+RolloutsDep = Annotated[RolloutService, Depends(get_rollouts)]
+TrainingDep = Annotated[TrainingControl, Depends(get_training)]
 
 
 # --- authentication and roles ---------------------------------------------------------------------
@@ -97,14 +136,16 @@ def _unauthorized(detail: str, error: str | None = None) -> HTTPException:
 
 
 def authenticate(
-    state: StateDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    settings: SettingsDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> Principal:
-    """The caller's role from ``Authorization: Bearer <token>``; 401 without a known token."""
-    if state.open_access:
+    """The caller's role from ``Authorization: Bearer <token>``; 401 without a known token.
+
+    Without tokens (dev mode only: `create_app` refuses it otherwise) every caller is an operator."""
+    if not settings.tokens:
         return Principal("operator", open_access=True)
     if credentials is None:
         raise _unauthorized("missing bearer token: send Authorization: Bearer <token>")
-    role = find_role(state.settings.tokens, credentials.credentials)
+    role = find_role(settings.tokens, credentials.credentials)
     if role is None:
         raise _unauthorized("unknown bearer token", error="invalid_token")
     return Principal(role)

@@ -11,9 +11,12 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hub.app.settings import HubSettings
+
+if TYPE_CHECKING:
+    from hub.app.wiring import Services
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
@@ -89,6 +92,20 @@ def _settings(args: argparse.Namespace, **extra: Any) -> HubSettings:
     )
 
 
+@contextlib.contextmanager
+def _services(settings: HubSettings, **options: Any) -> Iterator[Services]:
+    """The hub's services for one command (`hub.app.wiring.build_services` options), closed after it."""
+    from hub.app.wiring import build_services
+
+    services = build_services(settings, **options)
+    try:
+        yield services
+    finally:
+        if services.commands is not None:
+            services.commands.stop()
+        services.close()
+
+
 def run(args: argparse.Namespace) -> int:
     handlers = {"serve": _serve, "ingest": _ingest, "drift": _drift, "devices": _devices, "dead-letters": _dead,
                 "retrain": _retrain, "models": _models, "rollout": _rollout}
@@ -105,13 +122,11 @@ def _until_signalled() -> threading.Event:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from hub.api.app import create_app
     from hub.app.service import HubService
 
     settings = _settings(args, api_host=args.host, api_port=args.port)
     service = HubService(settings)
-    app = create_app(settings, service.store, metrics=service.metrics, labels=settings.labels,
-                     training=service.training, registry=service.registry, rollouts=service.rollouts)
+    app = service.app()
 
     class Server(uvicorn.Server):
         @contextlib.contextmanager
@@ -150,39 +165,30 @@ def _ingest(args: argparse.Namespace) -> int:
 
 
 def _drift(args: argparse.Namespace) -> int:
-    from hub.store import open_store
-
-    settings = _settings(args)
-    store = open_store(settings.store)
-    try:
+    with _services(_settings(args), registry=False, mqtt=False) as services:
         if args.list:
-            rows = store.drift_reports(limit=args.limit, scope=args.scope)
+            rows = services.store.drift_reports(limit=args.limit, scope=args.scope)
             if args.json:
                 print(json.dumps([r.report for r in rows], indent=2))
             else:
                 for r in rows:
                     print(f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(r.ts))}  {r.scope:<32} {r.verdict}")
             return 0
-        from hub.drift.service import DriftService, format_table
-        from hub.registry.references import ReferenceLibrary
+        from hub.drift.service import format_table
 
-        reports = DriftService(store, ReferenceLibrary(settings.data_dir / "models"), settings.drift).run(time.time())
+        assert services.drift is not None
+        reports = services.drift.run(time.time())
         if args.scope:
             reports = [r for r in reports if r.get("scope") == args.scope]
         print(json.dumps(reports, indent=2) if args.json else format_table(reports))
         return 0
-    finally:
-        store.close()
 
 
 def _devices(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from hub.store import open_store
-
-    store = open_store(_settings(args).store)
-    try:
-        devices = store.devices()
+    with _services(_settings(args), registry=False, mqtt=False) as services:
+        devices = services.store.devices()
         if args.json:
             print(json.dumps([asdict(d) for d in devices], indent=2))
         else:
@@ -191,44 +197,27 @@ def _devices(args: argparse.Namespace) -> int:
                 print(f"{d.device_id:<20} {'online ' if d.online else 'offline'} model {d.model_version or '-':<10} "
                       f"cohort {d.cohort or '-':<24} last seen {seen}")
         return 0
-    finally:
-        store.close()
 
 
 def _dead(args: argparse.Namespace) -> int:
-    from hub.store import open_store
-
-    store = open_store(_settings(args).store)
-    try:
-        print(json.dumps(store.dead_letter_counts(), indent=2))
-        for row in store.dead_letters(limit=args.limit):
+    with _services(_settings(args), registry=False, mqtt=False) as services:
+        print(json.dumps(services.store.dead_letter_counts(), indent=2))
+        for row in services.store.dead_letters(limit=args.limit):
             print(f"{row.ts:.3f} {row.topic} {row.reason}: {row.detail}")
         return 0
-    finally:
-        store.close()
 
 
 def _retrain(args: argparse.Namespace) -> int:
     """Exit codes: 0 a candidate passed the gate, 3 it did not, 1 the job failed, 2 it was blocked."""
     from dataclasses import asdict
 
-    from hub.registry.service import Registry
-    from hub.registry.signing import SigningKey, default_key_path
-    from hub.store import open_store
-    from hub.training.errors import RetrainBlockedError, TrainingBusyError
-    from hub.training.service import TrainingService
+    from hub.errors import RetrainBlockedError, TrainingBusyError
 
-    settings = _settings(args)
-    store = open_store(settings.store)
-    try:
-        key = SigningKey.load(settings.signing_key_file or default_key_path(settings.data_dir),
-                              dev_mode=settings.dev_mode)
-        registry = Registry(store, settings.data_dir / "models", key)
-        service = TrainingService(store, registry, settings.training, labels=settings.labels,
-                                  staging_dir=settings.data_dir / "staging")
+    with _services(_settings(args), mqtt=False) as services:
+        assert services.training is not None
         try:
-            job = service.retrain_now(actor=f"cli:{args.actor}", reason=args.reason, now=time.time(),
-                                      label_set_id=args.label_set)
+            job = services.training.retrain_now(actor=f"cli:{args.actor}", reason=args.reason, now=time.time(),
+                                                label_set_id=args.label_set)
         except (RetrainBlockedError, TrainingBusyError) as exc:
             print(f"fleetloop hub retrain: {exc}")
             return 2
@@ -236,27 +225,14 @@ def _retrain(args: argparse.Namespace) -> int:
         if job.status == "failed":
             return 1
         return 0 if job.gate_verdict == "pass" else 3
-    finally:
-        store.close()
-
-
-def _registry(settings: HubSettings, store: Any) -> Any:
-    from hub.registry.service import Registry
-    from hub.registry.signing import SigningKey, default_key_path
-
-    key = SigningKey.load(settings.signing_key_file or default_key_path(settings.data_dir), dev_mode=settings.dev_mode)
-    return Registry(store, settings.data_dir / "models", key)
 
 
 def _models(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from hub.store import open_store
-
-    settings = _settings(args)
-    store = open_store(settings.store)
-    try:
-        registry = _registry(settings, store)
+    with _services(_settings(args), mqtt=False, training=False) as services:
+        store, registry = services.store, services.registry
+        assert registry is not None
         if args.register:
             row = registry.register(args.register, actor=f"cli:{os.environ.get('USER', 'operator')}",
                                     reason=args.reason, status=args.status)
@@ -271,7 +247,7 @@ def _models(args: argparse.Namespace) -> int:
                 print(f"{row.version}  {row.status}  parent {row.parent_version or '-'}  by {row.created_by}: "
                       f"{row.reason}")
                 if row.gate:
-                    print("\n".join(_gate_lines(row.gate)))
+                    print("\n".join(gate_lines(row.gate)))
                 for a in audit:
                     print(f"  {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(a.ts))}  {a.actor:<16} {a.action:<12} "
                           f"{a.from_status or '-'} -> {a.to_status or '-'}: {a.reason}")
@@ -282,11 +258,9 @@ def _models(args: argparse.Namespace) -> int:
         for r in [] if args.json else rows:
             print(f"{r.version:<10} {r.status:<12} parent {r.parent_version or '-':<8} {r.reason}")
         return 0
-    finally:
-        store.close()
 
 
-def _gate_lines(gate: dict[str, Any]) -> list[str]:
+def gate_lines(gate: dict[str, Any]) -> list[str]:
     """A stored gate record in words: the verdict, how its intervals were made, then each check and its numbers."""
     head = f"gate: {gate.get('verdict')}"
     boot = gate.get("bootstrap")
@@ -304,23 +278,15 @@ def _gate_lines(gate: dict[str, Any]) -> list[str]:
 
 
 def _rollout(args: argparse.Namespace) -> int:
-    from hub.mqtt.publisher import CommandPublisher
-    from hub.rollout.service import RolloutService
     from hub.rollout.settings import override_limits
-    from hub.store import open_store
     from shared.errors import ConfigError
 
-    settings = _settings(args)
-    store = open_store(settings.store)
-    publisher = None
-    try:
-        registry = _registry(settings, store)
-        limits = settings.rollout_limits.to_limits()
-        if args.action in ("list", "show"):
-            service = RolloutService(store, registry, None,  # type: ignore[arg-type]  # reads only
-                                     artifact_url=str, limits=limits)
-            rollouts = [service.get(args.target)] if args.action == "show" and args.target else service.recent()
-            for r in rollouts:
+    if args.action in ("list", "show"):
+        with _services(_settings(args), mqtt=False, training=False) as services:
+            assert services.rollouts is not None
+            shown = ([services.rollouts.get(args.target)] if args.action == "show" and args.target
+                     else services.rollouts.recent())
+            for r in shown:
                 print(f"{r.id}  {r.row.candidate} over {r.row.incumbent}  {r.state.status}  stage {r.state.stage}"
                       f"{'  (paused)' if r.state.paused else ''}")
                 if args.action == "show":
@@ -330,32 +296,28 @@ def _rollout(args: argparse.Namespace) -> int:
                     for t in r.state.history:
                         print(f"  {t.at:.0f}  {t.actor:<16} {t.action:<10} -> {t.to_stage or '-'}: {t.reason}")
             return 0
-        if not args.target or not args.reason:
-            what = "candidate" if args.action == "start" else "rollout id"
-            raise ConfigError(f"'rollout {args.action}' needs a {what} and --reason")
-        overrides = dict(item.partition("=")[::2] for item in args.health_limit)
-        if overrides and args.action != "start":
-            raise ConfigError("--health-limit applies to 'rollout start' only")
-        limits = override_limits(limits, overrides)  # RolloutError (exit 1 with the message) before any publish
-        publisher = CommandPublisher(settings, client_id=f"fleetloop-hub-cli-{os.getpid()}")
+    if not args.target or not args.reason:
+        what = "candidate" if args.action == "start" else "rollout id"
+        raise ConfigError(f"'rollout {args.action}' needs a {what} and --reason")
+    overrides = dict(item.partition("=")[::2] for item in args.health_limit)
+    if overrides and args.action != "start":
+        raise ConfigError("--health-limit applies to 'rollout start' only")
+    settings = _settings(args)
+    limits = override_limits(settings.rollout_limits.to_limits(), overrides)  # RolloutError before any publish
+    with _services(settings, training=False, client_id=f"fleetloop-hub-cli-{os.getpid()}") as services:
+        publisher, rollouts = services.commands, services.rollouts
+        assert publisher is not None and rollouts is not None
         publisher.start()
         if not publisher.is_connected():
             raise ConfigError(f"cannot reach the broker at {settings.mqtt_host}:{settings.mqtt_port}")
-        base = settings.artifact_base_url.rstrip("/")
-        service = RolloutService(store, registry, publisher, artifact_url=lambda v: f"{base}/models/{v}/artifact",
-                                 limits=limits)
         actor = f"cli:{args.actor}"
         if args.action == "start":
             canary: float | list[str] = (float(args.canary) if args.canary.replace(".", "", 1).isdigit()
                                          else args.canary.split(","))
-            rollout = service.start(args.target, actor=actor, reason=args.reason, canary=canary, shadow=args.shadow,
-                                    limits=limits)
+            rollout = rollouts.start(args.target, actor=actor, reason=args.reason, canary=canary,
+                                     shadow=args.shadow, limits=limits)
         else:
-            rollout = getattr(service, args.action)(args.target, actor=actor, reason=args.reason)
+            rollout = getattr(rollouts, args.action)(args.target, actor=actor, reason=args.reason)
         publisher.flush(30)
         print(f"{rollout.id}  {rollout.state.status}  stage {rollout.state.stage}")
         return 0
-    finally:
-        if publisher is not None:
-            publisher.stop()
-        store.close()

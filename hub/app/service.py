@@ -6,18 +6,21 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from hub.app.metrics import HubMetrics
 from hub.app.settings import HubSettings
+from hub.app.wiring import build_services
 from hub.drift.service import DriftService
 from hub.mqtt.ingest import IngestWorker
 from hub.mqtt.publisher import CommandPublisher, TraceRequester
-from hub.registry.references import ReferenceLibrary
 from hub.registry.service import Registry
-from hub.registry.signing import SigningKey, default_key_path
+from hub.registry.signing import SigningKey
 from hub.rollout.service import RolloutService
-from hub.store import HubStore, open_store
+from hub.store import HubStore
 from hub.training.service import TrainingService
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 log = logging.getLogger(__name__)
 
@@ -52,28 +55,24 @@ class Periodic:
 
 
 class HubService:
-    """Store + ingest worker + periodic jobs. `start()`, `stop()`; the API is served on top by the CLI."""
+    """The hub's `Services` + ingest worker + periodic jobs. `start()`, `stop()`; `app()` is its HTTP API."""
 
     def __init__(self, settings: HubSettings, store: HubStore | None = None) -> None:
         self.settings = settings
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        self.store = store if store is not None else open_store(settings.store)
-        self.metrics = HubMetrics()
+        self.services = services = build_services(settings, store=store)
+        assert services.commands is not None and services.traces is not None and services.key is not None
+        assert services.registry is not None and services.drift is not None
+        assert services.rollouts is not None and services.training is not None
+        self.store = services.store
+        self.metrics = services.metrics
+        self.commands: CommandPublisher = services.commands
+        self.traces: TraceRequester = services.traces
+        self.key: SigningKey = services.key
+        self.registry: Registry = services.registry
+        self.drift: DriftService = services.drift
+        self.rollouts: RolloutService = services.rollouts
+        self.training: TrainingService = services.training
         self.worker = IngestWorker.from_settings(settings, self.store, metrics=self.metrics)
-        self.commands = CommandPublisher(settings)
-        self.traces = TraceRequester(self.store, settings.labels, self.commands.send)
-        self.key = SigningKey.load(settings.signing_key_file or default_key_path(settings.data_dir),
-                                   dev_mode=settings.dev_mode)
-        self.registry = Registry(self.store, settings.data_dir / "models", self.key)
-        self.drift = DriftService(self.store, ReferenceLibrary(settings.data_dir / "models"), settings.drift)
-        self.rollouts = RolloutService(
-            self.store, self.registry, self.commands, artifact_url=self.artifact_url,
-            limits=settings.rollout_limits.to_limits(),
-            # a drift verdict on the incumbent counts while its window could still overlap the rollout's start
-            drift_max_age_s=settings.drift.window_s + settings.drift.interval_s,
-        )
-        self.training = TrainingService(self.store, self.registry, settings.training, labels=settings.labels,
-                                        staging_dir=settings.data_dir / "staging")
         self.jobs = [
             Periodic("drift", settings.drift.interval_s, self.drift.run),
             Periodic("trace-requests", settings.trace_request_interval_s, self.traces.run),
@@ -82,7 +81,13 @@ class HubService:
         ]
 
     def artifact_url(self, version: str) -> str:
-        return f"{self.settings.artifact_base_url.rstrip('/')}/models/{version}/artifact"
+        return self.services.artifact_url(version)
+
+    def app(self) -> FastAPI:
+        """The hub's HTTP API over these services (the caller serves it)."""
+        from hub.api.app import create_app
+
+        return create_app(self.services)
 
     def start(self) -> None:
         self.worker.start()

@@ -23,8 +23,9 @@ from hub.drift.divergence import js_distance_rows
 from hub.drift.fdr import bh_adjust
 from hub.drift.psi import PSI_SIGNIFICANT, psi_band, psi_rows
 from hub.drift.results import AnomalyRateChange, DriftReport, FeatureDrift, ScoreDrift, Test, Verdict
-from hub.drift.sketch import Sketch, SketchShapeError
+from hub.drift.sketch import Sketch
 from hub.drift.stattests import chi_square_rows, ks_binned_rows, two_proportion_rows
+from hub.errors import SketchShapeError
 
 MIN_SAMPLES = 200  # windows; about 10 per bin for 20 bins, so chi-square's approximation holds
 ALPHA = 0.01

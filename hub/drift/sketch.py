@@ -15,14 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from shared.errors import ContractError
+from hub.errors import SketchShapeError
 from shared.features import histogram_counts
 from shared.manifest import Reference
 from shared.messages import Stats
-
-
-class SketchShapeError(ContractError, ValueError):
-    """Sketches, or a sketch and its manifest, disagree on the number of features or bins."""
 
 
 def _count_array(values: ArrayLike, name: str, ndim: int) -> NDArray[np.int64]:

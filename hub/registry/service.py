@@ -18,19 +18,16 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from hub.errors import RegistryError
 from hub.registry.signing import SigningKey
 from hub.store import ModelVersionRow, RegistryStore
-from shared.errors import FleetloopError, ModelError
+from shared.errors import ModelError
 from shared.manifest import MANIFEST_FILE, MODEL_FILE, SIGNATURE_FILE, ModelManifest, sha256_bytes
 from shared.messages import Assign
 
 log = logging.getLogger(__name__)
 
 ARTIFACT_FILES = (MODEL_FILE, MANIFEST_FILE, SIGNATURE_FILE)
-
-
-class RegistryError(FleetloopError):
-    """A registry operation that cannot be done (unknown version, duplicate, bad transition)."""
 
 
 class Registry:

@@ -64,7 +64,7 @@ def override_limits(base: HealthLimits, overrides: Mapping[str, object]) -> Heal
     10.0
     >>> override_limits(HealthLimits(), {"anomaly_rate_factor": 8, "colour": 3})
     Traceback (most recent call last):
-    hub.rollout.errors.RolloutError: invalid health limits: colour: Extra inputs are not permitted
+    hub.errors.RolloutError: invalid health limits: colour: Extra inputs are not permitted
     """
     try:
         return HealthLimitsSettings.model_validate({**base.to_dict(), **overrides}).to_limits()

@@ -62,7 +62,6 @@ from pydantic import SecretStr
 
 from fleetloop.devbroker import HUB_USER, DevBroker
 from fleetloop.story.faults import nan_onnx
-from hub.api import create_app
 from hub.app.service import HubService, Periodic
 from hub.app.settings import DriftSettings, HubSettings
 from hub.store.rows import DRIFT_EVENT, IngestRecord
@@ -281,9 +280,7 @@ def loop(tmp_path: Path, fresh_broker: DevBroker, initial_model_dir: Path) -> It
     hub = HubService(settings)
     hub.registry.register(rebased_v1(initial_model_dir, devices, tmp_path / "v1"), actor="operator:ana",
                           reason="initial model, drift reference from this fleet", status="active")
-    app = create_app(settings, hub.store, metrics=hub.metrics, labels=settings.labels, training=hub.training,
-                     registry=hub.registry, rollouts=hub.rollouts)
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", ws="none", log_level="warning", access_log=False))
+    server = uvicorn.Server(uvicorn.Config(hub.app(), lifespan="off", ws="none", log_level="warning", access_log=False))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="api", daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

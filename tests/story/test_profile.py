@@ -16,7 +16,7 @@ from fleetloop.story.profile import (
     stage_policies,
     training_settings,
 )
-from hub.api.routes.rollouts import PolicyCreate
+from hub.api.schemas import PolicyCreate
 from hub.rollout.settings import HealthLimitsSettings
 from hub.training.settings import GateSettings
 from shared.errors import ConfigError

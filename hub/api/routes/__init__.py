@@ -2,7 +2,19 @@
 
 from fastapi import APIRouter
 
-from hub.api.routes import annotations, devices, drift, health, labels, metrics, queue, traces
+from hub.api.routes import (
+    annotations,
+    devices,
+    drift,
+    health,
+    labels,
+    metrics,
+    models,
+    queue,
+    retrain,
+    rollouts,
+    traces,
+)
 
 ROUTERS: tuple[APIRouter, ...] = (
     annotations.router,
@@ -13,6 +25,9 @@ ROUTERS: tuple[APIRouter, ...] = (
     drift.router,
     metrics.router,
     health.router,
+    models.router,
+    rollouts.router,
+    retrain.router,
 )
 
 __all__ = ["ROUTERS"]

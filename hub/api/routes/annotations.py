@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 
 from hub.api.deps import AUTH_RESPONSES, MetricsDep, NowDep, Reader, StoreDep, Technician, error
-from hub.api.schemas import AnnotationCreate, AnnotationPublic
+from hub.api.schemas.annotations import AnnotationCreate, AnnotationPublic
 from hub.labels.service import annotation_status, range_predictions
 from hub.store.rows import AnnotationRow, IngestRecord
 from shared.messages import Annotation

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path, status
 
 from hub.api.deps import AUTH_RESPONSES, Reader, StoreDep, error
-from hub.api.schemas import DevicePublic
+from hub.api.schemas.devices import DevicePublic
 
 router = APIRouter(prefix="/devices", tags=["devices"], responses=AUTH_RESPONSES)
 

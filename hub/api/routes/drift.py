@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from hub.api.deps import AUTH_RESPONSES, Reader, StoreDep
-from hub.api.schemas import DriftReportPublic
+from hub.api.schemas.drift import DriftReportPublic
 
 router = APIRouter(prefix="/drift", tags=["drift"], responses=AUTH_RESPONSES)
 

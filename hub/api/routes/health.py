@@ -6,13 +6,13 @@ from dataclasses import asdict
 
 from fastapi import APIRouter
 
-from hub.api.deps import StateDep, error
-from hub.api.schemas import HealthPublic
+from hub.api.deps import ServicesDep, error
+from hub.api.schemas.health import HealthPublic
 
 router = APIRouter(tags=["health"])
 
 
 @router.get("/health", summary="Liveness and row counts", responses=error(503, "The store cannot be read"))
-def get_health(state: StateDep) -> HealthPublic:
-    counts = state.store.counts()  # a StoreError becomes 503 (see hub.api.app)
-    return HealthPublic(status="ok", dev_mode=state.settings.dev_mode, counts=asdict(counts))
+def get_health(services: ServicesDep) -> HealthPublic:
+    counts = services.store.counts()  # a StoreError becomes 503 (see hub.api.app)
+    return HealthPublic(status="ok", dev_mode=services.settings.dev_mode, counts=asdict(counts))

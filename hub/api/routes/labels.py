@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 
 from hub.api.deps import AUTH_RESPONSES, LabelSettingsDep, MetricsDep, NowDep, Operator, Reader, StoreDep, error
-from hub.api.schemas import (
+from hub.api.schemas.labels import (
     ConflictPublic,
     ExclusionPublic,
     LabelItemPublic,

@@ -8,78 +8,18 @@ so an artifact fetched from anywhere, tampered or swapped, is refused. Model fil
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, status
+from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 
-from hub.api.deps import AUTH_RESPONSES, Reader, error
-from hub.api.schemas import Public
-from hub.registry.service import Registry
-from hub.store import AuditRow, ModelVersionRow
+from hub.api.deps import AUTH_RESPONSES, Reader, RegistryDep, error
+from hub.api.schemas.models import VERSION_PATTERN, AuditPublic, ModelDetail, ModelPublic
 from hub.store.rows import ModelStatus
 
 router = APIRouter(prefix="/models", tags=["models"])
 
-VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
 Version = Annotated[str, Path(min_length=1, max_length=128, pattern=VERSION_PATTERN)]
 UNAVAILABLE = error(503, "This hub runs without a model registry")
-
-
-def get_registry(request: Request) -> Registry:
-    """The registry `create_app` was given; 503 when the hub runs without one."""
-    registry: Registry | None = getattr(request.app.state, "registry", None)
-    if registry is None:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail="this hub runs without a model registry")
-    return registry
-
-
-RegistryDep = Annotated[Registry, Depends(get_registry)]
-
-
-class ModelPublic(Public):
-    """A registered version: its status and where it came from."""
-
-    version: str
-    parent_version: str | None
-    status: str
-    created_ts: float
-    updated_ts: float
-    created_by: str
-    reason: str
-    trigger_id: str | None
-    sha256: str
-
-    @classmethod
-    def from_row(cls, r: ModelVersionRow) -> ModelPublic:
-        return cls(version=r.version, parent_version=r.parent_version, status=r.status, created_ts=r.created_ts,
-                   updated_ts=r.updated_ts, created_by=r.created_by, reason=r.reason, trigger_id=r.trigger_id,
-                   sha256=r.sha256)
-
-
-class AuditPublic(Public):
-    """One change to a version: who, when, what, why, and the numbers behind it."""
-
-    ts: float
-    actor: str
-    action: str
-    from_status: str | None
-    to_status: str | None
-    reason: str
-    details: dict[str, Any]
-
-    @classmethod
-    def from_row(cls, a: AuditRow) -> AuditPublic:
-        return cls(ts=a.ts, actor=a.actor, action=a.action, from_status=a.from_status, to_status=a.to_status,
-                   reason=a.reason, details=a.details)
-
-
-class ModelDetail(ModelPublic):
-    """A version with its signature, manifest, gate decision and complete audit trail (oldest first)."""
-
-    signature: str
-    manifest: dict[str, Any]
-    gate: dict[str, Any] | None
-    audit: list[AuditPublic]
 
 
 @router.get("", summary="Registered model versions (newest first)", responses={**AUTH_RESPONSES, **UNAVAILABLE})

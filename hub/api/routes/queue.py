@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from hub.api.deps import AUTH_RESPONSES, LabelSettingsDep, NowDep, StoreDep, Technician
-from hub.api.schemas import QueueItem
+from hub.api.schemas.queue import QueueItem
 from hub.labels.service import labeling_queue
 
 router = APIRouter(prefix="/queue", tags=["labels"], responses=AUTH_RESPONSES)

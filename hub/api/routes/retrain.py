@@ -7,103 +7,16 @@ worker, never inside the request: the answer is 202 with the job to poll.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Protocol
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter, HTTPException, Path, Query, status
 
-from hub.api.deps import AUTH_RESPONSES, NowDep, Operator, Principal, Reader, error
-from hub.api.schemas import Public
-from hub.store.rows import TrainingJobRow
-from hub.training.errors import RetrainBlockedError, TrainingBusyError, UnknownLabelSetError
-from hub.training.triggers import TriggerOutcome
+from hub.api.deps import AUTH_RESPONSES, NowDep, Operator, Principal, Reader, TrainingDep, error
+from hub.api.schemas.retrain import RetrainAccepted, RetrainCreate, TrainingJobPublic, TriggerPublic
+from hub.errors import RetrainBlockedError, TrainingBusyError, UnknownLabelSetError
 
 router = APIRouter(prefix="/retrain", tags=["retrain"], responses=AUTH_RESPONSES)
 UNAVAILABLE = error(503, "This hub runs without training")
-
-
-class TrainingControl(Protocol):
-    """What the routes need of `hub.training.service.TrainingService` (not imported here: it brings
-    scikit-learn, and the API loads without it)."""
-
-    def request(self, *, actor: str, reason: str, now: float, label_set_id: str | None = None) -> TriggerOutcome: ...
-
-    def job(self, job_id: str) -> TrainingJobRow | None: ...
-
-    def jobs(self, limit: int = 50) -> list[TrainingJobRow]: ...
-
-
-def get_training(request: Request) -> TrainingControl:
-    """The training service `create_app` was given; 503 when the hub runs without one."""
-    service: TrainingControl | None = getattr(request.app.state, "training", None)
-    if service is None:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail="training is not enabled on this hub")
-    return service
-
-
-TrainingDep = Annotated[TrainingControl, Depends(get_training)]
-
-
-class RetrainCreate(BaseModel):
-    """Why (required), who (optional, recorded as ``operator:<actor>``) and which label set (default: the
-    current annotations, validated now)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    reason: str = Field(min_length=1, max_length=2000)
-    actor: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$",
-                              description="who asks, as stated by the caller (tokens carry only a role)")
-    label_set_id: str | None = Field(default=None, min_length=1, max_length=64)
-
-
-class TriggerPublic(Public):
-    fire: bool
-    kind: str | None
-    reason: str
-    blocked_by: str | None
-    detail: str
-
-
-class RetrainAccepted(Public):
-    """A queued job: poll ``GET /retrain/{job_id}``."""
-
-    job_id: str
-    trigger_id: str
-    label_set_id: str
-    total_labels: int
-    new_labels: int
-    decision: TriggerPublic
-
-
-class TrainingJobPublic(Public):
-    """A training job: its stage and progress while it runs, its version and gate verdict when done."""
-
-    id: str
-    status: str = Field(description="queued, running, succeeded or failed")
-    stage: str
-    progress: float = Field(ge=0, le=1)
-    trigger: str
-    trigger_id: str | None
-    actor: str
-    reason: str
-    label_set_id: str | None
-    result_version: str | None
-    gate_verdict: str | None = Field(description="pass, fail or insufficient_data; the version is a "
-                                     "candidate only on pass, otherwise rejected")
-    error: str | None
-    created_ts: float
-    started_ts: float | None
-    finished_ts: float | None
-    details: dict[str, Any]
-
-    @classmethod
-    def from_row(cls, row: TrainingJobRow) -> TrainingJobPublic:
-        return cls(
-            id=row.id, status=row.status, stage=row.stage, progress=row.progress, trigger=row.trigger,
-            trigger_id=row.trigger_id, actor=row.actor, reason=row.reason, label_set_id=row.label_set_id,
-            result_version=row.result_version, gate_verdict=row.gate_verdict, error=row.error,
-            created_ts=row.created_ts, started_ts=row.started_ts, finished_ts=row.finished_ts, details=row.details,
-        )
 
 
 def _actor(principal: Principal, stated: str | None) -> str:

@@ -7,14 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path, status
 
 from hub.api.deps import AUTH_RESPONSES, Reader, StoreDep, error
-from hub.api.schemas import (
-    AnnotationPublic,
-    ExclusionPublic,
-    LabelItemPublic,
-    PredictionPublic,
-    TraceLabelPublic,
-    TracePublic,
-)
+from hub.api.schemas.annotations import AnnotationPublic
+from hub.api.schemas.labels import ExclusionPublic, LabelItemPublic
+from hub.api.schemas.traces import PredictionPublic, TraceLabelPublic, TracePublic
 from hub.labels.service import annotation_status
 from hub.store.ports import HubStore
 

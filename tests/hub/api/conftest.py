@@ -20,15 +20,11 @@ from pydantic import SecretStr
 from hub.api import create_app
 from hub.app.metrics import HubMetrics
 from hub.app.settings import HubSettings, Role
+from hub.app.wiring import Services, build_services
 from hub.labels.service import LabelSettings
-from hub.mqtt.publisher import CommandPublisher
-from hub.registry.service import Registry
 from hub.registry.signing import SigningKey
-from hub.rollout.service import RolloutService
 from hub.store.rows import DeviceMessage, IngestRecord
 from hub.store.sqlite import SqliteHubStore
-from hub.training.service import TrainingService
-from hub.training.settings import TrainingSettings
 from shared.ids import new_id
 from shared.messages import Anomaly, Sample, Status
 
@@ -76,8 +72,10 @@ def serve(app: FastAPI) -> Iterator[str]:
 
 @dataclass
 class Hub:
-    """A running hub API: its store, clock and metrics, and clients per role (closed by the fixture)."""
+    """A running hub API: its services (store, clock, metrics, registry, …), and clients per role (closed by the
+    fixture)."""
 
+    services: Services
     store: SqliteHubStore
     app: FastAPI
     clock: Clock
@@ -111,22 +109,18 @@ def running_hub(
 ) -> Iterator[Hub]:
     store = SqliteHubStore(path)
     settings = HubSettings(
-        dev_mode=dev_mode, tokens=TOKENS if tokens is None else tokens, mqtt_password=SecretStr("secret")
+        dev_mode=dev_mode, tokens=TOKENS if tokens is None else tokens, mqtt_password=SecretStr("secret"),
+        data_dir=path.parent, artifact_base_url="http://127.0.0.1", labels=LabelSettings(**labels),
     )
     clock = Clock(T0 + 3600)
-    metrics = HubMetrics()
     # The registry and rollouts are real but nothing is registered; the publisher never connects (no broker):
     # what it would send stays queued in paho. tests/hub/rollout/test_service.py covers them with a broker.
-    registry = Registry(store, path.parent / "registry", SigningKey.generate(), clock=clock)
-    rollouts = RolloutService(store, registry, CommandPublisher(settings, client_id="api-tests"),
-                              artifact_url=lambda v: f"http://127.0.0.1/models/{v}/artifact", clock=clock)
-    training = TrainingService(store, registry, TrainingSettings(), labels=LabelSettings(**labels),
-                               staging_dir=path.parent / "staging", clock=clock)  # not started: jobs stay queued
-    app = create_app(settings, store, metrics=metrics, labels=LabelSettings(**labels), clock=clock,
-                     registry=registry, rollouts=rollouts, training=training)
+    # Training is not started: its jobs stay queued.
+    services = build_services(settings, store=store, clock=clock, key=SigningKey.generate(), client_id="api-tests")
+    app = create_app(services)
     try:
         with serve(app) as url:
-            hub = Hub(store, app, clock, metrics, url)
+            hub = Hub(services, store, app, clock, services.metrics, url)
             try:
                 yield hub
             finally:

@@ -17,7 +17,8 @@ DEVICES = [f"pump-{i}" for i in range(1, 6)]
 
 @pytest.fixture
 def rollouts(hub: Hub, initial_model_dir: Path, tmp_path: Path) -> RolloutService:
-    service: RolloutService = hub.app.state.rollouts
+    service = hub.services.rollouts
+    assert service is not None
     service.registry.register(initial_model_dir, actor="operator:ana", reason="bootstrap", status="active")
     service.registry.register(variant(initial_model_dir, tmp_path / "v2", "v2"), actor="hub:retrain",
                               reason="drift")

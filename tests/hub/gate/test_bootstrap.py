@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hub.app.cli import _gate_lines
+from hub.app.cli import gate_lines
 from hub.gate.verdict import (
     GateConfig,
     GateDecision,
@@ -173,13 +173,13 @@ def test_same_input_same_record_whatever_the_row_order() -> None:
 
 def test_the_cli_shows_the_intervals() -> None:
     record = json.loads(json.dumps(_judge(np.where(FLEET.blocks == "dev-0@0", 0.9, FLEET.scores)).to_dict()))
-    lines = _gate_lines(record)
+    lines = gate_lines(record)
     assert lines[0] == ("gate: pass (paired block bootstrap, 1000 resamples, seed 0: 24 positive and 80 negative "
                         "of 80 blocks; a metric fails beyond its tolerance when the 95% lower bound is > 0)")
     far = next(line for line in lines if line.split()[0] == "false_alarm_rate")
     assert far.split()[1] == "ok" and "90% interval [+0.0000, +0.04" in far and "over 80 blocks" in far
     old = {"verdict": "fail", "checks": [{"name": "recall", "passed": False, "value": 0.3, "limit": 0.02}]}
-    assert _gate_lines(old) == ["gate: fail", f"  {'recall':<36} FAIL "]  # a record from before the bootstrap
+    assert gate_lines(old) == ["gate: fail", f"  {'recall':<36} FAIL "]  # a record from before the bootstrap
 
 
 # --- laws -------------------------------------------------------------------------------------------------

@@ -96,11 +96,11 @@ def test_a_fix_that_raises_false_alarms_beyond_the_pre_drift_rate_still_fails() 
 def test_the_cli_says_the_false_alarms_were_measured_from_before_the_drift() -> None:
     from dataclasses import asdict
 
-    from hub.app.cli import _gate_lines
+    from hub.app.cli import gate_lines
 
     inp = _blind_incumbent_and_a_fix()
     record = {**evaluate_gate(GateInput(**{**inp.__dict__, "far_floor": _floor()})).to_dict(),
               "far_floor": asdict(_floor())}
-    head = _gate_lines(record)[0]
+    head = gate_lines(record)[0]
     assert "rate before its drift (where higher): overall 0.0220, site-a 0.0100, site-b 0.0400" in head
-    assert "before its drift" not in _gate_lines(evaluate_gate(inp).to_dict())[0]
+    assert "before its drift" not in gate_lines(evaluate_gate(inp).to_dict())[0]

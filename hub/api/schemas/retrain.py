@@ -1,0 +1,72 @@
+"""Bodies of ``/retrain``: a manual retrain request, the trigger's decision and training jobs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from hub.api.schemas.base import Public
+from hub.store.rows import TrainingJobRow
+
+
+class RetrainCreate(BaseModel):
+    """Why (required), who (optional, recorded as ``operator:<actor>``) and which label set (default: the
+    current annotations, validated now)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=2000)
+    actor: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$",
+                              description="who asks, as stated by the caller (tokens carry only a role)")
+    label_set_id: str | None = Field(default=None, min_length=1, max_length=64)
+
+
+class TriggerPublic(Public):
+    fire: bool
+    kind: str | None
+    reason: str
+    blocked_by: str | None
+    detail: str
+
+
+class RetrainAccepted(Public):
+    """A queued job: poll ``GET /retrain/{job_id}``."""
+
+    job_id: str
+    trigger_id: str
+    label_set_id: str
+    total_labels: int
+    new_labels: int
+    decision: TriggerPublic
+
+
+class TrainingJobPublic(Public):
+    """A training job: its stage and progress while it runs, its version and gate verdict when done."""
+
+    id: str
+    status: str = Field(description="queued, running, succeeded or failed")
+    stage: str
+    progress: float = Field(ge=0, le=1)
+    trigger: str
+    trigger_id: str | None
+    actor: str
+    reason: str
+    label_set_id: str | None
+    result_version: str | None
+    gate_verdict: str | None = Field(description="pass, fail or insufficient_data; the version is a "
+                                     "candidate only on pass, otherwise rejected")
+    error: str | None
+    created_ts: float
+    started_ts: float | None
+    finished_ts: float | None
+    details: dict[str, Any]
+
+    @classmethod
+    def from_row(cls, row: TrainingJobRow) -> TrainingJobPublic:
+        return cls(
+            id=row.id, status=row.status, stage=row.stage, progress=row.progress, trigger=row.trigger,
+            trigger_id=row.trigger_id, actor=row.actor, reason=row.reason, label_set_id=row.label_set_id,
+            result_version=row.result_version, gate_verdict=row.gate_verdict, error=row.error,
+            created_ts=row.created_ts, started_ts=row.started_ts, finished_ts=row.finished_ts, details=row.details,
+        )

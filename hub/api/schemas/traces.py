@@ -1,0 +1,53 @@
+"""Bodies of ``/traces``: a prediction, what technicians said about it, and where it stands in the labels."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from hub.api.schemas.annotations import AnnotationPublic
+from hub.api.schemas.base import Public
+from hub.api.schemas.labels import ExclusionPublic, LabelItemPublic
+from hub.store.rows import PredictionRow
+
+
+class PredictionPublic(Public):
+    trace_id: str
+    kind: Literal["anomaly", "sample"]
+    device_id: str
+    ts: float
+    received_at: float
+    model_version: str | None
+    unit: str | None
+    window_start: float
+    window_end: float
+    score: float
+    threshold: float
+    decision: bool
+    reason: str | None = Field(description="why a sample was sent (random, low_confidence, requested)")
+    features: list[float]
+
+    @classmethod
+    def from_row(cls, row: PredictionRow) -> PredictionPublic:
+        return cls(
+            trace_id=row.trace_id, kind=row.kind, device_id=row.device_id, ts=row.ts, received_at=row.received_at,
+            model_version=row.model_version, unit=row.unit, window_start=row.window_start,
+            window_end=row.window_end, score=row.score, threshold=row.threshold, decision=row.decision,
+            reason=row.reason, features=list(row.features),
+        )
+
+
+class TraceLabelPublic(Public):
+    """Where the trace stands in the latest label set."""
+
+    label_set_id: str
+    label: LabelItemPublic | None = Field(description="its training label, if it has one")
+    exclusions: list[ExclusionPublic] = Field(description="its annotations that were left out, and why")
+
+
+class TracePublic(Public):
+    trace_id: str
+    prediction: PredictionPublic | None = Field(description="null while the prediction has not arrived")
+    annotations: list[AnnotationPublic] = Field(description="by trace_id, and range annotations covering it")
+    outcome: TraceLabelPublic | None = Field(description="null if the latest label set does not mention it")
