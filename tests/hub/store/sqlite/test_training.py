@@ -3,22 +3,13 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
 from hub.store.rows import TrainingJobRow
 from hub.store.sqlite import SqliteHubStore
 from shared.errors import StoreError
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqliteHubStore]:
-    s = SqliteHubStore(tmp_path / "hub.db")
-    yield s
-    s.close()
 
 
 def job(job_id: str, created_ts: float = 100.0) -> TrainingJobRow:
