@@ -19,6 +19,7 @@ from typing import Literal
 import numpy as np
 from pydantic import ValidationError
 
+from infra.files import fsync_path, write_synced
 from models.errors import VersionExistsError
 from models.onnx_export import INPUT_NAME, OUTPUT_NAME
 from models.training import ParamValue
@@ -151,14 +152,14 @@ def write_version(out_dir: Path | str, onnx_bytes: bytes, manifest: ModelManifes
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
-        _write_synced(tmp / MODEL_FILE, onnx_bytes)
-        _write_synced(tmp / MANIFEST_FILE, manifest.model_dump_json(indent=2).encode() + b"\n")
+        write_synced(tmp / MODEL_FILE, onnx_bytes)
+        write_synced(tmp / MANIFEST_FILE, manifest.model_dump_json(indent=2).encode() + b"\n")
         os.chmod(tmp, 0o755)
         try:
             os.rename(tmp, target)  # replaces only an empty directory, atomically
         except OSError as exc:
             raise VersionExistsError(f"{target} appeared while writing; not overwritten") from exc
-        _fsync_dir(target.parent)
+        fsync_path(target.parent)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -168,23 +169,8 @@ def write_version(out_dir: Path | str, onnx_bytes: bytes, manifest: ModelManifes
 def read_version(version_dir: Path | str) -> tuple[ModelManifest, bytes]:
     """The manifest and ONNX bytes of a version directory, verified against the manifest's sha256.
 
-    The agent's reader is the one implementation (the agent verifies what it serves the same way).
+    `infra.versions.read_version` is the one implementation: the agent verifies what it serves the same way.
     """
     from infra.versions import read_version as verified_read
 
     return verified_read(Path(version_dir))
-
-
-def _write_synced(path: Path, data: bytes) -> None:
-    with open(path, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

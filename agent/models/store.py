@@ -9,13 +9,13 @@ at any point leaves a pointer to a version that was verified before it was point
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import tempfile
 from pathlib import Path
 
 from agent.db import AgentDB
 from agent.models.onnx import OnnxModel
+from infra.files import fsync_path
 from infra.versions import ManifestVerifier, read_version
 from shared.errors import ModelError, ModelIntegrityError
 from shared.manifest import MANIFEST_FILE, MODEL_FILE, SIGNATURE_FILE, ModelManifest
@@ -82,10 +82,10 @@ class ModelStore:
             for name in (MODEL_FILE, MANIFEST_FILE, SIGNATURE_FILE):
                 if (source / name).is_file():
                     shutil.copyfile(source / name, staging / name)
-                    _fsync(staging / name)
+                    fsync_path(staging / name)
             read_version(staging, self.verifier)  # what landed on disk is what we checked
             staging.rename(target)
-            _fsync(self.root)
+            fsync_path(self.root)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         log.info("installed model %s", manifest.version)
@@ -140,12 +140,3 @@ class ModelStore:
         model = self.load(previous)
         self.db.set_state({ACTIVE: previous, PREVIOUS: self.active_version})
         return model
-
-
-def _fsync(path: Path) -> None:
-    """Flush a file or directory to disk (a directory for the rename that made its entry)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from infra.files import fsync_path
 from infra.versions import read_version
 from shared.errors import ConfigError, FleetloopError, ModelError
 from shared.manifest import MANIFEST_FILE, SIGNATURE_FILE
@@ -149,7 +150,7 @@ def _write_new(path: Path, data: bytes, mode: int) -> None:
         os.close(fd)
         fd = -1
         os.link(tmp, path)  # fails if `path` exists: never replaces a key
-        _fsync_dir(path.parent)
+        fsync_path(path.parent)
     finally:
         if fd >= 0:
             os.close(fd)
@@ -166,18 +167,10 @@ def _write_atomic(path: Path, data: bytes, mode: int) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        fsync_path(path.parent)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def main(argv: list[str] | None = None) -> int:
