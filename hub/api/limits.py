@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import Request
@@ -105,7 +105,7 @@ class BodyLimitMiddleware:
 
 
 async def _respond(
-    send: Send, status: int, body: dict[str, Any], *, close: bool = False, extra: list[tuple[bytes, bytes]] = ()
+    send: Send, status: int, body: dict[str, Any], *, close: bool = False, extra: Sequence[tuple[bytes, bytes]] = ()
 ) -> None:
     """A JSON response sent straight over ASGI (``Connection: close`` when the body is left unread)."""
     data = json.dumps(body).encode()

@@ -31,8 +31,8 @@ from hub.labels import (
     max_cohort_share,
     validate,
 )
-from hub.labels.consensus import AGREEMENT_THRESHOLD, FLAG_BELOW, MIN_COMPARED
 from hub.labels.attribution import MAX_PER_DEVICE, cap_device_votes
+from hub.labels.consensus import AGREEMENT_THRESHOLD, FLAG_BELOW, MIN_COMPARED
 from hub.labels.join import contested
 from hub.labels.labelset import MAX_COHORT_SHARE
 from hub.labels.signals import trainable_signals

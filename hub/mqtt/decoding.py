@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from hub.labels.attribution import device_annotator
 from hub.store.rows import DEAD_LETTER_PAYLOAD_BYTES, DeadLetter, DeviceMessage, IngestRecord
 from shared.codec import MAX_PAYLOAD_BYTES, decode_topic
 from shared.errors import DecodeError, TopicError
-from hub.labels.attribution import device_annotator
 from shared.messages import Annotation, Message, Status
 from shared.topics import DEVICE_TO_HUB, Kind, Topics
 

@@ -47,10 +47,10 @@ def test_a_disk_full_commit_reports_disk_full_not_the_rollback(store: SqliteHubS
     store.counts()
     # SQLITE_FULL as a full disk gives it, on this thread's connection: SQLite rolls back on its own, and the
     # ROLLBACK that followed raised "no transaction is active" in place of the real error.
-    store._conn().execute("PRAGMA max_page_count = 8")  # noqa: SLF001 - the only way to fill this connection's disk
+    store._conn().execute("PRAGMA max_page_count = 8")  # the only way to fill this connection's disk
     with pytest.raises(StoreError, match="database or disk is full"):
         store.ingest_batch([rec(sample()) for _ in range(2000)])
-    store._conn().execute("PRAGMA max_page_count = 1073741823")  # noqa: SLF001
+    store._conn().execute("PRAGMA max_page_count = 1073741823")
     assert store.ingest_batch([rec(sample())]).stored == {"sample": 1}  # the connection is usable again
 
 
