@@ -12,8 +12,10 @@ import time
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from hub.api.limits import BodyLimitMiddleware, validation_error_handler
 from hub.api.routes import ROUTERS
 from hub.app.metrics import HubMetrics
 from hub.app.settings import HubSettings
@@ -77,6 +79,8 @@ def create_app(
         )
     app = FastAPI(title="fleetloop hub", version="1", description=DESCRIPTION)
     app.state.services = services
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api_max_body_bytes, tokens=settings.tokens)
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
     for router in ROUTERS:
         app.include_router(router)
 

@@ -36,6 +36,11 @@ class HubMetrics:
         self.dead_letters = Counter(
             "fleetloop_hub_dead_letters", "Messages refused and dead-lettered, by reason.", ["reason"], registry=r
         )
+        self.rate_limited = Counter(
+            "fleetloop_hub_rate_limited_messages",
+            "Device messages over the device's rate limit, dropped (the first of each episode dead-lettered), by "
+            "device.", ["device"], registry=r,
+        )
         self.store_errors = Counter(
             "fleetloop_hub_store_errors", "Batches the store failed to write (retried).", registry=r
         )

@@ -17,6 +17,7 @@ from hub.registry.service import Registry
 from hub.registry.signing import SigningKey
 from hub.rollout.service import RolloutService
 from hub.store import HubStore
+from hub.store.retention import Pruned
 from hub.training.service import TrainingService
 
 if TYPE_CHECKING:
@@ -78,7 +79,17 @@ class HubService:
             Periodic("trace-requests", settings.trace_request_interval_s, self.traces.run),
             Periodic("retrain-triggers", settings.training.check_interval_s, self.training.check),
             Periodic("rollouts", settings.rollout_tick_s, self.rollouts.tick),
+            Periodic("retention", settings.retention.interval_s, self.prune),
         ]
+
+    def prune(self, now: float) -> Pruned:
+        """Remove what the retention settings no longer keep (`hub.store.retention`)."""
+        r = self.settings.retention
+        pruned = self.store.prune(r.cutoffs(now), dead_letters_max_rows=r.dead_letters_max_rows,
+                                  dead_letters_max_bytes=r.dead_letters_max_bytes, batch_rows=r.batch_rows)
+        if pruned.total:
+            log.info("retention: pruned %s", pruned)
+        return pruned
 
     def artifact_url(self, version: str) -> str:
         return self.services.artifact_url(version)

@@ -13,7 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hub.labels.service import LabelSettings
+from hub.mqtt.decoding import MAX_SKEW_S
 from hub.rollout.settings import HealthLimitsSettings
+from hub.store.retention import RetentionSettings
 from hub.training.settings import TrainingSettings
 from infra.config import is_loopback, load_settings, read_settings_file
 from shared.codec import MAX_PAYLOAD_BYTES
@@ -69,9 +71,20 @@ class HubSettings(BaseSettings):
     ingest_batch_size: int = Field(default=500, ge=1, le=100_000)
     ingest_flush_interval_s: float = Field(default=0.2, gt=0, le=60)
     max_payload_bytes: int = Field(default=MAX_PAYLOAD_BYTES, ge=1024, le=BROKER_MAX_PACKET_BYTES)
+    ingest_rate_per_device_s: float = Field(
+        default=100.0, ge=0, allow_inf_nan=False, description="messages a second one device may send on average "
+        "(a token bucket per device; 0 = no limit); the excess is dropped and counted (hub.mqtt.ratelimit)")
+    ingest_burst_per_device: int = Field(default=5000, ge=1, description="messages one device may send at once "
+                                         "(an outbox draining its backlog) before its rate applies")
+    max_clock_skew_s: float = Field(
+        default=MAX_SKEW_S, gt=0, allow_inf_nan=False, description="how far ahead of the hub's clock a device's "
+        "ts may be: later data is dead-lettered (clock_skew), a later status is stamped with the receive time")
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
 
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
+    api_max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=256 * 1024 * 1024,
+                                    description="larger request bodies get 413 before a byte is read")
     tokens: dict[str, Role] = Field(default_factory=dict, repr=False, description="API token → role")
     tokens_file: Path | None = Field(default=None, description="JSON or TOML file mapping token → role")
 

@@ -21,6 +21,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from hub.labels.attribution import annotator_weight
 from hub.labels.signals import signal_weight
 from hub.labels.types import Vote
 from shared.messages import Label
@@ -100,12 +101,14 @@ def _check_threshold(threshold: float) -> None:
 
 
 def vote_weight(vote: Vote, reliability: float = 1.0) -> float:
-    """Signal quality × confidence × reliability.
+    """Signal quality × confidence × reliability (× `DEVICE_VOTE_WEIGHT` for a device-sent vote).
 
     >>> vote_weight(Vote("a1", "t1", "tech", "fault", "escalation", 0.5))
     0.2
+    >>> vote_weight(Vote("a1", "t1", "device:pump-1", "fault", "confirmed", 1.0))
+    0.4
     """
-    return signal_weight(vote.signal) * vote.confidence * reliability
+    return signal_weight(vote.signal) * vote.confidence * reliability * annotator_weight(vote.technician_id)
 
 
 def tally(

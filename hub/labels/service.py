@@ -31,7 +31,9 @@ from hub.labels import (
     max_cohort_share,
     validate,
 )
+from hub.labels.attribution import MAX_PER_DEVICE, cap_device_votes
 from hub.labels.consensus import AGREEMENT_THRESHOLD, FLAG_BELOW, MIN_COMPARED
+from hub.labels.join import contested
 from hub.labels.labelset import MAX_COHORT_SHARE
 from hub.labels.signals import trainable_signals
 from hub.store.ports import HubStore
@@ -68,6 +70,8 @@ class LabelSettings(BaseModel):
     flag_below: float = Field(default=FLAG_BELOW, ge=0.0, le=1.0, description="annotator agreement flag level")
     min_compared: int = Field(default=MIN_COMPARED, ge=1, description="comparisons before a technician is flagged")
     max_cohort_share: float = Field(default=MAX_COHORT_SHARE, gt=0.0, le=1.0)
+    max_device_votes: int = Field(default=MAX_PER_DEVICE, ge=0, description="device-sent (MQTT) annotation votes "
+                                  "of one device that may enter a label set, oldest first (hub.labels.attribution)")
 
     @field_validator("trainable_signals")
     @classmethod
@@ -151,9 +155,15 @@ def load_join(store: HubStore) -> tuple[dict[str, AnnotationRow], JoinResult]:
     return rows, join((annotation_record(r) for r in rows.values()), refs)
 
 
+def load_votes(store: HubStore, settings: LabelSettings) -> tuple[dict[str, AnnotationRow], JoinResult]:
+    """`load_join` with each device's own votes capped at `settings.max_device_votes`."""
+    rows, joined = load_join(store)
+    return rows, cap_device_votes(joined, settings.max_device_votes)
+
+
 def run_labels(store: HubStore, settings: LabelSettings, *, now: float) -> LabelRun:
     """Join, flag unreliable annotators, validate and build the label set (nothing is written)."""
-    rows, joined = load_join(store)
+    rows, joined = load_votes(store, settings)
     agreement = annotator_agreement(
         joined.votes(settings.trainable_signals), threshold=settings.agreement_threshold,
         flag_below=settings.flag_below, min_compared=settings.min_compared,
@@ -198,13 +208,27 @@ class Conflict:
     votes: tuple[AnnotationRow, ...]
 
 
-def conflicts(store: HubStore, settings: LabelSettings, *, now: float) -> list[Conflict]:
-    """Traces whose trainable votes reach no consensus right now, with the annotations that voted."""
-    run = run_labels(store, settings, now=now)
-    return [
-        Conflict(o, tuple(run.annotations[a] for a in o.annotation_ids if a in run.annotations))
-        for o in run.validation.conflicts
-    ]
+def conflicts(
+    store: HubStore, settings: LabelSettings, *, now: float, limit: int | None = None, offset: int = 0
+) -> list[Conflict]:
+    """Traces whose trainable votes reach no consensus right now, with the annotations that voted, by trace id
+    (`offset` and `limit` page through them).
+
+    The same verdicts as `run_labels`, computed over the contested traces only (`hub.labels.join.contested`).
+    """
+    rows, joined = load_votes(store, settings)
+    joined = contested(joined)
+    agreement = annotator_agreement(
+        joined.votes(settings.trainable_signals), threshold=settings.agreement_threshold,
+        flag_below=settings.flag_below, min_compared=settings.min_compared,
+    )
+    validation = validate(
+        joined, now=now, ttl_s=settings.ttl_s, schema_changed_at=settings.schema_changed_at,
+        unreliable_technicians=flagged(agreement), trainable_signals=settings.trainable_signals,
+        agreement_threshold=settings.agreement_threshold, model_family=settings.model_family,
+    )
+    found = validation.conflicts[offset:None if limit is None else offset + limit]
+    return [Conflict(o, tuple(rows[a] for a in o.annotation_ids if a in rows)) for o in found]
 
 
 def missing_traces(

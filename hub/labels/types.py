@@ -22,6 +22,7 @@ Reason = Literal[
     "untrainable_signal",
     "conflict_no_consensus",
     "device_mismatch",
+    "device_cap",
 ]
 """Why an annotation (for one trace, or pending) was kept out of the label set."""
 

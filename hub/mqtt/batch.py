@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from hub.mqtt.decoding import UNKNOWN, Decoded, dead_letter, decode_message
+from hub.mqtt.decoding import MAX_SKEW_S, UNKNOWN, Decoded, dead_letter, decode_message
 from hub.mqtt.session import Acknowledgeable, Delivery
 from hub.store.ports import HubStore
 from hub.store.rows import DeadLetter, IngestRecord, IngestResult
@@ -48,14 +48,16 @@ class Item:
     retained: bool = False
 
 
-def decode_delivery(topics: Topics, d: Delivery, *, received_at: float, max_bytes: int) -> Item:
+def decode_delivery(
+    topics: Topics, d: Delivery, *, received_at: float, max_bytes: int, max_skew_s: float = MAX_SKEW_S
+) -> Item:
     """What a delivered message becomes in the queue: a record, a dead letter, or (skipped) nothing."""
     if d.skip:
         return Item(d.mid, d.qos, d.generation, None)
     if d.error is not None:
         return internal_error(d, received_at, d.error)
     decoded = decode_message(topics, d.topic, d.payload, retained=d.retained, received_at=received_at,
-                             max_bytes=max_bytes)
+                             max_bytes=max_bytes, max_skew_s=max_skew_s)
     head = d.payload[:PAYLOAD_HEAD_BYTES] if decoded.record is not None else b""
     return Item(d.mid, d.qos, d.generation, decoded, d.topic, head, len(d.payload), d.retained)
 

@@ -1,21 +1,27 @@
 """What one inbound MQTT message becomes: a record to store or a dead letter with a reason. Pure; no I/O.
 
 Reason codes are `DecodeError.reason` (``too_large``, ``bad_json``, ``schema``, ``device_mismatch``,
-``unknown_topic``) plus two of the hub's: ``retained`` (a device retained a data message, which the
-broker would replay to every new subscriber) and ``internal`` (a bug: the message is kept for a look).
+``unknown_topic``) plus the hub's: ``retained`` (a device retained a data message, which the broker would
+replay to every new subscriber), ``clock_skew`` (a message stamped more than `max_skew_s` after the hub
+received it: a device clock gone wrong, or a message built to sort after everything else), ``rate_limited``
+(`hub.mqtt.ratelimit`) and ``internal`` (a bug: the message is kept for a look). A status from the future is
+not refused but stamped with the hub's receive time, so presence keeps following the device.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from hub.labels.attribution import device_annotator
 from hub.store.rows import DEAD_LETTER_PAYLOAD_BYTES, DeadLetter, DeviceMessage, IngestRecord
 from shared.codec import MAX_PAYLOAD_BYTES, decode_topic
 from shared.errors import DecodeError, TopicError
-from shared.messages import Message
+from shared.messages import Annotation, Message, Status
 from shared.topics import DEVICE_TO_HUB, Kind, Topics
 
 UNKNOWN = "unknown"
+MAX_SKEW_S = 300.0
+"""Default of how far ahead of the hub's clock a device's ``ts`` may be (`HubSettings.max_clock_skew_s`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +49,7 @@ def decode_message(
     retained: bool,
     received_at: float,
     max_bytes: int = MAX_PAYLOAD_BYTES,
+    max_skew_s: float = MAX_SKEW_S,
 ) -> Decoded:
     """Validate a message from a device topic; anything that is not a valid device → hub message is refused.
 
@@ -52,6 +59,9 @@ def decode_message(
     ('anomaly', 'bad_json', 'dev-1')
     >>> decode_message(t, "elsewhere/x", b"{}", retained=False, received_at=0.0).dead_letter.reason
     'unknown_topic'
+    >>> late = b'{"schema_version": 1, "device_id": "dev-1", "ts": 9e9, "state": "online"}'
+    >>> decode_message(t, "fleetloop/dev-1/status", late, retained=True, received_at=5.0).record.message.ts
+    5.0
     """
     try:
         parsed = topics.parse(topic)
@@ -73,4 +83,27 @@ def decode_message(
                                                            device_id))
     assert isinstance(message, Message)  # every DEVICE_TO_HUB kind decodes to a device Message
     device_message: DeviceMessage = message  # type: ignore[assignment]
+    if isinstance(device_message, Annotation):
+        device_message = attribute(device_message)
+    if device_message.ts > received_at + max_skew_s:
+        if isinstance(device_message, Status):  # presence follows the hub's clock when the device's is implausible
+            device_message = device_message.model_copy(update={"ts": received_at})
+        else:
+            detail = (f"ts {device_message.ts!r} is {device_message.ts - received_at:.0f} s ahead of the hub's clock "
+                      f"(at most {max_skew_s:.0f} s allowed)")
+            return Decoded(name, dead_letter=dead_letter(topic, payload, "clock_skew", detail, received_at, device_id))
     return Decoded(name, record=IngestRecord(device_message, received_at))
+
+
+def attribute(a: Annotation) -> Annotation:
+    """A device-sent annotation speaks for its device, not for the technician it names
+    (`hub.labels.attribution`); the claimed technician is kept at the head of the note.
+
+    >>> a = Annotation(device_id="d-1", ts=1.0, trace_id="t", label="fault", technician_id="alice")
+    >>> b = attribute(a)
+    >>> b.technician_id, b.note
+    ('device:d-1', 'technician (claimed by the device): alice')
+    """
+    claimed = f"technician (claimed by the device): {a.technician_id}"
+    note = claimed if not a.note else f"{claimed}\n{a.note}"
+    return a.model_copy(update={"technician_id": device_annotator(a.device_id), "note": note[:2000]})

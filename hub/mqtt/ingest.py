@@ -3,6 +3,8 @@
 `IngestWorker` puts together an `IngestSession` (`hub.mqtt.session`: the paho client, MQTT 5 shared and snapshot
 subscriptions, persistent session, manual acks) and a `BatchWriter` (`hub.mqtt.batch`: the writer thread that
 commits batches to `HubStore.ingest_batch` and acknowledges them after commit), and counts what they do.
+Each device's messages pass a token bucket first (`hub.mqtt.ratelimit`): a flooding device's excess is
+acknowledged, dropped and counted per device, so it can neither fill the store nor starve the other devices.
 
 Threads: paho's network thread only decodes and enqueues (it cannot raise); the writer thread drains the queue.
 A worker killed at any point loses nothing: the broker redelivers what was not acknowledged when the worker
@@ -26,9 +28,12 @@ from typing import TYPE_CHECKING
 import paho.mqtt.client as mqtt
 
 from hub.mqtt.batch import BatchWriter, Committed, Item, decode_delivery, internal_error
+from hub.mqtt.decoding import MAX_SKEW_S, Decoded, dead_letter
+from hub.mqtt.ratelimit import DeviceRateLimiter
 from hub.mqtt.session import Delivery, IngestSession
 from hub.store.ports import HubStore
 from shared.codec import MAX_PAYLOAD_BYTES
+from shared.errors import TopicError
 from shared.topics import Topics
 
 if TYPE_CHECKING:
@@ -46,7 +51,8 @@ class IngestStats:
     stored: dict[str, int] = field(default_factory=dict)
     duplicates: dict[str, int] = field(default_factory=dict)
     dead_letters: dict[str, int] = field(default_factory=dict)  # by reason
-    skipped: int = 0  # statuses seen again through the other subscription (see `hub.mqtt.session`)
+    skipped: int = 0  # acknowledged, not stored: statuses seen again (see `hub.mqtt.session`), rate-limited drops
+    rate_limited: dict[str, int] = field(default_factory=dict)  # by device: over its rate, dropped (see ratelimit)
     processed: int = 0  # messages whose outcome (stored, duplicate, dead letter) has committed; not `skipped`
     acked: int = 0
     batches: int = 0
@@ -90,6 +96,9 @@ class IngestWorker:
         tls_ca: str | None = None,
         metrics: HubMetrics | None = None,
         clock: Callable[[], float] = time.time,
+        rate_per_device_s: float = 0.0,
+        burst_per_device: int = 1000,
+        max_skew_s: float = MAX_SKEW_S,
     ) -> None:
         if batch_size < 1 or flush_interval_s <= 0:
             raise ValueError("batch_size must be ≥ 1 and flush_interval_s > 0")
@@ -101,6 +110,8 @@ class IngestWorker:
         self.max_payload_bytes = max_payload_bytes
         self.metrics = metrics
         self.clock = clock
+        self.max_skew_s = max_skew_s
+        self.limiter = DeviceRateLimiter(rate_per_s=rate_per_device_s, burst=burst_per_device)  # network thread only
         self.host, self.port, self.keepalive = host, port, keepalive
         self.session_expiry_s = session_expiry_s
         self.client_id = client_id or f"fleetloop-ingest-{share_group or 'solo'}-{socket.gethostname()}"[:128]
@@ -110,6 +121,7 @@ class IngestWorker:
         self._stored: Counter[str] = Counter()
         self._duplicates: Counter[str] = Counter()
         self._dead: Counter[str] = Counter()
+        self._rate_limited: Counter[str] = Counter()
         self._skipped = self._processed = self._acked = self._batches = self._store_errors = 0
         self._pending = 0
         self._last_received = 0.0
@@ -164,6 +176,9 @@ class IngestWorker:
             keepalive=settings.mqtt_keepalive,
             tls_ca=str(settings.mqtt_tls_ca) if settings.mqtt_tls_ca else None,
             metrics=metrics,
+            rate_per_device_s=settings.ingest_rate_per_device_s,
+            burst_per_device=settings.ingest_burst_per_device,
+            max_skew_s=settings.max_clock_skew_s,
         )
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -212,6 +227,7 @@ class IngestWorker:
                 duplicates=dict(self._duplicates),
                 dead_letters=dict(self._dead),
                 skipped=self._skipped,
+                rate_limited=dict(self._rate_limited),
                 processed=self._processed,
                 acked=self._acked,
                 batches=self._batches,
@@ -255,7 +271,10 @@ class IngestWorker:
         dead letter."""
         received_at = self.clock()
         try:
-            item = decode_delivery(self.topics, delivery, received_at=received_at, max_bytes=self.max_payload_bytes)
+            limited = self._rate_limit(delivery, received_at)
+            item = limited if limited is not None else decode_delivery(
+                self.topics, delivery, received_at=received_at, max_bytes=self.max_payload_bytes,
+                max_skew_s=self.max_skew_s)
         except Exception as exc:  # a bug in decoding must not stop the worker or lose the message's ack
             log.exception("ingest: unexpected error decoding a message")
             try:
@@ -268,6 +287,32 @@ class IngestWorker:
                 self._received[item.decoded.kind] += 1
             self._last_received = time.monotonic()
         self.writer.put(item)
+
+    def _rate_limit(self, d: Delivery, received_at: float) -> Item | None:
+        """None if the message may pass; else what it becomes: the first refusal of an episode a ``rate_limited``
+        dead letter, the rest acknowledged and dropped (counted per device)."""
+        if d.skip or d.error is not None or not self.limiter.enabled:
+            return None
+        try:
+            parsed = self.topics.parse(d.topic)
+        except TopicError:
+            return None  # not a device topic: decoding dead-letters it
+        device = parsed.device_id
+        verdict = self.limiter.allow(device, received_at)
+        if verdict.allowed:
+            return None
+        with self._cond:
+            self._rate_limited[device] += 1
+        if self.metrics is not None:
+            self.metrics.rate_limited.labels(device=device).inc()
+        if not verdict.first:
+            return Item(d.mid, d.qos, d.generation, None)
+        log.warning("ingest: %s exceeds %.0f messages/s (burst %d): dropping its excess messages until it slows down",
+                    device, self.limiter.rate_per_s, self.limiter.burst)
+        detail = (f"{device} exceeded {self.limiter.rate_per_s:g} messages/s (burst {self.limiter.burst}); this and "
+                  "the following excess messages are dropped and counted (fleetloop_hub_rate_limited_messages)")
+        letter = dead_letter(d.topic, d.payload, "rate_limited", detail, received_at, device)
+        return Item(d.mid, d.qos, d.generation, Decoded(parsed.kind.name.lower(), dead_letter=letter), d.topic)
 
     def _committed(self, c: Committed) -> None:
         with self._cond:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
+from hub.store.retention import Cutoffs, Pruned
 from hub.store.rows import (
     AnnotationRow,
     AuditRow,
@@ -320,8 +321,20 @@ class TrainingStore(Protocol):
 
 
 @runtime_checkable
+class RetentionStore(Protocol):
+    """Pruning what grows without bound (`hub.store.retention`): the hub service's retention job."""
+
+    def prune(self, cutoffs: Cutoffs, *, dead_letters_max_rows: int, dead_letters_max_bytes: int,
+              batch_rows: int = 5000) -> Pruned:
+        """Delete rows older than `cutoffs` (and dead letters past the count and byte bounds, oldest first),
+        never what labels or training still refer to; how many went from each table."""
+        ...
+
+
+@runtime_checkable
 class HubStore(
-    IngestStore, DeviceStore, LabelStore, DriftStore, RegistryStore, RolloutStore, TrainingStore, Protocol
+    IngestStore, DeviceStore, LabelStore, DriftStore, RegistryStore, RolloutStore, TrainingStore, RetentionStore,
+    Protocol,
 ):
     """Everything the hub stores and asks: every role, and `close`."""
 
@@ -335,6 +348,7 @@ __all__ = [
     "IngestStore",
     "LabelStore",
     "RegistryStore",
+    "RetentionStore",
     "RolloutStore",
     "TrainingStore",
 ]

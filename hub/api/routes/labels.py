@@ -69,8 +69,15 @@ def get_label_set(
 
 
 @router.get("/conflicts", summary="Traces whose annotations reach no consensus")
-def list_conflicts(_: Reader, store: StoreDep, labels: LabelSettingsDep, now: NowDep) -> list[ConflictPublic]:
-    """Computed now from the stored annotations (not from the last label set), with every vote."""
+def list_conflicts(
+    _: Reader,
+    store: StoreDep,
+    labels: LabelSettingsDep,
+    now: NowDep,
+    limit: Annotated[int, Query(ge=1, le=1000, description="at most this many conflicts")] = 100,
+    offset: Annotated[int, Query(ge=0, le=1_000_000, description="skip this many (by trace id)")] = 0,
+) -> list[ConflictPublic]:
+    """Computed now from the stored annotations (not from the last label set), with every vote; by trace id."""
     return [
         ConflictPublic(
             trace_id=c.outcome.trace_id, device_id=c.outcome.device_id, cohort=c.outcome.cohort,
@@ -83,7 +90,7 @@ def list_conflicts(_: Reader, store: StoreDep, labels: LabelSettingsDep, now: No
                 for v in c.votes
             ],
         )
-        for c in conflicts(store, labels, now=now)
+        for c in conflicts(store, labels, now=now, limit=limit, offset=offset)
     ]
 
 

@@ -17,6 +17,7 @@ from hub.store.sqlite.drift import DriftQueries
 from hub.store.sqlite.ingest import IngestQueries
 from hub.store.sqlite.labels import LabelQueries
 from hub.store.sqlite.registry import RegistryQueries
+from hub.store.sqlite.retention import RetentionQueries
 from hub.store.sqlite.rollouts import RolloutQueries
 from hub.store.sqlite.schema import migrations
 from hub.store.sqlite.training import TrainingQueries
@@ -24,7 +25,8 @@ from shared.errors import StoreError
 
 
 class SqliteHubStore(
-    IngestQueries, DeviceQueries, LabelQueries, DriftQueries, RegistryQueries, RolloutQueries, TrainingQueries
+    IngestQueries, DeviceQueries, LabelQueries, DriftQueries, RegistryQueries, RolloutQueries, TrainingQueries,
+    RetentionQueries,
 ):
     """The hub store in one SQLite file. Thread-safe: one connection per thread, opened on first use."""
 

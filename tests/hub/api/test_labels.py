@@ -31,7 +31,8 @@ def test_duplicates_and_untrainable_signals_are_excluded_with_reasons(hub: Hub) 
     assert summary["created"] is True
     assert summary["n_items"] == 1 and summary["n_annotations"] == 4
     assert summary["excluded"] == {"duplicate": 1, "stale": 0, "unreliable_annotator": 0, "untrainable_signal": 2,
-                                   "conflict_no_consensus": 0, "device_mismatch": 0}
+                                   "conflict_no_consensus": 0, "device_mismatch": 0,
+                                   "device_cap": 0}
     assert summary["reported_untrainable"] == {"fault": 1, "no_fault": 1}
     assert summary["id"] == "ls-" + summary["fingerprint"][:16]
 

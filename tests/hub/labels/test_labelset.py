@@ -80,6 +80,7 @@ def test_golden_summary() -> None:
             "untrainable_signal": 2,
             "conflict_no_consensus": 2,
             "device_mismatch": 0,
+            "device_cap": 0,
         },
         "n_excluded": 5,
         "n_pending": 1,

@@ -214,6 +214,7 @@ def test_exclusion_counts_list_every_reason() -> None:
         "untrainable_signal": 1,
         "conflict_no_consensus": 0,
         "device_mismatch": 0,
+        "device_cap": 0,
     }
 
 

@@ -4,6 +4,7 @@ store failures handled (`hub.mqtt.batch`)."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,6 +17,7 @@ from shared.topics import Topics
 from tests.hub.mqtt.test_ingest import anomaly
 
 TOPICS = Topics("fleetloop")
+NOW = time.time()  # decoding refuses device timestamps far ahead of the receive time
 
 
 def delivery(mid: int, payload: bytes, *, device: str = "dev-1", **kw: Any) -> Delivery:
@@ -23,15 +25,15 @@ def delivery(mid: int, payload: bytes, *, device: str = "dev-1", **kw: Any) -> D
 
 
 def test_a_delivery_becomes_a_record_a_dead_letter_or_nothing() -> None:
-    good = decode_delivery(TOPICS, delivery(1, encode(anomaly("dev-1"))), received_at=5.0, max_bytes=10_000)
+    good = decode_delivery(TOPICS, delivery(1, encode(anomaly("dev-1"))), received_at=NOW, max_bytes=10_000)
     assert good.decoded is not None and good.decoded.record is not None and good.payload_head
-    bad = decode_delivery(TOPICS, delivery(2, b"{"), received_at=5.0, max_bytes=10_000)
+    bad = decode_delivery(TOPICS, delivery(2, b"{"), received_at=NOW, max_bytes=10_000)
     assert bad.decoded is not None and bad.decoded.dead_letter is not None
     assert bad.decoded.dead_letter.reason == "bad_json" and not bad.payload_head
-    broken = decode_delivery(TOPICS, delivery(3, b"x", error="boom"), received_at=5.0, max_bytes=10_000)
+    broken = decode_delivery(TOPICS, delivery(3, b"x", error="boom"), received_at=NOW, max_bytes=10_000)
     assert broken.decoded is not None and broken.decoded.dead_letter is not None
     assert (broken.decoded.dead_letter.reason, broken.decoded.dead_letter.detail) == ("internal", "boom")
-    skipped = decode_delivery(TOPICS, delivery(4, b"x", skip=True), received_at=5.0, max_bytes=10_000)
+    skipped = decode_delivery(TOPICS, delivery(4, b"x", skip=True), received_at=NOW, max_bytes=10_000)
     assert skipped.decoded is None and skipped.mid == 4
 
 
@@ -74,7 +76,7 @@ def run(store: Store, deliveries: list[Delivery]) -> tuple[list[Committed], list
     writer = BatchWriter(store, ack=ack, on_commit=committed, on_store_error=store_error,  # type: ignore[arg-type]
                          stopping=stopping, flush_interval_s=0.05)
     for d in deliveries:
-        writer.put(decode_delivery(TOPICS, d, received_at=1.0, max_bytes=10_000))
+        writer.put(decode_delivery(TOPICS, d, received_at=NOW, max_bytes=10_000))
     writer.start()
     assert done.wait(10)
     stopping.set()
