@@ -82,10 +82,10 @@ def test_bad_sensor_values_are_counted_and_the_agent_keeps_scoring(field_fleet: 
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 24 MB tmpfs that fills up for real (needs root to mount; unmounted afterwards)."""
+    """A 40 MB tmpfs that fills up for real (needs root to mount; unmounted afterwards)."""
     mount = tmp_path / "disk"
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount)], capture_output=True,
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=40m", "tmpfs", str(mount)], capture_output=True,
                           text=True, check=False)
     if done.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs here (root needed): {done.stderr.strip()}")
@@ -126,7 +126,7 @@ def test_a_full_disk_degrades_reports_and_recovers(field_fleet: FieldFleet, smal
     def seen() -> list[Stats]:
         return [decode(Stats, m.payload) for m in collector.messages]
 
-    proc = fleet.start_agent(device, data_dir=str(data_dir), disk_reserve_mb=1.0, sample_rate=1.0,
+    proc = fleet.start_agent(device, data_dir=str(data_dir), sample_rate=1.0,  # the default 8 MB disk reserve
                              source={"kind": "sim", "rate": 400, "seed": 5})
     fleet.wait(lambda: len(seen()) >= 2, "stats from the agent")
     filler = small_disk / "filler"
