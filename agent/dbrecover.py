@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 TABLES = ("state", "annotations", "outbox", "predictions")  # the small, precious ones first
 CHUNK = 500
+LINEAR_STEPS = 4096  # rowids probed one by one past a damaged page before the steps double
 MAX_GAP = 1 << 40
 
 
@@ -78,28 +79,49 @@ def recover(path: Path) -> dict[str, object]:
 
 
 def _copy_table(src: sqlite3.Connection, dst: sqlite3.Connection, table: str, columns: list[str]) -> tuple[int, int]:
-    """Copy rows in rowid order; on a read error jump ahead by 1, 2, 4, … rowids. Return (rows, spans skipped)."""
+    """Copy rows in rowid order, keeping every row read before a damaged page; past it, probe rowid by rowid (then
+    in doubling steps) for where readable rows resume. Return (rows copied, unreadable spans skipped)."""
     names = ", ".join(columns)
-    select = f"SELECT rowid, {names} FROM {table} WHERE rowid > ? ORDER BY rowid LIMIT {CHUNK}"
+    select = f"SELECT rowid, {names} FROM {table} WHERE rowid > ? ORDER BY rowid"
     insert = f"INSERT OR IGNORE INTO {table} ({names}) VALUES ({', '.join('?' for _ in columns)})"
-    after, rows, spans, gap = 0, 0, 0, 0  # our rowids start at 1
+    after, rows, spans = 0, 0, 0  # our rowids start at 1
+    buffer: list[tuple[object, ...]] = []
+
+    def flush() -> None:
+        if buffer:
+            dst.execute("BEGIN")
+            dst.executemany(insert, buffer)
+            dst.execute("COMMIT")
+            buffer.clear()
+
     while True:
         try:
-            batch = src.execute(select, (after,)).fetchall()
-        except sqlite3.Error as exc:
-            if gap == 0:
-                spans += 1
-                log.warning("%s: unreadable rows after rowid %d (%s)", table, after, exc)
-            gap = max(1, gap * 2)
-            if gap > MAX_GAP:
-                return rows, spans
-            after += gap
-            continue
-        if not batch:
+            for row in src.execute(select, (after,)):
+                buffer.append(row[1:])
+                after = row[0]
+                rows += 1
+                if len(buffer) >= CHUNK:
+                    flush()
+            flush()
             return rows, spans
-        gap = 0
-        dst.execute("BEGIN")
-        dst.executemany(insert, [r[1:] for r in batch])
-        dst.execute("COMMIT")
-        rows += len(batch)
-        after = batch[-1][0]
+        except sqlite3.Error as exc:
+            flush()
+            spans += 1
+            log.warning("%s: unreadable rows after rowid %d (%s)", table, after, exc)
+            resume = _probe(src, table, after)
+            if resume is None:
+                return rows, spans
+            after = resume
+
+
+def _probe(src: sqlite3.Connection, table: str, after: int) -> int | None:
+    """The smallest `after + step` from which a rowid seek works again (steps of 1, then doubling); None if none."""
+    step = 1
+    while step <= MAX_GAP:
+        try:
+            src.execute(f"SELECT rowid FROM {table} WHERE rowid > ? ORDER BY rowid LIMIT 1",
+                        (after + step,)).fetchone()
+            return after + step
+        except sqlite3.Error:
+            step = step + 1 if step < LINEAR_STEPS else step * 2
+    return None
