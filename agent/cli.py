@@ -54,6 +54,15 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 
     status = sub.add_parser("status", help="summary of the local database: predictions, outbox, model")
     _local_args(status)
+
+    db = sub.add_parser("db", help="repair the local database: recover a damaged one, or reset it (fresh start)")
+    db.add_argument("action", choices=["recover", "reset"],
+                    help="recover: copy every readable row into a new database (the damaged file is kept aside); "
+                         "reset: move the database aside so the next start is empty (needs --yes)")
+    db.add_argument("--config", type=Path, help="settings file to take data_dir from")
+    db.add_argument("--data-dir", type=Path)
+    db.add_argument("--yes", action="store_true", help="confirm a reset: the active model pointer and unsent "
+                                                       "messages stay only in the moved-aside file")
     return parser
 
 
@@ -88,7 +97,7 @@ def _local(args: argparse.Namespace) -> tuple[str, Path, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    return {"run": _run, "annotate": _annotate, "models": _models, "status": _status}[args.command](args)
+    return {"run": _run, "annotate": _annotate, "models": _models, "status": _status, "db": _db}[args.command](args)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -191,4 +200,25 @@ def _status(args: argparse.Namespace) -> int:
         "db_bytes": db.used_bytes(), "integrity": "ok" if db.integrity_ok() else "FAILED",
     }, indent=2))
     db.close()
+    return 0
+
+
+def _db(args: argparse.Namespace) -> int:
+    """Stop the agent first: both actions replace the database file."""
+    from agent.dbrecover import recover, reset
+
+    data_dir = args.data_dir
+    if data_dir is None and args.config:
+        from infra.config import read_settings_file
+
+        data_dir = read_settings_file(args.config).get("data_dir")
+    path = Path(data_dir or "var/agent") / "agent.db"
+    if args.action == "recover":
+        print(json.dumps(recover(path), indent=2))
+        return 0
+    if not args.yes:
+        raise ConfigError(f"reset moves {path} aside and the agent starts with an empty database (it forgets the "
+                          "active model and unsent messages); run again with --yes to confirm")
+    moved = reset(path)
+    print(f"moved {path} to {moved}; the next start creates a fresh database" if moved else f"no database at {path}")
     return 0

@@ -12,10 +12,11 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from sqlite_utils import Database, Migrations
 
+from agent.dbfile import check_existing, check_ours, create_atomically, translate
 from shared.errors import StoreError
 
 log = logging.getLogger(__name__)
@@ -134,17 +135,21 @@ class AgentDB:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        check_existing(self.path)  # a zero-byte or foreign file is refused, never silently replaced
         try:
+            if not self.path.exists():
+                create_atomically(self.path, lambda c: migrations.apply(Database(c)))
             # one thread at a time, but it may be built in one thread and run in another
             conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None, check_same_thread=False)
             self.db = Database(conn)
             self.conn = conn
+            check_ours(conn, self.path)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints; WAL never corrupts
             conn.execute("PRAGMA foreign_keys=ON")
             migrations.apply(self.db)
         except sqlite3.DatabaseError as exc:
-            raise StoreError(f"cannot open agent database {self.path}: {exc}") from exc
+            raise translate(self.path, exc) or StoreError(f"cannot open agent database {self.path}: {exc}") from exc
 
     def close(self) -> None:
         self.conn.close()
@@ -226,6 +231,24 @@ class AgentDB:
             )
         return excess
 
+    def drop_for_space(self, min_priority: int, share: float = 0.1, at_least: int = 100) -> int:
+        """Disk full: delete the oldest `share` of predictions and of outbox rows with priority >= `min_priority`
+        (the lowest priority first). Return how many rows went."""
+        with self._transaction():
+            dropped = 0
+            for count_sql, delete_sql, params in (
+                ("SELECT count(*) FROM predictions",
+                 "DELETE FROM predictions WHERE id IN (SELECT id FROM predictions ORDER BY id LIMIT ?)", ()),
+                ("SELECT count(*) FROM outbox WHERE priority >= ?",
+                 "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE priority >= ? "
+                 "ORDER BY priority DESC, id LIMIT ?)", (min_priority,)),
+            ):
+                total = int(self.conn.execute(count_sql, params).fetchone()[0])
+                n = min(total, max(at_least, int(total * share)))
+                if n:
+                    dropped += self.conn.execute(delete_sql, (*params, n)).rowcount
+        return dropped
+
     # -- retention ----------------------------------------------------------------------------
     def prediction_count(self) -> int:
         return int(self.conn.execute("SELECT count(*) FROM predictions").fetchone()[0])
@@ -291,21 +314,45 @@ class AgentDB:
         return self.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
     def _transaction(self) -> _Tx:
-        return _Tx(self.conn)
+        return _Tx(self.conn, self.path)
 
 
 class _Tx:
-    """BEGIN IMMEDIATE … COMMIT, rolled back on error (the connection is in autocommit mode)."""
+    """BEGIN IMMEDIATE … COMMIT, rolled back on error (the connection is in autocommit mode).
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    A full disk or a corrupt page comes out as StorageFullError / DatabaseCorruptError; a failed ROLLBACK
+    (SQLite may already have rolled back) never hides the error that caused it.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
         self.conn = conn
+        self.path = path
 
     def __enter__(self) -> sqlite3.Connection:
-        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            _reraise(self.path, exc)
         return self.conn
 
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is None:
-            self.conn.execute("COMMIT")
-        else:
-            self.conn.execute("ROLLBACK")
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        if exc is None:
+            try:
+                self.conn.execute("COMMIT")
+                return
+            except sqlite3.Error as commit_exc:
+                exc = commit_exc
+        if self.conn.in_transaction:
+            try:
+                self.conn.execute("ROLLBACK")
+            except sqlite3.Error as rollback_exc:
+                log.warning("ROLLBACK failed after %s: %s", exc, rollback_exc)
+        if isinstance(exc, sqlite3.Error):
+            _reraise(self.path, exc)
+
+
+def _reraise(path: Path, exc: sqlite3.Error) -> NoReturn:
+    translated = translate(path, exc)
+    if translated is not None:
+        raise translated from exc
+    raise exc

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
@@ -24,6 +25,8 @@ from agent.db import (
     OutboxMessage,
     PredictionRow,
 )
+from agent.dbfile import DatabaseCorruptError, StorageFullError, translate
+from agent.guard import ErrorTally
 from agent.link import Link
 from agent.models.fetch import ArtifactFetcher, UrlFetcher
 from agent.models.health import HealthCriteria
@@ -36,7 +39,8 @@ from agent.pipeline.sampling import Sampler, SampleReason
 from agent.pipeline.stats import StatsAccumulator
 from agent.pipeline.windowing import Windower
 from agent.settings import AgentSettings
-from agent.sources.base import Reading, SensorSource
+from agent.sources.base import Reading, SensorSource, reading_problem
+from agent.storage import Storage
 from shared.codec import decode, encode
 from shared.errors import ConfigError, FleetloopError
 from shared.features import extract
@@ -95,12 +99,15 @@ class Agent:
             else None
         )
         self.counters = Counters()
+        self.storage = Storage(db, int(settings.disk_reserve_mb * 1024 * 1024))
+        self.errors = ErrorTally(log)
         self.sampler = Sampler(settings.sample_rate, settings.low_confidence_per_min,
                                f"{settings.device_id}:{settings.source.seed}")
         self._pending_rows: list[PredictionRow] = []
         self._pending_msgs: list[OutboxMessage] = []
         self._pending_since = 0.0
         self._source_bad_rows = 0
+        self._storage_dropped = 0  # storage.dropped already reported in stats
         self._logged_bad_rows = 0
         store.clean_staging()  # what a kill -9 left mid-download or mid-install
         self.model = self._initial_model()
@@ -190,11 +197,18 @@ class Agent:
     def process(self, reading: Reading) -> None:
         """Handle one reading: maybe a window, a prediction, an anomaly or a sample."""
         self.counters.readings += 1
+        problem = reading_problem(reading)
+        if problem is not None:
+            self._skip_reading(problem)
+            return
         window = self.windower.push(reading.ts, reading.values, reading.unit)
         if window is None:
             return
         started = time.perf_counter()
         features = extract(window)
+        if not np.isfinite(features).all():  # float32 overflow (a slope or spread of huge values): not scoreable
+            self._skip_reading("window features overflow float32")
+            return
         models = self.models
         try:
             score = float(self.model.score(features.reshape(1, -1))[0])
@@ -236,6 +250,13 @@ class Agent:
         if models.health is not None:  # last: a failed check swaps the model back between two windows
             models.after_window(error=False, finite=finite, latency_s=latency_s)
 
+    def _skip_reading(self, why: str) -> None:
+        """Count a reading that cannot be scored (it shows in the stats' bad_readings); log the first few."""
+        refused = self.counters.extra["refused_readings"] = self.counters.extra.get("refused_readings", 0) + 1
+        self.stats.bad_readings += 1
+        if refused <= 5 or refused % 1000 == 0:
+            log.warning("skipped a reading (%d so far): %s", refused, why[:200])
+
     def _queue_prediction(
         self, trace_id: str, now: float, window_start: float, reading: Reading, score: float, anomaly: bool,
         features: np.ndarray, reason: SampleReason | None,
@@ -262,12 +283,12 @@ class Agent:
         return OutboxMessage(message.msg_id, self.topics.topic(self.device_id, kind), encode(message), priority)
 
     def _enqueue_now(self, message: Message, kind: Kind, priority: int) -> None:
-        self.db.enqueue([self._outbox_message(message, kind, priority)])
+        self.storage.write_batch((), [self._outbox_message(message, kind, priority)])
 
     def commit(self) -> None:
         """Write pending predictions and their outbox messages in one transaction."""
         if self._pending_rows or self._pending_msgs:
-            self.db.write_batch(self._pending_rows, self._pending_msgs)
+            self.storage.write_batch(self._pending_rows, self._pending_msgs)
             self._pending_rows = []
             self._pending_msgs = []
             self.counters.commits += 1
@@ -281,9 +302,11 @@ class Agent:
         bad_readings = self.windower.bad_readings
         self.windower.bad_readings = 0
         self.stats.bad_readings += bad_readings
+        self.stats.storage_dropped += self.storage.dropped - self._storage_dropped  # disk full: rows given up
+        self._storage_dropped = self.storage.dropped
         if bad_readings or bad_rows > self._logged_bad_rows:
-            log.warning("skipped %d readings with missing/NaN/inf values and %d malformed source rows so far "
-                        "this period", self.stats.bad_readings, self.stats.bad_rows)
+            log.warning("skipped %d readings with missing, NaN, inf or out-of-range values or bad unit names and %d "
+                        "malformed source rows so far this period", self.stats.bad_readings, self.stats.bad_rows)
             self._logged_bad_rows = bad_rows
         self._pending_msgs.append(
             self._outbox_message(self.stats.flush(now, self.model.version), Kind.STATS, PRIORITY_STATS)
@@ -299,44 +322,83 @@ class Agent:
         next_pump = next_retention = 0.0
         if self.link is not None:
             self.link.start()
+        broken = False
         try:
             while not stop.is_set():
-                reading = self.source.read(0.0 if self._pending_rows else PUMP_EVERY_S)
-                if reading is not None:
-                    self.process(reading)
-                now = time.time()
-                if self._pending_since and (
-                    reading is None
-                    or len(self._pending_rows) >= settings.commit_every
-                    or now - self._pending_since >= settings.commit_interval_s
-                ):
-                    self.commit()
-                if now >= self._stats_due:
-                    self.flush_stats(now)
-                    self.commit()
-                if self.forwarder is not None and (reading is None or now >= next_pump):
-                    self._drain_inbound()
-                    self.models.poll(now)
-                    self.forwarder.pump(now)
-                    next_pump = now + PUMP_EVERY_S
-                if now >= next_retention:
-                    self.db.enforce_retention(settings.retention_rows, int(settings.retention_mb * 1024 * 1024))
-                    if self.forwarder is not None:
-                        self.forwarder.trim()
-                    next_retention = now + RETENTION_EVERY_S
+                reading = None
+                try:
+                    reading = self.source.read(0.0 if self._pending_rows else PUMP_EVERY_S)
+                    if reading is not None:
+                        self._process_guarded(reading)
+                    now = time.time()
+                    if self._pending_since and (
+                        reading is None
+                        or len(self._pending_rows) >= settings.commit_every
+                        or now - self._pending_since >= settings.commit_interval_s
+                    ):
+                        self.commit()
+                    if now >= self._stats_due:
+                        self.flush_stats(now)
+                        self.commit()
+                    if self.forwarder is not None and (reading is None or now >= next_pump):
+                        self._drain_inbound()
+                        self.models.poll(now)
+                        self.forwarder.pump(now)
+                        next_pump = now + PUMP_EVERY_S
+                    if now >= next_retention:
+                        self.db.enforce_retention(settings.retention_rows, int(settings.retention_mb * 1024 * 1024))
+                        if self.forwarder is not None:
+                            self.forwarder.trim()
+                        next_retention = now + RETENTION_EVERY_S
+                    self.storage.tick(now)
+                except Exception as exc:  # the last resort: count, log once per kind, go on (see _step_failed)
+                    self._step_failed(exc)
+                    stop.wait(PUMP_EVERY_S)  # no hot spin on a step that keeps failing
+                    now = time.time()
                 if (max_windows is not None and self.counters.windows >= max_windows) or now >= deadline:
                     break
                 if reading is None and self.source.exhausted:
                     log.info("source exhausted after %d readings", self.counters.readings)
                     break
+        except DatabaseCorruptError:
+            broken = True  # a damaged database: stop with one line, write nothing more
+            raise
         finally:
             self.models.stop()
-            self.flush_stats(time.time())
-            self.commit()
-            self._drain(drain_s)
+            if not broken:
+                try:
+                    self.flush_stats(time.time())
+                    self.commit()
+                    self._drain(drain_s)
+                except Exception as exc:
+                    log.error("could not flush and drain on stop: %s", exc)
             if self.link is not None:
                 self.link.stop()
         return self.counters
+
+    def _process_guarded(self, reading: Reading) -> None:
+        """`process`, but an exception from one reading is counted (stats bad_readings) and logged, not fatal."""
+        try:
+            self.process(reading)
+        except Exception as exc:
+            self.counters.extra["reading_errors"] = self.counters.extra.get("reading_errors", 0) + 1
+            self.stats.bad_readings += 1
+            self.errors.record("processing a reading", exc)
+
+    def _step_failed(self, exc: Exception) -> None:
+        """A loop step raised: a full disk degrades, a damaged database stops the agent, anything else is counted."""
+        error: Exception = exc
+        if isinstance(exc, sqlite3.Error):
+            error = translate(self.db.path, exc) or exc
+        if isinstance(error, StorageFullError):
+            self.storage.on_full(error)
+            return
+        if isinstance(error, DatabaseCorruptError):
+            if error is exc:
+                raise error
+            raise error from exc
+        self.counters.extra["loop_errors"] = self.counters.extra.get("loop_errors", 0) + 1
+        self.errors.record("an agent loop step", exc)
 
     def _drain(self, seconds: float) -> None:
         """Give the outbox up to `seconds` to empty before stopping (what remains is sent next start)."""

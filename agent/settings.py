@@ -85,6 +85,8 @@ class AgentSettings(BaseSettings):
     commit_interval_s: float = Field(default=0.2, gt=0, description="longest a prediction waits to commit")
     retention_rows: int = Field(default=1_000_000, ge=1000)
     retention_mb: float = Field(default=512.0, gt=1.0)
+    disk_reserve_mb: float = Field(default=8.0, ge=0.0, description="space held back beside the database so a "
+                                   "full disk degrades (oldest rows dropped) instead of stopping writes; 0 = none")
     outbox_max_rows: int = Field(default=200_000, ge=100)
     publish_window: int = Field(default=100, ge=1, le=10_000, description="unacknowledged messages at most")
     ack_timeout_s: float = Field(default=30.0, gt=0)

@@ -90,6 +90,8 @@ class Stats(Message):
     score_hist: list[Count]
     latency_p50_ms: FiniteFloat | None = None
     latency_p99_ms: FiniteFloat | None = None
+    # rows the device dropped this period because its disk was full (lowest priority first); 0 when healthy
+    storage_dropped: Count = 0
 
 
 class Annotation(Message):

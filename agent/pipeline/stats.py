@@ -33,7 +33,7 @@ class StatsAccumulator:
         self._n = 0
         self._lat_n = 0
         self.windows = self.anomalies = self.samples = 0
-        self.bad_readings = self.bad_rows = self.inference_errors = self.nan_scores = 0
+        self.bad_readings = self.bad_rows = self.inference_errors = self.nan_scores = self.storage_dropped = 0
 
     def add(self, features: np.ndarray, score: float, anomaly: bool, latency_s: float) -> None:
         """Record one scored window."""
@@ -76,6 +76,7 @@ class StatsAccumulator:
             score_hist=self.score_hist.tolist(),
             latency_p50_ms=p50,
             latency_p99_ms=p99,
+            storage_dropped=self.storage_dropped,
         )
         self._reset(now)
         return message

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # features are float32: a larger finite value becomes inf
+MAX_UNIT_CHARS = 64  # the wire contract's limit on `unit` (shared.messages.Prediction)
 
 
 @dataclass(slots=True)
@@ -19,6 +23,42 @@ class Reading:
     ts: float
     values: np.ndarray
     unit: str | None = None
+
+
+def unit_problem(unit: object) -> str | None:
+    """Why `unit` cannot name a unit in a message and the database (None when it can)."""
+    if unit is None:
+        return None
+    if not isinstance(unit, str):
+        return f"unit must be a string, not {type(unit).__name__}"
+    if len(unit) > MAX_UNIT_CHARS:
+        return f"unit name longer than {MAX_UNIT_CHARS} characters ({len(unit)})"
+    try:
+        unit.encode("utf-8")
+    except UnicodeEncodeError:
+        return f"unit name {unit!r} is not valid UTF-8 (a lone surrogate)"
+    if not unit.isprintable():
+        return f"unit name {unit!r} has control characters"
+    return None
+
+
+def value_problem(values: np.ndarray) -> str | None:
+    """Why `values` cannot be scored (None when they can): a finite value beyond float32's range.
+
+    NaN and ±inf mean "missing" and are counted by the windower; refused here are the finite values that the
+    float32 features would silently turn into inf.
+    """
+    for value in values.tolist():  # a handful of sensors: plain floats beat numpy's per-call overhead
+        if FLOAT32_MAX < abs(value) < math.inf:
+            return f"value {value:g} is beyond float32's range (±{FLOAT32_MAX:.4g})"
+    return None
+
+
+def reading_problem(reading: Reading) -> str | None:
+    """Why `reading` must be skipped before it enters a window (None when it may enter)."""
+    if not isinstance(reading.ts, float | int) or not math.isfinite(reading.ts):
+        return f"time {reading.ts!r} is not a finite number"
+    return unit_problem(reading.unit) or value_problem(reading.values)
 
 
 @runtime_checkable

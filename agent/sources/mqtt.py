@@ -2,7 +2,8 @@
 
 Payload: ``{"ts": 1700000000.5, "values": {"temp": 71.2, "rpm": null}, "unit": "pump-3"}``; ``unit`` is
 optional, a sensor that is null or absent reads NaN and unknown sensors are ignored. A payload that
-breaks this shape is counted in `bad_rows` and logged (rate-limited), never raised from paho's network
+breaks this shape, a value beyond float32's range or a unit name that is too long, not UTF-8 or has control
+characters is counted in `bad_rows` and logged (rate-limited), never raised from paho's network
 thread. Readings wait in a bounded queue; when the agent falls behind the oldest are dropped and counted
 in `dropped`.
 """
@@ -24,7 +25,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from agent.sources.base import Reading
+from agent.sources.base import Reading, unit_problem, value_problem
 from infra.mqtt import build_client, close_client
 from shared.errors import SourceError
 
@@ -176,8 +177,9 @@ class MqttSource:
             raise ValueError(f"ts must be a finite number, got {ts!r}")
         if not isinstance(values, dict):
             raise ValueError("values must be an object of sensor -> number|null")
-        if unit is not None and not isinstance(unit, str):
-            raise ValueError(f"unit must be a string, got {unit!r}")
+        problem = unit_problem(unit)  # too long, a lone surrogate (bytes that were not UTF-8), control characters
+        if problem is not None:
+            raise ValueError(problem)
         row = np.full(len(self.sensors), np.nan, dtype=np.float64)
         for name, value in values.items():
             at = self._index.get(name)
@@ -186,6 +188,9 @@ class MqttSource:
             if not _is_number(value):
                 raise ValueError(f"sensor {name!r} is not a number: {value!r}")
             row[at] = float(value)
+        problem = value_problem(row)  # a finite value the float32 features would turn into inf
+        if problem is not None:
+            raise ValueError(problem)
         return Reading(ts=float(ts), values=row, unit=unit)
 
     def _bad(self, topic: str, why: str) -> None:
