@@ -14,7 +14,7 @@ def test_a_model_that_allocates_more_than_the_limit_is_refused_in_the_child(tmp_
     before = current_rss_mb()
     assert run_trial(initial_model_dir, TrialLimits(memory_mb=300)) < 300
     hungry = hungry_version(initial_model_dir, tmp_path / "v-hungry", "v-hungry", mb=1200)
-    with pytest.raises(ModelLoadError, match="trial .*allocate"):
+    with pytest.raises(ModelLoadError, match=r"trial .*allocate"):
         run_trial(hungry, TrialLimits(memory_mb=300))
     assert current_rss_mb() - before < 100  # the 1.2 GB went to the child, not here
 
