@@ -34,6 +34,7 @@ from agent.models.manager import ModelEventKind, ModelManager
 from agent.models.onnx import OnnxModel
 from agent.models.prepare import Preparer
 from agent.models.store import ModelStore
+from agent.models.trial import TrialLimits
 from agent.outbox import Forwarder
 from agent.pipeline.sampling import Sampler, SampleReason
 from agent.pipeline.stats import StatsAccumulator
@@ -114,9 +115,12 @@ class Agent:
         self._bind(self.model, time.time())
         fetcher = fetcher or UrlFetcher(timeout_s=settings.fetch_timeout_s,
                                         max_bytes=int(settings.fetch_max_mb * 1024 * 1024))
+        trial = (TrialLimits(settings.model_trial_memory_mb, settings.model_trial_timeout_s)
+                 if settings.model_trial else None)
         self.models = ModelManager(
-            self, store, Preparer(store, fetcher),
-            criteria=HealthCriteria(settings.health_windows, settings.health_latency_ms),
+            self, store, Preparer(store, fetcher, trial),
+            criteria=HealthCriteria(settings.health_windows, settings.health_latency_ms,
+                                    settings.health_rss_growth_mb),
             shadow_report_s=settings.shadow_report_s, retry_s=settings.fetch_retry_s,
         )
 

@@ -77,6 +77,12 @@ class AgentSettings(BaseSettings):
     health_windows: int = Field(default=20, ge=1, description="windows a swapped-in model must serve cleanly")
     health_latency_ms: float = Field(default=100.0, gt=0, description="p95 scoring latency budget in that check")
     shadow_report_s: float = Field(default=60.0, gt=0, description="how often a shadow candidate is reported")
+    model_trial: bool = Field(default=True, description="try a new model in a memory-limited child process first")
+    model_trial_memory_mb: float = Field(default=512.0, gt=0, description="address space a model may use in its "
+                                         "trial beyond the bare interpreter; over it the model is refused")
+    model_trial_timeout_s: float = Field(default=120.0, gt=0, description="longest a trial (load + warm-up) takes")
+    health_rss_growth_mb: float | None = Field(default=256.0, gt=0, description="resident memory a swapped-in "
+                                               "model may add during its health check (None: not watched)")
 
     sample_rate: float = Field(default=0.01, ge=0.0, le=1.0, description="random share of predictions sent")
     low_confidence_per_min: int = Field(default=60, ge=0, description="cap on low-confidence samples")

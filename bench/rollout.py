@@ -188,8 +188,8 @@ def bench(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
         # 1. fleet-wide assign of v2
         t0 = time.time()
         assign = registry.assignment("v2", mode="active", url=registry.path("v2").as_uri())
-        for device in devices:
-            publisher.assign(device, assign)
+        for device in devices:  # signed for each device, as the rollout service does
+            publisher.assign(device, registry.signed_assignment(assign, device_id=device, ttl_s=3600.0))
         swapped = _wait_reported(store, devices, "v2", t0)
         assign_s = max(swapped.values()) - t0
         log.info("fleet-wide assign: all %d report v2 after %.2f s", len(devices), assign_s)

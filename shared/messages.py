@@ -145,6 +145,14 @@ class Assign(BaseModel):
     signature: str
     url: str
     rollout_id: str | None = None
+    # The hub's approval of this assignment for one device (TUF/Uptane-style, `shared.signing.assignment_bytes`):
+    # an agent with a pinned key serves nothing whose assignment is not signed, for it, newer than the newest it
+    # accepted (`counter`, per device) and not expired. `rollback`: a signed rollback to an older version.
+    device_id: DeviceId | None = None
+    expires: FiniteFloat | None = None
+    counter: int | None = Field(default=None, ge=0)
+    rollback: bool = False
+    approval: str | None = Field(default=None, max_length=200)
 
 
 class Command(BaseModel):

@@ -5,6 +5,11 @@ What is signed is the exact bytes of a version's ``manifest.json``; the manifest
 64 raw Ed25519 bytes: in ``manifest.sig`` (one line, trailing newline allowed) and in ``Assign.signature``.
 A public key is pinned on agents as base64 of its 32 raw bytes, or as PEM (SubjectPublicKeyInfo).
 
+A manifest signature says "made by the hub"; it does not say "approved for the fleet". The hub's approval is the
+signature over an assignment (``Assign.approval``): the canonical bytes of `assignment_bytes` (device, version,
+mode, sha256, url, issued time, expiry, per-device counter, rollback flag, rollout), so an assignment cannot be
+moved to another device, another version or another time, and a replayed old one is recognised by its counter.
+
 Needs ``cryptography`` (in the agent and hub extras; the base install does not import this module).
 """
 
@@ -13,12 +18,14 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import json
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from shared.errors import ConfigError, ModelIntegrityError
+from shared.messages import Assign
 
 SIGNATURE_BYTES = 64
 PUBLIC_KEY_BYTES = 32
@@ -108,6 +115,34 @@ def verify_manifest(key: Ed25519PublicKey, manifest_bytes: bytes, signature: byt
     except InvalidSignature:
         message = f"bad signature: the manifest is not signed by the pinned key {key_id(key)}"
         raise ModelIntegrityError(message) from None
+
+
+ASSIGNMENT_CONTEXT = b"fleetloop.assignment.v1\n"  # domain separation: never valid as a manifest signature
+SIGNED_ASSIGNMENT_FIELDS = ("device_id", "version", "mode", "sha256", "url", "ts", "expires", "counter", "rollback",
+                            "rollout_id")
+
+
+def assignment_bytes(assign: Assign) -> bytes:
+    """The exact bytes the hub signs for an assignment: a context line, then canonical JSON of its signed fields."""
+    fields = {name: getattr(assign, name) for name in SIGNED_ASSIGNMENT_FIELDS}
+    return ASSIGNMENT_CONTEXT + json.dumps(fields, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+
+
+def sign_assignment(key: Ed25519PrivateKey, assign: Assign) -> Assign:
+    """`assign` with its `approval`: the base64 signature of `assignment_bytes`. Needs device, expiry and counter."""
+    if assign.device_id is None or assign.expires is None or assign.counter is None:
+        raise ModelIntegrityError("an assignment is signed for one device, with an expiry and a counter")
+    return assign.model_copy(update={"approval": base64.b64encode(key.sign(assignment_bytes(assign))).decode()})
+
+
+def verify_assignment(key: Ed25519PublicKey, assign: Assign) -> None:
+    """Raise ModelIntegrityError unless `assign.approval` is `key`'s signature of its `assignment_bytes`."""
+    if not assign.approval or assign.device_id is None or assign.expires is None or assign.counter is None:
+        raise ModelIntegrityError("the assignment is not signed by the hub (no approval, device, expiry or counter)")
+    try:
+        key.verify(decode_signature(assign.approval), assignment_bytes(assign))
+    except InvalidSignature:
+        raise ModelIntegrityError(f"bad assignment signature: not signed by the pinned key {key_id(key)}") from None
 
 
 class Ed25519Verifier:

@@ -15,10 +15,11 @@ Verdict = Literal["pending", "ok", "failed"]
 
 @dataclass(frozen=True)
 class HealthCriteria:
-    """What a swapped-in model must show: this many windows scored, within this latency."""
+    """What a swapped-in model must show: this many windows scored, within this latency and memory growth."""
 
     windows: int = 20
     latency_ms: float = 100.0  # p95 of per-window scoring latency
+    rss_growth_mb: float | None = None  # resident memory growth since the swap at most (None: not watched)
 
 
 @dataclass
@@ -29,18 +30,29 @@ class HealthEvidence:
     errors: int = 0
     nan_scores: int = 0
     latencies_ms: list[float] = field(default_factory=list)
+    baseline_rss_mb: float | None = None  # the process's RSS at the swap
+    peak_rss_mb: float | None = None
 
-    def add(self, *, error: bool, finite: bool, latency_s: float) -> None:
+    def add(self, *, error: bool, finite: bool, latency_s: float, rss_mb: float | None = None) -> None:
         self.windows += 1
         self.errors += error
         self.nan_scores += not error and not finite
         self.latencies_ms.append(latency_s * 1000.0)
+        if rss_mb is not None:
+            self.peak_rss_mb = max(self.peak_rss_mb or rss_mb, rss_mb)
+
+    @property
+    def rss_growth_mb(self) -> float:
+        if self.baseline_rss_mb is None or self.peak_rss_mb is None:
+            return 0.0
+        return max(0.0, self.peak_rss_mb - self.baseline_rss_mb)
 
     def metrics(self) -> dict[str, float]:
         lat = np.asarray(self.latencies_ms or [0.0])
         return {"windows": float(self.windows), "inference_errors": float(self.errors),
                 "nan_scores": float(self.nan_scores), "latency_p50_ms": float(np.percentile(lat, 50)),
-                "latency_p95_ms": float(np.percentile(lat, 95)), "latency_max_ms": float(lat.max())}
+                "latency_p95_ms": float(np.percentile(lat, 95)), "latency_max_ms": float(lat.max()),
+                "rss_growth_mb": self.rss_growth_mb}
 
 
 def health_verdict(evidence: HealthEvidence, criteria: HealthCriteria) -> tuple[Verdict, str]:
@@ -49,6 +61,9 @@ def health_verdict(evidence: HealthEvidence, criteria: HealthCriteria) -> tuple[
         return "failed", f"{evidence.errors} inference error(s) in {evidence.windows} windows"
     if evidence.nan_scores:
         return "failed", f"{evidence.nan_scores} NaN/inf score(s) in {evidence.windows} windows"
+    if criteria.rss_growth_mb is not None and evidence.rss_growth_mb > criteria.rss_growth_mb:
+        return "failed", (f"memory grew by {evidence.rss_growth_mb:.0f} MB since the swap, over the "
+                          f"{criteria.rss_growth_mb:.0f} MB budget")
     if evidence.windows < criteria.windows:
         return "pending", f"{evidence.windows}/{criteria.windows} windows"
     p95 = float(np.percentile(np.asarray(evidence.latencies_ms), 95))

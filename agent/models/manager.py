@@ -18,11 +18,13 @@ from typing import Literal, Protocol
 
 import numpy as np
 
+from agent.models.admission import Accepted, admit, verify_approval
 from agent.models.health import HealthCriteria, HealthEvidence, ShadowStats, health_verdict
 from agent.models.onnx import OnnxModel
 from agent.models.prepare import Failed, Job, Preparer, Ready
 from agent.models.store import ModelStore
-from shared.errors import FleetloopError, ModelError
+from agent.models.trial import current_rss_mb
+from shared.errors import FleetloopError, ModelError, ModelIntegrityError
 from shared.messages import Assign
 
 log = logging.getLogger(__name__)
@@ -31,7 +33,8 @@ ModelEventKind = Literal["loaded", "refused", "swapped", "rolled_back", "health_
 
 HEALTH_PENDING = "model.health_pending"  # version under health check (survives a restart)
 HEALTH_PREVIOUS = "model.health_previous"  # what `previous` should be again after rolling back
-REFUSED = "model.refused"  # JSON {version: {"sha256": …, "reason": …}}: never served again
+REFUSED = "model.refused"  # JSON {"version@sha256": {"version", "sha256", "reason"}}: never served again
+ASSIGN_ACCEPTED = "model.assign_accepted"  # JSON of `Accepted`: the newest approved assignment (anti-replay)
 MAX_REFUSALS = 64
 MAX_RETRY_S = 3600.0
 
@@ -40,6 +43,7 @@ class ModelHost(Protocol):
     """What the manager needs from the agent loop."""
 
     model: OnnxModel
+    device_id: str
 
     def switch_model(self, model: OnnxModel) -> None:
         """Flush stats for the serving model, then serve `model` from the next window on."""
@@ -48,8 +52,13 @@ class ModelHost(Protocol):
                     metrics: dict[str, float] | None = None) -> None: ...
 
 
-def _key(assign: Assign) -> tuple[str, str, str]:
-    return assign.version, assign.sha256, assign.mode
+def _key(assign: Assign) -> tuple[str, str, str, str]:
+    """What a fetch is of: a newer assignment with another url replaces a pending one (a corrected mirror)."""
+    return assign.version, assign.sha256, assign.mode, assign.url
+
+
+def refusal_key(version: str, sha256: str) -> str:
+    return f"{version}@{sha256}"
 
 
 class ModelManager:
@@ -69,7 +78,7 @@ class ModelManager:
         self.shadow_stats = ShadowStats()
         self._shadow_due = 0.0
         self._desired: Assign | None = None
-        self._inflight: set[tuple[str, str, str]] = set()
+        self._inflight: set[tuple[str, str, str, str]] = set()
         self._retry_at: float | None = None
         self._retry_delay = retry_s
         self._answered: set[str] = set()  # msg ids of refused assignments already reported
@@ -77,16 +86,29 @@ class ModelManager:
 
     # -- persistent state ------------------------------------------------------------------------------------
     def refusals(self) -> dict[str, dict[str, str]]:
+        """Refused content, keyed ``version@sha256`` of what was actually received and checked (older
+        databases keyed by version alone are read the same way)."""
         raw = self.store.db.get_state(REFUSED)
         try:
-            return dict(json.loads(raw)) if raw else {}
+            stored = dict(json.loads(raw)) if raw else {}
         except ValueError:
             return {}
+        refused: dict[str, dict[str, str]] = {}
+        for key, entry in stored.items():
+            if isinstance(entry, dict) and "sha256" in entry:
+                version = str(entry.get("version", key))
+                refused[refusal_key(version, entry["sha256"])] = {**entry, "version": version}
+        return refused
+
+    def refused(self, version: str, sha256: str) -> dict[str, str] | None:
+        return self.refusals().get(refusal_key(version, sha256))
 
     def _refuse(self, version: str, sha256: str, reason: str) -> None:
+        """Refuse (version, sha256) for good: only for content that verified (its sha256 is what was received)."""
         refused = self.refusals()
-        refused.pop(version, None)
-        refused[version] = {"sha256": sha256, "reason": reason[:500]}
+        key = refusal_key(version, sha256)
+        refused.pop(key, None)
+        refused[key] = {"version": version, "sha256": sha256, "reason": reason[:500]}
         while len(refused) > MAX_REFUSALS:
             refused.pop(next(iter(refused)))
         self.store.db.set_state({REFUSED: json.dumps(refused)})
@@ -99,7 +121,7 @@ class ModelManager:
             self.store.db.set_state({HEALTH_PENDING: None, HEALTH_PREVIOUS: None})
             return
         log.info("resuming the health check of model %s after a restart", pending)
-        self.health = HealthEvidence()
+        self.health = HealthEvidence(baseline_rss_mb=current_rss_mb())
         previous = self.store.previous_version
         if previous is not None:
             try:
@@ -108,8 +130,37 @@ class ModelManager:
                 log.error("cannot load previous model %s to fall back on: %s", previous, exc)
 
     # -- inbound ---------------------------------------------------------------------------------------------
+    def _admit(self, assign: Assign, now: float) -> bool:
+        """The hub approved this assignment for this device, it has not expired and is not older than the newest
+        accepted (`agent.models.admission`); a newer one is remembered before anything is fetched."""
+        verifier = self.store.verifier
+        reason = ""
+        try:
+            if verifier is not None:
+                verify_approval(assign, verifier)
+            last = Accepted.from_json(self.store.db.get_state(ASSIGN_ACCEPTED))
+            verdict, reason = admit(assign, device_id=self.host.device_id, now=now, last=last,
+                                    signed=verifier is not None)
+        except ModelIntegrityError as exc:
+            verdict, reason = "refuse", str(exc)
+        if verdict == "refuse":
+            serving = self.host.model
+            if assign.mode == "active" and assign.version == serving.version and assign.sha256 == \
+                    serving.manifest.onnx_sha256:
+                log.info("assignment of the serving %s not admitted (changes nothing): %s", assign.version, reason)
+            else:
+                self._refused_once(assign, f"assignment not admitted: {reason}")
+            return False
+        if verdict == "new" and assign.counter is not None and assign.approval:
+            self.store.db.set_state({ASSIGN_ACCEPTED: Accepted(assign.counter, assign.approval).to_json()})
+            if assign.rollback:
+                log.warning("signed rollback to %s (counter %d)", assign.version, assign.counter)
+        return True
+
     def on_assign(self, assign: Assign, now: float) -> None:
         """A (retained) assignment: act only on what changes what this device serves or shadows."""
+        if not self._admit(assign, now):
+            return
         serving = self.host.model
         if assign.mode == "active" and assign.version == serving.version:  # e.g. redelivered on reconnect
             self._end_shadow(now)
@@ -118,8 +169,8 @@ class ModelManager:
                 self._refused_once(assign, f"already serving {serving.version} with sha256 "
                                            f"{serving.manifest.onnx_sha256}")
             return
-        refused = self.refusals().get(assign.version)
-        if refused is not None and refused["sha256"] == assign.sha256:
+        refused = self.refused(assign.version, assign.sha256)
+        if refused is not None:
             self._refused_once(assign, f"refused earlier, not retried: {refused['reason']}")
             return
         if assign.mode == "active":
@@ -184,7 +235,8 @@ class ModelManager:
         """Evidence from one window of the serving model during its health check."""
         if self.health is None:
             return
-        self.health.add(error=error, finite=finite, latency_s=latency_s)
+        watch = self.criteria.rss_growth_mb is not None
+        self.health.add(error=error, finite=finite, latency_s=latency_s, rss_mb=current_rss_mb() if watch else None)
         verdict, reason = health_verdict(self.health, self.criteria)
         if verdict == "pending":
             return
@@ -284,7 +336,7 @@ class ModelManager:
                 log.info("will fetch %s again in %.0f s", assign.version, self._retry_delay)
                 self._retry_delay = min(self._retry_delay * 2, MAX_RETRY_S)
         else:
-            self._refuse(assign.version, assign.sha256, result.reason)
+            self._refuse(assign.version, result.received or assign.sha256, result.reason)
             self._answered.add(assign.msg_id)
             if self._desired is not None and _key(self._desired) == _key(assign):
                 self._desired = None
@@ -297,7 +349,7 @@ class ModelManager:
                               state={HEALTH_PENDING: model.version, HEALTH_PREVIOUS: restore})
         self.host.switch_model(model)
         self.fallback = old
-        self.health = HealthEvidence()
+        self.health = HealthEvidence(baseline_rss_mb=current_rss_mb())
         log.info("swapped model %s → %s; health check over the next %d windows", old.version, model.version,
                  self.criteria.windows)
         self.host.model_event("swapped", model.version, f"from {old.version}")
@@ -340,3 +392,4 @@ class ModelManager:
         metrics = self.shadow_stats.metrics()
         self.host.model_event("shadow_report", self.shadow.version, f"vs {self.host.model.version}", metrics)
         self.shadow_stats = ShadowStats()
+

@@ -2,7 +2,9 @@
 
 Every version the hub ever makes is kept, rejected ones too. A version directory is copied in through a
 staging directory, signed (Ed25519 over the exact manifest bytes) and only then recorded, so a record
-always points at a complete, signed artifact.
+always points at a complete, signed artifact. That signature says "made by this hub"; approval for the fleet
+is the signed assignment (`signed_assignment`), which the hub issues only for versions the gate (or an
+operator) did not reject: an agent serves nothing without one.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from shared.messages import Assign
 log = logging.getLogger(__name__)
 
 ARTIFACT_FILES = (MODEL_FILE, MANIFEST_FILE, SIGNATURE_FILE)
+UNAPPROVED = frozenset({"rejected"})  # never approved: not assigned, not served to devices
 
 
 class Registry:
@@ -134,9 +137,26 @@ class Registry:
                 tar.addfile(info, io.BytesIO(data))
         return buffer.getvalue()
 
+    def approved(self, version: str) -> bool:
+        """Whether devices may get `version`: registered and not rejected (by the gate or an operator)."""
+        row = self.store.model_version(version)
+        return row is not None and row.status not in UNAPPROVED
+
+    def signed_assignment(self, assign: Assign, *, device_id: str, ttl_s: float, rollback: bool = False) -> Assign:
+        """`assign` for one device, approved: the next per-device counter (persisted; at least the time in ms,
+        so a restored hub database still counts up), an expiry `ttl_s` from now, signed with the hub key."""
+        now = self.clock()
+        counter = self.store.next_assign_counter(device_id, floor=int(now * 1000))
+        unsigned = assign.model_copy(update={"device_id": device_id, "ts": now, "expires": now + ttl_s,
+                                             "counter": counter, "rollback": rollback})
+        return self.key.sign_assignment(unsigned)
+
     def assignment(self, version: str, *, mode: str, url: str, rollout_id: str | None = None) -> Assign:
-        """The retained hub → device message that tells a device to serve (or shadow) `version`."""
+        """The retained hub → device message that tells a device to serve (or shadow) `version` (unsigned until
+        `signed_assignment`); ModelError for a version that was never approved or no longer verifies."""
         row = self.get(version)
+        if row.status in UNAPPROVED:
+            raise ModelError(f"{version} is {row.status}: a version that was not approved is never assigned")
         model = (self.root / version / MODEL_FILE).read_bytes()
         if sha256_bytes(model) != row.sha256:
             raise ModelError(f"registry artifact of {version} no longer matches its sha256: refusing to assign it")

@@ -25,6 +25,7 @@ from infra.files import fsync_path
 from infra.versions import read_version
 from shared.errors import ConfigError, FleetloopError, ModelError
 from shared.manifest import MANIFEST_FILE, SIGNATURE_FILE
+from shared.messages import Assign
 from shared.signing import (
     Ed25519Verifier,
     generate_private_key,
@@ -33,6 +34,7 @@ from shared.signing import (
     private_key_to_pem,
     public_key_to_pem,
     public_key_to_text,
+    sign_assignment,
     sign_manifest,
 )
 
@@ -122,6 +124,10 @@ class SigningKey:
     def sign(self, manifest_bytes: bytes) -> str:
         """Base64 signature of exactly `manifest_bytes`."""
         return sign_manifest(self._private, manifest_bytes)
+
+    def sign_assignment(self, assign: Assign) -> Assign:
+        """`assign` with the hub's approval (`shared.signing.assignment_bytes`): for one device, counter, expiry."""
+        return sign_assignment(self._private, assign)
 
     def sign_version(self, version_dir: Path) -> Path:
         """Check a version directory (valid manifest, model sha256) and write its ``manifest.sig``.

@@ -15,6 +15,11 @@ online after a rollout completed, or one that booted an old model. Presence and 
 devices' retained status messages in the device registry. An assignment is re-sent to a device that still
 reports another version only every `resync_s`, under the same msg_id.
 
+Signed assignments: every `Assign` is signed for its device with the hub key, with a per-device counter that
+only grows (persisted in the store), an expiry `assign_ttl_s` ahead (re-published every `resync_s`, so a
+retained one never expires while the hub runs) and ``rollback`` set when it sends a device back to the
+incumbent; agents refuse an assignment that is unsigned, expired or older than one they accepted.
+
 Restart safety: state is stored before anything is published, and retained assignments are idempotent on the
 agent, so `resync()` (call it at start-up; `tick` calls it after a publish the client could not take, and every
 `resync_s`) re-publishes what the newest rollout says each device should serve, under the same msg_id.
@@ -103,6 +108,7 @@ class RolloutService:
         baseline_window_s: float = 24 * 3600.0,
         resync_s: float | None = 600.0,
         drift_max_age_s: float = 2 * 24 * 3600.0,
+        assign_ttl_s: float = 24 * 3600.0,
     ) -> None:
         self.store = store
         self.registry = registry
@@ -115,6 +121,7 @@ class RolloutService:
         self.clock_skew_s = clock_skew_s
         self.baseline_window_s = baseline_window_s
         self.resync_s = resync_s
+        self.assign_ttl_s = assign_ttl_s
         self._lock = threading.RLock()
         self._unsent = False  # a publish the client could not take: resync once it is connected
         self._resynced_at = clock()
@@ -313,17 +320,20 @@ class RolloutService:
                     # only a device serving the candidate: `rollback` swaps to whatever the device had before
                     if serving.get(device) == plan.candidate:
                         self._unsent |= not self.publisher.send(device, order)
-            self._publish(command.devices, command.version, command.mode, rollout.id)
+            self._publish(command.devices, command.version, command.mode, rollout.id,
+                          rollback=command.version == plan.incumbent)
 
-    def _publish(self, devices: Iterable[str], version: str, mode: str, rollout_id: str | None) -> list[str]:
-        """Publish the retained assignment to `devices` (one msg_id per rollout, version and mode); returns those
-        the client took."""
+    def _publish(self, devices: Iterable[str], version: str, mode: str, rollout_id: str | None, *,
+                 rollback: bool = False) -> list[str]:
+        """Publish the retained assignment, signed for each of `devices` (one msg_id per rollout, version and
+        mode); returns those the client took."""
         assign = self.registry.assignment(version, mode=mode, url=self.artifact_url(version), rollout_id=rollout_id)
         assign = assign.model_copy(update={"msg_id": msg_id(rollout_id, version, mode)})
         sent: list[str] = []
         failed: list[str] = []
         for d in devices:
-            (sent if self.publisher.assign(d, assign) else failed).append(d)
+            signed = self.registry.signed_assignment(assign, device_id=d, ttl_s=self.assign_ttl_s, rollback=rollback)
+            (sent if self.publisher.assign(d, signed) else failed).append(d)
         at = self.clock()
         self._sent.update((d, (assign.msg_id, at)) for d in sent)
         if failed:
@@ -377,7 +387,7 @@ class RolloutService:
                 self._publish(stage.devices, plan.candidate, stage.mode, r.id)
                 return len(stage.devices)
             version = plan.candidate if state.status == "completed" else plan.incumbent
-            self._publish(plan.fleet, version, "active", r.id)
+            self._publish(plan.fleet, version, "active", r.id, rollback=version == plan.incumbent)
             return len(plan.fleet)
 
 

@@ -251,6 +251,10 @@ class RegistryStore(Protocol):
         """Oldest first."""
         ...
 
+    def next_assign_counter(self, device_id: str, *, floor: int = 0) -> int:
+        """The device's next signed-assignment counter (persisted; above every earlier one, at least `floor`)."""
+        ...
+
 
 @runtime_checkable
 class RolloutStore(Protocol):

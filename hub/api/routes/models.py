@@ -2,8 +2,9 @@
 
 ``GET /models/{version}/artifact`` needs **no token**: devices have no API tokens. What protects them is not
 the transport but the artifact itself: every version is signed by the hub's Ed25519 key, and an agent
-verifies the signature (against its pinned public key) and the sha256 in its assignment before loading it,
-so an artifact fetched from anywhere, tampered or swapped, is refused. Model files are not secret.
+verifies the signature (against its pinned public key), the hub's signed assignment and the sha256 in it
+before loading it, so an artifact fetched from anywhere, tampered or swapped, is refused. Model files are not
+secret, but a version the gate (or an operator) rejected was never approved: its artifact is not served (404).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def get_model(version: Version, _: Reader, registry: RegistryDep) -> ModelDetail
     response_class=Response,
     responses={
         200: {"content": {"application/gzip": {}}, "description": "model.onnx, manifest.json, manifest.sig"},
-        **error(404, "No such version in the registry"),
+        **error(404, "No such version in the registry, or a rejected one"),
         **UNAVAILABLE,
     },
 )
@@ -58,8 +59,8 @@ def get_artifact(version: Version, registry: RegistryDep) -> Response:
     """A deterministic ``.tar.gz`` of ``model.onnx``, ``manifest.json`` and ``manifest.sig``. No token: agents
     verify the Ed25519 signature with their pinned key and the sha256 of their assignment before loading it."""
     row = registry.store.model_version(version)
-    if row is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no model version {version} in the registry")
+    if row is None or not registry.approved(version):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no approved model version {version} in the registry")
     return Response(
         content=registry.artifact(version), media_type="application/gzip",
         headers={"ETag": f'"{row.sha256}"', "Content-Disposition": f'attachment; filename="{version}.tar.gz"'},

@@ -30,6 +30,15 @@ class RegistryQueries(SqliteConnection):
             _audit(conn, row.created_ts, row.version, actor, "registered", None, row.status, row.reason,
                    {"parent_version": row.parent_version, "sha256": row.sha256, "trigger_id": row.trigger_id})
 
+    def next_assign_counter(self, device_id: str, *, floor: int = 0) -> int:
+        """The next signed-assignment counter of a device: above every one issued before and at least `floor`."""
+        with self._write() as conn:
+            row = conn.execute("SELECT counter FROM assign_counters WHERE device_id = ?", (device_id,)).fetchone()
+            counter = max(floor, (row[0] + 1) if row else 0)
+            conn.execute("INSERT INTO assign_counters (device_id, counter) VALUES (?, ?) "
+                         "ON CONFLICT (device_id) DO UPDATE SET counter = excluded.counter", (device_id, counter))
+        return counter
+
     def set_model_status(
         self, version: str, status: str, *, actor: str, action: str, reason: str, ts: float,
         details: Mapping[str, Any] | None = None, gate: Mapping[str, Any] | None = None,

@@ -286,3 +286,9 @@ def m004_training(db: Database) -> None:
         )"""
     )
     db.execute("CREATE INDEX eval_slice_members ON eval_slice (in_eval, frozen_at)")
+
+
+@migrations()
+def m006_assign_counters(db: Database) -> None:
+    # The counter of the last signed assignment per device: it only grows, so a device can refuse a replayed one.
+    db.execute("CREATE TABLE assign_counters (device_id TEXT PRIMARY KEY, counter INTEGER NOT NULL)")

@@ -63,6 +63,16 @@ def assignment(version_dir: Path, *, mode: str = "active", url: str | None = Non
     )
 
 
+_counter = [0]
+
+
+def approve(assign: Assign, key: SigningKey, device: str, *, ttl_s: float = 3600.0, **fields) -> Assign:
+    """`assign` signed for `device` as the hub signs it: a counter above every earlier one, an expiry."""
+    _counter[0] = max(_counter[0] + 1, int(time.time() * 1000))
+    update = {"device_id": device, "counter": _counter[0], "expires": time.time() + ttl_s, **fields}
+    return key.sign_assignment(assign.model_copy(update=update))
+
+
 def pack(version_dir: Path, top: str | None = None) -> bytes:
     """The version as the hub serves it: a .tar.gz of model.onnx, manifest.json, manifest.sig."""
     buf = io.BytesIO()
@@ -177,8 +187,11 @@ class Hub:
     client: object
     events: Collector
     device: str
+    key: SigningKey | None = None  # set: assignments are signed for the device, as the hub does
 
     def assign(self, assign: Assign) -> None:
+        if self.key is not None and assign.approval is None:
+            assign = approve(assign, self.key, self.device)
         publish(self.client, f"fleetloop/{self.device}/model/assign", encode(assign), retain=True)
 
     def command(self, cmd: Command) -> None:
@@ -198,6 +211,7 @@ def hub(request, broker, mqtt_clients):
 
 
 def _settings(tmp_path, broker, hub, versions, **overrides):
+    hub.key = versions.key
     return agent_settings(tmp_path, broker, hub.device, versions.v1, dev_mode=False,
                           model_public_key=versions.key.public_key_text(), **overrides)
 

@@ -16,7 +16,7 @@ import pytest
 from agent.db import AgentDB
 from agent.models.store import ModelStore
 from shared.codec import encode
-from tests.agent.models.test_manager import assignment, build_versions, has_event, pack
+from tests.agent.models.test_manager import approve, assignment, build_versions, has_event, pack
 from tests.fixtures.broker import HUB_USER, Collector, publish, subscribe
 
 pytestmark = pytest.mark.slow
@@ -105,7 +105,8 @@ def test_sigkill_mid_download_and_mid_health_check(tmp_path, broker, mqtt_client
     subscribe(hub, f"fleetloop/{DEVICE}/model/event")
     artifact = SlowArtifact(pack(versions.v2))
     model_dir, db_path = tmp_path / DEVICE / "models", tmp_path / DEVICE / "agent.db"
-    publish(hub, f"fleetloop/{DEVICE}/model/assign", encode(assignment(versions.v2, url=artifact.url)), retain=True)
+    signed = approve(assignment(versions.v2, url=artifact.url), versions.key, DEVICE)
+    publish(hub, f"fleetloop/{DEVICE}/model/assign", encode(signed), retain=True)
     try:
         # 1. killed while the artifact is half downloaded: v1 still active, a partial download in staging
         proc = _agent(tmp_path, broker, versions.v1, pub, health_windows=10)

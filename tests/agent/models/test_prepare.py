@@ -18,11 +18,13 @@ def test_preparer_tells_transient_from_permanent_failures(tmp_path, v2, key, ini
     assert isinstance(ok, Ready) and ok.model.version == "v2"
     gone = preparer.prepare(Job("v2", assignment(v2, url="http://127.0.0.1:1/v2")))
     assert not isinstance(gone, Ready) and gone.retry and gone.reason.startswith("fetch:")
+    # what arrived is not what was assigned: a tampered download or mirror, not the version, is at fault: retried,
+    # and the sha256 of the bytes received is reported (refusals are keyed by it, never by the assigned one)
     bad = preparer.prepare(Job("v2", assignment(v2, sha256="1" * 64)))
-    assert not isinstance(bad, Ready) and not bad.retry and "sha256" in bad.reason
+    assert not isinstance(bad, Ready) and bad.retry and "sha256" in bad.reason and bad.received == _sha(v2)
     unsigned = preparer.prepare(Job("v1", Assign(ts=1.0, version="v1", mode="active", sha256=_sha(initial_model_dir),
                                                   signature="", url=initial_model_dir.as_uri())))
-    assert not isinstance(unsigned, Ready) and not unsigned.retry and "not signed" in unsigned.reason
+    assert not isinstance(unsigned, Ready) and unsigned.retry and "not signed" in unsigned.reason
     assert not list((tmp_path / "models" / ".staging").iterdir())  # staging is cleaned after every job
 
 

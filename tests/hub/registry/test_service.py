@@ -79,3 +79,31 @@ def test_the_artifact_is_the_same_bytes_an_hour_later(registry, initial_model_di
     now = time.time()
     monkeypatch.setattr(time, "time", lambda: now + 3600.0)
     assert registry.artifact("v1") == first
+
+
+def test_only_approved_versions_are_assigned_and_each_assignment_is_signed_for_one_device(tmp_path, initial_model_dir):
+    """Issue 10 #5: a signature on the manifest means made by the hub; approval is the signed assignment, never
+    issued for a rejected version, with a per-device counter that keeps growing across hub restarts."""
+    from shared.signing import verify_assignment
+
+    store = open_store(f"sqlite:///{tmp_path / 'hub.db'}")
+    key = SigningKey.generate()
+    registry = Registry(store, tmp_path / "models", key, clock=lambda: 1000.0)
+    registry.register(initial_model_dir, actor="a", reason="r")
+    assign = registry.assignment("v1", mode="active", url="http://hub/models/v1/artifact")
+    first = registry.signed_assignment(assign, device_id="dev-0", ttl_s=60)
+    verify_assignment(key.public_key, first)
+    assert (first.device_id, first.expires, first.counter, first.rollback) == ("dev-0", 1060.0, 1_000_000, False)
+    with pytest.raises(ModelIntegrityError, match="bad assignment signature"):
+        verify_assignment(key.public_key, first.model_copy(update={"device_id": "dev-1"}))
+    store.close()
+    store = open_store(f"sqlite:///{tmp_path / 'hub.db'}")  # a restarted hub, same clock: still counts up
+    again = Registry(store, tmp_path / "models", key, clock=lambda: 1000.0)
+    second = again.signed_assignment(assign, device_id="dev-0", ttl_s=60, rollback=True)
+    assert second.counter == first.counter + 1 and second.rollback
+    assert again.signed_assignment(assign, device_id="dev-1", ttl_s=60).counter == 1_000_000  # per device
+    again.transition("v1", "rejected", actor="hub:gate", action="gate", reason="recall dropped")
+    assert not again.approved("v1")
+    with pytest.raises(ModelError, match="not approved"):
+        again.assignment("v1", mode="active", url="x")
+    store.close()

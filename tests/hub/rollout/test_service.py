@@ -399,7 +399,10 @@ def test_resync_republishes_the_same_assignments(world: World, broker: DevBroker
                                clock=w.clock, resync_s=300)
     assert restarted.resync() == len(canary)
     w.wait_assigned(canary, "v2")
-    assert w.assigns(canary[0])[-1] == first.model_copy(update={"ts": w.assigns(canary[0])[-1].ts})
+    again = w.assigns(canary[0])[-1]
+    signed = {"ts": again.ts, "expires": again.expires, "counter": again.counter, "approval": again.approval}
+    assert again == first.model_copy(update=signed)  # the same assignment, signed anew with a higher counter
+    assert again.counter > first.counter and again.device_id == canary[0]
     w.inbox.clear()
     w.advance(299)
     restarted.tick()
