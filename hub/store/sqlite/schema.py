@@ -286,3 +286,30 @@ def m004_training(db: Database) -> None:
         )"""
     )
     db.execute("CREATE INDEX eval_slice_members ON eval_slice (in_eval, frozen_at)")
+
+
+@migrations()
+def m006_device_sequences(db: Database) -> None:
+    # Per-device sequence numbers (shared.messages.Message.seq): the highest seen, and the holes below it. A
+    # hole is reported as a `sequence_gap` once it outlives the grace period, and its seqs are asked for again.
+    db.execute(
+        """CREATE TABLE device_sequences (
+            device_id TEXT PRIMARY KEY,
+            high INTEGER NOT NULL,
+            updated REAL NOT NULL
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE sequence_holes (
+            id INTEGER PRIMARY KEY,
+            device_id TEXT NOT NULL,
+            lo INTEGER NOT NULL,
+            hi INTEGER NOT NULL,
+            detected REAL NOT NULL,
+            reported REAL,
+            requests INTEGER NOT NULL DEFAULT 0,
+            last_request REAL,
+            CHECK (lo <= hi)
+        )"""
+    )
+    db.execute("CREATE INDEX sequence_holes_device ON sequence_holes (device_id, lo)")

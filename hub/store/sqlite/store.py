@@ -19,12 +19,14 @@ from hub.store.sqlite.labels import LabelQueries
 from hub.store.sqlite.registry import RegistryQueries
 from hub.store.sqlite.rollouts import RolloutQueries
 from hub.store.sqlite.schema import migrations
+from hub.store.sqlite.sequences import SequenceQueries
 from hub.store.sqlite.training import TrainingQueries
 from shared.errors import StoreError
 
 
 class SqliteHubStore(
-    IngestQueries, DeviceQueries, LabelQueries, DriftQueries, RegistryQueries, RolloutQueries, TrainingQueries
+    IngestQueries, DeviceQueries, LabelQueries, DriftQueries, RegistryQueries, RolloutQueries, TrainingQueries,
+    SequenceQueries,
 ):
     """The hub store in one SQLite file. Thread-safe: one connection per thread, opened on first use."""
 
