@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 
 RETENTION_EVERY_S = 30.0
 PUMP_EVERY_S = 0.05
-DRAIN_HUB_ACK_S = 1.0  # on stop, how long to wait for the hub's acks once the broker has every row
+DRAIN_HUB_ACK_S = 2.0  # on stop, once the broker has every row: how long without a hub ack before giving up
 
 
 @dataclass
@@ -346,19 +346,20 @@ class Agent:
         if self.forwarder is None or self.link is None:
             return
         end = time.time() + seconds
-        handed_over = 0.0  # since when every row is with the broker; then give the hub a moment to ack
+        quiet_since, last_size = 0.0, -1  # every row with the broker, and no hub ack since then: stop waiting
         while time.time() < end:
             self._drain_inbound()
             self.forwarder.pump(time.time())
             size = self.db.outbox_size()
             if size == 0:
                 return
-            if self.forwarder.inflight == 0 and self.db.awaiting_hub() == size:
-                handed_over = handed_over or time.time()
-                if time.time() - handed_over >= DRAIN_HUB_ACK_S:
+            if self.forwarder.inflight == 0 and self.db.awaiting_hub() == size and size >= last_size >= 0:
+                quiet_since = quiet_since or time.time()
+                if time.time() - quiet_since >= DRAIN_HUB_ACK_S:
                     break
             else:
-                handed_over = 0.0
+                quiet_since = 0.0
+            last_size = size
             time.sleep(0.02)
         log.info("stopping with %d messages still in the outbox (%d with the broker, not yet acknowledged by the "
                  "hub)", self.db.outbox_size(), self.db.awaiting_hub())
