@@ -195,7 +195,8 @@ def _status(args: argparse.Namespace) -> int:
     db = AgentDB(data_dir / "agent.db")
     store = ModelStore(data_dir / "models", db)
     print(json.dumps({
-        "predictions": db.prediction_count(), "outbox": db.outbox_size(),
+        "predictions": db.prediction_count(), "outbox": db.outbox_size(), "outbox_awaiting_hub": db.awaiting_hub(),
+        "next_seq": db.next_seq(),
         "active_model": store.active_version, "previous_model": store.previous_version,
         "db_bytes": db.used_bytes(), "integrity": "ok" if db.integrity_ok() else "FAILED",
     }, indent=2))

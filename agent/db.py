@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 from sqlite_utils import Database, Migrations
 
 from agent.dbfile import check_existing, check_ours, create_atomically, translate
+from shared.codec import with_seq
 from shared.errors import StoreError
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,18 @@ def m001_initial(db: Database) -> None:
     db.execute("CREATE TABLE state (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
 
 
+@migrations()
+def m002_sequences(db: Database) -> None:
+    # seq: stamped when a row first leaves (send order), kept for resends; delivered: when the broker acked it.
+    # A row is deleted only when the hub acknowledges its seq (end-to-end), not on the broker's PUBACK.
+    db.execute("ALTER TABLE outbox ADD COLUMN seq INTEGER")
+    db.execute("ALTER TABLE outbox ADD COLUMN delivered REAL")
+    db.execute("CREATE UNIQUE INDEX outbox_seq ON outbox (seq) WHERE seq IS NOT NULL")
+
+
+NEXT_SEQ_KEY = "outbox.next_seq"
+
+
 @dataclass(frozen=True, slots=True)
 class PredictionRow:
     trace_id: str
@@ -108,6 +121,7 @@ class OutboxRow:
     priority: int
     retain: bool
     attempts: int
+    seq: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,12 +211,76 @@ class AgentDB:
         """Rows ready to (re)send, by priority then age, skipping those already in flight."""
         excluded = set(exclude)
         rows = self.conn.execute(
-            "SELECT id, msg_id, topic, payload, priority, retain, attempts FROM outbox "
+            "SELECT id, msg_id, topic, payload, priority, retain, attempts, seq FROM outbox "
             "WHERE next_attempt <= ? ORDER BY priority, id LIMIT ?",
             (now, limit + len(excluded)),
         ).fetchall()
-        out = [OutboxRow(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6]) for r in rows if r[0] not in excluded]
+        out = [OutboxRow(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6], r[7]) for r in rows if r[0] not in excluded]
         return out[:limit]
+
+    def stamp_sequences(self, rows: Sequence[OutboxRow]) -> list[OutboxRow]:
+        """Give rows that never left a sequence number (in this order) and store their stamped payload.
+
+        The counter lives in the database and moves in the same transaction, so numbers stay unique and
+        increasing across restarts; a row keeps its number (and exact bytes) for every resend.
+        """
+        if all(r.seq is not None for r in rows):
+            return list(rows)
+        out: list[OutboxRow] = []
+        with self._transaction():
+            row = self.conn.execute("SELECT value FROM state WHERE key = ?", (NEXT_SEQ_KEY,)).fetchone()
+            next_seq = int(row[0]) if row is not None else 1
+            for r in rows:
+                if r.seq is not None:
+                    out.append(r)
+                    continue
+                payload = with_seq(r.payload, next_seq)
+                self.conn.execute("UPDATE outbox SET seq = ?, payload = ? WHERE id = ?", (next_seq, payload, r.id))
+                out.append(OutboxRow(r.id, r.msg_id, r.topic, payload, r.priority, r.retain, r.attempts, next_seq))
+                next_seq += 1
+            self.conn.execute(
+                "INSERT INTO state (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (NEXT_SEQ_KEY, str(next_seq)),
+            )
+        return out
+
+    def next_seq(self) -> int:
+        """The sequence number the next new message will get (1 on a fresh database)."""
+        value = self.get_state(NEXT_SEQ_KEY)
+        return int(value) if value is not None else 1
+
+    def mark_delivered(self, row_ids: Sequence[int], now: float, wait_s: float, max_wait_s: float) -> None:
+        """The broker acked these rows: keep them until the hub acks, resending after `wait_s` × 2^attempts
+        (capped at `max_wait_s`) if it never does."""
+        if not row_ids:
+            return
+        with self._transaction():
+            self.conn.executemany(
+                "UPDATE outbox SET delivered = ?, attempts = attempts + 1, "
+                "next_attempt = ? + min(?, ? * (1 << min(attempts, 16))) WHERE id = ?",
+                [(now, now, max_wait_s, wait_s, i) for i in row_ids],
+            )
+
+    def delete_sequences(self, ranges: Sequence[tuple[int, int]]) -> int:
+        """The hub stored these sequence numbers: drop their rows; return how many went."""
+        if not ranges:
+            return 0
+        with self._transaction():
+            return sum(self.conn.execute("DELETE FROM outbox WHERE seq BETWEEN ? AND ?", r).rowcount for r in ranges)
+
+    def resend_sequences(self, ranges: Sequence[tuple[int, int]], now: float) -> int:
+        """The hub misses these sequence numbers: make their rows due now; return how many are still here."""
+        if not ranges:
+            return 0
+        with self._transaction():
+            return sum(
+                self.conn.execute("UPDATE outbox SET next_attempt = ? WHERE seq BETWEEN ? AND ?", (now, *r)).rowcount
+                for r in ranges
+            )
+
+    def awaiting_hub(self) -> int:
+        """Rows the broker acknowledged and the hub has not (yet)."""
+        return int(self.conn.execute("SELECT count(*) FROM outbox WHERE delivered IS NOT NULL").fetchone()[0])
 
     def mark_attempt(self, row_id: int, next_attempt: float) -> None:
         with self._transaction():

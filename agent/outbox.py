@@ -1,8 +1,11 @@
-"""Store-and-forward: outbox rows leave over MQTT QoS 1 by priority and are deleted when the broker acks.
+"""Store-and-forward: outbox rows leave over MQTT QoS 1 by priority and are deleted when the HUB acks them.
 
-A row stays in the database until its PUBACK arrives, so a broker outage or a kill -9 loses nothing;
-after a restart, rows that were in flight are sent again (receivers dedupe by msg_id). Rows that are
-not acknowledged in time, or cannot be handed to the client, are retried with exponential backoff.
+Each row gets a per-device sequence number when it first leaves (`AgentDB.stamp_sequences`). The broker's
+PUBACK only marks it delivered: a broker that dies before saving, or a subscriber that drops it, would lose
+it. The row goes only when the hub says it committed that seq (a ``cmd`` of kind ``ack``); the hub asks for
+the seqs it misses (``resend``), and a delivered row the hub never acknowledged is sent again after
+`hub_ack_timeout_s`, doubling up to `hub_ack_max_s`. Rows not PUBACKed in time, or that cannot be handed to the
+client, are retried with exponential backoff. Receivers dedupe by msg_id, so a resend is stored once.
 """
 
 from __future__ import annotations
@@ -36,6 +39,9 @@ class ForwarderStats:
     acked: int = 0
     retried: int = 0
     dropped: int = 0
+    hub_acked: int = 0
+    resend_requests: int = 0
+    resend_missing: int = 0  # seqs the hub asked for that are no longer here (dropped at the outbox bound)
 
 
 class Forwarder:
@@ -49,6 +55,8 @@ class Forwarder:
         retry_min_s: float = 1.0,
         retry_max_s: float = 60.0,
         max_rows: int = 200_000,
+        hub_ack_timeout_s: float = 120.0,
+        hub_ack_max_s: float = 3600.0,
     ) -> None:
         self.db = db
         self.link = link
@@ -57,6 +65,8 @@ class Forwarder:
         self.retry_min_s = retry_min_s
         self.retry_max_s = retry_max_s
         self.max_rows = max_rows
+        self.hub_ack_timeout_s = hub_ack_timeout_s
+        self.hub_ack_max_s = hub_ack_max_s
         self._inflight: dict[int, tuple[int, float]] = {}  # mid -> (row id, sent at)
         self.stats = ForwarderStats()
 
@@ -66,7 +76,7 @@ class Forwarder:
 
     def pump(self, now: float) -> None:
         """Delete acknowledged rows, retry stale ones and send what is due, up to the window."""
-        self._collect_acks()
+        self._collect_acks(now)
         self._expire(now)
         if not self.link.is_connected():
             return
@@ -74,7 +84,7 @@ class Forwarder:
         if free <= 0:
             return
         in_flight_rows = {row for row, _ in self._inflight.values()}
-        for row in self.db.due_outbox(now, free, exclude=in_flight_rows):
+        for row in self.db.stamp_sequences(self.db.due_outbox(now, free, exclude=in_flight_rows)):
             info = self.link.publish(row.topic, row.payload, qos=1, retain=row.retain)
             if info.rc != mqtt.MQTT_ERR_SUCCESS:
                 self._backoff(row.id, row.attempts, now)
@@ -89,7 +99,26 @@ class Forwarder:
             self.stats.dropped += dropped
             log.warning("outbox over %d rows: dropped %d low-priority messages", self.max_rows, dropped)
 
-    def _collect_acks(self) -> None:
+    def hub_acked(self, ranges: list[tuple[int, int]]) -> int:
+        """The hub committed these seqs: their rows leave the outbox."""
+        gone = self.db.delete_sequences(ranges)
+        self.stats.hub_acked += gone
+        return gone
+
+    def resend(self, ranges: list[tuple[int, int]], now: float) -> int:
+        """The hub misses these seqs: send their rows again now (those still here)."""
+        wanted = sum(hi - lo + 1 for lo, hi in ranges)
+        found = self.db.resend_sequences(ranges, now)
+        self.stats.resend_requests += 1
+        if found < wanted:
+            self.stats.resend_missing += wanted - found
+            log.warning("the hub asked for %d message(s) by seq; %d are no longer in the outbox (dropped at its "
+                        "bound)", wanted, wanted - found)
+        else:
+            log.info("the hub asked for %d message(s) by seq; resending", wanted)
+        return found
+
+    def _collect_acks(self, now: float) -> None:
         done: list[int] = []
         while True:
             try:
@@ -99,8 +128,8 @@ class Forwarder:
             entry = self._inflight.pop(mid, None)
             if entry is not None:
                 done.append(entry[0])
-        if done:
-            self.db.delete_outbox(done)
+        if done:  # delivered to the broker; the row stays until the hub acknowledges it
+            self.db.mark_delivered(done, now, self.hub_ack_timeout_s, self.hub_ack_max_s)
             self.stats.acked += len(done)
 
     def _expire(self, now: float) -> None:

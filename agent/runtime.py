@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 
 RETENTION_EVERY_S = 30.0
 PUMP_EVERY_S = 0.05
+DRAIN_HUB_ACK_S = 2.0  # on stop, once the broker has every row: how long without a hub ack before giving up
 
 
 @dataclass
@@ -95,6 +96,8 @@ class Agent:
                 retry_min_s=settings.retry_min_s,
                 retry_max_s=settings.retry_max_s,
                 max_rows=settings.outbox_max_rows,
+                hub_ack_timeout_s=settings.hub_ack_timeout_s,
+                hub_ack_max_s=settings.hub_ack_max_s,
             )
             if link is not None
             else None
@@ -409,12 +412,23 @@ class Agent:
         if self.forwarder is None or self.link is None:
             return
         end = time.time() + seconds
+        quiet_since, last_size = 0.0, -1  # every row with the broker, and no hub ack since then: stop waiting
         while time.time() < end:
+            self._drain_inbound()
             self.forwarder.pump(time.time())
-            if self.db.outbox_size() == 0:
+            size = self.db.outbox_size()
+            if size == 0:
                 return
+            if self.forwarder.inflight == 0 and self.db.awaiting_hub() == size and size >= last_size >= 0:
+                quiet_since = quiet_since or time.time()
+                if time.time() - quiet_since >= DRAIN_HUB_ACK_S:
+                    break
+            else:
+                quiet_since = 0.0
+            last_size = size
             time.sleep(0.02)
-        log.info("stopping with %d messages still in the outbox", self.db.outbox_size())
+        log.info("stopping with %d messages still in the outbox (%d with the broker, not yet acknowledged by the "
+                 "hub)", self.db.outbox_size(), self.db.awaiting_hub())
 
     def _drain_inbound(self) -> None:
         """Handle hub → device messages; a bad one is logged and dropped, never fatal."""
@@ -438,6 +452,12 @@ class Agent:
             self.commit()
             sent = self.upload_traces(command.trace_ids)
             log.info("hub asked for %d traces; %d found and queued", len(command.trace_ids), sent)
+        elif command.cmd in ("ack", "resend") and self.forwarder is not None:
+            ranges = [(lo, hi) for lo, hi in command.seq_ranges]
+            if command.cmd == "ack":
+                self.forwarder.hub_acked(ranges)
+            else:
+                self.forwarder.resend(ranges, time.time())
         elif command.cmd == "rollback":
             log.info("the hub asked for a rollback")
             self.models.on_rollback_command(time.time())

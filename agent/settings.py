@@ -98,6 +98,9 @@ class AgentSettings(BaseSettings):
     ack_timeout_s: float = Field(default=30.0, gt=0)
     retry_min_s: float = Field(default=1.0, gt=0)
     retry_max_s: float = Field(default=60.0, gt=0)
+    hub_ack_timeout_s: float = Field(default=120.0, gt=0, description="a message the broker acknowledged but the "
+                                     "hub did not is sent again after this (then doubling)")
+    hub_ack_max_s: float = Field(default=3600.0, gt=0, description="longest wait between such resends")
 
     @field_validator("device_id")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -17,6 +18,20 @@ M = TypeVar("M", bound=BaseModel)
 def encode(message: BaseModel) -> bytes:
     """Serialise a message to compact JSON bytes."""
     return message.model_dump_json().encode()
+
+
+def with_seq(payload: bytes, seq: int) -> bytes:
+    """`payload` (an encoded device message) with its `seq` field set; the agent stamps it when a message first
+    leaves its outbox, so sequence numbers follow send order, not enqueue order.
+
+    >>> with_seq(b'{"a":1,"seq":null}', 7)
+    b'{"a":1,"seq":7}'
+    """
+    body = json.loads(payload)
+    if not isinstance(body, dict):
+        raise DecodeError("schema", "a sequenced message must be a JSON object")
+    body["seq"] = seq
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
 def decode(model: type[M], payload: bytes, *, max_bytes: int = MAX_PAYLOAD_BYTES) -> M:

@@ -29,6 +29,10 @@ class Message(BaseModel):
     device_id: DeviceId
     ts: FiniteFloat
     model_version: str | None = Field(default=None, max_length=128)
+    # Per-device sequence number stamped by the agent's outbox when the message first leaves (1, 2, …, never
+    # reused, kept across restarts). The hub acknowledges what it stored and asks for gaps (`Command`); None
+    # from agents before it and on messages that bypass the outbox (status, last will).
+    seq: int | None = Field(default=None, ge=1)
 
 
 class Status(Message):
@@ -155,16 +159,30 @@ class Assign(BaseModel):
     approval: str | None = Field(default=None, max_length=200)
 
 
+SeqRange = tuple[Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)]]
+
+
 class Command(BaseModel):
-    """Hub → device: a one-off instruction."""
+    """Hub → device: a one-off instruction.
+
+    ``ack``: the hub has committed the messages whose `seq` lies in `seq_ranges` (inclusive), so the device may
+    drop them from its outbox; ``resend``: the hub is missing them, send them again.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     schema_version: Literal[1] = SCHEMA_VERSION
     msg_id: str = Field(default_factory=new_id)
     ts: FiniteFloat
-    cmd: Literal["rollback", "upload_traces"]
+    cmd: Literal["rollback", "upload_traces", "ack", "resend"]
     trace_ids: list[str] = Field(default_factory=list, max_length=10_000)
+    seq_ranges: list[SeqRange] = Field(default_factory=list, max_length=10_000)
+
+    @model_validator(mode="after")
+    def _ranges(self) -> Command:
+        if any(lo > hi for lo, hi in self.seq_ranges):
+            raise ValueError("a seq range runs backwards")
+        return self
 
 
 MESSAGE_TYPES: dict[Kind, type[BaseModel]] = {

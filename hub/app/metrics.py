@@ -70,6 +70,27 @@ class HubMetrics:
             registry=r,
         )
 
+        self.sequence_gaps = Counter(
+            "fleetloop_hub_sequence_gaps", "Gaps in devices' sequence numbers that outlived the grace period "
+            "(messages a device sent that the hub did not get).", registry=r,
+        )
+        self.sequence_missing = Counter(
+            "fleetloop_hub_sequence_missing_messages", "Messages in those gaps when they were reported.", registry=r
+        )
+        self.sequence_filled = Counter(
+            "fleetloop_hub_sequence_gaps_filled", "Reported gaps that resends filled completely.", registry=r
+        )
+        self.sequence_holes_open = Gauge(
+            "fleetloop_hub_sequence_holes_open", "Holes in devices' sequence numbers not filled yet.", registry=r
+        )
+        self.resend_requests = Counter(
+            "fleetloop_hub_resend_requests", "Resend commands sent to devices for missing sequence numbers.",
+            registry=r,
+        )
+        self.hub_acks = Counter(
+            "fleetloop_hub_acks_sent", "Acknowledgement commands sent to devices after a commit.", registry=r
+        )
+
     def set_devices(self, known: int, online: int) -> None:
         self.devices_known.set(known)
         self.devices_online.set(online)

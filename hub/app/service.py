@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from hub.app.settings import HubSettings
 from hub.app.wiring import build_services
+from hub.delivery.service import GapMonitor
 from hub.drift.service import DriftService
 from hub.mqtt.ingest import IngestWorker
 from hub.mqtt.publisher import CommandPublisher, TraceRequester
@@ -74,7 +75,9 @@ class HubService:
         self.rollouts: RolloutService = services.rollouts
         self.training: TrainingService = services.training
         self.worker = IngestWorker.from_settings(settings, self.store, metrics=self.metrics)
+        self.gaps = GapMonitor(self.store, self.commands.send, settings.delivery, self.metrics)
         self.jobs = [
+            Periodic("sequence-gaps", settings.delivery.check_interval_s, self.gaps.run),
             Periodic("drift", settings.drift.interval_s, self.drift.run),
             Periodic("trace-requests", settings.trace_request_interval_s, self.traces.run),
             Periodic("retrain-triggers", settings.training.check_interval_s, self.training.check),

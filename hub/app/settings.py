@@ -6,12 +6,15 @@ refuses to start without an MQTT password and API tokens, and refuses plain-text
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from hub.delivery.settings import DeliverySettings
 from hub.labels.service import LabelSettings
 from hub.mqtt.decoding import MAX_SKEW_S
 from hub.rollout.settings import HealthLimitsSettings
@@ -26,6 +29,7 @@ Role = Literal["technician", "operator", "viewer"]
 ROLES: tuple[Role, ...] = ("technician", "operator", "viewer")
 MIN_TOKEN_CHARS = 16
 BROKER_MAX_PACKET_BYTES = 1024 * 1024  # mosquitto/mosquitto.conf max_packet_size
+SHARE_GROUP_CONTEXT = b"fleetloop ingest share group v1"
 
 
 class DriftSettings(BaseModel):
@@ -59,7 +63,13 @@ class HubSettings(BaseSettings):
     mqtt_tls_ca: Path | None = None
     mqtt_keepalive: int = Field(default=30, ge=5, le=3600)
     prefix: str = DEFAULT_PREFIX
-    share_group: str = Field(default="hub", pattern=r"^[A-Za-z0-9_.-]+$", description="MQTT 5 shared subscription")
+    share_group: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9_.-]+$",
+        description="MQTT 5 shared subscription group of the ingest workers. A SECRET: the broker lets any client "
+        "join a share group, and a device that joins the hub's takes a share of the fleet's messages it may not "
+        "read, which the broker then drops. Default: derived from the MQTT password (every worker of one hub has "
+        "the same), so devices cannot name it",
+    )
 
     ingest_client_id: str | None = Field(
         default=None,
@@ -100,6 +110,7 @@ class HubSettings(BaseSettings):
         default_factory=HealthLimitsSettings, description="health limits of every rollout (a rollout may override "
         "some): e.g. FLEETLOOP_HUB_ROLLOUT_LIMITS__ROLLBACK_ANOMALY_FACTOR=10 or [rollout_limits] in the file")
     labels: LabelSettings = Field(default_factory=LabelSettings)
+    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     trace_request_interval_s: float = Field(default=60.0, gt=0, description="how often to ask devices for traces "
                                             "that annotations name but the hub has not seen")
 
@@ -144,6 +155,17 @@ class HubSettings(BaseSettings):
     @property
     def password(self) -> str | None:
         return None if self.mqtt_password is None else self.mqtt_password.get_secret_value()
+
+    @property
+    def ingest_share_group(self) -> str:
+        """The share group in effect: `share_group`, else a name derived from the MQTT password (HMAC-SHA256), else
+        (dev mode without a password) ``hub``."""
+        if self.share_group:
+            return self.share_group
+        password = self.password
+        if not password:
+            return "hub"
+        return "hub-" + hmac.new(password.encode(), SHARE_GROUP_CONTEXT, hashlib.sha256).hexdigest()[:32]
 
     @property
     def topics(self) -> Topics:

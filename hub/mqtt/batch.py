@@ -15,7 +15,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from hub.mqtt.decoding import MAX_SKEW_S, UNKNOWN, Decoded, dead_letter, decode_message
@@ -79,6 +79,7 @@ class Committed:
     skipped: int
     acked: int
     lags: list[float]
+    sequences: dict[str, list[int]] = field(default_factory=dict)  # device → seqs committed (stored or not new)
 
 
 class BatchWriter:
@@ -171,10 +172,30 @@ class BatchWriter:
         rejected_idx = {r.index for r in result.rejected}
         lags = [now - rec.message.ts for i, (rec, item) in enumerate(zip(records, record_items, strict=True))
                 if not item.retained and i not in rejected_idx]
+        sequences: dict[str, list[int]] = {}
+        for rec in records:
+            if rec.message.seq is not None:
+                sequences.setdefault(rec.message.device_id, []).append(rec.message.seq)
+        self._track(sequences)
         acked = self.ack(batch)
         skipped = sum(1 for i in batch if i.decoded is None)
-        self.on_commit(Committed(result, [*letters, *rejected], len(batch), skipped, acked, lags))
+        self.on_commit(Committed(result, [*letters, *rejected], len(batch), skipped, acked, lags, sequences))
         self._observe(result, [*letters, *rejected], lags)
+
+    def _track(self, sequences: dict[str, list[int]]) -> None:
+        """Fold the batch's sequence numbers into the store's per-device tracking. A failure here is logged, not
+        retried: the messages are committed, and a seq left untracked only shows up as a hole the device fills."""
+        if not sequences:
+            return
+        try:
+            update = self.store.track_sequences(sequences, now=self.clock())
+        except Exception:
+            log.exception("ingest: could not track the sequence numbers of a committed batch")
+            return
+        if update.gaps_closed:
+            log.info("ingest: resends filled %d sequence gap(s)", update.gaps_closed)
+            if self.metrics is not None:
+                self.metrics.sequence_filled.inc(update.gaps_closed)
 
     def _write(self, records: list[IngestRecord], letters: list[DeadLetter]) -> IngestResult | None:
         """`ingest_batch`, retried with backoff while the store fails; None if stopping meanwhile."""

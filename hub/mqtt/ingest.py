@@ -16,6 +16,7 @@ session so the remaining workers take the whole load.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import socket
 import threading
@@ -27,14 +28,16 @@ from typing import TYPE_CHECKING
 
 import paho.mqtt.client as mqtt
 
+from hub.delivery.ranges import chunks, to_ranges
 from hub.mqtt.batch import BatchWriter, Committed, Item, decode_delivery, internal_error
 from hub.mqtt.decoding import MAX_SKEW_S, Decoded, dead_letter
 from hub.mqtt.ratelimit import DeviceRateLimiter
 from hub.mqtt.session import Delivery, IngestSession
 from hub.store.ports import HubStore
-from shared.codec import MAX_PAYLOAD_BYTES
+from shared.codec import MAX_PAYLOAD_BYTES, encode
 from shared.errors import TopicError
-from shared.topics import Topics
+from shared.messages import Command
+from shared.topics import Kind, Topics
 
 if TYPE_CHECKING:
     from hub.app.metrics import HubMetrics
@@ -99,6 +102,7 @@ class IngestWorker:
         rate_per_device_s: float = 0.0,
         burst_per_device: int = 1000,
         max_skew_s: float = MAX_SKEW_S,
+        acks: bool = True,
     ) -> None:
         if batch_size < 1 or flush_interval_s <= 0:
             raise ValueError("batch_size must be ≥ 1 and flush_interval_s > 0")
@@ -114,7 +118,12 @@ class IngestWorker:
         self.limiter = DeviceRateLimiter(rate_per_s=rate_per_device_s, burst=burst_per_device)  # network thread only
         self.host, self.port, self.keepalive = host, port, keepalive
         self.session_expiry_s = session_expiry_s
-        self.client_id = client_id or f"fleetloop-ingest-{share_group or 'solo'}-{socket.gethostname()}"[:128]
+        self.acks = acks
+        # The group name is a secret (see HubSettings.ingest_share_group): the client id, which the broker logs,
+        # names only a digest of it.
+        group_tag = hashlib.sha256(share_group.encode()).hexdigest()[:8] if share_group else "solo"
+        self.client_id = client_id or f"fleetloop-ingest-{group_tag}-{socket.gethostname()}"[:128]
+        self.acks_sent = 0
 
         self._cond = threading.Condition()  # guards the counters below and signals progress
         self._received: Counter[str] = Counter()
@@ -167,7 +176,7 @@ class IngestWorker:
             password=settings.password,
             store=store,
             prefix=settings.prefix,
-            share_group=settings.share_group,
+            share_group=settings.ingest_share_group,
             batch_size=settings.ingest_batch_size,
             flush_interval_s=settings.ingest_flush_interval_s,
             max_payload_bytes=settings.max_payload_bytes,
@@ -179,6 +188,7 @@ class IngestWorker:
             rate_per_device_s=settings.ingest_rate_per_device_s,
             burst_per_device=settings.ingest_burst_per_device,
             max_skew_s=settings.max_clock_skew_s,
+            acks=settings.delivery.acks,
         )
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -328,6 +338,20 @@ class IngestWorker:
                 self._last_lag = c.lags[-1]
                 self._max_lag = max(c.lags) if self._max_lag is None else max(self._max_lag, *c.lags)
             self._cond.notify_all()
+        if self.acks and c.sequences:
+            self._send_acks(c.sequences)
+
+    def _send_acks(self, sequences: dict[str, list[int]]) -> None:
+        """Tell each device which of its seqs are committed, so it can drop them from its outbox (after commit)."""
+        now = self.clock()
+        for device_id, seqs in sequences.items():
+            for part in chunks(to_ranges(seqs)):
+                payload = encode(Command(ts=now, cmd="ack", seq_ranges=part))
+                if not self.session.publish(self.topics.topic(device_id, Kind.CMD), payload):
+                    return  # not connected: the device resends after its timeout, and the hub acks it then
+                self.acks_sent += 1
+                if self.metrics is not None:
+                    self.metrics.hub_acks.inc()
 
     def _store_error(self) -> None:
         with self._cond:

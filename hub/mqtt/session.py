@@ -147,6 +147,12 @@ class IngestSession:
                     sent += 1
         return sent
 
+    def publish(self, topic: str, payload: bytes) -> bool:
+        """Publish QoS 1 on this session's connection (the hub's acks to devices); False when not connected."""
+        if not self.connected.is_set():
+            return False
+        return self.client.publish(topic, payload, qos=1).rc == mqtt.MQTT_ERR_SUCCESS
+
     # -- paho callbacks (network thread) ---------------------------------------------------------
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         if reason.is_failure:

@@ -17,11 +17,13 @@ from hub.store.ports import (
     LabelStore,
     RegistryStore,
     RolloutStore,
+    SequenceStore,
     TrainingStore,
 )
 from hub.store.rows import (
     DRIFT_EVENT,
     MODEL_STATUSES,
+    SEQUENCE_GAP_EVENT,
     AnnotationRow,
     AuditRow,
     DeadLetter,
@@ -36,6 +38,8 @@ from hub.store.rows import (
     ModelVersionRow,
     PredictionRow,
     Rejected,
+    SequenceHole,
+    SequenceUpdate,
     StatsRow,
     StoreCounts,
 )
@@ -43,6 +47,7 @@ from hub.store.rows import (
 __all__ = [
     "DRIFT_EVENT",
     "MODEL_STATUSES",
+    "SEQUENCE_GAP_EVENT",
     "AnnotationRow",
     "AuditRow",
     "DeadLetter",
@@ -64,6 +69,9 @@ __all__ = [
     "RegistryStore",
     "Rejected",
     "RolloutStore",
+    "SequenceHole",
+    "SequenceStore",
+    "SequenceUpdate",
     "StatsRow",
     "StoreCounts",
     "TrainingStore",

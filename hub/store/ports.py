@@ -31,6 +31,8 @@ from hub.store.rows import (
     PredictionRow,
     QueueReason,
     RolloutRow,
+    SequenceHole,
+    SequenceUpdate,
     StageStatsRow,
     StatsRow,
     StoreCounts,
@@ -332,12 +334,38 @@ class RetentionStore(Protocol):
               batch_rows: int = 5000) -> Pruned:
         """Delete rows older than `cutoffs` (and dead letters past the count and byte bounds, oldest first),
         never what labels or training still refer to; how many went from each table."""
+
+
+class SequenceStore(Protocol):
+    """Per-device sequence numbers: what arrived, the holes below the highest, and the gaps reported."""
+
+    def track_sequences(self, seqs: Mapping[str, Sequence[int]], *, now: float) -> SequenceUpdate:
+        """Fold committed seqs (device → numbers) in: open holes for skipped numbers, shrink holes they fill."""
+        ...
+
+    def device_sequence(self, device_id: str) -> int | None:
+        """The highest seq received from a device; None before its first sequenced message."""
+        ...
+
+    def sequence_holes(self, *, device_id: str | None = None, reported: bool | None = None,
+                       limit: int = 1000) -> list[SequenceHole]:
+        """Open holes by device and seq; `reported` selects reported (True) or not yet reported (False) ones."""
+        ...
+
+    def report_holes(self, holes: Sequence[SequenceHole], *, ts: float) -> list[int]:
+        """Mark holes reported and record a ``sequence_gap`` event for each one not reported before (one
+        transaction); the event ids."""
+        ...
+
+    def mark_holes_requested(self, hole_ids: Sequence[int], *, ts: float) -> None:
+        """Count a resend request for these holes."""
         ...
 
 
 @runtime_checkable
 class HubStore(
     IngestStore, DeviceStore, LabelStore, DriftStore, RegistryStore, RolloutStore, TrainingStore, RetentionStore,
+    SequenceStore,
     Protocol,
 ):
     """Everything the hub stores and asks: every role, and `close`."""
@@ -354,5 +382,6 @@ __all__ = [
     "RegistryStore",
     "RetentionStore",
     "RolloutStore",
+    "SequenceStore",
     "TrainingStore",
 ]

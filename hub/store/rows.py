@@ -14,6 +14,7 @@ DeviceMessage: TypeAlias = Status | Anomaly | Sample | Stats | Annotation | Mode
 PredictionKind = Literal["anomaly", "sample"]
 
 DRIFT_EVENT = "drift_detected"
+SEQUENCE_GAP_EVENT = "sequence_gap"  # a device's sequence numbers skipped some (hub.delivery)
 """The event a drift verdict of ``drift`` records, atomically with its report: the retraining trigger."""
 
 DEAD_LETTER_PAYLOAD_BYTES = 4096
@@ -372,3 +373,35 @@ class TrainingJobRow:
     def active(self) -> bool:
         return self.status in ACTIVE_JOB_STATUSES
 
+
+
+@dataclass(frozen=True, slots=True)
+class SequenceHole:
+    """Sequence numbers ``lo..hi`` (inclusive) of a device the hub has not received, though it has later ones.
+
+    `reported`: when it was reported as a gap (None while within the grace period); `requests`: how many
+    times the device was asked to resend them.
+    """
+
+    id: int
+    device_id: str
+    lo: int
+    hi: int
+    detected: float
+    reported: float | None
+    requests: int
+    last_request: float | None
+
+    @property
+    def missing(self) -> int:
+        return self.hi - self.lo + 1
+
+
+@dataclass(frozen=True, slots=True)
+class SequenceUpdate:
+    """What tracking one batch's sequence numbers did: holes opened, seqs that filled a hole, reported holes
+    (gaps) that are now completely filled."""
+
+    opened: int = 0
+    filled: int = 0
+    gaps_closed: int = 0

@@ -6,6 +6,8 @@ import json
 
 from agent.app import build_agent
 from agent.db import AgentDB
+from hub.mqtt.ingest import IngestWorker
+from hub.store import open_store
 from shared.codec import decode, encode
 from shared.messages import Anomaly, Command, Sample, Stats, Status
 from tests.agent.helpers import agent_settings, anomaly_trace_ids
@@ -20,9 +22,18 @@ def test_predictions_are_logged_and_anomalies_arrive_with_their_trace_ids(
     for kind in ("anomaly", "sample", "stats", "status", "model/event"):
         subscribe(hub, f"fleetloop/dev-1/{kind}")
 
+    store = open_store(f"sqlite:///{tmp_path / 'hub.db'}")  # the hub's acks empty the outbox
+    worker = IngestWorker(host=broker.host, port=broker.port, username=HUB_USER, password=broker.password(HUB_USER),
+                          store=store, share_group="agent-mqtt", client_id="agent-mqtt-ingest")
+    worker.start()
+    assert worker.wait_ready(10)
     settings = agent_settings(tmp_path, broker, "dev-1", initial_model_dir)
     agent = build_agent(settings)
-    counters = agent.run(max_windows=800, drain_s=10)
+    try:
+        counters = agent.run(max_windows=800, drain_s=10)
+    finally:
+        worker.stop()
+        store.close()
 
     db = AgentDB(settings.db_path)
     assert db.prediction_count() == counters.windows == 800

@@ -1,4 +1,7 @@
-"""Store-and-forward under failure: a 20 s broker outage, and SIGKILL mid-stream. Nothing is lost."""
+"""Store-and-forward under failure: a 20 s broker outage, and SIGKILL mid-stream. Nothing is lost.
+
+A hub ingest worker runs beside the observer: the outbox empties only when the hub acknowledges what it stored.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +16,8 @@ import time
 import pytest
 
 from agent.app import build_agent
+from hub.mqtt.ingest import IngestWorker
+from hub.store import open_store
 from tests.agent.helpers import FAST_LIVES, agent_settings, anomaly_trace_ids, outbox_size
 from tests.fixtures.broker import HUB_USER, Collector, subscribe
 
@@ -29,13 +34,31 @@ def _durable_hub_subscriber(broker, mqtt_clients, device):
     return collector
 
 
+def _hub(tmp_path, broker, name):
+    """A real hub ingest worker (a store of its own): it acknowledges what it commits to the devices."""
+    store = open_store(f"sqlite:///{tmp_path / f'{name}.db'}")
+    worker = IngestWorker(host=broker.host, port=broker.port, username=HUB_USER, password=broker.password(HUB_USER),
+                          store=store, share_group=name, client_id=f"{name}-ingest")
+    worker.start()
+    assert worker.wait_ready(10)
+    return worker, store
+
+
+def _stop(worker, store):
+    worker.stop()
+    store.close()
+
+
 def _received(collector):
     return {m.json()["trace_id"] for m in collector.messages if m.topic.endswith("/anomaly")}
 
 
 def test_broker_outage_of_20s_loses_no_anomaly(tmp_path, fresh_broker, mqtt_clients, initial_model_dir):
     collector = _durable_hub_subscriber(fresh_broker, mqtt_clients, "dev-3")
-    settings = agent_settings(tmp_path, fresh_broker, "dev-3", initial_model_dir,
+    hub = _hub(tmp_path, fresh_broker, "outage")
+    # A message the broker acknowledged but lost (mosquitto drops what arrives for a restarted broker's offline
+    # shared-subscription sessions) comes back once the hub has not acknowledged it for hub_ack_timeout_s.
+    settings = agent_settings(tmp_path, fresh_broker, "dev-3", initial_model_dir, hub_ack_timeout_s=2.0,
                               source={"kind": "sim", "rate": 150, "seed": 5, "sim_config": FAST_LIVES})
     agent = build_agent(settings)
     stop = threading.Event()
@@ -50,10 +73,14 @@ def test_broker_outage_of_20s_loses_no_anomaly(tmp_path, fresh_broker, mqtt_clie
         during_outage = anomaly_trace_ids(settings.db_path) - before_outage
         assert outbox_size(settings.db_path) > 0, "messages should wait in the outbox while the broker is down"
         fresh_broker.start()
-        time.sleep(4)
+        assert hub[0].wait_ready(60), "the hub's ingest worker did not reconnect"
+        deadline = time.time() + 60  # until the hub has acknowledged the backlog (resent where the broker lost it)
+        while time.time() < deadline and outbox_size(settings.db_path) > 0:
+            time.sleep(0.2)
     finally:
         stop.set()
         runner.join(60)
+        _stop(*hub)
     assert not runner.is_alive()
     assert len(during_outage) > 0, f"no anomaly was produced during the {time.time() - outage_started:.0f} s outage"
     logged = anomaly_trace_ids(settings.db_path)
@@ -66,7 +93,7 @@ def _agent_process(tmp_path, broker, device, model_dir, duration=None):
     config = tmp_path / f"{device}.toml"
     config.write_text(
         f'device_id = "{device}"\ndev_mode = true\ndata_dir = "{tmp_path / device}"\nmqtt_host = "{broker.host}"\n'
-        f'mqtt_port = {broker.port}\ninitial_model = "{model_dir}"\nstats_interval_s = 1.0\n'
+        f'mqtt_port = {broker.port}\ninitial_model = "{model_dir}"\nstats_interval_s = 1.0\nhub_ack_timeout_s = 2.0\n'
         f'commit_interval_s = 0.05\n[source]\nkind = "sim"\nrate = 400\nseed = 9\n'
         f'sim_config = {{ life_steps = [150, 300], degradation_tau = [30.0, 60.0] }}\n'
     )
@@ -85,6 +112,7 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(tmp_path, fresh_broker, m
     device = "dev-4"
     db_path = tmp_path / device / "agent.db"
     collector = _durable_hub_subscriber(fresh_broker, mqtt_clients, device)
+    hub = _hub(tmp_path, fresh_broker, "sigkill")
     proc = _agent_process(tmp_path, fresh_broker, device, initial_model_dir)
     try:
         deadline = time.time() + 30
@@ -106,8 +134,12 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(tmp_path, fresh_broker, m
     logged_before_kill = anomaly_trace_ids(db_path)
 
     fresh_broker.start()
+    assert hub[0].wait_ready(60), "the hub's ingest worker did not reconnect"
     restarted = _agent_process(tmp_path, fresh_broker, device, initial_model_dir, duration=4)
-    restarted.wait(timeout=60)
+    try:
+        restarted.wait(timeout=60)
+    finally:
+        _stop(*hub)
     assert restarted.returncode == 0, restarted.log.read_text()[-2000:]
     logged = anomaly_trace_ids(db_path)
     assert logged_before_kill <= logged

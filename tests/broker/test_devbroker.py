@@ -101,7 +101,7 @@ def test_render_points_everything_into_the_workdir(tmp_path: Path) -> None:
     assert "listener 12345 127.0.0.1" in lines
     assert {"allow_anonymous false", f"password_file {tmp_path}/passwd", f"acl_file {tmp_path}/acl",
             f"persistence_location {tmp_path}/data", f"log_dest file {tmp_path}/mosquitto.log",
-            "max_queued_messages 1000000"} <= lines
+            "max_queued_messages 200000", "max_queued_bytes 268435456"} <= lines
     settings = [line for line in conf.splitlines() if line.strip() and not line.startswith("#")]
     assert not [line for line in settings if "/mosquitto/" in line or line.startswith("log_dest stdout")]
     with pytest.raises(ConfigError, match="password_file"):

@@ -44,7 +44,8 @@ class FieldFleet:
     root: Path
     broker: DevBroker
     initial_model: Path
-    share_group: str = field(default_factory=lambda: f"hub-{secrets.token_hex(4)}")
+    # None: the hub's production default (a group name derived from its MQTT password)
+    share_group: str | None = field(default_factory=lambda: f"hub-{secrets.token_hex(4)}")
     tokens: dict[str, str] = field(default_factory=lambda: {role: secrets.token_urlsafe(24) for role in ROLES})
     hub_proc: subprocess.Popen[bytes] | None = None
     agents: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -68,10 +69,11 @@ class FieldFleet:
             "FLEETLOOP_HUB_SIGNING_KEY_FILE": str(self.key_file),
             "FLEETLOOP_HUB_MQTT_PASSWORD": self.broker.password(HUB_USER),
             "FLEETLOOP_HUB_TOKENS": json.dumps({token: role for role, token in self.tokens.items()}),
-            "FLEETLOOP_HUB_SHARE_GROUP": self.share_group,
-            "FLEETLOOP_HUB_INGEST_CLIENT_ID": f"{self.share_group}-ingest",
+            "FLEETLOOP_HUB_INGEST_CLIENT_ID": f"{self.share_group or 'hub'}-ingest",
             "FLEETLOOP_HUB_ARTIFACT_BASE_URL": self.url,
         })
+        if self.share_group is not None:
+            env["FLEETLOOP_HUB_SHARE_GROUP"] = self.share_group
         env.update(extra)
         return env
 

@@ -292,3 +292,29 @@ def m004_training(db: Database) -> None:
 def m006_assign_counters(db: Database) -> None:
     # The counter of the last signed assignment per device: it only grows, so a device can refuse a replayed one.
     db.execute("CREATE TABLE assign_counters (device_id TEXT PRIMARY KEY, counter INTEGER NOT NULL)")
+
+
+def m007_device_sequences(db: Database) -> None:
+    # Per-device sequence numbers (shared.messages.Message.seq): the highest seen, and the holes below it. A
+    # hole is reported as a `sequence_gap` once it outlives the grace period, and its seqs are asked for again.
+    db.execute(
+        """CREATE TABLE device_sequences (
+            device_id TEXT PRIMARY KEY,
+            high INTEGER NOT NULL,
+            updated REAL NOT NULL
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE sequence_holes (
+            id INTEGER PRIMARY KEY,
+            device_id TEXT NOT NULL,
+            lo INTEGER NOT NULL,
+            hi INTEGER NOT NULL,
+            detected REAL NOT NULL,
+            reported REAL,
+            requests INTEGER NOT NULL DEFAULT 0,
+            last_request REAL,
+            CHECK (lo <= hi)
+        )"""
+    )
+    db.execute("CREATE INDEX sequence_holes_device ON sequence_holes (device_id, lo)")

@@ -20,6 +20,7 @@ from hub.store.sqlite.registry import RegistryQueries
 from hub.store.sqlite.retention import RetentionQueries
 from hub.store.sqlite.rollouts import RolloutQueries
 from hub.store.sqlite.schema import migrations
+from hub.store.sqlite.sequences import SequenceQueries
 from hub.store.sqlite.training import TrainingQueries
 from shared.errors import StoreError
 
@@ -27,6 +28,7 @@ from shared.errors import StoreError
 class SqliteHubStore(
     IngestQueries, DeviceQueries, LabelQueries, DriftQueries, RegistryQueries, RolloutQueries, TrainingQueries,
     RetentionQueries,
+    SequenceQueries,
 ):
     """The hub store in one SQLite file. Thread-safe: one connection per thread, opened on first use."""
 
