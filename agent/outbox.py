@@ -18,6 +18,7 @@ from typing import Protocol
 import paho.mqtt.client as mqtt
 
 from agent.db import AgentDB
+from agent.settings import AgentSettings
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,14 @@ class Forwarder:
         self.hub_ack_max_s = hub_ack_max_s
         self._inflight: dict[int, tuple[int, float]] = {}  # mid -> (row id, sent at)
         self.stats = ForwarderStats()
+
+    @classmethod
+    def from_settings(cls, db: AgentDB, link: Publisher, settings: AgentSettings) -> Forwarder:
+        """The forwarder an agent with these settings runs: window, timeouts, backoff and bound from settings."""
+        return cls(db, link, window=settings.publish_window, ack_timeout_s=settings.ack_timeout_s,
+                   retry_min_s=settings.retry_min_s, retry_max_s=settings.retry_max_s,
+                   max_rows=settings.outbox_max_rows, hub_ack_timeout_s=settings.hub_ack_timeout_s,
+                   hub_ack_max_s=settings.hub_ack_max_s)
 
     @property
     def inflight(self) -> int:

@@ -26,6 +26,7 @@ from agent.db import (
     PredictionRow,
 )
 from agent.dbfile import DatabaseCorruptError, StorageFullError, translate
+from agent.exchange import Exchange
 from agent.guard import ErrorTally
 from agent.link import Link
 from agent.models.fetch import ArtifactFetcher, UrlFetcher
@@ -42,18 +43,17 @@ from agent.pipeline.windowing import Windower
 from agent.settings import AgentSettings
 from agent.sources.base import Reading, SensorSource, reading_problem
 from agent.storage import Storage
-from shared.codec import decode, encode
-from shared.errors import ConfigError, FleetloopError
+from shared.codec import encode
+from shared.errors import ConfigError
 from shared.features import extract
 from shared.ids import new_id
-from shared.messages import Anomaly, Assign, Command, Message, ModelEvent, Sample
+from shared.messages import Anomaly, Message, ModelEvent, Sample
 from shared.topics import Kind, Topics
 
 log = logging.getLogger(__name__)
 
 RETENTION_EVERY_S = 30.0
 PUMP_EVERY_S = 0.05
-DRAIN_HUB_ACK_S = 2.0  # on stop, once the broker has every row: how long without a hub ack before giving up
 
 
 @dataclass
@@ -87,21 +87,7 @@ class Agent:
         self.store = store
         self.link = link
         self.topics = Topics(settings.prefix)
-        self.forwarder = (
-            Forwarder(
-                db,
-                link,
-                window=settings.publish_window,
-                ack_timeout_s=settings.ack_timeout_s,
-                retry_min_s=settings.retry_min_s,
-                retry_max_s=settings.retry_max_s,
-                max_rows=settings.outbox_max_rows,
-                hub_ack_timeout_s=settings.hub_ack_timeout_s,
-                hub_ack_max_s=settings.hub_ack_max_s,
-            )
-            if link is not None
-            else None
-        )
+        self.forwarder = Forwarder.from_settings(db, link, settings) if link is not None else None
         self.counters = Counters()
         self.storage = Storage(db, int(settings.disk_reserve_mb * 1024 * 1024))
         self.errors = ErrorTally(log)
@@ -126,6 +112,7 @@ class Agent:
                                     settings.health_rss_growth_mb),
             shadow_report_s=settings.shadow_report_s, retry_s=settings.fetch_retry_s,
         )
+        self.exchange = Exchange(self)
 
     # -- set-up ---------------------------------------------------------------------------------
     def _initial_model(self) -> OnnxModel:
@@ -284,13 +271,13 @@ class Agent:
             kind, priority = Kind.SAMPLE, PRIORITY_SAMPLE
             self.counters.samples += 1
             self.stats.samples += 1
-        self._pending_msgs.append(self._outbox_message(message, kind, priority))
+        self._pending_msgs.append(self.outbox_message(message, kind, priority))
 
-    def _outbox_message(self, message: Message, kind: Kind, priority: int) -> OutboxMessage:
+    def outbox_message(self, message: Message, kind: Kind, priority: int) -> OutboxMessage:
         return OutboxMessage(message.msg_id, self.topics.topic(self.device_id, kind), encode(message), priority)
 
     def _enqueue_now(self, message: Message, kind: Kind, priority: int) -> None:
-        self.storage.write_batch((), [self._outbox_message(message, kind, priority)])
+        self.storage.write_batch((), [self.outbox_message(message, kind, priority)])
 
     def commit(self) -> None:
         """Write pending predictions and their outbox messages in one transaction."""
@@ -316,7 +303,7 @@ class Agent:
                         "malformed source rows so far this period", self.stats.bad_readings, self.stats.bad_rows)
             self._logged_bad_rows = bad_rows
         self._pending_msgs.append(
-            self._outbox_message(self.stats.flush(now, self.model.version), Kind.STATS, PRIORITY_STATS)
+            self.outbox_message(self.stats.flush(now, self.model.version), Kind.STATS, PRIORITY_STATS)
         )
         self._stats_due = now + self.settings.stats_interval_s
 
@@ -348,7 +335,7 @@ class Agent:
                         self.flush_stats(now)
                         self.commit()
                     if self.forwarder is not None and (reading is None or now >= next_pump):
-                        self._drain_inbound()
+                        self.exchange.receive()
                         self.models.poll(now)
                         self.forwarder.pump(now)
                         next_pump = now + PUMP_EVERY_S
@@ -376,12 +363,16 @@ class Agent:
                 try:
                     self.flush_stats(time.time())
                     self.commit()
-                    self._drain(drain_s)
+                    self.exchange.drain(drain_s)
                 except Exception as exc:
                     log.error("could not flush and drain on stop: %s", exc)
             if self.link is not None:
                 self.link.stop()
         return self.counters
+
+    def upload_traces(self, trace_ids: list[str]) -> int:
+        """Queue the logged predictions with these trace ids for the hub (see `Exchange.upload_traces`)."""
+        return self.exchange.upload_traces(trace_ids)
 
     def _process_guarded(self, reading: Reading) -> None:
         """`process`, but an exception from one reading is counted (stats bad_readings) and logged, not fatal."""
@@ -406,76 +397,3 @@ class Agent:
             raise error from exc
         self.counters.extra["loop_errors"] = self.counters.extra.get("loop_errors", 0) + 1
         self.errors.record("an agent loop step", exc)
-
-    def _drain(self, seconds: float) -> None:
-        """Give the outbox up to `seconds` to empty before stopping (what remains is sent next start)."""
-        if self.forwarder is None or self.link is None:
-            return
-        end = time.time() + seconds
-        quiet_since, last_size = 0.0, -1  # every row with the broker, and no hub ack since then: stop waiting
-        while time.time() < end:
-            self._drain_inbound()
-            self.forwarder.pump(time.time())
-            size = self.db.outbox_size()
-            if size == 0:
-                return
-            if self.forwarder.inflight == 0 and self.db.awaiting_hub() == size and size >= last_size >= 0:
-                quiet_since = quiet_since or time.time()
-                if time.time() - quiet_since >= DRAIN_HUB_ACK_S:
-                    break
-            else:
-                quiet_since = 0.0
-            last_size = size
-            time.sleep(0.02)
-        log.info("stopping with %d messages still in the outbox (%d with the broker, not yet acknowledged by the "
-                 "hub)", self.db.outbox_size(), self.db.awaiting_hub())
-
-    def _drain_inbound(self) -> None:
-        """Handle hub → device messages; a bad one is logged and dropped, never fatal."""
-        assert self.link is not None
-        while not self.link.inbound.empty():
-            kind, payload = self.link.inbound.get_nowait()
-            try:
-                if kind is Kind.CMD:
-                    self._command(decode(Command, payload))
-                elif kind is Kind.ASSIGN:
-                    if payload:  # an empty retained message clears the assignment: keep serving
-                        self.models.on_assign(decode(Assign, payload), time.time())
-                else:
-                    log.warning("ignored a %s message: not a hub → device kind", kind.value)
-            except FleetloopError as exc:
-                self.counters.extra["bad_inbound"] = self.counters.extra.get("bad_inbound", 0) + 1
-                log.warning("dropped a %s message: %s", kind.value, exc)
-
-    def _command(self, command: Command) -> None:
-        if command.cmd == "upload_traces":
-            self.commit()
-            sent = self.upload_traces(command.trace_ids)
-            log.info("hub asked for %d traces; %d found and queued", len(command.trace_ids), sent)
-        elif command.cmd in ("ack", "resend") and self.forwarder is not None:
-            ranges = [(lo, hi) for lo, hi in command.seq_ranges]
-            if command.cmd == "ack":
-                self.forwarder.hub_acked(ranges)
-            else:
-                self.forwarder.resend(ranges, time.time())
-        elif command.cmd == "rollback":
-            log.info("the hub asked for a rollback")
-            self.models.on_rollback_command(time.time())
-
-    def upload_traces(self, trace_ids: list[str]) -> int:
-        """Queue the logged predictions with these trace ids (with features) for the hub, as of when they were made."""
-        messages = []
-        for trace_id in trace_ids:
-            row = self.db.prediction(trace_id)
-            if row is None or row["score"] is None:
-                continue
-            features = np.frombuffer(row["features"], dtype=np.float32)
-            message = Sample(
-                device_id=self.device_id, ts=row["ts"], model_version=row["model_version"], trace_id=trace_id,
-                window_start=row["window_start"], window_end=row["window_end"], unit=row["unit"],
-                score=row["score"], threshold=self.model.threshold, decision=bool(row["decision"]),
-                features=features.tolist(), reason="requested",
-            )
-            messages.append(self._outbox_message(message, Kind.SAMPLE, PRIORITY_MODEL_EVENT))
-        self.db.enqueue(messages)
-        return len(messages)
