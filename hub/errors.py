@@ -14,6 +14,7 @@ codes in `hub.app.cli` (any `FleetloopError`: exit 1 with its message, unless th
     │   ├── ParityError (models.errors)          ONNX does not score like the estimator
     │   └── VersionExistsError (models.errors)   a version directory is there already
     ├── RegistryError               unknown version, duplicate or bad transition (HTTP 404 in rollouts)
+    ├── DriftReferenceError         no healthy stats to take a drift reference from, or a bad window (HTTP 400)
     ├── RetrainError                a retrain cannot run or went wrong (no incumbent, no labels, …): the job fails
     │   ├── TrainingBusyError       another job is queued or running (HTTP 409; CLI exit 2)
     │   ├── RetrainBlockedError     a trigger guard refuses, e.g. too few validated labels (HTTP 400; CLI exit 2)
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from hub.training.triggers import TriggerDecision
 
 __all__ = [
+    "DriftReferenceError",
     "RegistryError",
     "RetrainBlockedError",
     "RetrainError",
@@ -55,6 +57,10 @@ class SketchShapeError(ContractError, ValueError):
 
 class RegistryError(FleetloopError):
     """A registry operation that cannot be done (unknown version, duplicate, bad transition)."""
+
+
+class DriftReferenceError(FleetloopError):
+    """A drift reference cannot be taken: a bad window, or too few healthy stats in it."""
 
 
 class RetrainError(FleetloopError):

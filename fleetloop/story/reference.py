@@ -4,6 +4,10 @@ The initial recipe's reference describes the thirty machines it trained on. A do
 thirty: against the recipe's reference their fleet already reads as drifted (pressure.max PSI ~0.9) before
 anything is injected. So the demo's v1 keeps its ONNX model and threshold and takes its reference bins and
 histograms from the same devices, simulated without drift, as a plant would after commissioning.
+
+The hub now does this for an operator (`POST /drift/reference`, `hub.drift.service.DriftService.take_reference`:
+a stored, audited reference from the fleet's own stats, over the same bins). The demo keeps this copy of v1
+until issue 13 moves the story onto the product feature: its golden numbers depend on this reference.
 """
 
 from __future__ import annotations

@@ -43,6 +43,15 @@ class DriftSettings(BaseModel):
     alpha: float = Field(default=0.01, gt=0, lt=1, description="false discovery rate across features (BH)")
     psi_threshold: float = Field(default=0.2, gt=0, description="minimum PSI for a feature to count as drifted")
     test: Literal["chi2", "ks"] = "chi2"
+    auto_reference_s: float | None = Field(
+        default=None, gt=0, description="take a version's drift reference from its first N seconds in the field "
+        "(from its activation, else its first stats), audited as hub:auto; off (None) by default")
+    device_baselines: bool = Field(
+        default=False, description="compare each device and cohort with its own baseline in the stored reference "
+        "instead of the fleet's (a reference taken with device_baselines does so whatever this says)")
+    reference_max_anomaly_rate: float = Field(
+        default=0.5, gt=0, le=1, description="a stats period alarming on more windows than this is left out of a "
+        "reference taken from the fleet")
 
 
 class HubSettings(BaseSettings):

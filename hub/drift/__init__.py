@@ -8,6 +8,8 @@ One statistic per module, each a pure function returning a small frozen result:
 - `fdr`: Benjamini-Hochberg adjusted p-values.
 - `edges`: reference bin edges from training values (handles constant features).
 - `sketch`: the `Sketch` the hub merges from device `Stats` messages.
+- `fold`: stats rows folded into one sketch per device over a manifest's bins.
+- `baselines`: references taken from the fleet's own healthy stats; device and cohort baselines.
 - `report`: `drift_report` and `fleet_reports`, which gate significance by effect size.
 - `results`: the frozen `DriftReport` they return (``to_dict()`` for JSON).
 

@@ -30,15 +30,18 @@ class PSIResult:
     band: Band
 
 
-def psi_band(value: float) -> Band:
-    """The conventional band of a PSI value.
+def psi_band(value: float, significant: float = PSI_SIGNIFICANT) -> Band:
+    """The band of a PSI value: ``significant`` from `significant` (the drift threshold in use, conventionally
+    0.2), ``moderate`` from half of it (conventionally 0.1).
 
     >>> psi_band(0.05), psi_band(0.1), psi_band(0.25)
     ('stable', 'moderate', 'significant')
+    >>> psi_band(0.25, significant=0.5)
+    'moderate'
     """
-    if value >= PSI_SIGNIFICANT:
+    if value >= significant:
         return "significant"
-    if value >= PSI_MODERATE:
+    if value >= significant * (PSI_MODERATE / PSI_SIGNIFICANT):
         return "moderate"
     return "stable"
 

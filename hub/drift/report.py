@@ -288,13 +288,13 @@ def _evaluate(
     reports = []
     for r, scope in enumerate(scopes):
         features = tuple(
-            FeatureDrift(name, n, p, psi_band(p), j, c, d, cp, k, kp, pa, dr)
+            FeatureDrift(name, n, p, psi_band(p, s.psi_threshold), j, c, d, cp, k, kp, pa, dr)
             for name, n, p, j, c, d, cp, k, kp, pa, dr in zip(names, *(col[r] for col in columns), strict=True)
         )
         score = None
         if score_cols is not None:
             sp, sj, spv, sd = (col[r] for col in score_cols)
-            score = ScoreDrift(sp, psi_band(sp), sj, spv, sd)
+            score = ScoreDrift(sp, psi_band(sp, s.psi_threshold), sj, spv, sd)
         rate = None
         if rate_cols is not None and known[r]:
             rc, ef, zz, rp, ch = (col[r] for col in rate_cols)

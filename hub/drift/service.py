@@ -2,9 +2,14 @@
 
 One `DriftService.run(now)` evaluates the window ``[now - window_s, now)``. Stats are grouped by model
 version, because counts are only comparable over one manifest's bin edges; each version gets its own
-fleet, cohort and device reports against that manifest's reference, with scopes such as ``fleet@v1``,
+fleet, cohort and device reports against that version's reference, with scopes such as ``fleet@v1``,
 ``cohort:site-a/pump@v1`` and ``device:dev-3@v1``. Stats that cannot be compared (no model version, an
 unknown version, bins that do not match the manifest) are skipped with a logged reason, never fatal.
+
+The reference is the version's newest one taken from the fleet (`take_reference`, stored, audited; with
+device and cohort baselines when asked, `hub.drift.baselines`), else its manifest's. With
+``drift.auto_reference_s`` set, a version with no stored reference gets one from its first seconds in the
+field, taken by ``hub:auto``. Each stored report says which reference it was compared with.
 
 The window is read in slices of `read_chunk_s` and folded into one running sum per device and version as
 it goes, so memory stays bounded by one slice however long the window: a day of per-minute stats from
@@ -14,41 +19,33 @@ it goes, so memory stays bounded by one slice however long the window: a day of 
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import logging
 import math
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
-
-import numpy as np
-from numpy.typing import NDArray
 
 from hub.app.settings import DriftSettings
 from hub.drift import DriftReport, Sketch, fleet_reports
+from hub.drift.baselines import Baselines, Source, baseline_reports, healthy_rows
+from hub.drift.fold import Skipped, StatsFold, device_sketches, slices
+from hub.errors import DriftReferenceError, RegistryError
 from hub.registry.references import ManifestSource
 from hub.store.ports import HubStore
-from hub.store.rows import Device, StatsRow
+from hub.store.rows import Device, DriftReferenceRow
 from shared.manifest import ModelManifest
-from shared.messages import Stats
 
 if TYPE_CHECKING:
     from hub.app.metrics import HubMetrics
 
 log = logging.getLogger(__name__)
 
+__all__ = ["AUTO_ACTOR", "DriftService", "Skipped", "cohort_map", "cohort_of", "device_sketches", "format_table"]
+
 TOP_FEATURES = 3  # drifted features shown per scope by `format_table`
 READ_CHUNK_S = 600.0  # stats read per store query: 10 minutes of the fleet's rows
-
-
-@dataclass(frozen=True)
-class Skipped:
-    """Stats rows a run could not use, and why (one entry per model version and reason)."""
-
-    model_version: str | None
-    rows: int
-    reason: str
+AUTO_ACTOR = "hub:auto"  # who takes a reference automatically (drift.auto_reference_s)
 
 
 class DriftService:
@@ -74,6 +71,7 @@ class DriftService:
         self.metrics = metrics
         self.read_chunk_s = read_chunk_s
         self.last_skipped: list[Skipped] = []
+        self._auto_done: set[str] = set()  # versions auto_references is done with
 
     def run(self, now: float) -> list[dict[str, Any]]:
         """Reports for ``[now - window_s, now)``, per model version: fleet, cohorts, devices; each one stored.
@@ -86,7 +84,7 @@ class DriftService:
         folds: dict[str, StatsFold] = {}
         unknown: Counter[str] = Counter()
         unversioned = n_rows = 0
-        for a, b in _slices(start, now, self.read_chunk_s):
+        for a, b in slices(start, now, self.read_chunk_s):
             for row in self.store.stats_between(a, b):
                 n_rows += 1
                 version = row.model_version
@@ -103,6 +101,7 @@ class DriftService:
                 else:
                     fold.add(row)
 
+        self.auto_references(folds, now)
         skipped: list[Skipped] = []
         if unversioned:
             skipped.append(Skipped(None, unversioned, "stats without a model version: their bins are unknown"))
@@ -122,8 +121,8 @@ class DriftService:
             except ValueError as exc:  # SketchShapeError included: a manifest the statistics cannot use
                 skipped.append(Skipped(version, fold.rows, f"drift statistics failed: {exc}"))
                 continue
-            for report in reports:
-                out.append(self._save(report, version, start, now))
+            for report, reference in reports:
+                out.append(self._save(report, reference, version, start, now))
 
         for s in skipped:
             log.warning("drift: skipped %d stats row(s) of model version %s: %s", s.rows, s.model_version, s.reason)
@@ -134,27 +133,166 @@ class DriftService:
 
     def _reports(
         self, manifest: ModelManifest, sketches: Mapping[str, Sketch], cohorts: Mapping[str, str]
-    ) -> list[DriftReport]:
+    ) -> list[tuple[DriftReport, dict[str, Any]]]:
+        """Every scope's report with the reference it was compared with (the stored one if any, else the manifest's)."""
         s = self.settings
-        reports = fleet_reports(
-            Sketch.from_reference(manifest.reference),
-            sketches,
-            {device: cohorts[device] for device in sketches if device in cohorts},
-            manifest.feature_names,
-            min_samples=s.min_samples,
-            alpha=s.alpha,
-            psi_threshold=s.psi_threshold,
-            test=s.test,
-        )
-        return [dataclasses.replace(r, scope=f"{r.scope}@{manifest.version}") for r in reports]
+        kw: dict[str, Any] = {"min_samples": s.min_samples, "alpha": s.alpha, "psi_threshold": s.psi_threshold,
+                              "test": s.test}
+        version = manifest.version
+        stored = self.store.drift_reference(version)
+        baselines = None
+        if stored is not None:
+            try:
+                baselines = Baselines.from_counts(stored.counts, manifest.reference)
+            except (ValueError, KeyError, TypeError) as exc:
+                log.warning("drift: stored reference %d of %s is unusable (%s); using the manifest's",
+                            stored.id, version, exc)
+        pairs: list[tuple[DriftReport, dict[str, Any]]]
+        if stored is None or baselines is None:
+            reports = fleet_reports(Sketch.from_reference(manifest.reference), sketches,
+                                    {device: cohorts[device] for device in sketches if device in cohorts},
+                                    manifest.feature_names, **kw)
+            pairs = [(r, {"source": "manifest"}) for r in reports]
+        else:
+            own = stored.device_baselines or s.device_baselines
+            pairs = [(r, _reference_info(stored, src)) for r, src in baseline_reports(
+                baselines, sketches, {d: cohorts[d] for d in sketches if d in cohorts}, manifest.feature_names,
+                own=own, **kw)]
+        return [(dataclasses.replace(r, scope=f"{r.scope}@{version}"), info) for r, info in pairs]
 
-    def _save(self, report: DriftReport, version: str, start: float, now: float) -> dict[str, Any]:
+    def _save(
+        self, report: DriftReport, reference: Mapping[str, Any], version: str, start: float, now: float
+    ) -> dict[str, Any]:
         data = report.to_dict()
-        data.update(model_version=version, window_start=start, window_end=now)
+        data.update(model_version=version, window_start=start, window_end=now, reference=dict(reference))
         data["report_id"] = self.store.save_drift_report(data, report.scope, report.verdict, now)
         if self.metrics is not None and not report.scope.startswith("device:"):
             self.metrics.set_drift_report(data)  # fleet and cohorts only: one series per device would explode
         return data
+
+    # -- references taken from the fleet ------------------------------------------------------------
+    def take_reference(
+        self,
+        version: str,
+        start: float,
+        end: float,
+        *,
+        reason: str,
+        actor: str,
+        now: float,
+        devices: Sequence[str] | None = None,
+        device_baselines: bool | None = None,
+    ) -> DriftReferenceRow:
+        """Take `version`'s drift reference from its healthy stats in ``[start, end)`` (by period end), store it
+        as the version's current reference and audit it (`model_audit` action ``drift_reference``).
+
+        `devices` limits it to those devices (default: every device that sent stats of `version`). Left out as
+        not healthy (`hub.drift.baselines.healthy_rows`): periods alarming on more than
+        ``drift.reference_max_anomaly_rate`` of their windows, and, when the version already has a stored
+        reference, devices whose latest device report against it says drift. Raises RegistryError for a version
+        without a manifest, DriftReferenceError for a bad window or fewer than ``drift.min_samples`` windows.
+        """
+        manifest = self.references.manifest(version)
+        if manifest is None:
+            raise RegistryError(f"unknown model version {version!r}: no manifest")
+        if not (math.isfinite(start) and math.isfinite(end)) or end <= start:
+            raise DriftReferenceError(f"the window must end after it starts, got [{start}, {end})")
+        if start >= now:
+            raise DriftReferenceError("the window starts in the future")
+        if devices is not None and not devices:
+            raise DriftReferenceError("devices, when given, must name at least one device")
+        drifted = self._open_drift(version)
+        fold = StatsFold(manifest)
+        rows = alarming = dropped = other = 0
+        for a, b in slices(start, end, self.read_chunk_s):
+            batch = self.store.stats_between(a, b, list(devices) if devices is not None else None)
+            mine = [r for r in batch if r.model_version == version]
+            other += len(batch) - len(mine)
+            healthy = healthy_rows(mine, max_anomaly_rate=self.settings.reference_max_anomaly_rate, drifted=drifted)
+            alarming += healthy.alarming
+            dropped += healthy.drifted
+            for stats_row in healthy.rows:
+                rows += 1
+                fold.add(stats_row)
+        sketches, bad = fold.sketches()
+        where = f"{version} in [{start:.0f}, {end:.0f})" + (f" from {', '.join(devices)}" if devices else "")
+        if not sketches:
+            raise DriftReferenceError(f"no healthy stats of {where} ({alarming} period(s) alarming, "
+                                      f"{dropped} from devices with open drift)")
+        cohorts = cohort_map(self.store.devices())
+        baselines = Baselines.take(sketches, {d: cohorts[d] for d in sketches if d in cohorts})
+        if baselines.fleet.windows < self.settings.min_samples:
+            raise DriftReferenceError(f"only {baselines.fleet.windows} healthy windows of {where}, fewer than "
+                                      f"drift.min_samples ({self.settings.min_samples})")
+        summary = {
+            "stats_rows": rows, "n_devices": len(sketches),
+            "devices_windows": {d: s.windows for d, s in sketches.items()},
+            "anomalies": sum(s.anomalies or 0 for s in sketches.values()),
+            "excluded": {"alarming_periods": alarming, "open_drift_periods": dropped,
+                         "open_drift_devices": sorted(drifted),
+                         "other_versions": other, "bad_bins": sum(b.rows for b in bad)},
+            "max_anomaly_rate": self.settings.reference_max_anomaly_rate,
+            "cohorts": {c: s.windows for c, s in baselines.cohorts.items()},
+        }  # fmt: skip
+        row = DriftReferenceRow(
+            id=0, version=version, ts=now, actor=actor, reason=reason, start=start, end=end,
+            devices=None if devices is None else sorted(devices),
+            device_baselines=bool(device_baselines if device_baselines is not None else self.settings.device_baselines),
+            windows=baselines.fleet.windows, summary=summary,
+            counts=baselines.to_counts([len(e) + 1 for e in manifest.reference.bin_edges]),
+        )
+        saved = self.store.save_drift_reference(row)
+        log.info("drift: reference %d of %s taken by %s from %d windows of %d device(s) in [%.0f, %.0f): %s", saved.id,
+                 version, actor, saved.windows, len(sketches), start, end, reason)
+        return saved
+
+    def _open_drift(self, version: str) -> set[str]:
+        """Devices whose latest device report against `version`'s stored reference says drift (none without one)."""
+        if self.store.drift_reference(version) is None:
+            return set()  # against the manifest's reference a whole fleet may read as drifted: that says nothing
+        out = set()
+        for device in self.store.devices():
+            latest = self.store.drift_reports(limit=1, scope=f"device:{device.device_id}@{version}")
+            if latest and latest[0].verdict == "drift" and latest[0].report.get("reference", {}).get("id"):
+                out.add(device.device_id)
+        return out
+
+    def auto_references(self, versions: Iterable[str], now: float) -> list[DriftReferenceRow]:
+        """With ``drift.auto_reference_s`` set: a reference for each of `versions` that has none and whose first
+        ``auto_reference_s`` in the field (from its activation in the registry, else its first stats) are over."""
+        span = self.settings.auto_reference_s
+        if span is None:
+            return []
+        taken = []
+        for version in sorted(versions):
+            if version in self._auto_done or self.store.drift_reference(version) is not None:
+                self._auto_done.add(version)
+                continue
+            first = self._field_start(version)
+            if first is None or now < first + span:
+                continue
+            self._auto_done.add(version)  # once: a refusal is logged, not retried every run
+            try:
+                taken.append(self.take_reference(
+                    version, first, first + span, actor=AUTO_ACTOR, now=now,
+                    reason=f"automatic: the first {span / 3600:g} h of {version} in the field "
+                    "(drift.auto_reference_s)"))
+            except (DriftReferenceError, RegistryError) as exc:
+                log.warning("drift: no automatic reference for %s: %s", version, exc)
+        return taken
+
+    def _field_start(self, version: str) -> float | None:
+        activated = [a.ts for a in self.store.model_audit(version=version, limit=10_000) if a.to_status == "active"]
+        return min(activated) if activated else self.store.first_stats_ts(version)
+
+    def reference(self, version: str, *, limit: int = 100) -> tuple[DriftReferenceRow | None, list[DriftReferenceRow]]:
+        """`version`'s current stored reference (None: drift uses the manifest's) and its history, newest first."""
+        return self.store.drift_reference(version), self.store.drift_references(version, limit=limit)
+
+
+def _reference_info(stored: DriftReferenceRow, source: Source) -> dict[str, Any]:
+    """What a report says of its reference: which baseline of which stored reference, taken from which window."""
+    return {"source": source, "id": stored.id, "start": stored.start, "end": stored.end, "ts": stored.ts}
 
 
 def cohort_of(device: Device) -> str | None:
@@ -173,133 +311,63 @@ def cohort_map(devices: Iterable[Device]) -> dict[str, str]:
     return {d.device_id: c for d in devices if (c := cohort_of(d)) is not None}
 
 
-class StatsFold:
-    """Running per-device sums of one model version's stats rows, over its manifest's bins.
-
-    `add` checks each row's shape against the manifest (a row of another shape is counted and skipped)
-    and adds its counts; `sketches` turns each device's sum into a `Sketch` through `Sketch.from_stats`.
-    Summing first and building one sketch per device is the cheap way to merge a day of per-minute stats.
-    """
-
-    def __init__(self, manifest: ModelManifest) -> None:
-        self.manifest = manifest
-        ref = manifest.reference
-        self.bins = [len(edges) + 1 for edges in ref.bin_edges]
-        self.score_bins = len(ref.score_bin_edges) + 1
-        self._width = sum(self.bins)
-        self._sums: dict[str, _DeviceSum] = {}
-        self._bad = 0
-        self._bad_example: StatsRow | None = None
-        self.rows = 0
-
-    def add(self, row: StatsRow) -> None:
-        self.rows += 1
-        if len(row.score_hist) != self.score_bins or [len(h) for h in row.feature_hist] != self.bins:
-            self._bad += 1
-            self._bad_example = self._bad_example or row
-            return
-        total = self._sums.get(row.device_id)
-        if total is None:
-            total = self._sums[row.device_id] = _DeviceSum(row, np.zeros(self._width, np.int64),
-                                                           np.zeros(self.score_bins, np.int64))
-        total.add(row, np.fromiter(itertools.chain.from_iterable(row.feature_hist), np.int64, self._width))
-
-    def sketches(self) -> tuple[dict[str, Sketch], list[Skipped]]:
-        """Device id → its merged sketch, and what was skipped (summarised, with the first reason)."""
-        version = self.manifest.version
-        skipped = []
-        if self._bad_example is not None:
-            reason = f"bins do not match the manifest, e.g. {self._why(self._bad_example)}"
-            skipped.append(Skipped(version, self._bad, reason))
-        offsets = list(itertools.accumulate(self.bins, initial=0))
-        out: dict[str, Sketch] = {}
-        for device, total in sorted(self._sums.items()):
-            try:
-                out[device] = Sketch.from_stats(total.stats(offsets), self.manifest.reference)
-            except ValueError as exc:  # counts a sketch refuses (the store never holds them)
-                skipped.append(Skipped(version, total.rows, f"device {device}: {exc}"))
-        return out, skipped
-
-    def _why(self, row: StatsRow) -> str:
-        """What `Sketch.from_stats` says about a row of the wrong shape."""
-        bins = [len(h) for h in row.feature_hist]
-        flat = np.fromiter(itertools.chain.from_iterable(row.feature_hist), np.int64, sum(bins))
-        example = _DeviceSum(row, flat, np.asarray(row.score_hist, dtype=np.int64))
-        try:
-            Sketch.from_stats(example.stats(list(itertools.accumulate(bins, initial=0))), self.manifest.reference)
-        except ValueError as exc:
-            return str(exc)
-        return "unknown"  # pragma: no cover - only rows that failed the shape check get here
-
-
-@dataclass
-class _DeviceSum:
-    """One device's counts so far (feature bins flattened), started from its first row."""
-
-    first: StatsRow
-    feature: NDArray[np.int64]
-    score: NDArray[np.int64]
-    rows: int = 0
-    windows: int = 0
-    anomalies: int = 0
-    period_start: float = math.inf
-    period_end: float = -math.inf
-
-    def add(self, row: StatsRow, flat: NDArray[np.int64]) -> None:
-        self.feature += flat
-        self.score += np.asarray(row.score_hist, dtype=np.int64)
-        self.rows += 1
-        self.windows += row.windows
-        self.anomalies += row.anomalies
-        self.period_start = min(self.period_start, row.period_start)
-        self.period_end = max(self.period_end, row.period_end)
-
-    def stats(self, offsets: Sequence[int]) -> Stats:
-        """The sum as a Stats message with the fields a sketch reads; unvalidated: the store validated every row."""
-        counts = self.feature.tolist()
-        r = self.first
-        return Stats.model_construct(
-            schema_version=1, msg_id=r.msg_id, device_id=r.device_id, ts=r.ts, model_version=r.model_version,
-            period_start=self.period_start, period_end=self.period_end, windows=self.windows,
-            anomalies=self.anomalies, samples=0, bad_readings=0, bad_rows=0, inference_errors=0, nan_scores=0,
-            feature_hist=[counts[a:b] for a, b in itertools.pairwise(offsets)], score_hist=self.score.tolist(),
-        )  # fmt: skip
-
-
-def device_sketches(rows: Iterable[StatsRow], manifest: ModelManifest) -> tuple[dict[str, Sketch], list[Skipped]]:
-    """Each device's rows of one model version merged into one sketch over `manifest`'s bins (see `StatsFold`)."""
-    fold = StatsFold(manifest)
-    for row in rows:
-        fold.add(row)
-    return fold.sketches()
-
-
-def _slices(start: float, end: float, step: float) -> Iterator[tuple[float, float]]:
-    """Consecutive ``[a, b)`` covering ``[start, end)``."""
-    a = start
-    while a < end:
-        b = min(a + step, end)
-        yield a, b
-        a = b
-
-
 def format_table(reports: Sequence[Mapping[str, Any]]) -> str:
-    """A plain-text table of reports for the CLI: scope, verdict, windows and the most drifted features.
+    """A plain-text table of reports for the CLI: scope, verdict, windows and the most drifted features, then the
+    rule the reports were decided by (their own thresholds, not the defaults) and the reference they were
+    compared with.
 
-    >>> print(format_table([{"scope": "fleet@v1", "verdict": "drift", "n_current": 1200,
+    >>> print(format_table([{"scope": "fleet@v1", "verdict": "drift", "n_current": 1200, "model_version": "v1",
+    ...     "psi_threshold": 0.3, "alpha": 0.01, "test": "chi2", "min_samples": 200,
+    ...     "reference": {"source": "manifest"},
     ...     "features": [{"name": "temp.mean", "psi": 0.41, "drifted": True},
     ...                  {"name": "vib.std", "psi": 0.02, "drifted": False}], "score": None}]))
-    SCOPE     VERDICT  WINDOWS  TOP DRIFTED FEATURES (PSI)
+    SCOPE     VERDICT  WINDOWS  TOP DRIFTED FEATURES (PSI ≥ 0.3)
     fleet@v1  drift       1200  temp.mean 0.410
+    drifted: PSI ≥ 0.3 and BH-adjusted p ≤ 0.01 (chi2), with at least 200 windows on each side
+    v1 compared with: the manifest's reference
     """
-    header = ("SCOPE", "VERDICT", "WINDOWS", "TOP DRIFTED FEATURES (PSI)")
+    thresholds = sorted({r["psi_threshold"] for r in reports if r.get("psi_threshold") is not None})
+    psi_label = f"PSI ≥ {thresholds[0]:g}" if len(thresholds) == 1 else "PSI"
+    header = ("SCOPE", "VERDICT", "WINDOWS", f"TOP DRIFTED FEATURES ({psi_label})")
     lines = [(str(r["scope"]), str(r["verdict"]), str(r.get("n_current", "")), _top(r)) for r in reports]
     widths = [max(len(row[i]) for row in [header, *lines]) for i in range(3)]
     out = []
     for scope, verdict, n, top in [header, *lines]:
         n_cell = n.ljust(widths[2]) if n == "WINDOWS" else n.rjust(widths[2])
         out.append(f"{scope.ljust(widths[0])}  {verdict.ljust(widths[1])}  {n_cell}  {top}".rstrip())
+    rules = sorted({(r["psi_threshold"], r["alpha"], r["test"], r["min_samples"]) for r in reports
+                    if all(r.get(k) is not None for k in ("psi_threshold", "alpha", "test", "min_samples"))})
+    out += [f"drifted: PSI ≥ {t:g} and BH-adjusted p ≤ {a:g} ({test}), with at least {n} windows on each side"
+            for t, a, test, n in rules]
+    out += _references(reports)
     return "\n".join(out)
+
+
+def _references(reports: Sequence[Mapping[str, Any]]) -> list[str]:
+    """One line per model version: which reference its reports were compared with."""
+    by_version: dict[str, list[Mapping[str, Any]]] = {}
+    for r in reports:
+        if r.get("model_version") and r.get("reference"):
+            by_version.setdefault(str(r["model_version"]), []).append(r["reference"])
+    lines = []
+    for version, refs in sorted(by_version.items()):
+        stored = next((ref for ref in refs if ref.get("id")), None)
+        if stored is None:
+            lines.append(f"{version} compared with: the manifest's reference")
+            continue
+        own = Counter(str(ref.get("source")) for ref in refs if ref.get("source") in ("device", "cohort"))
+        span = f"{_iso(stored.get('start'))} … {_iso(stored.get('end'))}"
+        line = f"{version} compared with: reference #{stored['id']} taken from the fleet ({span})"
+        if own:
+            line += "; own baselines for " + ", ".join(f"{n} {kind}(s)" for kind, n in sorted(own.items()))
+        lines.append(line)
+    return lines
+
+
+def _iso(ts: Any) -> str:
+    if not isinstance(ts, int | float):
+        return "?"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%MZ")
 
 
 def _top(report: Mapping[str, Any]) -> str:

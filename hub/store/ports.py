@@ -17,6 +17,7 @@ from hub.store.rows import (
     DeadLetter,
     DeadLetterRow,
     Device,
+    DriftReferenceRow,
     DriftReportRow,
     EventRow,
     ExclusionRow,
@@ -363,9 +364,30 @@ class SequenceStore(Protocol):
 
 
 @runtime_checkable
+class ReferenceStore(Protocol):
+    """Drift references taken from the fleet's own stats, per model version, with their audit rows."""
+
+    def save_drift_reference(self, row: DriftReferenceRow) -> DriftReferenceRow:
+        """Store a new reference (it becomes the version's current one) and audit it, in one transaction."""
+        ...
+
+    def drift_reference(self, version: str) -> DriftReferenceRow | None:
+        """The version's current reference (its newest), with its counts; None when it has none."""
+        ...
+
+    def drift_references(self, version: str, *, limit: int = 100) -> list[DriftReferenceRow]:
+        """The version's references, newest first, without their counts."""
+        ...
+
+    def first_stats_ts(self, version: str) -> float | None:
+        """When `version`'s first stored stats period started (None: no stats of it)."""
+        ...
+
+
+@runtime_checkable
 class HubStore(
     IngestStore, DeviceStore, LabelStore, DriftStore, RegistryStore, RolloutStore, TrainingStore, RetentionStore,
-    SequenceStore,
+    SequenceStore, ReferenceStore,
     Protocol,
 ):
     """Everything the hub stores and asks: every role, and `close`."""
@@ -379,6 +401,7 @@ __all__ = [
     "HubStore",
     "IngestStore",
     "LabelStore",
+    "ReferenceStore",
     "RegistryStore",
     "RetentionStore",
     "RolloutStore",

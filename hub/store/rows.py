@@ -182,6 +182,28 @@ class DriftReportRow:
 
 
 @dataclass(frozen=True, slots=True)
+class DriftReferenceRow:
+    """A model version's drift reference taken from the fleet's own stats (`hub.drift.baselines`).
+
+    `counts` holds the reference itself (``fleet``, and per ``devices`` and ``cohorts``), `summary` what went in
+    and what was left out; the newest row of a version is the one drift compares with. `id` is 0 until saved.
+    """
+
+    id: int
+    version: str
+    ts: float
+    actor: str
+    reason: str
+    start: float
+    end: float
+    devices: list[str] | None
+    device_baselines: bool
+    windows: int
+    summary: dict[str, Any]
+    counts: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class EventRow:
     id: int
     ts: float

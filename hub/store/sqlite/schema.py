@@ -319,3 +319,26 @@ def m007_device_sequences(db: Database) -> None:
         )"""
     )
     db.execute("CREATE INDEX sequence_holes_device ON sequence_holes (device_id, lo)")
+
+
+@migrations()
+def m008_drift_references(db: Database) -> None:
+    # Drift references taken from the fleet's own stats: the newest row of a version is the one drift compares
+    # with; older rows are its history. `counts` holds the fleet's, each device's and each cohort's histograms.
+    db.execute(
+        """CREATE TABLE drift_references (
+            id INTEGER PRIMARY KEY,
+            version TEXT NOT NULL,
+            ts REAL NOT NULL,
+            actor TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            start REAL NOT NULL,
+            "end" REAL NOT NULL,
+            devices TEXT,
+            device_baselines INTEGER NOT NULL,
+            windows INTEGER NOT NULL,
+            summary TEXT NOT NULL,
+            counts TEXT NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX drift_references_version ON drift_references (version, id)")

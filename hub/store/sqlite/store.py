@@ -16,6 +16,7 @@ from hub.store.sqlite.devices import DeviceQueries
 from hub.store.sqlite.drift import DriftQueries
 from hub.store.sqlite.ingest import IngestQueries
 from hub.store.sqlite.labels import LabelQueries
+from hub.store.sqlite.references import ReferenceQueries
 from hub.store.sqlite.registry import RegistryQueries
 from hub.store.sqlite.retention import RetentionQueries
 from hub.store.sqlite.rollouts import RolloutQueries
@@ -28,7 +29,7 @@ from shared.errors import StoreError
 class SqliteHubStore(
     IngestQueries, DeviceQueries, LabelQueries, DriftQueries, RegistryQueries, RolloutQueries, TrainingQueries,
     RetentionQueries,
-    SequenceQueries,
+    SequenceQueries, ReferenceQueries,
 ):
     """The hub store in one SQLite file. Thread-safe: one connection per thread, opened on first use."""
 
