@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.settings import AgentSettings, SourceSettings
+from infra.cliformat import FORMATS, accept_relative_times, iso, parse_time, table
 from shared.errors import ConfigError, FleetloopError
 from shared.messages import Annotation
 from shared.topics import DEFAULT_PREFIX, Topics
@@ -30,12 +31,14 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     run.add_argument("--max-windows", type=int, help="stop after this many windows")
     run.add_argument("--duration", type=float, help="stop after this many seconds")
 
-    ann = sub.add_parser("annotate", help="record a technician's annotation and queue it for the hub")
+    ann = accept_relative_times(sub.add_parser("annotate", help="record a technician's annotation and queue it for "
+                                               "the hub"))
     _local_args(ann)
     target = ann.add_mutually_exclusive_group(required=True)
-    target.add_argument("--trace-id", help="the prediction being labelled")
-    target.add_argument("--range", nargs=2, type=float, metavar=("START_TS", "END_TS"),
-                        help="a time range (unix seconds) on this device")
+    target.add_argument("--trace-id", help="the prediction being labelled (it must be in this device's log: "
+                        "`fleetloop agent anomalies` lists them)")
+    target.add_argument("--range", nargs=2, metavar=("START", "END"),
+                        help=f"a time range on this device: {FORMATS}")
     ann.add_argument("--label", required=True, choices=["fault", "no_fault"])
     ann.add_argument("--fault-type", help="e.g. bearing, seal, cavitation")
     ann.add_argument("--technician", required=True, help="technician id")
@@ -54,6 +57,16 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 
     status = sub.add_parser("status", help="summary of the local database: predictions, outbox, model")
     _local_args(status)
+
+    anomalies = accept_relative_times(sub.add_parser(
+        "anomalies", help="recent alarms in the local log: time, trace id, score, model",
+        description="The predictions this device flagged, newest first, with the trace ids to annotate. Times are "
+        "ISO 8601 in UTC."))
+    _local_args(anomalies)
+    which = anomalies.add_mutually_exclusive_group()
+    which.add_argument("--last", type=int, default=20, metavar="N", help="the N newest alarms (default 20)")
+    which.add_argument("--range", nargs=2, metavar=("START", "END"), help=f"alarms between two times: {FORMATS}")
+    anomalies.add_argument("--json", action="store_true", help="print JSON (times as unix seconds)")
 
     db = sub.add_parser("db", help="repair the local database: recover a damaged one, or reset it (fresh start)")
     db.add_argument("action", choices=["recover", "reset"],
@@ -96,8 +109,26 @@ def _local(args: argparse.Namespace) -> tuple[str, Path, str]:
     return device_id, data_dir, args.prefix or data.get("prefix") or DEFAULT_PREFIX
 
 
+def _existing_db(data_dir: Path) -> Path:
+    """The agent database of a device that has run; ConfigError (one line) rather than creating an empty one."""
+    path = data_dir / "agent.db"
+    if not data_dir.is_dir():
+        raise ConfigError(f"no agent data dir {data_dir}: pass the agent's --config (or --data-dir), the one "
+                          "`fleetloop agent run` uses")
+    if not path.is_file():
+        raise ConfigError(f"no agent database in {data_dir}: pass the agent's --config (or --data-dir), the one "
+                          "`fleetloop agent run` uses; a database appears once the agent has run")
+    return path
+
+
+def _times(pair: list[str]) -> tuple[float, float]:
+    now = time.time()
+    return parse_time(pair[0], now), parse_time(pair[1], now)
+
+
 def run(args: argparse.Namespace) -> int:
-    return {"run": _run, "annotate": _annotate, "models": _models, "status": _status, "db": _db}[args.command](args)
+    return {"run": _run, "annotate": _annotate, "models": _models, "status": _status, "db": _db,
+            "anomalies": _anomalies}[args.command](args)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -132,7 +163,7 @@ def _annotate(args: argparse.Namespace) -> int:
     from agent.db import AgentDB
 
     device_id, data_dir, prefix = _local(args)
-    start, end = args.range if args.range else (None, None)
+    start, end = _times(args.range) if args.range else (None, None)
     try:
         annotation = Annotation(
             device_id=device_id, ts=time.time(), trace_id=args.trace_id, start_ts=start, end_ts=end,
@@ -141,12 +172,16 @@ def _annotate(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise ConfigError(f"invalid annotation: {exc}") from None
-    db = AgentDB(data_dir / "agent.db")
-    known = args.trace_id is None or db.prediction(args.trace_id) is not None
-    record_annotation(db, Topics(prefix), annotation)
-    db.close()
-    print(f"annotation {annotation.annotation_id} queued for the hub"
-          + ("" if known else f" (trace {args.trace_id} is not in this device's log)"))
+    path = _existing_db(data_dir)
+    db = AgentDB(path)
+    try:
+        if args.trace_id is not None and db.prediction(args.trace_id) is None:
+            raise ConfigError(f"trace {args.trace_id} is not in the log of {device_id} ({path}): check the id "
+                              "(`fleetloop agent anomalies` lists recent ones), or annotate a --range")
+        record_annotation(db, Topics(prefix), annotation)
+    finally:
+        db.close()
+    print(f"annotation {annotation.annotation_id} queued for the hub")
     return 0
 
 
@@ -157,6 +192,7 @@ def _models(args: argparse.Namespace) -> int:
     from infra.config import read_settings_file
 
     _, data_dir, _ = _local(args)
+    path = _existing_db(data_dir)
     key = args.public_key or (read_settings_file(args.config).get("model_public_key") if args.config else None)
     if key:
         verifier = verifier_from_key(str(key))
@@ -165,7 +201,7 @@ def _models(args: argparse.Namespace) -> int:
     else:
         raise ConfigError("models are verified against the hub's signing key: pass --public-key (or a --config "
                           "with model_public_key), or --dev to accept unsigned models")
-    db = AgentDB(data_dir / "agent.db")
+    db = AgentDB(path)
     store = ModelStore(data_dir / "models", db, verifier)
     if args.action == "list":
         for version in store.versions():
@@ -192,7 +228,7 @@ def _status(args: argparse.Namespace) -> int:
     from agent.models.store import ModelStore
 
     _, data_dir, _ = _local(args)
-    db = AgentDB(data_dir / "agent.db")
+    db = AgentDB(_existing_db(data_dir))
     store = ModelStore(data_dir / "models", db)
     print(json.dumps({
         "predictions": db.prediction_count(), "outbox": db.outbox_size(), "outbox_awaiting_hub": db.awaiting_hub(),
@@ -201,6 +237,33 @@ def _status(args: argparse.Namespace) -> int:
         "db_bytes": db.used_bytes(), "integrity": "ok" if db.integrity_ok() else "FAILED",
     }, indent=2))
     db.close()
+    return 0
+
+
+def _anomalies(args: argparse.Namespace) -> int:
+    from agent.db import AgentDB
+    from agent.logview import anomalies
+
+    if args.last < 1:
+        raise ConfigError("--last needs a positive number")
+    _, data_dir, _ = _local(args)
+    db = AgentDB(_existing_db(data_dir))
+    try:
+        if args.range:
+            start, end = _times(args.range)
+            rows = anomalies(db, limit=10_000, start=start, end=end)
+        else:
+            rows = anomalies(db, limit=args.last)
+    finally:
+        db.close()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    elif not rows:
+        print("no alarms" + (" in that range" if args.range else " in the local log"))
+    else:
+        print(table(["TIME", "TRACE ID", "SCORE", "MODEL", "UNIT"],
+                    [[iso(r["ts"]), r["trace_id"], f"{r['score']:.3f}" if r["score"] is not None else None,
+                      r["model_version"], r["unit"]] for r in rows]))
     return 0
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -49,6 +49,8 @@ class AgentSettings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="FLEETLOOP_AGENT_", env_nested_delimiter="__", extra="forbid", validate_default=True
     )
+    # what stands in for a required field that failed, so the cross-field checks still run (infra.config)
+    STAND_INS: ClassVar[dict[str, Any]] = {"device_id": "device"}
 
     device_id: str
     dev_mode: bool = Field(default=False, description="allow insecure local defaults (no password)")
@@ -112,15 +114,18 @@ class AgentSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _secure(self) -> AgentSettings:
+        problems = []
         if self.mqtt_password is None and not self.dev_mode:
-            raise ValueError(
+            problems.append(
                 "no MQTT password: set FLEETLOOP_AGENT_MQTT_PASSWORD (or mqtt_password in the config file); "
                 "only dev_mode=true may run without one"
             )
         if not self.dev_mode and self.mqtt_tls_ca is None and not is_loopback(self.mqtt_host):
-            raise ValueError(
+            problems.append(
                 f"refusing plain-text MQTT to {self.mqtt_host}: set mqtt_tls_ca, or dev_mode=true for testing"
             )
+        if problems:  # every problem at once, one per line (infra.config lists them)
+            raise ValueError("\n".join(problems))
         return self
 
     @property

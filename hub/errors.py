@@ -1,6 +1,6 @@
 """The hub's error tree, under the wire's (`shared.errors`). Errors are raised inside and translated only at
 the edges: to HTTP statuses in `hub.api` (routes, and `hub.api.app` for `StoreError`), to messages and exit
-codes in `hub.app.cli` (any `FleetloopError`: exit 1 with its message, unless the command says otherwise).
+codes in `hub.app.cli` (exit 1 refused by the hub, 2 usage or settings or an unreachable hub, 3 the hub failed).
 
     FleetloopError (shared.errors)
     ├── ContractError (shared.errors)
@@ -19,9 +19,13 @@ codes in `hub.app.cli` (any `FleetloopError`: exit 1 with its message, unless th
     │   ├── TrainingBusyError       another job is queued or running (HTTP 409; CLI exit 2)
     │   ├── RetrainBlockedError     a trigger guard refuses, e.g. too few validated labels (HTTP 400; CLI exit 2)
     │   └── UnknownLabelSetError    the requested label set does not exist (HTTP 404)
-    └── RolloutError                an invalid plan or transition, or a malformed record (HTTP 409; 422 for limits)
-        ├── RolloutNotFound         no rollout with that id (HTTP 404)
-        └── RolloutConflict         the rollout changed, or another started, meanwhile (HTTP 409)
+    ├── RolloutError                an invalid plan or transition, or a malformed record (HTTP 409; 422 for limits)
+    │   ├── RolloutNotFound         no rollout with that id (HTTP 404)
+    │   └── RolloutConflict         the rollout changed, or another started, meanwhile (HTTP 409)
+    └── HubClientError              the operator CLI's call to the hub API did not succeed (`hub.app.client`)
+        ├── HubUnreachableError     nothing answers at the hub URL (CLI exit 2)
+        ├── HubRefusedError         the hub answered 4xx: bad token, role, state or input (CLI exit 1)
+        └── HubServerError          the hub answered 5xx or nonsense (CLI exit 3)
 
 The hub's own classes are defined here; `hub.training.errors`, `hub.rollout.errors`, `hub.registry.service`
 and `hub.drift.sketch` re-export theirs. The model-building errors stay in `models.errors` (a package below
@@ -39,6 +43,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DriftReferenceError",
+    "HubClientError",
+    "HubRefusedError",
+    "HubServerError",
+    "HubUnreachableError",
     "RegistryError",
     "RetrainBlockedError",
     "RetrainError",
@@ -97,3 +105,31 @@ class RolloutNotFound(RolloutError):
 
 class RolloutConflict(RolloutError):
     """Another rollout is running, or this one changed meanwhile (HTTP 409)."""
+
+
+class HubClientError(FleetloopError):
+    """A call of the operator CLI to the hub API did not succeed; `exit_code` is the CLI's."""
+
+    exit_code = 1
+
+
+class HubUnreachableError(HubClientError):
+    """Nothing answers at the hub URL (connection refused, timeout, bad host)."""
+
+    exit_code = 2
+
+
+class HubRefusedError(HubClientError):
+    """The hub answered 4xx; `status` is the HTTP status."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class HubServerError(HubClientError):
+    """The hub answered 5xx, or something that is not JSON."""
+
+    exit_code = 3

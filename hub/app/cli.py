@@ -1,27 +1,53 @@
-"""`fleetloop hub …`: serve the hub (ingest, drift, API), run an ingest worker, report drift and devices."""
+"""`fleetloop hub …`: run the hub (`serve`, `ingest`), and operate the running hub through its HTTP API.
+
+`serve` and `ingest` own the data dir and the broker connection. Every other command is a client of the
+running hub (`hub.app.client`): it never opens the broker or the database, so it acts on the fleet the hub
+serves, with the hub's checks and audit trail. Exit codes of the client commands: 0 done; 1 the hub refused
+(4xx: token, role, state, input); 2 usage or settings, or the hub cannot be reached; 3 the hub failed (5xx).
+"""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
 import json
-import os
+import logging
 import signal
+import socket
+import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from hub.app.client import DEFAULT_URL, TOKEN_ENV, TOKEN_FILE_ENV, URL_ENV
+from hub.app.render import gate_lines
 from hub.app.settings import HubSettings
+from hub.errors import HubClientError
+from infra.cliformat import accept_relative_times
+from shared.errors import ConfigError
 
-if TYPE_CHECKING:
-    from hub.app.wiring import Services
+__all__ = ["EXIT_CODES", "build_parser", "gate_lines", "run"]
+
+EXIT_CODES = """\
+exit codes: 0 done; 1 the hub refused (4xx: token, role, state or input); 2 usage or settings error, or the hub
+cannot be reached; 3 the hub failed (5xx)."""
+CLIENT_HELP = (f"Commands other than serve and ingest call the running hub's API: --hub URL or {URL_ENV} (default "
+               f"{DEFAULT_URL}); the token from {TOKEN_ENV}, or the file in --token-file / {TOKEN_FILE_ENV}.")
+ROLLOUT_ACTIONS = ["start", "list", "show", "pause", "resume", "promote", "rollback", "abort", "revert", "retry"]
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description="The hub: ingest, API, drift, labels.")
+    parser = argparse.ArgumentParser(prog=prog, description="The hub: ingest, API, drift, labels. " + CLIENT_HELP,
+                                     epilog=EXIT_CODES)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def client(name: str, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help + ". " + CLIENT_HELP, epilog=EXIT_CODES)
+        p.add_argument("--hub", metavar="URL", help=f"the hub API (default ${URL_ENV} or {DEFAULT_URL})")
+        p.add_argument("--token-file", type=Path, help=f"file whose first line is the API token (or ${TOKEN_ENV})")
+        p.add_argument("--json", action="store_true", help="print the hub's JSON answer (for scripts)")
+        return p
 
     serve = sub.add_parser("serve", help="run ingest, the drift scheduler and the HTTP API in one process")
     _settings_args(serve)
@@ -31,49 +57,57 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     ingest = sub.add_parser("ingest", help="run one ingest worker (start several: they share the load)")
     _settings_args(ingest)
 
-    drift = sub.add_parser("drift", help="compute fleet, cohort and device drift now, or list stored reports")
-    _settings_args(drift)
-    drift.add_argument("--list", action="store_true", help="list the latest stored reports instead of computing")
-    drift.add_argument("--scope", help="only this scope (e.g. fleet@v1)")
-    drift.add_argument("--limit", type=int, default=20, help="reports to list (default 20)")
-    drift.add_argument("--json", action="store_true", help="print JSON")
+    client("devices", "the device registry: presence, model version, cohort, last seen")
 
-    retrain = sub.add_parser("retrain", help="retrain now from the latest validated labels, then gate the candidate")
-    _settings_args(retrain)
+    drift = client("drift", "the latest drift report of every scope (fleet, cohort, device)")
+    drift.add_argument("--scope", help="only this scope (e.g. fleet, device:dev-3)")
+    drift.add_argument("--all", action="store_true", help="every stored report, not only the latest per scope")
+    drift.add_argument("--limit", type=int, default=200, help="reports to read (default 200)")
+
+    retrain = client("retrain", "retrain now from the validated labels, gate the candidate, print the verdict")
     retrain.add_argument("--reason", required=True, help="why (recorded with the model version)")
     retrain.add_argument("--label-set", help="train on this label set (default: validate labels now)")
-    retrain.add_argument("--actor", default="operator", help="who asks (recorded; default 'operator')")
+    retrain.add_argument("--actor", help="who asks (recorded as operator:<actor>)")
+    retrain.add_argument("--no-wait", action="store_true", help="print the queued job and return")
+    retrain.add_argument("--timeout", type=float, default=1800.0, help="longest wait for the job (s; default 1800)")
 
-    models = sub.add_parser("models", help="the model registry: versions, status, gate decisions, audit trail")
-    _settings_args(models)
+    models = client("models", "the model registry: versions, status, gate verdicts, audit trail; register one")
     models.add_argument("version", nargs="?", help="show one version with its gate decision and audit trail")
     models.add_argument("--register", type=Path, metavar="DIR",
-                        help="register (and sign) a model version directory, e.g. the initial model")
-    models.add_argument("--status", default="candidate", help="status to register with (default candidate; "
-                        "'active' for the first model of a fleet)")
-    models.add_argument("--reason", default="registered by an operator", help="why (recorded)")
-    models.add_argument("--json", action="store_true", help="print JSON")
+                        help="register and sign a version directory (a path on the hub's host); it is gated "
+                             "against the active version unless --skip-gate")
+    models.add_argument("--skip-gate", action="store_true", help="register without the gate (needs --reason; "
+                        "recorded in the audit trail)")
+    models.add_argument("--reason", help="why (required with --register)")
+    models.add_argument("--status", help="list only versions with this status (candidate, active, …)")
+    models.add_argument("--limit", type=int, default=100)
 
-    rollout = sub.add_parser("rollout", help="start, inspect, pause, resume, promote or roll back a rollout")
-    _settings_args(rollout)
-    rollout.add_argument("action", choices=["start", "list", "show", "pause", "resume", "promote", "rollback",
-                                            "abort"])
-    rollout.add_argument("target", nargs="?", help="the candidate version (start) or the rollout id")
+    rollout = client("rollout", "start, inspect, pause, resume, promote, roll back, revert or retry a rollout")
+    rollout.add_argument("action", choices=ROLLOUT_ACTIONS, help="revert: roll the previous active version out "
+                         "again; retry ID: a new rollout of a candidate whose rollout failed to fetch")
+    rollout.add_argument("target", nargs="?", help="the candidate version (start) or the rollout id (any unique "
+                         "prefix)")
     rollout.add_argument("--reason", help="why (required for every change; recorded with who and when)")
     rollout.add_argument("--canary", default="0.1", help="share of devices (0.1) or a list of device ids")
     rollout.add_argument("--shadow", action="store_true", help="shadow stage first")
-    rollout.add_argument("--actor", default="operator", help="who (recorded; default 'operator')")
+    rollout.add_argument("--actor", help="who (recorded as operator:<actor>)")
     rollout.add_argument("--health-limit", action="append", default=[], metavar="NAME=VALUE",
-                         help="override one of the settings' rollout_limits for this rollout (start; repeatable), "
+                         help="override one of the hub's rollout_limits for this rollout (start; repeatable), "
                               "e.g. rollback_anomaly_factor=10")
+    rollout.add_argument("--limit", type=int, default=20, help="rollouts to list (default 20)")
 
-    devices = sub.add_parser("devices", help="the device registry: presence, model version, cohort")
-    _settings_args(devices)
-    devices.add_argument("--json", action="store_true", help="print JSON")
+    reference = accept_relative_times(
+        client("reference", "a version's drift reference: take it from a window of live traffic, show it"))
+    reference.add_argument("action", choices=["take", "show"])
+    reference.add_argument("version", help="the model version whose reference it is")
+    reference.add_argument("--start", help="window start: ISO time, relative (-2h) or unix seconds (take)")
+    reference.add_argument("--end", default="now", help="window end (take; default now)")
+    reference.add_argument("--devices", help="only these devices, comma-separated (take; default all)")
+    reference.add_argument("--reason", help="why (required for take; recorded)")
 
-    dead = sub.add_parser("dead-letters", help="refused messages by reason, and the latest ones")
-    _settings_args(dead)
+    dead = client("dead-letters", "refused messages by reason, and the latest ones")
     dead.add_argument("--limit", type=int, default=20)
+    dead.add_argument("--reason", help="only this reason (e.g. bad_json)")
     return parser
 
 
@@ -92,24 +126,21 @@ def _settings(args: argparse.Namespace, **extra: Any) -> HubSettings:
     )
 
 
-@contextlib.contextmanager
-def _services(settings: HubSettings, **options: Any) -> Iterator[Services]:
-    """The hub's services for one command (`hub.app.wiring.build_services` options), closed after it."""
-    from hub.app.wiring import build_services
-
-    services = build_services(settings, **options)
-    try:
-        yield services
-    finally:
-        if services.commands is not None:
-            services.commands.stop()
-        services.close()
-
-
 def run(args: argparse.Namespace) -> int:
-    handlers = {"serve": _serve, "ingest": _ingest, "drift": _drift, "devices": _devices, "dead-letters": _dead,
-                "retrain": _retrain, "models": _models, "rollout": _rollout}
-    return handlers[args.command](args)
+    """One command; a client command's failure is one line on stderr and its exit code (see `EXIT_CODES`)."""
+    if args.command == "serve":
+        return _serve(args)
+    if args.command == "ingest":
+        return _ingest(args)
+    from hub.app.commands import COMMANDS
+
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:  # one line per request is noise unless debugging
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+    try:
+        return COMMANDS[args.command](args)
+    except HubClientError as exc:
+        print(f"fleetloop hub {args.command}: {exc}", file=sys.stderr)
+        return exc.exit_code
 
 
 def _until_signalled() -> threading.Event:
@@ -119,13 +150,35 @@ def _until_signalled() -> threading.Event:
     return stop
 
 
+def bind_api(host: str, port: int) -> socket.socket:
+    """The API's listening socket, bound before anything starts; ConfigError in one line if the port is busy."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    except socket.gaierror as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port} ({exc.strerror or exc}): another process has the port; "
+                          "stop it or choose another with --port (api_port)") from None
+    return sock
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from hub.app.service import HubService
 
     settings = _settings(args, api_host=args.host, api_port=args.port)
-    service = HubService(settings)
+    sock = bind_api(settings.api_host, settings.api_port)
+    try:
+        service = HubService(settings)
+    except BaseException:
+        sock.close()
+        raise
     app = service.app()
 
     class Server(uvicorn.Server):
@@ -143,9 +196,10 @@ def _serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, shutdown)
     service.start()
     try:
-        server.run()
+        server.run(sockets=[sock])
     finally:
         service.stop()
+        sock.close()
     return 0
 
 
@@ -162,162 +216,3 @@ def _ingest(args: argparse.Namespace) -> int:
                           "pending": s.pending}), flush=True)
     service.stop()
     return 0
-
-
-def _drift(args: argparse.Namespace) -> int:
-    with _services(_settings(args), registry=False, mqtt=False) as services:
-        if args.list:
-            rows = services.store.drift_reports(limit=args.limit, scope=args.scope)
-            if args.json:
-                print(json.dumps([r.report for r in rows], indent=2))
-            else:
-                for r in rows:
-                    print(f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(r.ts))}  {r.scope:<32} {r.verdict}")
-            return 0
-        from hub.drift.service import format_table
-
-        assert services.drift is not None
-        reports = services.drift.run(time.time())
-        if args.scope:
-            reports = [r for r in reports if r.get("scope") == args.scope]
-        print(json.dumps(reports, indent=2) if args.json else format_table(reports))
-        return 0
-
-
-def _devices(args: argparse.Namespace) -> int:
-    from dataclasses import asdict
-
-    with _services(_settings(args), registry=False, mqtt=False) as services:
-        devices = services.store.devices()
-        if args.json:
-            print(json.dumps([asdict(d) for d in devices], indent=2))
-        else:
-            for d in devices:
-                seen = time.strftime("%H:%M:%S", time.gmtime(d.last_seen)) if d.last_seen else "never"
-                print(f"{d.device_id:<20} {'online ' if d.online else 'offline'} model {d.model_version or '-':<10} "
-                      f"cohort {d.cohort or '-':<24} last seen {seen}")
-        return 0
-
-
-def _dead(args: argparse.Namespace) -> int:
-    with _services(_settings(args), registry=False, mqtt=False) as services:
-        print(json.dumps(services.store.dead_letter_counts(), indent=2))
-        for row in services.store.dead_letters(limit=args.limit):
-            print(f"{row.ts:.3f} {row.topic} {row.reason}: {row.detail}")
-        return 0
-
-
-def _retrain(args: argparse.Namespace) -> int:
-    """Exit codes: 0 a candidate passed the gate, 3 it did not, 1 the job failed, 2 it was blocked."""
-    from dataclasses import asdict
-
-    from hub.errors import RetrainBlockedError, TrainingBusyError
-
-    with _services(_settings(args), mqtt=False) as services:
-        assert services.training is not None
-        try:
-            job = services.training.retrain_now(actor=f"cli:{args.actor}", reason=args.reason, now=time.time(),
-                                                label_set_id=args.label_set)
-        except (RetrainBlockedError, TrainingBusyError) as exc:
-            print(f"fleetloop hub retrain: {exc}")
-            return 2
-        print(json.dumps(asdict(job), indent=2, default=str))
-        if job.status == "failed":
-            return 1
-        return 0 if job.gate_verdict == "pass" else 3
-
-
-def _models(args: argparse.Namespace) -> int:
-    from dataclasses import asdict
-
-    with _services(_settings(args), mqtt=False, training=False) as services:
-        store, registry = services.store, services.registry
-        assert registry is not None
-        if args.register:
-            row = registry.register(args.register, actor=f"cli:{os.environ.get('USER', 'operator')}",
-                                    reason=args.reason, status=args.status)
-            print(f"registered {row.version} ({row.status}), signed")
-            return 0
-        if args.version:
-            row = registry.get(args.version)
-            audit = store.model_audit(version=args.version)
-            if args.json:
-                print(json.dumps({"version": asdict(row), "audit": [asdict(a) for a in audit]}, indent=2))
-            else:
-                print(f"{row.version}  {row.status}  parent {row.parent_version or '-'}  by {row.created_by}: "
-                      f"{row.reason}")
-                if row.gate:
-                    print("\n".join(gate_lines(row.gate)))
-                for a in audit:
-                    print(f"  {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(a.ts))}  {a.actor:<16} {a.action:<12} "
-                          f"{a.from_status or '-'} -> {a.to_status or '-'}: {a.reason}")
-            return 0
-        rows = store.model_versions()
-        if args.json:
-            print(json.dumps([asdict(r) | {"manifest": None} for r in rows], indent=2))
-        for r in [] if args.json else rows:
-            print(f"{r.version:<10} {r.status:<12} parent {r.parent_version or '-':<8} {r.reason}")
-        return 0
-
-
-def gate_lines(gate: dict[str, Any]) -> list[str]:
-    """A stored gate record in words: the verdict, how its intervals were made, then each check and its numbers."""
-    head = f"gate: {gate.get('verdict')}"
-    boot = gate.get("bootstrap")
-    if boot:  # records made before the block bootstrap have none
-        head += (f" (paired block bootstrap, {boot['resamples']} resamples, seed {boot['seed']}: "
-                 f"{boot['positive_blocks']} positive and {boot['negative_blocks']} negative of {boot['n_blocks']} "
-                 f"blocks; a metric fails beyond its tolerance when the {1 - boot['alpha']:.0%} lower bound is > 0)")
-    floor = gate.get("far_floor")
-    if floor:  # the incumbent had drifted: false alarms measured from its rate before the drift when higher
-        rates = [("overall", floor.get("overall")), *sorted((floor.get("cohorts") or {}).items())]
-        head += ("\n  false alarms measured from the incumbent's rate before its drift (where higher): " + ", ".join(
-            f"{k} {v:.4f}" for k, v in rates if v is not None))
-    return [head] + [f"  {c['name']:<36} {'ok' if c['passed'] else 'FAIL':<4} {c.get('detail', '')}"
-                     for c in gate.get("checks", [])]
-
-
-def _rollout(args: argparse.Namespace) -> int:
-    from hub.rollout.settings import override_limits
-    from shared.errors import ConfigError
-
-    if args.action in ("list", "show"):
-        with _services(_settings(args), mqtt=False, training=False) as services:
-            assert services.rollouts is not None
-            shown = ([services.rollouts.get(args.target)] if args.action == "show" and args.target
-                     else services.rollouts.recent())
-            for r in shown:
-                print(f"{r.id}  {r.row.candidate} over {r.row.incumbent}  {r.state.status}  stage {r.state.stage}"
-                      f"{'  (paused)' if r.state.paused else ''}")
-                if args.action == "show":
-                    print("  limits  " + "  ".join(f"{k}={v:g}" for k, v in r.plan.limits.to_dict().items()))
-                    if r.decision is not None and r.decision.yardstick is not None:
-                        print(f"  judged against the {r.decision.yardstick.basis}: {r.decision.yardstick.reason}")
-                    for t in r.state.history:
-                        print(f"  {t.at:.0f}  {t.actor:<16} {t.action:<10} -> {t.to_stage or '-'}: {t.reason}")
-            return 0
-    if not args.target or not args.reason:
-        what = "candidate" if args.action == "start" else "rollout id"
-        raise ConfigError(f"'rollout {args.action}' needs a {what} and --reason")
-    overrides = dict(item.partition("=")[::2] for item in args.health_limit)
-    if overrides and args.action != "start":
-        raise ConfigError("--health-limit applies to 'rollout start' only")
-    settings = _settings(args)
-    limits = override_limits(settings.rollout_limits.to_limits(), overrides)  # RolloutError before any publish
-    with _services(settings, training=False, client_id=f"fleetloop-hub-cli-{os.getpid()}") as services:
-        publisher, rollouts = services.commands, services.rollouts
-        assert publisher is not None and rollouts is not None
-        publisher.start()
-        if not publisher.is_connected():
-            raise ConfigError(f"cannot reach the broker at {settings.mqtt_host}:{settings.mqtt_port}")
-        actor = f"cli:{args.actor}"
-        if args.action == "start":
-            canary: float | list[str] = (float(args.canary) if args.canary.replace(".", "", 1).isdigit()
-                                         else args.canary.split(","))
-            rollout = rollouts.start(args.target, actor=actor, reason=args.reason, canary=canary,
-                                     shadow=args.shadow, limits=limits)
-        else:
-            rollout = getattr(rollouts, args.action)(args.target, actor=actor, reason=args.reason)
-        publisher.flush(30)
-        print(f"{rollout.id}  {rollout.state.status}  stage {rollout.state.stage}")
-        return 0

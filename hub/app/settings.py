@@ -125,35 +125,20 @@ class HubSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _secure(self) -> HubSettings:
+        problems = []
         try:
             Topics(self.prefix)
         except TopicError as exc:
-            raise ValueError(str(exc)) from None
+            problems.append(str(exc))
         if self.tokens_file is not None:
-            self.tokens = {**_read_tokens(self.tokens_file), **self.tokens}
-        if self.dev_mode:
-            return self
-        if self.mqtt_password is None or not self.mqtt_password.get_secret_value():
-            raise ValueError(
-                "no MQTT password: set FLEETLOOP_HUB_MQTT_PASSWORD (or mqtt_password in the config file); "
-                "only dev_mode=true may run without one"
-            )
-        if not self.tokens:
-            raise ValueError(
-                "no API tokens: set FLEETLOOP_HUB_TOKENS to a JSON object of token → role "
-                f"({', '.join(ROLES)}), or tokens_file to a JSON/TOML file of them; only dev_mode=true may run "
-                "without tokens"
-            )
-        short = sum(1 for token in self.tokens if len(token) < MIN_TOKEN_CHARS)
-        if short:
-            raise ValueError(
-                f"{short} API token(s) shorter than {MIN_TOKEN_CHARS} characters: generate them with "
-                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
-            )
-        if self.mqtt_tls_ca is None and not is_loopback(self.mqtt_host):
-            raise ValueError(
-                f"refusing plain-text MQTT to {self.mqtt_host}: set mqtt_tls_ca, or dev_mode=true for testing"
-            )
+            try:
+                self.tokens = {**_read_tokens(self.tokens_file), **self.tokens}
+            except ValueError as exc:
+                problems.append(str(exc))
+        if not self.dev_mode:
+            problems += _production_problems(self)
+        if problems:  # every problem at once, one per line (infra.config lists them)
+            raise ValueError("\n".join(problems))
         return self
 
     @property
@@ -185,6 +170,25 @@ class HubSettings(BaseSettings):
         """Settings from a TOML or JSON file (if given), then env, then `overrides`; ConfigError if invalid."""
         return load_settings(cls, "hub", path, overrides)
 
+
+
+def _production_problems(s: HubSettings) -> list[str]:
+    """What outside dev mode is refused: no MQTT password, no or short API tokens, plain-text MQTT to another host."""
+    problems = []
+    if s.mqtt_password is None or not s.mqtt_password.get_secret_value():
+        problems.append("no MQTT password: set FLEETLOOP_HUB_MQTT_PASSWORD (or mqtt_password in the config file); "
+                        "only dev_mode=true may run without one")
+    if not s.tokens:
+        problems.append("no API tokens: set FLEETLOOP_HUB_TOKENS to a JSON object of token → role "
+                        f"({', '.join(ROLES)}), or tokens_file to a JSON/TOML file of them; only dev_mode=true may "
+                        "run without tokens")
+    short = sum(1 for token in s.tokens if len(token) < MIN_TOKEN_CHARS)
+    if short:
+        problems.append(f"{short} API token(s) shorter than {MIN_TOKEN_CHARS} characters: generate them with "
+                        "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`")
+    if s.mqtt_tls_ca is None and not is_loopback(s.mqtt_host):
+        problems.append(f"refusing plain-text MQTT to {s.mqtt_host}: set mqtt_tls_ca, or dev_mode=true for testing")
+    return problems
 
 
 def _read_tokens(path: Path) -> dict[str, Role]:

@@ -2,7 +2,8 @@
 
 - the broker: the project's mosquitto config with per-device passwords and the ACL (`DevBroker`);
 - the hub: ``fleetloop hub serve`` as its own process, **not** in dev mode: a provisioned signing key file, an MQTT
-  password, API tokens for each role; v1 registered and signed through ``fleetloop hub models --register``;
+  password, API tokens for each role; v1 registered and signed through ``fleetloop provision register-model``;
+  operator commands (``hub_cli``) are clients of the running hub's API, as an operator runs them;
 - agents: ``fleetloop agent run`` processes, not in dev mode, each with its own broker password and the hub's
   public key pinned (``model_public_key``), so they refuse anything the hub did not sign.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -77,19 +79,32 @@ class FieldFleet:
         env.update(extra)
         return env
 
-    def hub_cli(self, *args: str, check: bool = True, **env: str) -> subprocess.CompletedProcess[str]:
-        """One ``fleetloop hub …`` command against this hub's data dir and broker, production settings."""
-        cmd = fleetloop("hub", *args, "--data-dir", str(self.hub_dir), "--mqtt-host", self.broker.host,
-                        "--mqtt-port", str(self.broker.port))
-        out = subprocess.run(cmd, env=self.hub_env(**env), capture_output=True, text=True, timeout=120, check=False)
+    def hub_cli(self, *args: str, role: str = "operator", check: bool = True,
+                **env: str) -> subprocess.CompletedProcess[str]:
+        """One ``fleetloop hub …`` operator command against the running hub's API, with the token of `role`."""
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("FLEETLOOP_HUB_")}
+        env = {**clean, "FLEETLOOP_HUB_URL": self.url, "FLEETLOOP_HUB_TOKEN": self.tokens[role], **env}
+        out = subprocess.run(fleetloop("hub", *args), env=env, capture_output=True, text=True, timeout=120,
+                             check=False)
         if check and out.returncode != 0:
             raise AssertionError(f"{' '.join(args)} exited {out.returncode}:\n{out.stdout}\n{out.stderr}")
         return out
 
+    def register_model(self, directory: Path, status: str = "candidate") -> None:
+        """Register and sign `directory` in the hub's registry from this host (``fleetloop provision
+        register-model``, what an operator does for the first model, before or beside ``hub serve``)."""
+        out = subprocess.run(fleetloop("provision", "register-model", str(directory), "--status", status),
+                             env=self.hub_env(FLEETLOOP_HUB_DATA_DIR=str(self.hub_dir)), capture_output=True,
+                             text=True, timeout=120, check=False)
+        if out.returncode != 0:
+            raise AssertionError(f"register-model {directory} exited {out.returncode}:\n{out.stdout}\n{out.stderr}")
+
     def bootstrap(self) -> None:
         """Register and sign the initial model as the active version, as an operator does once."""
-        self.hub_cli("models", "--register", str(self.initial_model), "--status", "active",
-                     "--reason", "field test bootstrap")
+        initial = self.root / "initial" / self.initial_model.name  # signed in place: a copy of the shared model
+        if not initial.exists():
+            shutil.copytree(self.initial_model, initial)
+        self.register_model(initial, status="active")
 
     def start_hub(self, timeout: float = 30.0, **env: str) -> None:
         if not (self.hub_dir / "hub.db").exists():

@@ -41,7 +41,7 @@ def version_copy(fleet: FieldFleet, tmp: Path, version: str) -> Path:
 
 
 def register(fleet: FieldFleet, directory: Path, status: str = "candidate") -> None:
-    fleet.hub_cli("models", "--register", str(directory), "--status", status, "--reason", "field test")
+    fleet.register_model(directory, status)
 
 
 def assign_for(directory: Path, url: str) -> Assign:

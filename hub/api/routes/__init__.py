@@ -4,6 +4,7 @@ from fastapi import APIRouter
 
 from hub.api.routes import (
     annotations,
+    deadletters,
     devices,
     drift,
     health,
@@ -28,6 +29,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     models.router,
     rollouts.router,
     retrain.router,
+    deadletters.router,
 )
 
 __all__ = ["ROUTERS"]

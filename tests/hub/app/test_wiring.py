@@ -3,13 +3,11 @@ API build through it."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
 
-from fleetloop.cli import main
 from hub.api import create_app
 from hub.app.service import HubService
 from hub.app.settings import HubSettings
@@ -82,16 +80,3 @@ def test_create_app_takes_services_or_settings_and_parts(tmp_path: Path) -> None
         assert wrapped.store is services.store and wrapped.clock() == 5.0 and wrapped.registry is None
     finally:
         services.close()
-
-
-def test_cli_read_commands_build_through_the_wiring(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    common = ["--dev", "--data-dir", str(tmp_path)]
-    assert main(["hub", "devices", "--json", *common]) == 0
-    assert json.loads(capsys.readouterr().out) == []
-    assert not default_key_path(tmp_path).exists()  # a store-only command loads no key
-    assert main(["hub", "models", "--json", *common]) == 0
-    assert json.loads(capsys.readouterr().out) == []
-    assert main(["hub", "rollout", "list", *common]) == 0
-    assert capsys.readouterr().out == ""
-    assert main(["hub", "drift", "--list", "--json", *common]) == 0
-    assert json.loads(capsys.readouterr().out) == []
