@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from hub.app.settings import HubSettings
-from hub.app.wiring import build_services
+from hub.app.wiring import build_services, commands_client_id
 from hub.delivery.service import GapMonitor
 from hub.drift.service import DriftService
 from hub.mqtt.ingest import IngestWorker
@@ -61,7 +61,7 @@ class HubService:
 
     def __init__(self, settings: HubSettings, store: HubStore | None = None) -> None:
         self.settings = settings
-        self.services = services = build_services(settings, store=store)
+        self.services = services = build_services(settings, store=store, client_id=commands_client_id(settings))
         assert services.commands is not None and services.traces is not None and services.key is not None
         assert services.registry is not None and services.drift is not None
         assert services.rollouts is not None and services.training is not None

@@ -38,6 +38,16 @@ Clock = Callable[[], float]
 COMMANDS_CLIENT_ID = "fleetloop-hub-commands"
 
 
+def commands_client_id(settings: HubSettings) -> str:
+    """The command publisher's MQTT client id for one hub process (``hub serve`` or a ``hub ingest`` worker).
+
+    Every process has one; with a shared id the broker closes the older connection each time another connects,
+    so the processes take turns being connected and assignments wait ("not sent yet"). A worker's
+    `ingest_client_id` is unique, so its publisher's id is derived from it.
+    """
+    return f"{settings.ingest_client_id}-commands"[:128] if settings.ingest_client_id else COMMANDS_CLIENT_ID
+
+
 @dataclass(frozen=True)
 class Services:
     """What the hub's entry points share: one of each, or None where the caller left it out.

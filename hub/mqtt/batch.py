@@ -176,6 +176,10 @@ class BatchWriter:
         for rec in records:
             if rec.message.seq is not None:
                 sequences.setdefault(rec.message.device_id, []).append(rec.message.seq)
+        for i in batch:  # a dead-lettered message was received and recorded: acknowledged too, never resent
+            letter = i.decoded.dead_letter if i.decoded is not None else None
+            if letter is not None and letter.device_id and i.decoded is not None and i.decoded.seq is not None:
+                sequences.setdefault(letter.device_id, []).append(i.decoded.seq)
         self._track(sequences)
         acked = self.ack(batch)
         skipped = sum(1 for i in batch if i.decoded is None)

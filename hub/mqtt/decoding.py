@@ -10,6 +10,7 @@ not refused but stamped with the hub's receive time, so presence keeps following
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from hub.labels.attribution import device_annotator
@@ -31,6 +32,7 @@ class Decoded:
     kind: str  # the topic's kind as the store names it (``anomaly``, ``model_event`` …) or ``unknown``
     record: IngestRecord | None = None
     dead_letter: DeadLetter | None = None
+    seq: int | None = None  # a dead letter's claimed seq: acknowledged too, so the device stops resending it
 
 
 def dead_letter(
@@ -79,8 +81,9 @@ def decode_message(
     try:
         message = decode_topic(topics, topic, payload, max_bytes=max_bytes)
     except DecodeError as exc:
+        seq = claimed_seq(payload) if len(payload) <= max_bytes else None
         return Decoded(name, dead_letter=dead_letter(topic, payload, exc.reason, exc.detail, received_at,
-                                                           device_id))
+                                                           device_id), seq=seq)
     assert isinstance(message, Message)  # every DEVICE_TO_HUB kind decodes to a device Message
     device_message: DeviceMessage = message  # type: ignore[assignment]
     if isinstance(device_message, Annotation):
@@ -91,8 +94,26 @@ def decode_message(
         else:
             detail = (f"ts {device_message.ts!r} is {device_message.ts - received_at:.0f} s ahead of the hub's clock "
                       f"(at most {max_skew_s:.0f} s allowed)")
-            return Decoded(name, dead_letter=dead_letter(topic, payload, "clock_skew", detail, received_at, device_id))
+            return Decoded(name, dead_letter=dead_letter(topic, payload, "clock_skew", detail, received_at, device_id),
+                           seq=device_message.seq)
     return Decoded(name, record=IngestRecord(device_message, received_at))
+
+
+def claimed_seq(payload: bytes) -> int | None:
+    """The ``seq`` a refused payload claims, if it is a JSON object with a valid one, else None.
+
+    The hub acknowledges the seq of a message it dead-lettered (it was received and recorded): otherwise the
+    device keeps it and resends it forever. A retained message is not acknowledged (the broker replays it).
+
+    >>> claimed_seq(b'{"seq": 7, "oops": 1}'), claimed_seq(b'{"seq": true}'), claimed_seq(b"\\xff"), claimed_seq(b"[1]")
+    (7, None, None, None)
+    """
+    try:
+        data = json.loads(payload)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError; a deeply nested payload recurses
+        return None
+    seq = data.get("seq") if isinstance(data, dict) else None
+    return seq if isinstance(seq, int) and not isinstance(seq, bool) and 1 <= seq < 2**63 else None
 
 
 def attribute(a: Annotation) -> Annotation:

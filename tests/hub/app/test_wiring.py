@@ -80,3 +80,16 @@ def test_create_app_takes_services_or_settings_and_parts(tmp_path: Path) -> None
         assert wrapped.store is services.store and wrapped.clock() == 5.0 and wrapped.registry is None
     finally:
         services.close()
+
+
+def test_each_hub_process_has_its_own_command_publisher_client_id(tmp_path: Path) -> None:
+    """`hub serve` and `hub ingest` workers beside it: one shared MQTT client id made the broker close one publisher
+    each time another connected, so assignments waited ("not sent yet") while the processes took turns."""
+    ids = []
+    for worker in ("hub-ingest", "worker-1", "worker-2"):
+        service = HubService(HubSettings(dev_mode=True, data_dir=tmp_path, ingest_client_id=worker))
+        try:
+            ids.append(service.commands.client._client_id.decode())
+        finally:
+            service.services.close()
+    assert len(set(ids)) == 3 and ids[1] == "worker-1-commands"

@@ -95,3 +95,16 @@ def test_a_batch_is_acknowledged_in_order_after_commit_and_rejections_become_dea
     assert sorted(d.reason for d in commits[0].letters) == ["bad_json", "too_big"]
     assert [len(r) for r, _ in store.batches] == [2, 0]  # the rejected record dead-lettered in a second write
     assert store.batches[1][1][0].device_id == "dev-1" and len(commits[0].lags) == 1
+
+
+def test_dead_lettered_messages_are_acknowledged_by_seq_so_the_device_stops_resending_them() -> None:
+    """A message the hub refused was received and recorded as a dead letter: its seq is acknowledged like a stored
+    one's, or the device would keep it and resend it forever. A retained one is not (the broker replays it)."""
+    skewed = encode(anomaly("dev-1", ts=NOW + 86_400, seq=3))
+    unknown_field = encode(anomaly("dev-1", seq=2))[:-1] + b', "bogus": 1}'
+    deliveries = [delivery(1, encode(anomaly("dev-1", seq=1))), delivery(2, unknown_field), delivery(3, skewed),
+                  delivery(4, b"{"), delivery(5, encode(anomaly("dev-1", seq=4)), retained=True)]
+    commits, acked, _ = run(Store(), deliveries)
+    assert acked == [1, 2, 3, 4, 5]
+    assert sorted(d.reason for d in commits[0].letters) == ["bad_json", "clock_skew", "retained", "schema"]
+    assert commits[0].sequences == {"dev-1": [1, 2, 3]}
