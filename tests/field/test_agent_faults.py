@@ -186,7 +186,10 @@ def test_a_corrupt_page_stops_the_agent_with_the_recovery_command(field_fleet: F
     conn = sqlite3.connect(db)
     root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'predictions'").fetchone()[0]
     page_size = conn.execute("PRAGMA page_size").fetchone()[0]
-    state = conn.execute("SELECT key, value FROM state ORDER BY key").fetchall()
+    model_state = "SELECT key, value FROM state WHERE key LIKE 'model.%' ORDER BY key"
+    state = conn.execute(model_state).fetchall()
+    assert state, "no model pointer to carry over"
+    seq_before = int(conn.execute("SELECT value FROM state WHERE key = 'outbox.next_seq'").fetchone()[0])
     conn.close()
     with db.open("r+b") as f:  # garbage over the predictions table's root page
         f.seek((root - 1) * page_size)
@@ -202,7 +205,9 @@ def test_a_corrupt_page_stops_the_agent_with_the_recovery_command(field_fleet: F
     assert fleet.agents[device].poll() is None
     assert fleet.stop_agent(device) == 0
     conn = sqlite3.connect(db)
-    assert conn.execute("SELECT key, value FROM state ORDER BY key").fetchall() == state  # the model pointer
+    assert conn.execute(model_state).fetchall() == state  # the model pointer
+    # the sequence numbers carried over too: they went on from where the damaged database stopped (never back to 1)
+    assert int(conn.execute("SELECT value FROM state WHERE key = 'outbox.next_seq'").fetchone()[0]) >= seq_before
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     conn.close()
 
