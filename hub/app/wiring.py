@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from hub.app.health import HealthProbes
 from hub.app.metrics import HubMetrics
 from hub.app.settings import HubSettings
 from hub.store.ports import HubStore
@@ -57,6 +58,7 @@ class Services:
     traces: TraceRequester | None = None
     rollouts: RolloutService | None = None
     training: TrainingService | None = None
+    health: HealthProbes = field(default_factory=HealthProbes)  # MQTT clients and jobs register when they run
 
     @property
     def labels(self) -> LabelSettings:
