@@ -20,7 +20,9 @@ codes in `hub.app.cli` (any `FleetloopError`: exit 1 with its message, unless th
     │   └── UnknownLabelSetError    the requested label set does not exist (HTTP 404)
     └── RolloutError                an invalid plan or transition, or a malformed record (HTTP 409; 422 for limits)
         ├── RolloutNotFound         no rollout with that id (HTTP 404)
-        └── RolloutConflict         the rollout changed, or another started, meanwhile (HTTP 409)
+        ├── RolloutConflict         the rollout changed, or another started, meanwhile (HTTP 409)
+        └── ArtifactUnreachable     the hub cannot fetch the candidate's artifact URL itself: devices could not
+                                    either; the rollout is refused before anything is assigned (HTTP 409)
 
 The hub's own classes are defined here; `hub.training.errors`, `hub.rollout.errors`, `hub.registry.service`
 and `hub.drift.sketch` re-export theirs. The model-building errors stay in `models.errors` (a package below
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
     from hub.training.triggers import TriggerDecision
 
 __all__ = [
+    "ArtifactUnreachable",
     "RegistryError",
     "RetrainBlockedError",
     "RetrainError",
@@ -91,3 +94,7 @@ class RolloutNotFound(RolloutError):
 
 class RolloutConflict(RolloutError):
     """Another rollout is running, or this one changed meanwhile (HTTP 409)."""
+
+
+class ArtifactUnreachable(RolloutError):
+    """The artifact URL devices would be given does not answer from the hub (wrong ``artifact_base_url``)."""

@@ -77,7 +77,7 @@ class HubService:
 
     def __init__(self, settings: HubSettings, store: HubStore | None = None) -> None:
         self.settings = settings
-        self.services = services = build_services(settings, store=store)
+        self.services = services = build_services(settings, store=store, check_artifacts=True)
         assert services.commands is not None and services.traces is not None and services.key is not None
         assert services.registry is not None and services.drift is not None
         assert services.rollouts is not None and services.training is not None

@@ -1,4 +1,4 @@
-"""``/health`` tells the truth about the broker (issue 11, item 8): before, it said ok while the hub could not reach it."""
+"""``/health`` tells the truth about the broker (issue 11, item 8): it said ok while the hub could not reach it."""
 
 from __future__ import annotations
 
