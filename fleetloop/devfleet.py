@@ -25,7 +25,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,7 +50,7 @@ def fleetloop(*args: str) -> list[str]:
 
 def new_tokens() -> dict[str, str]:
     """One random API token per role (role → token)."""
-    return {role: secrets.token_urlsafe(24) for role in ROLES}
+    return {role: secrets.token_hex(20) for role in ROLES}  # hex: never starts with "-" on a command line
 
 
 def stop_process(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = STOP_TIMEOUT_S) -> int:
@@ -220,7 +220,7 @@ class DevFleet:
         self.stop_agent(device)
         return self.start_agent(device, **{**self.overrides.get(device, {}), **changes})
 
-    def set_drifts(self, device: str, drifts: list[Mapping[str, Any]]) -> subprocess.Popen[bytes]:
+    def set_drifts(self, device: str, drifts: Sequence[Mapping[str, Any]]) -> subprocess.Popen[bytes]:
         """Restart `device`'s simulated machine with `drifts` (`sim.drift` dicts; [] clears them)."""
         current = self.agent_config(device, **self.overrides.get(device, {}))["source"]
         return self.restart_agent(device, source={**current, "drifts": [dict(d) for d in drifts]})
