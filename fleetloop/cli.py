@@ -25,6 +25,7 @@ GROUPS: dict[str, tuple[str, str, str]] = {
     "sim": ("fleetloop.simcli", "agent", "run a simulated sensor fleet against a broker"),
     "broker": ("fleetloop.devbroker.cli", "agent", "run a local development mosquitto with the project's config"),
     "provision": ("fleetloop.provision", "agent", "broker credentials and device slots for docker compose"),
+    "dev": ("fleetloop.devup", "hub", "a production-like fleet on this machine to operate by hand, until Ctrl-C"),
     "demo": ("fleetloop.demo", "hub", "the whole loop on a simulated fleet: drift, labels, retrain, gate, rollout"),
     "eval": ("fleetloop.evaluation.cli", "hub", "measure the loop on public data (cmapss: NASA C-MAPSS replay)"),
 }

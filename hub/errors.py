@@ -21,7 +21,9 @@ codes in `hub.app.cli` (exit 1 refused by the hub, 2 usage or settings or an unr
     │   └── UnknownLabelSetError    the requested label set does not exist (HTTP 404)
     ├── RolloutError                an invalid plan or transition, or a malformed record (HTTP 409; 422 for limits)
     │   ├── RolloutNotFound         no rollout with that id (HTTP 404)
-    │   └── RolloutConflict         the rollout changed, or another started, meanwhile (HTTP 409)
+    │   ├── RolloutConflict         the rollout changed, or another started, meanwhile (HTTP 409)
+    │   └── ArtifactUnreachable     the hub cannot fetch the candidate's artifact URL itself: devices could not
+    │                               either; the rollout is refused before anything is assigned (HTTP 409)
     └── HubClientError              the operator CLI's call to the hub API did not succeed (`hub.app.client`)
         ├── HubUnreachableError     nothing answers at the hub URL (CLI exit 2)
         ├── HubRefusedError         the hub answered 4xx: bad token, role, state or input (CLI exit 1)
@@ -42,6 +44,7 @@ if TYPE_CHECKING:
     from hub.training.triggers import TriggerDecision
 
 __all__ = [
+    "ArtifactUnreachable",
     "DriftReferenceError",
     "HubClientError",
     "HubRefusedError",
@@ -133,3 +136,7 @@ class HubServerError(HubClientError):
     """The hub answered 5xx, or something that is not JSON."""
 
     exit_code = 3
+
+
+class ArtifactUnreachable(RolloutError):
+    """The artifact URL devices would be given does not answer from the hub (wrong ``artifact_base_url``)."""

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 
 from hub.api.limits import BodyLimitMiddleware, validation_error_handler
 from hub.api.routes import ROUTERS
@@ -38,6 +39,7 @@ everyone reads devices, traces and drift.
 Send `Authorization: Bearer <token>`; a token's role (viewer, technician, operator) decides what it may do.
 `/metrics` and `/health` need no token.
 """
+DOCS_ASSETS_URL = "/docs-assets"  # Swagger UI and ReDoc scripts, served by the hub itself
 
 
 def create_app(
@@ -77,7 +79,8 @@ def create_app(
             "!!! hub API in dev mode WITHOUT API TOKENS: every request is treated as an operator. "
             "Never expose this to a network; set FLEETLOOP_HUB_TOKENS to require tokens. !!!"
         )
-    app = FastAPI(title="fleetloop hub", version="1", description=DESCRIPTION)
+    # Swagger UI and ReDoc from the fastapi-offline package, not a CDN: the docs work on an air-gapped plant network
+    app = FastAPIOffline(title="fleetloop hub", version="1", description=DESCRIPTION, static_url=DOCS_ASSETS_URL)
     app.state.services = services
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api_max_body_bytes, tokens=settings.tokens)
     app.add_exception_handler(RequestValidationError, validation_error_handler)

@@ -6,7 +6,7 @@ and drift jobs and the API, which serves `render()` at ``/metrics``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -87,9 +87,17 @@ class HubMetrics:
             "fleetloop_hub_resend_requests", "Resend commands sent to devices for missing sequence numbers.",
             registry=r,
         )
+        self.mqtt_connected = Gauge(
+            "fleetloop_hub_mqtt_connected", "1 while the hub's MQTT client is connected to the broker, else 0, by "
+            "client (ingest: devices' messages in; commands: assignments and commands out).", ["client"], registry=r,
+        )
         self.hub_acks = Counter(
             "fleetloop_hub_acks_sent", "Acknowledgement commands sent to devices after a commit.", registry=r
         )
+
+    def watch_mqtt(self, client: str, connected: Callable[[], bool]) -> None:
+        """``fleetloop_hub_mqtt_connected{client=…}`` follows `connected()` at every scrape."""
+        self.mqtt_connected.labels(client=client).set_function(lambda: 1.0 if connected() else 0.0)
 
     def set_devices(self, known: int, online: int) -> None:
         self.devices_known.set(known)

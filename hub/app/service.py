@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from hub.app.health import JobState
 from hub.app.settings import HubSettings
 from hub.app.wiring import build_services, commands_client_id
 from hub.delivery.service import GapMonitor
@@ -38,9 +39,20 @@ class Periodic:
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self.runs = 0
         self.failures = 0
+        self.consecutive_failures = 0
+        self.started_at: float | None = None
+        self.last_run: float | None = None
+        self.last_success: float | None = None
+        self.last_error: str | None = None
 
     def start(self) -> None:
+        self.started_at = time.time()
         self._thread.start()
+
+    def state(self) -> JobState:
+        """Its runs, failures and last attempt, for ``/health``."""
+        return JobState(self.interval_s, self.started_at, self.runs, self.failures, self.consecutive_failures,
+                        self.last_run, self.last_success, self.last_error)
 
     def stop(self) -> None:
         self._stop.set()
@@ -48,11 +60,15 @@ class Periodic:
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):
+            now = self.last_run = time.time()
             try:
-                self.task(time.time())
+                self.task(now)
                 self.runs += 1
-            except Exception:  # a failed run is retried next interval
+                self.consecutive_failures, self.last_success, self.last_error = 0, now, None
+            except Exception as exc:  # a failed run is retried next interval
                 self.failures += 1
+                self.consecutive_failures += 1
+                self.last_error = repr(exc)[:500]
                 log.exception("%s failed", self.name)
 
 
@@ -61,7 +77,8 @@ class HubService:
 
     def __init__(self, settings: HubSettings, store: HubStore | None = None) -> None:
         self.settings = settings
-        self.services = services = build_services(settings, store=store, client_id=commands_client_id(settings))
+        self.services = services = build_services(settings, store=store, client_id=commands_client_id(settings),
+                                                   check_artifacts=True)
         assert services.commands is not None and services.traces is not None and services.key is not None
         assert services.registry is not None and services.drift is not None
         assert services.rollouts is not None and services.training is not None
@@ -84,6 +101,13 @@ class HubService:
             Periodic("rollouts", settings.rollout_tick_s, self.rollouts.tick),
             Periodic("retention", settings.retention.interval_s, self.prune),
         ]
+        health = services.health  # what /health judges beyond the store
+        health.add_connection("ingest", self.worker.session)
+        health.add_connection("commands", self.commands)
+        self.metrics.watch_mqtt("ingest", self.worker.session.connected.is_set)
+        self.metrics.watch_mqtt("commands", self.commands.connected.is_set)
+        for job in self.jobs:
+            health.add_job(job)
 
     def prune(self, now: float) -> Pruned:
         """Remove what the retention settings no longer keep (`hub.store.retention`)."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import socket
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,6 +31,7 @@ ROLES: tuple[Role, ...] = ("technician", "operator", "viewer")
 MIN_TOKEN_CHARS = 16
 BROKER_MAX_PACKET_BYTES = 1024 * 1024  # mosquitto/mosquitto.conf max_packet_size
 SHARE_GROUP_CONTEXT = b"fleetloop ingest share group v1"
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
 
 
 class DriftSettings(BaseModel):
@@ -112,8 +114,10 @@ class HubSettings(BaseSettings):
                                   "on first start only in dev_mode")
     drift: DriftSettings = Field(default_factory=DriftSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
-    artifact_base_url: str = Field(default="http://127.0.0.1:8000", description="the hub API URL devices can reach: "
-                                   "they fetch model artifacts from <url>/models/<version>/artifact")
+    artifact_base_url: str | None = Field(
+        default=None, description="the hub API URL devices can reach: they fetch model artifacts from "
+        "<url>/models/<version>/artifact. Default: http://<api_host>:<api_port> (the machine's name when the API "
+        "listens on all interfaces); the hub checks it answers before a rollout starts")
     rollout_tick_s: float = Field(default=30.0, gt=0, description="how often rollouts look at device evidence")
     rollout_limits: HealthLimitsSettings = Field(
         default_factory=HealthLimitsSettings, description="health limits of every rollout (a rollout may override "
@@ -145,6 +149,18 @@ class HubSettings(BaseSettings):
     def store(self) -> str:
         """The store URL in effect."""
         return self.store_url or f"sqlite:///{self.data_dir / 'hub.db'}"
+
+    @property
+    def artifact_base(self) -> str:
+        """The artifact base URL in effect: `artifact_base_url`, else the URL this hub's API is served on."""
+        if self.artifact_base_url:
+            return self.artifact_base_url.rstrip("/")
+        host = self.api_host
+        if host in WILDCARD_HOSTS:  # listening everywhere: devices reach it by the machine's name
+            host = socket.getfqdn()
+        elif ":" in host:  # an IPv6 literal
+            host = f"[{host}]"
+        return f"http://{host}:{self.api_port}"
 
     @property
     def password(self) -> str | None:

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from hub.app.health import HealthProbes
 from hub.app.metrics import HubMetrics
 from hub.app.settings import HubSettings
 from hub.store.ports import HubStore
@@ -67,6 +68,7 @@ class Services:
     traces: TraceRequester | None = None
     rollouts: RolloutService | None = None
     training: TrainingService | None = None
+    health: HealthProbes = field(default_factory=HealthProbes)  # MQTT clients and jobs register when they run
 
     @property
     def labels(self) -> LabelSettings:
@@ -96,8 +98,8 @@ class OfflinePublisher:
 
 
 def artifact_url(settings: HubSettings, version: str) -> str:
-    """The URL of `version`'s artifact under `settings.artifact_base_url`."""
-    return f"{settings.artifact_base_url.rstrip('/')}/models/{version}/artifact"
+    """The URL of `version`'s artifact under `settings.artifact_base` (set, or derived from the API's address)."""
+    return f"{settings.artifact_base}/models/{version}/artifact"
 
 
 def load_key(settings: HubSettings) -> SigningKey:
@@ -119,11 +121,13 @@ def build_services(
     mqtt: bool = True,
     training: bool = True,
     client_id: str = COMMANDS_CLIENT_ID,
+    check_artifacts: bool = False,
 ) -> Services:
     """Every service of the hub over one store (opened from `settings.store` unless given), built once.
 
     `key` replaces the key file (tests sign with a generated key); `client_id` names the command publisher's
-    MQTT client (a CLI process beside a running hub needs its own).
+    MQTT client (a CLI process beside a running hub needs its own). `check_artifacts` (the serving hub): a rollout
+    starts only if the hub itself can fetch the candidate's artifact URL (`hub.app.artifacts`).
     """
     from hub.drift.service import DriftService
     from hub.registry.references import ReferenceLibrary
@@ -142,6 +146,7 @@ def build_services(
         traces = TraceRequester(store, settings.labels, commands.send)
     reg = rollouts = trainer = None
     if registry:
+        from hub.app.artifacts import check_artifact
         from hub.registry.service import Registry
         from hub.rollout.service import RolloutService
 
@@ -156,6 +161,8 @@ def build_services(
         rollouts = RolloutService(
             store, reg, publisher,
             artifact_url=lambda version: artifact_url(settings, version), clock=clock,
+            check_artifact=(lambda version: check_artifact(version, artifact_url(settings, version)))
+            if check_artifacts else None,
             limits=settings.rollout_limits.to_limits(),
             # a drift verdict on the incumbent counts while its window could still overlap the rollout's start
             drift_max_age_s=settings.drift.window_s + settings.drift.interval_s,

@@ -10,6 +10,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
+from hub.app.health import ConnectionState
 from hub.app.settings import HubSettings
 from hub.labels.service import LabelSettings, missing_traces
 from hub.store import HubStore
@@ -33,6 +34,8 @@ class CommandPublisher:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         self.connected = threading.Event()
+        self._changed_at: float | None = None  # when the connection last came up or went down (for /health)
+        self._last_error: str | None = None
         self._lock = threading.Lock()
         self._unacked: list[mqtt.MQTTMessageInfo] = []
         self.client = client
@@ -49,11 +52,19 @@ class CommandPublisher:
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         if reason.is_failure:
             log.error("broker refused the command publisher: %s", reason)
+            self._last_error = f"refused: {reason}"
         else:
+            self._changed_at = time.time()
             self.connected.set()
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if self.connected.is_set():
+            self._changed_at, self._last_error = time.time(), f"disconnected: {reason}"
         self.connected.clear()
+
+    def connection_state(self) -> ConnectionState:
+        """Connected or not, since when, and why it last failed (``/health``)."""
+        return ConnectionState(self.connected.is_set(), self._changed_at, self._last_error)
 
     def stop(self) -> None:
         close_client(self.client)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -25,6 +26,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from hub.app.health import ConnectionState
 from infra.mqtt import build_client, close_client
 from shared.errors import TopicError
 from shared.topics import Kind, Topics
@@ -101,6 +103,8 @@ class IngestSession:
         self._suback_mids: set[int] = set()
         self._ack_lock = threading.Lock()  # generation changes and PUBACKs never interleave
         self._generation = 0
+        self._changed_at: float | None = None  # when the connection last came up or went down (for /health)
+        self._last_error: str | None = None
         client = build_client(client_id, username=username, password=password, tls_ca=tls_ca, manual_ack=True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
@@ -120,6 +124,10 @@ class IngestSession:
     def unsubscribe(self) -> None:
         """Stop taking new messages (those already routed to the session keep arriving for a while)."""
         self.client.unsubscribe(self.filters())
+
+    def connection_state(self) -> ConnectionState:
+        """Connected or not, since when, and why it last failed (``/health``)."""
+        return ConnectionState(self.connected.is_set(), self._changed_at, self._last_error)
 
     def close(self, *, end_session: bool) -> None:
         """Disconnect; `end_session` (everything acknowledged) lets the other workers take the whole load."""
@@ -157,9 +165,11 @@ class IngestSession:
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         if reason.is_failure:
             log.error("broker %s:%d refused ingest worker %s: %s", self.host, self.port, self.client_id, reason)
+            self._last_error = f"refused: {reason}"
             return
         with self._ack_lock:
             self._generation += 1
+        self._changed_at = time.time()
         self.connected.set()
         log.info("ingest worker %s connected to %s:%d (session present: %s)", self.client_id, self.host, self.port,
                  flags.session_present)
@@ -186,6 +196,8 @@ class IngestSession:
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         with self._ack_lock:
             self._generation += 1  # PUBACKs for messages of the lost connection must not go out on the next
+        if self.connected.is_set():
+            self._changed_at, self._last_error = time.time(), f"disconnected: {reason}"
         self.connected.clear()
         self.subscribed.clear()
         if not self.stopping.is_set():

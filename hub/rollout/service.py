@@ -92,6 +92,7 @@ class RolloutService:
     `artifact_url(version)` is where devices fetch a version (the API's ``/models/{version}/artifact`` or a
     ``file://`` directory); `policies` and `limits` are the defaults of every plan (a start may override them).
     `drift_max_age_s`: how old a drift verdict on the incumbent may be at the rollout's start to count.
+    `check_artifact(version)`, when given, refuses a start whose artifact URL does not answer (ArtifactUnreachable).
     """
 
     def __init__(
@@ -109,11 +110,13 @@ class RolloutService:
         resync_s: float | None = 600.0,
         drift_max_age_s: float = 2 * 24 * 3600.0,
         assign_ttl_s: float = 24 * 3600.0,
+        check_artifact: Callable[[str], None] | None = None,
     ) -> None:
         self.store = store
         self.registry = registry
         self.publisher = publisher
         self.artifact_url = artifact_url
+        self.check_artifact = check_artifact  # raises ArtifactUnreachable when devices could not fetch a version
         self.clock = clock
         self.policies = dict(policies or {})
         self.limits = limits or HealthLimits()
@@ -175,6 +178,8 @@ class RolloutService:
                 raise RolloutConflict(f"rollout {running.id} of {running.plan.candidate} is running: "
                                       "finish, roll back or abort it first")
             self.registry.assignment(candidate, mode="active", url=self.artifact_url(candidate))  # ModelError if bad
+            if self.check_artifact is not None:
+                self.check_artifact(candidate)  # before anything is assigned: a wrong URL is not the model's fault
             known = {d.device_id: d.cohort for d in self.store.devices()}
             cohorts = known if devices is None else {d: known.get(d) for d in devices}
             now = self.clock()
