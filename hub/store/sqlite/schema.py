@@ -294,6 +294,7 @@ def m006_assign_counters(db: Database) -> None:
     db.execute("CREATE TABLE assign_counters (device_id TEXT PRIMARY KEY, counter INTEGER NOT NULL)")
 
 
+@migrations()
 def m007_device_sequences(db: Database) -> None:
     # Per-device sequence numbers (shared.messages.Message.seq): the highest seen, and the holes below it. A
     # hole is reported as a `sequence_gap` once it outlives the grace period, and its seqs are asked for again.
