@@ -170,5 +170,5 @@ def _run(hub: Hub) -> None:
         assert {p.model_version for p in store.predictions(back_at[device] + 1, 1e12, device_ids=[device])} == {"v1"}
     assert (hub.registry.get("v2").status, hub.registry.active_version()) == ("rolled_back", "v1")
     actions = [(a.action, a.actor) for a in store.model_audit(version="v2")]
-    assert actions == [("registered", "hub:retrain"), ("rollout_start", "operator:ana"),
+    assert actions == [("registered", "hub:retrain"), ("gate", "hub:retrain"), ("rollout_start", "operator:ana"),
                        ("rollout_advance", "system"), ("rollout_rollback", "operator:bo")]
