@@ -292,6 +292,7 @@ class Story:
         out = nan_candidate(hub.registry.path(parent), self.workdir / NAN_VERSION, version=NAN_VERSION,
                             parent_version=parent)
         hub.registry.register(out, actor="story:faults", reason="passes on the hub, gives NaN on gateways")
+        hub.registry.skip_gate(NAN_VERSION, actor="story:faults", reason="made by hand to break on the gateways")
         canary = [sorted(self.devices)[-1]]
         started = self.operator.start_rollout(NAN_VERSION, reason="a model that breaks on the gateways' runtime",
                                               canary=canary, policies=stage_policies(self.profile))

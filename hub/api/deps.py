@@ -13,7 +13,8 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -29,6 +30,9 @@ from hub.store.ports import HubStore
 from hub.store.rows import TrainingJobRow
 from hub.training.triggers import TriggerOutcome
 
+if TYPE_CHECKING:
+    from hub.training.service.intake import Registered
+
 
 class TrainingControl(Protocol):
     """What the routes need of `hub.training.service.TrainingService` (not imported here: it brings
@@ -39,6 +43,9 @@ class TrainingControl(Protocol):
     def job(self, job_id: str) -> TrainingJobRow | None: ...
 
     def jobs(self, limit: int = 50) -> list[TrainingJobRow]: ...
+
+    def register_model(self, path: Path, *, actor: str, reason: str, skip_gate: bool = False,
+                       now: float | None = None) -> Registered: ...
 
 
 def get_services(request: Request) -> Services:

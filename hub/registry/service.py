@@ -4,7 +4,8 @@ Every version the hub ever makes is kept, rejected ones too. A version directory
 staging directory, signed (Ed25519 over the exact manifest bytes) and only then recorded, so a record
 always points at a complete, signed artifact. That signature says "made by this hub"; approval for the fleet
 is the signed assignment (`signed_assignment`), which the hub issues only for versions the gate (or an
-operator) did not reject: an agent serves nothing without one.
+operator) did not reject: an agent serves nothing without one. A rollout takes only a candidate whose gate
+passed or was skipped with a reason (`skip_gate`, audited): `hub.registry.approval`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from hub.errors import RegistryError
+from hub.registry.approval import UNAPPROVED, rollout_refusal, skipped_gate
 from hub.registry.signing import SigningKey
 from hub.store import ModelVersionRow, RegistryStore
 from shared.errors import ModelError
@@ -30,7 +32,6 @@ from shared.messages import Assign
 log = logging.getLogger(__name__)
 
 ARTIFACT_FILES = (MODEL_FILE, MANIFEST_FILE, SIGNATURE_FILE)
-UNAPPROVED = frozenset({"rejected"})  # never approved: not assigned, not served to devices
 
 
 class Registry:
@@ -113,6 +114,21 @@ class Registry:
         for other in sorted(old):
             self.transition(other, "retired", actor=actor, action=retire_action, reason=why, details=details)
         return sorted(old)
+
+    def skip_gate(self, version: str, *, actor: str, reason: str) -> ModelVersionRow:
+        """Clear a candidate for rollout without judging it: recorded as its gate decision and in its audit trail."""
+        if not actor or not reason.strip():
+            raise RegistryError("skipping the gate needs an actor and a reason")
+        row = self.get(version)
+        if row.status != "candidate":
+            raise RegistryError(f"{version} is {row.status}: only a candidate's gate can be skipped")
+        gate = skipped_gate(actor=actor, reason=reason, ts=self.clock(), incumbent=self.active_version())
+        log.warning("gate of %s skipped by %s: %s", version, actor, reason)
+        return self.transition(version, "candidate", actor=actor, action="gate_skipped", reason=reason, gate=gate)
+
+    def rollout_refusal(self, version: str) -> str | None:
+        """Why `version` may not be rolled out as a candidate (no passed or skipped gate…); None when it may."""
+        return rollout_refusal(self.get(version))
 
     def active_version(self) -> str | None:
         """The version the whole fleet should serve: the `active` one activated last (`activate`)."""

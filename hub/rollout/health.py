@@ -9,7 +9,9 @@ The anomaly-rate and score-distribution rules need a yardstick. It is the contro
 while the control is trusted; when it is not (`ControlTrust`: the incumbent drifted) and the plan carries
 the candidate's `Expectation`, the candidate is judged against its own reference instead, and shadow
 disagreement with the broken incumbent no longer holds the stage. The device failures (refusals, failed
-health checks, self-rollbacks, NaN scores, inference errors) do not depend on any yardstick.
+health checks, self-rollbacks, NaN scores, inference errors) do not depend on any yardstick. A refusal that
+is only a failed download counts as an infrastructure failure too (``infra_failures``): a rollback made of
+nothing else may be retried (`hub.rollout.revert`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from hub.drift.psi import psi
 from hub.rollout.errors import RolloutError
 from hub.rollout.evidence import ControlTrust, DeviceSummary, Evidence, Expectation, Scoring, Yardstick, pool
 from hub.rollout.plan import HealthLimits, StagePlan
+from hub.rollout.revert import fetch_failure
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,7 @@ def assess(
     failures: list[str] = []
     summaries: list[DeviceSummary] = []
     slow: list[float] = []
-    failed = loaded = ready = silent = 0
+    failed = loaded = ready = silent = unfetched = 0
     for device in stage.devices:
         ev = evidence.get(device)
         if ev is None:
@@ -71,6 +74,7 @@ def assess(
         problem = _device_failure(ev, cand, limits)
         if problem is not None:
             failed += 1
+            unfetched += _could_not_fetch(ev, cand)
             failures.append(f"{device}: {problem}")
         if cand.latency_p99_ms is not None and cand.latency_p99_ms > limits.latency_p99_ms:
             slow.append(cand.latency_p99_ms)
@@ -145,6 +149,7 @@ def assess(
         if rate > limits.max_disagreement and yardstick.basis == "control":
             holds.append(f"shadow disagreement {rate:.3f} over {limits.max_disagreement:g}")
 
+    numbers["failures"], numbers["infra_failures"] = len(failures), unfetched  # all infra: may be retried
     return Assessment(
         failures=tuple(failures),
         holds=tuple(holds),
@@ -168,6 +173,12 @@ def _device_failure(ev: Evidence, cand: Scoring, limits: HealthLimits) -> str | 
     if cand.inference_errors / max(cand.windows, 1) > limits.max_error_rate:
         return f"{cand.inference_errors} inference errors in {cand.windows} windows"
     return None
+
+
+def _could_not_fetch(ev: Evidence, cand: Scoring) -> bool:
+    """A device failure that is only a failed download of the candidate: infrastructure, not the model."""
+    return (ev.refused and fetch_failure(ev.detail) and not (ev.health_failed or ev.rolled_back)
+            and not cand.nan_scores and not cand.inference_errors)
 
 
 def _compare(

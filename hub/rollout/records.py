@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hub.rollout.plan import RolloutPlan, StageName
+from hub.rollout.revert import infra_failure
 from hub.rollout.state import Decision, RolloutState
 from hub.store.rows import RolloutRow
 
@@ -81,8 +82,12 @@ def registry_move(rollout: Rollout, decision: Decision) -> RegistryMove:
     if decision.yardstick is not None:
         details["yardstick"] = decision.yardstick.to_dict()
     reason = f"{last.reason}: {rollout.row.reason}" if last.action == "start" else last.reason
-    status = {"completed": "active", "rolled_back": "rolled_back", "aborted": "candidate"}.get(
+    # a rollback for failed downloads only says nothing about the model: it stays a candidate, to be retried
+    rolled_back = "candidate" if infra_failure(decision) else "rolled_back"
+    status = {"completed": "active", "rolled_back": rolled_back, "aborted": "candidate"}.get(
         state.status, STAGE_STATUS[state.stage])
+    if state.status == "rolled_back" and rolled_back == "candidate":
+        details["infrastructure_failure"] = True
     return RegistryMove(status, last.actor, f"rollout_{last.action}", reason, details)
 
 

@@ -3,7 +3,9 @@
 `RolloutService.start` plans a rollout over the device registry (cohorts), stores it and assigns the first
 stage; `tick(now)` builds each stage device's `Evidence` from the hub store (`hub.rollout.reports`), asks
 `next_step` and carries the decision out; `pause`, `resume`, `promote`, `rollback` and `abort` do the same for an
-operator. Carrying a decision out means, in this order: store the new state (guarded by a revision, with a hub
+operator; `revert` rolls the version the last completed rollout replaced out again, `retry` a candidate rolled
+back because devices could not fetch it (`hub.rollout.revert`). Carrying a decision out means, in this order:
+store the new state (guarded by a revision, with a hub
 event), move the registry status of the candidate (and retire the old active version on completion) with an
 audit row holding the decision's numbers (`hub.rollout.records`), then publish: a RETAINED `Assign` (QoS 1) per
 device, and for a rollback the ``cmd`` ``rollback`` to the devices known to serve the candidate, followed by the
@@ -34,6 +36,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Protocol
 
+from hub.registry.approval import revert_refusal, rollout_refusal
 from hub.registry.service import Registry, RegistryError
 from hub.rollout import (
     ControlTrust,
@@ -66,6 +69,7 @@ from hub.rollout.records import (
     settled_by,
 )
 from hub.rollout.reports import baseline, control_trust, expectation, stage_evidence
+from hub.rollout.revert import retry_refusal, revert_target
 from hub.rollout.stragglers import due, stragglers
 from hub.store import HubStore
 from hub.store.rows import RolloutRow
@@ -158,18 +162,22 @@ class RolloutService:
         devices: Iterable[str] | None = None,
         policies: Mapping[StageName, StagePolicy] | None = None,
         limits: HealthLimits | None = None,
+        revert: bool = False,
     ) -> Rollout:
         """Plan `candidate` over the registry's devices (or `devices`), store it and assign the first stage.
 
         The incumbent is the registry's active version. RolloutConflict when a rollout is running; RolloutError
-        when the candidate is not a ``candidate`` or the plan is invalid; RegistryError for an unknown version.
+        when the candidate is not a ``candidate`` whose gate passed or was skipped (`revert`: a retired version
+        active once, `revert_refusal`) or the plan is invalid; RegistryError for an unknown version.
         """
         if not actor or not reason:
             raise RolloutError("starting a rollout needs an actor and a reason")
         with self._lock:
             row = self.registry.get(candidate)
-            if row.status != "candidate":
-                raise RolloutError(f"{candidate} is {row.status}: only a candidate can be rolled out")
+            refusal = (revert_refusal(row, self.store.model_audit(version=candidate, limit=10_000)) if revert
+                       else rollout_refusal(row))
+            if refusal is not None:
+                raise RolloutError(refusal)
             incumbent = self.registry.active_version()
             if incumbent is None:
                 raise RolloutError("no active model version to roll out over: register one as active first")
@@ -202,6 +210,37 @@ class RolloutService:
             log.info("rollout %s of %s over %s started by %s: %s", rollout_id, candidate, incumbent, actor, reason)
             self._carry_out(rollout, decision)
             return rollout
+
+    def revert(self, *, actor: str, reason: str) -> Rollout:
+        """Return the fleet to the version the last completed rollout replaced: a new (staged, audited) rollout of
+        that retired version over the active one. RolloutError when there is none or it may not return."""
+        with self._lock:
+            target = revert_target(self.store.rollouts(limit=1000), self.registry.active_version())
+            if isinstance(target, str):
+                raise RolloutError(f"cannot revert: {target}")
+            version, replaced_by = target
+            log.warning("revert to %s (replaced by rollout %s) asked by %s: %s", version, replaced_by, actor, reason)
+            return self.start(version, actor=actor, reason=f"revert (undoing rollout {replaced_by}): {reason}",
+                              revert=True)
+
+    def retry(self, rollout_id: str, *, actor: str, reason: str) -> Rollout:
+        """Roll the candidate of a rollout rolled back for failed downloads only out again, with the same stages'
+        devices and policies; RolloutError when it was rolled back for another reason."""
+        with self._lock:
+            old = self.get(rollout_id)
+            refusal = retry_refusal(old.state, old.decision)
+            if refusal is not None:
+                raise RolloutError(refusal)
+            plan = old.plan
+            if self.registry.get(plan.candidate).status == "rolled_back":  # rolled back before retries existed
+                self.registry.transition(plan.candidate, "candidate", actor=actor, action="rollout_retry",
+                                         reason=f"retry of rollout {rollout_id}: {reason}")
+            stages = {s.name: s for s in plan.stages}
+            canary: float | list[str] = list(stages["canary"].devices) if "canary" in stages else 0.1
+            shadow: bool | list[str] = list(stages["shadow"].devices) if "shadow" in stages else False
+            return self.start(plan.candidate, actor=actor, reason=f"retry of rollout {rollout_id}: {reason}",
+                              canary=canary, shadow=shadow, policies={s.name: s.policy for s in plan.stages},
+                              limits=plan.limits)
 
     # -- the periodic step -------------------------------------------------------------------------------
     def tick(self, now: float | None = None) -> list[Decision]:

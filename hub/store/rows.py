@@ -281,8 +281,12 @@ class MissingTrace:
 
 # --- model registry -------------------------------------------------------------------------------
 
-ModelStatus = Literal["candidate", "rejected", "shadow", "canary", "active", "retired", "rolled_back"]
-MODEL_STATUSES: tuple[str, ...] = ("candidate", "rejected", "shadow", "canary", "active", "retired", "rolled_back")
+ModelStatus = Literal["candidate", "rejected", "insufficient_data", "shadow", "canary", "active", "retired",
+                      "rolled_back"]
+MODEL_STATUSES: tuple[str, ...] = ("candidate", "rejected", "insufficient_data", "shadow", "canary", "active",
+                                   "retired", "rolled_back")
+"""``rejected``: the gate (or an operator) found the version worse; ``insufficient_data``: the gate could not
+judge it (too little labelled data); neither is ever rolled out."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,7 @@ import numpy as np
 from hub.store.rows import LabelItemRow, PredictionRow
 from hub.training.errors import RetrainError
 from hub.training.settings import TrainingSettings
+from hub.training.split import SplitPlan
 from shared.features import WindowSpec
 from shared.manifest import ModelManifest
 from sim.dataset import simulate_windows, split_by_machine
@@ -205,6 +206,9 @@ class Datasets:
     sim_spec: SimSpec
     label_set_id: str
     counts: dict[str, int] = field(default_factory=dict)  # what was dropped or held out, for the record
+    labelled: EvalSet | None = None  # every field row (training and slice), for k-fold cross-evaluation
+    field_device_id: np.ndarray = field(default_factory=lambda: np.empty(0, str))  # of `training.field` rows
+    split: SplitPlan | None = None  # how the gate judges it (`hub.training.split`)
 
 
 def sim_spec(parent: ModelManifest, settings: TrainingSettings) -> SimSpec:
@@ -254,6 +258,7 @@ class Feedback:
     device_id: np.ndarray
     ts: np.ndarray
     dropped: dict[str, int]
+    window_s: np.ndarray = field(default_factory=lambda: np.empty(0))  # each row's window length (s)
 
 
 def feedback_rows(items: Sequence[LabelItemRow], predictions: Mapping[str, PredictionRow], n_features: int,
@@ -283,7 +288,8 @@ def feedback_rows(items: Sequence[LabelItemRow], predictions: Mapping[str, Predi
     )
     return Feedback(rows, np.array([p.device_id for _, p in kept], dtype=str),
                     np.array([p.ts for _, p in kept], dtype=np.float64),
-                    {"field_missing_prediction": missing, "field_wrong_feature_count": wrong_width})
+                    {"field_missing_prediction": missing, "field_wrong_feature_count": wrong_width},
+                    np.array([p.window_end - p.window_start for _, p in kept], dtype=np.float64))
 
 
 def _take(rows: SourceRows, mask: np.ndarray, **changes: np.ndarray) -> SourceRows:
@@ -345,7 +351,10 @@ def assemble_datasets(
                             f"positives={int(field_rows.y.sum())} eval_rows={len(evaluation)}")
     counts = {**feedback.dropped, "field_labels": len(rows), "field_train": len(field_rows), "eval": len(evaluation),
               "sim": len(sim)}
-    return Datasets(TrainingSet(sim, field_rows, tuple(descriptions)), evaluation, spec, label_set_id, counts)
+    labelled = EvalSet(X=rows.X, y=rows.y, cohort=rows.cohort, trace_id=rows.trace_id, device_id=feedback.device_id,
+                       groups=keys)
+    return Datasets(TrainingSet(sim, field_rows, tuple(descriptions)), evaluation, spec, label_set_id, counts,
+                    labelled=labelled, field_device_id=feedback.device_id[train])
 
 
 def cohort_counts(cohorts: np.ndarray, y: np.ndarray) -> Mapping[str, dict[str, int]]:

@@ -9,6 +9,7 @@ from a clock).
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -78,10 +79,16 @@ def gate_candidate(
     config: GateConfig,
     latency_runs: int,
     far_floor: FarFloor | None = None,
+    candidate_scores: np.ndarray | None = None,
+    split: Mapping[str, Any] | None = None,
 ) -> GateRun:
     """Score both artifacts on `evaluation`, time the candidate, and run the gate (`far_floor`: the
-    incumbent's false-alarm rate before its drift, `hub.training.far_floor`)."""
-    s_cand = score(candidate_onnx, evaluation.X)
+    incumbent's false-alarm rate before its drift, `hub.training.far_floor`).
+
+    `candidate_scores`: the candidate side's scores when they do not come from its artifact (out-of-fold
+    scores of a k-fold cross-evaluation, `hub.training.crossval`); `split`: how the rows were chosen, recorded.
+    """
+    s_cand = score(candidate_onnx, evaluation.X) if candidate_scores is None else candidate_scores
     s_inc = score(incumbent_onnx, evaluation.X)
     cohorts = evaluation.cohort if len(evaluation) else None
     thresholds = (candidate_threshold, incumbent_threshold)
@@ -112,6 +119,7 @@ def gate_candidate(
         "incumbent_cohorts": {k: asdict(v) for k, v in tables.incumbent.items()},
         "config": asdict(config),
         "far_floor": None if far_floor is None else asdict(far_floor),
+        "split": None if split is None else dict(split),
     }
     return GateRun(decision, _json_safe(record), s_cand, s_inc)
 

@@ -66,7 +66,8 @@ class TrainingSettings(BaseModel):
       the label set): field labels are scarcer and closer to what the fleet sees than the simulator;
     - a 30% evaluation slice, assigned per ``split_block_s`` (1 h) block of a device's traffic rather than
       per trace: overlapping windows of the same minutes would otherwise sit on both sides of the split
-      and flatter the candidate, which trained on their neighbours;
+      and flatter the candidate, which trained on their neighbours; a small or young fleet gets smaller
+      blocks (``split_target_blocks``), and k-fold by device when even then the slice cannot be judged;
     - the simulated base set replays the parent's simulator settings (`sim_*` here override them).
     """
 
@@ -83,6 +84,12 @@ class TrainingSettings(BaseModel):
     validation_fraction: float = Field(default=0.2, gt=0, lt=1, description="of training data, to pick the threshold")
     split_block_s: float = Field(default=3600.0, ge=0, allow_inf_nan=False,
                                  description="traces of one device within one block share a split; 0: per trace")
+    split_target_blocks: int = Field(default=200, ge=1, description="fewer device × time blocks than this in the "
+                                     "labelled traffic (a small or young fleet): the block shrinks to the observed "
+                                     "span × devices / this, not below the window length (hub.training.split)")
+    kfold_max_folds: int = Field(default=5, ge=0, le=50, description="when the frozen slice is too small to judge "
+                                 "but all labels are not, judge by k-fold by device with at most this many folds; "
+                                 "0 or 1: off")
     sim_n_machines: int | None = Field(default=None, ge=1)
     sim_steps: int | None = Field(default=None, ge=1)
     sim_horizon: int | None = Field(default=None, ge=0)

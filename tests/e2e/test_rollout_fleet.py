@@ -31,6 +31,7 @@ from hub.rollout.service import RolloutService
 from hub.store import open_store
 from hub.store.sqlite import SqliteHubStore
 from tests.fixtures.broker import HUB_USER
+from tests.hub.rollout.factories import passed_gate
 from tests.hub.rollout.test_service import variant
 
 pytestmark = pytest.mark.slow
@@ -95,6 +96,7 @@ def hub(tmp_path: Path, fresh_broker: DevBroker, initial_model_dir: Path) -> Ite
     registry = Registry(store, tmp_path / "registry", SigningKey.generate())
     registry.register(initial_model_dir, actor="operator:ana", reason="bootstrap", status="active")
     registry.register(variant(initial_model_dir, tmp_path / "v2", "v2"), actor="hub:retrain", reason="drift")
+    passed_gate(registry, "v2")
     password = fresh_broker.password(HUB_USER)
     worker = IngestWorker(host=fresh_broker.host, port=fresh_broker.port, username=HUB_USER, password=password,
                           store=store, share_group="e2e", client_id="e2e-ingest", batch_size=200)
@@ -168,5 +170,5 @@ def _run(hub: Hub) -> None:
         assert {p.model_version for p in store.predictions(back_at[device] + 1, 1e12, device_ids=[device])} == {"v1"}
     assert (hub.registry.get("v2").status, hub.registry.active_version()) == ("rolled_back", "v1")
     actions = [(a.action, a.actor) for a in store.model_audit(version="v2")]
-    assert actions == [("registered", "hub:retrain"), ("rollout_start", "operator:ana"),
+    assert actions == [("registered", "hub:retrain"), ("gate", "hub:retrain"), ("rollout_start", "operator:ana"),
                        ("rollout_advance", "system"), ("rollout_rollback", "operator:bo")]

@@ -5,17 +5,31 @@ the transport but the artifact itself: every version is signed by the hub's Ed25
 verifies the signature (against its pinned public key), the hub's signed assignment and the sha256 in it
 before loading it, so an artifact fetched from anywhere, tampered or swapped, is refused. Model files are not
 secret, but a version the gate (or an operator) rejected was never approved: its artifact is not served (404).
+
+``POST /models`` (operators) registers a version made elsewhere through the same gate as a retrain, or with
+an audited ``skip_gate``: a rollout takes no candidate without a passed or skipped gate decision.
 """
 
 from __future__ import annotations
 
+from pathlib import Path as FsPath
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 
-from hub.api.deps import AUTH_RESPONSES, Reader, RegistryDep, error
-from hub.api.schemas.models import VERSION_PATTERN, AuditPublic, ModelDetail, ModelPublic
+from hub.api.deps import AUTH_RESPONSES, Operator, Reader, RegistryDep, TrainingDep, error
+from hub.api.schemas.models import (
+    VERSION_PATTERN,
+    AuditPublic,
+    GateSummaryPublic,
+    ModelDetail,
+    ModelPublic,
+    ModelRegister,
+    ModelRegistered,
+)
+from hub.errors import RegistryError, RetrainError
 from hub.store.rows import ModelStatus
+from shared.errors import ModelError
 
 router = APIRouter(prefix="/models", tags=["models"])
 
@@ -31,6 +45,34 @@ def list_models(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[ModelPublic]:
     return [ModelPublic.from_row(r) for r in registry.store.model_versions(status=status_, limit=limit)]
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    summary="Register a version made elsewhere and gate it against the active version",
+    responses={**AUTH_RESPONSES, **error(409, "Already registered, or it cannot be gated (no active version, other "
+                                              "inputs than the active version's)"),
+               **error(400, "The body is not JSON, or the path is not a readable version directory (missing "
+                            "files, sha256 mismatch)"),
+               **error(503, "This hub runs without a model registry or training")},
+)
+def register_model(body: ModelRegister, principal: Operator, training: TrainingDep) -> ModelRegistered:
+    """Copies and signs the version directory `path` (on the hub host), then judges it on the frozen evaluation
+    slice against the active version, as a retrain's gate does: it becomes a ``candidate`` (pass), ``rejected``
+    (fail) or ``insufficient_data``. Only a passed gate, or one skipped with ``skip_gate`` and a reason (recorded
+    as its gate decision and in its audit trail), lets a rollout take it."""
+    actor = principal.role + (f":{body.actor}" if body.actor else "")
+    try:
+        registered = training.register_model(FsPath(body.path), actor=actor, reason=body.reason,
+                                             skip_gate=body.skip_gate)
+    except (RegistryError, RetrainError) as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
+    except (ModelError, OSError) as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=f"{body.path}: {exc}") from None
+    summary = registered.summary
+    return ModelRegistered(**ModelPublic.from_row(registered.row).model_dump(),
+                           gate=None if summary is None else GateSummaryPublic(**summary))
 
 
 @router.get("/{version}", summary="One version with its gate decision and audit trail",

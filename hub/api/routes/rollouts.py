@@ -1,6 +1,8 @@
 """``/rollouts``: start a staged rollout of a candidate (shadow → canary → fleet), watch it, steer it.
 
-Operators start, pause, resume, promote, roll back and abort; everyone with a token reads. Every change is
+Operators start, pause, resume, promote, roll back and abort; revert the fleet to the version the last completed
+rollout replaced; retry a rollout rolled back because devices could not fetch the candidate. Everyone with a
+token reads. Every change is
 recorded with who (``operator`` or ``operator:<actor>`` when the body names one), when and why, in the
 rollout's history, the registry's audit trail and the hub's events.
 """
@@ -91,6 +93,35 @@ def list_rollouts(
             responses={**error(404, "No such rollout"), **UNAVAILABLE})
 def get_rollout(rollout_id: RolloutId, _: Reader, rollouts: RolloutsDep) -> RolloutDetail:
     return RolloutDetail.from_rollout(_translate(lambda: rollouts.get(rollout_id)))
+
+
+@router.post(
+    "/revert",
+    status_code=status.HTTP_201_CREATED,
+    summary="Return the fleet to the version the last completed rollout replaced",
+    responses={**UNPARSABLE, **error(409, "Nothing to revert to (no completed rollout, one running, or the "
+                                          "previous version may not return)"), **UNAVAILABLE},
+)
+def revert_rollout(body: ActionBody, principal: Operator, rollouts: RolloutsDep) -> RolloutDetail:
+    """A new staged rollout of the previous active version (retired when the last rollout completed) over the
+    current one, audited on both versions; judged like any rollout, so it can itself be rolled back."""
+    return RolloutDetail.from_rollout(_translate(lambda: rollouts.revert(actor=_actor(principal, body),
+                                                                         reason=body.reason)))
+
+
+@router.post(
+    "/{rollout_id}/retry",
+    status_code=status.HTTP_201_CREATED,
+    summary="Roll a candidate out again after devices could not fetch it",
+    responses={**UNPARSABLE, **error(404, "No such rollout"),
+               **error(409, "The rollout was not rolled back for an infrastructure failure (fetch errors only)"),
+               **UNAVAILABLE},
+)
+def retry_rollout(rollout_id: RolloutId, body: ActionBody, principal: Operator, rollouts: RolloutsDep) -> RolloutDetail:
+    """A new rollout of the same candidate with the same stages' devices and policies, allowed only when the
+    machine rolled the old one back because devices could not download the artifact (not for its health)."""
+    return RolloutDetail.from_rollout(_translate(lambda: rollouts.retry(rollout_id, actor=_actor(principal, body),
+                                                                        reason=body.reason)))
 
 
 @router.post(

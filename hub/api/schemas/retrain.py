@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from hub.api.schemas.base import Public
+from hub.api.schemas.models import GateSummaryPublic
 from hub.store.rows import TrainingJobRow
 
 
@@ -55,18 +56,22 @@ class TrainingJobPublic(Public):
     label_set_id: str | None
     result_version: str | None
     gate_verdict: str | None = Field(description="pass, fail or insufficient_data; the version is a "
-                                     "candidate only on pass, otherwise rejected")
+                                     "candidate on pass, rejected on fail, insufficient_data otherwise")
     error: str | None
     created_ts: float
     started_ts: float | None
     finished_ts: float | None
     details: dict[str, Any]
+    summary: GateSummaryPublic | None = Field(default=None, description="the gate's decision in short: verdict, "
+                                              "the version's status, the deciding checks, numbers, the split")
 
     @classmethod
     def from_row(cls, row: TrainingJobRow) -> TrainingJobPublic:
+        summary = row.details.get("gate_summary")
         return cls(
             id=row.id, status=row.status, stage=row.stage, progress=row.progress, trigger=row.trigger,
             trigger_id=row.trigger_id, actor=row.actor, reason=row.reason, label_set_id=row.label_set_id,
             result_version=row.result_version, gate_verdict=row.gate_verdict, error=row.error,
             created_ts=row.created_ts, started_ts=row.started_ts, finished_ts=row.finished_ts, details=row.details,
+            summary=None if not summary else GateSummaryPublic(**summary),
         )

@@ -3,9 +3,11 @@
 - `training`: `TrainingService`, what the API, CLI and periodic job call (triggers in, jobs out).
 - `retrain`: `Retrainer.run(job)`: fit, threshold, ONNX, parity, manifest, register, gate.
 - `worker`: `TrainingWorker`, one job at a time in a thread, progress in the store; `execute_job`.
-- `loading`: the store reads of a retrain: `build_datasets`, `far_before_drift`.
+- `loading`: the store reads of a retrain: `build_datasets`, `far_before_drift`, `frozen_slice`.
+- `intake`: `register_model`, a version made elsewhere registered and gated (or its gate skipped, audited).
 """
 
+from hub.training.service.intake import Registered, register_model
 from hub.training.service.loading import (
     build_datasets,
     drift_onset,
@@ -23,6 +25,7 @@ __all__ = [
     "STAGES",
     "JobRunner",
     "LabelTransform",
+    "Registered",
     "RetrainResult",
     "Retrainer",
     "TrainingService",
@@ -33,4 +36,5 @@ __all__ = [
     "far_before_drift",
     "freeze_eval_split",
     "load_feedback",
+    "register_model",
 ]

@@ -5,7 +5,9 @@ chosen on a validation split of that data, converted to ONNX and held to parity 
 frozen evaluation slice (a failure stops the job: nothing is registered). It is then written, signed and
 registered as a ``candidate``, scored beside the incumbent on the same slice, and the gate's decision is
 recorded with every number: a passing model stays ``candidate`` (eligible for rollout), a failing one
-becomes ``rejected`` and is never deployed. Same inputs and seed give the same ONNX bytes.
+becomes ``rejected`` and is never deployed, one the slice cannot judge becomes ``insufficient_data`` (not
+deployed either, but not found worse). How the gate's rows were chosen (`hub.training.split`) goes with it.
+Same inputs and seed give the same ONNX bytes.
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ from typing import Any
 
 import numpy as np
 
+from hub.gate.summary import gate_summary
 from hub.labels.service import LabelSettings, validate_and_save
 from hub.registry.service import Registry
 from hub.store.ports import HubStore
 from hub.store.rows import TrainingJobRow
+from hub.training.crossval import out_of_fold_scores
 from hub.training.dataset import Datasets
 from hub.training.errors import RetrainError
 from hub.training.evaluate import GateRun, gate_candidate, score
@@ -56,6 +60,9 @@ STAGES: tuple[tuple[str, float], ...] = (
     ("register", 0.75), ("gate", 0.8), ("done", 1.0),
 )
 _PROGRESS = dict(STAGES)
+VERDICT_STATUS = {"pass": "candidate", "fail": "rejected", "insufficient_data": "insufficient_data"}
+"""The candidate's registry status after each gate verdict: only a pass can be rolled out; a slice too small to
+judge is ``insufficient_data``, its own status, never ``rejected`` (which says the gate found it worse)."""
 
 
 def _quiet(stage: str, progress: float) -> None:
@@ -76,14 +83,17 @@ class RetrainResult:
     gate: dict[str, Any]
     counts: dict[str, int]
     timings: dict[str, float] = field(default_factory=dict)
+    status: str = "candidate"  # the version's registry status after the gate (`VERDICT_STATUS`)
 
     def summary(self) -> dict[str, Any]:
-        """JSON-safe: what the job row keeps (the full gate record is on the registry version)."""
+        """JSON-safe: what the job row keeps (the full gate record is on the registry version); its
+        ``gate_summary`` is the short form a person reads (`hub.gate.summary`)."""
         c, i = self.gate.get("candidate", {}), self.gate.get("incumbent", {})
         keys = ("recall", "false_alarm_rate", "precision", "f1", "n_pos", "n_neg")
         return {
             "version": self.version, "incumbent": self.incumbent, "label_set_id": self.label_set_id,
-            "passed": self.passed, "verdict": self.verdict, "reasons": list(self.reasons),
+            "passed": self.passed, "verdict": self.verdict, "reasons": list(self.reasons), "status": self.status,
+            "gate_summary": gate_summary(self.gate, status=self.status), "split": self.gate.get("split"),
             "candidate": {k: c.get(k) for k in keys}, "incumbent_metrics": {k: i.get(k) for k in keys},
             "latency_p99_ms": self.gate.get("latency_p99_ms"), "onnx_sha256": self.manifest.onnx_sha256,
             "counts": self.counts, "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
@@ -167,16 +177,18 @@ class Retrainer:
 
         timer.stage("gate")
         try:
-            gate = self._gate(data, manifest, onnx_bytes, incumbent, parity, label_set_id)
+            gate = self._gate(data, manifest, onnx_bytes, incumbent, parity, label_set_id, y, fit)
         except Exception as exc:  # a registered candidate is never left un-gated
             self.registry.transition(manifest.version, "rejected", actor=self.actor, action="gate",
                                      reason=f"the gate could not run: {exc}", details={"job_id": job.id})
             raise
         d = gate.decision
-        status = "candidate" if d.passed else "rejected"
+        status = VERDICT_STATUS[d.verdict]
         reason = (f"gate passed against {incumbent}: recall {d.candidate.recall:.3f} vs {d.incumbent.recall:.3f}, "
                   f"false alarms {d.candidate.false_alarm_rate:.3f} vs {d.incumbent.false_alarm_rate:.3f}"
                   if d.passed else f"gate {d.verdict} against {incumbent}: " + "; ".join(d.reasons))
+        if data.split is not None:
+            reason += f" ({data.split.method}: {data.split.reason})"
         self.registry.transition(manifest.version, status, actor=self.actor, action="gate", reason=reason,
                                  gate=gate.record, details={"job_id": job.id, "trigger_id": job.trigger_id})
         timer.stage("done")
@@ -184,7 +196,7 @@ class Retrainer:
         return RetrainResult(
             version=manifest.version, incumbent=incumbent, label_set_id=label_set_id, passed=d.passed,
             verdict=d.verdict, reasons=d.reasons, manifest=manifest, gate=gate.record, counts=data.counts,
-            timings=timer.timings,
+            timings=timer.timings, status=status,
         )
 
     def _validate_labels(self, job: TrainingJobRow, now: float) -> str:
@@ -218,7 +230,9 @@ class Retrainer:
             "n_machines": spec.n_machines, "steps": spec.steps, "sim_seed": spec.seed,
             "feedback_weight": s.feedback_weight, "sim_weight": s.sim_weight, "balance_cohorts": str(s.balance_cohorts),
             "eval_fraction": s.eval_fraction, "validation_fraction": s.validation_fraction,
-            "split_block_s": s.split_block_s, "n_fit": int(fit.sum()), "n_validation": int(ts.validation.sum()),
+            "split_block_s": s.split_block_s, "split_method": None if data.split is None else data.split.method,
+            "split_block_used_s": None if data.split is None else data.split.block.block_s,
+            "n_fit": int(fit.sum()), "n_validation": int(ts.validation.sum()),
             "n_eval": len(evaluation), "n_sim": len(ts.sim), "n_field": len(ts.field), "metrics_on": on,
             "reference_from": ref_from, "label_transform": "none" if self.label_transform is None else "custom",
             "job_id": job.id,
@@ -234,15 +248,24 @@ class Retrainer:
         )
 
     def _gate(self, data: Datasets, manifest: ModelManifest, onnx_bytes: bytes, incumbent: str,
-              parity: ParityReport, label_set_id: str) -> GateRun:
+              parity: ParityReport, label_set_id: str, y: np.ndarray, fit: np.ndarray) -> GateRun:
+        """On the frozen slice, or (`hub.training.split`) by k-fold by device on every labelled row."""
         inc_manifest, inc_bytes = read_version(self.registry.path(incumbent))  # verifies its sha256
-        config = self.settings.gate.config()
+        s, config = self.settings, self.settings.gate.config()
         floor = far_before_drift(self.store, incumbent, label_set_id, min_negatives=config.min_negatives,
                                  min_cohort_negatives=config.min_cohort_negatives)
+        evaluation, scores = data.evaluation, None
+        if data.split is not None and data.split.method == "device_kfold" and data.labelled is not None:
+            evaluation = data.labelled
+            scores = out_of_fold_scores(
+                data, y, fit, folds=data.split.folds, score=positive_scores,  # type: ignore[arg-type]
+                fit=lambda X, y_, w: train_classifier(X, y_, seed=s.seed, sample_weight=w, family=s.family,
+                                                      params=s.params))
         return gate_candidate(
-            data.evaluation, candidate_onnx=onnx_bytes, candidate_threshold=manifest.threshold,
+            evaluation, candidate_onnx=onnx_bytes, candidate_threshold=manifest.threshold,
             incumbent_onnx=inc_bytes, incumbent_threshold=inc_manifest.threshold, incumbent_version=incumbent,
-            parity=parity, config=config, latency_runs=self.settings.latency_runs, far_floor=floor,
+            parity=parity, config=config, latency_runs=s.latency_runs, far_floor=floor, candidate_scores=scores,
+            split=None if data.split is None else data.split.to_dict(),
         )
 
 

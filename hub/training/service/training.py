@@ -20,6 +20,7 @@ from hub.registry.service import Registry
 from hub.store.ports import HubStore
 from hub.store.rows import DRIFT_EVENT, TrainingJobRow
 from hub.training.errors import RetrainBlockedError, TrainingBusyError, UnknownLabelSetError
+from hub.training.service.intake import Registered, register_model
 from hub.training.service.retrain import LabelTransform, Retrainer
 from hub.training.service.worker import TrainingWorker, execute_job
 from hub.training.settings import TrainingSettings
@@ -158,6 +159,13 @@ class TrainingService:
             drift_events=drift, drift_cursor=cursor, drift_scopes=tuple(sorted(set(scopes))),
             last_retrain_ts=None if judged is None else judged.created_ts, retry_at=retry_at,
         )
+
+    def register_model(self, path: Path, *, actor: str, reason: str, skip_gate: bool = False,
+                       now: float | None = None) -> Registered:
+        """Register a version made elsewhere and gate it against the active version (or skip the gate, audited):
+        `hub.training.service.intake`. What ``POST /models`` and the CLI call."""
+        return register_model(self.store, self.retrainer.registry, self.settings, path, actor=actor, reason=reason,
+                              skip_gate=skip_gate, now=self.clock() if now is None else now)
 
     # -- reads -------------------------------------------------------------------------------------
     def job(self, job_id: str) -> TrainingJobRow | None:

@@ -10,6 +10,7 @@ import pytest
 from hub.rollout import HealthLimits
 from hub.rollout.service import RolloutService
 from tests.hub.api.conftest import Hub, online
+from tests.hub.rollout.factories import passed_gate
 from tests.hub.rollout.test_service import variant
 
 DEVICES = [f"pump-{i}" for i in range(1, 6)]
@@ -22,6 +23,7 @@ def rollouts(hub: Hub, initial_model_dir: Path, tmp_path: Path) -> RolloutServic
     service.registry.register(initial_model_dir, actor="operator:ana", reason="bootstrap", status="active")
     service.registry.register(variant(initial_model_dir, tmp_path / "v2", "v2"), actor="hub:retrain",
                               reason="drift")
+    passed_gate(service.registry, "v2")
     hub.ingest(*(online(d) for d in DEVICES))
     return service
 

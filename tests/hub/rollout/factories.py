@@ -83,3 +83,10 @@ def evidence(
         out.pop(device)
     out.update(override or {})
     return out
+
+
+def passed_gate(registry: Any, version: str) -> None:
+    """Record a passed gate decision on a registered candidate, as a retrain's gate does (a rollout takes no
+    candidate without one: `hub.registry.approval`)."""
+    registry.transition(version, "candidate", actor="hub:retrain", action="gate", reason="gate passed against v1",
+                        gate={"verdict": "pass", "passed": True, "reasons": []})

@@ -35,6 +35,7 @@ from shared.manifest import MANIFEST_FILE
 from shared.messages import Assign, Command, ModelEvent, Stats, Status
 from tests.fixtures.broker import HUB_USER, Collector, Received, connect_client, publish, subscribe
 from tests.hub.api.conftest import TOKEN, TOKENS, Clock, serve
+from tests.hub.rollout.factories import passed_gate
 
 T0 = 1_700_000_000.0
 POLICIES = {
@@ -150,6 +151,7 @@ def open_world(tmp_path: Path, broker: DevBroker, v1: Path, v2: Path, devices: l
     registry = Registry(store, tmp_path / "registry", SigningKey.generate(), clock=clock)
     registry.register(v1, actor="operator:ana", reason="bootstrap", status="active")
     registry.register(v2, actor="hub:retrain", reason="drift")
+    passed_gate(registry, "v2")
     inbox = Collector()
     observer = connect_client(broker, HUB_USER, collector=inbox)
     for device in devices:
@@ -227,9 +229,10 @@ def test_happy_path_canary_then_fleet_then_completed(world: World) -> None:
     assert (w.registry.get("v2").status, w.registry.get("v1").status) == ("active", "retired")
     assert w.registry.active_version() == "v2"
     assert [(a.action, a.to_status, a.actor) for a in w.store.model_audit(version="v2")] == [
-        ("registered", "candidate", "hub:retrain"), ("rollout_start", "canary", "operator:ana"),
+        ("registered", "candidate", "hub:retrain"), ("gate", "candidate", "hub:retrain"),
+        ("rollout_start", "canary", "operator:ana"),
         ("rollout_advance", "canary", "system"), ("rollout_complete", "active", "system")]
-    assert "drift on site-b" in w.store.model_audit(version="v2")[1].reason
+    assert "drift on site-b" in w.store.model_audit(version="v2")[2].reason
     retire = w.store.model_audit(version="v1")[-1]
     assert (retire.action, retire.from_status, retire.to_status) == ("rollout_retire", "active", "retired")
     events = [e.payload for e in w.store.events(kind=ROLLOUT_EVENT)]
@@ -287,7 +290,7 @@ def test_operator_rolls_back_from_the_fleet_stage(world: World) -> None:
     assert all(not w.commands(d) for d in w.devices[6:])
     assert w.registry.get("v2").status == "rolled_back"
     audit = w.store.model_audit(version="v2")
-    assert [(a.action, a.actor) for a in audit[1:]] == [
+    assert [(a.action, a.actor) for a in audit[2:]] == [
         ("rollout_start", "operator:ana"), ("rollout_promote", "operator:ana"), ("rollout_rollback", "operator:bo")]
     assert {a.version for a in w.retained().values()} == {"v1"}
 
@@ -315,7 +318,7 @@ def test_pause_stops_the_stage_clock_and_resume_restarts_it(world: World) -> Non
     healthy_period(w, {d: "v2" if d in canary else "v1" for d in w.devices})
     [advance] = w.service.tick()
     assert advance.kind == "advance"
-    actions = [(a.action, a.actor) for a in w.store.model_audit(version="v2")][2:4]
+    actions = [(a.action, a.actor) for a in w.store.model_audit(version="v2")][3:5]
     assert actions == [("rollout_pause", "operator:ana"), ("rollout_resume", "operator:ana")]
     with pytest.raises(RolloutError, match="not paused"):
         w.service.resume(rollout.id, actor="operator:ana", reason="?")
@@ -364,6 +367,7 @@ def test_shadow_stage_is_judged_on_shadow_reports(world: World) -> None:
 def test_one_rollout_at_a_time_and_only_candidates(world: World, initial_model_dir: Path, tmp_path: Path) -> None:
     w = world
     w.registry.register(variant(initial_model_dir, tmp_path / "v3", "v3"), actor="hub:retrain", reason="r")
+    passed_gate(w.registry, "v3")
     first = w.service.start("v2", actor="operator:ana", reason="one", canary=0.2)
     with pytest.raises(RolloutConflict, match=f"rollout {first.id} of v2 is running"):
         w.service.start("v3", actor="operator:ana", reason="two")
@@ -453,7 +457,7 @@ def test_api_roles_models_and_rollouts(world: World, tmp_path: Path) -> None:
             assert models == {"v1": "active", "v2": "rolled_back"}
             assert [m["version"] for m in viewer.get("/models", params={"status": "active"}).json()] == ["v1"]
             v2 = viewer.get("/models/v2").json()
-            assert [a["action"] for a in v2["audit"]] == ["registered", "rollout_start", "rollout_pause",
+            assert [a["action"] for a in v2["audit"]] == ["registered", "gate", "rollout_start", "rollout_pause",
                                                           "rollout_rollback"]
             assert v2["signature"] == w.registry.get("v2").signature
             assert viewer.get("/models/v9").status_code == 404
