@@ -141,6 +141,16 @@ class DevFleet:
         if out.returncode != 0:
             raise RuntimeError(f"registering {directory} exited {out.returncode}:\n{out.stdout}\n{out.stderr}")
 
+    def submit_model(self, directory: Path, reason: str, *, skip_gate: bool = False) -> dict[str, Any]:
+        """Register `directory` through the running hub (``POST /models``, as an operator): gated against the active
+        version, or with the gate skipped (audited with `reason`); the registered version with its gate summary."""
+        with self.api("operator") as operator:
+            made = operator.post("/models", json={"path": str(directory), "reason": reason, "skip_gate": skip_gate})
+        if made.status_code != 201:
+            raise RuntimeError(f"POST /models {directory}: {made.status_code} {made.text}")
+        result: dict[str, Any] = made.json()
+        return result
+
     def bootstrap(self) -> None:
         """Register and sign the initial model as the active version, as an operator does once (a copy: the
         registration signs the directory in place)."""
