@@ -31,7 +31,7 @@ import paho.mqtt.client as mqtt
 from hub.delivery.ranges import chunks, to_ranges
 from hub.mqtt.batch import BatchWriter, Committed, Item, decode_delivery, internal_error
 from hub.mqtt.decoding import MAX_SKEW_S, Decoded, dead_letter
-from hub.mqtt.ratelimit import DeviceRateLimiter
+from hub.mqtt.ratelimit import DeviceRateLimiter, rate_lane
 from hub.mqtt.session import Delivery, IngestSession
 from hub.store.ports import HubStore
 from shared.codec import MAX_PAYLOAD_BYTES, encode
@@ -308,7 +308,7 @@ class IngestWorker:
         except TopicError:
             return None  # not a device topic: decoding dead-letters it
         device = parsed.device_id
-        verdict = self.limiter.allow(device, received_at)
+        verdict = self.limiter.allow(f"{device}/{rate_lane(parsed.kind)}", received_at)
         if verdict.allowed:
             return None
         with self._cond:

@@ -5,11 +5,28 @@ message over the limit is acknowledged and dropped, counted per device; only the
 (the bucket going from allowing to refusing) is dead-lettered with reason ``rate_limited``, so a flood does
 not become a flood of dead letters. Why drop rather than hold: an unacknowledged message occupies the hub
 session's in-flight window (shared by every device), so holding a flooder's messages would stall the fleet.
+
+Each device has two lanes with a bucket each (`rate_lane`): its few control messages (status, stats, model events)
+are never starved by a burst of its bulk ones (anomalies, samples, annotations), so a rollout's evidence and a
+swap's report arrive while the device drains a backlog; a flood of either kind is limited all the same.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from shared.topics import Kind
+
+CONTROL_KINDS = frozenset({Kind.STATUS, Kind.STATS, Kind.MODEL_EVENT})
+
+
+def rate_lane(kind: Kind) -> str:
+    """The bucket a message kind draws from: ``control`` (status, stats, model events) or ``bulk``.
+
+    >>> rate_lane(Kind.MODEL_EVENT), rate_lane(Kind.SAMPLE)
+    ('control', 'bulk')
+    """
+    return "control" if kind in CONTROL_KINDS else "bulk"
 
 
 @dataclass(slots=True)

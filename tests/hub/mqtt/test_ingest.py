@@ -356,3 +356,24 @@ def test_settings_refuse_insecure_defaults_outside_dev_mode(tmp_path: Path, monk
 def test_docstring_examples_run() -> None:
     result = doctest.testmod(decoding)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_a_burst_of_bulk_messages_never_starves_the_devices_control_messages(
+    fresh_broker: DevBroker, mqtt_clients: Clients, ingest: Ingest, store: SqliteHubStore
+) -> None:
+    """A device draining a backlog of samples past its rate still gets its model events and stats through: a
+    rollout's evidence and a swap's report ride their own bucket (`hub.mqtt.ratelimit.rate_lane`)."""
+    worker = ingest.start(fresh_broker, store, rate_per_device_s=0.001, burst_per_device=5)
+    topics = Topics(fresh_broker.prefix)
+    device = mqtt_clients.connect(fresh_broker, "dev-0")
+    for _ in range(20):
+        now = time.time()
+        sample = Sample(device_id="dev-0", ts=now, trace_id=new_id(), window_start=now - 10, window_end=now,
+                        score=0.1, threshold=0.5, decision=False, features=[0.5], model_version="v1", reason="random")
+        publish(device, topics.topic("dev-0", Kind.SAMPLE), encode(sample))
+    event = ModelEvent(device_id="dev-0", ts=time.time(), event="swapped", version="v2")
+    publish(device, topics.topic("dev-0", Kind.MODEL_EVENT), encode(event))
+    assert worker.wait_for(lambda s: s.stored.get("model_event", 0) == 1), worker.stats()
+    stats = worker.stats()
+    assert stats.stored.get("sample") == 5 and stats.rate_limited == {"dev-0": 15}, stats
+    assert [e.event for e in store.model_events(device_id="dev-0")] == ["swapped"]
