@@ -195,7 +195,8 @@ class LoopRun:
             dev_mode=True, data_dir=hub_dir, mqtt_host=broker.host, mqtt_port=broker.port, mqtt_username=HUB_USER,
             mqtt_password=SecretStr(broker.password(HUB_USER)), prefix=broker.prefix, share_group="eval",
             ingest_client_id="eval-ingest", artifact_base_url=api.url, drift=self.settings.drift,
-            training=self.settings.training, rollout_tick_s=0.5, trace_request_interval_s=0.5,
+            training=self.settings.training, labels=self.settings.labels, rollout_tick_s=0.5,
+            trace_request_interval_s=0.5,
         )
         hub = self.hub = HubService(settings)
         hub.registry.register(self.v1_dir, actor="operator:eval", status="active",

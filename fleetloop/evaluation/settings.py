@@ -32,7 +32,12 @@ to engine lives and to the phases of the replay, and these are the values and th
   the fleet for half an engine life; 30 s timeouts (wall clock, on a shared two-core machine). The health
   limits are the product's but for latency (200 ms: gateways share two cores with the hub here) and the
   windows needed to compare rates (40): the control is v1, which drifted, so the hub judges the fix's anomaly
-  rate and scores against the fix's own reference (`hub.rollout`'s yardstick).
+  rate and scores against the fix's own reference (`hub.rollout`'s yardstick);
+- **labels**: the technicians label at the gateway (``fleetloop agent annotate``'s path), so the hub attributes
+  their labels to the device (`hub.labels.attribution`); the product's cap on one device's votes in a label set
+  (`max_device_votes`, 200, against a flooding device) would keep all but 1,000 of the run's labels out, so it
+  is raised to the labels the run expects. A hub that trusts registered technicians at a device would need no
+  override (not built yet).
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from hub.app.settings import DriftSettings
+from hub.labels.service import LabelSettings
 from hub.rollout import HealthLimits, StageName, StagePolicy
 from hub.training.settings import GateSettings, TrainingSettings
 from hub.training.triggers import TriggerPolicy
@@ -118,6 +124,7 @@ class LoopSettings:
     agent: dict[str, Any]
     canary: float
     engine_s: float  # wall seconds of one average engine life
+    labels: LabelSettings
 
 
 def loop_settings(config: EvalConfig, *, mean_cycles: float, replay_s: float, expected_labels: int,
@@ -149,4 +156,5 @@ def loop_settings(config: EvalConfig, *, mean_cycles: float, replay_s: float, ex
     limits = HealthLimits(latency_p99_ms=200.0, min_rate_windows=40)
     agent = {"stats_interval_s": 1.0, "commit_interval_s": 0.05, "sample_rate": 0.05, "health_windows": 10,
              "fetch_retry_s": 1.0, "asset_type": "turbofan", "site": Path(config.fleet).stem.replace("_", "-")}
-    return LoopSettings(training, drift, policies, limits, agent, canary=0.25, engine_s=engine_s)
+    labels = LabelSettings(max_device_votes=max(LabelSettings().max_device_votes, expected_labels))
+    return LoopSettings(training, drift, policies, limits, agent, canary=0.25, engine_s=engine_s, labels=labels)

@@ -118,7 +118,7 @@ def test_a_rollout_started_from_the_cli_reaches_the_hubs_devices(fleet: FieldFle
     """Issue 11 #1: `hub rollout start` opened its own MQTT connection from its own settings and published the
     retained assignments to another broker; the devices never got them. Here the CLI's environment names
     another broker, as a shell with stale settings does: the rollout must still go through the hub."""
-    fleet.register_model(version_copy(fleet, "v2"))
+    fleet.submit_model(version_copy(fleet, "v2"), "cli test: no labels to gate it on", skip_gate=True)
     watcher = Collector()
     client = connect_client(fleet.broker, HUB_USER, fleet.broker.password(HUB_USER), collector=watcher)
     try:
@@ -155,7 +155,7 @@ def test_ambiguous_or_unknown_rollout_prefixes_are_one_line_errors(as_operator: 
     fleet = as_operator
     with fleet.api("viewer") as viewer:
         if len(viewer.get("/rollouts").json()) < 2:  # two rollouts: start and abort another one
-            fleet.register_model(version_copy(fleet, "v3"))
+            fleet.submit_model(version_copy(fleet, "v3"), "cli test: no labels to gate it on", skip_gate=True)
             with fleet.api("operator") as op:
                 started = op.post("/rollouts", json={"candidate": "v3", "canary": ["cli-b"], "reason": "t"})
                 assert started.status_code == 201, started.text

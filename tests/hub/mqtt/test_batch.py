@@ -17,7 +17,6 @@ from shared.topics import Topics
 from tests.hub.mqtt.test_ingest import anomaly
 
 TOPICS = Topics("fleetloop")
-NOW = time.time()  # decoding refuses device timestamps far ahead of the receive time
 
 
 def delivery(mid: int, payload: bytes, *, device: str = "dev-1", **kw: Any) -> Delivery:
@@ -25,15 +24,16 @@ def delivery(mid: int, payload: bytes, *, device: str = "dev-1", **kw: Any) -> D
 
 
 def test_a_delivery_becomes_a_record_a_dead_letter_or_nothing() -> None:
-    good = decode_delivery(TOPICS, delivery(1, encode(anomaly("dev-1"))), received_at=NOW, max_bytes=10_000)
+    now = time.time()  # the receive time: decoding refuses device timestamps far ahead of it
+    good = decode_delivery(TOPICS, delivery(1, encode(anomaly("dev-1"))), received_at=now, max_bytes=10_000)
     assert good.decoded is not None and good.decoded.record is not None and good.payload_head
-    bad = decode_delivery(TOPICS, delivery(2, b"{"), received_at=NOW, max_bytes=10_000)
+    bad = decode_delivery(TOPICS, delivery(2, b"{"), received_at=now, max_bytes=10_000)
     assert bad.decoded is not None and bad.decoded.dead_letter is not None
     assert bad.decoded.dead_letter.reason == "bad_json" and not bad.payload_head
-    broken = decode_delivery(TOPICS, delivery(3, b"x", error="boom"), received_at=NOW, max_bytes=10_000)
+    broken = decode_delivery(TOPICS, delivery(3, b"x", error="boom"), received_at=now, max_bytes=10_000)
     assert broken.decoded is not None and broken.decoded.dead_letter is not None
     assert (broken.decoded.dead_letter.reason, broken.decoded.dead_letter.detail) == ("internal", "boom")
-    skipped = decode_delivery(TOPICS, delivery(4, b"x", skip=True), received_at=NOW, max_bytes=10_000)
+    skipped = decode_delivery(TOPICS, delivery(4, b"x", skip=True), received_at=now, max_bytes=10_000)
     assert skipped.decoded is None and skipped.mid == 4
 
 
@@ -76,7 +76,7 @@ def run(store: Store, deliveries: list[Delivery]) -> tuple[list[Committed], list
     writer = BatchWriter(store, ack=ack, on_commit=committed, on_store_error=store_error,  # type: ignore[arg-type]
                          stopping=stopping, flush_interval_s=0.05)
     for d in deliveries:
-        writer.put(decode_delivery(TOPICS, d, received_at=NOW, max_bytes=10_000))
+        writer.put(decode_delivery(TOPICS, d, received_at=time.time(), max_bytes=10_000))
     writer.start()
     assert done.wait(10)
     stopping.set()
@@ -100,7 +100,7 @@ def test_a_batch_is_acknowledged_in_order_after_commit_and_rejections_become_dea
 def test_dead_lettered_messages_are_acknowledged_by_seq_so_the_device_stops_resending_them() -> None:
     """A message the hub refused was received and recorded as a dead letter: its seq is acknowledged like a stored
     one's, or the device would keep it and resend it forever. A retained one is not (the broker replays it)."""
-    skewed = encode(anomaly("dev-1", ts=NOW + 86_400, seq=3))
+    skewed = encode(anomaly("dev-1", ts=time.time() + 86_400, seq=3))
     unknown_field = encode(anomaly("dev-1", seq=2))[:-1] + b', "bogus": 1}'
     deliveries = [delivery(1, encode(anomaly("dev-1", seq=1))), delivery(2, unknown_field), delivery(3, skewed),
                   delivery(4, b"{"), delivery(5, encode(anomaly("dev-1", seq=4)), retained=True)]
