@@ -1,31 +1,4 @@
-"""The I/O around the pure rollout machine (`hub.rollout`): plan, persist, gather evidence, carry decisions out.
-
-`RolloutService.start` plans a rollout over the device registry (cohorts), stores it and assigns the first
-stage; `tick(now)` builds each stage device's `Evidence` from the hub store (`hub.rollout.reports`), asks
-`next_step` and carries the decision out; `pause`, `resume`, `promote`, `rollback` and `abort` do the same for an
-operator; `revert` rolls the version the last completed rollout replaced out again, `retry` a candidate rolled
-back because devices could not fetch it (`hub.rollout.revert`). Carrying a decision out means, in this order:
-store the new state (guarded by a revision, with a hub
-event), move the registry status of the candidate (and retire the old active version on completion) with an
-audit row holding the decision's numbers (`hub.rollout.records`), then publish: a RETAINED `Assign` (QoS 1) per
-device, and for a rollback the ``cmd`` ``rollback`` to the devices known to serve the candidate, followed by the
-incumbent's retained `Assign`.
-
-Late joiners: each tick also assigns the registry's active version (retained) to every online device that no
-running rollout speaks for and that reports another version (`hub.rollout.stragglers`): a device that came
-online after a rollout completed, or one that booted an old model. Presence and versions come from the
-devices' retained status messages in the device registry. An assignment is re-sent to a device that still
-reports another version only every `resync_s`, under the same msg_id.
-
-Signed assignments: every `Assign` is signed for its device with the hub key, with a per-device counter that
-only grows (persisted in the store), an expiry `assign_ttl_s` ahead (re-published every `resync_s`, so a
-retained one never expires while the hub runs) and ``rollback`` set when it sends a device back to the
-incumbent; agents refuse an assignment that is unsigned, expired or older than one they accepted.
-
-Restart safety: state is stored before anything is published, and retained assignments are idempotent on the
-agent, so `resync()` (call it at start-up; `tick` calls it after a publish the client could not take, and every
-`resync_s`) re-publishes what the newest rollout says each device should serve, under the same msg_id.
-"""
+"""`RolloutService`: plan, start, tick and steer rollouts (see `hub.rollout.service` for the whole story)."""
 
 from __future__ import annotations
 
@@ -60,16 +33,15 @@ from hub.rollout import (
 )
 from hub.rollout.errors import RolloutConflict, RolloutNotFound
 from hub.rollout.records import (
-    STAGE_STATUS,
     Rollout,
     default_seed,
     event_record,
     msg_id,
-    registry_move,
     settled_by,
 )
 from hub.rollout.reports import baseline, control_trust, expectation, stage_evidence
 from hub.rollout.revert import retry_refusal, revert_target
+from hub.rollout.service.carry import Carrier
 from hub.rollout.stragglers import due, stragglers
 from hub.store import HubStore
 from hub.store.rows import RolloutRow
@@ -90,7 +62,7 @@ class AssignmentPublisher(Protocol):
     def is_connected(self) -> bool: ...
 
 
-class RolloutService:
+class RolloutService(Carrier):
     """Rollouts of registered candidates over the fleet. Thread-safe: one lock serialises every change.
 
     `artifact_url(version)` is where devices fetch a version (the API's ``/models/{version}/artifact`` or a
@@ -366,73 +338,6 @@ class RolloutService:
                         self._unsent |= not self.publisher.send(device, order)
             self._publish(command.devices, command.version, command.mode, rollout.id,
                           rollback=command.version == plan.incumbent)
-
-    def _publish(self, devices: Iterable[str], version: str, mode: str, rollout_id: str | None, *,
-                 rollback: bool = False) -> list[str]:
-        """Publish the retained assignment, signed for each of `devices` (one msg_id per rollout, version and
-        mode); returns those the client took."""
-        assign = self.registry.assignment(version, mode=mode, url=self.artifact_url(version), rollout_id=rollout_id)
-        assign = assign.model_copy(update={"msg_id": msg_id(rollout_id, version, mode)})
-        sent: list[str] = []
-        failed: list[str] = []
-        for d in devices:
-            signed = self.registry.signed_assignment(assign, device_id=d, ttl_s=self.assign_ttl_s, rollback=rollback)
-            (sent if self.publisher.assign(d, signed) else failed).append(d)
-        at = self.clock()
-        self._sent.update((d, (assign.msg_id, at)) for d in sent)
-        if failed:
-            self._unsent = True
-            log.warning("%d assignment(s) of %s not sent yet (broker connection); re-sent on reconnect",
-                        len(failed), version)
-        return sent
-
-    def _registry(self, rollout: Rollout, decision: Decision) -> None:
-        move, plan = registry_move(rollout, decision), rollout.plan
-        if move.status == "active":  # active first, then the old one retired: never no active version
-            self.registry.activate(plan.candidate, actor=move.actor, action=move.action, reason=move.reason,
-                                   details=move.details, retire_action="rollout_retire",
-                                   retire_reason=f"replaced by {plan.candidate} (rollout {rollout.id})")
-            return
-        self.registry.transition(plan.candidate, move.status, actor=move.actor, action=move.action,
-                                 reason=move.reason, details=move.details)
-
-    def _finish_completion(self, r: Rollout) -> None:
-        """The newest rollout completed but a crash cut its registry moves short (the candidate not active yet,
-        or the incumbent still active): finish them. Idempotent."""
-        if r.state.status != "completed":
-            return
-        plan, last = r.plan, r.state.history[-1]
-        candidate, incumbent = self.registry.get(plan.candidate).status, self.registry.get(plan.incumbent).status
-        if (candidate, incumbent) != ("active", "active") and candidate not in STAGE_STATUS.values():
-            return  # done, or moved on since by someone else
-        log.warning("rollout %s completed but the registry still says %s %s, %s %s: finishing", r.id,
-                    plan.candidate, candidate, plan.incumbent, incumbent)
-        self.registry.activate(plan.candidate, actor=last.actor, action=f"rollout_{last.action}",
-                               reason=f"{last.reason} (finished after a restart)", details={"rollout_id": r.id},
-                               retire=[plan.incumbent], retire_action="rollout_retire",
-                               retire_reason=f"replaced by {plan.candidate} (rollout {r.id})")
-
-    def resync(self) -> int:
-        """Re-publish what the newest rollout says each of its devices serves; returns how many devices.
-
-        Running: the candidate (in the stage's mode) on the stage devices. Completed: the candidate everywhere.
-        Rolled back or aborted: the incumbent everywhere. Retained and idempotent on the agent.
-        """
-        with self._lock:
-            self._unsent = False
-            rows = self.store.rollouts(limit=1)
-            if not rows:
-                return 0
-            r = Rollout.from_row(rows[0])
-            plan, state = r.plan, r.state
-            self._finish_completion(r)
-            if state.status == "running":
-                stage = plan.stage(state.stage)
-                self._publish(stage.devices, plan.candidate, stage.mode, r.id)
-                return len(stage.devices)
-            version = plan.candidate if state.status == "completed" else plan.incumbent
-            self._publish(plan.fleet, version, "active", r.id, rollback=version == plan.incumbent)
-            return len(plan.fleet)
 
 
 __all__ = [

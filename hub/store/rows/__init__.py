@@ -1,0 +1,91 @@
+"""The hub store's rows and records: the frozen values every store takes and returns. Backend-neutral.
+
+A second store (PostgreSQL) implements `hub.store.ports` with these types and imports nothing of SQLite. One
+module per area: `ingest` (what devices send), `labels`, `models` (registry, rollouts, training), `delivery`.
+"""
+
+from hub.store.rows.delivery import (
+    SequenceHole,
+    SequenceUpdate,
+)
+from hub.store.rows.ingest import (
+    DEAD_LETTER_PAYLOAD_BYTES,
+    DRIFT_EVENT,
+    SEQUENCE_GAP_EVENT,
+    AnnotationRow,
+    DeadLetter,
+    DeadLetterRow,
+    Device,
+    DeviceMessage,
+    DriftReferenceRow,
+    DriftReportRow,
+    EventRow,
+    IngestRecord,
+    IngestResult,
+    ModelEventRow,
+    PredictionKind,
+    PredictionRow,
+    Rejected,
+    StatsRow,
+    StoreCounts,
+)
+from hub.store.rows.labels import (
+    ExclusionRow,
+    LabelItemRow,
+    LabelSetRow,
+    MissingTrace,
+    QueueReason,
+)
+from hub.store.rows.models import (
+    ACTIVE_JOB_STATUSES,
+    JOB_STATUSES,
+    MODEL_STATUSES,
+    ROLLOUT_EVENT,
+    AuditRow,
+    JobStatus,
+    ModelStatus,
+    ModelVersionRow,
+    RolloutRow,
+    StageStatsRow,
+    TrainingJobRow,
+)
+
+__all__ = [
+    "ACTIVE_JOB_STATUSES",
+    "DEAD_LETTER_PAYLOAD_BYTES",
+    "DRIFT_EVENT",
+    "JOB_STATUSES",
+    "MODEL_STATUSES",
+    "ROLLOUT_EVENT",
+    "SEQUENCE_GAP_EVENT",
+    "AnnotationRow",
+    "AuditRow",
+    "DeadLetter",
+    "DeadLetterRow",
+    "Device",
+    "DeviceMessage",
+    "DriftReferenceRow",
+    "DriftReportRow",
+    "EventRow",
+    "ExclusionRow",
+    "IngestRecord",
+    "IngestResult",
+    "JobStatus",
+    "LabelItemRow",
+    "LabelSetRow",
+    "MissingTrace",
+    "ModelEventRow",
+    "ModelStatus",
+    "ModelVersionRow",
+    "PredictionKind",
+    "PredictionRow",
+    "QueueReason",
+    "Rejected",
+    "RolloutRow",
+    "SequenceHole",
+    "SequenceUpdate",
+    "StageStatsRow",
+    "StatsRow",
+    "StoreCounts",
+    "TrainingJobRow",
+]

@@ -1,0 +1,227 @@
+"""Rows of what devices send: ingest records and dead letters, devices, predictions, stats, annotations, model
+events, drift reports and references, events, counts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeAlias
+
+from shared.messages import Annotation, Anomaly, ModelEvent, Sample, Stats, Status
+
+DeviceMessage: TypeAlias = Status | Anomaly | Sample | Stats | Annotation | ModelEvent
+PredictionKind = Literal["anomaly", "sample"]
+
+DRIFT_EVENT = "drift_detected"
+"""The event a drift verdict of ``drift`` records, atomically with its report: the retraining trigger."""
+
+SEQUENCE_GAP_EVENT = "sequence_gap"
+"""The event a device's skipped sequence numbers record once they outlive the grace period (`hub.delivery`)."""
+
+DEAD_LETTER_PAYLOAD_BYTES = 4096
+"""How much of a refused payload a dead letter keeps: enough to see what went wrong, bounded in size."""
+
+
+# --- what goes in ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class IngestRecord:
+    """A validated device message and when the hub received it (hub clock)."""
+
+    message: DeviceMessage
+    received_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A message the hub refused: where it came from, its first bytes and why."""
+
+    topic: str
+    payload: bytes
+    reason: str
+    detail: str
+    ts: float
+    payload_size: int | None = None  # of the whole payload; defaults to len(payload)
+    device_id: str | None = None  # when the topic names one
+
+
+# --- what comes out: ingest and devices -----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A record the store refused although it decoded (e.g. a count beyond 64-bit): dead-letter it."""
+
+    index: int  # into the records passed to `ingest_batch`
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What one `ingest_batch` did. Keys of `stored`/`duplicates` are message kinds (``anomaly`` …)."""
+
+    stored: dict[str, int] = field(default_factory=dict)
+    duplicates: dict[str, int] = field(default_factory=dict)
+    status_applied: int = 0
+    status_ignored: int = 0  # older than what the store holds (out of order) or a redelivery
+    dead_letters: int = 0
+    rejected: tuple[Rejected, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    """A device as the registry knows it. `last_seen` is hub time; `cohort` falls back to `site`."""
+
+    device_id: str
+    online: bool
+    last_seen: float | None
+    model_version: str | None
+    agent_version: str | None
+    site: str | None
+    asset_type: str | None
+    cohort: str | None
+    shadow_version: str | None = None
+    status_ts: float | None = None  # device clock of the status the row reflects
+    last_ts: float | None = None  # device clock of the newest message of any kind
+    first_seen: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PredictionRow:
+    trace_id: str
+    msg_id: str
+    kind: PredictionKind
+    device_id: str
+    ts: float
+    received_at: float
+    model_version: str | None
+    unit: str | None
+    window_start: float
+    window_end: float
+    score: float
+    threshold: float
+    decision: bool
+    reason: str | None  # why a sample was sent (random | low_confidence); None for anomalies
+    features: tuple[float, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StatsRow:
+    msg_id: str
+    device_id: str
+    ts: float
+    received_at: float
+    model_version: str | None
+    period_start: float
+    period_end: float
+    windows: int
+    anomalies: int
+    samples: int
+    bad_readings: int
+    bad_rows: int
+    inference_errors: int
+    nan_scores: int
+    feature_hist: list[list[int]]
+    score_hist: list[int]
+    latency_p50_ms: float | None
+    latency_p99_ms: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class AnnotationRow:
+    annotation_id: str
+    msg_id: str
+    device_id: str
+    ts: float
+    received_at: float
+    model_version: str | None
+    trace_id: str | None
+    start_ts: float | None
+    end_ts: float | None
+    label: str
+    fault_type: str | None
+    technician_id: str
+    confidence: float
+    signal: str
+    note: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelEventRow:
+    msg_id: str
+    device_id: str
+    ts: float
+    received_at: float
+    model_version: str | None
+    event: str
+    version: str
+    detail: str | None
+    metrics: dict[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterRow:
+    id: int
+    ts: float
+    topic: str
+    device_id: str | None
+    reason: str
+    detail: str
+    payload: bytes  # the first DEAD_LETTER_PAYLOAD_BYTES
+    payload_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class DriftReportRow:
+    id: int
+    ts: float
+    scope: str
+    verdict: str
+    report: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class DriftReferenceRow:
+    """A model version's drift reference taken from the fleet's own stats (`hub.drift.baselines`).
+
+    `counts` holds the reference itself (``fleet``, and per ``devices`` and ``cohorts``), `summary` what went in
+    and what was left out; the newest row of a version is the one drift compares with. `id` is 0 until saved.
+    """
+
+    id: int
+    version: str
+    ts: float
+    actor: str
+    reason: str
+    start: float
+    end: float
+    devices: list[str] | None
+    device_baselines: bool
+    windows: int
+    summary: dict[str, Any]
+    counts: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    id: int
+    ts: float
+    kind: str
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class StoreCounts:
+    """Row counts for metrics and health pages."""
+
+    anomalies: int
+    samples: int
+    stats: int
+    annotations: int
+    model_events: int
+    devices: int
+    devices_online: int
+    dead_letters: int
+    drift_reports: int
+    events: int
