@@ -50,6 +50,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     up.add_argument("--mqtt-port", type=int, help="broker port (default: the last one, else a free one)")
     up.add_argument("--seed", type=int, default=0, help="simulator seed of the fleet (default %(default)s)")
     up.add_argument("--rate", type=float, default=20.0, help="readings a second per device (default %(default)s)")
+    up.add_argument("--hub-setting", action="append", default=[], metavar="NAME=VALUE",
+                    help="a hub setting for this run (repeatable), as its env name or without the FLEETLOOP_HUB_ "
+                         "prefix, e.g. drift__interval_s=10 or FLEETLOOP_HUB_ROLLOUT_TICK_S=1")
     drift = sub.add_parser("drift", help="restart running simulated agents with a sensor offset (or without)")
     drift.add_argument("--dir", type=Path, default=Path("var/dev"), help="the dev up state directory")
     drift.add_argument("--devices", required=True, help="comma-separated device ids, e.g. dev-1,dev-2")
@@ -73,6 +76,18 @@ def _port(requested: int | None, saved: int | None, flag: str) -> int:
             raise ConfigError(f"port {requested} is busy: choose another with {flag}, or stop what listens there")
         return requested
     return saved if saved and port_is_free(saved) else free_port()
+
+
+def hub_settings(items: list[str]) -> dict[str, str]:
+    """`HUB_SETTINGS` with the ``--hub-setting NAME=VALUE`` overrides (NAME: env name, prefix optional)."""
+    settings = dict(HUB_SETTINGS)
+    for item in items:
+        name, sep, value = item.partition("=")
+        name = name.strip().upper()
+        if not sep or not name:
+            raise ConfigError(f"--hub-setting {item!r}: expected NAME=VALUE, e.g. drift__interval_s=10")
+        settings[name if name.startswith("FLEETLOOP_HUB_") else "FLEETLOOP_HUB_" + name] = value
+    return settings
 
 
 def _running_pid(root: Path) -> int | None:
@@ -100,6 +115,7 @@ def _up(args: argparse.Namespace) -> int:
 
     if args.agents < 1:
         raise ConfigError("--agents must be at least 1")
+    settings = hub_settings(args.hub_setting)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per poll of the hub
     root = args.dir.resolve()
     root.mkdir(parents=True, exist_ok=True)
@@ -124,7 +140,7 @@ def _up(args: argparse.Namespace) -> int:
     (root / PID_FILE).write_text(str(os.getpid()))
     try:
         fleet = DevFleet(root, broker, _initial_model(root, args.seed), tokens=tokens, api_port=api_port,
-                         hub_settings=dict(HUB_SETTINGS), agent_defaults={"stats_interval_s": 5.0, "sample_rate": 0.05},
+                         hub_settings=settings, agent_defaults={"stats_interval_s": 5.0, "sample_rate": 0.05},
                          source={"kind": "sim", "rate": args.rate})
         fleet.start_hub(timeout=60)
         drifts = _requested_drifts(root)

@@ -18,7 +18,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from hub.delivery.settings import DeliverySettings
 from hub.labels.service import LabelSettings
 from hub.mqtt.decoding import MAX_SKEW_S
-from hub.rollout.settings import HealthLimitsSettings
+from hub.rollout.plan import StageName
+from hub.rollout.settings import HealthLimitsSettings, StagePolicySettings
 from hub.store.retention import RetentionSettings
 from hub.training.settings import TrainingSettings
 from infra.config import is_loopback, load_settings, read_settings_file
@@ -122,6 +123,10 @@ class HubSettings(BaseSettings):
     rollout_limits: HealthLimitsSettings = Field(
         default_factory=HealthLimitsSettings, description="health limits of every rollout (a rollout may override "
         "some): e.g. FLEETLOOP_HUB_ROLLOUT_LIMITS__ROLLBACK_ANOMALY_FACTOR=10 or [rollout_limits] in the file")
+    rollout_policies: dict[StageName, StagePolicySettings] = Field(
+        default_factory=dict, description="default stage policies of every rollout (a start may override them; "
+        "unset stages keep hub.rollout.DEFAULT_POLICIES: hours), e.g. FLEETLOOP_HUB_ROLLOUT_POLICIES="
+        "'{\"canary\": {\"min_duration_s\": 600, \"min_windows\": 100, \"timeout_s\": 3600}}'")
     labels: LabelSettings = Field(default_factory=LabelSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     trace_request_interval_s: float = Field(default=60.0, gt=0, description="how often to ask devices for traces "

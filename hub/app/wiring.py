@@ -164,6 +164,7 @@ def build_services(
             check_artifact=(lambda version: check_artifact(version, artifact_url(settings, version)))
             if check_artifacts else None,
             limits=settings.rollout_limits.to_limits(),
+            policies={name: p.to_policy() for name, p in settings.rollout_policies.items()},
             # a drift verdict on the incumbent counts while its window could still overlap the rollout's start
             drift_max_age_s=settings.drift.window_s + settings.drift.interval_s,
         )

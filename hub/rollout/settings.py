@@ -12,7 +12,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from hub.rollout.errors import RolloutError
-from hub.rollout.plan import HealthLimits
+from hub.rollout.plan import HealthLimits, StagePolicy
 
 _D = HealthLimits()
 
@@ -57,6 +57,26 @@ class HealthLimitsSettings(BaseModel):
         return HealthLimits(**self.model_dump())
 
 
+class StagePolicySettings(BaseModel):
+    """The hub's default policy of one stage (`hub.rollout.StagePolicy`; `DEFAULT_POLICIES` when unset)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_duration_s: float = Field(ge=0, le=30 * 86400, allow_inf_nan=False)
+    min_windows: int = Field(ge=0, le=10**9)
+    timeout_s: float = Field(gt=0, le=30 * 86400, allow_inf_nan=False)
+    min_reporting: float = Field(default=1.0, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _order(self) -> StagePolicySettings:
+        if self.min_duration_s >= self.timeout_s:
+            raise ValueError(f"min_duration_s ({self.min_duration_s:g}) must be below timeout_s ({self.timeout_s:g})")
+        return self
+
+    def to_policy(self) -> StagePolicy:
+        return StagePolicy(self.min_duration_s, self.min_windows, self.timeout_s, self.min_reporting)
+
+
 def override_limits(base: HealthLimits, overrides: Mapping[str, object]) -> HealthLimits:
     """`base` with some limits replaced, validated as settings are; RolloutError saying what is wrong.
 
@@ -74,4 +94,5 @@ def override_limits(base: HealthLimits, overrides: Mapping[str, object]) -> Heal
         raise RolloutError("invalid health limits: " + "; ".join(problems)) from None
 
 
-__all__ = ["Factor", "Floor", "HealthLimitsSettings", "LatencyMs", "Psi", "Share", "Windows", "override_limits"]
+__all__ = ["Factor", "Floor", "HealthLimitsSettings", "LatencyMs", "Psi", "Share", "StagePolicySettings", "Windows",
+           "override_limits"]

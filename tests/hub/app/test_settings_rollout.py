@@ -49,3 +49,22 @@ def test_the_hub_service_plans_rollouts_with_them(tmp_path: Path) -> None:
         assert service.rollouts.drift_max_age_s == settings.drift.window_s + settings.drift.interval_s
     finally:
         service.store.close()
+
+
+def test_rollout_policies_set_the_default_stages_of_every_rollout(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fleet watched by hand (or a test) shortens the stages once, for starts and reverts alike."""
+    from hub.rollout import DEFAULT_POLICIES, StagePolicy
+
+    monkeypatch.setenv("FLEETLOOP_HUB_ROLLOUT_POLICIES", '{"canary": {"min_duration_s": 2, "min_windows": 5, '
+                       '"timeout_s": 60}}')
+    settings = HubSettings.load(None, dev_mode=True, data_dir=tmp_path)
+    service = HubService(settings)
+    try:
+        assert service.rollouts.policies == {"canary": StagePolicy(2.0, 5, 60.0)}
+    finally:
+        service.store.close()
+    assert "fleet" not in settings.rollout_policies and DEFAULT_POLICIES["fleet"].min_duration_s == 3600
+    with pytest.raises(ConfigError, match="min_duration_s \\(9\\) must be below timeout_s \\(5\\)"):
+        HubSettings.load(None, dev_mode=True, rollout_policies={"fleet": {"min_duration_s": 9, "min_windows": 1,
+                                                                          "timeout_s": 5}})

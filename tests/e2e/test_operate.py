@@ -1,0 +1,161 @@
+"""Issue 11's end-to-end test: a fleet brought up with ``fleetloop dev up`` and operated with the CLI only.
+
+A reference is taken from the healthy fleet (``fleetloop hub reference take``), two devices get a sensor offset
+(``fleetloop dev drift``), ``fleetloop hub drift`` flags those two and not the others, a candidate is registered,
+rolled out canary then fleet (``fleetloop hub rollout start`` / ``show``), then reverted
+(``fleetloop hub rollout revert``), and ``fleetloop hub devices`` shows every device back on the first version.
+
+Honest deviation from the issue ("retrains, gates"): the dev fleet has no technicians, so there are no validated
+labels to retrain on, and a gate on a four-device fleet of a few minutes' data cannot be made to pass reliably
+in a short test. The candidate is therefore a prepared version directory (the initial model re-versioned as v2)
+registered with ``fleetloop hub models --register DIR --skip-gate --reason …`` — the audited path the hub offers
+for exactly this; the test checks the skip is recorded. Retraining and the gate are tested in tests/hub/training
+and tests/hub/gate.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shared.manifest import MANIFEST_FILE
+from tests.e2e.test_dev_up import Terminal, dev, processes_under
+
+pytestmark = pytest.mark.slow
+
+DEVICES = ["dev-0", "dev-1", "dev-2", "dev-3"]
+DRIFTED = ["dev-1", "dev-2"]
+DRIFT_WINDOW_S = 30.0
+REFERENCE_S = 60.0  # simulated machines live 6-30 s at this rate: a minute holds many lives
+OFFSET = "60"  # degrees on temperature: PSI 6-16 on the drifted devices, healthy ones stay under ~2
+STAGE = {"min_duration_s": 3, "min_windows": 20, "timeout_s": 120}
+# Every hub setting this test changes from `dev up`'s, and why (passed as `dev up --hub-setting NAME=VALUE`).
+HUB_OVERRIDES: dict[str, tuple[str, str]] = {
+    "drift__interval_s": ("3", "a drift report every few seconds, not every minute"),
+    "drift__window_s": (str(DRIFT_WINDOW_S), "the current window is the last half minute, so the drift shows soon"),
+    "drift__psi_threshold": ("3", "machines wearing out and failing every few seconds move a healthy device's PSI "
+                             "up to ~2 between half minutes; the offset moves it far above 3"),
+    "drift__min_samples": ("30", "a device sends ~10 windows a second: 30 are enough for a verdict here"),
+    "drift__device_baselines": ("true", "simulated machines of different ages differ from the fleet's reference; "
+                                "each device is compared with its own baseline, so only the offset counts"),
+    "rollout_tick_s": ("1", "rollouts look at evidence every second"),
+    "rollout_policies": (json.dumps({"canary": STAGE, "fleet": STAGE}), "stages of seconds, not hours, for the "
+                         "rollout and the revert alike"),
+    # v2 is v1's bytes: any difference between canary and control comes from the machines (different ages, two
+    # with a sensor offset), not the model; the point here is the operator's path, tests/hub/rollout the judgement.
+    "rollout_limits": (json.dumps({"anomaly_rate_factor": 1000, "rollback_anomaly_factor": 1000,
+                                   "max_score_psi": 100, "latency_p99_ms": 1000}),
+                       "the same model on different machines must not be held or rolled back"),
+}
+RATE = "50"  # readings a second per device: ~10 windows a second, enough evidence in seconds, light on 2 cores
+
+
+def wait_until(check: Callable[[], Any], what: str, timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (result := check()):
+        assert time.monotonic() < deadline, f"no {what} after {timeout:.0f} s"
+        time.sleep(1.0)
+    return result
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Iterator[Path]:
+    root = tmp_path / "dev"
+    yield root
+    for line in processes_under(root):  # a failed test must not leave a fleet running
+        os.kill(int(line.split(":")[0]), signal.SIGKILL)
+
+
+def test_an_operator_drives_the_loop_with_the_cli(root: Path, tmp_path: Path) -> None:
+    settings = [arg for name, (value, _why) in HUB_OVERRIDES.items() for arg in ("--hub-setting", f"{name}={value}")]
+    terminal = Terminal(root, "--agents", str(len(DEVICES)), "--rate", RATE, *settings)
+    try:
+        terminal.wait_for(rf"^fleet ready: {len(DEVICES)} devices online")
+        env = dict(os.environ)
+        for assignment in (root / "env.sh").read_text().removeprefix("export ").split():
+            name, _, value = assignment.partition("=")
+            env[name] = value.strip("'")
+
+        def hub(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+            out = subprocess.run([sys.executable, "-m", "fleetloop.cli", "hub", *args], env=env, text=True,
+                                 capture_output=True, timeout=60, check=False)
+            if ok:
+                assert out.returncode == 0, f"hub {' '.join(args)}: {out.returncode}\n{out.stdout}{out.stderr}"
+            return out
+
+        def hub_json(*args: str) -> Any:
+            return json.loads(hub(*args, "--json").stdout)
+
+        # 1. a drift reference from the healthy fleet's live traffic (retried until it has enough windows)
+        time.sleep(REFERENCE_S)  # a minute of healthy traffic to take the reference from
+        taken = hub_json("reference", "take", "v1", "--start", f"-{REFERENCE_S:.0f}s", "--reason",
+                         "healthy fleet, e2e")
+        assert taken["version"] == "v1" and taken["device_baselines"], taken
+        assert set(taken["summary"]["devices_windows"]) == set(DEVICES)
+        assert hub("reference", "show", "v1").stdout.strip()
+
+        # 2. drift on two devices, flagged on those two only
+        out = subprocess.run(dev("drift", "--dir", str(root), "--devices", ",".join(DRIFTED), "--sensor",
+                                 "temperature", "--offset", OFFSET), env=env, capture_output=True, text=True,
+                             timeout=90, check=False)
+        assert out.returncode == 0, out.stdout + out.stderr
+        drifted_at = time.time()
+
+        def verdicts() -> dict[str, str] | None:
+            """The latest device verdicts, once every device has one whose window lies after the drift began."""
+            latest = {r["scope"].split("@")[0]: r for r in hub_json("drift")}  # scope@version
+            found = {d: latest.get(f"device:{d}") for d in DEVICES}
+            if all(r and r["ts"] >= drifted_at + DRIFT_WINDOW_S and r["verdict"] != "insufficient_data"
+                   for r in found.values()):
+                return {d: r["verdict"] for d, r in found.items() if r}
+            return None
+
+        seen = wait_until(verdicts, "device drift reports after the drift", 90)
+        assert seen == {"dev-0": "no_drift", "dev-1": "drift", "dev-2": "drift", "dev-3": "no_drift"}, seen
+
+        # 3. a candidate: the prepared version, gate skipped (see the module docstring), audited
+        candidate = tmp_path / "v2"
+        shutil.copytree(root / "models" / "v1", candidate)
+        manifest = json.loads((candidate / MANIFEST_FILE).read_text())
+        (candidate / MANIFEST_FILE).write_text(json.dumps({**manifest, "version": "v2"}))
+        registered = hub_json("models", "--register", str(candidate), "--skip-gate", "--reason",
+                              "e2e: no technicians label the dev fleet")
+        assert registered["version"] == "v2" and registered["status"] == "candidate", registered
+        assert "skip" in json.dumps(hub_json("models", "v2")).lower()
+
+        # 4. canary (dev-0) then the fleet, until completed
+        def finished(rollout_id: str) -> dict[str, Any] | None:
+            shown: dict[str, Any] = hub_json("rollout", "show", rollout_id)
+            return shown if shown["status"] != "running" else None
+
+        started = hub_json("rollout", "start", "v2", "--canary", "dev-0", "--reason", "e2e: canary then fleet")
+        assert [s["name"] for s in started["stages"]] == ["canary", "fleet"]
+        assert started["stages"][0]["devices"] == ["dev-0"]
+        done = wait_until(lambda: finished(started["id"]), "end of the v2 rollout", 120)
+        assert done["status"] == "completed", done.get("decision")
+
+        # 5. revert to v1, every device reports it
+        reverted = hub_json("rollout", "revert", "--reason", "e2e: back to v1")
+        assert reverted["candidate"] == "v1" and reverted["incumbent"] == "v2", reverted
+        done = wait_until(lambda: finished(reverted["id"]), "end of the revert", 120)
+        assert done["status"] == "completed", done.get("decision")
+
+        def on_v1() -> list[dict[str, Any]] | None:
+            rows: list[dict[str, Any]] = hub_json("devices")
+            return rows if all(r["model_version"] == "v1" for r in rows) else None
+
+        devices = wait_until(on_v1, "every device on v1", 30)
+        assert sorted(d["device_id"] for d in devices) == DEVICES
+        assert terminal.ctrl_c() == 0, terminal.text()[-3000:]
+    finally:
+        terminal.kill()
