@@ -21,8 +21,8 @@ demo: install mosquitto
 	$(BIN)/fleetloop demo
 
 lint: install
-	$(BIN)/ruff check agent hub shared models sim fleetloop tests bench
-	$(BIN)/mypy agent hub shared
+	$(BIN)/ruff check agent hub shared infra models sim fleetloop tests bench
+	$(BIN)/mypy agent hub shared infra
 
 test: install mosquitto lint
 	$(BIN)/pytest
