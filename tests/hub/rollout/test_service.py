@@ -33,7 +33,16 @@ from hub.store.rows import ROLLOUT_EVENT
 from hub.store.sqlite import SqliteHubStore
 from shared.manifest import MANIFEST_FILE
 from shared.messages import Assign, Command, ModelEvent, Stats, Status
-from tests.fixtures.broker import HUB_USER, Collector, Received, connect_client, publish, subscribe
+from tests.fixtures.broker import (
+    HUB_USER,
+    Collector,
+    Received,
+    barrier,
+    barrier_topic,
+    connect_client,
+    publish,
+    subscribe,
+)
 from tests.hub.api.conftest import TOKEN, TOKENS, Clock, serve
 from tests.hub.rollout.factories import passed_gate
 
@@ -94,6 +103,8 @@ class World:
     devices: list[str]
     inbox: Collector  # what the devices would receive: their assign and cmd topics
     broker: DevBroker
+    publisher: CommandPublisher  # the service's connection to the broker
+    barrier_topic: str  # the inbox's client receives it too
 
     def ingest(self, *messages: Status | Stats | ModelEvent) -> None:
         self.store.ingest_batch([IngestRecord(m, self.clock.now) for m in messages])
@@ -126,16 +137,22 @@ class World:
             return all((a := self.assigns(d)) and (a[-1].version, a[-1].mode) == (version, mode) for d in devices)
         self.inbox.wait_for(done, timeout=10)
 
+    def settled(self) -> list[Received]:
+        """What reached the inbox before a barrier sent through the service's own connection: everything the
+        service published so far (negative checks read the inbox after this, never after a sleep)."""
+        return barrier(self.publisher.client, self.barrier_topic, self.inbox)
+
     def retained(self) -> dict[str, Assign]:
         """The retained assignment of every device, as a device connecting now would get it."""
         collector = Collector()
         client = connect_client(self.broker, HUB_USER, collector=collector)
         try:
-            for device in self.devices:
-                subscribe(client, f"fleetloop/{device}/model/assign")
-            time.sleep(0.3)
+            topic = barrier_topic()
+            for device in [*self.devices, topic]:
+                subscribe(client, topic if device == topic else f"fleetloop/{device}/model/assign")
+            # The broker queued the retained messages when it took the SUBSCRIBEs, before this later PUBLISH.
             return {m.topic.split("/")[1]: Assign.model_validate_json(m.payload)
-                    for m in collector.messages if m.retain and m.payload}
+                    for m in barrier(client, topic, collector) if m.retain and m.payload}
         finally:
             client.disconnect()
             client.loop_stop()
@@ -157,10 +174,11 @@ def open_world(tmp_path: Path, broker: DevBroker, v1: Path, v2: Path, devices: l
     for device in devices:
         subscribe(observer, f"fleetloop/{device}/model/assign")
         subscribe(observer, f"fleetloop/{device}/cmd")
+    subscribe(observer, observed := barrier_topic())
     publisher = started_publisher(hub_settings(broker), client_id)
     service = RolloutService(store, registry, publisher, artifact_url=lambda v: f"http://hub.test/models/{v}/artifact",
                              clock=clock, policies=POLICIES, limits=LIMITS)
-    w = World(store, registry, service, clock, devices, inbox, broker)
+    w = World(store, registry, service, clock, devices, inbox, broker, publisher, observed)
     for device in online:
         w.ingest(Status(device_id=device, ts=T0, state="online", site=site(device), model_version="v1"))
     try:
@@ -199,6 +217,7 @@ def test_happy_path_canary_then_fleet_then_completed(world: World) -> None:
     first = w.assigns(canary[0])[-1]
     assert (first.url, first.rollout_id, first.sha256) == (
         "http://hub.test/models/v2/artifact", rollout.id, w.registry.get("v2").sha256)
+    w.settled()
     assert all(not w.assigns(d) for d in rest)
 
     w.advance(20)
@@ -263,6 +282,7 @@ def test_nan_scores_on_the_canary_roll_back_and_the_rest_never_see_v2(world: Wor
     w.wait_assigned(canary, "v1")
     w.inbox.wait_for(lambda _: all(w.commands(d) for d in canary), timeout=10)
     assert all(c.cmd == "rollback" for d in canary for c in w.commands(d))
+    w.settled()
     assert all(not w.assigns(d) and not w.commands(d) for d in rest)  # v2 never reached them
     retained = w.retained()
     assert set(retained) == set(canary) and {a.version for a in retained.values()} == {"v1"}
@@ -287,6 +307,7 @@ def test_operator_rolls_back_from_the_fleet_stage(world: World) -> None:
         "operator:bo", "rollback", "rolled back by operator:bo: customer complaint at site-b")
     w.wait_assigned(w.devices, "v1")
     w.inbox.wait_for(lambda _: all(w.commands(d) for d in w.devices[:6]), timeout=10)
+    w.settled()
     assert all(not w.commands(d) for d in w.devices[6:])
     assert w.registry.get("v2").status == "rolled_back"
     audit = w.store.model_audit(version="v2")
@@ -410,8 +431,7 @@ def test_resync_republishes_the_same_assignments(world: World, broker: DevBroker
     w.inbox.clear()
     w.advance(299)
     restarted.tick()
-    time.sleep(0.3)
-    assert not w.inbox.messages
+    assert w.settled() == []  # the tick at 299 s sent nothing (it shares the service's connection)
     w.advance(1)  # every resync_s the tick re-sends them
     restarted.tick()
     w.wait_assigned(canary, "v2")

@@ -142,6 +142,7 @@ def test_a_device_joining_after_completion_gets_the_active_version(world: World)
     assert (got["version"], got["mode"], got["rollout_id"], got["msg_id"]) == (
         "v2", "active", rollout_id, f"{rollout_id}/v2/active")  # the same assignment the fleet got
     assert got["sha256"] == w.registry.get("v2").sha256
+    w.settled()
     assert not w.assigns(sleeper)  # offline: it is caught up when its status says online
 
     assert w.service.catch_up() == []  # sent once; again only after resync_s if it still serves v1
