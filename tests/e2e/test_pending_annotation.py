@@ -10,12 +10,13 @@ from hub.labels.service import LabelSettings, missing_traces, run_labels
 from hub.mqtt.ingest import IngestWorker
 from hub.mqtt.publisher import CommandPublisher, TraceRequester
 from hub.store import IngestRecord, open_store
-from shared.messages import Annotation
+from shared.messages import Annotation, Command
 from tests.agent.helpers import agent_settings
-from tests.fixtures.broker import HUB_USER
+from tests.fixtures.broker import HUB_USER, Clients, Collector, barrier, barrier_topic, subscribe
 
 
-def test_pending_annotation_is_joined_after_the_hub_asks_for_the_trace(tmp_path, broker, initial_model_dir):
+def test_pending_annotation_is_joined_after_the_hub_asks_for_the_trace(tmp_path, broker, initial_model_dir,
+                                                                      mqtt_clients: Clients):
     hub_settings = HubSettings(dev_mode=True, data_dir=tmp_path / "hub", mqtt_host=broker.host, mqtt_port=broker.port,
                                mqtt_password=broker.password(HUB_USER))
     store = open_store(f"sqlite:///{tmp_path / 'hub.db'}")
@@ -38,12 +39,18 @@ def test_pending_annotation_is_joined_after_the_hub_asks_for_the_trace(tmp_path,
     assert [m.trace_id for m in missing_traces(store, labels, now=time.time())] == [quiet]
     assert run_labels(store, labels, now=time.time()).label_set.items == ()  # pending: not trainable yet, not lost
 
+    sent = Collector()  # what the broker holds for dev-9, as the hub sent it
+    watcher = mqtt_clients.connect(broker, HUB_USER, collector=sent)
+    subscribe(watcher, "fleetloop/dev-9/cmd")
+    subscribe(watcher, marker := barrier_topic())
     commands = CommandPublisher(hub_settings)
     commands.start()
     requester = TraceRequester(store, labels, commands.send)
     assert requester.run(time.time()) == 1
     assert requester.run(time.time()) == 0  # not asked again before retry_s
-    time.sleep(0.5)
+    # The broker took the command (queued for dev-9's session) before the device comes back, and it was sent once.
+    asked = [Command.model_validate_json(m.payload) for m in barrier(commands.client, marker, sent)]
+    assert [(c.cmd, c.trace_ids) for c in asked if c.cmd == "upload_traces"] == [("upload_traces", [quiet])]
     build_agent(settings).run(duration_s=2, drain_s=10)  # the device comes back and answers the command
     assert worker.wait_for(lambda s: s.stored.get("sample", 0) >= 1, timeout=10)
     row = store.prediction(quiet)
