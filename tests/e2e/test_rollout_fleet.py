@@ -30,7 +30,8 @@ from hub.rollout import HealthLimits, StagePolicy
 from hub.rollout.service import RolloutService
 from hub.store import open_store
 from hub.store.sqlite import SqliteHubStore
-from tests.fixtures.broker import HUB_USER
+from shared.messages import Assign
+from tests.fixtures.broker import HUB_USER, Clients, Collector, subscribe
 from tests.hub.rollout.factories import passed_gate
 from tests.hub.rollout.test_service import variant
 
@@ -73,6 +74,13 @@ class Hub:
     registry: Registry
     service: RolloutService
     tmp_path: Path
+    assigned: Collector  # every assignment the broker delivers, in the order the hub published them
+
+    def assigns(self, device: str, version: str) -> list[Assign]:
+        """The live (not retained) assignments of `version` published to `device`, in order."""
+        got = [Assign.model_validate_json(m.payload) for m in self.assigned.messages
+               if m.topic == f"fleetloop/{device}/model/assign" and not m.retain and m.payload]
+        return [a for a in got if a.version == version]
 
     def wait(self, predicate: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
@@ -92,7 +100,7 @@ class Hub:
 
 
 @pytest.fixture
-def hub(tmp_path: Path, fresh_broker: DevBroker, initial_model_dir: Path) -> Iterator[Hub]:
+def hub(tmp_path: Path, fresh_broker: DevBroker, initial_model_dir: Path, mqtt_clients: Clients) -> Iterator[Hub]:
     store = open_store(f"sqlite:///{tmp_path / 'hub.db'}")
     assert isinstance(store, SqliteHubStore)
     registry = Registry(store, tmp_path / "registry", SigningKey.generate())
@@ -110,10 +118,12 @@ def hub(tmp_path: Path, fresh_broker: DevBroker, initial_model_dir: Path) -> Ite
     publisher.start()
     service = RolloutService(store, registry, publisher, artifact_url=lambda v: registry.path(v).as_uri(),
                              policies=POLICIES, limits=LIMITS)
+    assigned = Collector()
+    subscribe(mqtt_clients.connect(fresh_broker, HUB_USER, collector=assigned), "fleetloop/+/model/assign")
     ticker = Periodic("rollouts", 0.5, service.tick)
     ticker.start()
     try:
-        yield Hub(store, registry, service, tmp_path)
+        yield Hub(store, registry, service, tmp_path, assigned)
     finally:
         ticker.stop()
         publisher.stop()
@@ -146,11 +156,16 @@ def _run(hub: Hub) -> None:
     hub.wait(lambda: hub.service.get(rollout.id).state.stage == "fleet", "the canary to pass", timeout=90)
     advanced_at = hub.service.get(rollout.id).state.entered_at
     assert hub.events(CANARY, "swapped", "v2") and hub.events(CANARY, "health_ok", "v2")
-    for device in DEVICES[1:]:  # nothing reached the rest of the fleet before the canary passed
-        assert all(t >= advanced_at for t in hub.events(device, "swapped", "v2"))
 
     hub.wait(lambda: hub.serving() == dict.fromkeys(DEVICES, "v2")
              and all(hub.events(d, "health_ok", "v2") for d in DEVICES), "every device serving v2")
+    # Only the canary first: what the hub published to each device (stamped when it signed it), not when it heard.
+    # Waiting for one per device: a device with none would make the checks below vacuous (and fails here).
+    hub.assigned.wait_for(lambda _: all(hub.assigns(d, "v2") for d in DEVICES), timeout=10)
+    sent = {d: [a.ts for a in hub.assigns(d, "v2")] for d in DEVICES}
+    assert sent[CANARY][0] < advanced_at, (sent, advanced_at)
+    for device in DEVICES[1:]:  # nothing went to the rest of the fleet before the canary passed
+        assert min(sent[device]) >= advanced_at, (device, sent[device], advanced_at)
     swapped = {d: max(hub.events(d, "swapped", "v2")) for d in DEVICES}
     hub.wait(lambda: all(len(store.predictions(swapped[d] + 1, 1e12, device_ids=[d])) >= 5 for d in DEVICES),
              "predictions after the swap")
