@@ -77,6 +77,7 @@ from sim.dataset import default_fleet
 from sim.drift import SensorOffset
 from sim.machine import SimulatedMachine
 from sim.technicians import GroundTruth, SimDevice, SimulatedTechnician
+from tests.fixtures.broker import Collector, barrier, barrier_topic, close_client, connect_to, subscribe
 
 pytestmark = pytest.mark.slow
 log = logging.getLogger(__name__)
@@ -444,6 +445,11 @@ def test_drift_retrain_gate_rollout_and_two_candidates_that_never_reach_the_flee
     (nan_dir / MANIFEST_FILE).write_text(json.dumps(manifest))
     hub.registry.register(nan_dir, actor="test", reason="passes on the hub, NaN on gateways", status="candidate")
     hub.registry.skip_gate(NAN_VERSION, actor="test", reason="made by hand to break on the gateways' runtime")
+    assigned = Collector()  # every assignment the hub publishes from here on, as the broker delivers them
+    watcher = connect_to(hub.settings.mqtt_host, hub.settings.mqtt_port, HUB_USER, hub.settings.password or "",
+                         collector=assigned)
+    subscribe(watcher, "fleetloop/+/model/assign")
+    subscribe(watcher, marker := barrier_topic())
     nan_start = loop.api.post("/rollouts", json={**body, "candidate": NAN_VERSION, "canary": [NAN_CANARY]})
     assert nan_start.status_code == 201, nan_start.text
     nan_id = nan_start.json()["id"]
@@ -456,7 +462,11 @@ def test_drift_retrain_gate_rollout_and_two_candidates_that_never_reach_the_flee
     assert served[0][0] >= 1 and served[0][1] == 0, served  # it did serve the canary: windows without a score
     assert (hub.registry.get(NAN_VERSION).status, hub.registry.active_version()) == ("rolled_back", v2)
     loop.wait(lambda: loop.serving() == dict.fromkeys(DEVICES, v2), "every device back on v2", 20)
-    time.sleep(1.0)  # anything still in flight for the other devices would have arrived by now
+    # A barrier through the hub's own connection: every assignment it published before has reached the watcher.
+    nan_assigned = {m.topic for m in barrier(hub.commands.client, marker, assigned)
+                    if not m.retain and m.payload and json.loads(m.payload)["version"] == NAN_VERSION}
+    close_client(watcher)
+    assert nan_assigned == {f"fleetloop/{NAN_CANARY}/model/assign"}, nan_assigned
     for d in DEVICES:
         if d != NAN_CANARY:
             assert not [e for e in store.model_events(device_id=d) if e.version == NAN_VERSION], d
