@@ -82,7 +82,8 @@ def test_a_viewer_cannot_act_and_bad_input_gets_a_reason(hub: Hub) -> None:
         assert refused.status_code == 403 and "technician or operator" in refused.json()["detail"], path
     assert viewer.get(f"/incidents/{ids['pump-1']}").json()["state"] == "open"
     tech = hub.client("technician")
-    no_type = tech.post(f"/incidents/{ids['pump-1']}/resolve", json={"technician_id": "a", "verdict": "confirmed_fault"})
+    no_type = tech.post(f"/incidents/{ids['pump-1']}/resolve",
+                        json={"technician_id": "a", "verdict": "confirmed_fault"})
     assert no_type.status_code == 422 and "fault_type" in str(no_type.json()["detail"])
     unknown = tech.post(f"/incidents/{ids['pump-1']}/resolve", json={"technician_id": "a", "verdict": "works_now"})
     assert unknown.status_code == 422
@@ -91,3 +92,12 @@ def test_a_viewer_cannot_act_and_bad_input_gets_a_reason(hub: Hub) -> None:
     assert backwards.status_code == 422 and "end_ts is before start_ts" in str(backwards.json()["detail"])
     assert tech.get("/incidents", params={"state": "sleeping"}).status_code == 422
     assert tech.get("/incidents", params={"offset": -1}).status_code == 422
+
+
+def test_the_queue_pages_with_offset(hub: Hub) -> None:
+    hub.ingest(online("pump-1"), *[anomaly("pump-1", ts=T0 + i, score=0.6 + i / 100) for i in range(7)])
+    tech = hub.client("technician")
+    whole = [q["trace_id"] for q in tech.get("/queue", params={"limit": 7}).json()]
+    pages = [tech.get("/queue", params={"limit": 3, "offset": o}).json() for o in (0, 3, 6)]
+    assert [q["trace_id"] for page in pages for q in page] == whole and len(whole) == 7
+    assert tech.get("/queue", params={"offset": -1}).status_code == 422

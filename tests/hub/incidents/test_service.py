@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -10,8 +11,6 @@ from hub.errors import IncidentInputError, IncidentNotFound, IncidentStateError
 from hub.incidents.service import IncidentService
 from hub.incidents.settings import IncidentSettings, SiteNotifySettings
 from hub.labels.service import annotation_status, load_join
-import dataclasses
-
 from hub.store.rows import IncidentPass, IncidentQuery, IngestRecord
 from hub.store.sqlite import SqliteHubStore
 from shared.topics import Topics
@@ -36,8 +35,8 @@ def _service(store: SqliteHubStore, settings: IncidentSettings = SETTINGS) -> In
 
 
 def test_a_pass_groups_ingested_anomalies_opens_once_and_a_new_service_continues_where_the_last_stopped(store) -> None:
-    _ingest(store, online("pump-1", site="plant-a"), *[anomaly("pump-1", ts=T0 + i, trace_id=f"t{i}") for i in range(5)],
-            sample("pump-1", ts=T0 + 2))
+    _ingest(store, online("pump-1", site="plant-a"),
+            *[anomaly("pump-1", ts=T0 + i, trace_id=f"t{i}") for i in range(5)], sample("pump-1", ts=T0 + 2))
     service = _service(store)
     result = service.run(T0 + 10)
     assert (result.anomalies, result.events) == (5, 1)
@@ -97,7 +96,8 @@ def test_a_missed_failure_is_a_fault_range_annotation_refused_where_alarms_are(s
     service = _service(store)
     row = service.report_missed("pump-1", start_ts=T0 + 400, end_ts=T0 + 600, who="bob", now=T0 + 700,
                                 fault_type="seal", note="leak found at inspection")
-    assert (row.kind, row.state, row.verdict, row.fault_type) == ("missed_failure", "resolved", "missed_failure", "seal")
+    assert (row.kind, row.state, row.verdict, row.fault_type) == (
+        "missed_failure", "resolved", "missed_failure", "seal")
     [annotation] = store.annotations(device_id="pump-1")
     assert (annotation.start_ts, annotation.end_ts, annotation.label, annotation.technician_id) == (
         T0 + 400, T0 + 600, "fault", "bob")
