@@ -80,7 +80,8 @@ def get_incident(incident_id: IncidentId, _: Reader, store: StoreDep, incidents:
 
 
 @router.post("/{incident_id}/acknowledge", summary="Take an open incident",
-             responses={**error(404, "No incident with this id"), **error(409, "The incident is not open")})
+             responses={**error(400, "The body is not JSON"), **error(404, "No incident with this id"),
+                        **error(409, "The incident is not open")})
 def acknowledge(incident_id: IncidentId, body: AcknowledgeBody, _: Technician, incidents: IncidentsDep,
                 now: NowDep) -> IncidentPublic:
     return IncidentPublic.from_row(_translate(lambda: incidents.acknowledge(incident_id, who=body.technician_id,
@@ -88,7 +89,8 @@ def acknowledge(incident_id: IncidentId, body: AcknowledgeBody, _: Technician, i
 
 
 @router.post("/{incident_id}/resolve", summary="Resolve an incident with a verdict (labels its alarm windows)",
-             responses={**error(400, "The verdict does not fit"), **error(404, "No incident with this id"),
+             responses={**error(400, "The verdict does not fit, or the body is not JSON"),
+                        **error(404, "No incident with this id"),
                         **error(409, "The incident is pending, dropped or resolved already")})
 def resolve(incident_id: IncidentId, body: ResolveBody, _: Technician, incidents: IncidentsDep,
             now: NowDep) -> IncidentPublic:
@@ -100,7 +102,7 @@ def resolve(incident_id: IncidentId, body: ResolveBody, _: Technician, incidents
 
 
 @router.post("/resolve", summary="Resolve several incidents with one verdict",
-             responses=error(400, "The verdict does not fit"))
+             responses=error(400, "The verdict does not fit, or the body is not JSON"))
 def resolve_batch(body: BatchResolveBody, _: Technician, incidents: IncidentsDep, now: NowDep) -> list[BatchItem]:
     """Each incident is resolved on its own: one that cannot be (unknown, not resolvable) is reported with its
     status and reason, and the others still are."""
@@ -112,7 +114,8 @@ def resolve_batch(body: BatchResolveBody, _: Technician, incidents: IncidentsDep
 
 
 @router.post("/missed", status_code=status.HTTP_201_CREATED, summary="Report a failure no alarm covered",
-             responses={**error(400, "The range does not fit"), **error(404, "The device is not known to the hub"),
+             responses={**error(400, "The range does not fit, or the body is not JSON"),
+                        **error(404, "The device is not known to the hub"),
                         **error(409, "Alarm windows fall in the range: resolve their incident instead")})
 def report_missed(body: MissedFailureCreate, _: Technician, incidents: IncidentsDep, now: NowDep) -> IncidentPublic:
     """A resolved ``missed_failure`` incident and a fault annotation over the device's range (the most valuable
