@@ -24,6 +24,10 @@ codes in `hub.app.cli` (exit 1 refused by the hub, 2 usage or settings or an unr
     │   ├── RolloutConflict         the rollout changed, or another started, meanwhile (HTTP 409)
     │   └── ArtifactUnreachable     the hub cannot fetch the candidate's artifact URL itself: devices could not
     │                               either; the rollout is refused before anything is assigned (HTTP 409)
+    ├── IncidentError               an incident action that cannot be done
+    │   ├── IncidentNotFound        no incident with that id, or an unknown device (HTTP 404)
+    │   ├── IncidentStateError      the incident is not in a state for it, e.g. resolving a resolved one (HTTP 409)
+    │   └── IncidentInputError      the verdict or range does not fit, e.g. a confirmed fault without a type (400)
     └── HubClientError              the operator CLI's call to the hub API did not succeed (`hub.app.client`)
         ├── HubUnreachableError     nothing answers at the hub URL (CLI exit 2)
         ├── HubRefusedError         the hub answered 4xx: bad token, role, state or input (CLI exit 1)
@@ -50,6 +54,10 @@ __all__ = [
     "HubRefusedError",
     "HubServerError",
     "HubUnreachableError",
+    "IncidentError",
+    "IncidentInputError",
+    "IncidentNotFound",
+    "IncidentStateError",
     "RegistryError",
     "RetrainBlockedError",
     "RetrainError",
@@ -108,6 +116,22 @@ class RolloutNotFound(RolloutError):
 
 class RolloutConflict(RolloutError):
     """Another rollout is running, or this one changed meanwhile (HTTP 409)."""
+
+
+class IncidentError(FleetloopError):
+    """An incident action that cannot be done."""
+
+
+class IncidentNotFound(IncidentError):
+    """No incident with this id, or a device the hub does not know (HTTP 404)."""
+
+
+class IncidentStateError(IncidentError):
+    """The incident is not in a state for this action, or changed meanwhile (HTTP 409)."""
+
+
+class IncidentInputError(IncidentError):
+    """A verdict or time range that does not fit (HTTP 400)."""
 
 
 class HubClientError(FleetloopError):

@@ -2,6 +2,8 @@
 
 Device → hub: ``{p}/{device}/status|anomaly|sample|stats|annotation|model/event``.
 Hub → device: ``{p}/{device}/model/assign`` (retained) and ``{p}/{device}/cmd``.
+Hub → plant systems: ``{p}/_hub/incidents/{site}`` (not retained). ``_hub`` cannot be a device id (ids start
+with a letter or digit), so no device can publish there, and the hub's device subscriptions never match it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from enum import StrEnum
 from shared.errors import TopicError
 
 DEFAULT_PREFIX = "fleetloop"
+HUB_LEVEL = "_hub"  # the hub's own topics under the prefix: never a device id
 _DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _PREFIX = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
 
@@ -73,6 +76,13 @@ class Topics:
             raise TopicError(f"topic {topic!r} is not a fleetloop topic")
         validate_device_id(device_id)
         return ParsedTopic(device_id, kind)
+
+    def incidents(self, site: str | None) -> str:
+        """Where incident events of a site go (``_none`` for devices without a site); TopicError for a site
+        that cannot be one topic level."""
+        if site is not None and not _DEVICE_ID.match(site):
+            raise TopicError(f"site {site!r} cannot be a topic level: use letters, digits, '_', '-' or '.'")
+        return f"{self.prefix}/{HUB_LEVEL}/incidents/{site or '_none'}"
 
     def device_subscriptions(self, device_id: str) -> list[str]:
         """What a device subscribes to: its own hub → device topics."""

@@ -26,7 +26,7 @@ ALLOWED: dict[str, frozenset[str]] = {
 }
 FIRST_PARTY = frozenset(ALLOWED)
 
-DOMAINS = ("labels", "drift", "training", "gate", "registry", "rollout", "delivery")
+DOMAINS = ("labels", "drift", "training", "gate", "registry", "rollout", "delivery", "incidents")
 """Hub domain packages: pure modules beside one `service.py` (or `service/` package), the only I/O shell."""
 
 SHELL_ONLY = ("hub.store", "hub.mqtt", "hub.api", "hub.app", "paho", "fastapi", "starlette", "sqlite3", "sqlite_utils")

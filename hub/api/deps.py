@@ -3,8 +3,8 @@ bearer-token roles.
 
 A route asks for what it uses (`StoreDep`, `RegistryDep`, …, or `ServicesDep` for the whole graph); a part
 the hub runs without (registry, rollouts, training) answers 503 through its alias. Roles: ``viewer`` reads;
-``technician`` also annotates and works the labeling queue; ``operator`` does everything (labels, rollouts,
-retraining). A route states who may call it with one of the aliases below, or with
+``technician`` also annotates, works the labeling queue, acknowledges and resolves incidents; ``operator`` does
+everything (labels, rollouts, retraining). A route states who may call it with one of the aliases below, or with
 ``Depends(require("operator"))`` for a custom set.
 """
 
@@ -23,6 +23,7 @@ from hub.api.schemas.base import ErrorPublic
 from hub.app.metrics import HubMetrics
 from hub.app.settings import ROLES, HubSettings, Role
 from hub.app.wiring import Services
+from hub.incidents.service import IncidentService
 from hub.labels.service import LabelSettings
 from hub.registry.service import Registry
 from hub.rollout.service import RolloutService
@@ -102,6 +103,13 @@ def get_training(services: ServicesDep) -> TrainingControl:
     return services.training
 
 
+def get_incidents(services: ServicesDep) -> IncidentService:
+    """The incident service; 503 when the hub runs without one."""
+    if services.incidents is None:
+        raise _unavailable("this hub runs without incidents")
+    return services.incidents
+
+
 SettingsDep = Annotated[HubSettings, Depends(get_settings)]
 StoreDep = Annotated[HubStore, Depends(get_store)]
 MetricsDep = Annotated[HubMetrics, Depends(get_metrics)]
@@ -110,6 +118,7 @@ NowDep = Annotated[float, Depends(get_now)]
 RegistryDep = Annotated[Registry, Depends(get_registry)]
 RolloutsDep = Annotated[RolloutService, Depends(get_rollouts)]
 TrainingDep = Annotated[TrainingControl, Depends(get_training)]
+IncidentsDep = Annotated[IncidentService, Depends(get_incidents)]
 
 
 # --- authentication and roles ---------------------------------------------------------------------

@@ -34,6 +34,8 @@ exit codes: 0 done; 1 the hub refused (4xx: token, role, state or input); 2 usag
 cannot be reached; 3 the hub failed (5xx)."""
 CLIENT_HELP = (f"Commands other than serve and ingest call the running hub's API: --hub URL or {URL_ENV} (default "
                f"{DEFAULT_URL}); the token from {TOKEN_ENV}, or the file in --token-file / {TOKEN_FILE_ENV}.")
+INCIDENT_ACTIONS = ["list", "show", "ack", "resolve", "missed"]
+VERDICTS = ["confirmed_fault", "false_alarm", "no_fault_found"]
 ROLLOUT_ACTIONS = ["start", "list", "show", "pause", "resume", "promote", "rollback", "abort", "revert", "retry"]
 
 
@@ -104,6 +106,25 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     reference.add_argument("--end", default="now", help="window end (take; default now)")
     reference.add_argument("--devices", help="only these devices, comma-separated (take; default all)")
     reference.add_argument("--reason", help="why (required for take; recorded)")
+
+    incidents = accept_relative_times(client(
+        "incidents", "incidents (alarm windows grouped per device): list, show, ack, resolve (one or many), report a "
+        "missed failure"))
+    incidents.add_argument("action", choices=INCIDENT_ACTIONS)
+    incidents.add_argument("ids", nargs="*", metavar="ID", help="incident id(s): show/ack take one, resolve several")
+    incidents.add_argument("--technician", help="who acts (ack, resolve, missed; recorded with the labels)")
+    incidents.add_argument("--verdict", choices=VERDICTS, help="resolve: the technician's verdict")
+    incidents.add_argument("--fault-type", help="the fault (a confirmed fault or a missed failure, e.g. bearing)")
+    incidents.add_argument("--note", help="free text kept with the incident and its labels")
+    incidents.add_argument("--device", help="list: only this device; missed: the device")
+    incidents.add_argument("--site", help="list: only this site")
+    incidents.add_argument("--state", action="append", help="list: only this state (repeatable; default open, "
+                           "acknowledged, closed, resolved)")
+    incidents.add_argument("--since", help="list: last alarm at or after (ISO, -2h, unix s)")
+    incidents.add_argument("--start", help="missed: range start (ISO, -2h, unix s)")
+    incidents.add_argument("--end", default="now", help="missed: range end (default now)")
+    incidents.add_argument("--limit", type=int, default=50, help="list: rows per page (default 50)")
+    incidents.add_argument("--offset", type=int, default=0, help="list: skip this many (paging)")
 
     dead = client("dead-letters", "refused messages by reason, and the latest ones")
     dead.add_argument("--limit", type=int, default=20)

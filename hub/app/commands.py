@@ -20,6 +20,7 @@ from hub.errors import HubRefusedError
 from infra.cliformat import parse_time
 from shared.errors import ConfigError
 
+VERDICTS = ("confirmed_fault", "false_alarm", "no_fault_found")
 JOB_DONE = ("succeeded", "failed")
 POLL_S = 0.5
 
@@ -228,7 +229,48 @@ def reference(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- incidents --------------------------------------------------------------------------------------------------
+def incidents(args: argparse.Namespace) -> int:
+    """list / show ID / ack ID / resolve ID… / missed: each a call of ``/incidents``."""
+    now = time.time()
+    with _client(args) as hub:
+        if args.action == "list":
+            result: Any = hub.get("/incidents", device_id=args.device, site=args.site, state=args.state,
+                                  since=parse_time(args.since, now) if args.since else None, limit=args.limit,
+                                  offset=args.offset)
+            _json(result) if args.json else _out(render.incidents_table(result) if result else "no incidents")
+            return 0
+        if args.action == "missed":
+            if not (args.device and args.start and args.fault_type and args.technician):
+                raise ConfigError("'incidents missed' needs --device, --start (and --end, default now), --fault-type "
+                                  "and --technician")
+            result = hub.post("/incidents/missed", {
+                "device_id": args.device, "start_ts": parse_time(args.start, now), "end_ts": parse_time(args.end, now),
+                "fault_type": args.fault_type, "technician_id": args.technician, "note": args.note})
+        elif not args.ids:
+            raise ConfigError(f"'incidents {args.action}' needs an incident id")
+        elif args.action == "show":
+            result = hub.get(f"/incidents/{args.ids[0]}")
+        elif not args.technician:
+            raise ConfigError(f"'incidents {args.action}' needs --technician (who acts; recorded)")
+        elif args.action == "ack":
+            result = hub.post(f"/incidents/{args.ids[0]}/acknowledge", {"technician_id": args.technician})
+        else:
+            if not args.verdict:
+                raise ConfigError(f"'incidents resolve' needs --verdict ({', '.join(VERDICTS)})")
+            body = {"technician_id": args.technician, "verdict": args.verdict, "fault_type": args.fault_type,
+                    "note": args.note}
+            if len(args.ids) == 1:
+                result = hub.post(f"/incidents/{args.ids[0]}/resolve", body)
+            else:
+                result = hub.post("/incidents/resolve", body | {"incident_ids": args.ids})
+                _json(result) if args.json else _out(render.batch_text(result))
+                return 0 if all(r["status"] == 200 for r in result) else 1
+    _json(result) if args.json else _out("\n".join(render.mapping_lines(result)))
+    return 0
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "devices": devices, "drift": drift, "dead-letters": dead_letters, "models": models, "retrain": retrain,
-    "rollout": rollout, "reference": reference,
+    "rollout": rollout, "reference": reference, "incidents": incidents,
 }

@@ -44,6 +44,21 @@ def _clip(text: object, n: int) -> str:
     return s if len(s) <= n else s[: n - 1] + "…"
 
 
+# --- incidents ------------------------------------------------------------------------------------------------
+def incidents_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    return table(["ID", "DEVICE", "SITE", "STATE", "FIRST ALARM", "LAST ALARM", "WINDOWS", "MAX SCORE", "WHO",
+                  "VERDICT"],
+                 [[r["id"], r["device_id"], r.get("site"), r["state"], iso(r["start_ts"]), iso(r["end_ts"]),
+                   r["windows"], _num(r.get("max_score")), r.get("resolved_by") or r.get("acknowledged_by"),
+                   r.get("verdict")] for r in rows])
+
+
+def batch_text(items: Sequence[Mapping[str, Any]]) -> str:
+    """A batch resolve: one line per incident."""
+    return "\n".join(f"{i['incident_id']}: " + ("resolved" if i["status"] == 200 else f"{i['status']} {i['detail']}")
+                     for i in items)
+
+
 # --- drift ----------------------------------------------------------------------------------------------------
 def latest_per_scope(reports: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     """The newest report of each scope (the API lists newest first), fleet scopes first."""

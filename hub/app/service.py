@@ -1,4 +1,5 @@
-"""The hub as one process: ingest worker, drift scheduler and (optionally) the API, sharing one store."""
+"""The hub as one process: ingest worker, drift scheduler, incidents and their notifications and (optionally) the
+API, sharing one store."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from hub.app.settings import HubSettings
 from hub.app.wiring import build_services, commands_client_id
 from hub.delivery.service import GapMonitor
 from hub.drift.service import DriftService
+from hub.incidents.service import IncidentService, Notifier
 from hub.mqtt.ingest import IngestWorker
 from hub.mqtt.publisher import CommandPublisher, TraceRequester
 from hub.registry.service import Registry
@@ -81,7 +83,7 @@ class HubService:
                                                    check_artifacts=True)
         assert services.commands is not None and services.traces is not None and services.key is not None
         assert services.registry is not None and services.drift is not None
-        assert services.rollouts is not None and services.training is not None
+        assert services.rollouts is not None and services.training is not None and services.incidents is not None
         self.store = services.store
         self.metrics = services.metrics
         self.commands: CommandPublisher = services.commands
@@ -91,6 +93,8 @@ class HubService:
         self.drift: DriftService = services.drift
         self.rollouts: RolloutService = services.rollouts
         self.training: TrainingService = services.training
+        self.incidents: IncidentService = services.incidents
+        self.notifier = Notifier(self.store, settings.incidents, self.commands.publish)
         self.worker = IngestWorker.from_settings(settings, self.store, metrics=self.metrics)
         self.gaps = GapMonitor(self.store, self.commands.send, settings.delivery, self.metrics)
         self.jobs = [
@@ -100,6 +104,8 @@ class HubService:
             Periodic("retrain-triggers", settings.training.check_interval_s, self.training.check),
             Periodic("rollouts", settings.rollout_tick_s, self.rollouts.tick),
             Periodic("retention", settings.retention.interval_s, self.prune),
+            Periodic("incidents", settings.incidents.interval_s, self.incidents.run),
+            Periodic("incident-notifications", settings.incidents.notify_interval_s, self.notifier.run),
         ]
         health = services.health  # what /health judges beyond the store
         health.add_connection("ingest", self.worker.session)
@@ -143,4 +149,5 @@ class HubService:
         self.training.stop()
         self.worker.stop()
         self.commands.stop()
+        self.notifier.close()
         self.store.close()

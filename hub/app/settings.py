@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hub.delivery.settings import DeliverySettings
+from hub.incidents.settings import IncidentSettings
 from hub.labels.service import LabelSettings
 from hub.mqtt.decoding import MAX_SKEW_S
 from hub.rollout.plan import StageName
@@ -129,6 +130,10 @@ class HubSettings(BaseSettings):
         "'{\"canary\": {\"min_duration_s\": 600, \"min_windows\": 100, \"timeout_s\": 3600}}'")
     labels: LabelSettings = Field(default_factory=LabelSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    incidents: IncidentSettings = Field(
+        default_factory=IncidentSettings, description="how alarm windows group into incidents (gap_s, min_windows, "
+        "quiet_s) and who is told per site (webhooks signed with a secret from the env or the settings file, "
+        "MQTT), e.g. FLEETLOOP_HUB_INCIDENTS__GAP_S=300 FLEETLOOP_HUB_INCIDENTS__MIN_WINDOWS=3")
     trace_request_interval_s: float = Field(default=60.0, gt=0, description="how often to ask devices for traces "
                                             "that annotations name but the hub has not seen")
 
@@ -207,6 +212,7 @@ def _production_problems(s: HubSettings) -> list[str]:
     if short:
         problems.append(f"{short} API token(s) shorter than {MIN_TOKEN_CHARS} characters: generate them with "
                         "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`")
+    problems += s.incidents.secret_problems()
     if s.mqtt_tls_ca is None and not is_loopback(s.mqtt_host):
         problems.append(f"refusing plain-text MQTT to {s.mqtt_host}: set mqtt_tls_ca, or dev_mode=true for testing")
     return problems

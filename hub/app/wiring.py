@@ -1,5 +1,5 @@
 """The hub's object graph, built once from `HubSettings`: store, metrics, signing key, registry, command
-publisher, trace requester, drift, training and rollout services, in one frozen `Services`.
+publisher, trace requester, drift, training, rollout and incident services, in one frozen `Services`.
 
 `build_services` is the only place that loads the signing key or builds a command publisher: `HubService`,
 the CLI commands, the API (`hub.api.app.create_app` takes a `Services`), the story, the evaluation and
@@ -27,6 +27,7 @@ from hub.store.ports import HubStore
 
 if TYPE_CHECKING:  # the API imports this module: keep paho and scikit-learn out of its imports
     from hub.drift.service import DriftService
+    from hub.incidents.service import IncidentService
     from hub.labels.service import LabelSettings
     from hub.mqtt.publisher import CommandPublisher, TraceRequester
     from hub.registry.service import Registry
@@ -68,6 +69,7 @@ class Services:
     traces: TraceRequester | None = None
     rollouts: RolloutService | None = None
     training: TrainingService | None = None
+    incidents: IncidentService | None = None
     health: HealthProbes = field(default_factory=HealthProbes)  # MQTT clients and jobs register when they run
 
     @property
@@ -130,6 +132,7 @@ def build_services(
     starts only if the hub itself can fetch the candidate's artifact URL (`hub.app.artifacts`).
     """
     from hub.drift.service import DriftService
+    from hub.incidents.service import IncidentService
     from hub.registry.references import ReferenceLibrary
     from hub.store import open_store
 
@@ -177,4 +180,5 @@ def build_services(
         settings=settings, store=store, metrics=metrics if metrics is not None else HubMetrics(), clock=clock,
         key=key if registry else None, registry=reg, commands=commands, traces=traces, rollouts=rollouts,
         training=trainer, drift=DriftService(store, ReferenceLibrary(models_dir), settings.drift),
+        incidents=IncidentService(store, settings.incidents, settings.topics),
     )

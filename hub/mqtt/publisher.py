@@ -76,6 +76,13 @@ class CommandPublisher:
         info = self.client.publish(self.topics.topic(device_id, Kind.CMD), encode(command), qos=1)
         return info.rc == mqtt.MQTT_ERR_SUCCESS
 
+    def publish(self, topic: str, payload: bytes) -> bool:
+        """Publish to a hub topic (QoS 1, not retained), e.g. incident events for plant systems; False when not
+        connected (the caller retries)."""
+        if not self.connected.is_set():
+            return False
+        return self.client.publish(topic, payload, qos=1).rc == mqtt.MQTT_ERR_SUCCESS
+
     def assign(self, device_id: str, assign: Assign) -> bool:
         """Publish a device's model assignment RETAINED (QoS 1), so a device that connects later still gets it.
 

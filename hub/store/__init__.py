@@ -2,7 +2,7 @@
 
 - `rows`: the frozen rows and records every store takes and returns, and constants like `DRIFT_EVENT` (no database).
 - `ports`: one protocol per role (`IngestStore`, `DeviceStore`, `LabelStore`, `DriftStore`, `RegistryStore`,
-  `RolloutStore`, `TrainingStore`) and `HubStore`, their union plus `close`.
+  `RolloutStore`, `TrainingStore`, `IncidentStore`, …) and `HubStore`, their union plus `close`.
 - `presence`: which status message wins (pure).
 - `sqlite`: `SqliteHubStore`, one query module per role, the pure batch-to-rows builder and the migrations.
 - `factory`: `open_store(url)`.
@@ -13,6 +13,7 @@ from hub.store.ports import (
     DeviceStore,
     DriftStore,
     HubStore,
+    IncidentStore,
     IngestStore,
     LabelStore,
     RegistryStore,
@@ -59,6 +60,7 @@ __all__ = [
     "DriftStore",
     "EventRow",
     "HubStore",
+    "IncidentStore",
     "IngestRecord",
     "IngestResult",
     "IngestStore",

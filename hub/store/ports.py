@@ -21,6 +21,11 @@ from hub.store.rows import (
     DriftReportRow,
     EventRow,
     ExclusionRow,
+    IncidentEventRow,
+    IncidentMember,
+    IncidentPass,
+    IncidentQuery,
+    IncidentRow,
     IngestRecord,
     IngestResult,
     LabelItemRow,
@@ -28,6 +33,8 @@ from hub.store.rows import (
     MissingTrace,
     ModelEventRow,
     ModelVersionRow,
+    NotificationDraft,
+    NotificationRow,
     PredictionKind,
     PredictionRow,
     QueueReason,
@@ -385,9 +392,68 @@ class ReferenceStore(Protocol):
 
 
 @runtime_checkable
+class IncidentStore(Protocol):
+    """Incidents built from ingested anomalies (`hub.incidents`), technicians' changes, and the notification log."""
+
+    def incident_cursor(self) -> int:
+        """Where the grouping pass is in the anomalies, in commit order (0 before the first pass)."""
+        ...
+
+    def anomalies_after(self, cursor: int, limit: int) -> tuple[list[PredictionRow], int]:
+        """Anomalies committed after `cursor` that belong to no incident yet, in commit order, and the cursor after
+        the last one returned (`cursor` itself when none)."""
+        ...
+
+    def active_incidents(self, device_ids: Sequence[str] | None = None) -> list[IncidentRow]:
+        """Pending, open and acknowledged incidents (of these devices), by device and start."""
+        ...
+
+    def save_incident_pass(self, p: IncidentPass) -> bool:
+        """Write one grouping pass in one transaction if the cursor is still `p.cursor_from` and every updated
+        incident still at its revision; False (nothing written) otherwise."""
+        ...
+
+    def write_incident(
+        self, row: IncidentRow, *, events: Sequence[IncidentEventRow] = (),
+        notifications: Sequence[NotificationDraft] = (), annotations: Sequence[IngestRecord] = (),
+    ) -> bool:
+        """Insert `row`, or update it if still at `row.revision`, with its events, notifications and annotations
+        (stored as `IngestStore.ingest_batch` stores them) in one transaction; False if it moved on."""
+        ...
+
+    def incident(self, incident_id: str) -> IncidentRow | None: ...
+
+    def incidents(self, query: IncidentQuery) -> list[IncidentRow]:
+        """Filtered, newest start first, `query.offset` rows skipped."""
+        ...
+
+    def incident_windows(self, incident_id: str, *, limit: int | None = None) -> list[IncidentMember]:
+        """The incident's alarm windows, oldest first."""
+        ...
+
+    def incident_events(self, incident_id: str) -> list[IncidentEventRow]:
+        """The incident's history, oldest first."""
+        ...
+
+    def pending_notifications(self, *, limit: int = 1000) -> list[NotificationRow]:
+        """Deliveries not yet made nor given up, oldest first (due or not: the notifier keeps each target's order)."""
+        ...
+
+    def record_delivery(self, notification_id: int, *, ok: bool, now: float, status_code: int | None = None,
+                        error: str | None = None, next_attempt_ts: float | None = None) -> None:
+        """Log one attempt: delivered (`ok`), tried again at `next_attempt_ts`, or (neither) given up."""
+        ...
+
+    def notifications(self, *, incident_id: str | None = None, status: str | None = None,
+                      limit: int = 100) -> list[NotificationRow]:
+        """The delivery log, oldest first."""
+        ...
+
+
+@runtime_checkable
 class HubStore(
     IngestStore, DeviceStore, LabelStore, DriftStore, RegistryStore, RolloutStore, TrainingStore, RetentionStore,
-    SequenceStore, ReferenceStore,
+    SequenceStore, ReferenceStore, IncidentStore,
     Protocol,
 ):
     """Everything the hub stores and asks: every role, and `close`."""
@@ -399,6 +465,7 @@ __all__ = [
     "DeviceStore",
     "DriftStore",
     "HubStore",
+    "IncidentStore",
     "IngestStore",
     "LabelStore",
     "ReferenceStore",

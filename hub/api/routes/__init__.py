@@ -8,6 +8,7 @@ from hub.api.routes import (
     devices,
     drift,
     health,
+    incidents,
     labels,
     metrics,
     models,
@@ -20,6 +21,7 @@ from hub.api.routes import (
 ROUTERS: tuple[APIRouter, ...] = (
     annotations.router,
     queue.router,
+    incidents.router,
     traces.router,
     labels.router,
     devices.router,

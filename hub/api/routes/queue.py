@@ -21,9 +21,11 @@ def get_queue(
     now: NowDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     device_id: Annotated[str | None, Query(max_length=64, description="only this device's predictions")] = None,
+    offset: Annotated[int, Query(ge=0, le=10_000, description="skip this many (paging: offset += limit)")] = 0,
 ) -> list[QueueItem]:
     """Predictions without an annotation yet and younger than the label TTL: anomalies (highest score first),
     then low-confidence samples (closest to the threshold first), then the random baseline slice (newest first).
+    Page with ``offset`` (the queue is ranked over ``offset + limit`` candidates, then cut).
     """
     return [
         QueueItem(
@@ -31,5 +33,5 @@ def get_queue(
             score=e.prediction.score, threshold=e.prediction.threshold, kind=e.prediction.kind, reason=e.reason,
             model_version=e.prediction.model_version,
         )
-        for e in labeling_queue(store, labels, now=now, limit=limit, device_id=device_id)
+        for e in labeling_queue(store, labels, now=now, limit=offset + limit, device_id=device_id)[offset:]
     ]

@@ -1,12 +1,26 @@
 """The hub store's rows and records: the frozen values every store takes and returns. Backend-neutral.
 
 A second store (PostgreSQL) implements `hub.store.ports` with these types and imports nothing of SQLite. One
-module per area: `ingest` (what devices send), `labels`, `models` (registry, rollouts, training), `delivery`.
+module per area: `ingest` (what devices send), `labels`, `models` (registry, rollouts, training), `delivery`,
+`incidents`.
 """
 
 from hub.store.rows.delivery import (
     SequenceHole,
     SequenceUpdate,
+)
+from hub.store.rows.incidents import (
+    ACTIVE_STATES,
+    INCIDENT_STATES,
+    IncidentEventRow,
+    IncidentKind,
+    IncidentMember,
+    IncidentPass,
+    IncidentQuery,
+    IncidentRow,
+    IncidentState,
+    NotificationDraft,
+    NotificationRow,
 )
 from hub.store.rows.ingest import (
     DEAD_LETTER_PAYLOAD_BYTES,
@@ -52,8 +66,10 @@ from hub.store.rows.models import (
 
 __all__ = [
     "ACTIVE_JOB_STATUSES",
+    "ACTIVE_STATES",
     "DEAD_LETTER_PAYLOAD_BYTES",
     "DRIFT_EVENT",
+    "INCIDENT_STATES",
     "JOB_STATUSES",
     "MODEL_STATUSES",
     "ROLLOUT_EVENT",
@@ -68,6 +84,13 @@ __all__ = [
     "DriftReportRow",
     "EventRow",
     "ExclusionRow",
+    "IncidentEventRow",
+    "IncidentKind",
+    "IncidentMember",
+    "IncidentPass",
+    "IncidentQuery",
+    "IncidentRow",
+    "IncidentState",
     "IngestRecord",
     "IngestResult",
     "JobStatus",
@@ -77,6 +100,8 @@ __all__ = [
     "ModelEventRow",
     "ModelStatus",
     "ModelVersionRow",
+    "NotificationDraft",
+    "NotificationRow",
     "PredictionKind",
     "PredictionRow",
     "QueueReason",

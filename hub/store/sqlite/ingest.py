@@ -25,7 +25,7 @@ from hub.store.rows import (
     StatsRow,
     StoreCounts,
 )
-from hub.store.sqlite.batch import batch_rows
+from hub.store.sqlite.batch import BatchRows, batch_rows
 from hub.store.sqlite.common import DETAIL_CHARS, annotation_from_row, prediction_from_row
 from hub.store.sqlite.connection import SqliteConnection
 from shared.messages import Status
@@ -61,6 +61,29 @@ _SEEN_SQL = (
 )
 
 
+def write_rows(conn: sqlite3.Connection, rows: BatchRows) -> tuple[dict[str, int], dict[str, int], int]:
+    """Store a batch's rows inside the caller's transaction: (stored, duplicates) by kind, statuses applied.
+
+    The one write path of device messages and annotations: `ingest_batch` and an incident's verdict use it.
+    """
+    stored: dict[str, int] = {}
+    duplicates: dict[str, int] = {}
+    for kind, sql, table_rows in (
+        ("anomaly", _PREDICTION_SQL, rows.anomalies),
+        ("sample", _PREDICTION_SQL, rows.samples),
+        ("stats", _STATS_SQL, rows.stats),
+        ("annotation", _ANNOTATION_SQL, rows.annotations),
+        ("model_event", _MODEL_EVENT_SQL, rows.model_events),
+    ):
+        if table_rows:
+            inserted = conn.executemany(sql, table_rows).rowcount
+            stored[kind] = inserted
+            duplicates[kind] = len(table_rows) - inserted
+    if rows.seen:
+        conn.executemany(_SEEN_SQL, [(d, at, at, ts) for d, (at, ts) in rows.seen.items()])
+    return stored, duplicates, sum(_apply_status(conn, r) for r in rows.statuses)
+
+
 class IngestQueries(SqliteConnection):
     """`IngestStore` on SQLite (a mixin of `SqliteHubStore`)."""
 
@@ -68,23 +91,8 @@ class IngestQueries(SqliteConnection):
         self, records: Sequence[IngestRecord], dead_letters: Sequence[DeadLetter] = ()
     ) -> IngestResult:
         rows = batch_rows(records)
-        stored: dict[str, int] = {}
-        duplicates: dict[str, int] = {}
         with self._write() as conn:
-            for kind, sql, table_rows in (
-                ("anomaly", _PREDICTION_SQL, rows.anomalies),
-                ("sample", _PREDICTION_SQL, rows.samples),
-                ("stats", _STATS_SQL, rows.stats),
-                ("annotation", _ANNOTATION_SQL, rows.annotations),
-                ("model_event", _MODEL_EVENT_SQL, rows.model_events),
-            ):
-                if table_rows:
-                    inserted = conn.executemany(sql, table_rows).rowcount
-                    stored[kind] = inserted
-                    duplicates[kind] = len(table_rows) - inserted
-            if rows.seen:
-                conn.executemany(_SEEN_SQL, [(d, at, at, ts) for d, (at, ts) in rows.seen.items()])
-            status_applied = sum(_apply_status(conn, r) for r in rows.statuses)
+            stored, duplicates, status_applied = write_rows(conn, rows)
             if dead_letters:
                 conn.executemany(_DEAD_LETTER_SQL, [_dead_letter_row(d) for d in dead_letters])
         if status_applied:

@@ -342,3 +342,85 @@ def m008_drift_references(db: Database) -> None:
         )"""
     )
     db.execute("CREATE INDEX drift_references_version ON drift_references (version, id)")
+
+
+@migrations()
+def m009_incidents(db: Database) -> None:
+    # Incidents: a device's alarm windows grouped (hub.incidents), their members, their history and the delivery
+    # log of their notifications. A revision number guards every update (the grouping pass and a technician).
+    db.execute(
+        """CREATE TABLE incidents (
+            id TEXT PRIMARY KEY,
+            device_id TEXT NOT NULL,
+            site TEXT,
+            kind TEXT NOT NULL CHECK (kind IN ('alarm', 'missed_failure')),
+            state TEXT NOT NULL
+                CHECK (state IN ('pending', 'open', 'acknowledged', 'resolved', 'closed', 'dropped')),
+            start_ts REAL NOT NULL,
+            end_ts REAL NOT NULL,
+            windows INTEGER NOT NULL,
+            max_score REAL NOT NULL,
+            model_version TEXT,
+            created_ts REAL NOT NULL,
+            updated_ts REAL NOT NULL,
+            opened_ts REAL,
+            acknowledged_by TEXT,
+            acknowledged_ts REAL,
+            resolved_by TEXT,
+            resolved_ts REAL,
+            verdict TEXT,
+            fault_type TEXT,
+            note TEXT,
+            closed_ts REAL,
+            revision INTEGER NOT NULL DEFAULT 0
+        )"""
+    )
+    db.execute("CREATE INDEX incidents_state ON incidents (state, device_id)")
+    db.execute("CREATE INDEX incidents_device_start ON incidents (device_id, start_ts)")
+    db.execute("CREATE INDEX incidents_start ON incidents (start_ts)")
+    # An alarm window (anomaly trace) belongs to at most one incident.
+    db.execute(
+        """CREATE TABLE incident_windows (
+            trace_id TEXT PRIMARY KEY,
+            incident_id TEXT NOT NULL REFERENCES incidents (id),
+            ts REAL NOT NULL,
+            score REAL NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX incident_windows_incident ON incident_windows (incident_id, ts)")
+    db.execute(
+        """CREATE TABLE incident_events (
+            id TEXT PRIMARY KEY,
+            incident_id TEXT NOT NULL REFERENCES incidents (id),
+            ts REAL NOT NULL,
+            kind TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            detail TEXT NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX incident_events_incident ON incident_events (incident_id, ts)")
+    # The delivery log: one row per (event, target), its body frozen when the change was stored.
+    db.execute(
+        """CREATE TABLE incident_notifications (
+            id INTEGER PRIMARY KEY,
+            event_id TEXT NOT NULL REFERENCES incident_events (id),
+            incident_id TEXT NOT NULL,
+            channel TEXT NOT NULL CHECK (channel IN ('webhook', 'mqtt')),
+            target TEXT NOT NULL,
+            site_key TEXT NOT NULL,
+            body TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'failed')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            created_ts REAL NOT NULL,
+            next_attempt_ts REAL NOT NULL,
+            last_attempt_ts REAL,
+            last_status INTEGER,
+            last_error TEXT,
+            delivered_ts REAL,
+            UNIQUE (event_id, channel, target)
+        )"""
+    )
+    db.execute("CREATE INDEX incident_notifications_due ON incident_notifications (status, next_attempt_ts)")
+    db.execute("CREATE INDEX incident_notifications_incident ON incident_notifications (incident_id, id)")
+    # Where a periodic job is in an append-only table (the grouping pass: the last anomaly rowid it read).
+    db.execute("CREATE TABLE job_cursors (name TEXT PRIMARY KEY, value INTEGER NOT NULL)")

@@ -14,6 +14,7 @@ from sqlite_utils import Database
 
 from hub.store.sqlite.devices import DeviceQueries
 from hub.store.sqlite.drift import DriftQueries
+from hub.store.sqlite.incidents import IncidentQueries
 from hub.store.sqlite.ingest import IngestQueries
 from hub.store.sqlite.labels import LabelQueries
 from hub.store.sqlite.references import ReferenceQueries
@@ -29,7 +30,7 @@ from shared.errors import StoreError
 class SqliteHubStore(
     IngestQueries, DeviceQueries, LabelQueries, DriftQueries, RegistryQueries, RolloutQueries, TrainingQueries,
     RetentionQueries,
-    SequenceQueries, ReferenceQueries,
+    SequenceQueries, ReferenceQueries, IncidentQueries,
 ):
     """The hub store in one SQLite file. Thread-safe: one connection per thread, opened on first use."""
 
