@@ -4,7 +4,7 @@
 labels the way people do, through nothing a real technician lacks:
 
 - at the hub, its HTTP API with a technician token (`ApiInbox`): ``GET /queue`` for what to label next,
-  ``POST /annotations`` for each verdict (with the annotation's own id, so a retry is harmless);
+  ``POST /annotations/batch`` for the verdicts (with each annotation's own id, so a retry is harmless);
 - at the machine, the agent's own database (`MachineLogs`): the technician reads the gateway's prediction log
   while the agent runs and annotates with ``fleetloop agent annotate``'s code path
   (`agent.app.record_annotation`): stored in that database and queued in the agent's outbox, which the running
@@ -34,6 +34,7 @@ from sim.technicians import GroundTruth, SimDevice
 __all__ = ["ApiInbox", "MachineLogs", "QueuedPrediction", "technician_desk"]
 
 QUEUE_LIMIT = 500  # the most GET /queue returns in one answer
+BATCH = 500  # the most POST /annotations/batch takes
 
 # What POST /annotations takes of an `Annotation` (the hub fills in the device's model version and the time).
 _CREATE_FIELDS = {"annotation_id", "trace_id", "device_id", "start_ts", "end_ts", "label", "fault_type",
@@ -77,8 +78,10 @@ class ApiInbox:
                                  i["reason"]) for i in items]
 
     def submit(self, annotations: Sequence[Annotation], now: float) -> None:
-        for a in annotations:
-            self.hub.post("/annotations", a.model_dump(mode="json", include=_CREATE_FIELDS, exclude_none=True))
+        """``POST /annotations/batch``, `BATCH` at a time (each checked as ``POST /annotations`` checks one)."""
+        items = [a.model_dump(mode="json", include=_CREATE_FIELDS, exclude_none=True) for a in annotations]
+        for i in range(0, len(items), BATCH):
+            self.hub.post("/annotations/batch", {"annotations": items[i : i + BATCH]})
 
 
 class MachineLogs:

@@ -182,7 +182,13 @@ class _Session:
         settings = hub_settings(self.p, data_dir=work / "hub", mqtt_host=self.broker.host, mqtt_port=self.broker.port,
                                 mqtt_password=self.broker.password(HUB_USER), api_url=url,
                                 tokens={t: role for role, t in tokens.items()}, prefix=self.broker.prefix)
-        settings = settings.model_copy(update={"signing_key_file": work / "keys" / "model-signing.pem"})
+        # The on-site technician labels at the machines (`fleetloop agent annotate`'s path), so the hub counts those
+        # labels as the devices' own and keeps at most `labels.max_device_votes` (200) of a device's in a label set,
+        # against a flooding device; here they label every window a device kept, far more than 200.
+        labels = settings.labels.model_copy(
+            update={"max_device_votes": max(settings.labels.max_device_votes, self.p.min_labels)})
+        settings = settings.model_copy(update={"signing_key_file": work / "keys" / "model-signing.pem",
+                                               "labels": labels})
         rig = HubRig(settings, api_sock)
         devices = [s.sim_device(start_ts=0.0, rate=self.p.rate) for s in specs]
         v1 = rebase_reference(model, devices, work / "run" / "v1", steps=self.p.reference_steps)
