@@ -48,6 +48,7 @@ class PredictionRow:
     decision: bool
     shadow_version: str | None = None
     shadow_score: float | None = None
+    reported: str | None = None  # sent to the hub when scored, and why (anomaly, random, low_confidence)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +76,8 @@ class OutboxMessage:
 
 _PREDICTION_SQL = (
     "INSERT OR IGNORE INTO predictions (trace_id, device_id, ts, unit, window_start, window_end, "
-    "model_version, features, score, decision, shadow_version, shadow_score) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "model_version, features, score, decision, shadow_version, shadow_score, reported) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _OUTBOX_SQL = "INSERT INTO outbox (msg_id, topic, payload, priority, retain, created) VALUES (?, ?, ?, ?, ?, ?)"
 
@@ -118,7 +119,7 @@ class AgentDB:
                         (
                             p.trace_id, p.device_id, p.ts, p.unit, p.window_start, p.window_end,
                             p.model_version, p.features, p.score, int(p.decision), p.shadow_version,
-                            p.shadow_score,
+                            p.shadow_score, p.reported,
                         )
                         for p in predictions
                     ],

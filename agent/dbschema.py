@@ -66,3 +66,10 @@ def m002_sequences(db: Database) -> None:
     db.execute("ALTER TABLE outbox ADD COLUMN seq INTEGER")
     db.execute("ALTER TABLE outbox ADD COLUMN delivered REAL")
     db.execute("CREATE UNIQUE INDEX outbox_seq ON outbox (seq) WHERE seq IS NOT NULL")
+
+
+@migrations()
+def m003_reported(db: Database) -> None:
+    # reported: why the window went to the hub when it was scored (anomaly, random, low_confidence); NULL: it stayed
+    # in this log only (the hub may still ask for it). What a technician at the machine can tell from the log alone.
+    db.execute("ALTER TABLE predictions ADD COLUMN reported TEXT")

@@ -226,18 +226,21 @@ class Agent:
         shadow_version = shadow_score = None
         if models.shadow is not None:
             shadow_version, shadow_score = models.score_shadow(features, score, anomaly)
+        reason: SampleReason | None = None
+        if finite:
+            reason = self.sampler.reason(score, anomaly, self.model.threshold,
+                                         self.model.manifest.low_confidence_margin)
+        reported = "anomaly" if anomaly else reason
         self._pending_rows.append(
             PredictionRow(
                 trace_id, self.device_id, now, reading.unit, window_start, reading.ts, self.model.version,
-                features.tobytes(), score if finite else None, anomaly, shadow_version, shadow_score,
+                features.tobytes(), score if finite else None, anomaly, shadow_version, shadow_score, reported,
             )
         )
         if not self._pending_since:
             self._pending_since = now
         if finite:
-            reason = self.sampler.reason(score, anomaly, self.model.threshold,
-                                         self.model.manifest.low_confidence_margin)
-            if anomaly or reason is not None:
+            if reported is not None:
                 self._queue_prediction(trace_id, now, window_start, reading, score, anomaly, features, reason)
             self.stats.add(features, score, anomaly, time.perf_counter() - started)
         self.counters.windows += 1

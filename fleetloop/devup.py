@@ -5,6 +5,11 @@ per role) and N simulated agents with the hub's key pinned (`fleetloop.devfleet.
 the tokens and commands to paste, and stays up until Ctrl-C (SIGINT or SIGTERM), which stops the agents, the hub
 and the broker in that order. Its state directory is reused: same tokens, keys, passwords and data next time.
 
+Unless ``--no-technicians``, simulated technicians label the fleet from the simulator's ground truth on the
+product's own paths (`fleetloop.technicians`): one per site works the hub's labelling queue over HTTP with the
+technician token, and one on site annotates the windows the devices kept to themselves in the agents' own
+databases (as ``fleetloop agent annotate``), so there are validated labels to retrain on.
+
 ``dev drift`` injects a sensor offset into running simulated agents: it writes the request to
 ``<dir>/drift.json``; the ``dev up`` process restarts those agents with the drift and acknowledges it in
 ``<dir>/drift.applied.json``.
@@ -20,14 +25,20 @@ import shlex
 import signal
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import TypeAdapter
 
 from fleetloop.devbroker import DevBroker, free_port, port_is_free
 from fleetloop.devfleet import DevFleet, new_tokens
+from fleetloop.fleet.plan import DeviceSpec, plan_fleet
 from shared.errors import ConfigError
+from shared.manifest import MANIFEST_FILE
+from sim.drift import Drift
+from sim.technicians import SimDevice
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +49,12 @@ APPLIED_FILE = "drift.applied.json"
 # A fleet to watch by hand: drift every minute over the last half hour, rollouts looked at every 5 s.
 HUB_SETTINGS = {"FLEETLOOP_HUB_DRIFT__INTERVAL_S": "60", "FLEETLOOP_HUB_DRIFT__WINDOW_S": "1800",
                 "FLEETLOOP_HUB_ROLLOUT_TICK_S": "5", "FLEETLOOP_HUB_INGEST_CLIENT_ID": "devup-ingest"}
+# With the simulated technicians on. The on-site one labels at the machines (`fleetloop agent annotate`'s path), so
+# the hub counts those labels as the devices' own and keeps at most `labels.max_device_votes` (200) of a device's in
+# a label set, against a flooding device; this one labels every window a device kept, far more than 200. Those
+# windows reach the hub when it asks the devices for them: every 5 s (60 s), so the labels join within seconds.
+TECHNICIAN_SETTINGS = {"FLEETLOOP_HUB_LABELS__MAX_DEVICE_VOTES": "1000000",
+                       "FLEETLOOP_HUB_TRACE_REQUEST_INTERVAL_S": "5"}
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
@@ -50,6 +67,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     up.add_argument("--mqtt-port", type=int, help="broker port (default: the last one, else a free one)")
     up.add_argument("--seed", type=int, default=0, help="simulator seed of the fleet (default %(default)s)")
     up.add_argument("--rate", type=float, default=20.0, help="readings a second per device (default %(default)s)")
+    up.add_argument("--no-technicians", dest="technicians", action="store_false",
+                    help="no simulated technicians (by default they label the fleet through the hub's API, with the "
+                         "technician token, and at the machines)")
     up.add_argument("--hub-setting", action="append", default=[], metavar="NAME=VALUE",
                     help="a hub setting for this run (repeatable), as its env name or without the FLEETLOOP_HUB_ "
                          "prefix, e.g. drift__interval_s=10 or FLEETLOOP_HUB_ROLLOUT_TICK_S=1")
@@ -78,9 +98,10 @@ def _port(requested: int | None, saved: int | None, flag: str) -> int:
     return saved if saved and port_is_free(saved) else free_port()
 
 
-def hub_settings(items: list[str]) -> dict[str, str]:
-    """`HUB_SETTINGS` with the ``--hub-setting NAME=VALUE`` overrides (NAME: env name, prefix optional)."""
-    settings = dict(HUB_SETTINGS)
+def hub_settings(items: list[str], *, technicians: bool = False) -> dict[str, str]:
+    """`HUB_SETTINGS` (and `TECHNICIAN_SETTINGS` with `technicians`) with the ``--hub-setting NAME=VALUE``
+    overrides (NAME: env name, prefix optional)."""
+    settings = {**HUB_SETTINGS, **(TECHNICIAN_SETTINGS if technicians else {})}
     for item in items:
         name, sep, value = item.partition("=")
         name = name.strip().upper()
@@ -111,11 +132,10 @@ def _initial_model(root: Path, seed: int) -> Path:
 
 
 def _up(args: argparse.Namespace) -> int:
-    from fleetloop.fleet.plan import plan_fleet
 
     if args.agents < 1:
         raise ConfigError("--agents must be at least 1")
-    settings = hub_settings(args.hub_setting)
+    settings = hub_settings(args.hub_setting, technicians=args.technicians)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per poll of the hub
     root = args.dir.resolve()
     root.mkdir(parents=True, exist_ok=True)
@@ -137,25 +157,31 @@ def _up(args: argparse.Namespace) -> int:
     broker = DevBroker(root / "broker", port=mqtt_port, devices=[s.device_id for s in specs])
     broker.start()
     fleet: DevFleet | None = None
+    technicians: Technicians | None = None
     (root / PID_FILE).write_text(str(os.getpid()))
     try:
-        fleet = DevFleet(root, broker, _initial_model(root, args.seed), tokens=tokens, api_port=api_port,
+        model = _initial_model(root, args.seed)
+        fleet = DevFleet(root, broker, model, tokens=tokens, api_port=api_port,
                          hub_settings=settings, agent_defaults={"stats_interval_s": 5.0, "sample_rate": 0.05},
                          source={"kind": "sim", "rate": args.rate})
         fleet.start_hub(timeout=60)
         drifts = _requested_drifts(root)
+        started = time.time()
         for spec in specs:
-            source = {**fleet.source, "seed": spec.seed, "sim_config": spec.machine.model_dump(mode="json"),
-                      "drifts": drifts.get(spec.device_id, [])}
-            fleet.start_agent(spec.device_id, site=spec.machine.site, asset_type=spec.machine.asset_type,
-                              source=source)
+            _start_agent(fleet, spec, drifts.get(spec.device_id, []), start_ts=started)
+        if args.technicians:
+            technicians = Technicians(fleet, specs, model, since=started - 1.0)
         _write_applied(root, {d: drifts.get(d, []) for d in fleet.agents})
-        _announce(fleet, root, broker)
+        _announce(fleet, root, broker, technicians=technicians is not None)
         _wait_reporting(fleet, [s.device_id for s in specs], stop)
-        _supervise(fleet, root, stop)
+        if technicians is not None:
+            technicians.start()
+        _supervise(fleet, root, stop, technicians)
         return 0
     finally:
-        log.info("stopping: agents, then the hub, then the broker")
+        log.info("stopping: technicians, agents, then the hub, then the broker")
+        if technicians is not None:
+            technicians.stop()
         if fleet is not None:
             fleet.close()
         broker.stop()
@@ -163,7 +189,51 @@ def _up(args: argparse.Namespace) -> int:
         print("fleet stopped", flush=True)
 
 
-def _announce(fleet: DevFleet, root: Path, broker: DevBroker) -> None:
+def _start_agent(fleet: DevFleet, spec: DeviceSpec, drifts: list[dict[str, Any]], *, start_ts: float) -> None:
+    """Start (or restart) `spec`'s agent with `drifts`: its machine starts over, its clock from `start_ts`."""
+    source = {**fleet.source, "seed": spec.seed, "sim_config": spec.machine.model_dump(mode="json"),
+              "drifts": drifts, "start_ts": start_ts}
+    if spec.device_id in fleet.agents:
+        fleet.stop_agent(spec.device_id)
+    fleet.start_agent(spec.device_id, site=spec.machine.site, asset_type=spec.machine.asset_type, source=source)
+
+
+class Technicians:
+    """The simulated technicians of a dev fleet (`fleetloop.technicians`), working every second in a thread."""
+
+    def __init__(self, fleet: DevFleet, specs: list[DeviceSpec], model: Path, *, since: float) -> None:
+        from fleetloop.technicians import technician_desk  # the agent and the hub's modules: not for `dev drift`
+        from hub.app.service import Periodic
+
+        manifest = json.loads((model / MANIFEST_FILE).read_text())
+        horizon = int(manifest.get("training", {}).get("params", {}).get("horizon") or 100)
+        self.rate = float(fleet.source["rate"])
+        self.specs = {s.device_id: s for s in specs}
+        devices = {d: self.device(d, fleet.agent_config(d, **fleet.overrides[d])["source"]) for d in self.specs}
+        self.desk, self.inbox, self.logs = technician_desk(
+            devices, hub_url=fleet.url, token=fleet.tokens["technician"], agents_dir=fleet.root / "agents",
+            prefix=fleet.broker.prefix, horizon=horizon, since=since)
+        self.job = Periodic("technicians", 1.0, self.desk.run)
+
+    def device(self, device_id: str, source: dict[str, Any]) -> SimDevice:
+        """`device_id`'s machine as its agent's source runs it (seed, machine, drifts, clock origin, pace)."""
+        drifts = TypeAdapter(list[Drift]).validate_python(source.get("drifts", []))
+        spec = replace(self.specs[device_id], drifts=tuple(drifts))
+        return spec.sim_device(start_ts=float(source["start_ts"]), rate=self.rate)
+
+    def restarted(self, device_id: str, source: dict[str, Any]) -> None:
+        self.desk.restarted(self.device(device_id, source))
+
+    def start(self) -> None:
+        self.job.start()
+
+    def stop(self) -> None:
+        self.job.stop()
+        self.inbox.close()
+        self.logs.close()
+
+
+def _announce(fleet: DevFleet, root: Path, broker: DevBroker, *, technicians: bool) -> None:
     """The URL, the tokens and the commands to paste; also written to ``<dir>/env.sh``."""
     exports = (f"export FLEETLOOP_HUB_URL={fleet.url} "
                f"FLEETLOOP_HUB_TOKEN={shlex.quote(fleet.tokens['operator'])}")
@@ -180,6 +250,10 @@ def _announce(fleet: DevFleet, root: Path, broker: DevBroker) -> None:
         "  fleetloop hub devices",
         '  curl -s -H "Authorization: Bearer $FLEETLOOP_HUB_TOKEN" $FLEETLOOP_HUB_URL/devices',
         f"  fleetloop dev drift --dir {shlex.quote(str(root))} --devices dev-1 --sensor temperature --offset 5",
+        "",
+        ("Simulated technicians label the fleet with the technician token (the hub's queue) and at the machines "
+         "(the agents' databases); --no-technicians turns them off." if technicians else
+         "No simulated technicians (--no-technicians): nothing labels the fleet but you."),
         "",
         "Ctrl-C stops everything.",
     ]
@@ -205,7 +279,7 @@ def _wait_reporting(fleet: DevFleet, devices: list[str], stop: threading.Event, 
             stop.wait(0.5)
 
 
-def _supervise(fleet: DevFleet, root: Path, stop: threading.Event) -> None:
+def _supervise(fleet: DevFleet, root: Path, stop: threading.Event, technicians: Technicians | None) -> None:
     """Until Ctrl-C: apply drift requests, and say when a child exits on its own (the hub: stop everything)."""
     reported: set[str] = set()
     while not stop.wait(0.5):
@@ -217,7 +291,7 @@ def _supervise(fleet: DevFleet, root: Path, stop: threading.Event) -> None:
                 reported.add(device)
                 log.warning("agent %s exited (code %s); its log: %s", device, proc.returncode,
                             root / "agents" / f"{device}.log")
-        _apply_drifts(fleet, root)
+        _apply_drifts(fleet, root, technicians)
 
 
 def _requested_drifts(root: Path) -> dict[str, list[dict[str, Any]]]:
@@ -241,8 +315,9 @@ def _write_applied(root: Path, applied: dict[str, list[dict[str, Any]]]) -> None
     tmp.replace(root / APPLIED_FILE)
 
 
-def _apply_drifts(fleet: DevFleet, root: Path) -> None:
-    """Restart the agents whose requested drifts differ from the ones they run with."""
+def _apply_drifts(fleet: DevFleet, root: Path, technicians: Technicians | None = None) -> None:
+    """Restart the agents whose requested drifts differ from the ones they run with (their machines start over
+    with a new clock origin; the technicians judge their windows against the new run)."""
     requested, applied = _requested_drifts(root), _applied(root)
     if all(requested.get(d, []) == applied.get(d, []) for d in fleet.agents):
         return
@@ -250,7 +325,11 @@ def _apply_drifts(fleet: DevFleet, root: Path) -> None:
         want = requested.get(device, [])
         if want != applied.get(device, []):
             log.info("restarting %s with drifts %s", device, want or "none")
-            fleet.set_drifts(device, want)
+            source = {**fleet.agent_config(device, **fleet.overrides.get(device, {}))["source"],
+                      "drifts": [dict(d) for d in want], "start_ts": time.time()}
+            if technicians is not None:
+                technicians.restarted(device, source)
+            fleet.restart_agent(device, source=source)
             applied[device] = want
     _write_applied(root, applied)
 

@@ -1,20 +1,21 @@
 """The technicians' desk: simulated technicians working a hub's labelling queue and the devices' own logs.
 
 At the hub, one technician per site works the labelling queue (anomalies, low-confidence and random samples);
-on site, another labels the windows that only the devices logged, which the hub then asks the devices to
-upload (its trace requests). Every verdict comes from the simulator's ground truth (`SimulatedTechnician`),
-with each technician's delay and noise.
+on site, another labels the windows that only the devices logged (their log says which windows they reported
+when they scored them), at the machine: into the device's own log, which sends it to the hub; the hub then asks
+the devices to upload those windows (its trace requests). Every verdict comes from the simulator's ground truth
+(`SimulatedTechnician`), with each technician's delay and noise.
 
 The desk touches nothing itself: the hub's side is a `HubInbox` and the devices' logs are a `DeviceLogs`, two
-small interfaces (``fleetloop.story.wiring.StoreInbox`` and ``fleetloop.story.agents.AgentLogs`` are the ones
-the demo uses; tests pass in-memory twins). numpy only, like the rest of `sim`.
+small interfaces (``fleetloop.technicians.ApiInbox`` and ``fleetloop.technicians.MachineLogs`` are the product
+paths the demo and ``fleetloop dev up`` use: the hub's HTTP API with a technician token, and the agent's
+at-machine annotation; tests pass in-memory twins). numpy only, like the rest of `sim`.
 
 >>> from sim.machine import MachineConfig
 >>> devices = {"d1": SimDevice("d1", seed=3, config=MachineConfig(site="site-a"), start_ts=0.0, rate=10.0)}
 >>> class Inbox:
 ...     def __init__(self): self.notes = []
-...     def unlabelled(self, since): return [LoggedPrediction(0, "t1", "d1", 5.0, 4.9, "v1")]
-...     def known(self, trace_ids): return set()
+...     def unlabelled(self, since): return [LoggedPrediction(0, "t1", "d1", 5.0, 4.9, "v1", "random")]
 ...     def submit(self, annotations, now): self.notes += annotations
 >>> inbox = Inbox()
 >>> desk = TechnicianDesk(devices, inbox=inbox, staff=site_staff(devices, horizon=100))
@@ -36,14 +37,10 @@ __all__ = ["DeskTally", "DeviceLogs", "HubInbox", "LoggedPrediction", "Staff", "
 
 
 class HubInbox(Protocol):
-    """The hub as the desk sees it: its labelling queue, what it already holds, where annotations go."""
+    """The hub as the desk sees it: its labelling queue, and where annotations go."""
 
     def unlabelled(self, since: float) -> Sequence[PredictionLike]:
-        """Every queued prediction (anomaly, low-confidence, random) made at ``ts >= since`` without a label."""
-        ...
-
-    def known(self, trace_ids: Sequence[str]) -> set[str]:
-        """Which of `trace_ids` the hub holds (a prediction it received)."""
+        """Queued predictions (anomaly, low-confidence, random) made at ``ts >= since`` without a label."""
         ...
 
     def submit(self, annotations: Sequence[Annotation], now: float) -> None:
@@ -53,7 +50,8 @@ class HubInbox(Protocol):
 
 @dataclass(frozen=True)
 class LoggedPrediction:
-    """A prediction as a device logged it; `row_id` grows with every prediction of that device."""
+    """A prediction as a device logged it; `row_id` grows with every prediction of that device. `reported` says
+    why the device sent it to the hub when it scored it (anomaly, random, low_confidence), None: it kept it."""
 
     row_id: int
     trace_id: str
@@ -61,14 +59,20 @@ class LoggedPrediction:
     ts: float
     window_end: float
     model_version: str | None
+    reported: str | None = None
 
 
 class DeviceLogs(Protocol):
-    """The devices' own prediction logs (on site: the technician reads the gateway's log)."""
+    """The devices' own prediction logs, at the machine: the technician reads the gateway's log and annotates
+    there (the device sends the annotations to the hub)."""
 
     def logged(self, device_id: str, *, after_row: int, until_ts: float) -> list[LoggedPrediction]:
         """Predictions of `device_id` with ``row_id > after_row`` and ``ts <= until_ts``, in row order;
         an empty list while the device has no log yet."""
+        ...
+
+    def record(self, annotations: Sequence[Annotation]) -> None:
+        """Annotate at the machine: each into its device's own log, queued for the hub."""
         ...
 
 
@@ -114,9 +118,10 @@ class DeskTally:
 class TechnicianDesk:
     """Simulated technicians at work; call `run(now)` periodically (e.g. from a ``hub.app.service.Periodic``).
 
-    `since` leaves older queue entries alone (a hub reused from another run); `settle_s` is how old a device's
-    logged prediction must be before the on-site technician looks, so the device has had time to send it.
-    Without `logs` nobody works on site. Thread-safe: one run at a time.
+    `since` leaves older queue entries alone (a hub reused from another run), as does a device's `start_ts`
+    (windows of an earlier run of its machine, see `restarted`); `settle_s` is how old a device's logged
+    prediction must be before the on-site technician looks. Without `logs` nobody works on site. Thread-safe:
+    one run at a time.
     """
 
     devices: Mapping[str, SimDevice]
@@ -133,16 +138,32 @@ class TechnicianDesk:
     def tally(self) -> DeskTally:
         return self._tally
 
+    def restarted(self, device: SimDevice) -> None:
+        """`device`'s machine started over (a new clock origin, other drifts): its windows are judged against the
+        new run from now on, and those of the earlier run are left alone."""
+        with self._lock:
+            self.devices = {**self.devices, device.device_id: device}
+            for technician in (*self.staff.by_site.values(), self.staff.on_site):
+                if technician is not None and device.device_id in technician.fleet:
+                    technician.fleet[device.device_id] = device
+
+    def _current(self, p: PredictionLike) -> bool:
+        """Whether `p` is a window of the desk's device as it runs now (not another device's, not an earlier run)."""
+        device = self.devices.get(p.device_id)
+        return device is not None and p.window_end >= device.start_ts
+
     def run(self, now: float) -> int:
-        """Label what is due at `now`; returns how many annotations went to the hub."""
+        """Label what is due at `now`; returns how many annotations were made (to the hub, or at the machine)."""
         with self._lock:
             notes: list[Annotation] = []
-            queued = [p for p in self.inbox.unlabelled(self.since) if p.device_id in self.devices]
+            queued = [p for p in self.inbox.unlabelled(self.since) if self._current(p)]
             for p in queued:
                 technician = self.staff.by_site.get(self.devices[p.device_id].config.site)
                 if technician is not None:
                     notes += technician.label([p], now)
-            from_queue, on_site = len(notes), 0
+            if notes:
+                self.inbox.submit(notes, now)
+            from_queue, at_machine = len(notes), []
             if self.logs is not None and self.staff.on_site is not None:
                 until = now - max(self.settle_s, self.staff.on_site.delay_s)  # read only what is due: never skipped
                 for device in self.devices:
@@ -150,15 +171,13 @@ class TechnicianDesk:
                     if not rows:
                         continue
                     self._cursors[device] = rows[-1].row_id
-                    known = self.inbox.known([r.trace_id for r in rows])
-                    only_logged = [r for r in rows if r.trace_id not in known]
-                    labelled = self.staff.on_site.label(only_logged, now)
-                    notes += labelled
-                    on_site += len(labelled)
-            if notes:
-                self.inbox.submit(notes, now)
+                    only_logged = [r for r in rows if r.reported is None and self._current(r)]
+                    at_machine += self.staff.on_site.label(only_logged, now)
+                if at_machine:
+                    self.logs.record(at_machine)
+            notes += at_machine
             t = self._tally
-            self._tally = replace(t, hub_queue=t.hub_queue + from_queue, on_site=t.on_site + on_site,
+            self._tally = replace(t, hub_queue=t.hub_queue + from_queue, on_site=t.on_site + len(at_machine),
                                   annotations=t.annotations + len(notes),
                                   faults=t.faults + sum(n.label == "fault" for n in notes))
             return len(notes)

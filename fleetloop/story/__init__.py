@@ -8,8 +8,8 @@ gateways is rolled back during its canary. `fleetloop demo` runs it (`play`); te
 Modules, one concern each:
 
 - `profile`: phase lengths and every setting the compressed clock needs, with why;
-- `wiring`: the hub in this process (`HubRig`: `HubService` + API thread + extra jobs), `StoreInbox` for the desk;
-- `agents`: the agents' SQLite logs, read-only (`AgentLogs`, also `sim.desk.DeviceLogs`);
+- `wiring`: the hub in this process (`HubRig`: `HubService` + API thread + extra jobs);
+- the agents' SQLite logs are `fleetloop.fleet.logs` (`AgentLogs`); `fleetloop.technicians` annotates at the machines;
 - `reference`: v1's drift reference re-taken from the fleet's own healthy traffic;
 - `faults`: the flipped-label retrain and the NaN candidate;
 - `operator`: operator actions through the HTTP API;

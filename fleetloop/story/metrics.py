@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from fleetloop.story.agents import DeviceLog
+from fleetloop.fleet.logs import DeviceLog
 from sim.technicians import GroundTruth, SimDevice
 
 __all__ = ["Accuracy", "Rates", "ScoredWindows", "accuracy", "score_windows"]

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from fleetloop.story.agents import DeviceLog
+from fleetloop.fleet.logs import DeviceLog
 from fleetloop.story.metrics import Accuracy
 from fleetloop.story.timeline import Event, Timeline
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fleetloop.story.agents import AgentLogs
+from fleetloop.fleet.logs import AgentLogs
 from fleetloop.story.faults import nan_candidate, sabotaged_retrain
 from fleetloop.story.operator import Operator, StoryError
 from fleetloop.story.profile import StoryProfile, stage_policies

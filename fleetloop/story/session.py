@@ -22,7 +22,7 @@ from typing import Any
 
 from fleetloop.devbroker import HUB_USER, DevBroker
 from fleetloop.fleet import Fleet, FleetSettings, plan_fleet
-from fleetloop.story.agents import AgentLogs, DeviceLog
+from fleetloop.fleet.logs import AgentLogs, DeviceLog
 from fleetloop.story.console import StoryConsole
 from fleetloop.story.metrics import Accuracy, accuracy, score_windows
 from fleetloop.story.operator import Operator
@@ -31,9 +31,9 @@ from fleetloop.story.reference import rebase_reference
 from fleetloop.story.report import DriftPoint, drift_series, write_report
 from fleetloop.story.script import Story, StoryOutcome, gate_numbers
 from fleetloop.story.timeline import Timeline
-from fleetloop.story.wiring import HubRig, StoreInbox, bind_loopback, new_tokens
+from fleetloop.story.wiring import HubRig, bind_loopback, new_tokens
+from fleetloop.technicians import ApiInbox, MachineLogs, technician_desk
 from shared.errors import ConfigError
-from sim.desk import TechnicianDesk, site_staff
 from sim.technicians import GroundTruth
 
 __all__ = ["StoryOptions", "default_workdir", "play"]
@@ -130,6 +130,8 @@ class _Session:
         self.story: Story | None = None
         self.outcome = StoryOutcome()
         self.exit_codes: dict[str, int | None] = {}
+        self.tokens = new_tokens()
+        self.desk_io: tuple[ApiInbox, MachineLogs] | None = None
 
     def run(self) -> dict[str, Any]:
         work = self.o.workdir
@@ -164,6 +166,8 @@ class _Session:
                 self.rig.stop()
             else:
                 api_sock.close()
+            for closing in self.desk_io or ():
+                closing.close()
             if self.broker is not None:
                 self.broker.stop()
         if interrupted:
@@ -173,12 +177,18 @@ class _Session:
     # -- set-up --------------------------------------------------------------------------------------------
     def _hub(self, api_sock: Any, model: Path, specs: list[Any]) -> HubRig:
         assert self.broker is not None
-        work, tokens = self.o.workdir, new_tokens()
+        work, tokens = self.o.workdir, self.tokens
         url = "http://{}:{}".format(*api_sock.getsockname()[:2])
         settings = hub_settings(self.p, data_dir=work / "hub", mqtt_host=self.broker.host, mqtt_port=self.broker.port,
                                 mqtt_password=self.broker.password(HUB_USER), api_url=url,
                                 tokens={t: role for role, t in tokens.items()}, prefix=self.broker.prefix)
-        settings = settings.model_copy(update={"signing_key_file": work / "keys" / "model-signing.pem"})
+        # The on-site technician labels at the machines (`fleetloop agent annotate`'s path), so the hub counts those
+        # labels as the devices' own and keeps at most `labels.max_device_votes` (200) of a device's in a label set,
+        # against a flooding device; here they label every window a device kept, far more than 200.
+        labels = settings.labels.model_copy(
+            update={"max_device_votes": max(settings.labels.max_device_votes, self.p.min_labels)})
+        settings = settings.model_copy(update={"signing_key_file": work / "keys" / "model-signing.pem",
+                                               "labels": labels})
         rig = HubRig(settings, api_sock)
         devices = [s.sim_device(start_ts=0.0, rate=self.p.rate) for s in specs]
         v1 = rebase_reference(model, devices, work / "run" / "v1", steps=self.p.reference_steps)
@@ -198,8 +208,12 @@ class _Session:
         assert v1 is not None
         self.horizon = int(v1.training.params.get("horizon") or 100)
         self.truth = GroundTruth()
-        desk = TechnicianDesk(devices, inbox=StoreInbox(hub.store), logs=AgentLogs(work / "agents"),
-                              staff=site_staff(devices, horizon=self.horizon, truth=self.truth), since=start_ts - 1)
+        # The technicians work as people do: at the hub's queue over HTTP with a technician token, and at the
+        # machines through the agents' own databases (fleetloop.technicians).
+        desk, inbox, machines = technician_desk(devices, hub_url=self.rig.api_url, token=self.tokens["technician"],
+                                    agents_dir=work / "agents", prefix=self.broker.prefix, horizon=self.horizon,
+                                    since=start_ts - 1, truth=self.truth)
+        self.desk_io = (inbox, machines)
         self.rig.add_job("technicians", 0.5, desk.run)
         settings = FleetSettings(
             host=self.broker.host, port=self.broker.port, passwords=self.broker.credentials,

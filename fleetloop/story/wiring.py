@@ -11,23 +11,18 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import uvicorn
 
 from hub.app.service import HubService, Periodic
 from hub.app.settings import HubSettings
 from hub.store import HubStore
-from hub.store.rows import IngestRecord, QueueReason
 from shared.errors import ConfigError
-from shared.messages import Annotation
-from sim.technicians import PredictionLike
 
-__all__ = ["ApiServer", "HubRig", "StoreInbox", "bind_loopback", "new_tokens"]
+__all__ = ["ApiServer", "HubRig", "bind_loopback", "new_tokens"]
 
 log = logging.getLogger(__name__)
-
-QUEUE_REASONS: tuple[QueueReason, ...] = ("anomaly", "low_confidence", "random")
 
 
 def bind_loopback(port: int | None, what: str = "API") -> socket.socket:
@@ -45,24 +40,6 @@ def bind_loopback(port: int | None, what: str = "API") -> socket.socket:
 def new_tokens() -> dict[str, str]:
     """Fresh API tokens by role (the hub refuses short ones); the story's HTTP clients use them."""
     return {role: secrets.token_urlsafe(24) for role in ("operator", "technician", "viewer")}
-
-
-class StoreInbox:
-    """`sim.desk.HubInbox` over a hub store: the labelling queue, and annotations stored as MQTT ones are."""
-
-    def __init__(self, store: HubStore, limit: int = 100_000) -> None:
-        self.store = store
-        self.limit = limit
-
-    def unlabelled(self, since: float) -> Sequence[PredictionLike]:
-        return [p for reason in QUEUE_REASONS
-                for p in self.store.unlabelled_predictions(reason, since=since, limit=self.limit)]
-
-    def known(self, trace_ids: Sequence[str]) -> set[str]:
-        return {p.trace_id for p in self.store.predictions_by_trace(list(trace_ids))}
-
-    def submit(self, annotations: Sequence[Annotation], now: float) -> None:
-        self.store.ingest_batch([IngestRecord(a, now) for a in annotations])
 
 
 class ApiServer:

@@ -287,15 +287,17 @@ def prioritise(predictions: Iterable[PredictionRow], limit: int) -> list[QueueEn
 
 
 def labeling_queue(
-    store: HubStore, settings: LabelSettings, *, now: float, limit: int, device_id: str | None = None
+    store: HubStore, settings: LabelSettings, *, now: float, limit: int, device_id: str | None = None,
+    since: float | None = None,
 ) -> list[QueueEntry]:
-    """Unannotated predictions within the TTL, in `prioritise` order, at most `limit`."""
+    """Unannotated predictions within the TTL (and made at ``ts >= since``), in `prioritise` order, at most `limit`."""
+    oldest = now - settings.ttl_s if since is None else max(since, now - settings.ttl_s)
     candidates: list[PredictionRow] = []
     for reason in QUEUE_ORDER:
         if len(candidates) >= limit:
             break  # earlier groups fill the queue: later ones would be cut anyway
         candidates.extend(
-            store.unlabelled_predictions(reason, since=now - settings.ttl_s, device_id=device_id, limit=limit)
+            store.unlabelled_predictions(reason, since=oldest, device_id=device_id, limit=limit)
         )
     return prioritise(candidates, limit)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import doctest
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -25,26 +26,23 @@ def fleet() -> dict[str, SimDevice]:
             for i in range(4)}
 
 
-def logged(device: SimDevice, steps: Sequence[int], *, lag: float = 0.5) -> list[LoggedPrediction]:
+def logged(device: SimDevice, steps: Sequence[int], *, lag: float = 0.5,
+           reported: str | None = None) -> list[LoggedPrediction]:
     """One prediction per step, scored `lag` s after its window's last reading, rows numbered from 1."""
     return [LoggedPrediction(i + 1, f"{device.device_id}-{t}", device.device_id, device.ts_of(t) + lag,
-                             device.ts_of(t), "v1") for i, t in enumerate(steps)]
+                             device.ts_of(t), "v1", reported) for i, t in enumerate(steps)]
 
 
 class Inbox:
-    """An in-memory hub: a queue, the traces it holds, the annotations it got (stored once by id)."""
+    """An in-memory hub: a queue, the annotations it got (stored once by id)."""
 
     def __init__(self, queue: Sequence[PredictionLike] = ()) -> None:
         self.queue = list(queue)
-        self.held: set[str] = {p.trace_id for p in queue}
         self.notes: dict[str, Annotation] = {}
 
     def unlabelled(self, since: float) -> Sequence[PredictionLike]:
         labelled = {n.trace_id for n in self.notes.values()}
         return [p for p in self.queue if p.ts >= since and p.trace_id not in labelled]
-
-    def known(self, trace_ids: Sequence[str]) -> set[str]:
-        return self.held & set(trace_ids)
 
     def submit(self, annotations: Sequence[Annotation], now: float) -> None:
         for a in annotations:
@@ -52,15 +50,20 @@ class Inbox:
 
 
 class Logs:
-    """In-memory device logs."""
+    """In-memory device logs, and the annotations made at the machines (stored once by id)."""
 
     def __init__(self, rows: dict[str, list[LoggedPrediction]]) -> None:
         self.rows = rows
         self.reads: list[tuple[str, int, float]] = []
+        self.notes: dict[str, Annotation] = {}
 
     def logged(self, device_id: str, *, after_row: int, until_ts: float) -> list[LoggedPrediction]:
         self.reads.append((device_id, after_row, until_ts))
         return [r for r in self.rows.get(device_id, []) if r.row_id > after_row and r.ts <= until_ts]
+
+    def record(self, annotations: Sequence[Annotation]) -> None:
+        for a in annotations:
+            self.notes.setdefault(a.annotation_id, a)
 
 
 def test_doctests() -> None:
@@ -109,10 +112,11 @@ def test_noisy_technicians_are_wrong_about_the_same_windows_every_time() -> None
     assert not any(wrong["site-a"]) and 0.15 < np.mean(wrong["site-b"]) < 0.25
 
 
-def test_on_site_labels_only_what_the_hub_has_not_seen_and_reads_each_row_once() -> None:
+def test_on_site_labels_at_the_machine_only_what_the_device_did_not_report_and_reads_each_row_once() -> None:
     devices = fleet()
-    rows = {d: logged(dev, range(100, 1000, 5)) for d, dev in devices.items()}
-    in_hub = [r for rs in rows.values() for r in rs[::2]]  # the hub got every other window (samples)
+    rows = {d: [replace(r, reported="random" if i % 2 == 0 else None)  # every other window went to the hub
+                for i, r in enumerate(logged(dev, range(100, 1000, 5)))] for d, dev in devices.items()}
+    in_hub = [r for rs in rows.values() for r in rs[::2]]
     inbox, logs = Inbox(in_hub), Logs(rows)
     staff = site_staff(devices, horizon=HORIZON, on_site_delay_s=2.0)
     desk = TechnicianDesk(devices, inbox=inbox, staff=staff, logs=logs, settle_s=1.0)
@@ -121,16 +125,18 @@ def test_on_site_labels_only_what_the_hub_has_not_seen_and_reads_each_row_once()
     desk.run(now)
     assert all(until == now - 2.0 for _, _, until in logs.reads)  # the larger of settle_s and the on-site delay
     by = {}
-    for n in inbox.notes.values():
+    for n in (*inbox.notes.values(), *logs.notes.values()):
         by.setdefault(n.technician_id, set()).add(n.trace_id)
     hub_traces, device_only = {p.trace_id for p in in_hub}, {r.trace_id for rs in rows.values() for r in rs[1::2]}
     assert by["tech-on-site"] <= device_only and by["tech-on-site"]
+    assert {n.technician_id for n in logs.notes.values()} == {"tech-on-site"}  # at the machine, not the hub's API
+    assert "tech-on-site" not in {n.technician_id for n in inbox.notes.values()}
     assert (by.get("tech-site-a", set()) | by.get("tech-site-b", set())) <= hub_traces
 
     desk.run(T0 + 100.0)
-    labelled = {n.trace_id for n in inbox.notes.values()}
+    labelled = {n.trace_id for n in (*inbox.notes.values(), *logs.notes.values())}
     assert labelled == hub_traces | device_only  # every window, each labelled once
-    assert len(inbox.notes) == len(labelled) == desk.tally.annotations
+    assert len(inbox.notes) + len(logs.notes) == len(labelled) == desk.tally.annotations
     assert desk.tally.on_site == len(device_only) and desk.tally.hub_queue == len(hub_traces)
     assert desk.run(T0 + 200.0) == 0
     assert [after for d, after, _ in logs.reads if d == "d0"][-1] == rows["d0"][-1].row_id  # where it stopped
@@ -145,6 +151,22 @@ def test_devices_outside_the_desk_and_sites_without_a_technician_are_left_alone(
     desk = TechnicianDesk(devices, inbox=inbox, staff=staff)
     assert desk.run(T0 + 100.0) == 1
     assert [n.device_id for n in inbox.notes.values()] == ["d0"]
+
+
+def test_a_restarted_machine_is_judged_from_its_new_run_and_its_earlier_windows_are_left_alone() -> None:
+    devices = fleet()
+    first = devices["d1"]
+    again = replace(first, start_ts=T0 + 50.0, drifts=(DRIFT,))
+    old = logged(first, [200, 300])
+    new = [replace(r, trace_id=f"{r.trace_id}-again") for r in logged(again, [200, 300])]
+    inbox = Inbox(old + new)
+    logs = Logs({"d1": [replace(r, row_id=i + 1) for i, r in enumerate(old + new)]})
+    desk = TechnicianDesk(devices, inbox=inbox, staff=site_staff(devices, horizon=HORIZON), logs=logs)
+    desk.restarted(again)
+    desk.run(T0 + 100.0)
+    assert {n.trace_id for n in inbox.notes.values()} == {r.trace_id for r in new}
+    assert {n.trace_id for n in logs.notes.values()} == {r.trace_id for r in new}
+    assert desk.tally.annotations == 4 and desk.run(T0 + 200.0) == 0
 
 
 def test_site_staff_shares_one_ground_truth_and_deals_error_rates_over_sorted_sites() -> None:

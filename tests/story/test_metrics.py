@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 import fleetloop.story.metrics
-from fleetloop.story.agents import AgentLogs, DeviceLog
+from fleetloop.fleet.logs import AgentLogs, DeviceLog
 from fleetloop.story.metrics import Rates, ScoredWindows, accuracy, score_windows
 from models.onnx_export import onnx_scores, onnx_session
 from models.version import read_version

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from fleetloop.story.agents import DeviceLog
+from fleetloop.fleet.logs import DeviceLog
 from fleetloop.story.metrics import ScoredWindows, accuracy
 from fleetloop.story.report import drift_series, write_report
 from fleetloop.story.timeline import Timeline

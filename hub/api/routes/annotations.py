@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 
 from hub.api.deps import AUTH_RESPONSES, MetricsDep, NowDep, Reader, StoreDep, Technician, error
-from hub.api.schemas.annotations import AnnotationCreate, AnnotationPublic
+from hub.api.schemas.annotations import AnnotationBatch, AnnotationBatchResult, AnnotationCreate, AnnotationPublic
 from hub.labels.service import annotation_status, range_predictions
 from hub.store.rows import AnnotationRow, IngestRecord
 from shared.messages import Annotation
@@ -46,6 +46,58 @@ def create_annotation(
     trace comes from) and joins when the prediction arrives; ``GET /labels/pending`` lists such traces so the
     hub can ask their devices to upload them.
     """
+    held, message = _checked(body, store, now)
+    if held is not None:
+        return _replay(held, body, held.device_id, response, store)
+    assert message is not None
+    result = store.ingest_batch([IngestRecord(message, received_at=now)])
+    for kind, n in result.stored.items():
+        metrics.ingested.labels(kind=kind).inc(n)
+    row = store.annotation(message.annotation_id)
+    assert row is not None  # stored now, or by a concurrent retry
+    if result.duplicates:  # a concurrent request with the same annotation_id won the race
+        return _replay(row, body, message.device_id, response, store)
+    return _public(store, row)
+
+
+@router.post(
+    "/batch",
+    status_code=status.HTTP_201_CREATED,
+    summary="Label many traces or ranges at once (a technician's day, an app syncing after being offline)",
+    responses={
+        **error(400, "An item's target does not fit (the detail names the item)"),
+        **error(404, "An item's device is not known to the hub"),
+        **error(409, "An item's annotation_id was stored before with other content"),
+    },
+)
+def create_annotations(
+    body: AnnotationBatch, _: Technician, store: StoreDep, metrics: MetricsDep, now: NowDep
+) -> AnnotationBatchResult:
+    """Every item checked as ``POST /annotations`` checks one, then all stored in one transaction, or none if an
+    item is refused. Items stored before with the same content (a retry) count as ``unchanged``."""
+    messages: list[Annotation] = []
+    unchanged = 0
+    for i, item in enumerate(body.annotations):
+        try:
+            held, message = _checked(item, store, now)
+            if held is not None and not _same(held, item, held.device_id):
+                raise HTTPException(status.HTTP_409_CONFLICT, detail=f"annotation {held.annotation_id} was stored "
+                                    "before with other content; choose a new annotation_id")
+        except HTTPException as exc:
+            raise HTTPException(exc.status_code, detail=f"annotations[{i}]: {exc.detail}") from None
+        if message is None:
+            unchanged += 1
+        else:
+            messages.append(message)
+    result = store.ingest_batch([IngestRecord(m, received_at=now) for m in messages])
+    for kind, n in result.stored.items():
+        metrics.ingested.labels(kind=kind).inc(n)
+    return AnnotationBatchResult(stored=sum(result.stored.values()),
+                                 unchanged=unchanged + sum(result.duplicates.values()))
+
+
+def _checked(body: AnnotationCreate, store: StoreDep, now: float) -> tuple[AnnotationRow | None, Annotation | None]:
+    """The stored annotation with `body`'s id (a retry), or the message to store; HTTPException if refused."""
     model_version: str | None = None
     if body.trace_id is not None:
         prediction = store.prediction(body.trace_id)
@@ -74,19 +126,17 @@ def create_annotation(
         model_version = known[-1].model_version if known else None
 
     if body.annotation_id is not None and (held := store.annotation(body.annotation_id)) is not None:
-        return _replay(held, body, device_id, response, store)
+        if held.device_id != device_id:
+            raise HTTPException(
+                status.HTTP_409_CONFLICT,
+                detail=f"annotation {held.annotation_id} was stored before with other content; choose a new "
+                "annotation_id",
+            )
+        return held, None
     fields = body.model_dump(exclude={"device_id", "annotation_id"})
     if body.annotation_id is not None:
         fields["annotation_id"] = body.annotation_id
-    message = Annotation(device_id=device_id, ts=now, model_version=model_version, **fields)
-    result = store.ingest_batch([IngestRecord(message, received_at=now)])
-    for kind, n in result.stored.items():
-        metrics.ingested.labels(kind=kind).inc(n)
-    row = store.annotation(message.annotation_id)
-    assert row is not None  # stored now, or by a concurrent retry
-    if result.duplicates:  # a concurrent request with the same annotation_id won the race
-        return _replay(row, body, device_id, response, store)
-    return _public(store, row)
+    return None, Annotation(device_id=device_id, ts=now, model_version=model_version, **fields)
 
 
 def _replay(

@@ -81,3 +81,16 @@ class AnnotationPublic(Public):
             signal=row.signal,  # type: ignore[arg-type]
             note=row.note, status=status,
         )
+
+
+class AnnotationBatch(BaseModel):
+    """Many annotations in one request (``POST /annotations/batch``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    annotations: list[AnnotationCreate] = Field(min_length=1, max_length=500)
+
+
+class AnnotationBatchResult(Public):
+    stored: int = Field(description="annotations stored now")
+    unchanged: int = Field(description="annotations stored before with the same content (retries)")

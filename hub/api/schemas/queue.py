@@ -13,7 +13,9 @@ from hub.store.rows import QueueReason
 class QueueItem(Public):
     trace_id: str
     device_id: str
-    ts: float
+    ts: float = Field(description="when the device scored the window (unix s, device clock)")
+    window_end: float = Field(description="the timestamp of the window's last reading (device clock): what a "
+                              "technician checks against the machine's own record")
     score: float
     threshold: float
     kind: Literal["anomaly", "sample"]

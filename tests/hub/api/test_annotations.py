@@ -179,3 +179,28 @@ def test_trace_of_nothing_is_404(hub: Hub) -> None:
     response = hub.client("viewer").get("/traces/unknown")
     assert response.status_code == 404
     assert response.json()["detail"] == "no prediction or annotation of trace unknown"
+
+
+def test_a_batch_is_checked_item_by_item_and_stored_whole_or_not_at_all(hub: Hub) -> None:
+    known, other = anomaly(), anomaly(device="pump-2")
+    hub.ingest(online(), online("pump-2"), known, other)
+    tech = hub.client("technician")
+    items = [{"trace_id": known.trace_id, "label": "fault", "technician_id": "t", "annotation_id": "b-1"},
+             {"trace_id": "not-yet-seen", "device_id": "pump-2", "label": "no_fault", "technician_id": "t",
+              "annotation_id": "b-2"},
+             {"device_id": "pump-1", "start_ts": T0, "end_ts": T0 + 5, "label": "no_fault", "technician_id": "t"}]
+    made = tech.post("/annotations/batch", json={"annotations": items})
+    assert made.status_code == 201 and made.json() == {"stored": 3, "unchanged": 0}
+    assert {a.annotation_id for a in hub.store.annotations()} >= {"b-1", "b-2"} and len(hub.store.annotations()) == 3
+    assert tech.get("/annotations/b-2").json()["status"] == "pending"
+    assert tech.post("/annotations/batch", json={"annotations": items[:2]}).json() == {"stored": 0, "unchanged": 2}
+
+    bad = [{"trace_id": other.trace_id, "label": "fault", "technician_id": "t", "annotation_id": "b-3"},
+           {"trace_id": known.trace_id, "device_id": "pump-2", "label": "fault", "technician_id": "t"}]
+    refused = tech.post("/annotations/batch", json={"annotations": bad})
+    assert refused.status_code == 400 and refused.json()["detail"].startswith("annotations[1]: trace ")
+    changed = tech.post("/annotations/batch", json={"annotations": [{**items[0], "label": "no_fault"}]})
+    assert changed.status_code == 409 and "annotations[0]" in changed.json()["detail"]
+    assert len(hub.store.annotations()) == 3  # nothing of a refused batch is stored
+    assert tech.post("/annotations/batch", json={"annotations": []}).status_code == 422
+    assert hub.client("viewer").post("/annotations/batch", json={"annotations": items}).status_code == 403

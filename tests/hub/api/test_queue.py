@@ -32,7 +32,8 @@ def test_queue_order_and_what_it_leaves_out(hub: Hub) -> None:
         for p in expected
     ]
     first = queue[0]
-    assert first == {"trace_id": a_top.trace_id, "device_id": "pump-1", "ts": T0 + 2, "score": 0.95,
+    assert first == {"trace_id": a_top.trace_id, "device_id": "pump-1", "ts": T0 + 2, "window_end": T0 + 2,
+                     "score": 0.95,
                      "threshold": 0.5, "kind": "anomaly", "reason": "anomaly", "model_version": "v1"}
     assert [q["trace_id"] for q in tech.get("/queue", params={"limit": 4}).json()] == [
         p.trace_id for p in expected[:4]
@@ -50,6 +51,16 @@ def test_queue_filters_by_device_and_validates_limit(hub: Hub) -> None:
     assert [q["trace_id"] for q in tech.get("/queue", params={"device_id": "pump-1"}).json()] == [mine.trace_id]
     assert [q["trace_id"] for q in tech.get("/queue").json()] == [theirs.trace_id, mine.trace_id]
     assert tech.get("/queue", params={"limit": 0}).status_code == 422
+    assert tech.get("/queue", params={"since": "nan"}).status_code == 422
+
+
+def test_queue_since_leaves_older_predictions_out(hub: Hub) -> None:
+    older, newer = anomaly(score=0.99, ts=T0 + 1), anomaly(score=0.6, ts=T0 + 2)
+    hub.ingest(online(), older, newer)
+    tech = hub.client("technician")
+    assert [q["trace_id"] for q in tech.get("/queue").json()] == [older.trace_id, newer.trace_id]
+    assert [q["trace_id"] for q in tech.get("/queue", params={"since": T0 + 2}).json()] == [newer.trace_id]
+    assert tech.get("/queue", params={"since": T0 + 3}).json() == []
     assert tech.get("/queue", params={"limit": 501}).status_code == 422
 
 

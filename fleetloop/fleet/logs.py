@@ -63,9 +63,10 @@ class AgentLogs:
 
     def logged(self, device_id: str, *, after_row: int, until_ts: float) -> list[LoggedPrediction]:
         """`sim.desk.DeviceLogs`: predictions after row `after_row` made at ``ts <= until_ts``."""
-        rows = self._rows(device_id, "SELECT id, trace_id, ts, window_end, model_version FROM predictions "
+        rows = self._rows(device_id, "SELECT id, trace_id, ts, window_end, model_version, reported FROM predictions "
                           "WHERE id > ? AND ts <= ? ORDER BY id", after_row, until_ts)
-        return [LoggedPrediction(int(r[0]), str(r[1]), device_id, float(r[2]), float(r[3]), r[4]) for r in rows]
+        return [LoggedPrediction(int(r[0]), str(r[1]), device_id, float(r[2]), float(r[3]), r[4], r[5])
+                for r in rows]
 
     def first_scored_after(self, device_id: str, window_end: float) -> float | None:
         """When the device first scored a window ending at or after `window_end` (None: not yet)."""
