@@ -20,7 +20,7 @@ from hub.mqtt.publisher import CommandPublisher
 from hub.store.rows import IncidentQuery, IngestRecord
 from hub.store.sqlite import SqliteHubStore
 from shared.topics import Topics
-from tests.fixtures.broker import HUB_USER, Collector, publish, subscribe
+from tests.fixtures.broker import HUB_USER, Collector, subscribe
 from tests.hub.api.conftest import T0, anomaly, online
 
 SECRET = "webhook-secret-0123456789abcdef"
@@ -163,8 +163,8 @@ def test_plant_systems_get_each_event_once_on_mqtt_not_retained(store: SqliteHub
         incident = _open_incident(store, service)
         assert notifier.run(T0 + 10) == 1
         assert notifier.run(T0 + 11) == 0
-        barrier = topics.incidents("barrier")
-        publish(client, barrier, b"barrier")
+        barrier = topics.incidents("barrier")  # on the notifier's own connection: MQTT keeps its order
+        assert publisher.publish(barrier, b"barrier")
         messages = plant.wait_for(lambda ms: any(m.topic == barrier for m in ms))
         events = [m for m in messages if m.topic == topics.incidents("plant-a")]
         assert len(events) == 1 and not events[0].retain
