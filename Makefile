@@ -1,5 +1,7 @@
 # The two commands a newcomer needs: `make demo` (the local fleet) and `make test` (the whole suite).
 PYTHON ?= python3
+# Test files run in parallel (pytest-xdist), one worker per core; a file stays on one worker (module fixtures).
+TEST_WORKERS ?= auto
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
@@ -25,7 +27,7 @@ lint: install
 	$(BIN)/mypy agent hub shared infra
 
 test: install mosquitto lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

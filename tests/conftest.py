@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.model",
     "tests.fixtures.policy",
     "tests.fixtures.data",
+    "tests.fixtures.order",
 ]
