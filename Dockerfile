@@ -1,6 +1,6 @@
 # One Dockerfile, two images (docker-compose.yml builds both):
-#   --target agent   the gateway agent and the simulator: `.[agent]` only (onnxruntime, paho-mqtt, sqlite-utils,
-#                    cryptography); no scikit-learn, scipy or fastapi, as on a Raspberry Pi
+#   --target agent   the gateway agent and the simulator: `.[agent]` only (onnxruntime, paho-mqtt,
+#                    cryptography); no scikit-learn, scipy, fastapi or sqlite-utils, as on a Raspberry Pi
 #   --target hub     the hub, model training and provisioning: `.[hub]`
 # Both run as the non-root user fleetloop (uid 1000) with ENTRYPOINT `fleetloop`, so a command is `GROUP …`.
 ARG PYTHON_IMAGE=python:3.11-slim

@@ -16,7 +16,6 @@ from infra.versions import ManifestVerifier
 from shared.codec import encode
 from shared.errors import ConfigError
 from shared.messages import Annotation
-from shared.signing import Ed25519Verifier, public_key_from_text
 from shared.topics import Kind, Topics
 
 log = logging.getLogger(__name__)
@@ -72,6 +71,8 @@ def model_verifier(settings: AgentSettings) -> ManifestVerifier | None:
 
 def verifier_from_key(value: str) -> ManifestVerifier:
     """A verifier for a pinned public key given as a file path, PEM text or base64 of the raw key."""
+    from shared.signing import Ed25519Verifier, public_key_from_text  # cryptography: ~10 MB, only with a key
+
     text = value.strip()
     path = Path(text).expanduser()
     if not text.startswith("-----BEGIN") and path.is_file():

@@ -1,6 +1,7 @@
 """The agent's local SQLite database: predictions, outbox, annotations and model state.
 
-One file, WAL mode, schema by migrations. Every write path commits atomically, so a kill -9 leaves
+One file, WAL mode, schema by migrations (`agent.dbschema`), the standard library's sqlite3 only: it is the
+agent's hot path and a gateway's memory. Every write path commits atomically, so a kill -9 leaves
 either the whole batch (predictions together with their outbox rows) or none of it.
 """
 
@@ -14,10 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
-from sqlite_utils import Database
-
+from agent import dbschema
 from agent.dbfile import check_existing, check_ours, create_atomically, translate
-from agent.dbschema import migrations
 from shared.codec import with_seq
 from shared.errors import StoreError
 
@@ -91,16 +90,15 @@ class AgentDB:
         check_existing(self.path)  # a zero-byte or foreign file is refused, never silently replaced
         try:
             if not self.path.exists():
-                create_atomically(self.path, lambda c: migrations.apply(Database(c)))
+                create_atomically(self.path, dbschema.apply)
             # one thread at a time, but it may be built in one thread and run in another
             conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None, check_same_thread=False)
-            self.db = Database(conn)
             self.conn = conn
             check_ours(conn, self.path)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints; WAL never corrupts
             conn.execute("PRAGMA foreign_keys=ON")
-            migrations.apply(self.db)
+            dbschema.apply(conn)
         except sqlite3.DatabaseError as exc:
             raise translate(self.path, exc) or StoreError(f"cannot open agent database {self.path}: {exc}") from exc
 
@@ -300,14 +298,21 @@ class AgentDB:
         return cur.rowcount
 
     # -- reads --------------------------------------------------------------------------------
+    def query(self, sql: str, params: Sequence[object] = ()) -> list[dict[str, Any]]:
+        """Rows of a read query as dicts keyed by column name."""
+        cur = self.conn.execute(sql, params)
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row, strict=True)) for row in cur]
+
+    def table_names(self) -> list[str]:
+        return [r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+
     def prediction(self, trace_id: str) -> dict[str, Any] | None:
-        rows = list(self.db.query("SELECT * FROM predictions WHERE trace_id = ?", [trace_id]))
+        rows = self.query("SELECT * FROM predictions WHERE trace_id = ?", [trace_id])
         return rows[0] if rows else None
 
     def predictions_between(self, start_ts: float, end_ts: float) -> list[dict[str, Any]]:
-        return list(
-            self.db.query("SELECT * FROM predictions WHERE ts BETWEEN ? AND ? ORDER BY ts", [start_ts, end_ts])
-        )
+        return self.query("SELECT * FROM predictions WHERE ts BETWEEN ? AND ? ORDER BY ts", [start_ts, end_ts])
 
     # -- key/value state ----------------------------------------------------------------------
     def get_state(self, key: str) -> str | None:

@@ -12,11 +12,12 @@ import os
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from agent.dbschema import MIGRATIONS_TABLE
 from shared.errors import StoreError
 
 SQLITE_HEADER = b"SQLite format 3\x00"
-MIGRATIONS_TABLE = "_sqlite_migrations"  # sqlite_utils.Migrations' bookkeeping table
 _FULL = {sqlite3.SQLITE_FULL}
 _CORRUPT = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}
 
@@ -67,7 +68,7 @@ def check_ours(conn: sqlite3.Connection, path: Path) -> None:
                          f"{reset_hint(path)}")
 
 
-def create_atomically(path: Path, build: Callable[[sqlite3.Connection], None]) -> None:
+def create_atomically(path: Path, build: Callable[[sqlite3.Connection], Any]) -> None:
     """Create the database beside `path` with `build`, then rename it into place: never a half-made file."""
     tmp = path.with_name(path.name + ".creating")
     for stale in sidecars(tmp):

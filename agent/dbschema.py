@@ -1,14 +1,76 @@
-"""The agent database's schema, as sqlite-utils migrations (append new ones; never edit an applied one)."""
+"""The agent database's schema as migrations on the standard library's sqlite3 (append new ones; never edit one).
+
+The bookkeeping is sqlite-utils' ``Migrations`` table (``_sqlite_migrations``, set ``fleetloop.agent``), kept
+byte for byte: databases made before the agent dropped sqlite-utils (it weighs ~24 MB of resident memory on a
+gateway) open without re-running anything, and the hub's tooling still reads which migrations ran.
+"""
 
 from __future__ import annotations
 
-from sqlite_utils import Database, Migrations
+import datetime
+import sqlite3
+from collections.abc import Callable
 
-migrations = Migrations("fleetloop.agent")
+MIGRATION_SET = "fleetloop.agent"
+MIGRATIONS_TABLE = "_sqlite_migrations"
+_MIGRATIONS_DDL = (
+    f'CREATE TABLE IF NOT EXISTS "{MIGRATIONS_TABLE}" (\n   "id" INTEGER PRIMARY KEY,\n   "migration_set" TEXT,\n'
+    '   "name" TEXT,\n   "applied_at" TEXT\n)',
+    f'CREATE UNIQUE INDEX IF NOT EXISTS "idx_{MIGRATIONS_TABLE}_migration_set_name"\n'
+    f'    ON "{MIGRATIONS_TABLE}" ("migration_set", "name")',
+)
+
+Migration = Callable[[sqlite3.Connection], None]
+MIGRATIONS: list[tuple[str, Migration]] = []
 
 
-@migrations()
-def m001_initial(db: Database) -> None:
+def migration(fn: Migration) -> Migration:
+    """Register `fn` as the next migration, under its function name."""
+    MIGRATIONS.append((fn.__name__, fn))
+    return fn
+
+
+def applied(conn: sqlite3.Connection) -> list[str]:
+    """Names of this set's migrations the database has run, in order ([] for a database without the table)."""
+    exists = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                          (MIGRATIONS_TABLE,)).fetchone()
+    if exists is None:
+        return []
+    rows = conn.execute(f'SELECT name FROM "{MIGRATIONS_TABLE}" WHERE migration_set = ? ORDER BY rowid',
+                        (MIGRATION_SET,))
+    return [r[0] for r in rows]
+
+
+def apply(conn: sqlite3.Connection) -> list[str]:
+    """Run the pending migrations, each in one transaction with its record; return the names run.
+
+    `conn` must be in autocommit mode (``isolation_level=None``). The pending list is read inside
+    ``BEGIN IMMEDIATE``, so two processes opening a database at once never run a migration twice.
+    """
+    done = set(applied(conn))
+    if all(name in done for name, _ in MIGRATIONS):
+        return []  # the common case: one read, no write lock
+    ran: list[str] = []
+    for name, fn in MIGRATIONS:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for ddl in _MIGRATIONS_DDL:
+                conn.execute(ddl)
+            if name not in set(applied(conn)):
+                fn(conn)
+                conn.execute(f'INSERT INTO "{MIGRATIONS_TABLE}" (migration_set, name, applied_at) VALUES (?, ?, ?)',
+                             (MIGRATION_SET, name, str(datetime.datetime.now(datetime.UTC))))
+                ran.append(name)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+    return ran
+
+
+@migration
+def m001_initial(db: sqlite3.Connection) -> None:
     db.execute(
         """CREATE TABLE predictions (
             id INTEGER PRIMARY KEY,
@@ -59,8 +121,8 @@ def m001_initial(db: Database) -> None:
     db.execute("CREATE TABLE state (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
 
 
-@migrations()
-def m002_sequences(db: Database) -> None:
+@migration
+def m002_sequences(db: sqlite3.Connection) -> None:
     # seq: stamped when a row first leaves (send order), kept for resends; delivered: when the broker acked it.
     # A row is deleted only when the hub acknowledges its seq (end-to-end), not on the broker's PUBACK.
     db.execute("ALTER TABLE outbox ADD COLUMN seq INTEGER")

@@ -14,6 +14,6 @@ def anomalies(db: AgentDB, *, limit: int, start: float | None = None, end: float
         where, params = where + " AND ts >= ?", [*params, start]
     if end is not None:
         where, params = where + " AND ts <= ?", [*params, end]
-    return list(db.db.query(
+    return db.query(
         f"SELECT trace_id, ts, score, model_version, unit, window_start, window_end FROM predictions "
-        f"WHERE {where} ORDER BY ts DESC LIMIT ?", [*params, limit]))
+        f"WHERE {where} ORDER BY ts DESC LIMIT ?", [*params, limit])

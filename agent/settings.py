@@ -1,4 +1,8 @@
-"""AgentSettings: one validated settings object, read from env (FLEETLOOP_AGENT_*) and an optional file."""
+"""AgentSettings: one validated settings object, read from env (FLEETLOOP_AGENT_*) and an optional file.
+
+A plain pydantic model read by `infra.config.load_settings` (no pydantic-settings on the gateway: see
+`infra.config.EnvSettings`).
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,8 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from infra.config import is_loopback, load_settings
+from infra.config import EnvSettings, is_loopback, load_settings
 from shared.errors import TopicError
 from shared.topics import DEFAULT_PREFIX, validate_device_id
 from sim.drift import Drift
@@ -43,12 +46,11 @@ class SourceSettings(BaseModel):
         return self
 
 
-class AgentSettings(BaseSettings):
-    """Everything a gateway agent needs. Built at the entry point and passed down."""
+class AgentSettings(EnvSettings):
+    """Everything a gateway agent needs. Built at the entry point (`load`) and passed down."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="FLEETLOOP_AGENT_", env_nested_delimiter="__", extra="forbid", validate_default=True
-    )
+    ENV_PREFIX: ClassVar[str] = "FLEETLOOP_AGENT_"
+    ENV_NESTED_DELIMITER: ClassVar[str] = "__"
     # what stands in for a required field that failed, so the cross-field checks still run (infra.config)
     STAND_INS: ClassVar[dict[str, Any]] = {"device_id": "device"}
 

@@ -7,10 +7,17 @@ and its peak RSS is its own. Each child builds the agent with ``build_agent(sett
 (real SQLite file in WAL mode, no MQTT) and drives it with ``Agent.run``: windowing, features, scoring,
 the decision, pending SQLite rows and outbox messages, and the periodic ``commit()``.
 
-    .venv/bin/python bench/agent.py [--windows N] [--json] [--seed S] [--cpu C] [--profile]
+Beside the hot path it measures what a gateway feels: ``start_s``, a fresh process's time from its start to
+the first prediction (an agent restarting with its model installed, the source as fast as possible);
+``run_rss_mb``, the resident memory of a real ``fleetloop agent run --dev`` with the sim source and default
+settings after ``--run-seconds``; and ``install_mb``, the installed size of the distributions the agent
+install (``fleetloop[agent]``) pulls in, summed from their RECORD files.
+
+    .venv/bin/python bench/agent.py [--windows N] [--json] [--seed S] [--cpu C] [--profile] [--repeat N]
 
 With ``--json`` the last line of stdout is one JSON object (``windows_per_s``, ``p99_ms``, ``rss_mb``,
-``sklearn_windows_per_s``, ``speedup``, …). Progress goes to stderr through logging.
+``start_s``, ``run_rss_mb``, ``install_mb``, ``sklearn_windows_per_s``, ``speedup``, …). Progress goes to
+stderr through logging.
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ import os
 import pickle
 import platform
 import resource
+import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -45,7 +54,9 @@ N_MACHINES, STEPS, HORIZON = 20, 2000, 100
 DEFAULT_WINDOWS = 100_000
 DEFAULT_SKLEARN_WINDOWS = 20_000
 WARMUP_WINDOWS = 1_000
-TARGETS = {"windows_per_s": 20_000.0, "p99_ms": 2.0, "rss_mb": 100.0, "speedup": 10.0}
+TARGETS = {"windows_per_s": 60_000.0, "p99_ms": 0.1, "rss_mb": 100.0, "speedup": 10.0,
+           "start_s": 0.5, "run_rss_mb": 64.0, "install_mb": 150.0}
+DEFAULT_RUN_SECONDS = 20.0
 # One core means one BLAS/OpenMP thread too; onnxruntime's own pools are set to 1 thread by OnnxModel.
 CHILD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 HEAVY = ("sklearn", "scipy", "skl2onnx", "fastapi")
@@ -154,6 +165,21 @@ def run_child(job: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def run_start(job: dict[str, Any]) -> dict[str, Any]:
+    """One agent start: settings as the CLI loads them, build (no broker), run until the first prediction."""
+    from agent.app import build_agent
+    from agent.settings import AgentSettings
+
+    settings = AgentSettings.load(None, device_id="bench-start", dev_mode=True, data_dir=Path(job["data_dir"]),
+                                  initial_model=Path(job["model_dir"]), source={"kind": "sim", "rate": 0.0})
+    agent = build_agent(settings, connect=False)
+    agent.run(max_windows=1, drain_s=0.0)
+    first = time.time()
+    windows = agent.counters.windows
+    agent.db.close()
+    return {"first_prediction_at": first, "windows": windows}
+
+
 def _vm_hwm_kib() -> int:
     """Peak RSS of this process image from /proc (a cross-check of ru_maxrss; 0 where unavailable)."""
     try:
@@ -215,6 +241,86 @@ def spawn(mode: str, job_path: Path, job: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def measure_start(workdir: Path, base: dict[str, Any], repeat: int) -> float:
+    """Median seconds from spawning a fresh agent process to its first prediction (a restart: the model is
+    already installed by a first, untimed start)."""
+    job = {**base, "data_dir": str(workdir / "db-start")}
+    spawn("--start", workdir / "start.json", job)  # first start: creates the database, installs the model
+    times = []
+    for _ in range(repeat):
+        started = time.time()
+        result = spawn("--start", workdir / "start.json", job)
+        times.append(result["first_prediction_at"] - started)
+    log.info("start to first prediction: %s s", ", ".join(f"{t:.3f}" for t in times))
+    return statistics.median(times)
+
+
+def measure_running_rss(workdir: Path, model_dir: str, seconds: float, repeat: int) -> float:
+    """Median resident memory (VmRSS, MiB) of `fleetloop agent run --dev` (sim source, default settings) after
+    `seconds`. The broker port is a closed local one: the agent scores and queues as when its link is down."""
+    rss = []
+    for i in range(repeat):
+        with socket.socket() as s:  # a free port nobody listens on
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        cmd = [sys.executable, "-c", "from fleetloop.cli import main; raise SystemExit(main())", "agent", "run",
+               "--dev", "--device-id", f"bench-run-{i}", "--data-dir", str(workdir / f"db-run-{i}"),
+               "--initial-model", model_dir, "--mqtt-port", str(port)]
+        log_path = workdir / f"run-{i}.log"
+        with log_path.open("w") as log_file:
+            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log_file, env={**os.environ, **CHILD_ENV})
+        try:
+            time.sleep(seconds)
+            if proc.poll() is not None:
+                raise SystemExit(f"agent run exited early ({proc.returncode}):\n{log_path.read_text()[-4000:]}")
+            status = Path(f"/proc/{proc.pid}/status").read_text()
+            line = next(x for x in status.splitlines() if x.startswith("VmRSS:"))
+            rss.append(int(line.split()[1]) / 1024.0)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    log.info("running agent RSS after %.0f s: %s MiB", seconds, ", ".join(f"{r:.1f}" for r in rss))
+    return statistics.median(rss)
+
+
+def install_size_mb(extra: str = "agent") -> tuple[float, list[str]]:
+    """Installed bytes (MiB) of the distributions ``fleetloop[extra]`` needs: the requirements of this checkout's
+    pyproject.toml, their closure walked through the installed metadata, each distribution's RECORD summed."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    own = canonicalize_name(project["name"])
+    todo = [Requirement(r) for r in [*project["dependencies"], *project["optional-dependencies"][extra]]]
+    seen: dict[str, int] = {}
+    while todo:
+        req = todo.pop()
+        key = canonicalize_name(req.name)
+        if key == own:  # fleetloop[agent] inside another extra
+            todo += [Requirement(r) for e in req.extras for r in project["optional-dependencies"][e]]
+            continue
+        if key in seen:
+            continue
+        dist = metadata.distribution(req.name)
+        seen[key] = _dist_bytes(dist)
+        for spec in dist.requires or []:
+            dep = Requirement(spec)
+            if dep.marker is None or any(dep.marker.evaluate({"extra": e}) for e in req.extras | {""}):
+                todo.append(dep)
+    return sum(seen.values()) / 2**20, sorted(seen)
+
+
+def _dist_bytes(dist: metadata.Distribution) -> int:
+    total = 0
+    for f in dist.files or []:
+        path = Path(str(dist.locate_file(f)))
+        if path.is_file():
+            total += path.stat().st_size
+    return total
+
+
 def measure(workdir: Path, name: str, base: dict[str, Any], **job: Any) -> dict[str, Any]:
     """One pipeline in its own child process, its own database."""
     job = {**base, "data_dir": str(workdir / f"db-{name}"), "profile_out": str(workdir / f"{name}.prof"), **job}
@@ -223,7 +329,8 @@ def measure(workdir: Path, name: str, base: dict[str, Any], **job: Any) -> dict[
     return result
 
 
-def report(onnx: dict[str, Any], skl: dict[str, Any], cpu: int, n_sensors: int) -> tuple[str, dict[str, Any]]:
+def report(onnx: dict[str, Any], skl: dict[str, Any], cpu: int, n_sensors: int,
+           gateway: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """The human table and the JSON summary (headline numbers are the onnxruntime pipeline's)."""
     speedup = onnx["windows_per_s"] / skl["windows_per_s"]
     summary: dict[str, Any] = {
@@ -251,6 +358,11 @@ def report(onnx: dict[str, Any], skl: dict[str, Any], cpu: int, n_sensors: int) 
         "sample_rate": round(onnx["samples"] / onnx["windows"], 4),
         "inference_errors": onnx["inference_errors"] + skl["inference_errors"],
         "onnx_child_imports": onnx["heavy_modules"],
+        "start_s": round(gateway["start_s"], 3),
+        "run_rss_mb": round(gateway["run_rss_mb"], 1),
+        "run_seconds": gateway["run_seconds"],
+        "install_mb": round(gateway["install_mb"], 1),
+        "install_distributions": gateway["install_distributions"],
         "cpu": cpu,
     }
     met = {
@@ -258,6 +370,9 @@ def report(onnx: dict[str, Any], skl: dict[str, Any], cpu: int, n_sensors: int) 
         "p99_ms": onnx["p99_ms"] <= TARGETS["p99_ms"],
         "rss_mb": onnx["rss_mb"] <= TARGETS["rss_mb"],
         "speedup": speedup >= TARGETS["speedup"],
+        "start_s": gateway["start_s"] <= TARGETS["start_s"],
+        "run_rss_mb": gateway["run_rss_mb"] <= TARGETS["run_rss_mb"],
+        "install_mb": gateway["install_mb"] <= TARGETS["install_mb"],
     }
     summary["targets_met"] = met
     lines = [
@@ -284,6 +399,12 @@ def report(onnx: dict[str, Any], skl: dict[str, Any], cpu: int, n_sensors: int) 
         f"p99 <= {TARGETS['p99_ms']:g} ms {verdict[met['p99_ms']]}; RSS <= {TARGETS['rss_mb']:.0f} MB "
         f"{verdict[met['rss_mb']]}; >= {TARGETS['speedup']:.0f}x scikit-learn {verdict[met['speedup']]}",
         "",
+        f"{'gateway':<13}{'start s':>10}{'run RSS MB':>12}{'install MB':>12}",
+        f"{'agent':<13}{gateway['start_s']:>10.3f}{gateway['run_rss_mb']:>12.1f}{gateway['install_mb']:>12.1f}",
+        f"targets: start <= {TARGETS['start_s']:g} s {verdict[met['start_s']]}; running RSS <= "
+        f"{TARGETS['run_rss_mb']:.0f} MB {verdict[met['run_rss_mb']]}; install <= {TARGETS['install_mb']:.0f} MB "
+        f"{verdict[met['install_mb']]}",
+        "",
         "windows/s  measured windows / wall time of Agent.run(): read, process, commit, housekeeping (no MQTT);",
         "           build, model load and 1,000 warm-up windows are not timed",
         f"CPU w/s    windows / CPU seconds of the child; the onnxruntime child was on the CPU "
@@ -298,6 +419,13 @@ def report(onnx: dict[str, Any], skl: dict[str, Any], cpu: int, n_sensors: int) 
         f"RSS        ru_maxrss of each child (MiB), including {onnx['bench_buffers_mb']:.1f} MiB of benchmark buffers "
         "(readings, latencies);",
         f"           the onnxruntime child imported {', '.join(onnx['heavy_modules']) or 'no scikit-learn or scipy'}",
+        "start s    median over restarts of a fresh process: interpreter, imports, settings, database, model load",
+        "           and warm-up, to the first prediction (sim source as fast as possible, model already installed)",
+        f"run RSS    VmRSS of `fleetloop agent run --dev` (sim source, default settings) after "
+        f"{gateway['run_seconds']:g} s (MiB)",
+        f"install    installed size of the {len(gateway['install_distributions'])} distributions fleetloop[agent] "
+        "needs (RECORD files;",
+        "           the project itself and Python excluded)",
     ]
     return "\n".join(lines) + "\n", summary
 
@@ -330,13 +458,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7, help="training and simulator seed")
     parser.add_argument("--cpu", type=int, default=max(os.sched_getaffinity(0)), help="the core to pin children to")
     parser.add_argument("--profile", action="store_true", help="also run a cProfile'd onnxruntime child")
+    parser.add_argument("--repeat", type=int, default=5, help="agent restarts timed (the median is reported)")
+    parser.add_argument("--run-seconds", type=float, default=DEFAULT_RUN_SECONDS,
+                        help="how long the real agent runs before its RSS is read")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--start", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--prepare", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.child is not None or args.prepare is not None:
-        logging.basicConfig(level=logging.WARNING if args.child else logging.INFO, format="%(message)s")
+    if args.child is not None or args.prepare is not None or args.start is not None:
+        logging.basicConfig(level=logging.INFO if args.prepare else logging.WARNING, format="%(message)s")
         if args.child is not None:
             result = run_child(json.loads(args.child.read_text()))
+        elif args.start is not None:
+            result = run_start(json.loads(args.start.read_text()))
         else:
             job = json.loads(args.prepare.read_text())
             result = prepare(Path(job["workdir"]), job["seed"], job["readings"])
@@ -348,6 +482,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"CPU {args.cpu} is not available; choose one of {sorted(os.sched_getaffinity(0))}")
     if min(args.windows, args.sklearn_windows) < 100:
         parser.error("measure at least 100 windows")
+    if args.repeat < 1 or args.run_seconds <= 0:
+        parser.error("--repeat must be >= 1 and --run-seconds > 0")
     # This process imports neither numpy nor the recipe: Linux carries ru_maxrss across fork + exec, so
     # the children's peak RSS is only their own if the process that spawns them stays small.
     with tempfile.TemporaryDirectory(prefix="fleetloop-bench-") as tmp:
@@ -358,7 +494,11 @@ def main(argv: list[str] | None = None) -> int:
         base = {**prepared, "cpu": args.cpu, "warmup": WARMUP_WINDOWS, "profile": False}
         onnx = measure(workdir, "onnxruntime", base, scorer="onnx", windows=args.windows)
         skl = measure(workdir, "sklearn", base, scorer="sklearn", windows=args.sklearn_windows)
-        table, summary = report(onnx, skl, args.cpu, len(prepared["sensors"]))
+        install_mb, dists = install_size_mb()
+        gateway = {"start_s": measure_start(workdir, base, args.repeat),
+                   "run_rss_mb": measure_running_rss(workdir, prepared["model_dir"], args.run_seconds, 1),
+                   "run_seconds": args.run_seconds, "install_mb": install_mb, "install_distributions": dists}
+        table, summary = report(onnx, skl, args.cpu, len(prepared["sensors"]), gateway)
         sys.stdout.write(table)
         if args.profile:
             prof = measure(workdir, "profile", base, scorer="onnx", windows=args.windows, profile=True)

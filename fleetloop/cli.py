@@ -49,8 +49,9 @@ def _top_parser() -> argparse.ArgumentParser:
 
 # what each extra provides (top-level import names)
 EXTRAS: dict[str, tuple[str, ...]] = {
-    "agent": ("onnxruntime", "paho", "sqlite_utils"),
-    "hub": ("onnxruntime", "paho", "sqlite_utils", "sklearn", "skl2onnx", "onnx", "scipy", "fastapi", "uvicorn"),
+    "agent": ("onnxruntime", "paho", "cryptography"),
+    "hub": ("onnxruntime", "paho", "cryptography", "sqlite_utils", "pydantic_settings", "sklearn",
+             "skl2onnx", "onnx", "scipy", "fastapi", "uvicorn"),
 }
 
 

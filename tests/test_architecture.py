@@ -34,7 +34,9 @@ SHELL_ONLY = ("hub.store", "hub.mqtt", "hub.api", "hub.app", "paho", "fastapi", 
 
 SHELL_ONLY_EXCEPT = ("hub.store.rows",)
 
-AGENT_FORBIDDEN = ("sklearn", "scipy", "fastapi", "starlette", "skl2onnx")
+AGENT_FORBIDDEN = ("sklearn", "scipy", "fastapi", "starlette", "skl2onnx", "sqlite_utils", "pydantic_settings")
+AGENT_PATH = ("agent", "infra", "shared", "sim")
+"""The packages a gateway imports: the agent and what it may import (ALLOWED["agent"])."""
 
 
 @dataclass(frozen=True)
@@ -123,9 +125,9 @@ def private_violations(found: list[Import]) -> list[str]:
 
 
 def agent_violations(found: list[Import]) -> list[str]:
-    """Heavy libraries the gateway agent must never import, even lazily."""
+    """Heavy libraries the gateway agent must never import, even lazily, nor anything it imports."""
     return [f"{imp}  (the agent stays light)" for imp in found
-            if _top(imp.module) == "agent" and _under(imp.target, AGENT_FORBIDDEN)]
+            if _top(imp.module) in AGENT_PATH and _under(imp.target, AGENT_FORBIDDEN)]
 
 
 def check(root: Path) -> list[str]:
@@ -162,6 +164,8 @@ def test_the_checker_names_each_kind_of_planted_violation(tmp_path: Path) -> Non
         "hub/rollout/machine.py": "from hub.store.rows import RolloutRow\nfrom .plan import _private\n",
         "hub/rollout/service.py": "from hub.store.ports import HubStore\nimport paho.mqtt.client\n",
         "agent/pipeline/stats.py": "import scipy.stats\n",
+        "agent/db.py": "def f():\n    import sqlite_utils\n",
+        "infra/config.py": "from pydantic_settings import BaseSettings\n",
         "sim/machine.py": "from agent.link import Link\n",
         "shared/codec.py": "import infra\n",
     })
@@ -175,7 +179,9 @@ def test_the_checker_names_each_kind_of_planted_violation(tmp_path: Path) -> Non
         "hub.rollout.plan:2: from hub.store.ports import HubStore  (only hub.rollout.service may touch the store, "
         "the broker or the web)",
         "hub.rollout.machine:2: from hub.rollout.plan import _private  (private name used outside its module)",
+        "agent.db:2: import sqlite_utils  (the agent stays light)",
         "agent.pipeline.stats:1: import scipy.stats  (the agent stays light)",
+        "infra.config:1: from pydantic_settings import BaseSettings  (the agent stays light)",
     ]
 
 

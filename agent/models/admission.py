@@ -17,7 +17,6 @@ from typing import Literal
 from infra.versions import ManifestVerifier
 from shared.errors import ModelIntegrityError
 from shared.messages import Assign
-from shared.signing import assignment_bytes
 
 Verdict = Literal["new", "repeat", "refuse"]
 
@@ -43,6 +42,8 @@ class Accepted:
 
 def verify_approval(assign: Assign, verifier: ManifestVerifier) -> None:
     """ModelIntegrityError unless the assignment carries the pinned key's approval over its signed fields."""
+    from shared.signing import assignment_bytes  # imports cryptography: only agents with a pinned key get here
+
     if not assign.approval or assign.device_id is None or assign.expires is None or assign.counter is None:
         raise ModelIntegrityError("the assignment carries no approval by the hub (signature, device, expiry, counter)")
     try:

@@ -6,14 +6,14 @@ top level or under one directory. Downloads are streamed, bounded in size and ti
 only those three names, as regular files; absolute paths, ``..``, links and devices refuse the archive.
 
 Nothing here verifies a model: the fetcher only delivers bytes into a staging directory that the model
-store then checks (sha256, signature) before anything points at it.
+store then checks (sha256, signature) before anything points at it. tarfile is imported when an archive is
+unpacked, not when the agent starts (urllib.request is loaded by paho and onnxruntime anyway).
 """
 
 from __future__ import annotations
 
 import logging
 import shutil
-import tarfile
 import time
 import urllib.error
 import urllib.request
@@ -132,6 +132,8 @@ def _member_name(name: str) -> tuple[str | None, str]:
 
 def extract_artifact(archive: Path, out: Path, max_bytes: int) -> None:
     """Extract the artifact files of a (gzipped) tar into `out`, refusing anything unsafe."""
+    import tarfile
+
     seen: set[str] = set()
     tops: set[str | None] = set()
     total = 0

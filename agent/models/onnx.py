@@ -1,4 +1,11 @@
-"""ONNX inference on one slow core: one intra-op thread, validated I/O, a warm-up run on load."""
+"""ONNX inference on one slow core: one intra-op thread, validated I/O, a warm-up run on load.
+
+Session options are chosen for a small device that scores one window at a time (measured with
+``bench/onnx_options.py``): no memory arena and no memory pattern (the arena keeps the largest batch's
+buffers for good, a pattern pre-plans buffers for a shape the agent never repeats at scale), basic graph
+optimisations (constant folding and redundant-node removal; the extended and layout passes target
+convolutions and GPUs, not the tree ensembles and small MLPs a gateway runs), one thread that never spins.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +16,20 @@ from shared.errors import ModelLoadError
 from shared.manifest import ModelManifest
 
 
+def session_options() -> ort.SessionOptions:
+    """The agent's onnxruntime session options: one thread, small memory footprint (see the module docstring)."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.enable_cpu_mem_arena = False
+    options.enable_mem_pattern = False
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.log_severity_level = 3
+    return options
+
+
 class OnnxModel:
     """A loaded model version: `score(features)` returns the failure probability of each row."""
 
@@ -16,11 +37,7 @@ class OnnxModel:
         self.manifest = manifest
         self.version = manifest.version
         self.threshold = manifest.threshold
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.log_severity_level = 3
+        options = session_options()
         try:
             self.session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises several untyped errors for a broken artifact

@@ -105,7 +105,10 @@ def _child(version_dir: Path, memory_mb: float, runs: int) -> dict[str, object]:
     except MemoryError:
         return {"ok": False, "error": "out of memory (MemoryError)"}
     except Exception as exc:  # onnxruntime's allocation failures and other errors are untyped
-        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:1000]}
+        text = f"{type(exc).__name__}: {exc}"
+        if "bad_alloc" in text or "allocate" in text:  # std::bad_alloc without the arena, the arena's own message
+            text = f"out of memory: the model could not allocate within the limit ({text})"
+        return {"ok": False, "error": text[:1000]}
     return {"ok": True, "rss_growth_mb": max(0.0, _peak_rss_mb() - base_rss)}
 
 

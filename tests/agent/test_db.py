@@ -33,7 +33,7 @@ def test_migrations_are_idempotent_and_wal(tmp_path):
     db.close()
     db = AgentDB(tmp_path / "a.db")
     assert db.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert {"predictions", "outbox", "annotations", "state"} <= set(db.db.table_names())
+    assert {"predictions", "outbox", "annotations", "state"} <= set(db.table_names())
 
 
 def test_outbox_orders_by_priority_then_age(tmp_path):

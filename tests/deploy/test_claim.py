@@ -95,7 +95,7 @@ def test_the_environment_makes_the_agent_that_device(devices: Path, monkeypatch:
             monkeypatch.setenv(key, value)
         monkeypatch.setenv("FLEETLOOP_AGENT_SOURCE__KIND", "mqtt")
         monkeypatch.setenv("FLEETLOOP_AGENT_SOURCE__SENSORS", '["temperature"]')
-        settings = AgentSettings()  # type: ignore[call-arg]  # device_id comes from the environment
+        settings = AgentSettings.load()  # device_id comes from the environment (load reads it; the class does not)
         assert (settings.device_id, settings.username) == ("dev-0", "dev-0")
         assert settings.mqtt_password and settings.mqtt_password.get_secret_value() == claim.slot.password
         assert (settings.site, settings.asset_type) == (claim.slot.site, claim.slot.asset_type)

@@ -26,6 +26,7 @@ from fleetloop.claim import DEVICE_ID_PLACEHOLDER
 from fleetloop.cli import EXTRAS, GROUPS, load_group
 from fleetloop.provision import PROBE_USER, SIM_USER
 from hub.app.settings import HubSettings
+from infra.config import EnvSettings
 from sim.machine import SENSORS
 from tests.deploy.compose import (
     DOCKERFILE,
@@ -185,10 +186,17 @@ def _fields(model: type[BaseModel], path: list[str]) -> bool:
     return isinstance(annotation, type) and issubclass(annotation, BaseModel) and _fields(annotation, rest)
 
 
+def _env_naming(settings: type[BaseModel]) -> tuple[str, str]:
+    """Prefix and nested delimiter of a settings model (pydantic-settings, or infra.config's EnvSettings)."""
+    if issubclass(settings, BaseSettings):
+        return settings.model_config["env_prefix"], settings.model_config["env_nested_delimiter"] or ""
+    assert issubclass(settings, EnvSettings)
+    return settings.ENV_PREFIX, settings.ENV_NESTED_DELIMITER
+
+
 @pytest.mark.parametrize("settings", [AgentSettings, HubSettings])
-def test_environment_names_real_settings(settings: type[BaseSettings]) -> None:
-    prefix = settings.model_config["env_prefix"]
-    delimiter = settings.model_config["env_nested_delimiter"]
+def test_environment_names_real_settings(settings: type[BaseModel]) -> None:
+    prefix, delimiter = _env_naming(settings)
     assert prefix and delimiter
     seen = 0
     for name, service in SERVICES.items():

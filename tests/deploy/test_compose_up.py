@@ -137,7 +137,7 @@ def test_agent_replicas_claim_their_own_slots_and_verify_the_initial_model(
                 for key, value in {**up.env("agent"), **agent_environment(
                         claim.slot, data_root, source_topic=option(words, "--source-topic"))}.items():
                     env.setenv(key, value)
-                settings = AgentSettings()  # type: ignore[call-arg]  # device_id from the environment
+                settings = AgentSettings.load()  # device_id from the environment
                 assert settings.device_id == claim.slot.device_id and settings.dev_mode
                 assert settings.source.topic == f"sensors/{claim.slot.device_id}/readings"
                 assert settings.data_dir.parent.resolve() == up.volumes["agent-data"].resolve()

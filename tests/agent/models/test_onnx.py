@@ -1,0 +1,28 @@
+"""OnnxModel's session is set up for a small device: one non-spinning thread, no arena, basic optimisations;
+and scores the same as a session with onnxruntime's defaults (the options change memory, never the answer)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from agent.models.onnx import OnnxModel
+from infra.versions import read_version
+
+
+def test_the_session_uses_the_small_device_options(initial_model_dir: Path) -> None:
+    manifest, onnx_bytes = read_version(initial_model_dir)
+    model = OnnxModel(manifest, onnx_bytes)
+    options = model.session.get_session_options()
+    assert (options.intra_op_num_threads, options.inter_op_num_threads) == (1, 1)
+    assert not options.enable_cpu_mem_arena and not options.enable_mem_pattern
+    assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+    reference = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+    X = np.random.default_rng(3).normal(size=(64, model.n_features)).astype(np.float32)
+    expected = reference.run([manifest.output_name], {manifest.input_name: X})[0]
+    expected = expected[:, -1] if expected.ndim == 2 else expected
+    np.testing.assert_allclose(model.score(X), expected, rtol=1e-6, atol=1e-7)

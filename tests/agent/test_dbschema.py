@@ -1,0 +1,71 @@
+"""The agent's standard-library migrations keep sqlite-utils' bookkeeping: databases made by either open in the
+other with nothing re-run, and the schema is the same statement for statement."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from sqlite_utils import Database, Migrations
+
+from agent import dbschema
+from agent.db import AgentDB
+
+
+def _sqlite_utils_migrations() -> Migrations:
+    """The agent's migrations as they were registered with sqlite-utils before the agent dropped it."""
+    migrations = Migrations(dbschema.MIGRATION_SET)
+    for name, fn in dbschema.MIGRATIONS:
+        migrations(name=name)(lambda db, fn=fn: fn(db.conn))
+    return migrations
+
+
+def _schema(path: Path) -> list[tuple[str, str]]:
+    conn = sqlite3.connect(path)
+    try:
+        return sorted(conn.execute("SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL"))
+    finally:
+        conn.close()
+
+
+def test_a_database_made_by_sqlite_utils_opens_with_nothing_rerun(tmp_path: Path) -> None:
+    old = tmp_path / "old.db"
+    conn = sqlite3.connect(old, isolation_level=None)
+    _sqlite_utils_migrations().apply(Database(conn))
+    conn.execute("INSERT INTO state (key, value) VALUES ('active', 'v7')")
+    conn.close()
+    db = AgentDB(old)
+    assert db.get_state("active") == "v7"
+    assert dbschema.apply(db.conn) == []
+    assert dbschema.applied(db.conn) == [name for name, _ in dbschema.MIGRATIONS]
+    db.close()
+    fresh = tmp_path / "fresh.db"
+    AgentDB(fresh).close()
+    assert _schema(old) == _schema(fresh)
+
+
+def test_sqlite_utils_sees_a_new_database_fully_migrated(tmp_path: Path) -> None:
+    AgentDB(tmp_path / "a.db").close()
+    conn = sqlite3.connect(tmp_path / "a.db")
+    try:
+        assert _sqlite_utils_migrations().pending(Database(conn)) == []
+    finally:
+        conn.close()
+
+
+def test_a_failed_migration_leaves_no_trace_and_stays_pending(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    conn = sqlite3.connect(tmp_path / "a.db", isolation_level=None)
+
+    def broken(db: sqlite3.Connection) -> None:
+        db.execute("CREATE TABLE half (x)")
+        raise RuntimeError("migration bug")
+
+    monkeypatch.setattr(dbschema, "MIGRATIONS", [*dbschema.MIGRATIONS, ("m999_broken", broken)])
+    with pytest.raises(RuntimeError, match="migration bug"):
+        dbschema.apply(conn)
+    assert "m999_broken" not in dbschema.applied(conn)
+    assert conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'half'").fetchone() is None
+    assert dbschema.applied(conn) == [name for name, _ in dbschema.MIGRATIONS[:-1]]
+    conn.close()
