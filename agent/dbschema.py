@@ -130,8 +130,8 @@ def m002_sequences(db: sqlite3.Connection) -> None:
     db.execute("CREATE UNIQUE INDEX outbox_seq ON outbox (seq) WHERE seq IS NOT NULL")
 
 
-@migrations()
-def m003_reported(db: Database) -> None:
+@migration
+def m003_reported(db: sqlite3.Connection) -> None:
     # reported: why the window went to the hub when it was scored (anomaly, random, low_confidence); NULL: it stayed
     # in this log only (the hub may still ask for it). What a technician at the machine can tell from the log alone.
     db.execute("ALTER TABLE predictions ADD COLUMN reported TEXT")
