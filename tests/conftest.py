@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.fixtures.policy",
     "tests.fixtures.data",
     "tests.fixtures.order",
+    "tests.fixtures.postgres",
 ]

@@ -32,11 +32,12 @@ from hub.store.sqlite.connection import SqliteConnection
 from hub.store.sqlite.ingest import write_rows
 
 CURSOR = "incidents.anomalies"
-_COLUMNS = ("id", "device_id", "site", "kind", "state", "start_ts", "end_ts", "windows", "max_score", "model_version",
+INCIDENT_COLUMNS = (
+    "id", "device_id", "site", "kind", "state", "start_ts", "end_ts", "windows", "max_score", "model_version",
             "created_ts", "updated_ts", "opened_ts", "acknowledged_by", "acknowledged_ts", "resolved_by", "resolved_ts",
             "verdict", "fault_type", "note", "closed_ts", "revision")
-_INSERT = f"INSERT INTO incidents ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
-_UPDATE = (f"UPDATE incidents SET {', '.join(f'{c} = ?' for c in _COLUMNS[1:-1])}, revision = revision + 1 "
+_INSERT = f"INSERT INTO incidents ({', '.join(INCIDENT_COLUMNS)}) VALUES ({', '.join('?' * len(INCIDENT_COLUMNS))})"
+_UPDATE = (f"UPDATE incidents SET {', '.join(f'{c} = ?' for c in INCIDENT_COLUMNS[1:-1])}, revision = revision + 1 "
            "WHERE id = ? AND revision = ?")
 
 
@@ -167,7 +168,7 @@ def _cursor(conn: sqlite3.Connection) -> int:
 
 
 def _values(row: IncidentRow) -> list[Any]:
-    return [getattr(row, c) for c in _COLUMNS]
+    return [getattr(row, c) for c in INCIDENT_COLUMNS]
 
 
 def _upsert(conn: sqlite3.Connection, rows: Sequence[IncidentRow]) -> None:
@@ -193,7 +194,7 @@ def _record(conn: sqlite3.Connection, events: Sequence[IncidentEventRow],
 
 
 def _incident(r: sqlite3.Row) -> IncidentRow:
-    return IncidentRow(**{c: r[c] for c in _COLUMNS})
+    return IncidentRow(**{c: r[c] for c in INCIDENT_COLUMNS})
 
 
 def _notification(r: sqlite3.Row) -> NotificationRow:

@@ -17,10 +17,10 @@ from hub.store.rows import JOB_STATUSES, TrainingJobRow
 from hub.store.sqlite.connection import SqliteConnection
 from shared.errors import StoreError
 
-_VERSION = re.compile(r"^v(\d+)$")
+VERSION_NAME = re.compile(r"^v(\d+)$")
 _IN_CHUNK = 500
-_ERROR_CHARS = 4000
-_UPDATABLE = frozenset(
+JOB_ERROR_CHARS = 4000
+JOB_UPDATABLE = frozenset(
     {"status", "stage", "progress", "label_set_id", "result_version", "gate_verdict", "error", "started_ts",
      "finished_ts", "details"}
 )
@@ -50,13 +50,13 @@ class TrainingQueries(SqliteConnection):
     def update_training_job(self, job_id: str, **fields: Any) -> TrainingJobRow:
         """Set some of: status, stage, progress, label_set_id, result_version, gate_verdict, error,
         started_ts, finished_ts, details."""
-        unknown = sorted(set(fields) - _UPDATABLE)
+        unknown = sorted(set(fields) - JOB_UPDATABLE)
         if unknown:
             raise StoreError(f"cannot update training job field(s) {', '.join(unknown)}")
         if "status" in fields and fields["status"] not in JOB_STATUSES:
             raise StoreError(f"unknown job status {fields['status']!r}; use one of {', '.join(JOB_STATUSES)}")
         if "error" in fields and fields["error"] is not None:
-            fields["error"] = str(fields["error"])[:_ERROR_CHARS]
+            fields["error"] = str(fields["error"])[:JOB_ERROR_CHARS]
         if "details" in fields:
             fields["details"] = json.dumps(dict(fields["details"]), allow_nan=False)
         if fields:
@@ -94,7 +94,7 @@ class TrainingQueries(SqliteConnection):
             ids = [r[0] for r in conn.execute("SELECT id FROM training_jobs WHERE status IN ('queued', 'running')")]
             conn.executemany(
                 "UPDATE training_jobs SET status = 'failed', error = ?, finished_ts = ? WHERE id = ?",
-                [(error[:_ERROR_CHARS], ts, i) for i in ids],
+                [(error[:JOB_ERROR_CHARS], ts, i) for i in ids],
             )
         return ids
 
@@ -113,7 +113,7 @@ class TrainingQueries(SqliteConnection):
                 "SELECT version FROM model_versions UNION "
                 "SELECT result_version FROM training_jobs WHERE result_version IS NOT NULL"
             )]
-            highest = max((int(m.group(1)) for v in taken if (m := _VERSION.match(v))), default=0)
+            highest = max((int(m.group(1)) for v in taken if (m := VERSION_NAME.match(v))), default=0)
             version = f"{prefix}{highest + 1}"
             conn.execute("UPDATE training_jobs SET result_version = ? WHERE id = ?", (version, job_id))
         return version

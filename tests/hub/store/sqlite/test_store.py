@@ -34,7 +34,8 @@ def test_migrations_are_idempotent_and_wal(tmp_path: Path) -> None:
     again.close()
 
 
-def test_threads_write_concurrently(store: SqliteHubStore) -> None:
+def test_threads_write_concurrently(sqlite_store: SqliteHubStore) -> None:
+    store = sqlite_store
     def write(device: str) -> None:
         for _ in range(20):
             store.ingest_batch([rec(anomaly(device)) for _ in range(10)])

@@ -1,4 +1,4 @@
-"""SQLite drift reports and events: a ``drift`` verdict is an event, written with its report."""
+"""Drift reports and events: a ``drift`` verdict is an event, written with its report."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ import numpy as np
 
 from hub.app.metrics import HubMetrics
 from hub.drift import Sketch, fleet_reports
+from hub.store.ports import HubStore
 from hub.store.rows import DRIFT_EVENT
-from hub.store.sqlite import SqliteHubStore
 from tests.hub.store.messages import T0
 
 
-def test_drift_report_round_trips_and_its_verdict_is_an_event(store: SqliteHubStore) -> None:
+def test_drift_report_round_trips_and_its_verdict_is_an_event(store: HubStore) -> None:
     rng = np.random.default_rng(7)
     edges = [np.array([-1.0, 0.0, 1.0]), np.array([0.5])]
     reference = Sketch.from_values(rng.normal(size=(2000, 2)), edges)

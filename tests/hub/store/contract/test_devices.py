@@ -1,12 +1,12 @@
-"""SQLite device registry: presence follows device time and the last will; any message registers a device."""
+"""The device registry: presence follows device time and the last will; any message registers a device."""
 
 from __future__ import annotations
 
-from hub.store.sqlite import SqliteHubStore
+from hub.store.ports import HubStore
 from tests.hub.store.messages import anomaly, rec, stats, status
 
 
-def test_presence_follows_device_time_and_the_last_will(store: SqliteHubStore) -> None:
+def test_presence_follows_device_time_and_the_last_will(store: HubStore) -> None:
     def state() -> tuple[bool, float | None]:
         device = store.device("dev-2")
         assert device is not None
@@ -39,7 +39,7 @@ def test_presence_follows_device_time_and_the_last_will(store: SqliteHubStore) -
     assert (store.counts().devices, store.counts().devices_online) == (1, 1)
 
 
-def test_any_message_registers_the_device_and_its_activity(store: SqliteHubStore) -> None:
+def test_any_message_registers_the_device_and_its_activity(store: HubStore) -> None:
     store.ingest_batch([rec(anomaly("dev-5", ts=50.0), at=500.0), rec(stats("dev-5", period_end=40.0), at=400.0)])
     [device] = store.devices()
     assert (device.device_id, device.online, device.last_seen, device.last_ts, device.first_seen) == (

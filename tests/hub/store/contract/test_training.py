@@ -1,4 +1,4 @@
-"""Training rows in the real SQLite store: one active job, race-free version names, a first-wins eval slice."""
+"""Training rows in the real store: one active job, race-free version names, a first-wins eval slice."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from dataclasses import replace
 
 import pytest
 
+from hub.store.ports import HubStore
 from hub.store.rows import TrainingJobRow
-from hub.store.sqlite import SqliteHubStore
 from shared.errors import StoreError
 
 
@@ -20,7 +20,7 @@ def job(job_id: str, created_ts: float = 100.0) -> TrainingJobRow:
     )
 
 
-def test_one_job_at_a_time(store: SqliteHubStore) -> None:
+def test_one_job_at_a_time(store: HubStore) -> None:
     first = store.create_training_job(job("j1"))
     assert first == job("j1")
     assert store.create_training_job(job("j2")) is None  # j1 is queued
@@ -33,7 +33,7 @@ def test_one_job_at_a_time(store: SqliteHubStore) -> None:
     assert [j.id for j in store.training_jobs(status="failed")] == ["j1"]
 
 
-def test_updates_are_checked(store: SqliteHubStore) -> None:
+def test_updates_are_checked(store: HubStore) -> None:
     store.create_training_job(job("j1"))
     with pytest.raises(StoreError, match="cannot update"):
         store.update_training_job("j1", actor="someone else")
@@ -45,7 +45,7 @@ def test_updates_are_checked(store: SqliteHubStore) -> None:
     assert row.details == {"a": [1, 2]}
 
 
-def test_unfinished_jobs_are_failed_after_a_restart(store: SqliteHubStore) -> None:
+def test_unfinished_jobs_are_failed_after_a_restart(store: HubStore) -> None:
     store.create_training_job(job("j1"))
     assert store.fail_unfinished_training_jobs(error="restarted", ts=5.0) == ["j1"]
     row = store.training_job("j1")
@@ -53,7 +53,7 @@ def test_unfinished_jobs_are_failed_after_a_restart(store: SqliteHubStore) -> No
     assert store.fail_unfinished_training_jobs(error="restarted", ts=6.0) == []
 
 
-def test_version_names_are_the_next_integer_and_never_handed_out_twice(store: SqliteHubStore) -> None:
+def test_version_names_are_the_next_integer_and_never_handed_out_twice(store: HubStore) -> None:
     store.create_training_job(job("j1"))
     assert store.reserve_model_version("j1") == "v1"
     assert store.training_job("j1").result_version == "v1"  # type: ignore[union-attr]
@@ -78,7 +78,7 @@ def test_version_names_are_the_next_integer_and_never_handed_out_twice(store: Sq
         store.reserve_model_version("nope")
 
 
-def test_the_eval_slice_keeps_the_first_assignment(store: SqliteHubStore) -> None:
+def test_the_eval_slice_keeps_the_first_assignment(store: HubStore) -> None:
     assert store.freeze_eval_slice({"a": True, "b": False}, ts=1.0) == {"a": True, "b": False}
     assert store.freeze_eval_slice({"a": False, "b": True, "c": True}, ts=2.0) == {"a": True, "b": False, "c": True}
     assert store.eval_slice() == [("a", 1.0), ("c", 2.0)]

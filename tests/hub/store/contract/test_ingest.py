@@ -1,14 +1,14 @@
-"""SQLite ingest: every kind round-trips, redeliveries are stored once, dead letters, out-of-range counts, reads."""
+"""Ingest: every kind round-trips, redeliveries are stored once, dead letters, out-of-range counts, reads."""
 
 from __future__ import annotations
 
 from hub.store import DeadLetter
-from hub.store.sqlite import SqliteHubStore
+from hub.store.ports import HubStore
 from shared.messages import ModelEvent
 from tests.hub.store.messages import T0, annotation, anomaly, rec, sample, stats
 
 
-def test_every_kind_round_trips(store: SqliteHubStore) -> None:
+def test_every_kind_round_trips(store: HubStore) -> None:
     a, s, st = anomaly(), sample(), stats()
     n = annotation(trace_id=a.trace_id)
     ev = ModelEvent(device_id="dev-1", ts=T0, event="health_ok", version="v2", metrics={"latency_ms": 2.5})
@@ -33,7 +33,7 @@ def test_every_kind_round_trips(store: SqliteHubStore) -> None:
     assert (event.event, event.version, event.metrics) == ("health_ok", "v2", {"latency_ms": 2.5})
 
 
-def test_a_message_seen_twice_is_stored_once(store: SqliteHubStore) -> None:
+def test_a_message_seen_twice_is_stored_once(store: HubStore) -> None:
     a, st, n = anomaly(), stats(), annotation()
     first = store.ingest_batch([rec(a), rec(a), rec(st), rec(n)])  # a duplicate inside one batch
     assert first.stored == {"anomaly": 1, "stats": 1, "annotation": 1}
@@ -46,7 +46,7 @@ def test_a_message_seen_twice_is_stored_once(store: SqliteHubStore) -> None:
     assert (counts.anomalies, counts.samples, counts.stats, counts.annotations) == (1, 0, 1, 1)
 
 
-def test_dead_letters_keep_the_head_of_the_payload_and_count_by_reason(store: SqliteHubStore) -> None:
+def test_dead_letters_keep_the_head_of_the_payload_and_count_by_reason(store: HubStore) -> None:
     huge = b"x" * 100_000
     store.ingest_batch([], [DeadLetter("fleetloop/dev-1/anomaly", huge, "too_large", "100000 bytes", T0,
                                        device_id="dev-1")])
@@ -61,7 +61,7 @@ def test_dead_letters_keep_the_head_of_the_payload_and_count_by_reason(store: Sq
     assert store.counts().dead_letters == 3
 
 
-def test_counts_beyond_64_bits_are_rejected_not_fatal(store: SqliteHubStore) -> None:
+def test_counts_beyond_64_bits_are_rejected_not_fatal(store: HubStore) -> None:
     bad, good = stats(windows=2**64), stats()
     bad_hist = stats(feature_hist=[[2**70]])
     result = store.ingest_batch([rec(bad), rec(good), rec(bad_hist)])
@@ -70,7 +70,7 @@ def test_counts_beyond_64_bits_are_rejected_not_fatal(store: SqliteHubStore) -> 
     assert [s.msg_id for s in store.stats_between(0, T0 + 1)] == [good.msg_id]
 
 
-def test_range_queries_filter_by_time_kind_and_device(store: SqliteHubStore) -> None:
+def test_range_queries_filter_by_time_kind_and_device(store: HubStore) -> None:
     msgs = [anomaly("dev-1", ts=T0), sample("dev-2", ts=T0 + 10), anomaly("dev-3", ts=T0 + 20)]
     store.ingest_batch([rec(m) for m in msgs] + [rec(stats(d, period_end=T0 + i)) for i, d in
                                                  enumerate(["dev-1", "dev-2", "dev-3"])])

@@ -1,18 +1,15 @@
-"""Per-device sequence tracking on a real SQLite file: holes open for skipped seqs, split and close as they fill."""
+"""Per-device sequence tracking on a real file: holes open for skipped seqs, split and close as they fill."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from hub.store.sqlite import SqliteHubStore
+from hub.store.ports import HubStore
 
 
-def _holes(store: SqliteHubStore, device: str = "d") -> list[tuple[int, int]]:
+def _holes(store: HubStore, device: str = "d") -> list[tuple[int, int]]:
     return [(h.lo, h.hi) for h in store.sequence_holes(device_id=device)]
 
 
-def test_holes_open_split_and_close(tmp_path: Path) -> None:
-    store = SqliteHubStore(tmp_path / "hub.db")
+def test_holes_open_split_and_close(store: HubStore) -> None:
     assert store.track_sequences({"d": [5, 6]}, now=1.0).opened == 0  # first seen mid-stream: nothing is owed
     assert store.device_sequence("d") == 6
     assert store.track_sequences({"d": [10, 7]}, now=2.0).opened == 1
