@@ -1,7 +1,8 @@
 """The dev broker's config: finding mosquitto and the project's ``mosquitto/`` dir, rendering conf and ACL.
 
 `render_config` rewrites the real mosquitto.conf for a loopback listener whose files all live in a work dir;
-`render_acl` substitutes the topic prefix. Both refuse to guess when the source config is not as expected.
+`render_tls_config` rewrites it for a deployment (docker compose): the one listener on TLS, the rest as written;
+`render_acl` substitutes the topic prefix. All refuse to guess when the source config is not as expected.
 """
 
 from __future__ import annotations
@@ -77,6 +78,31 @@ def render_config(conf: str, *, port: int, workdir: Path, run_as: str | None = N
     out.append(f"log_dest file {workdir / 'mosquitto.log'}")
     if run_as:
         out.append(f"user {run_as}")
+    return "\n".join(out) + "\n"
+
+
+def render_tls_config(conf: str, *, port: int, cafile: str, certfile: str, keyfile: str) -> str:
+    """The real mosquitto.conf with its one listener on `port` over TLS (these files), everything else as written.
+
+    Any TLS option already in `conf` is dropped, so the listener uses exactly these files.
+    """
+    out = [f"# Rendered by `fleetloop provision init` (TLS on {port}); edit mosquitto/mosquitto.conf instead."]
+    seen: set[str] = set()
+    for line in conf.splitlines():
+        key = line.split(None, 1)[0] if line.strip() and not line.lstrip().startswith("#") else ""
+        if key == "listener":
+            if "listener" in seen:
+                raise ConfigError("mosquitto.conf has several listeners; the TLS renderer renders exactly one")
+            out += [f"listener {port}", f"cafile {cafile}", f"certfile {certfile}", f"keyfile {keyfile}"]
+            seen.add(key)
+            continue
+        if key in _TLS_KEYS:
+            continue
+        seen.add(key)
+        out.append(line)
+    missing = [k for k in _REQUIRED_KEYS if k not in seen]
+    if missing:
+        raise ConfigError(f"mosquitto.conf has no {', '.join(missing)} line: refusing to render a broker without it")
     return "\n".join(out) + "\n"
 
 
