@@ -176,7 +176,7 @@ def provision(
         created.append(f"{BROKER}/{ACL_FILE}")
     conf_text = (conf or find_config_dir() / BROKER_CONF_FILE).read_text()
     _ensure_tls(root, tls_hosts, created)
-    if _write_if_changed(root / BROKER / BROKER_CONF_FILE, _broker_conf(conf_text)):
+    if _write_if_changed(root / BROKER / BROKER_CONF_FILE, render_broker_config(conf_text)):
         created.append(f"{BROKER}/{BROKER_CONF_FILE}")
 
     for name, who in ((BROKER, broker_owner), (HUB, owner), (SIM, owner), (DEVICES, owner)):
@@ -255,7 +255,7 @@ def _ensure_tls(root: Path, tls_hosts: tuple[str, ...], created: list[str]) -> N
             created.append(f"{name}/{CA_CERT_FILE}")
 
 
-def _broker_conf(conf: str) -> str:
+def render_broker_config(conf: str) -> str:
     """`conf` with its listener on TLS, the TLS files beside the password file (the broker volume's mount point)."""
     lines = [line.split(None, 1) for line in conf.splitlines() if line.strip() and not line.lstrip().startswith("#")]
     password_file = next((parts[1].strip() for parts in lines if parts[0] == "password_file" and len(parts) == 2), "")

@@ -78,7 +78,7 @@ def wait_for(what: str, check: Callable[[], Any], procs: list[subprocess.Popen[s
     deadline = time.monotonic() + timeout
     while True:
         for proc in procs:
-            assert proc.poll() is None, f"{proc.args} exited while waiting for {what}: {proc.communicate()[1][-3000:]}"
+            assert proc.poll() is None, f"{proc.args!r} exited waiting for {what}: {proc.communicate()[1][-3000:]}"
         result = check()
         if result:
             return result
@@ -179,16 +179,15 @@ def test_the_hub_the_simulator_and_an_agent_run_outside_dev_mode_over_tls(
     here = {"MQTT_HOST": "localhost", "MQTT_PORT": str(broker)}  # `mosquitto` and 8883 in compose
 
     cli = [sys.executable, "-m", "fleetloop.cli"]
-    procs: list[subprocess.Popen[str]] = []
+    procs: dict[str, subprocess.Popen[str]] = {}
 
-    def start(env: dict[str, str], args: list[str]) -> subprocess.Popen[str]:
-        proc = subprocess.Popen([*cli, *args], env=process_env(env), cwd=ROOT, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        procs.append(proc)
-        return proc
+    def start(service: str, env: dict[str, str], args: list[str]) -> subprocess.Popen[str]:
+        procs[service] = subprocess.Popen([*cli, *args], env=process_env(env), cwd=ROOT, stdin=subprocess.DEVNULL,
+                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return procs[service]
 
     try:
-        hub = start(hub_env | {f"FLEETLOOP_HUB_{k}": v for k, v in here.items()} | {
+        hub = start("hub", hub_env | {f"FLEETLOOP_HUB_{k}": v for k, v in here.items()} | {
             "FLEETLOOP_HUB_API_HOST": "127.0.0.1", "FLEETLOOP_HUB_API_PORT": str(api_port)}, up.args("hub"))
 
         def hub_health() -> dict[str, Any] | None:
@@ -209,10 +208,10 @@ def test_the_hub_the_simulator_and_an_agent_run_outside_dev_mode_over_tls(
 
         sim_args = up.args("simulator")
         sim_args[sim_args.index("--host") + 1], sim_args[sim_args.index("--port") + 1] = here["MQTT_HOST"], str(broker)
-        simulator = start({}, sim_args)
+        simulator = start("simulator", {}, sim_args)
         agent_env = up.env("agent") | {f"FLEETLOOP_AGENT_{k}": v for k, v in here.items()}
         agent_args = up.args("agent")
-        agent = start(agent_env, [*agent_args[:2], "--holder", "replica-tls", *agent_args[2:]])
+        agent = start("agent", agent_env, [*agent_args[:2], "--holder", "replica-tls", *agent_args[2:]])
 
         def online() -> list[dict[str, Any]]:
             devices = httpx.get(f"{base}/devices", headers={"Authorization": f"Bearer {operator}"}, timeout=5).json()
@@ -221,11 +220,11 @@ def test_the_hub_the_simulator_and_an_agent_run_outside_dev_mode_over_tls(
         seen = wait_for("the agent online at the hub", online, [hub, simulator, agent])
         assert [d["device_id"] for d in seen] == ["dev-0"]  # the first free slot
     finally:
-        results = {proc.args[3]: stop(proc) for proc in reversed(procs)}
-    code, out, err = results["sim"]
+        results = {name: stop(proc) for name, proc in reversed(procs.items())}
+    code, out, err = results["simulator"]
     assert code == 0, err[-3000:]
     assert json.loads(out.splitlines()[-1])["published"] > 0  # over TLS: the broker has no other listener
-    code, _, err = results["provision"]
+    code, _, err = results["agent"]
     assert "replica-tls claimed device slot dev-0" in err and code == 0, err[-3000:]
     assert results["hub"][0] == 0, results["hub"][2][-3000:]
 
