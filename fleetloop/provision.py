@@ -3,8 +3,13 @@
 `provision(root, slots=N)` fills a directory tree and creates only what is missing, so it can run on
 every ``docker compose up``:
 
-    broker/passwd, broker/acl        the broker's password file (hashes only) and rendered ACL   -> mosquitto
+    ca/mqtt-ca.crt, ca/mqtt-ca.key   the private CA of the broker's TLS listener (created once, never replaced;
+                                     its key is for no running service: only `provision` mounts ca/)
+    broker/mosquitto.conf            mosquitto/mosquitto.conf rendered with its listener on TLS (8883) -> mosquitto
+    broker/server.crt, server.key    the broker's TLS certificate for the --tls-host names and localhost
+    broker/passwd, broker/acl        the broker's password file (hashes only) and rendered ACL
     broker/probe.password            the healthcheck user (may read $SYS/broker/uptime, nothing else)
+    {broker,hub,sim,devices}/mqtt-ca.crt   the CA certificate every MQTT client verifies the broker against
     hub/secrets.toml                 the hub's MQTT password, as a settings file for ``--config``
     hub/tokens.json                  API tokens: one operator, one technician, one viewer
     hub/model-signing.pem (+ .pub)   the hub's Ed25519 model signing key
@@ -14,7 +19,8 @@ every ``docker compose up``:
 
 Each top-level directory is meant to be a volume of its own, so a container sees only the secrets it
 needs. A password or key, once written, is never replaced; the password file and the ACL are rewritten
-only when they no longer match (a new slot, an edited ACL). Agents claim slots with `fleetloop.claim`.
+only when they no longer match (a new slot, an edited ACL), the server certificate when it is missing, for
+other names or about to expire. Agents claim slots with `fleetloop.claim`.
 Hashing and ACL rendering are the dev broker's (`fleetloop.devbroker`), so both write the same files.
 """
 
@@ -38,6 +44,7 @@ from fleetloop.devbroker import (
     passwd_line,
     password_matches,
     render_acl,
+    render_tls_config,
     write_private,
 )
 from shared.errors import ConfigError, FleetloopError, TopicError
@@ -49,7 +56,11 @@ SIM_USER = "sim"  # mosquitto/acl: may only publish sensors/+/readings
 PROBE_USER = "probe"  # mosquitto/acl: may only read $SYS/broker/uptime (the compose healthcheck)
 SERVICE_USERS = (HUB_USER, SIM_USER, PROBE_USER)
 
-BROKER, HUB, SIM, DEVICES = "broker", "hub", "sim", "devices"
+BROKER, HUB, SIM, DEVICES, CA_DIR = "broker", "hub", "sim", "devices", "ca"
+CA_CERT_FILE, CA_KEY_FILE = "mqtt-ca.crt", "mqtt-ca.key"
+SERVER_CERT_FILE, SERVER_KEY_FILE, BROKER_CONF_FILE = "server.crt", "server.key", "mosquitto.conf"
+TLS_PORT = 8883
+TLS_LOCAL_HOST = "localhost"  # always in the server certificate: the broker's healthcheck connects to it
 PASSWD_FILE, ACL_FILE, PROBE_PASSWORD_FILE = "passwd", "acl", "probe.password"
 HUB_SECRETS_FILE, TOKENS_FILE, SIGNING_KEY_FILE = "secrets.toml", "tokens.json", "model-signing.pem"
 PASSWORD_FILE, PUBLIC_KEY_FILE, SLOTS_DIR, SLOT_FILE = "mqtt_password", "model-signing.pub", "slots", "slot.json"
@@ -108,20 +119,24 @@ def provision(
     prefix: str = DEFAULT_PREFIX,
     owner: Owner | None = None,
     broker_owner: Owner | None = None,
+    conf: Path | None = None,
+    tls_hosts: tuple[str, ...] = (),
 ) -> Provisioned:
     """Create what is missing under `root` (layout in the module docstring) and return what exists.
 
     Device ids and cohorts are `fleetloop.fleet.plan_fleet`'s (``dev-0`` …), the same the simulator uses.
     Slots already on disk beyond `slots` are kept: an identity is only retired by removing its directory.
     `owner` / `broker_owner` (uid, gid) are applied to every file, so a root provisioning container can
-    hand each volume to the user that reads it.
+    hand each volume to the user that reads it (ca/ keeps the provisioning user's). `conf` is the broker config
+    to render (default: the repository's mosquitto/mosquitto.conf); `tls_hosts` are the names clients reach the
+    broker by (``localhost`` is always added).
     """
     from fleetloop.fleet import plan_fleet
 
     if slots < 1:
         raise ConfigError("--slots must be at least 1")
     created: list[str] = []
-    for name in (BROKER, HUB, SIM, DEVICES):
+    for name in (CA_DIR, BROKER, HUB, SIM, DEVICES):
         (root / name).mkdir(mode=0o700, parents=True, exist_ok=True)
 
     hub_secrets = root / HUB / HUB_SECRETS_FILE
@@ -159,6 +174,10 @@ def provision(
     acl_text = render_acl((acl or find_config_dir() / "acl").read_text(), prefix)
     if _write_if_changed(root / BROKER / ACL_FILE, acl_text):
         created.append(f"{BROKER}/{ACL_FILE}")
+    conf_text = (conf or find_config_dir() / BROKER_CONF_FILE).read_text()
+    _ensure_tls(root, tls_hosts, created)
+    if _write_if_changed(root / BROKER / BROKER_CONF_FILE, render_broker_config(conf_text)):
+        created.append(f"{BROKER}/{BROKER_CONF_FILE}")
 
     for name, who in ((BROKER, broker_owner), (HUB, owner), (SIM, owner), (DEVICES, owner)):
         if who is not None:
@@ -209,6 +228,42 @@ def _ensure_signing_key(root: Path, created: list[str]) -> None:
     if _write_if_changed(public, pem):
         public.chmod(0o644)  # not a secret
         created.append(f"{DEVICES}/{PUBLIC_KEY_FILE}")
+
+
+def _ensure_tls(root: Path, tls_hosts: tuple[str, ...], created: list[str]) -> None:
+    """The CA (created once, never replaced), the broker's certificate (reissued when it no longer fits) and a copy
+    of the CA certificate for the broker and every client."""
+    from fleetloop.tls import issue_server_cert, load_ca, needs_server_cert, new_ca
+
+    ca_cert, ca_key = root / CA_DIR / CA_CERT_FILE, root / CA_DIR / CA_KEY_FILE
+    if not ca_cert.exists() and not ca_key.exists():
+        cert_pem, key_pem = new_ca()
+        write_private(ca_key, key_pem.decode())
+        write_private(ca_cert, cert_pem.decode())
+        created += [f"{CA_DIR}/{CA_KEY_FILE}", f"{CA_DIR}/{CA_CERT_FILE}"]
+    ca = load_ca(ca_cert, ca_key)  # one of the two lost is an error, never a new CA: every client pins it
+    hosts = list(dict.fromkeys([*tls_hosts, TLS_LOCAL_HOST]))
+    server_cert, server_key = root / BROKER / SERVER_CERT_FILE, root / BROKER / SERVER_KEY_FILE
+    if needs_server_cert(ca, server_cert, server_key, hosts):
+        cert_pem, key_pem = issue_server_cert(ca, hosts)
+        write_private(server_key, key_pem.decode())
+        write_private(server_cert, cert_pem.decode())
+        created += [f"{BROKER}/{SERVER_KEY_FILE}", f"{BROKER}/{SERVER_CERT_FILE}"]
+    for name in (BROKER, HUB, SIM, DEVICES):
+        if _write_if_changed(root / name / CA_CERT_FILE, ca.pem.decode()):
+            (root / name / CA_CERT_FILE).chmod(0o644)  # not a secret
+            created.append(f"{name}/{CA_CERT_FILE}")
+
+
+def render_broker_config(conf: str) -> str:
+    """`conf` with its listener on TLS, the TLS files beside the password file (the broker volume's mount point)."""
+    lines = [line.split(None, 1) for line in conf.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    password_file = next((parts[1].strip() for parts in lines if parts[0] == "password_file" and len(parts) == 2), "")
+    if not password_file.startswith("/"):
+        raise ConfigError("the broker config has no absolute password_file: the TLS files go beside it")
+    where = password_file.rsplit("/", 1)[0]
+    return render_tls_config(conf, port=TLS_PORT, cafile=f"{where}/{CA_CERT_FILE}",
+                             certfile=f"{where}/{SERVER_CERT_FILE}", keyfile=f"{where}/{SERVER_KEY_FILE}")
 
 
 def _passwd(path: Path, passwords: dict[str, str]) -> str:
@@ -291,12 +346,13 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     init = sub.add_parser(
-        "init", help="create (only what is missing) broker credentials, hub secrets and device slots",
+        "init", help="create (only what is missing) broker credentials and TLS, hub secrets and device slots",
         description="Create, under ROOT, the broker's password file and ACL, the hub's MQTT password, API "
-        "tokens and signing key, the simulator's password and N device slots (dev-0 …), each with a random "
-        "password. Existing secrets are kept; run it again to add slots.")
-    init.add_argument("--root", type=Path, required=True, metavar="DIR", help="where to write (broker/, hub/, "
-                      "sim/, devices/)")
+        "tokens and signing key, the simulator's password, N device slots (dev-0 …), each with a random "
+        "password, a private CA with the broker's TLS certificate, and the broker's config with a TLS listener. "
+        "Existing secrets are kept (the CA is never replaced); run it again to add slots.")
+    init.add_argument("--root", type=Path, required=True, metavar="DIR", help="where to write (ca/, broker/, "
+                      "hub/, sim/, devices/)")
     init.add_argument("--slots", type=int, default=DEFAULT_SLOTS, metavar="N",
                       help="device slots, i.e. how many agents can run (default %(default)s)")
     init.add_argument("--acl", type=Path, metavar="FILE", help="the ACL to install (default: the repository's "
@@ -306,6 +362,11 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                       "(default: unchanged)")
     init.add_argument("--broker-owner", type=_owner, metavar="UID:GID",
                       help="owner of broker/: the uid mosquitto runs as (1883 in the official image)")
+    init.add_argument("--conf", type=Path, metavar="FILE", help="the broker config to render with a TLS listener on "
+                      f"{TLS_PORT} into broker/{BROKER_CONF_FILE} (default: the repository's mosquitto/mosquitto.conf)")
+    init.add_argument("--tls-host", action="append", default=[], metavar="NAME", dest="tls_hosts",
+                      help="a name (or IP address) clients reach the broker by, for its TLS certificate; repeat it "
+                      f"for several ({TLS_LOCAL_HOST} is always included)")
 
     claim = sub.add_parser(
         "claim-and-run", help="claim a free device slot for this host and run `fleetloop agent run` as that device",
@@ -344,7 +405,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _init(args: argparse.Namespace) -> int:
     done = provision(args.root, slots=args.slots, acl=args.acl, prefix=args.prefix, owner=args.owner,
-                     broker_owner=args.broker_owner)
+                     broker_owner=args.broker_owner, conf=args.conf, tls_hosts=tuple(args.tls_hosts))
     for path in done.created:
         log.info("wrote %s", args.root / path)
     log.info("%d device slots in %s (%s)", len(done.slots), args.root / DEVICES,

@@ -90,6 +90,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     publish.add_argument("--username", default="sim", help="broker username (default sim)")
     publish.add_argument("--password-file", type=Path, required=True, metavar="FILE",
                          help="file holding the broker password (never on the command line)")
+    publish.add_argument("--tls-ca", type=Path, metavar="FILE",
+                         help="CA certificate to verify the broker against: MQTT over TLS (default: plain text)")
     publish.add_argument("--topic", default=SENSOR_TOPIC,
                          help="topic template; {device_id} is replaced (default %(default)s)")
     publish.add_argument("--rate", type=float, default=1.0, help="readings per second per machine (default 1)")
@@ -219,8 +221,11 @@ def _publish(args: argparse.Namespace) -> int:
             refused.append(str(reason_code))
         connected.set()
 
-    client = build_client(f"fleetloop-sim-{os.getpid()}", username=args.username, password=password,
-                          logger=f"{__name__}.paho")
+    try:
+        client = build_client(f"fleetloop-sim-{os.getpid()}", username=args.username, password=password,
+                              tls_ca=str(args.tls_ca) if args.tls_ca else None, logger=f"{__name__}.paho")
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot use --tls-ca {args.tls_ca}: {exc}") from None
     client.max_queued_messages_set(10 * len(machines))  # while the broker is away, old readings are dropped
     client.on_connect = on_connect
     client.connect_async(args.host, args.port, keepalive=30)

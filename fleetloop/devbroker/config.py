@@ -1,13 +1,15 @@
 """The dev broker's config: finding mosquitto and the project's ``mosquitto/`` dir, rendering conf and ACL.
 
 `render_config` rewrites the real mosquitto.conf for a loopback listener whose files all live in a work dir;
-`render_acl` substitutes the topic prefix. Both refuse to guess when the source config is not as expected.
+`render_tls_config` rewrites it for a deployment (docker compose): the one listener on TLS, the rest as written;
+`render_acl` substitutes the topic prefix. All refuse to guess when the source config is not as expected.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from shared.errors import ConfigError
@@ -47,36 +49,59 @@ def find_config_dir() -> Path:
     return path
 
 
+def _rewrite(conf: str, rewrite: Callable[[str, str], list[str]], who: str) -> list[str]:
+    """Each line of `conf` through ``rewrite(key, line)`` (key "" for blanks and comments; [] drops the line),
+    refusing a config with several listeners or without a line every rendering needs."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for line in conf.splitlines():
+        key = line.split(None, 1)[0] if line.strip() and not line.lstrip().startswith("#") else ""
+        if key == "listener" and key in seen:
+            raise ConfigError(f"mosquitto.conf has several listeners; {who} renders exactly one")
+        lines = rewrite(key, line)
+        if lines:
+            seen.add(key)
+        out += lines
+    missing = [k for k in _REQUIRED_KEYS if k not in seen]
+    if missing:
+        raise ConfigError(f"mosquitto.conf has no {', '.join(missing)} line: {who} refuses to guess")
+    return out
+
+
 def render_config(conf: str, *, port: int, workdir: Path, run_as: str | None = None) -> str:
     """Rewrite the real mosquitto.conf for a loopback dev broker whose files all live in `workdir`.
 
     `run_as` keeps a root-started mosquitto from switching to the `mosquitto` user, which could not
     read a private work directory.
     """
-    out = [f"# Rendered by fleetloop.devbroker for 127.0.0.1:{port}; edit mosquitto/mosquitto.conf."]
-    seen: set[str] = set()
-    for line in conf.splitlines():
-        key = line.split(None, 1)[0] if line.strip() and not line.lstrip().startswith("#") else ""
-        if key == "listener":
-            if "listener" in seen:
-                raise ConfigError("mosquitto.conf has several listeners; the dev broker renders exactly one")
-            line = f"listener {port} {HOST}"
-        elif key == "password_file":
-            line = f"password_file {workdir / 'passwd'}"
-        elif key == "acl_file":
-            line = f"acl_file {workdir / 'acl'}"
-        elif key == "persistence_location":
-            line = f"persistence_location {workdir / 'data'}"
-        elif key in ("log_dest", "user", "pid_file") or key in _TLS_KEYS:
-            continue
-        seen.add(key)
-        out.append(line)
-    missing = [k for k in _REQUIRED_KEYS if k not in seen]
-    if missing:
-        raise ConfigError(f"mosquitto.conf has no {', '.join(missing)} line: the dev broker refuses to guess")
-    out.append(f"log_dest file {workdir / 'mosquitto.log'}")
+    replaced = {"listener": f"listener {port} {HOST}", "password_file": f"password_file {workdir / 'passwd'}",
+                "acl_file": f"acl_file {workdir / 'acl'}",
+                "persistence_location": f"persistence_location {workdir / 'data'}"}
+
+    def rewrite(key: str, line: str) -> list[str]:
+        if key in ("log_dest", "user", "pid_file") or key in _TLS_KEYS:
+            return []
+        return [replaced.get(key, line)]
+
+    out = [f"# Rendered by fleetloop.devbroker for 127.0.0.1:{port}; edit mosquitto/mosquitto.conf.",
+           *_rewrite(conf, rewrite, "the dev broker"), f"log_dest file {workdir / 'mosquitto.log'}"]
     if run_as:
         out.append(f"user {run_as}")
+    return "\n".join(out) + "\n"
+
+
+def render_tls_config(conf: str, *, port: int, cafile: str, certfile: str, keyfile: str) -> str:
+    """The real mosquitto.conf with its one listener on `port` over TLS (these files), everything else as written.
+
+    Any TLS option already in `conf` is dropped, so the listener uses exactly these files.
+    """
+    listener = [f"listener {port}", f"cafile {cafile}", f"certfile {certfile}", f"keyfile {keyfile}"]
+
+    def rewrite(key: str, line: str) -> list[str]:
+        return listener if key == "listener" else [] if key in _TLS_KEYS else [line]
+
+    out = [f"# Rendered by `fleetloop provision init` (TLS on {port}); edit mosquitto/mosquitto.conf instead.",
+           *_rewrite(conf, rewrite, "the TLS renderer")]
     return "\n".join(out) + "\n"
 
 

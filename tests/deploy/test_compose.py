@@ -24,7 +24,7 @@ from pydantic_settings import BaseSettings
 from agent.settings import AgentSettings
 from fleetloop.claim import DEVICE_ID_PLACEHOLDER
 from fleetloop.cli import EXTRAS, GROUPS, load_group
-from fleetloop.provision import PROBE_USER, SIM_USER
+from fleetloop.provision import CA_CERT_FILE, PROBE_USER, SIM_USER, TLS_LOCAL_HOST, TLS_PORT, render_broker_config
 from hub.app.settings import HubSettings
 from infra.config import EnvSettings
 from sim.machine import SENSORS
@@ -61,8 +61,16 @@ def option(words: list[str], name: str) -> str:
 
 
 def mosquitto_conf() -> dict[str, str]:
-    lines = (ROOT / "mosquitto" / "mosquitto.conf").read_text().splitlines()
+    """The config the compose broker runs: the repository's, rendered by `provision` with its listener on TLS."""
+    lines = render_broker_config((ROOT / "mosquitto" / "mosquitto.conf").read_text()).splitlines()
     return dict(line.split(None, 1) for line in lines if line.strip() and not line.startswith("#"))
+
+
+def provisioned(service: str, path: str) -> str:
+    """Where `provision` writes the file `service` reads at container path `path` (same volume, its mount)."""
+    mount = next(m for m in mounts(SERVICES[service]) if m.named and path.startswith(m.target + "/"))
+    writer = next(m for m in mounts(SERVICES["provision"]) if m.source == mount.source)
+    return writer.target + path.removeprefix(mount.target)
 
 
 def acl_lines() -> list[str]:
@@ -216,11 +224,12 @@ def test_environment_names_real_settings(settings: type[BaseModel]) -> None:
 def test_ports_agree_with_settings_and_the_broker_config() -> None:
     hub_env, agent_env = SERVICES["hub"]["environment"], SERVICES["agent"]["environment"]
     listener = mosquitto_conf()["listener"].split()
-    assert listener == ["1883"], "the compose broker listens on all interfaces of its container"
-    assert [p.rsplit(":", 1)[1] for p in SERVICES["mosquitto"]["ports"]] == ["1883"]
+    assert listener == [str(TLS_PORT)], "the compose broker listens on all interfaces of its container, TLS only"
+    assert [p.rsplit(":", 1)[1] for p in SERVICES["mosquitto"]["ports"]] == [str(TLS_PORT)]
+    assert [p.rsplit(":", 1)[0] for p in SERVICES["mosquitto"]["ports"]] == ["127.0.0.1:8883"]  # loopback by default
     for port in (hub_env["FLEETLOOP_HUB_MQTT_PORT"], agent_env["FLEETLOOP_AGENT_MQTT_PORT"],
                  option(command(SERVICES["simulator"]), "--port")):
-        assert port == "1883" == str(HubSettings.model_fields["mqtt_port"].default)
+        assert port == str(TLS_PORT) == "8883"
     for host in (hub_env["FLEETLOOP_HUB_MQTT_HOST"], agent_env["FLEETLOOP_AGENT_MQTT_HOST"],
                  option(command(SERVICES["simulator"]), "--host")):
         assert host == "mosquitto" and host in SERVICES
@@ -235,7 +244,7 @@ def test_ports_agree_with_settings_and_the_broker_config() -> None:
 
 
 def _health_urls() -> list[str]:
-    urls = [" ".join(SERVICES["hub"]["healthcheck"]["test"])]
+    urls = [SERVICES["hub"]["healthcheck"]["test"][1]]
     urls += [h.replace("%s", "8000") for h in dockerfile_instructions("hub", "HEALTHCHECK")]
     return [re.search(r"http://[^'\"]+", u)[0] for u in urls]  # type: ignore[index]
 
@@ -245,6 +254,9 @@ def test_healthchecks_probe_real_endpoints_and_real_credentials() -> None:
 
     routes = {(route.path, method) for router in ROUTERS for route in router.routes  # type: ignore[attr-defined]
               for method in route.methods}  # type: ignore[attr-defined]
+    for name, service in SERVICES.items():  # podman 4.3 re-splits a CMD-form argument with spaces (issue 16)
+        test = (service.get("healthcheck") or {}).get("test")
+        assert test is None or (test[0] == "CMD-SHELL" and len(test) == 2), f"{name}: healthcheck not in CMD-SHELL form"
     api_port = SERVICES["hub"]["environment"]["FLEETLOOP_HUB_API_PORT"]
     for url in _health_urls():
         parts = urlsplit(url)
@@ -256,7 +268,10 @@ def test_healthchecks_probe_real_endpoints_and_real_credentials() -> None:
     assert test[0] == "CMD-SHELL"
     words = test[1].split()
     assert words[0] == "mosquitto_sub" and option(words, "-u") == PROBE_USER
-    assert option(words, "-p") == "1883" and option(words, "-C") == "1" and "-W" in words
+    assert option(words, "-p") == str(TLS_PORT) and option(words, "-C") == "1" and "-W" in words
+    assert option(words, "-h") == TLS_LOCAL_HOST  # a name in the broker's certificate (always provisioned)
+    assert provisioned("mosquitto", option(words, "--cafile")) == f"/provision/broker/{CA_CERT_FILE}"
+    assert "--insecure" not in words
     topic = option(words, "-t").strip("'")
     assert acl_rules(PROBE_USER) == [f"topic read {topic}"]  # it may read exactly what it probes
     secret = re.search(r"cat (\S+?)\)", test[1])[1]  # type: ignore[index]
@@ -272,15 +287,19 @@ def test_the_broker_reads_what_provision_writes() -> None:
     conf = mosquitto_conf()
     auth = {m.source: m for m in mounts(SERVICES["mosquitto"])}["broker-auth"]
     assert not [m for m in mounts(SERVICES["mosquitto"]) if m.source == "hub-secrets"]  # no hub password here
-    for key, name in (("password_file", "passwd"), ("acl_file", "acl")):
+    for key, name in (("password_file", "passwd"), ("acl_file", "acl"), ("cafile", CA_CERT_FILE),
+                      ("certfile", "server.crt"), ("keyfile", "server.key")):
         assert conf[key] == f"{auth.target}/{name}"
+        assert provisioned("mosquitto", conf[key]) == f"/provision/broker/{name}"
     assert conf["allow_anonymous"] == "false"
     assert conf["persistence_location"].rstrip("/") in {m.target for m in mounts(SERVICES["mosquitto"])}
-    config = {m.target: m.source for m in mounts(SERVICES["mosquitto"])}
-    assert config["/mosquitto/config/mosquitto.conf"] == "./mosquitto/mosquitto.conf"
+    run = command(SERVICES["mosquitto"])
+    assert run[1] == "-c" and provisioned("mosquitto", run[2]) == "/provision/broker/mosquitto.conf"
     provision = command(SERVICES["provision"])
-    acl = option(provision, "--acl")
+    acl, source_conf = option(provision, "--acl"), option(provision, "--conf")
     assert {m.target: m.source for m in mounts(SERVICES["provision"])}[acl] == "./mosquitto/acl"
+    assert {m.target: m.source for m in mounts(SERVICES["provision"])}[source_conf] == "./mosquitto/mosquitto.conf"
+    assert option(provision, "--tls-host") == SERVICES["hub"]["environment"]["FLEETLOOP_HUB_MQTT_HOST"] == "mosquitto"
     assert option(provision, "--broker-owner") == f"{MOSQUITTO_UID}:{MOSQUITTO_UID}"
     uid = re.search(r"useradd --uid (\d+) --gid (\d+)", DOCKERFILE.read_text())
     assert uid and option(provision, "--owner") == f"{uid[1]}:{uid[2]}"
@@ -323,11 +342,33 @@ def test_simulator_agents_and_acl_agree_on_sensors_and_slots() -> None:
     assert Mount("sim-secrets", password.rsplit("/", 1)[0], True) in mounts(SERVICES["simulator"])
 
 
-def test_hub_settings_come_from_provisioned_files_and_dev_mode_is_named() -> None:
+def test_nothing_runs_in_dev_mode() -> None:
+    text = (ROOT / "docker-compose.yml").read_text()
+    assert not re.search(r"dev[ _-]?mode", text, re.IGNORECASE)  # not set, not mentioned (issue 16)
+    assert "TLS" in text.split("\nname:", 1)[0]  # the header says how MQTT is secured instead
+
+
+def test_every_mqtt_client_verifies_the_broker_with_the_provisioned_ca() -> None:
+    clients = {"hub": SERVICES["hub"]["environment"]["FLEETLOOP_HUB_MQTT_TLS_CA"],
+               "hub-init": SERVICES["hub-init"]["environment"]["FLEETLOOP_HUB_MQTT_TLS_CA"],
+               "agent": SERVICES["agent"]["environment"]["FLEETLOOP_AGENT_MQTT_TLS_CA"],
+               "simulator": option(command(SERVICES["simulator"]), "--tls-ca")}
+    written = {name: provisioned(name, path) for name, path in clients.items()}
+    assert written == {"hub": f"/provision/hub/{CA_CERT_FILE}", "hub-init": f"/provision/hub/{CA_CERT_FILE}",
+                       "agent": f"/provision/devices/{CA_CERT_FILE}", "simulator": f"/provision/sim/{CA_CERT_FILE}"}
+    ca_volume = next(m for m in mounts(SERVICES["provision"]) if m.target == "/provision/ca")
+    readers = [name for name, service in SERVICES.items() for m in mounts(service) if m.source == ca_volume.source]
+    assert readers == ["provision"], "the CA's key is in a volume only provision mounts"
+
+
+def test_the_simulator_stops_gracefully() -> None:
+    for name in ("mosquitto", "hub", "simulator", "agent"):  # more than the engine's default 10 s to flush
+        assert SERVICES[name].get("stop_grace_period"), f"{name} has no stop_grace_period"
+
+
+def test_hub_settings_come_from_provisioned_files() -> None:
     hub_env = SERVICES["hub"]["environment"]
     assert SERVICES["hub-init"]["environment"] == hub_env
-    assert hub_env["FLEETLOOP_HUB_DEV_MODE"] == "true" == SERVICES["agent"]["environment"]["FLEETLOOP_AGENT_DEV_MODE"]
-    assert "DEV MODE" in (ROOT / "docker-compose.yml").read_text().split("\nname:", 1)[0]
     for name in ("hub", "hub-init"):
         config = option(command(SERVICES[name]), "--config")
         secrets_mount = next(m for m in mounts(SERVICES[name]) if config.startswith(m.target + "/"))

@@ -4,21 +4,27 @@
 dependency order with their real commands and container paths translated: provision (`fleetloop provision
 init`), model-init (the session's model fixture stands in for the recipe's output; the real `--if-missing`
 command then finds it) and hub-init (`fleetloop provision register-model`). Then each long-running service
-finds what it needs in those volumes: the broker its password file and ACL (a real mosquitto runs them, and
-the healthcheck command itself is run), the hub valid settings and a /health that answers, agent replicas
-distinct device slots and an initial model that verifies against the pinned key, the simulator its password.
+finds what it needs in those volumes, and runs outside dev mode over TLS: a real mosquitto runs the config
+`provision` rendered (TLS listener, server certificate, password file, ACL) and the healthcheck command itself
+is run against it; the hub (`fleetloop hub serve`, a process with the service's settings) connects over TLS and
+answers its own healthcheck; an agent (`fleetloop provision claim-and-run`) claims a slot, connects over TLS and
+shows up online at the hub; the simulator (`fleetloop sim publish`) publishes over TLS.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -27,15 +33,13 @@ from agent.app import model_verifier
 from agent.settings import AgentSettings
 from fleetloop.claim import agent_environment, claim_slot
 from fleetloop.cli import main
-from fleetloop.devbroker import HUB_USER, mqtt_connack, password_matches, render_acl
+from fleetloop.devbroker import HUB_USER, free_port, mqtt_connack, password_matches, render_acl
 from fleetloop.provision import PROBE_USER, SIM_USER, read_slots
-from hub.api.app import create_app
 from hub.app.settings import HubSettings
 from hub.store import open_store
 from infra.versions import read_version
 from tests.deploy.compose import ROOT, FakeHost, command, load
-from tests.deploy.mosquitto import mosquitto_with
-from tests.hub.api.conftest import serve
+from tests.deploy.mosquitto import mosquitto_from
 
 SERVICES = load()["services"]
 SLOTS = int(SERVICES["provision"]["command"][SERVICES["provision"]["command"].index("--slots") + 1])
@@ -45,11 +49,53 @@ def option(words: list[str], name: str) -> str:
     return words[words.index(name) + 1]
 
 
+def broker_conf(host: FakeHost) -> str:
+    """The config the mosquitto service runs: `provision` rendered it into the broker's volume."""
+    words = command(SERVICES["mosquitto"])
+    assert words[1:2] == ["-c"]
+    return host.path("mosquitto", words[2]).read_text()
+
+
 def passwd(host: FakeHost) -> dict[str, str]:
-    conf = dict(line.split(None, 1) for line in (ROOT / "mosquitto" / "mosquitto.conf").read_text().splitlines()
-                if line.strip() and not line.startswith("#"))
+    conf = dict(line.split(None, 1) for line in broker_conf(host).splitlines() if line.strip() and
+                not line.startswith("#"))
     text = host.path("mosquitto", conf["password_file"]).read_text()
     return dict(line.split(":", 1) for line in text.splitlines())
+
+
+def in_container(host: FakeHost, service: str, text: str) -> str:
+    """A shell command with every container path in it translated to this host's."""
+    return re.sub(r"/(?:mosquitto|provision|var|models)/[^\s\"')]+", lambda m: str(host.path(service, m[0])), text)
+
+
+def process_env(overrides: dict[str, str]) -> dict[str, str]:
+    """This environment without FLEETLOOP_* settings, plus `overrides`; the children import this checkout."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETLOOP_")}
+    return env | {"PYTHONPATH": str(ROOT)} | overrides
+
+
+def wait_for(what: str, check: Callable[[], Any], procs: list[subprocess.Popen[str]], timeout: float = 90) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        for proc in procs:
+            assert proc.poll() is None, f"{proc.args!r} exited waiting for {what}: {proc.communicate()[1][-3000:]}"
+        result = check()
+        if result:
+            return result
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def stop(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
+    """SIGTERM, as `docker compose stop` sends; the exit code and output."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        out, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+    return proc.returncode, out, err
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +116,15 @@ def up(tmp_path_factory: pytest.TempPathFactory, initial_model_dir: Path) -> Ite
         yield host
 
 
-def test_the_broker_gets_every_identity_and_its_healthcheck_passes(up: FakeHost, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def broker(up: FakeHost, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """A real mosquitto running the config `provision` rendered, with the broker volume's files (TLS included)."""
+    with mosquitto_from(broker_conf(up), lambda path: up.path("mosquitto", path),
+                        tmp_path_factory.mktemp("broker")) as port:
+        yield port
+
+
+def test_the_broker_gets_every_identity_and_its_healthcheck_passes(up: FakeHost, broker: int) -> None:
     lines = passwd(up)
     slots = read_slots(up.path("agent", option(command(SERVICES["agent"]), "--devices-dir")))
     assert [s.device_id for s in slots] == [f"dev-{i}" for i in range(SLOTS)]
@@ -82,46 +136,97 @@ def test_the_broker_gets_every_identity_and_its_healthcheck_passes(up: FakeHost,
     acl = up.path("mosquitto", "/mosquitto/auth/acl")
     assert acl.read_text() == render_acl((ROOT / "mosquitto" / "acl").read_text(), "fleetloop")
     for secret in (acl, up.path("mosquitto", "/mosquitto/auth/passwd"),
+                   up.path("mosquitto", "/mosquitto/auth/server.key"),
+                   up.path("provision", "/provision/ca/mqtt-ca.key"),
                    up.path("simulator", "/provision/sim/mqtt_password")):
         assert secret.stat().st_mode & 0o777 == 0o600, secret
+    conf = broker_conf(up)
+    assert re.findall(r"(?m)^listener .*", conf) == ["listener 8883"]
+    assert "cafile /mosquitto/auth/mqtt-ca.crt" in conf and "keyfile /mosquitto/auth/server.key" in conf
 
+    # the healthcheck itself, pointed at this broker instead of 8883, with the volume's files
     healthcheck = SERVICES["mosquitto"]["healthcheck"]["test"][1]
-    probe_file = re.search(r"cat (\S+?)\)", healthcheck)[1]  # type: ignore[index]
-    with mosquitto_with(up.path("mosquitto", "/mosquitto/auth/passwd"), acl, tmp_path / "broker") as port:
-        assert mqtt_connack("127.0.0.1", port, HUB_USER, hub_password["mqtt_password"]) == 0
-        assert mqtt_connack("127.0.0.1", port, "dev-3", slots[3].password) == 0
-        assert mqtt_connack("127.0.0.1", port, "dev-3", slots[4].password) != 0
-        # the healthcheck itself, pointed at this broker instead of 1883
-        assert shutil.which("mosquitto_sub"), "mosquitto_sub is missing: run 'make mosquitto' (mosquitto-clients)"
-        check = healthcheck.replace("-p 1883", f"-p {port}").replace(probe_file, str(up.path("mosquitto",
-                                                                                           probe_file)))
-        assert "1883" not in check
-        assert subprocess.run(["sh", "-c", check], timeout=30, check=False).returncode == 0
-        wrong = check.replace(f"-u {PROBE_USER}", f"-u {SIM_USER}")  # sim may not read $SYS: no message
-        assert subprocess.run(["sh", "-c", wrong], timeout=30, check=False).returncode != 0
+    assert shutil.which("mosquitto_sub"), "mosquitto_sub is missing: run 'make mosquitto' (mosquitto-clients)"
+    check = in_container(up, "mosquitto", healthcheck.replace("-p 8883", f"-p {broker}"))
+    assert f"-p {broker}" in check and not re.search(r"[ (]/mosquitto/", check)
+    assert subprocess.run(["sh", "-c", check], timeout=30, check=False).returncode == 0
+    wrong = check.replace(f"-u {PROBE_USER}", f"-u {SIM_USER}")  # sim may not read $SYS: no message
+    assert subprocess.run(["sh", "-c", wrong], timeout=30, check=False).returncode != 0
+    by_ip = check.replace("-h localhost", "-h 127.0.0.1")  # not a name in the certificate: refused
+    assert subprocess.run(["sh", "-c", by_ip], timeout=30, check=False, capture_output=True).returncode != 0
+    with pytest.raises(OSError):  # no plain text on the listener
+        mqtt_connack("127.0.0.1", broker, HUB_USER, hub_password["mqtt_password"])
 
 
-def test_the_hub_starts_from_the_provisioned_settings_and_answers_its_healthcheck(
-        up: FakeHost, monkeypatch: pytest.MonkeyPatch) -> None:
-    for key, value in up.env("hub").items():
+def test_the_hub_the_simulator_and_an_agent_run_outside_dev_mode_over_tls(
+        up: FakeHost, broker: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    hub_env = up.env("hub")
+    for key, value in hub_env.items():
         monkeypatch.setenv(key, value)
     settings = HubSettings.load(Path(up.args("hub")[up.args("hub").index("--config") + 1]))
+    assert not settings.dev_mode and settings.mqtt_tls_ca is not None
     assert sorted(settings.tokens.values()) == ["operator", "technician", "viewer"]
     assert settings.password and password_matches(passwd(up)[HUB_USER], settings.password)
     assert settings.data_dir.resolve() == up.volumes["hub-data"].resolve()
     store = open_store(settings.store)
     try:
         assert [r.version for r in store.model_versions(status="active")] == ["v1"]  # hub-init registered it
-        with serve(create_app(settings, store)) as base:
-            port = base.rsplit(":", 1)[1]
-            test = SERVICES["hub"]["healthcheck"]["test"]
-            assert test[:2] == ["CMD", "python"]
-            check = [sys.executable, *(w.replace(":8000/", f":{port}/") for w in test[2:])]
-            assert ":8000" not in " ".join(check)
-            assert subprocess.run(check, timeout=30, check=False).returncode == 0  # the healthcheck itself
-            assert httpx.get(f"{base}/devices", timeout=10).status_code == 401  # the provisioned tokens are enforced
     finally:
         store.close()
+    operator = next(t for t, role in settings.tokens.items() if role == "operator")
+    api_port = free_port()
+    base = f"http://127.0.0.1:{api_port}"
+    here = {"MQTT_HOST": "localhost", "MQTT_PORT": str(broker)}  # `mosquitto` and 8883 in compose
+
+    cli = [sys.executable, "-m", "fleetloop.cli"]
+    procs: dict[str, subprocess.Popen[str]] = {}
+
+    def start(service: str, env: dict[str, str], args: list[str]) -> subprocess.Popen[str]:
+        procs[service] = subprocess.Popen([*cli, *args], env=process_env(env), cwd=ROOT, stdin=subprocess.DEVNULL,
+                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return procs[service]
+
+    try:
+        hub = start("hub", hub_env | {f"FLEETLOOP_HUB_{k}": v for k, v in here.items()} | {
+            "FLEETLOOP_HUB_API_HOST": "127.0.0.1", "FLEETLOOP_HUB_API_PORT": str(api_port)}, up.args("hub"))
+
+        def hub_health() -> dict[str, Any] | None:
+            try:
+                body = httpx.get(f"{base}/health", timeout=5).json()
+            except httpx.HTTPError:
+                return None
+            return dict(body) if body["broker"]["status"] == "ok" else None
+
+        health = wait_for("the hub's MQTT connections over TLS", hub_health, [hub])
+        assert health["dev_mode"] is False and health["status"] == "ok", health
+        # the hub's own healthcheck (CMD-SHELL), pointed at this port
+        test = SERVICES["hub"]["healthcheck"]["test"]
+        assert test[0] == "CMD-SHELL" and test[1].startswith("python -c ")
+        check = test[1].replace(":8000/", f":{api_port}/").replace("python", sys.executable, 1)
+        assert subprocess.run(["sh", "-c", check], timeout=30, check=False).returncode == 0
+        assert httpx.get(f"{base}/devices", timeout=10).status_code == 401  # the provisioned tokens are enforced
+
+        sim_args = up.args("simulator")
+        sim_args[sim_args.index("--host") + 1], sim_args[sim_args.index("--port") + 1] = here["MQTT_HOST"], str(broker)
+        simulator = start("simulator", {}, sim_args)
+        agent_env = up.env("agent") | {f"FLEETLOOP_AGENT_{k}": v for k, v in here.items()}
+        agent_args = up.args("agent")
+        agent = start("agent", agent_env, [*agent_args[:2], "--holder", "replica-tls", *agent_args[2:]])
+
+        def online() -> list[dict[str, Any]]:
+            devices = httpx.get(f"{base}/devices", headers={"Authorization": f"Bearer {operator}"}, timeout=5).json()
+            return [d for d in devices if d["online"] and d["model_version"] == "v1"]
+
+        seen = wait_for("the agent online at the hub", online, [hub, simulator, agent])
+        assert [d["device_id"] for d in seen] == ["dev-0"]  # the first free slot
+    finally:
+        results = {name: stop(proc) for name, proc in reversed(procs.items())}
+    code, out, err = results["simulator"]
+    assert code == 0, err[-3000:]
+    assert json.loads(out.splitlines()[-1])["published"] > 0  # over TLS: the broker has no other listener
+    code, _, err = results["agent"]
+    assert "replica-tls claimed device slot dev-0" in err and code == 0, err[-3000:]
+    assert results["hub"][0] == 0, results["hub"][2][-3000:]
 
 
 def test_agent_replicas_claim_their_own_slots_and_verify_the_initial_model(
@@ -137,8 +242,10 @@ def test_agent_replicas_claim_their_own_slots_and_verify_the_initial_model(
                 for key, value in {**up.env("agent"), **agent_environment(
                         claim.slot, data_root, source_topic=option(words, "--source-topic"))}.items():
                     env.setenv(key, value)
-                settings = AgentSettings.load()  # device_id from the environment
-                assert settings.device_id == claim.slot.device_id and settings.dev_mode
+                settings = AgentSettings.load()  # device_id from the environment; production checks on
+                assert settings.device_id == claim.slot.device_id and not settings.dev_mode
+                assert settings.mqtt_tls_ca is not None and settings.mqtt_tls_ca.read_bytes() == up.path(
+                    "provision", "/provision/ca/mqtt-ca.crt").read_bytes()
                 assert settings.source.topic == f"sensors/{claim.slot.device_id}/readings"
                 assert settings.data_dir.parent.resolve() == up.volumes["agent-data"].resolve()
                 verifier = model_verifier(settings)
@@ -166,5 +273,6 @@ def test_a_second_up_changes_nothing(up: FakeHost, monkeypatch: pytest.MonkeyPat
         monkeypatch.setenv(key, value)
     assert main(up.args("hub-init")) == 0  # registered already: signs /models/v1 again, identically
     after = {p: p.read_bytes() for v in up.volumes.values() for p in sorted(v.rglob("*")) if p.is_file()}
-    changed = [str(p) for p in before if p in after and before[p] != after[p] and not p.name.startswith("hub.db")]
+    changed = [str(p) for p in before if p in after and before[p] != after[p]
+               and not p.name.startswith(("hub.db", "mosquitto.db"))]  # databases of the services that ran
     assert not changed and set(after) >= set(before)

@@ -9,10 +9,11 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
 from agent.app import verifier_from_key
 from fleetloop.cli import main
-from fleetloop.devbroker import HUB_USER, hash_password, mqtt_connack, passwd_line, password_matches
+from fleetloop.devbroker import HUB_USER, hash_password, mqtt_connack, passwd_line, password_matches, render_config
 from fleetloop.fleet import plan_fleet
 from fleetloop.provision import (
     PROBE_USER,
@@ -20,7 +21,9 @@ from fleetloop.provision import (
     provision,
     read_slots,
     register_model,
+    render_broker_config,
 )
+from fleetloop.tls import new_ca
 from hub.app.settings import HubSettings
 from hub.registry.signing import SigningKey
 from infra.versions import read_version
@@ -43,11 +46,17 @@ def test_init_writes_a_private_tree_once(tmp_path: Path) -> None:
     cohorts = [(s.machine.site, s.machine.asset_type) for s in plan_fleet(4, seed=0)]
     assert [(s.site, s.asset_type) for s in first.slots] == cohorts  # the simulator's machines, slot by slot
     assert list(users(tmp_path)) == [HUB_USER, SIM_USER, PROBE_USER, "dev-0", "dev-1", "dev-2", "dev-3"]
-    for name in ("broker", "hub", "sim", "devices", "devices/slots/dev-2"):
+    for name in ("ca", "broker", "hub", "sim", "devices", "devices/slots/dev-2"):
         assert (tmp_path / name).stat().st_mode & 0o777 == 0o700, name
     for path in tmp_path.rglob("*"):
-        if path.is_file() and path.name not in ("model-signing.pem.pub", "model-signing.pub"):
+        if path.is_file() and path.name not in ("model-signing.pem.pub", "model-signing.pub", "mqtt-ca.crt"):
             assert path.stat().st_mode & 0o777 == 0o600, path
+    ca = (tmp_path / "ca" / "mqtt-ca.crt").read_bytes()
+    for reader in ("broker", "hub", "sim", "devices"):  # every MQTT client verifies the broker with it
+        assert (tmp_path / reader / "mqtt-ca.crt").read_bytes() == ca
+    assert not [p for p in tmp_path.rglob("mqtt-ca.key") if p.parent.name != "ca"]  # the CA's key stays in ca/
+    conf = (tmp_path / "broker" / "mosquitto.conf").read_text()
+    assert "listener 8883\ncafile /mosquitto/auth/mqtt-ca.crt\ncertfile /mosquitto/auth/server.crt\n" in conf
     tokens = json.loads((tmp_path / "hub" / "tokens.json").read_text())
     assert sorted(tokens.values()) == ["operator", "technician", "viewer"] and min(map(len, tokens)) >= 32
     hub_password = tomllib.loads((tmp_path / "hub" / "secrets.toml").read_text())["mqtt_password"]
@@ -60,6 +69,54 @@ def test_init_writes_a_private_tree_once(tmp_path: Path) -> None:
     before = files(tmp_path)
     again = provision(tmp_path, slots=4)
     assert again.created == [] and files(tmp_path) == before  # idempotent, byte for byte
+
+
+def server_names(root: Path) -> set[str]:
+    cert = x509.load_pem_x509_certificate((root / "broker" / "server.crt").read_bytes())
+    return set(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+        x509.DNSName))
+
+
+def test_the_ca_is_created_once_and_never_replaced(tmp_path: Path) -> None:
+    provision(tmp_path, slots=1, tls_hosts=("mosquitto",))
+    ca = files(tmp_path / "ca")
+    assert set(ca) == {"mqtt-ca.crt", "mqtt-ca.key"} and server_names(tmp_path) == {"mosquitto", "localhost"}
+    cert = x509.load_pem_x509_certificate((tmp_path / "broker" / "server.crt").read_bytes())
+    cert.verify_directly_issued_by(x509.load_pem_x509_certificate(ca["mqtt-ca.crt"]))
+
+    renamed = provision(tmp_path, slots=1, tls_hosts=("broker.example",))  # a new name: a new server certificate
+    assert sorted(renamed.created) == ["broker/server.crt", "broker/server.key"]
+    assert files(tmp_path / "ca") == ca and server_names(tmp_path) == {"broker.example", "localhost"}
+    (tmp_path / "broker" / "server.key").unlink()  # a lost server key: reissued, by the same CA
+    assert "broker/server.crt" in provision(tmp_path, slots=1, tls_hosts=("broker.example",)).created
+    assert files(tmp_path / "ca") == ca
+
+    (tmp_path / "ca" / "mqtt-ca.key").unlink()  # a lost CA key is an error, never a new CA: every client pins it
+    with pytest.raises(ConfigError, match="cannot load the CA"):
+        provision(tmp_path, slots=1)
+    assert not (tmp_path / "ca" / "mqtt-ca.key").exists() and files(tmp_path / "ca")["mqtt-ca.crt"] == ca["mqtt-ca.crt"]
+    (tmp_path / "ca" / "mqtt-ca.key").write_bytes(new_ca()[1])  # another CA's key beside this certificate
+    with pytest.raises(ConfigError, match="is not the key of"):
+        provision(tmp_path, slots=1)
+
+
+def test_the_broker_config_is_the_repositorys_with_its_listener_on_tls() -> None:
+    source = (ROOT / "mosquitto" / "mosquitto.conf").read_text()
+    rendered = render_broker_config(source)
+    kept = [line for line in source.splitlines() if line.strip() and not line.startswith(("#", "listener"))]
+    assert [line for line in rendered.splitlines() if line in kept] == kept  # everything else as written, in order
+    assert [line for line in rendered.splitlines() if line.startswith(("listener", "cafile", "certfile", "keyfile"))
+            ] == ["listener 8883", "cafile /mosquitto/auth/mqtt-ca.crt", "certfile /mosquitto/auth/server.crt",
+                  "keyfile /mosquitto/auth/server.key"]
+    with pytest.raises(ConfigError, match="several listeners"):
+        render_broker_config(source + "listener 1884\n")
+    with pytest.raises(ConfigError, match="absolute password_file"):
+        render_broker_config(source.replace("password_file /mosquitto/auth/passwd", "password_file passwd"))
+    # the dev renderer is unchanged: loopback, plain text, no TLS file
+    dev = render_config(source + "certfile /x.crt\n", port=18830, workdir=Path("/w"))
+    dev_lines = [line for line in dev.splitlines() if not line.startswith("#")]
+    assert [line for line in dev_lines if line.startswith(("listener", "cafile", "certfile", "keyfile"))] == [
+        "listener 18830 127.0.0.1"]
 
 
 def test_more_slots_keep_every_existing_secret_and_hash(tmp_path: Path) -> None:
