@@ -363,13 +363,13 @@ def test_drift_retrain_gate_rollout_and_two_candidates_that_never_reach_the_flee
         return [r for r in reversed(store.drift_reports(limit=10_000, scope=scope))
                 if r.report.get("reference", {}).get("id") == reference["id"]]
 
-    def fleet_drift() -> list[dict[str, Any]]:
+    def fleet_drift() -> list[dict[str, Any]]:  # on the recalibrated sensors (the scores may shift first)
         ids = {r.id for r in judged("fleet@v1") if r.verdict == "drift"}
-        return [e.payload for e in store.events(kind=DRIFT_EVENT, limit=100_000) if e.payload["report_id"] in ids]
+        return [e.payload for e in store.events(kind=DRIFT_EVENT, limit=100_000) if e.payload["report_id"] in ids
+                and {f.split(".")[0] for f in e.payload["drifted_features"]} & {"vibration", "temperature"}]
 
-    t_drift = loop.wait(lambda: fleet_drift() != [], "a fleet-wide drift_detected event", 40)
+    t_drift = loop.wait(lambda: fleet_drift() != [], "a fleet-wide drift_detected event on the recalibration", 40)
     event = fleet_drift()[0]
-    assert {f.split(".")[0] for f in event["drifted_features"]} & {"vibration", "temperature"}, event
     # every device was recalibrated: each is located, against its own baseline, on the recalibrated sensors
     def located(d: str) -> bool:
         return any(r.verdict == "drift" and r.report["reference"]["source"] == "device"
