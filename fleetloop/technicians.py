@@ -112,10 +112,11 @@ class MachineLogs:
 
 def technician_desk(devices: Mapping[str, SimDevice], *, hub_url: str, token: str, agents_dir: Path,
                     prefix: str = DEFAULT_PREFIX, horizon: int, since: float,
-                    truth: GroundTruth | None = None) -> tuple[TechnicianDesk, ApiInbox, MachineLogs]:
+                    truth: GroundTruth | None = None,
+                    error_rates: Sequence[float] = (0.0, 0.02)) -> tuple[TechnicianDesk, ApiInbox, MachineLogs]:
     """The site technicians at the hub's queue (over HTTP with `token`) and one on-site technician at the agents
     under `agents_dir`, for `devices`; close the inbox and the logs after the desk's last run."""
     inbox = ApiInbox(hub_url, token, devices=sorted(devices))
     logs = MachineLogs(agents_dir, prefix)
-    staff = site_staff(devices, horizon=horizon, truth=truth)
+    staff = site_staff(devices, horizon=horizon, truth=truth, error_rates=error_rates)
     return TechnicianDesk(dict(devices), inbox=inbox, staff=staff, logs=logs, since=since), inbox, logs

@@ -7,7 +7,7 @@
    each replaying its own C-MAPSS file (`plan.write_replay`) at `rate` cycles per second.
 3. Technicians (`technicians.Desk`) label feedback engines after they fail; the hub's own trigger job retrains
    on drift and labels, gates the candidate and registers it. An operator (`operator.Operator`) rolls out the newest
-   candidate that passed the gate and beat its incumbent's F1 on the gate's slice: canary, then the fleet.
+   candidate that passed the gate (the gate's verdict only): canary, then the fleet.
 4. When every gateway has replayed its engines, the run stops and every model is scored offline on the
    evaluation engines (`report`): v1 (static), the version the registry has active (the loop's), and an oracle
    trained by the same recipe on every window of every feedback engine.

@@ -1,4 +1,4 @@
-"""The evaluation's operator: rolls out the newest candidate that passed its gate and is worth deploying."""
+"""The evaluation's operator: rolls out the newest candidate that passed the hub's gate (no test of its own)."""
 
 from __future__ import annotations
 
@@ -17,13 +17,10 @@ class Operator:
     """Rolls out the newest candidate that passed its gate, one rollout at a time, while every gateway still has
     two engine lives of replay left (a stage advances only on evidence from running gateways).
 
-    It skips a candidate trained on the label set the fleet's model already learned from (a drift alarm's
-    retrain with no new labels makes the same model again), and one whose F1 on the gate's slice is more than
-    `F1_SLACK` below its incumbent's: a newer candidate has learned from more labels, and a slice of a dozen or
-    two failures cannot rank two good models closer than that.
+    The gate's verdict is the only judgement of a candidate's quality: the operator adds none (an operator of the
+    product has only the gate too). It skips a candidate trained on the label set the fleet's model already learned
+    from: a drift alarm's retrain with no new labels makes the same model again, so there is nothing to roll out.
     """
-
-    F1_SLACK = 0.02
 
     def __init__(self, hub: HubService, settings: LoopSettings, desk: Desk, plan: FleetPlan, rate: float) -> None:
         self.hub, self.settings, self.desk, self.plan, self.rate = hub, settings, desk, plan, rate
@@ -60,10 +57,6 @@ class Operator:
         if serving is not None and labels is not None and labels == serving.training.label_set_version:
             log.info("not rolling out %s: trained on the label set %s already serves (%s)", row.version, active,
                      labels)
-            return
-        if cand < inc - self.F1_SLACK:
-            log.info("not rolling out %s: F1 %.3f on the gate's slice, below %s's %.3f", row.version, cand,
-                     gate.get("incumbent_version"), inc)
             return
         positions = {d: p.position for d, p in self.desk.progress.items()}
         left = min(g.cycles - positions.get(g.device_id, 0) for g in self.plan.gateways)

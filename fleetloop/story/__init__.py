@@ -1,7 +1,8 @@
 """The scripted demo story: a simulated fleet, a real mosquitto, the real hub and agents, on a compressed clock.
 
-healthy operation → a bad sensor recalibration on one site → the hub detects fleet drift → simulated technicians
-label (with delay and noise) → the hub retrains and gates → an operator rolls the candidate out through the API
+healthy operation (an operator re-takes v1's drift reference from it) → a bad sensor recalibration on one site →
+the hub detects fleet drift and locates the drifted devices → simulated technicians label (with delay and noise)
+→ the hub retrains and gates → an operator rolls the candidate out through the API
 (canary, then the fleet) → a flipped-label candidate is rejected by the gate → a candidate that gives NaN on
 gateways is rolled back during its canary. `fleetloop demo` runs it (`play`); tests may reuse the pieces.
 
@@ -10,7 +11,6 @@ Modules, one concern each:
 - `profile`: phase lengths and every setting the compressed clock needs, with why;
 - `wiring`: the hub in this process (`HubRig`: `HubService` + API thread + extra jobs);
 - the agents' SQLite logs are `fleetloop.fleet.logs` (`AgentLogs`); `fleetloop.technicians` annotates at the machines;
-- `reference`: v1's drift reference re-taken from the fleet's own healthy traffic;
 - `faults`: the flipped-label retrain and the NaN candidate;
 - `operator`: operator actions through the HTTP API;
 - `script`: the phases (`Story`), `timeline`: what happened when;

@@ -1,6 +1,7 @@
 """The story's operator: everything an operator decides goes through the hub's real HTTP API with a token.
 
-Reads the retrain jobs and the registry (gate numbers), starts rollouts, tries to roll out a rejected version
+Takes v1's drift reference from the fleet's healthy traffic, reads the retrain jobs and the registry (gate
+numbers), starts rollouts, tries to roll out a rejected version
 (and is refused), and watches rollouts. Unexpected answers raise `StoryError` with the status and detail.
 """
 
@@ -35,6 +36,13 @@ class Operator:
             raise StoryError(f"{response.request.method} {response.request.url.path} answered "
                              f"{response.status_code}: {response.text[:500]}")
         return response.json()
+
+    def take_reference(self, version: str, start: float, end: float, *, reason: str) -> dict[str, Any]:
+        """``POST /drift/reference``: `version`'s drift reference from the fleet's stats in ``[start, end)``, with
+        each device's and cohort's own baseline (one machine's calibration is not drift); audited by the hub."""
+        body = {"version": version, "start": start, "end": end, "reason": reason, "device_baselines": True,
+                "actor": self.name}
+        return dict(self._json(self.client.post("/drift/reference", json=body), 201))
 
     def jobs(self, limit: int = 10) -> list[dict[str, Any]]:
         """Recent training jobs, newest first (``GET /retrain``)."""

@@ -3,31 +3,17 @@
 The clock: a simulated machine makes one reading per simulated second (``MachineConfig.reading_period_s``)
 and the agents read `StoryProfile.rate` of them per wall-clock second, so at the default rate of 100 one
 wall second is 100 machine seconds and a 2-minute demo covers about 3 hours of a plant's life. Everything the
-hub does with time (drift windows, trigger checks, stage durations) runs on the wall clock, so these settings
-differ from `HubSettings`' defaults, which are made for real time:
+hub does with time (drift windows, trigger checks, stage durations) runs on the wall clock, so those settings
+differ from the product's defaults, which are made for real time. Every setting that differs from the product's
+default is in `OVERRIDES`, with its reason (``tests/story/test_profile.py`` compares every setting and fails on
+one that is not listed). The rest are the product's: drift is judged at ``psi_threshold`` 0.2 on at least 200
+windows per scope, the agents sample 1 % of their windows for labelling, the hub runs in production mode, the
+gate's tolerances and the rollout health rules are the defaults (the fix's rollout is judged against its own
+reference, since the control, v1, drifted).
 
-- ``drift.window_s`` 10 s (24 h) and ``drift.interval_s`` 2 s (1 h): ~1,000 readings a machine per window,
-  judged as often as the story needs to see the drift within seconds;
-- ``drift.psi_threshold`` 0.5 (0.2): over 10 s windows a small fleet's PSI against its own reference wanders up
-  to ~0.3 (machines at different ages), while the recalibration gives 0.5-4 within seconds;
-- ``drift.min_samples`` 60 % of the fleet's windows per drift window (200): only the fleet is judged. A single
-  machine, or a cohort of a few, against the fleet-wide reference reads as drifted by its calibration alone;
-- ``training.split_block_s`` 100 readings (1 s at 100 readings/s; 1 h): blocks short enough that the slice holds
-  enough distinct failures, long enough that overlapping windows of one block stay on one side of the split;
-- ``training.triggers``: retrain on drift once `min_labels` validated labels exist (about `label_steps`
-  readings a device after the injection), no schedule (with no retrain yet, a weekly one is due at once),
-  a 1 h cooldown (6 h) so that one story retrains once on drift;
-- ``training.check_interval_s`` 2 s (300 s; each check validates every label, so not every second),
-  ``training.latency_runs`` 200 (300, a quicker gate),
-  ``rollout_tick_s`` 0.5 s (30 s), ``trace_request_interval_s`` 1 s (60 s);
-- stage policies of seconds and tens of windows (hours and hundreds of windows), and ``rollout_limits`` with a
-  latency budget of 1 s (20 ms): a dozen agents share two cores with the hub here, so windows queue for a core;
-- agents: stats every second (60 s), commits every 50 ms (200 ms), half the windows sampled for labelling
-  (1 %: at this pace technicians label nearly everything; the rest is asked from the devices), a 10-window
-  health check (20), a fetch retried after 1 s (60 s).
-
-The gate's tolerances and the rollout health rules are the product's defaults (the fix's rollout is judged
-against its own reference, since the control, v1, drifted), except the latency budget (above).
+v1's drift reference is the product's re-take (``POST /drift/reference``, each device and cohort with its own
+baseline), by the story's operator from the healthy traffic before the injection (`StoryProfile.reference_windows`
+a device at least).
 """
 
 from __future__ import annotations
@@ -40,6 +26,7 @@ from typing import Any, Literal
 from pydantic import SecretStr
 
 from hub.app.settings import DriftSettings, HubSettings
+from hub.labels.service import LabelSettings
 from hub.rollout.settings import HealthLimitsSettings
 from hub.training.settings import TrainingSettings
 from hub.training.triggers import TriggerPolicy
@@ -68,7 +55,6 @@ class StoryProfile:
     # retrain takes seconds, not half a minute.
     recipe: Literal["full", "fast"] = "fast"
     drift_site: str = "site-a"  # the site whose sensors a contractor recalibrates badly
-    reference_steps: int = 10_000  # undrifted readings per machine behind v1's re-taken drift reference
     timeout_s: float = 90.0  # longest wait for any one step of the story before it gives up
 
     def __post_init__(self) -> None:
@@ -91,6 +77,12 @@ class StoryProfile:
         return self.devices * self.rate / WINDOW_STEP
 
     @property
+    def reference_windows(self) -> int:
+        """Healthy windows of v1 every device needs before the drift, for the re-taken reference: 1.5 × the drift
+        job's ``min_samples``, so that each device's own baseline is used (and not too noisy)."""
+        return int(1.5 * DriftSettings().min_samples)
+
+    @property
     def min_labels(self) -> int:
         """Validated labels the retrain waits for: ~95 % of every window up to `label_steps` after the drift."""
         per_device = (self.drift_step + self.label_steps - WINDOW_SIZE) // WINDOW_STEP + 1
@@ -109,11 +101,11 @@ class StoryProfile:
 
 
 PROFILES: dict[str, StoryProfile] = {
-    "default": StoryProfile("default", devices=12, rate=100.0, drift_step=2000, label_steps=2500, recovered_s=15.0,
-                            drift_window_s=10.0, bucket_s=5.0),
+    "default": StoryProfile("default", devices=12, rate=100.0, drift_step=3200, label_steps=2500, recovered_s=15.0,
+                            drift_window_s=15.0, bucket_s=5.0),
     # Fewer, faster machines: the same number of readings in a third of the time, within a minute in all.
     # The recovered fleet runs 8 s: "after the fix" needs a few hundred failing windows to compare with "before".
-    "fast": StoryProfile("fast", devices=4, rate=400.0, drift_step=2800, label_steps=3600, recovered_s=8.0,
+    "fast": StoryProfile("fast", devices=4, rate=400.0, drift_step=3600, label_steps=3600, recovered_s=8.0,
                          drift_window_s=5.0, bucket_s=2.0, timeout_s=60.0),
 }
 
@@ -139,23 +131,63 @@ def training_settings(profile: StoryProfile) -> TrainingSettings:
 
 
 def drift_settings(profile: StoryProfile) -> DriftSettings:
-    fleet_windows = profile.windows_per_s * profile.drift_window_s
-    return DriftSettings(window_s=profile.drift_window_s, interval_s=min(2.0, profile.drift_window_s / 2),
-                         min_samples=max(200, int(0.6 * fleet_windows)), psi_threshold=0.5)
+    """The product's drift judgement (threshold, sample minimum, test) over windows of seconds instead of a day."""
+    return DriftSettings(window_s=profile.drift_window_s, interval_s=min(2.0, profile.drift_window_s / 2))
 
 
 def hub_settings(profile: StoryProfile, *, data_dir: Path, mqtt_host: str, mqtt_port: int, mqtt_password: str,
-                 api_url: str, tokens: dict[str, Any], prefix: str) -> HubSettings:
-    """The story's hub: dev mode (it makes its own signing key), API tokens, the compressed-clock settings."""
+                 api_url: str, tokens: dict[str, Any], prefix: str, signing_key_file: Path) -> HubSettings:
+    """The story's hub in production mode (broker password, API tokens, a provisioned signing key it never makes
+    itself), with the compressed-clock settings."""
     return HubSettings(
-        dev_mode=True, data_dir=data_dir, mqtt_host=mqtt_host, mqtt_port=mqtt_port, mqtt_username="hub",
-        mqtt_password=SecretStr(mqtt_password), prefix=prefix, share_group="demo", ingest_client_id="demo-ingest",
-        artifact_base_url=api_url, tokens=tokens, drift=drift_settings(profile),
+        data_dir=data_dir, mqtt_host=mqtt_host, mqtt_port=mqtt_port, mqtt_username="hub",
+        mqtt_password=SecretStr(mqtt_password), prefix=prefix, ingest_client_id="demo-ingest",
+        artifact_base_url=api_url, tokens=tokens, signing_key_file=signing_key_file, drift=drift_settings(profile),
         training=training_settings(profile), rollout_tick_s=0.5, trace_request_interval_s=1.0,
-        rollout_limits=ROLLOUT_LIMITS,
+        rollout_limits=ROLLOUT_LIMITS, labels=LabelSettings(max_device_votes=max(200, profile.min_labels)),
     )
 
 
 def agent_overrides() -> dict[str, Any]:
-    """AgentSettings fields every story agent gets besides its device, broker and source."""
-    return {"commit_interval_s": 0.05, "sample_rate": 0.5, "health_windows": 10, "fetch_retry_s": 1.0}
+    """AgentSettings fields every story agent gets besides its device, broker, model, key and source."""
+    return {"stats_interval_s": 1.0, "commit_interval_s": 0.05, "health_windows": 10, "fetch_retry_s": 1.0}
+
+
+_CLOCK = "time compression: the story's clock runs `rate` times faster than a plant's"
+_WHERE = "where this hub runs: its own broker, port, data dir and secrets (a deployment's values, not behaviour)"
+
+OVERRIDES: dict[str, str] = {
+    # where the hub runs
+    "hub.data_dir": _WHERE, "hub.mqtt_port": _WHERE, "hub.mqtt_password": _WHERE, "hub.prefix": _WHERE,
+    "hub.tokens": _WHERE, "hub.signing_key_file": _WHERE, "hub.artifact_base_url": _WHERE,
+    "hub.ingest_client_id": "a stable id, so a restarted ingest worker resumes its broker session",
+    # time compression
+    "hub.drift.window_s": f"{_CLOCK}: seconds of stats (a day): each device's window holds min_samples windows",
+    "hub.drift.interval_s": f"{_CLOCK}: judged every 2 s (1 h), so the drift is seen within seconds",
+    "hub.training.split_block_s": f"{_CLOCK}: 100 readings (1 h) per evaluation block, long enough that "
+    "overlapping windows of one block stay on one side of the split",
+    "hub.training.check_interval_s": f"{_CLOCK}: triggers checked every 2 s (300 s)",
+    "hub.training.latency_runs": "a quicker gate (200 timed inferences, 300): a dozen agents share two cores",
+    "hub.training.triggers.cooldown_s": f"{_CLOCK}: 1 h (6 h), so one story retrains once on drift",
+    "hub.training.triggers.schedule_interval_s": "no weekly retrain: with none yet, one would be due at once",
+    "hub.training.triggers.min_new_labels": "the drift retrain waits for `min_labels` (labels up to label_steps "
+    "readings after the injection), so the candidate has seen the drift: the product's 200 come within seconds",
+    "hub.training.triggers.min_total_labels": "as min_new_labels: no retrain before the drift is labelled",
+    "hub.labels.max_device_votes": "the on-site technician labels at the machines (`fleetloop agent annotate`'s "
+    "path), so the hub counts those labels as the devices' own and keeps at most 200 of a device's per label set "
+    "(against a flooding device); here they label every window a device kept, far more than 200",
+    "hub.rollout_tick_s": f"{_CLOCK}: rollouts look at evidence every 0.5 s (30 s)",
+    "hub.trace_request_interval_s": f"{_CLOCK}: devices asked for traces every second (60 s)",
+    "hub.rollout_limits.latency_p99_ms": "1 s (20 ms): a dozen agents share two cores with the hub here, so a "
+    "window may wait for a core (a gateway has its own)",
+    "rollout.canary.min_duration_s": f"{_CLOCK}: seconds (hours)", "rollout.canary.timeout_s": _CLOCK,
+    "rollout.canary.min_windows": f"{_CLOCK}: tens of windows per device (hundreds)",
+    "rollout.fleet.min_duration_s": f"{_CLOCK}: seconds (hours)", "rollout.fleet.timeout_s": _CLOCK,
+    "rollout.fleet.min_windows": f"{_CLOCK}: tens of windows per device (hundreds)",
+    "agent.stats_interval_s": f"{_CLOCK}: stats every second (60 s)",
+    "agent.commit_interval_s": f"{_CLOCK}: commits every 50 ms (200 ms)",
+    "agent.health_windows": f"{_CLOCK}: a 10-window health check after a swap (20)",
+    "agent.fetch_retry_s": f"{_CLOCK}: a failed download retried after 1 s (60 s)",
+}
+"""Every setting of the story that differs from the product's default (dotted: ``hub.*`` HubSettings,
+``agent.*`` AgentSettings, ``rollout.<stage>.*`` the stage policies a rollout starts with), and why."""

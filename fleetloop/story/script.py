@@ -2,12 +2,16 @@
 
 1. *online*: every agent serving v1, known to the hub;
 2. *healthy*: the fleet runs until the drifted site's sensors go wrong (the injection, read from the agents' logs);
-3. *drift*: the hub's drift job flags the fleet (features and PSI recorded);
-4. *retrain*: technicians label; the hub's trigger job retrains on drift once enough labels exist; the gate;
-5. *rollout*: the operator rolls the candidate out through the API: canary, then the fleet; recovered fleet;
-6. *recovered*: the fleet runs on the new version for a while;
-7. *bad candidate*: a retrain on flipped labels is rejected by the gate; its rollout is refused (409);
-8. *canary failure*: a candidate giving NaN on gateways fails its canary and is rolled back automatically.
+3. *reference*: the operator re-takes v1's drift reference from the fleet's commissioning traffic, the healthy
+   stats before the injection, through the API (``POST /drift/reference``, each device and cohort with its own
+   baseline; audited): the shipped v1 describes the machines it trained on, and against it this fleet reads as
+   drifted from the start. (Taken once the window is over, so a slow machine cannot let the drift into it.)
+4. *drift*: the hub's drift job flags the fleet (features and PSI recorded) and locates the drifted devices;
+5. *retrain*: technicians label; the hub's trigger job retrains on drift once enough labels exist; the gate;
+6. *rollout*: the operator rolls the candidate out through the API: canary, then the fleet; recovered fleet;
+7. *recovered*: the fleet runs on the new version for a while;
+8. *bad candidate*: a retrain on flipped labels is rejected by the gate; its rollout is refused (409);
+9. *canary failure*: a candidate giving NaN on gateways fails its canary and is rolled back automatically.
 
 Each wait polls (and refreshes the console) and gives up after the profile's timeout with `StoryError`; the
 story then stops where it is and the outcome says how far it got.
@@ -65,6 +69,8 @@ RETRAIN_ATTEMPTS = 3
 class StoryOutcome:
     """What the story established (None: it did not get that far)."""
 
+    reference_at: float | None = None  # when the operator re-took v1's drift reference (its window ends earlier)
+    reference: dict[str, Any] | None = None  # the re-taken reference, as the API answered
     injected_at: float | None = None
     drift_detected_at: float | None = None
     drift_features: list[str] = field(default_factory=list)
@@ -105,6 +111,7 @@ class Story:
             for name, title, play in (
                 ("online", "agents come online", self._online),
                 ("healthy", "healthy operation", self._healthy),
+                ("reference", "v1's drift reference from the fleet's commissioning traffic", self._reference),
                 ("drift", f"bad sensor recalibration on {self.profile.drift_site}", self._drift),
                 ("retrain", "technicians label, the hub retrains and gates", self._retrain),
                 ("rollout", "rollout: canary, then the fleet", self._rollout),
@@ -128,6 +135,30 @@ class Story:
         self.timeline.add("online", f"{n} agents online, serving "
                           f"{', '.join(sorted({d.model_version or '?' for d in self._hub_devices()}))}", devices=n)
 
+    def _reference(self) -> None:
+        """The operator re-takes v1's reference from the fleet's stats between the start and the injection, once they
+        are in: every device needs `StoryProfile.reference_windows` (its own baseline needs ``min_samples``)."""
+        origin, end, want = self.timeline.origin, self.outcome.injected_at, self.profile.reference_windows
+        assert end is not None
+
+        def windows() -> dict[str, int]:
+            out: dict[str, int] = {}
+            for row in self.rig.store.stats_between(origin, end):
+                if row.device_id in self.devices and row.model_version == "v1":
+                    out[row.device_id] = out.get(row.device_id, 0) + row.windows
+            return out
+
+        self.wait(lambda: len(windows()) == len(self.devices) and min(windows().values()) >= want,
+                  f"{want} healthy windows of v1 from every device before the drift (a longer drift_step)")
+        taken = self.operator.take_reference("v1", origin, end, reason="commissioning: this fleet's own healthy "
+                                             "traffic, each device and cohort with its own baseline")
+        self.outcome.reference_at, self.outcome.reference = time.time(), taken
+        per_device = taken["summary"].get("devices_windows", {})
+        self.timeline.add("reference_taken", f"operator re-takes v1's drift reference from {taken['windows']} "
+                          f"healthy windows of {len(per_device)} devices before the drift (at least "
+                          f"{min(per_device.values())} each, own baselines)", reference=taken["id"],
+                          windows=taken["windows"])
+
     def _healthy(self) -> None:
         step = self.profile.drift_step
 
@@ -148,13 +179,17 @@ class Story:
         assert self.outcome.injected_at is not None
         store = self.rig.store
 
-        def fleet_event() -> Any:
-            return next((e for e in store.events(kind=DRIFT_EVENT, limit=1000)
-                         if str(e.payload.get("scope", "")).startswith("fleet@")), None)
+        reference = (self.outcome.reference or {}).get("id")  # against the shipped one the fleet reads as drifted
 
-        self.wait(lambda: fleet_event() is not None, "the hub to detect fleet drift")
-        event = fleet_event()
-        report = next((r for r in store.drift_reports(limit=200) if r.id == event.payload.get("report_id")), None)
+        def fleet_event() -> Any:
+            judged = {r.id: r for r in store.drift_reports(limit=1000, scope="fleet@v1")
+                      if r.report.get("reference", {}).get("id") == reference}
+            return next((e for e in store.events(kind=DRIFT_EVENT, limit=100_000)
+                         if e.payload.get("report_id") in judged), None), judged
+
+        self.wait(lambda: fleet_event()[0] is not None, "the hub to detect fleet drift")
+        event, judged = fleet_event()
+        report = judged[event.payload["report_id"]]
         psi = {f["name"]: f["psi"] for f in (report.report.get("features", []) if report else [])}
         features = list(event.payload.get("drifted_features", []))
         self.outcome.drift_detected_at, self.outcome.drift_features = event.ts, features

@@ -2,8 +2,9 @@
 
 Set-up: the work dir (locked; the built initial model is kept between runs, everything else starts afresh),
 the API port and the broker (a busy port or a missing mosquitto is a one-line `ConfigError` before anything
-expensive), the initial model, v1 with the fleet's own drift reference, the hub with its API and the
-technicians' desk, then the agents. Tear-down: agents (SIGTERM, they drain their outboxes), the desk, the API,
+expensive), the initial model registered as v1 (its drift reference is re-taken from the fleet by the story's
+operator), the hub in production mode (provisioned signing key, broker password, API tokens) with its API and
+the technicians' desk, then the agents. Tear-down: agents (SIGTERM, they drain their outboxes), the desk, the API,
 the hub, the broker. Then the metrics from the agents' logs, the summary and the report.
 """
 
@@ -27,12 +28,12 @@ from fleetloop.story.console import StoryConsole
 from fleetloop.story.metrics import Accuracy, accuracy, score_windows
 from fleetloop.story.operator import Operator
 from fleetloop.story.profile import StoryProfile, agent_overrides, hub_settings
-from fleetloop.story.reference import rebase_reference
 from fleetloop.story.report import DriftPoint, drift_series, write_report
 from fleetloop.story.script import Story, StoryOutcome, gate_numbers
 from fleetloop.story.timeline import Timeline
 from fleetloop.story.wiring import HubRig, bind_loopback, new_tokens
 from fleetloop.technicians import ApiInbox, MachineLogs, technician_desk
+from hub.registry.signing import SigningKey
 from shared.errors import ConfigError
 from sim.technicians import GroundTruth
 
@@ -43,6 +44,7 @@ log = logging.getLogger("fleetloop.story")
 MODEL_SEED = 7  # the initial recipe's seed: --seed changes the machines, not the model
 FAST_RECIPE = (30, 2500)  # machines, steps: about half the recipe's build time, still a good model
 FRESH = ("broker", "hub", "agents", "run")  # work-dir entries every run starts without
+TECHNICIAN_ERROR_RATES = (0.05, 0.1)  # the queue's technicians, by site: wrong one time in 20 and in 10
 
 
 @dataclass(frozen=True)
@@ -179,21 +181,19 @@ class _Session:
         assert self.broker is not None
         work, tokens = self.o.workdir, self.tokens
         url = "http://{}:{}".format(*api_sock.getsockname()[:2])
+        key_file = work / "keys" / "model-signing.pem"  # provisioned once, as an operator does; kept between runs
+        if not key_file.exists():
+            key_file.parent.mkdir(parents=True, exist_ok=True)
+            SigningKey.create(key_file)
         settings = hub_settings(self.p, data_dir=work / "hub", mqtt_host=self.broker.host, mqtt_port=self.broker.port,
                                 mqtt_password=self.broker.password(HUB_USER), api_url=url,
-                                tokens={t: role for role, t in tokens.items()}, prefix=self.broker.prefix)
-        # The on-site technician labels at the machines (`fleetloop agent annotate`'s path), so the hub counts those
-        # labels as the devices' own and keeps at most `labels.max_device_votes` (200) of a device's in a label set,
-        # against a flooding device; here they label every window a device kept, far more than 200.
-        labels = settings.labels.model_copy(
-            update={"max_device_votes": max(settings.labels.max_device_votes, self.p.min_labels)})
-        settings = settings.model_copy(update={"signing_key_file": work / "keys" / "model-signing.pem",
-                                               "labels": labels})
+                                tokens={t: role for role, t in tokens.items()}, prefix=self.broker.prefix,
+                                signing_key_file=key_file)
         rig = HubRig(settings, api_sock)
-        devices = [s.sim_device(start_ts=0.0, rate=self.p.rate) for s in specs]
-        v1 = rebase_reference(model, devices, work / "run" / "v1", steps=self.p.reference_steps)
-        rig.hub.registry.register(v1, actor="operator:ana", reason="initial model, drift reference from this fleet",
-                                  status="active")
+        v1 = work / "run" / "v1"
+        shutil.copytree(model, v1)  # the registry signs the copy in place; the built model stays as it is
+        rig.hub.registry.register(v1, actor="operator:ana", reason="initial model (drift reference: the recipe's, "
+                                  "until re-taken from this fleet)", status="active")
         rig.start()
         self.operator = Operator(url, tokens["operator"])
         return rig
@@ -212,13 +212,14 @@ class _Session:
         # machines through the agents' own databases (fleetloop.technicians).
         desk, inbox, machines = technician_desk(devices, hub_url=self.rig.api_url, token=self.tokens["technician"],
                                     agents_dir=work / "agents", prefix=self.broker.prefix, horizon=self.horizon,
-                                    since=start_ts - 1, truth=self.truth)
+                                    since=start_ts - 1, truth=self.truth,
+                                    error_rates=TECHNICIAN_ERROR_RATES)
         self.desk_io = (inbox, machines)
         self.rig.add_job("technicians", 0.5, desk.run)
         settings = FleetSettings(
             host=self.broker.host, port=self.broker.port, passwords=self.broker.credentials,
             model_dir=hub.registry.path("v1"), data_dir=work / "agents", prefix=self.broker.prefix, rate=self.p.rate,
-            stats_interval_s=1.0, max_duration_s=max(600.0, 10 * self.p.timeout_s),
+            max_duration_s=max(600.0, 10 * self.p.timeout_s),
             model_public_key=hub.key.public_key_text(), agent_overrides=agent_overrides(), start_ts=start_ts,
         )
         self.fleet = Fleet(specs, settings)
@@ -248,7 +249,8 @@ class _Session:
         assert v1 is not None
         onnx = (hub.registry.path("v1") / "model.onnx").read_bytes()
         logs = [AgentLogs(self.o.workdir / "agents").read(d) for d in sorted(self.devices, key=_device_order)]
-        return {"logs": logs, "onnx": onnx, "threshold": v1.threshold,
+        reports = hub.store.drift_reports(limit=100_000)
+        return {"logs": logs, "onnx": onnx, "threshold": v1.threshold, "located": located(reports, self.outcome),
                 "drift": drift_series(hub.store.drift_reports(limit=100_000), self.timeline.origin),
                 "drift_threshold": hub.settings.drift.psi_threshold, "job_failures": self.rig.failures}
 
@@ -287,6 +289,9 @@ class _Session:
             "drift_to_recovered_s": recovered_s,
             "drift_detected_after_s": detected_s,
             "drift_features": o.drift_features,
+            "reference": None if o.reference is None else {k: o.reference.get(k) for k in (
+                "id", "actor", "windows", "device_baselines", "start", "end")},
+            "drift_located": collected.get("located"),
             "candidate": o.candidate,
             "gate": gate,
             "blocked_candidates": list(o.blocked),
@@ -320,6 +325,28 @@ class _Session:
                          drift_threshold=collected.get("drift_threshold", 0.5), logs=logs, drifted=self.drifted)
             summary["wall_s"] = round(time.monotonic() - self.wall0, 1)
         return summary
+
+
+def located(reports: list[Any], outcome: StoryOutcome) -> dict[str, Any]:
+    """Devices and cohorts the drift job located on v1 against its re-taken reference, after the injection: those
+    judged drifted in at least half of their conclusive reports (a persistent drift, as an operator reads it).
+    `flagged` counts every scope ever judged drifted there, as ``"drift reports/conclusive reports"``: a healthy
+    machine's own wander (a near failure, a new life) may read as drift for a window or two."""
+    reference, since = (outcome.reference or {}).get("id"), outcome.injected_at
+    tally: dict[str, list[int]] = {}
+    for r in reports:
+        kind, _, name = r.scope.partition(":")
+        if (kind not in ("device", "cohort") or not name.endswith("@v1") or reference is None or since is None
+                or r.ts < since or r.report.get("reference", {}).get("id") != reference
+                or r.verdict not in ("drift", "no_drift")):
+            continue
+        counts = tally.setdefault(r.scope.removesuffix("@v1"), [0, 0])
+        counts[0] += r.verdict == "drift"
+        counts[1] += 1
+    persistent = sorted(scope for scope, (drift, n) in tally.items() if 2 * drift >= n)
+    return {"devices": sorted((s.split(":", 1)[1] for s in persistent if s.startswith("device:")), key=_device_order),
+            "cohorts": [s.split(":", 1)[1] for s in persistent if s.startswith("cohort:")],
+            "flagged": {scope: f"{drift}/{n}" for scope, (drift, n) in sorted(tally.items()) if drift}}
 
 
 def _device_order(device_id: str) -> tuple[int, str]:

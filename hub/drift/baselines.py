@@ -13,15 +13,24 @@ normal alarms would make every normal alarm read as drift.
 
 `Baselines` holds the fleet's sketch and each device's and cohort's own; with ``own=True`` `baseline_reports`
 compares a device or cohort with its own baseline (one machine's calibration is not drift), and the fleet, or
-a device without enough windows of its own, with the fleet's. The anomaly count is not kept: as with a manifest's
-reference, the anomaly-rate check needs a rate from labelled data, not from the window being judged.
+a device without enough windows of its own, with the fleet's.
+
+With own baselines each scope also has a *dispersion* per feature (and the score): how many times more its
+counts vary between time slices of the reference window than independent windows would (the heterogeneity
+chi-square of the slices over its degrees of freedom, at least 1). Windows overlap, and one machine's traffic
+wanders on its own (another operating regime, a new life of the same machine, a repair), so against its own
+baseline a healthy machine's short window differs "significantly" on most features at any PSI threshold; the
+drift tests count each window as 1/dispersion of one (`hub.drift.report.drift_report`), the PSI bar stays.
+
+The anomaly count is not kept: as with a manifest's reference, the anomaly-rate check needs a rate from labelled
+data, not from the window being judged.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from typing import Any, Literal
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, cast
 
 import numpy as np
 
@@ -87,17 +96,49 @@ def counts_sketch(data: Mapping[str, Any], reference: Reference) -> Sketch:
                   int(data["windows"]), None)
 
 
+def dispersion(slices: Sequence[Sketch]) -> np.ndarray:
+    """Per feature, then the score: the heterogeneity chi-square of the `slices` (one scope's sketches over
+    consecutive parts of the reference window) over its degrees of freedom, at least 1 (1: no slices to compare).
+
+    >>> steady = [Sketch(np.array([[50, 50]]), np.array([]), 100)] * 4
+    >>> dispersion(steady).tolist()
+    [1.0, 1.0]
+    >>> wandering = [Sketch(np.array([[a, 100 - a]]), np.array([]), 100) for a in (20, 80, 30, 70)]
+    >>> dispersion(wandering).round(1).tolist()
+    [34.7, 1.0]
+    """
+    if len(slices) < 2:
+        return np.ones(slices[0].n_features + 1 if slices else 1)
+
+    def phi(tables: np.ndarray) -> np.ndarray:  # (slices, rows, bins) -> per row
+        rows = tables.sum(axis=-1, keepdims=True)
+        cols = tables.sum(axis=0, keepdims=True)
+        expected = rows * cols / np.maximum(cols.sum(axis=-1, keepdims=True), 1)
+        terms = np.divide((tables - expected) ** 2, expected, out=np.zeros(tables.shape), where=expected > 0)
+        dof = (np.count_nonzero(rows[..., 0], axis=0) - 1) * (np.count_nonzero(cols[0], axis=-1) - 1)
+        return np.where(dof > 0, np.maximum(terms.sum(axis=(0, 2)) / np.maximum(dof, 1), 1.0), 1.0)
+
+    features = phi(np.stack([s.feature_hist for s in slices]).astype(np.float64))
+    scores = [s.score_hist for s in slices]
+    score = phi(np.stack(scores)[:, None, :].astype(np.float64)) if scores[0].size else np.ones(1)
+    return np.concatenate([features, score])
+
+
 @dataclass(frozen=True)
 class Baselines:
-    """The fleet's reference sketch and each device's and cohort's own (anomaly counts dropped)."""
+    """The fleet's reference sketch and each device's and cohort's own (anomaly counts dropped), and each scope's
+    `dispersions` (``fleet``, ``device:<id>``, ``cohort:<name>`` → per feature and the score)."""
 
     fleet: Sketch
     devices: Mapping[str, Sketch]
     cohorts: Mapping[str, Sketch]
+    dispersions: Mapping[str, np.ndarray] = field(default_factory=dict)
 
     @classmethod
-    def take(cls, sketches: Mapping[str, Sketch], cohorts: Mapping[str, str]) -> Baselines:
-        """Baselines from each device's sketch over the reference window; `cohorts` maps device → cohort."""
+    def take(cls, sketches: Mapping[str, Sketch], cohorts: Mapping[str, str],
+             slices: Sequence[Mapping[str, Sketch]] | None = None) -> Baselines:
+        """Baselines from each device's sketch over the reference window; `cohorts` maps device → cohort;
+        `slices` (each device's sketch over consecutive parts of the window) gives the dispersions."""
         if not sketches:
             raise ValueError("no device sketches")
         devices = {d: replace(s, anomalies=None) for d, s in sorted(sketches.items())}
@@ -105,19 +146,33 @@ class Baselines:
         for device, sketch in devices.items():
             if device in cohorts:
                 members.setdefault(cohorts[device], []).append(sketch)
+        dispersions: dict[str, np.ndarray] = {}
+        if slices:
+            groups = {"fleet": list(devices), **{f"device:{d}": [d] for d in devices}}
+            for device in devices:
+                if device in cohorts:
+                    groups.setdefault(f"cohort:{cohorts[device]}", []).append(device)
+            for scope, names in sorted(groups.items()):
+                parts = [merge_sketches(p[d] for d in names if d in p) for p in slices if any(d in p for d in names)]
+                dispersions[scope] = dispersion(parts)
         return cls(merge_sketches(devices.values()), devices,
-                   {c: merge_sketches(m) for c, m in sorted(members.items())})
+                   {c: merge_sketches(m) for c, m in sorted(members.items())}, dispersions)
 
     def to_counts(self, bins: Sequence[int]) -> dict[str, Any]:
         return {"fleet": sketch_counts(self.fleet, bins),
                 "devices": {d: sketch_counts(s, bins) for d, s in self.devices.items()},
-                "cohorts": {c: sketch_counts(s, bins) for c, s in self.cohorts.items()}}
+                "cohorts": {c: sketch_counts(s, bins) for c, s in self.cohorts.items()},
+                "dispersions": {scope: [round(float(x), 4) for x in v] for scope, v in self.dispersions.items()}}
 
     @classmethod
     def from_counts(cls, data: Mapping[str, Any], reference: Reference) -> Baselines:
+        n = len(reference.bin_edges) + 1
+        dispersions = {scope: np.asarray(v, dtype=np.float64) for scope, v in data.get("dispersions", {}).items()}
+        if any(v.shape != (n,) or np.any(v < 1) for v in dispersions.values()):
+            raise SketchShapeError("a stored reference's dispersions do not match the manifest's features")
         return cls(counts_sketch(data["fleet"], reference),
                    {d: counts_sketch(c, reference) for d, c in data.get("devices", {}).items()},
-                   {c: counts_sketch(v, reference) for c, v in data.get("cohorts", {}).items()})
+                   {c: counts_sketch(v, reference) for c, v in data.get("cohorts", {}).items()}, dispersions)
 
 
 def baseline_reports(
@@ -152,7 +207,10 @@ def baseline_reports(
     for report in reports:
         kind, _, name = report.scope.partition(":")
         own_ref: Sketch | None = None
-        if own and kind == "device":
+        current = list(sketches_by_device.values())
+        if kind == "fleet" and own:
+            own_ref = baselines.fleet
+        elif own and kind == "device":
             own_ref, current = baselines.devices.get(name), [sketches_by_device[name]]
         elif own and kind == "cohort":
             own_ref = baselines.cohorts.get(name)
@@ -160,6 +218,7 @@ def baseline_reports(
         if own_ref is None or own_ref.windows < min_samples:
             out.append((report, "fleet"))
             continue
-        out.append((drift_report(own_ref, merge_sketches(current), feature_names, scope=report.scope, **kw),
-                    "device" if kind == "device" else "cohort"))
+        phi = baselines.dispersions.get(report.scope)
+        out.append((drift_report(own_ref, merge_sketches(current), feature_names, scope=report.scope, dispersion=phi,
+                                 **kw), cast(Source, kind)))
     return out

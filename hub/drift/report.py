@@ -5,6 +5,10 @@ Benjamini-Hochberg across the report's features (adjusted p ≤ `alpha`): on a l
 difference is significant, and on a small sample a big PSI is noise, so neither alone decides. Below
 `min_samples` windows the verdict is ``insufficient_data``, never an alarm.
 
+The tests assume independent windows. Overlapping windows of slowly changing machines are not: a reference that
+measured how much more its own traffic varies than that (`dispersion`, per feature: `hub.drift.baselines`) has
+the tests count each window as ``1 / dispersion`` of one (quasi-likelihood's overdispersion; PSI is unchanged).
+
 `fleet_reports` computes the fleet-wide, per-cohort and per-device reports in one vectorised pass: all
 scopes' counts are stacked into a ``(scopes, features, bins)`` array and each statistic is one numpy or
 scipy call over it.
@@ -70,6 +74,7 @@ def drift_report(
     psi_threshold: float = PSI_SIGNIFICANT,
     test: Test = "chi2",
     min_rate_effect: float = MIN_RATE_EFFECT,
+    dispersion: ArrayLike | None = None,
 ) -> DriftReport:
     """Compare one current sketch with the reference and decide whether it drifted.
 
@@ -95,6 +100,9 @@ def drift_report(
         Which p-value enters the BH adjustment; both are reported.
     min_rate_effect : float
         Minimum Cohen's h for an anomaly-rate change to count.
+    dispersion : array_like of shape (n_features + 1,), optional
+        How many times more the reference's own traffic varies than independent windows would, per feature and
+        (last) for the score (each >= 1): the chi-square and KS tests count each window as 1/dispersion of one.
 
     Examples
     --------
@@ -105,6 +113,11 @@ def drift_report(
     ('drift', ['temp.mean'])
     >>> r.reason
     'drift in 1 of 2 features: temp.mean'
+    >>> small = Sketch(np.array([[80, 20], [50, 50]]), np.array([90, 10]), windows=100, anomalies=10)
+    >>> drift_report(ref, small, ["temp.mean", "vib.mean"], scope="d", min_samples=50).verdict
+    'drift'
+    >>> drift_report(ref, small, ["temp.mean", "vib.mean"], scope="d", min_samples=50, dispersion=[8, 8, 8]).verdict
+    'no_drift'
     >>> drift_report(ref, Sketch(np.array([[9, 1], [9, 1]]), np.array([10, 0]), 10, 0),
     ...              ["temp.mean", "vib.mean"], scope="device:pump-7").verdict
     'insufficient_data'
@@ -112,7 +125,12 @@ def drift_report(
     settings = _Settings(min_samples, alpha, psi_threshold, test, min_rate_effect)
     ref = _as_reference(reference)
     _check_shapes(ref, current, feature_names, label=scope)
-    return _reports(ref, [scope], [current], list(feature_names), settings)[0]
+    phi = None
+    if dispersion is not None:
+        phi = np.asarray(dispersion, dtype=np.float64)
+        if phi.shape != (ref.n_features + 1,) or not np.all(np.isfinite(phi)) or np.any(phi < 1):
+            raise ValueError(f"dispersion needs {ref.n_features + 1} finite values >= 1 (features, then the score)")
+    return _reports(ref, [scope], [current], list(feature_names), settings, phi)[0]
 
 
 def fleet_reports(
@@ -218,7 +236,8 @@ def _score_stack(ref: Sketch, current: Sequence[Sketch]) -> NDArray[np.int64]:
 
 
 def _reports(
-    ref: Sketch, scopes: list[str], current: list[Sketch], names: list[str], settings: _Settings
+    ref: Sketch, scopes: list[str], current: list[Sketch], names: list[str], settings: _Settings,
+    dispersion: NDArray[np.float64] | None = None,
 ) -> list[DriftReport]:
     return _evaluate(
         ref,
@@ -229,6 +248,7 @@ def _reports(
         [c.anomalies for c in current],
         names,
         settings,
+        dispersion,
     )
 
 
@@ -241,12 +261,15 @@ def _evaluate(
     anomalies: list[int | None],
     names: list[str],
     s: _Settings,
+    dispersion: NDArray[np.float64] | None = None,
 ) -> list[DriftReport]:
     """Every statistic for ``(scopes, features, bins)`` counts at once, then one report per scope."""
+    phi = np.ones(len(names) + 1) if dispersion is None else dispersion
     psi = psi_rows(ref.feature_hist, hists)
     js = js_distance_rows(ref.feature_hist, hists)
-    chi2, dof, chi2_p = chi_square_rows(ref.feature_hist, hists)
-    ks, ks_p = ks_binned_rows(ref.feature_hist, hists)
+    tested_ref, tested = ref.feature_hist / phi[:-1, None], hists / phi[None, :-1, None]  # effective counts
+    chi2, dof, chi2_p = chi_square_rows(tested_ref, tested)
+    ks, ks_p = ks_binned_rows(tested_ref, tested)
     n_feature = hists.sum(axis=-1)
     p_adj = bh_adjust(chi2_p if s.test == "chi2" else ks_p)
     enough = (windows >= s.min_samples) & (ref.windows >= s.min_samples)
@@ -256,7 +279,7 @@ def _evaluate(
     if ref.score_hist.size:
         s_psi = psi_rows(ref.score_hist, scores)
         s_js = js_distance_rows(ref.score_hist, scores)
-        _, _, s_p = chi_square_rows(ref.score_hist, scores)
+        _, _, s_p = chi_square_rows(ref.score_hist / phi[-1], scores / phi[-1])
         s_drift = (s_psi >= s.psi_threshold) & (s_p <= s.alpha) & enough
         score_cols = [s_psi.tolist(), s_js.tolist(), s_p.tolist(), s_drift.tolist()]
 

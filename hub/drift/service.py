@@ -22,7 +22,7 @@ import dataclasses
 import logging
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +33,7 @@ from hub.drift.fold import Skipped, StatsFold, device_sketches, slices
 from hub.errors import DriftReferenceError, RegistryError
 from hub.registry.references import ManifestSource
 from hub.store.ports import HubStore
-from hub.store.rows import Device, DriftReferenceRow
+from hub.store.rows import Device, DriftReferenceRow, StatsRow
 from shared.manifest import ModelManifest
 
 if TYPE_CHECKING:
@@ -46,6 +46,7 @@ __all__ = ["AUTO_ACTOR", "DriftService", "Skipped", "cohort_map", "cohort_of", "
 TOP_FEATURES = 3  # drifted features shown per scope by `format_table`
 READ_CHUNK_S = 600.0  # stats read per store query: 10 minutes of the fleet's rows
 AUTO_ACTOR = "hub:auto"  # who takes a reference automatically (drift.auto_reference_s)
+DISPERSION_SLICES = 8  # time slices of a reference window whose differences measure each scope's dispersion
 
 
 class DriftService:
@@ -203,24 +204,26 @@ class DriftService:
             raise DriftReferenceError("devices, when given, must name at least one device")
         drifted = self._open_drift(version)
         fold = StatsFold(manifest)
+        spans: dict[str, tuple[float, float]] = {}  # each device's first and last period end in the window
         rows = alarming = dropped = other = 0
-        for a, b in slices(start, end, self.read_chunk_s):
-            batch = self.store.stats_between(a, b, list(devices) if devices is not None else None)
-            mine = [r for r in batch if r.model_version == version]
-            other += len(batch) - len(mine)
-            healthy = healthy_rows(mine, max_anomaly_rate=self.settings.reference_max_anomaly_rate, drifted=drifted)
+        for healthy in self._healthy(version, start, end, devices, drifted):
+            other += healthy.other
             alarming += healthy.alarming
             dropped += healthy.drifted
             for stats_row in healthy.rows:
                 rows += 1
                 fold.add(stats_row)
+                first, last = spans.get(stats_row.device_id, (stats_row.period_end, stats_row.period_end))
+                spans[stats_row.device_id] = (min(first, stats_row.period_end), max(last, stats_row.period_end))
         sketches, bad = fold.sketches()
         where = f"{version} in [{start:.0f}, {end:.0f})" + (f" from {', '.join(devices)}" if devices else "")
         if not sketches:
             raise DriftReferenceError(f"no healthy stats of {where} ({alarming} period(s) alarming, "
                                       f"{dropped} from devices with open drift)")
         cohorts = cohort_map(self.store.devices())
-        baselines = Baselines.take(sketches, {d: cohorts[d] for d in sketches if d in cohorts})
+        own = bool(device_baselines if device_baselines is not None else self.settings.device_baselines)
+        parts = self._slices(manifest, version, start, end, devices, drifted, spans) if own else None
+        baselines = Baselines.take(sketches, {d: cohorts[d] for d in sketches if d in cohorts}, parts)
         if baselines.fleet.windows < self.settings.min_samples:
             raise DriftReferenceError(f"only {baselines.fleet.windows} healthy windows of {where}, fewer than "
                                       f"drift.min_samples ({self.settings.min_samples})")
@@ -233,11 +236,12 @@ class DriftService:
                          "other_versions": other, "bad_bins": sum(b.rows for b in bad)},
             "max_anomaly_rate": self.settings.reference_max_anomaly_rate,
             "cohorts": {c: s.windows for c, s in baselines.cohorts.items()},
+            "max_dispersion": {scope: round(float(v.max()), 2) for scope, v in baselines.dispersions.items()},
         }  # fmt: skip
         row = DriftReferenceRow(
             id=0, version=version, ts=now, actor=actor, reason=reason, start=start, end=end,
             devices=None if devices is None else sorted(devices),
-            device_baselines=bool(device_baselines if device_baselines is not None else self.settings.device_baselines),
+            device_baselines=own,
             windows=baselines.fleet.windows, summary=summary,
             counts=baselines.to_counts([len(e) + 1 for e in manifest.reference.bin_edges]),
         )
@@ -245,6 +249,28 @@ class DriftService:
         log.info("drift: reference %d of %s taken by %s from %d windows of %d device(s) in [%.0f, %.0f): %s", saved.id,
                  version, actor, saved.windows, len(sketches), start, end, reason)
         return saved
+
+    def _healthy(self, version: str, start: float, end: float, devices: Sequence[str] | None,
+                 drifted: set[str]) -> Iterator[_Read]:
+        """The healthy stats rows of `version` in ``[start, end)``, a store read at a time."""
+        for a, b in slices(start, end, self.read_chunk_s):
+            batch = self.store.stats_between(a, b, list(devices) if devices is not None else None)
+            mine = [r for r in batch if r.model_version == version]
+            healthy = healthy_rows(mine, max_anomaly_rate=self.settings.reference_max_anomaly_rate, drifted=drifted)
+            yield _Read(healthy.rows, healthy.alarming, healthy.drifted, len(batch) - len(mine))
+
+    def _slices(self, manifest: ModelManifest, version: str, start: float, end: float,
+                devices: Sequence[str] | None, drifted: set[str],
+                spans: Mapping[str, tuple[float, float]]) -> list[dict[str, Sketch]]:
+        """Each device's healthy stats in `DISPERSION_SLICES` consecutive parts of its own span in the window (a
+        second read of the window: the spans are known only after the first)."""
+        parts = [StatsFold(manifest) for _ in range(DISPERSION_SLICES)]
+        for healthy in self._healthy(version, start, end, devices, drifted):
+            for row in healthy.rows:
+                first, last = spans[row.device_id]
+                part = int((row.period_end - first) / max(last - first, 1e-9) * DISPERSION_SLICES)
+                parts[min(part, DISPERSION_SLICES - 1)].add(row)
+        return [part.sketches()[0] for part in parts]
 
     def _open_drift(self, version: str) -> set[str]:
         """Devices whose latest device report against `version`'s stored reference says drift (none without one)."""
@@ -288,6 +314,16 @@ class DriftService:
     def reference(self, version: str, *, limit: int = 100) -> tuple[DriftReferenceRow | None, list[DriftReferenceRow]]:
         """`version`'s current stored reference (None: drift uses the manifest's) and its history, newest first."""
         return self.store.drift_reference(version), self.store.drift_references(version, limit=limit)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Read:
+    """One store read of a reference window: the healthy rows and what was left out."""
+
+    rows: list[StatsRow]
+    alarming: int
+    drifted: int
+    other: int
 
 
 def _reference_info(stored: DriftReferenceRow, source: Source) -> dict[str, Any]:

@@ -13,24 +13,22 @@ back automatically during its canary), and one trained on flipped labels (reject
 
 Test settings that differ from production, and why (numbers from offline runs of the same fleet):
 
-- every window gets labelled (half reach the hub as samples, the others are asked from the devices), and the
-  recalibration is harsher than tests/hub/training's (vibration -1 mm/s only): from 30 s of 8 machines the
-  candidate's gain must dwarf run-to-run noise, and this drift costs v1 about 0.2-0.3 of its recall;
-- v1's drift reference is re-taken from this fleet's own undrifted traffic (the simulator, long run): eight
-  machines are not the thirty the recipe trained on, and against the recipe's reference their fleet already
-  reads as drifted (pressure.max PSI ~0.9) before anything is injected;
-- drift is judged over 10 s of stats, every 2 s (a day, every hour, in production), on at least 1,000 windows:
-  the fleet (~1,600 windows once every agent reports) is judged, single devices (~200) and cohorts (<= 600)
-  are not. A fleet judged on the first few agents to report is a different mix of machines from the
-  reference and reads as drifted (flow/rpm means at PSI > 0.5). Device and cohort scopes would read as
-  drifted by calibration alone, which is why the retrain trigger counts fleet-wide drift of the active
-  version only (`TriggerPolicy.drift_scopes`; tests/hub/training/service/test_training.py);
-- a feature drifts at PSI >= 0.5 (not 0.2): over its first seconds this small fleet's PSI against its own
-  reference wanders up to ~0.3 (machines at different ages), while the recalibration gives 0.5-4 within
-  3-10 s of the injection;
+- every window gets labelled (the agents sample 1 % for the hub, the product's rate; the on-site technician
+  labels the rest, which the hub then asks the devices for), and the recalibration is harsher than
+  tests/hub/training's (vibration -1 mm/s only): from 30 s of 8 machines the candidate's gain must dwarf
+  run-to-run noise, and this drift costs v1 about 0.2-0.3 of its recall;
+- drift is judged over 15 s of stats, every 2 s (a day, every hour, in production), at the product's PSI
+  threshold (0.2) and sample minimum (200 windows a scope: one device sends 300 in 15 s). v1's drift reference
+  is the product's re-take (``POST /drift/reference`` by an operator, each device and cohort with its own
+  baseline) from the fleet's healthy traffic before the recalibration: eight machines are not the thirty the
+  recipe trained on, and against the recipe's reference their fleet reads as drifted before anything is
+  injected;
+- a p99 latency budget of 1 s (20 ms): eight agent processes and the hub share two cores, so a window may
+  wait for one (a gateway has its own core);
 - evaluation blocks of 2 s (200 readings, twice the model's failure horizon) instead of an hour: the gate
   resamples blocks, not windows, and needs 10 with a failure; 30 s of 8 machines give ~120 blocks.
 
+The hub runs in production mode (broker password and ACL, a provisioned signing key the agents pin, API tokens).
 The gate's tolerances, block minimums and the rollout health limits are the product's defaults: the rollout
 judges the fix against its own reference because the control (v1, on the other devices) drifted.
 """
@@ -55,27 +53,24 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 import pytest
 import uvicorn
 from pydantic import SecretStr
 
 from fleetloop.devbroker import HUB_USER, DevBroker
+from fleetloop.devfleet import new_tokens
 from fleetloop.story.faults import nan_onnx
 from hub.app.service import HubService, Periodic
 from hub.app.settings import DriftSettings, HubSettings
+from hub.registry.signing import SigningKey
+from hub.rollout.settings import HealthLimitsSettings
 from hub.store.rows import DRIFT_EVENT, IngestRecord
 from hub.training.service import TrainingService
 from hub.training.settings import TrainingSettings
 from hub.training.triggers import TriggerPolicy
-from models.onnx_export import onnx_scores, onnx_session
-from models.reference import reference_from_features
-from models.version import read_version
-from shared.features import extract, sliding_windows
 from shared.manifest import MANIFEST_FILE, MODEL_FILE, SIGNATURE_FILE, sha256_bytes
 from sim.dataset import default_fleet
 from sim.drift import SensorOffset
-from sim.machine import SimulatedMachine
 from sim.technicians import GroundTruth, SimDevice, SimulatedTechnician
 from tests.fixtures.broker import Collector, barrier, barrier_topic, close_client, connect_to, subscribe
 
@@ -83,20 +78,20 @@ pytestmark = pytest.mark.slow
 log = logging.getLogger(__name__)
 
 RATE = 100.0  # readings per second per device
-DRIFT_AT = 1000  # step of the bad recalibration: 10 s into every device's run
+DRIFT_AT = 1500  # step of the bad recalibration: 15 s into every device's run (~290 windows each before it)
 DRIFTS = (SensorOffset(sensor="vibration", offset=-2.0, start_t=DRIFT_AT),
           SensorOffset(sensor="temperature", offset=4.0, start_t=DRIFT_AT))
 DEVICES = [f"dev-{i}" for i in range(8)]  # pumps, compressors and fans in turn (default_fleet)
 CANARY, NAN_CANARY = "dev-0", "dev-5"
 NAN_VERSION = "nan-1"
-REFERENCE_STEPS = 10_000  # per machine, undrifted: v1's re-taken drift reference
-MIN_LABELS = 4400  # ~2,800 steps per device labelled: 1,000 before the drift and ~1,800 after
+MIN_LABELS = 4800  # ~3,000 steps per device labelled: 1,500 before the drift and ~1,500 after
 TRAINING = TrainingSettings(
     split_block_s=2.0, latency_runs=200, check_interval_s=1.0,
     triggers=TriggerPolicy(min_new_labels=MIN_LABELS, min_total_labels=MIN_LABELS, cooldown_s=3600.0,
                            schedule_interval_s=None),
 )
-DRIFT = DriftSettings(window_s=10.0, interval_s=2.0, min_samples=1000, psi_threshold=0.5)
+DRIFT = DriftSettings(window_s=15.0, interval_s=2.0)  # the product's threshold, sample minimum and test
+LIMITS = HealthLimitsSettings(latency_p99_ms=1000)  # eight agents and the hub share two cores (a gateway: its own)
 POLICIES = {"canary": {"min_duration_s": 3, "min_windows": 40, "timeout_s": 60},
             "fleet": {"min_duration_s": 2, "min_windows": 20, "timeout_s": 60}}
 
@@ -109,28 +104,13 @@ def fleet(start_ts: float) -> dict[str, SimDevice]:
             for i, d in enumerate(DEVICES)}
 
 
-def rebased_v1(initial: Path, devices: dict[str, SimDevice], out: Path) -> Path:
-    """The initial model with its drift reference re-taken from this fleet's undrifted traffic."""
-    manifest, onnx = read_version(initial)
-    parts = []
-    for d in devices.values():
-        values = SimulatedMachine(d.device_id, d.seed, d.config).run(REFERENCE_STEPS).values
-        parts.append(extract(sliding_windows(values, manifest.window)))
-    X = np.concatenate(parts)
-    shutil.copytree(initial, out)
-    data = json.loads((out / MANIFEST_FILE).read_text())
-    data["reference"] = reference_from_features(X, onnx_scores(onnx_session(onnx), X)).model_dump(mode="json")
-    (out / MANIFEST_FILE).write_text(json.dumps(data, indent=1))
-    return out
-
-
 def agent_process(root: Path, broker: DevBroker, device: SimDevice, model_dir: Path,
                   key: str) -> subprocess.Popen[bytes]:
     config = {
         "device_id": device.device_id, "data_dir": str(root / device.device_id), "mqtt_host": broker.host,
         "mqtt_port": broker.port, "initial_model": str(model_dir), "model_public_key": key,
         "site": device.config.site, "asset_type": device.config.asset_type, "stats_interval_s": 1.0,
-        "commit_interval_s": 0.05, "sample_rate": 0.5, "health_windows": 10, "fetch_retry_s": 1.0,
+        "commit_interval_s": 0.05, "health_windows": 10, "fetch_retry_s": 1.0,
         "source": {"kind": "sim", "rate": RATE, "seed": device.seed, "start_ts": device.start_ts,
                    "sim_config": device.config.model_dump(mode="json"),
                    "drifts": [d.model_dump(mode="json") for d in device.drifts]},
@@ -272,15 +252,21 @@ def loop(tmp_path: Path, fresh_broker: DevBroker, initial_model_dir: Path) -> It
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    key_file = tmp_path / "keys" / "signing.pem"  # provisioned before the hub starts: it never makes one itself
+    key_file.parent.mkdir()
+    SigningKey.create(key_file)
+    tokens = new_tokens()
     settings = HubSettings(
-        dev_mode=True, data_dir=tmp_path / "hub", mqtt_host=fresh_broker.host, mqtt_port=fresh_broker.port,
-        mqtt_username=HUB_USER, mqtt_password=SecretStr(fresh_broker.password(HUB_USER)), share_group="loop",
-        ingest_client_id="loop-ingest", artifact_base_url=url, drift=DRIFT, training=TRAINING, rollout_tick_s=0.5,
-        trace_request_interval_s=1.0,
+        data_dir=tmp_path / "hub", mqtt_host=fresh_broker.host, mqtt_port=fresh_broker.port,
+        mqtt_username=HUB_USER, mqtt_password=SecretStr(fresh_broker.password(HUB_USER)),
+        ingest_client_id="loop-ingest", artifact_base_url=url, signing_key_file=key_file,
+        tokens={token: role for role, token in tokens.items()}, drift=DRIFT, training=TRAINING, rollout_tick_s=0.5,
+        trace_request_interval_s=1.0, rollout_limits=LIMITS,
     )
+    assert not settings.dev_mode
     hub = HubService(settings)
-    hub.registry.register(rebased_v1(initial_model_dir, devices, tmp_path / "v1"), actor="operator:ana",
-                          reason="initial model, drift reference from this fleet", status="active")
+    shutil.copytree(initial_model_dir, tmp_path / "v1")
+    hub.registry.register(tmp_path / "v1", actor="operator:ana", reason="initial model", status="active")
     server = uvicorn.Server(uvicorn.Config(hub.app(), lifespan="off", ws="none", log_level="warning", access_log=False))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="api", daemon=True)
     thread.start()
@@ -297,7 +283,7 @@ def loop(tmp_path: Path, fresh_broker: DevBroker, initial_model_dir: Path) -> It
     technicians.start()
     key = hub.key.public_key_text()
     procs = [agent_process(tmp_path, fresh_broker, d, hub.registry.path("v1"), key) for d in devices.values()]
-    api = httpx.Client(base_url=url, timeout=30)
+    api = httpx.Client(base_url=url, timeout=30, headers={"Authorization": f"Bearer {tokens['operator']}"})
     try:
         yield Loop(hub, api, tmp_path, devices, desk)
     finally:
@@ -350,26 +336,48 @@ def retrain_until_judged_pass(loop: Loop, job_id: str) -> tuple[Any, dict[str, s
     return job, blocked
 
 
+def injected_at(loop: Loop) -> float:
+    """When the first device scored a window reaching into the recalibration (inf: none yet)."""
+    return min(agent_rows(loop.root, d, "SELECT min(ts) FROM predictions WHERE window_end >= ?",
+                          loop.devices[d].ts_of(DRIFT_AT))[0][0] or math.inf for d in DEVICES)
+
+
 def test_drift_retrain_gate_rollout_and_two_candidates_that_never_reach_the_fleet(loop: Loop) -> None:
     hub, store = loop.hub, loop.hub.store
     loop.wait(lambda: loop.serving() == dict.fromkeys(DEVICES, "v1"), "eight agents serving v1", 30)
     t_online = time.time()
 
-    # 1. Drift: none before the recalibration, then the fleet drifts on the recalibrated sensors.
-    def fleet_drift() -> list[dict[str, Any]]:
-        return [e.payload for e in store.events(kind=DRIFT_EVENT, limit=10_000) if e.payload["scope"] == "fleet@v1"]
+    # 1. The operator re-takes v1's drift reference from the fleet's traffic before the recalibration, through the
+    # API (audited), each device with its own baseline; against it the fleet drifts on the recalibrated sensors.
+    loop.wait(lambda: injected_at(loop) < math.inf, "the recalibration", 40)
+    injected = injected_at(loop)
+    taken = loop.api.post("/drift/reference", json={
+        "version": "v1", "start": loop.started, "end": injected, "device_baselines": True, "actor": "ana",
+        "reason": "commissioning: the fleet's healthy traffic before the recalibration"})
+    assert taken.status_code == 201, taken.text
+    reference = taken.json()
+    assert reference["device_baselines"] and set(reference["summary"]["devices_windows"]) == set(DEVICES)
+    audit = [a for a in store.model_audit(version="v1") if a.action == "drift_reference"]
+    assert [(a.actor, a.details["reference_id"]) for a in audit] == [("operator:ana", reference["id"])]
 
-    t_drift = loop.wait(lambda: fleet_drift() != [], "a fleet-wide drift_detected event", 40)
-    injected = min(agent_rows(loop.root, d, "SELECT min(ts) FROM predictions WHERE window_end >= ?",
-                              loop.devices[d].ts_of(DRIFT_AT))[0][0] or math.inf for d in DEVICES)
-    reports = store.drift_reports(limit=1000)
-    before = [r for r in reports if r.report["window_end"] < injected]
-    fleet_before = [(r.verdict, round(r.report["window_end"] - loop.started, 1), r.report.get("drifted_features"))
-                    for r in before if r.scope == "fleet@v1"]
-    assert any(v == "no_drift" for v, _, _ in fleet_before), (fleet_before, loop.diagnose())
-    assert all(v != "drift" for v, _, _ in fleet_before), (fleet_before, loop.diagnose())
+    def judged(scope: str) -> list[Any]:  # reports against the re-taken reference, oldest first
+        return [r for r in reversed(store.drift_reports(limit=10_000, scope=scope))
+                if r.report.get("reference", {}).get("id") == reference["id"]]
+
+    def fleet_drift() -> list[dict[str, Any]]:  # on the recalibrated sensors (the scores may shift first)
+        ids = {r.id for r in judged("fleet@v1") if r.verdict == "drift"}
+        return [e.payload for e in store.events(kind=DRIFT_EVENT, limit=100_000) if e.payload["report_id"] in ids
+                and {f.split(".")[0] for f in e.payload["drifted_features"]} & {"vibration", "temperature"}]
+
+    t_drift = loop.wait(lambda: fleet_drift() != [], "a fleet-wide drift_detected event on the recalibration", 40)
     event = fleet_drift()[0]
-    assert {f.split(".")[0] for f in event["drifted_features"]} & {"vibration", "temperature"}, event
+    # every device was recalibrated: each is located, against its own baseline, on the recalibrated sensors
+    def located(d: str) -> bool:
+        return any(r.verdict == "drift" and r.report["reference"]["source"] == "device"
+                   and {f.split(".")[0] for f in r.report["drifted_features"]} & {"vibration", "temperature"}
+                   for r in judged(f"device:{d}@v1"))
+
+    loop.wait(lambda: all(located(d) for d in DEVICES), "every device located on the recalibrated sensors", 30)
 
     # 2. Labels → the hub's own trigger job retrains on drift → the gate passes the candidate. The gate judges a
     # slice of ~150 failure windows, so a fix can be blocked by chance (too few failure blocks: insufficient_data;

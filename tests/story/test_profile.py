@@ -1,11 +1,18 @@
-"""The story's profiles: labels it waits for, what the drift job judges, settings the hub and API accept."""
+"""The story's profiles: labels it waits for, what the drift job judges, settings the hub and API accept, and
+every setting that differs from the product's default listed with its reason."""
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
+from typing import Any
 
+import pytest
+from pydantic import BaseModel
+
+from agent.settings import AgentSettings
 from fleetloop.fleet import plan_fleet
 from fleetloop.story.profile import (
+    OVERRIDES,
     PROFILES,
     ROLLOUT_LIMITS,
     WINDOW_STEP,
@@ -17,21 +24,64 @@ from fleetloop.story.profile import (
     training_settings,
 )
 from hub.api.schemas import PolicyCreate
-from hub.rollout.settings import HealthLimitsSettings
+from hub.app.settings import DriftSettings, HubSettings
+from hub.rollout import DEFAULT_POLICIES
 from hub.training.settings import GateSettings
 from shared.errors import ConfigError
 
 
+def leaves(model: BaseModel, prefix: str) -> dict[str, Any]:
+    """Every setting of `model` by dotted path, nested settings models walked into."""
+    out: dict[str, Any] = {}
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if isinstance(value, BaseModel):
+            out.update(leaves(value, f"{prefix}{name}."))
+        else:
+            out[f"{prefix}{name}"] = value
+    return out
+
+
+def story_settings(tmp_path: Path, p: StoryProfile) -> dict[str, Any]:
+    """Every setting the story gives the hub, each agent and each rollout stage, by dotted path."""
+    hub = hub_settings(p, data_dir=tmp_path, mqtt_host="127.0.0.1", mqtt_port=1884, mqtt_password="x" * 20,
+                       api_url="http://127.0.0.1:9", tokens={"t" * 24: "operator"}, prefix="fleetloop-demo",
+                       signing_key_file=tmp_path / "key.pem")
+    agent = AgentSettings.model_construct(device_id="dev-1", **agent_overrides())
+    stages = {f"rollout.{stage}.{k}": v for stage, policy in stage_policies(p).items() for k, v in policy.items()}
+    return {**leaves(hub, "hub."), **leaves(agent, "agent."), **stages}
+
+
+def product_defaults() -> dict[str, Any]:
+    stages = {f"rollout.{stage}.{k}": getattr(policy, k) for stage, policy in DEFAULT_POLICIES.items()
+              for k in ("min_duration_s", "min_windows", "timeout_s", "min_reporting")}
+    return {**leaves(HubSettings.model_construct(), "hub."),
+            **leaves(AgentSettings.model_construct(device_id="dev-1"), "agent."), **stages}
+
+
 @pytest.mark.parametrize("name", sorted(PROFILES))
-def test_only_the_fleet_is_judged_for_drift(name: str) -> None:
+def test_every_setting_is_the_products_or_a_listed_override(name: str, tmp_path: Path) -> None:
+    story, product = story_settings(tmp_path, PROFILES[name]), product_defaults()
+    assert set(story) <= set(product), set(story) - set(product)  # a stage setting the product does not have
+    differs = {k for k, v in story.items() if v != product[k]}
+    assert differs - set(OVERRIDES) == set(), "overrides without a reason in fleetloop.story.profile.OVERRIDES"
+    assert set(OVERRIDES) - differs == set(), "listed overrides the story no longer makes"
+    assert all(len(reason) > 20 for reason in OVERRIDES.values())
+    # what issue 13 asked for: the product's drift judgement, label sampling and production mode
+    assert {k for k in differs if k.startswith("hub.drift.")} == {"hub.drift.window_s", "hub.drift.interval_s"}
+    assert not {"hub.dev_mode", "agent.sample_rate", "agent.dev_mode"} & differs
+    assert not [k for k in differs if k.startswith(("hub.labels.", "hub.training.gate.", "hub.drift.psi"))]
+
+
+@pytest.mark.parametrize("name", sorted(PROFILES))
+def test_each_device_has_its_own_baseline_and_is_judged_in_every_drift_window(name: str) -> None:
     p = PROFILES[name]
     drift = drift_settings(p)
-    per_device = p.rate / WINDOW_STEP * p.drift_window_s
-    cohorts: dict[str, int] = {}
-    for spec in plan_fleet(p.devices, 1):
-        cohorts[spec.cohort] = cohorts.get(spec.cohort, 0) + 1
-    assert max(cohorts.values()) * per_device < drift.min_samples <= 0.7 * p.devices * per_device
-    assert drift.window_s == p.drift_window_s and drift.psi_threshold == 0.5
+    per_device = p.rate / WINDOW_STEP * drift.window_s
+    assert (drift.min_samples, drift.psi_threshold) == (DriftSettings().min_samples, DriftSettings().psi_threshold)
+    assert p.reference_windows >= drift.min_samples  # the re-take gives each device a baseline of its own
+    assert per_device - p.rate / WINDOW_STEP >= drift.min_samples  # a window missing a stats period still counts
+    assert p.drift_step / WINDOW_STEP > 2 * p.reference_windows  # the reference is taken before the drift
 
 
 @pytest.mark.parametrize("name", sorted(PROFILES))
@@ -70,12 +120,12 @@ def test_scaling_stretches_the_timed_phases_only() -> None:
 def test_hub_settings_and_policies_are_what_the_hub_and_its_api_accept(tmp_path) -> None:
     p = PROFILES["fast"]
     settings = hub_settings(p, data_dir=tmp_path, mqtt_host="127.0.0.1", mqtt_port=1884, mqtt_password="x" * 20,
-                            api_url="http://127.0.0.1:9", tokens={"t" * 24: "operator"}, prefix="fleetloop")
-    assert settings.dev_mode and settings.tokens and settings.training.gate == GateSettings()  # the product's gate
+                            api_url="http://127.0.0.1:9", tokens={"t" * 24: "operator"}, prefix="fleetloop",
+                            signing_key_file=tmp_path / "key.pem")
+    assert not settings.dev_mode and settings.tokens and settings.training.gate == GateSettings()  # the product's
     assert settings.rollout_tick_s < 1 and settings.drift.interval_s <= 2
     for policy in stage_policies(p).values():
         PolicyCreate(**policy)
     assert settings.rollout_limits == ROLLOUT_LIMITS
-    differs = {"latency_p99_ms", "anomaly_rate_factor", "rollback_anomaly_factor"}
-    assert ROLLOUT_LIMITS.model_dump(exclude=differs) == HealthLimitsSettings().model_dump(exclude=differs)
-    assert set(agent_overrides()) == {"commit_interval_s", "sample_rate", "health_windows", "fetch_retry_s"}
+    with pytest.raises(ConfigError, match="no API tokens"):  # production mode: the product's refusals apply
+        HubSettings.load(**{**settings.model_dump(exclude={"tokens"}), "mqtt_password": "x" * 20})
