@@ -70,7 +70,10 @@ def test_every_setting_is_the_products_or_a_listed_override(name: str, tmp_path:
     # what issue 13 asked for: the product's drift judgement, label sampling and production mode
     assert {k for k in differs if k.startswith("hub.drift.")} == {"hub.drift.window_s", "hub.drift.interval_s"}
     assert not {"hub.dev_mode", "agent.sample_rate", "agent.dev_mode"} & differs
-    assert not [k for k in differs if k.startswith(("hub.labels.", "hub.training.gate.", "hub.drift.psi"))]
+    # One label setting differs, listed: the on-site technician annotates at the machines (the agent's MQTT path),
+    # which the hub counts as the device's own votes, capped per device and label set against a flooding device.
+    assert [k for k in differs if k.startswith(("hub.labels.", "hub.training.gate.", "hub.drift.psi"))] == [
+        "hub.labels.max_device_votes"]
 
 
 @pytest.mark.parametrize("name", sorted(PROFILES))
