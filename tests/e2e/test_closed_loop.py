@@ -2,8 +2,10 @@
 
 Every device simulates its own machine; at step 1000 the simulator recalibrates two sensors badly (vibration
 reads 2 mm/s low, temperature 4 °C high) on every machine. The hub's drift job sees it in the agents' stats,
-simulated technicians label the fleet's windows from the simulator's ground truth (the hub's labelling queue,
-and the windows only the devices logged, which the hub then asks the devices for), the hub's trigger job starts
+simulated technicians label the fleet's windows from the simulator's ground truth, on the paths people use: the
+hub's labelling queue over HTTP with a technician token (``GET /queue``, ``POST /annotations/batch``), and at the
+machines the windows only the devices logged, recorded in each agent's own database and sent by the agent over MQTT
+(`fleetloop agent annotate`'s path; the hub then asks the devices for those traces). The hub's trigger job starts
 a retrain on drift once enough labels exist, the gate passes the candidate (a candidate the gate blocks by chance
 is retrained on more labels: by the hub itself after insufficient_data, by an operator after a fail), and an
 operator rolls it out through the API: one canary device, then the fleet, every device fetching the signed
@@ -17,6 +19,8 @@ Test settings that differ from production, and why (numbers from offline runs of
   labels the rest, which the hub then asks the devices for), and the recalibration is harsher than
   tests/hub/training's (vibration -1 mm/s only): from 30 s of 8 machines the candidate's gain must dwarf
   run-to-run noise, and this drift costs v1 about 0.2-0.3 of its recall;
+- the hub keeps up to 4,800 (200) of a device's own annotations per label set: the on-site technician's labels
+  arrive through the devices, and the cap that guards against a flooding device would drop most of them;
 - drift is judged over 15 s of stats, every 2 s (a day, every hour, in production), at the product's PSI
   threshold (0.2) and sample minimum (200 windows a scope: one device sends 300 in 15 s). v1's drift reference
   is the product's re-take (``POST /drift/reference`` by an operator, each device and cohort with its own
@@ -60,18 +64,21 @@ from pydantic import SecretStr
 from fleetloop.devbroker import HUB_USER, DevBroker
 from fleetloop.devfleet import new_tokens
 from fleetloop.story.faults import nan_onnx
+from fleetloop.technicians import technician_desk
 from hub.app.service import HubService, Periodic
 from hub.app.settings import DriftSettings, HubSettings
+from hub.labels.service import LabelSettings
 from hub.registry.signing import SigningKey
 from hub.rollout.settings import HealthLimitsSettings
-from hub.store.rows import DRIFT_EVENT, IngestRecord
+from hub.store.rows import DRIFT_EVENT
 from hub.training.service import TrainingService
 from hub.training.settings import TrainingSettings
 from hub.training.triggers import TriggerPolicy
 from shared.manifest import MANIFEST_FILE, MODEL_FILE, SIGNATURE_FILE, sha256_bytes
 from sim.dataset import default_fleet
+from sim.desk import TechnicianDesk
 from sim.drift import SensorOffset
-from sim.technicians import GroundTruth, SimDevice, SimulatedTechnician
+from sim.technicians import SimDevice
 from tests.fixtures.broker import Collector, barrier, barrier_topic, close_client, connect_to, subscribe
 
 pytestmark = pytest.mark.slow
@@ -90,6 +97,9 @@ TRAINING = TrainingSettings(
     triggers=TriggerPolicy(min_new_labels=MIN_LABELS, min_total_labels=MIN_LABELS, cooldown_s=3600.0,
                            schedule_interval_s=None),
 )
+# The on-site technician annotates at the machines (the agent's MQTT path), which the hub counts as the device's own
+# votes, capped at 200 per device and label set against a flooding device; here it labels every window a device kept.
+LABELS = LabelSettings(max_device_votes=MIN_LABELS)
 DRIFT = DriftSettings(window_s=15.0, interval_s=2.0)  # the product's threshold, sample minimum and test
 LIMITS = HealthLimitsSettings(latency_p99_ms=1000)  # eight agents and the hub share two cores (a gateway: its own)
 POLICIES = {"canary": {"min_duration_s": 3, "min_windows": 40, "timeout_s": 60},
@@ -142,60 +152,10 @@ def stopped(proc: subprocess.Popen[bytes]) -> int | None:
         return None
 
 
-@dataclass(frozen=True)
-class LoggedPrediction:
-    trace_id: str
-    device_id: str
-    ts: float
-    window_end: float
-    model_version: str | None
-
-
 # --- the technicians --------------------------------------------------------------------------------------------
-@dataclass
-class Desk:
-    """Technicians at work. At the hub two work the labelling queue (anomalies, low-confidence and random
-    samples), one per site; on site a third labels what only the devices logged (the hub asks for those traces)."""
-
-    hub: HubService
-    root: Path
-    devices: dict[str, SimDevice]
-    since: float
-    horizon: int  # the model's target: fails within this many readings
-    truth: GroundTruth = field(default_factory=GroundTruth)
-    cursors: dict[str, int] = field(default_factory=dict)
-    counts: dict[str, int] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        kw: dict[str, Any] = {"fleet": self.devices, "horizon": self.horizon, "truth": self.truth}
-        self.by_site = {"site-a": SimulatedTechnician("tech-ana", delay_s=1.0, error_rate=0.0, seed=1, **kw),
-                        "site-b": SimulatedTechnician("tech-bo", delay_s=1.0, error_rate=0.02, seed=2, **kw)}
-        self.on_site = SimulatedTechnician("tech-cy", delay_s=2.0, error_rate=0.0, seed=3, **kw)
-
-    def run(self, now: float) -> None:
-        store = self.hub.store
-        notes = []
-        for reason in ("anomaly", "low_confidence", "random"):
-            for p in store.unlabelled_predictions(reason, since=self.since, limit=100_000):
-                notes += self.by_site[self.devices[p.device_id].config.site].label([p], now)
-        for device in self.devices:
-            try:
-                rows = agent_rows(self.root, device, "SELECT id, trace_id, ts, window_end, model_version "
-                                  "FROM predictions WHERE id > ? AND ts <= ? ORDER BY id",
-                                  self.cursors.get(device, 0), now - 2.0)
-            except sqlite3.OperationalError as exc:  # no file or no table yet: the agent is still starting
-                if "unable to open" in str(exc) or "no such table" in str(exc):
-                    continue
-                raise
-            if not rows:
-                continue
-            self.cursors[device] = rows[-1][0]
-            known = {p.trace_id for p in store.predictions_by_trace([r[1] for r in rows])}
-            logged = [LoggedPrediction(r[1], device, r[2], r[3], r[4]) for r in rows if r[1] not in known]
-            notes += self.on_site.label(logged, now)
-            self.counts["on_site"] = self.counts.get("on_site", 0) + len(logged)
-        store.ingest_batch([IngestRecord(n, now) for n in notes])
-        self.counts["annotations"] = self.counts.get("annotations", 0) + len(notes)
+# `fleetloop.technicians`: two at the hub's queue (GET /queue, POST /annotations/batch with a technician token), one
+# per site, and one on site labelling what only the devices logged, through each agent's own annotate path (its
+# database and outbox, published over MQTT by the running agent), which the hub then joins when the device uploads.
 
 
 # --- the hub ----------------------------------------------------------------------------------------------------
@@ -205,7 +165,7 @@ class Loop:
     api: httpx.Client
     root: Path
     devices: dict[str, SimDevice]
-    desk: Desk
+    desk: TechnicianDesk
     started: float = field(default_factory=time.time)
 
     def wait(self, predicate: Callable[[], bool], what: str, timeout: float) -> float:
@@ -238,7 +198,7 @@ class Loop:
                  for r in store.drift_reports(limit=6)]
         lines = [f"t+{time.time() - self.started:.1f} s", f"serving: {self.serving()}", f"jobs: {jobs}",
                  f"versions: {gates}", f"rollouts: {rollouts}", f"drift (newest first): {drift}",
-                 f"desk: {self.desk.counts}", f"counts: {store.counts()}"]
+                 f"desk: {self.desk.tally}", f"counts: {store.counts()}"]
         for d in self.devices:
             path = self.root / f"{d}.log"
             lines.append(f"--- {d}\n" + (path.read_text()[-1200:] if path.exists() else "(no log)"))
@@ -261,7 +221,7 @@ def loop(tmp_path: Path, fresh_broker: DevBroker, initial_model_dir: Path) -> It
         mqtt_username=HUB_USER, mqtt_password=SecretStr(fresh_broker.password(HUB_USER)),
         ingest_client_id="loop-ingest", artifact_base_url=url, signing_key_file=key_file,
         tokens={token: role for role, token in tokens.items()}, drift=DRIFT, training=TRAINING, rollout_tick_s=0.5,
-        trace_request_interval_s=1.0, rollout_limits=LIMITS,
+        trace_request_interval_s=1.0, rollout_limits=LIMITS, labels=LABELS,
     )
     assert not settings.dev_mode
     hub = HubService(settings)
@@ -278,7 +238,9 @@ def loop(tmp_path: Path, fresh_broker: DevBroker, initial_model_dir: Path) -> It
     assert hub.worker.wait_ready(10)
     v1 = hub.registry.manifest("v1")
     assert v1 is not None
-    desk = Desk(hub, tmp_path, devices, since=time.time(), horizon=int(v1.training.params["horizon"] or 0))
+    desk, inbox, machines = technician_desk(
+        devices, hub_url=url, token=tokens["technician"], agents_dir=tmp_path, prefix=fresh_broker.prefix,
+        horizon=int(v1.training.params["horizon"] or 0), since=time.time())
     technicians = Periodic("technicians", 0.5, desk.run)
     technicians.start()
     key = hub.key.public_key_text()
@@ -291,6 +253,8 @@ def loop(tmp_path: Path, fresh_broker: DevBroker, initial_model_dir: Path) -> It
             proc.send_signal(signal.SIGTERM)
         codes = [stopped(proc) for proc in procs]
         technicians.stop()
+        inbox.close()
+        machines.close()
         api.close()
         server.should_exit = True
         thread.join(10)
@@ -327,8 +291,8 @@ def retrain_until_judged_pass(loop: Loop, job_id: str) -> tuple[Any, dict[str, s
             assert (retry.trigger, retry.actor) == ("drift", "hub:triggers"), loop.diagnose()
             job_id = retry.id
             continue
-        want = int(loop.desk.counts.get("annotations", 0) * 1.25)
-        loop.wait(lambda: loop.desk.counts.get("annotations", 0) >= want, f"{want} annotations", 60)  # noqa: B023
+        want = int(loop.desk.tally.annotations * 1.25)
+        loop.wait(lambda: loop.desk.tally.annotations >= want, f"{want} annotations", 60)  # noqa: B023
         queued = loop.api.post("/retrain", json={"reason": f"{version} blocked by the gate: more labels",
                                                  "actor": "ana"})
         assert queued.status_code == 202, queued.text
