@@ -205,7 +205,7 @@ class Technicians:
 
     def __init__(self, fleet: DevFleet, specs: list[DeviceSpec], model: Path, *, since: float) -> None:
         from fleetloop.technicians import technician_desk  # the agent and the hub's modules: not for `dev drift`
-        from hub.app.service import Periodic
+        from hub.app.periodic import Periodic
 
         manifest = json.loads((model / MANIFEST_FILE).read_text())
         horizon = int(manifest.get("training", {}).get("params", {}).get("horizon") or 100)
