@@ -28,11 +28,12 @@ pytestmark = pytest.mark.slow
 
 DEVICES = ["dev-0", "dev-1", "dev-2", "dev-3"]
 DRIFTED = ["dev-1", "dev-2"]
-RATE = "100"  # readings a second per device: a simulated machine lives 3-15 s, so seconds hold many lives; ~20
-# windows a second per device is evidence in seconds, and an agent at this rate takes a few % of a core
+RATE = "200"  # readings a second per device: a simulated machine lives 1.5-7.5 s, so the seconds between the drift
+# and the retrain hold several lives of the drifted machines, faults included, for the candidate to learn from and the
+# gate to judge on; ~40 windows a second per device is rollout evidence in seconds
 REFERENCE_S = 30.0  # healthy traffic the reference is taken from: a few lives of every machine
 DRIFT_WINDOW_S = 20.0
-# Degrees on temperature: PSI far above 3 on the drifted devices. Cooler, so v1 misses faults there (on simulated
+# Degrees on temperature: PSI 6-17 on the drifted devices. Cooler, so v1 misses faults there (on simulated
 # machines its recall falls from ~0.6 to ~0.45; a warmer sensor would raise it) and a candidate retrained on the
 # technicians' labels has something to win at the gate, rather than a tie decided by a few seconds' noise.
 OFFSET = "-60"
@@ -41,9 +42,9 @@ STAGE = {"min_duration_s": 3, "min_windows": 20, "timeout_s": 120}
 HUB_OVERRIDES: dict[str, tuple[str, str]] = {
     "drift__interval_s": ("2", "a drift report every few seconds, not every minute"),
     "drift__window_s": (str(DRIFT_WINDOW_S), "the current window is the last seconds, so the drift shows soon"),
-    "drift__psi_threshold": ("3", "machines wearing out and failing every few seconds move a healthy device's PSI "
-                             "up to ~2 between windows of seconds; the offset moves it far above 3"),
-    "drift__min_samples": ("30", "a device sends ~20 stats windows a second: 30 are enough for a verdict here"),
+    "drift__psi_threshold": ("4", "machines wearing out and failing every few seconds move a healthy device's PSI "
+                             "up to ~2.5 between windows of seconds; the offset moves a drifted one to 6-17"),
+    "drift__min_samples": ("30", "a device sends ~40 stats windows a second: 30 are enough for a verdict here"),
     "drift__device_baselines": ("true", "simulated machines of different ages differ from the fleet's reference; "
                                 "each device is compared with its own baseline, so only the offset counts"),
     "rollout_tick_s": ("1", "rollouts look at evidence every second"),
