@@ -57,8 +57,10 @@ HUB_OVERRIDES: dict[str, tuple[str, str]] = {
                                    "max_score_psi": 100, "latency_p99_ms": 1000, "min_rate_windows": 50}),
                        "seconds of a four-device fleet, half of it drifted, must not hold or roll back the rollout; "
                        "the rates are compared once each side has a few seconds of windows (the default, 500, "
-                       "is 25 s of one canary here, for a comparison the factors above make moot)"),
+                       "is more than 12 s of one canary here, for a comparison the factors above make moot)"),
 }
+
+
 def wait_until(check: Callable[[], Any], what: str, timeout: float) -> Any:
     deadline = time.monotonic() + timeout
     while not (result := check()):
