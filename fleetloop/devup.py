@@ -121,7 +121,9 @@ def _running_pid(root: Path) -> int | None:
     return pid
 
 
-def _initial_model(root: Path, seed: int) -> Path:
+def initial_model(root: Path, seed: int) -> Path:
+    """The fleet's first version, ``<root>/models/v1``: built once, then reused with the state directory (so a copy
+    of one built earlier by this function, with the same seed, is used as it is)."""
     out = root / "models" / "v1"
     if not (out / "manifest.json").exists():
         from models.initial import build_initial
@@ -160,7 +162,7 @@ def _up(args: argparse.Namespace) -> int:
     technicians: Technicians | None = None
     (root / PID_FILE).write_text(str(os.getpid()))
     try:
-        model = _initial_model(root, args.seed)
+        model = initial_model(root, args.seed)
         fleet = DevFleet(root, broker, model, tokens=tokens, api_port=api_port,
                          hub_settings=settings, agent_defaults={"stats_interval_s": 5.0, "sample_rate": 0.05},
                          source={"kind": "sim", "rate": args.rate})
@@ -203,7 +205,7 @@ class Technicians:
 
     def __init__(self, fleet: DevFleet, specs: list[DeviceSpec], model: Path, *, since: float) -> None:
         from fleetloop.technicians import technician_desk  # the agent and the hub's modules: not for `dev drift`
-        from hub.app.service import Periodic
+        from hub.app.periodic import Periodic
 
         manifest = json.loads((model / MANIFEST_FILE).read_text())
         horizon = int(manifest.get("training", {}).get("params", {}).get("horizon") or 100)

@@ -16,9 +16,28 @@ One statistic per module, each a pure function returning a small frozen result:
 No I/O, no clock, no database: callers pass sketches in and store the `DriftReport` they get back.
 """
 
-from hub.drift.report import drift_report, fleet_reports
-from hub.drift.results import AnomalyRateChange, DriftReport, FeatureDrift, ScoreDrift
-from hub.drift.sketch import Sketch, merge, merge_sketches
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hub.drift.report import drift_report, fleet_reports
+    from hub.drift.results import AnomalyRateChange, DriftReport, FeatureDrift, ScoreDrift
+    from hub.drift.sketch import Sketch, merge, merge_sketches
+
+# Loaded on first use (PEP 562): `hub.drift.psi` alone is imported by light modules (the rollout's health check,
+# which the hub's settings and so every `fleetloop hub` command import), and `report` brings scipy with it.
+_LAZY = {"drift_report": "report", "fleet_reports": "report", "AnomalyRateChange": "results",
+         "DriftReport": "results", "FeatureDrift": "results", "ScoreDrift": "results", "Sketch": "sketch",
+         "merge": "sketch", "merge_sketches": "sketch"}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"hub.drift.{_LAZY[name]}"), name)
+
 
 __all__ = [
     "AnomalyRateChange",
