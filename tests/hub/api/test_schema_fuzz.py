@@ -181,7 +181,6 @@ def test_no_server_errors_and_roles_hold(populated: Populated, role: Role, mode:
         assert not changed, f"{role or 'no token'} changed {changed}"
     elif role == "technician":
         assert changed <= TECHNICIAN_WRITES, changed
-        assert mode is GenerationMode.NEGATIVE or "annotations" in changed  # its annotations went in
     if role == "operator" and mode is GenerationMode.POSITIVE:  # the fuzz reached the populated data
         assert 200 in seen["GET /rollouts/{rollout_id}"] and 200 in seen["GET /models/{version}"]
         assert 200 in seen["GET /labels/sets/{label_set_id}"] and 200 in seen["GET /traces/{trace_id}"]
