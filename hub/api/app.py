@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 
-from hub.api.limits import BodyLimitMiddleware, validation_error_handler
+from hub.api.limits import TOO_LARGE, BodyLimitMiddleware, validation_error_handler
 from hub.api.routes import ROUTERS
 from hub.app.metrics import HubMetrics
 from hub.app.settings import HubSettings
@@ -85,7 +85,7 @@ def create_app(
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api_max_body_bytes, tokens=settings.tokens)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     for router in ROUTERS:
-        app.include_router(router)
+        app.include_router(router, responses=TOO_LARGE)
 
     @app.exception_handler(StoreError)
     async def _store_error(request: Request, exc: StoreError) -> JSONResponse:

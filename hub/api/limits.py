@@ -28,12 +28,16 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hub.api.deps import find_role
+from hub.api.deps import error, find_role
 from hub.app.settings import Role
 
 BODYLESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 ECHO_CHARS = 200
 """How much of an invalid input a 422 echoes back."""
+
+
+TOO_LARGE = error(413, "The request body is larger than the hub's api_max_body_bytes (refused before it is read)")
+"""How every operation documents the middleware's 413: it answers before routing, whatever the route."""
 
 
 def too_large(limit: int) -> str:

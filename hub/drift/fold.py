@@ -130,10 +130,17 @@ def device_sketches(rows: Iterable[StatsRow], manifest: ModelManifest) -> tuple[
 
 
 def slices(start: float, end: float, step: float) -> Iterator[tuple[float, float]]:
-    """Consecutive ``[a, b)`` covering ``[start, end)``."""
+    """Consecutive ``[a, b)`` covering ``[start, end)``; ValueError where `step` is lost in the float's rounding
+    (``1e300 + 600 == 1e300``), which would otherwise repeat one slice forever.
+
+    >>> list(slices(0, 25, 10))
+    [(0, 10), (10, 20), (20, 25)]
+    """
     a = start
     while a < end:
         b = min(a + step, end)
+        if b <= a:
+            raise ValueError(f"a step of {step} makes no progress from {a}")
         yield a, b
         a = b
 

@@ -390,6 +390,10 @@ class ReferenceStore(Protocol):
         """When `version`'s first stored stats period started (None: no stats of it)."""
         ...
 
+    def stats_ends(self, version: str) -> tuple[float, float] | None:
+        """The first and last period end of `version`'s stored stats (None: no stats of it)."""
+        ...
+
 
 @runtime_checkable
 class IncidentStore(Protocol):

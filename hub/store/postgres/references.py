@@ -47,6 +47,10 @@ class ReferenceQueries(PostgresConnection):
         rows = self._read("SELECT min(period_start) FROM stats WHERE model_version = %s", [version])
         return None if not rows or rows[0][0] is None else float(rows[0][0])
 
+    def stats_ends(self, version: str) -> tuple[float, float] | None:
+        rows = self._read("SELECT min(period_end), max(period_end) FROM stats WHERE model_version = %s", [version])
+        return None if not rows or rows[0][0] is None else (float(rows[0][0]), float(rows[0][1]))
+
     def _references(self, where: str, params: list[object], *, counts: bool) -> list[DriftReferenceRow]:
         columns = _COLUMNS + (", counts" if counts else ", '{}'")
         return [_row(r) for r in self._read(f"SELECT {columns} FROM drift_references {where}", params)]

@@ -49,6 +49,11 @@ class ReferenceQueries(SqliteConnection):
         rows = self._read("SELECT MIN(period_start) AS first FROM stats WHERE model_version = ?", [version])
         return None if not rows or rows[0]["first"] is None else float(rows[0]["first"])
 
+    def stats_ends(self, version: str) -> tuple[float, float] | None:
+        rows = self._read("SELECT MIN(period_end) AS first, MAX(period_end) AS last FROM stats WHERE model_version = ?",
+                          [version])
+        return None if not rows or rows[0]["first"] is None else (float(rows[0]["first"]), float(rows[0]["last"]))
+
     def _references(self, where: str, params: list[object], *, counts: bool) -> list[DriftReferenceRow]:
         columns = "*" if counts else ('id, version, ts, actor, reason, start, "end", devices, device_baselines, '
                                       "windows, summary, '{}' AS counts")

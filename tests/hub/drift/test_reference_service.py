@@ -17,7 +17,7 @@ import pytest
 
 from hub.app.settings import DriftSettings
 from hub.drift.baselines import Baselines, baseline_reports
-from hub.drift.fold import device_sketches
+from hub.drift.fold import device_sketches, slices
 from hub.drift.service import AUTO_ACTOR, DriftService, format_table
 from hub.errors import DriftReferenceError, RegistryError
 from hub.registry.references import ReferenceLibrary
@@ -180,6 +180,30 @@ def test_a_reference_is_refused_without_a_manifest_or_enough_healthy_windows(
     with pytest.raises(DriftReferenceError, match="must end after it starts"):
         drift.take_reference("v1", end, start, reason="r", actor="operator", now=end)
     assert store.drift_reference("v1") is None and store.model_audit(version="v1") == []
+
+
+@pytest.mark.timeout(60)
+def test_a_window_far_wider_than_the_stats_reads_only_where_they_lie(
+    store: SqliteHubStore, models_dir: Path, windows: Windows
+) -> None:
+    """Found by the schema fuzz: ``[0, 2e9)`` was read in 3.3 million slices of 600 s (an API worker busy for
+    hours), and ``[-1e300, …)`` forever (600 s is lost in the rounding of -1e300)."""
+    ingest(store, [*windows.reference, *windows.clean])
+    start, end = windows.reference_span
+    now = later_now(windows)
+    exact = service(store, models_dir).take_reference("v1", start, end, reason="r", actor="operator", now=now)
+    for wide_start in (0.0, -1e300):
+        wide = service(store, models_dir).take_reference("v1", wide_start, 1e300, reason="r", actor="operator",
+                                                         now=now)
+        assert (wide.start, wide.end) == (wide_start, 1e300)  # stored as asked: only the reading is narrowed
+        assert wide.summary["stats_rows"] == len(windows.reference) + len(windows.clean)
+        assert wide.windows == exact.windows + sum(s.windows for s in windows.clean)
+
+
+def test_slices_refuse_a_step_lost_in_rounding() -> None:
+    assert list(slices(0.0, 1300.0, 600.0)) == [(0.0, 600.0), (600.0, 1200.0), (1200.0, 1300.0)]
+    with pytest.raises(ValueError, match="no progress"):
+        list(slices(-1e300, 0.0, 600.0))
 
 
 def test_the_reference_is_taken_automatically_from_a_versions_first_hours_when_enabled(

@@ -8,7 +8,7 @@ from hub.app.metrics import HubMetrics
 from hub.drift import Sketch, fleet_reports
 from hub.store.ports import HubStore
 from hub.store.rows import DRIFT_EVENT
-from tests.hub.store.messages import T0
+from tests.hub.store.messages import T0, rec, stats
 
 
 def test_drift_report_round_trips_and_its_verdict_is_an_event(store: HubStore) -> None:
@@ -42,3 +42,13 @@ def test_drift_report_round_trips_and_its_verdict_is_an_event(store: HubStore) -
     exposition = metrics.render()[0].decode()
     assert 'fleetloop_hub_drift_detected{scope="fleet"} 1.0' in exposition
     assert 'fleetloop_hub_drift_psi{feature="temp.mean",scope="fleet"}' in exposition
+
+
+def test_stats_ends_bound_a_versions_stats(store: HubStore) -> None:
+    """Where a version's stats lie: a drift reference over a window typed far too wide reads only there."""
+    assert store.stats_ends("v1") is None
+    store.ingest_batch([rec(stats("dev-1", T0 + 60, model_version="v1")), rec(stats("dev-2", T0 + 600,
+                        model_version="v1")), rec(stats("dev-1", T0 + 9000, model_version="v2"))])
+    assert store.stats_ends("v1") == (T0 + 60, T0 + 600)
+    assert store.stats_ends("v2") == (T0 + 9000, T0 + 9000)
+    assert store.stats_ends("v3") is None
