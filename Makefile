@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint install mosquitto clean
+.PHONY: demo test lint install mosquitto chromium clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ install: $(STAMP)
 mosquitto:
 	@bash scripts/ensure-mosquitto.sh
 
+# The console's browser tests drive Debian's Chromium (Playwright without a browser download)
+chromium:
+	@bash scripts/ensure-chromium.sh
+
 demo: install mosquitto
 	$(BIN)/fleetloop demo
 
@@ -26,7 +30,7 @@ lint: install
 	$(BIN)/ruff check agent hub shared infra models sim fleetloop tests bench
 	$(BIN)/mypy agent hub shared infra
 
-test: install mosquitto lint
+test: install mosquitto chromium lint
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 clean:

@@ -1,0 +1,212 @@
+"""Every console page and form on the real app, for every role: sign-in and sign-out, who may do what (a viewer
+cannot resolve, a technician cannot roll out), CSRF refused without the session's token, and a visitor who is
+not signed in sent to sign in."""
+
+from __future__ import annotations
+
+import pytest
+
+from hub.rollout.service import RolloutService
+from hub.store.rows import IncidentQuery
+from tests.hub.api.conftest import TOKEN, Hub
+from tests.hub.console.conftest import csrf, hidden, make_incidents, sign_in
+
+ROLES = ("viewer", "technician", "operator")
+PAGES = ("/console/incidents", "/console/incidents?done=true", "/console/fleet", "/console/fleet?site=plant-a",
+         "/console/rollouts")
+
+
+def test_a_visitor_who_is_not_signed_in_is_sent_to_sign_in_and_back(hub: Hub) -> None:
+    ids = make_incidents(hub)
+    anon = sign_in(hub, None)
+    for path in (*PAGES, f"/console/incidents/{ids['pump-1']}", "/console"):
+        answer = anon.get(path)
+        assert answer.status_code == 303, path
+        assert answer.headers["location"].startswith("/console/sign-in?next=%2Fconsole"), path
+    posted = anon.post(f"/console/incidents/{ids['pump-1']}/resolve", data={"verdict": "false_alarm", "csrf": "x"})
+    assert posted.status_code == 303 and posted.headers["location"].startswith("/console/sign-in")
+    assert hub.store.incident(ids["pump-1"]).state == "open"  # type: ignore[union-attr]
+    page = anon.get("/console/sign-in", params={"next": "/console/fleet"})
+    assert page.status_code == 200 and 'value="/console/fleet"' in page.text
+    done = anon.post("/console/sign-in", data={"token": TOKEN["viewer"], "who": "vic",
+                                               "nonce": hidden(page.text, "nonce"), "next": "/console/fleet"})
+    assert done.status_code == 303 and done.headers["location"] == "/console/fleet"
+
+
+def test_sign_in_sets_a_hardened_cookie_without_the_token_and_sign_out_ends_it(hub: Hub) -> None:
+    client = sign_in(hub, None)
+    page = client.get("/console/sign-in")
+    answer = client.post("/console/sign-in", data={"token": TOKEN["technician"], "who": "alice",
+                                                   "nonce": hidden(page.text, "nonce")})
+    assert answer.status_code == 303
+    cookie = next(c for c in answer.headers.get_list("set-cookie") if c.startswith("fleetloop_console="))
+    flags = {part.strip().lower() for part in cookie.split(";")}
+    assert {"httponly", "samesite=strict", "path=/console"} <= flags
+    assert "secure" not in flags  # plain http here; https gets Secure
+    assert TOKEN["technician"] not in cookie
+    home = client.get("/console/incidents")
+    assert home.status_code == 200 and "alice · technician" in home.text
+    out = client.post("/console/sign-out", data={"csrf": hidden(home.text, "csrf")})
+    assert out.status_code == 303 and out.headers["location"] == "/console/sign-in"
+    assert client.get("/console/incidents").status_code == 303
+
+
+def test_sign_in_refuses_an_unknown_token_a_bad_name_and_a_form_without_its_nonce(hub: Hub) -> None:
+    client = sign_in(hub, None)
+    nonce = hidden(client.get("/console/sign-in").text, "nonce")
+    wrong = client.post("/console/sign-in", data={"token": "guess-0123456789abcdef0123", "who": "eve", "nonce": nonce})
+    assert wrong.status_code == 401 and "Unknown token" in wrong.text
+    nonce = hidden(wrong.text, "nonce")
+    nameless = client.post("/console/sign-in", data={"token": TOKEN["viewer"], "who": "<script>", "nonce": nonce})
+    assert nameless.status_code == 401 and "Give your name" in nameless.text
+    forged = sign_in(hub, None).post("/console/sign-in", data={"token": TOKEN["operator"], "who": "eve",
+                                                               "nonce": "made-up"})
+    assert forged.status_code == 403 and "fleetloop_console=" not in forged.headers.get("set-cookie", "")
+    bare = sign_in(hub, None)
+    bare.get("/console/sign-in")  # the nonce cookie, but the form lacks its nonce
+    assert bare.post("/console/sign-in", data={"token": TOKEN["operator"], "who": "eve"}).status_code == 403
+    offsite = sign_in(hub, None)
+    page = offsite.get("/console/sign-in", params={"next": "https://evil.example/"})
+    assert 'value="/console/incidents"' in page.text  # never an open redirect
+
+
+def test_a_forged_or_tampered_cookie_is_not_a_session(hub: Hub) -> None:
+    client = sign_in(hub, "viewer")
+    value = client.cookies["fleetloop_console"]
+    client.cookies.set("fleetloop_console", value[:-4] + ("AAAA" if not value.endswith("AAAA") else "BBBB"),
+                       path="/console")
+    assert client.get("/console/fleet").status_code == 303
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_every_page_renders_for_every_role(hub: Hub, rollouts: RolloutService, role: str) -> None:
+    ids = make_incidents(hub)
+    started = rollouts.start("v2", actor="operator:ana", reason="drift at plant-a", canary=["pump-1"])
+    client = sign_in(hub, role)
+    for path in (*PAGES, f"/console/incidents/{ids['pump-3']}", f"/console/rollouts/{started.id}",
+                 f"/console/rollouts/{started.id}/live"):
+        page = client.get(path)
+        assert page.status_code == 200, (path, page.text[:500])
+        assert "text/html" in page.headers["content-type"]
+    inbox = client.get("/console/incidents").text
+    assert all(ids[d] in inbox for d in ids)
+    assert inbox.index(ids["pump-3"]) < inbox.index(ids["pump-1"])  # the most severe first
+    fleet = client.get("/console/fleet?site=plant-b").text
+    assert "pump-2" in fleet and "pump-1" not in fleet
+    live = client.get(f"/console/rollouts/{started.id}/live").text
+    assert "<html" not in live and 'data-stage="canary"' in live
+    assert ("Pause</button>" in live) == (role == "operator")  # buttons only for operators
+    resolve_buttons = 'value="confirmed_fault"' in client.get(f"/console/incidents/{ids['pump-3']}").text
+    assert resolve_buttons == (role != "viewer")
+
+
+def test_the_incident_page_reads_the_trace_in_words(hub: Hub) -> None:
+    ids = make_incidents(hub)
+    page = sign_in(hub, "viewer").get(f"/console/incidents/{ids['pump-3']}").text
+    assert "score 0.800, above the threshold 0.500 (1.6×)" in page
+    assert "<time>2023-11-14T22:16:40Z</time>" in page  # ISO times (T0 + 200), not unix seconds
+    assert "f0" in page and "unnamed: the hub has no manifest of this version" in page
+
+
+def test_a_viewer_cannot_acknowledge_or_resolve(hub: Hub) -> None:
+    ids = make_incidents(hub)
+    viewer = sign_in(hub, "viewer")
+    token = csrf(viewer)
+    for action, data in (("acknowledge", {}), ("resolve", {"verdict": "false_alarm"})):
+        refused = viewer.post(f"/console/incidents/{ids['pump-1']}/{action}", data={"csrf": token, **data})
+        assert refused.status_code == 403 and "needs the role technician or operator" in refused.text
+    batch = viewer.post("/console/incidents/resolve", data={"csrf": token, "incident_id": list(ids.values()),
+                                                            "verdict": "false_alarm"})
+    assert batch.status_code == 403
+    assert {r.state for r in hub.store.incidents(IncidentQuery(states=()))} == {"open"}
+
+
+def test_a_technician_acknowledges_and_resolves_and_the_verdict_labels_every_window(hub: Hub) -> None:
+    ids = make_incidents(hub)
+    tech = sign_in(hub, "technician", who="alice")
+    token = csrf(tech)
+    acked = tech.post(f"/console/incidents/{ids['pump-1']}/acknowledge", data={"csrf": token})
+    assert acked.status_code == 303 and acked.headers["location"] == f"/console/incidents/{ids['pump-1']}"
+    done = tech.post(f"/console/incidents/{ids['pump-1']}/resolve", data={
+        "csrf": token, "verdict": "confirmed_fault", "fault_type": "bearing", "note": "outer race"})
+    assert done.status_code == 303
+    row = hub.store.incident(ids["pump-1"])
+    assert row is not None and (row.state, row.acknowledged_by, row.resolved_by, row.fault_type) == (
+        "resolved", "alice", "alice", "bearing")
+    traces = {w.trace_id for w in hub.store.incident_windows(ids["pump-1"])}
+    labels = hub.store.annotations(device_id="pump-1")
+    assert {a.trace_id for a in labels} == traces and {(a.fault_type, a.technician_id) for a in labels} == {
+        ("bearing", "alice")}
+    page = tech.get(f"/console/incidents/{ids['pump-1']}").text
+    assert "confirmed fault (bearing) by alice" in page and 'id="labels"' in page
+    again = tech.post(f"/console/incidents/{ids['pump-1']}/resolve", data={"csrf": token, "verdict": "false_alarm"})
+    assert again.status_code == 409 and "resolved" in again.text
+    bad = tech.post(f"/console/incidents/{ids['pump-2']}/resolve", data={"csrf": token, "verdict": "shrug"})
+    assert bad.status_code == 400 and "choose a verdict" in bad.text
+
+
+def test_batch_resolve_resolves_the_ticked_incidents(hub: Hub) -> None:
+    ids = make_incidents(hub)
+    tech = sign_in(hub, "technician", who="bob")
+    done = tech.post("/console/incidents/resolve", data={"csrf": csrf(tech), "verdict": "false_alarm",
+                                                         "incident_id": [ids["pump-1"], ids["pump-2"]]})
+    assert done.status_code == 303
+    states = {d: hub.store.incident(i).state for d, i in ids.items()}  # type: ignore[union-attr]
+    assert states == {"pump-1": "resolved", "pump-2": "resolved", "pump-3": "open"}
+
+
+@pytest.mark.parametrize("token", [None, "", "not-the-session-token"])
+def test_a_form_without_the_sessions_csrf_token_is_refused(hub: Hub, rollouts: RolloutService,
+                                                           token: str | None) -> None:
+    ids = make_incidents(hub)
+    op = sign_in(hub, "operator")
+    data = {} if token is None else {"csrf": token}
+    for path, extra in ((f"/console/incidents/{ids['pump-1']}/resolve", {"verdict": "false_alarm"}),
+                        (f"/console/incidents/{ids['pump-1']}/acknowledge", {}),
+                        ("/console/rollouts", {"candidate": "v2", "reason": "r"}),
+                        ("/console/sign-out", {})):
+        refused = op.post(path, data={**data, **extra})
+        assert refused.status_code == 403 and "CSRF" in refused.text, path
+    assert hub.store.incident(ids["pump-1"]).state == "open"  # type: ignore[union-attr]
+    assert rollouts.running() is None
+    assert op.get("/console/fleet").status_code == 200  # still signed in: the sign-out was refused too
+    other = sign_in(hub, "operator", who="other")  # another session's token is no good either
+    stolen = op.post(f"/console/incidents/{ids['pump-1']}/acknowledge", data={"csrf": csrf(other)})
+    assert stolen.status_code == 403
+
+
+def test_a_technician_cannot_roll_out_and_an_operator_starts_pauses_resumes_and_rolls_back(
+        hub: Hub, rollouts: RolloutService) -> None:
+    tech = sign_in(hub, "technician")
+    refused = tech.post("/console/rollouts", data={"csrf": csrf(tech), "candidate": "v2", "reason": "r"})
+    assert refused.status_code == 403 and "needs the role operator" in refused.text
+    assert rollouts.running() is None
+    op = sign_in(hub, "operator", who="ana")
+    token = csrf(op, "/console/rollouts")
+    started = op.post("/console/rollouts", data={"csrf": token, "candidate": "v2", "canary": "pump-1, pump-2",
+                                                 "reason": "drift at plant-a"})
+    assert started.status_code == 303
+    running = rollouts.running()
+    assert running is not None and running.row.actor == "operator:ana"
+    assert set(running.plan.stages[0].devices) == {"pump-1", "pump-2"}
+    assert started.headers["location"] == f"/console/rollouts/{running.id}"
+    tech_pause = tech.post(f"/console/rollouts/{running.id}/pause", data={"csrf": csrf(tech)})
+    assert tech_pause.status_code == 403 and not rollouts.get(running.id).state.paused
+    for action, paused in (("pause", True), ("resume", False)):
+        answer = op.post(f"/console/rollouts/{running.id}/{action}", data={"csrf": token})
+        assert answer.status_code == 303 and rollouts.get(running.id).state.paused is paused
+    live = op.get(f"/console/rollouts/{running.id}/live").text
+    assert "resume by operator:ana" in live and "Pause</button>" in live
+    twice = op.post(f"/console/rollouts/{running.id}/resume", data={"csrf": token})
+    assert twice.status_code == 409
+    back = op.post(f"/console/rollouts/{running.id}/rollback", data={"csrf": token, "reason": "not today"})
+    assert back.status_code == 303 and rollouts.get(running.id).state.status == "rolled_back"
+    words = op.get(f"/console/rollouts/{running.id}").text
+    assert "Rolled back: devices return to the incumbent" in words
+
+
+def test_console_routes_stay_out_of_the_api_schema(hub: Hub) -> None:
+    paths = hub.client("viewer").get("/openapi.json").json()["paths"]
+    assert paths and not [p for p in paths if p.startswith("/console")]
+    css = sign_in(hub, None).get("/console/static/console.css")
+    assert css.status_code == 200 and "fleetloop console" in css.text  # shipped in the package, no CDN
