@@ -2,8 +2,8 @@
 
 from fastapi import APIRouter
 
-from hub.console.pages import auth, fleet, incidents, rollouts
+from hub.console.pages import auth, fleet, incidents, models, rollouts
 
-PAGES: tuple[APIRouter, ...] = (auth.router, incidents.router, fleet.router, rollouts.router)
+PAGES: tuple[APIRouter, ...] = (auth.router, incidents.router, fleet.router, rollouts.router, models.router)
 
 __all__ = ["PAGES"]

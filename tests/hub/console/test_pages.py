@@ -84,7 +84,8 @@ def test_every_page_renders_for_every_role(hub: Hub, rollouts: RolloutService, r
     started = rollouts.start("v2", actor="operator:ana", reason="drift at plant-a", canary=["pump-1"])
     client = sign_in(hub, role)
     for path in (*PAGES, f"/console/incidents/{ids['pump-3']}", f"/console/rollouts/{started.id}",
-                 f"/console/rollouts/{started.id}/live"):
+                 f"/console/rollouts/{started.id}/live", "/console/models", "/console/models/v1",
+                 "/console/models/v2"):
         page = client.get(path)
         assert page.status_code == 200, (path, page.text[:500])
         assert "text/html" in page.headers["content-type"]
@@ -106,6 +107,17 @@ def test_the_incident_page_reads_the_trace_in_words(hub: Hub) -> None:
     assert "score 0.800, above the threshold 0.500 (1.6×)" in page
     assert "<time>2023-11-14T22:16:40Z</time>" in page  # ISO times (T0 + 200), not unix seconds
     assert "f0" in page and "unnamed: the hub has no manifest of this version" in page
+
+
+def test_the_models_page_says_the_gate_in_words_with_the_audit_trail(hub: Hub, rollouts: RolloutService) -> None:
+    viewer = sign_in(hub, "viewer")
+    listed = viewer.get("/console/models").text
+    assert 'data-version="v1"' in listed and 'data-version="v2"' in listed
+    v2 = viewer.get("/console/models/v2").text
+    assert "The gate passed it: it may replace the active version." in v2
+    assert "gate passed against v1" in v2 and "hub:retrain" in v2  # the audit trail: who and why
+    assert "No gate decision" in viewer.get("/console/models/v1").text
+    assert viewer.get("/console/models/v9").status_code == 404
 
 
 def test_a_viewer_cannot_acknowledge_or_resolve(hub: Hub) -> None:
