@@ -113,3 +113,15 @@ def score_words(score: float, threshold: float) -> str:
         return f"score {score:.3f}"
     side = "above" if score >= threshold else "below"
     return f"score {score:.3f}, {side} the threshold {threshold:.3f} ({score / threshold:.1f}×)"
+
+
+def drift_words(report: Mapping[str, Any]) -> str:
+    """A drift report's verdict with its test, threshold and reason, in words."""
+    test = {"chi2": "chi-squared", "ks": "Kolmogorov–Smirnov"}.get(str(report.get("test")), str(report.get("test")))
+    verdict = str(report.get("verdict", "")).replace("_", " ")
+    drifted = [str(f.get("name")) for f in report.get("features", []) if isinstance(f, Mapping) and f.get("drifted")]
+    moved = f" Drifted features: {', '.join(drifted)}." if drifted else ""
+    return (f"{verdict.capitalize()}: {report.get('reason', '')}. Each feature is compared with the reference by the "
+            f"{test} test at α = {report.get('alpha')} (p-values adjusted for testing many features at once) and "
+            f"must also move by a PSI above {report.get('psi_threshold')}; {report.get('n_current')} windows "
+            f"against {report.get('n_reference')} in the reference.{moved}")

@@ -2,8 +2,9 @@
 
 from fastapi import APIRouter
 
-from hub.console.pages import auth, fleet, incidents, models, rollouts
+from hub.console.pages import auth, device, drift, fleet, incidents, models, queue, rollouts
 
-PAGES: tuple[APIRouter, ...] = (auth.router, incidents.router, fleet.router, rollouts.router, models.router)
+PAGES: tuple[APIRouter, ...] = (auth.router, incidents.router, queue.router, fleet.router, device.router,
+                                 rollouts.router, models.router, drift.router)
 
 __all__ = ["PAGES"]

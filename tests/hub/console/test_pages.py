@@ -8,12 +8,13 @@ import pytest
 
 from hub.rollout.service import RolloutService
 from hub.store.rows import IncidentQuery
-from tests.hub.api.conftest import TOKEN, Hub
+from tests.hub.api.conftest import T0, TOKEN, Hub
 from tests.hub.console.conftest import csrf, hidden, make_incidents, sign_in
 
 ROLES = ("viewer", "technician", "operator")
 PAGES = ("/console/incidents", "/console/incidents?done=true", "/console/fleet", "/console/fleet?site=plant-a",
-         "/console/rollouts")
+         "/console/rollouts", "/console/devices/pump-1", "/console/devices/pump-1?hours=24", "/console/drift",
+         "/console/drift?scope=device:pump-1")
 
 
 def test_a_visitor_who_is_not_signed_in_is_sent_to_sign_in_and_back(hub: Hub) -> None:
@@ -89,6 +90,8 @@ def test_every_page_renders_for_every_role(hub: Hub, rollouts: RolloutService, r
         page = client.get(path)
         assert page.status_code == 200, (path, page.text[:500])
         assert "text/html" in page.headers["content-type"]
+    queue = client.get("/console/queue")
+    assert queue.status_code == (403 if role == "viewer" else 200)  # as GET /queue: technicians and operators
     inbox = client.get("/console/incidents").text
     assert all(ids[d] in inbox for d in ids)
     assert inbox.index(ids["pump-3"]) < inbox.index(ids["pump-1"])  # the most severe first
@@ -222,3 +225,43 @@ def test_console_routes_stay_out_of_the_api_schema(hub: Hub) -> None:
     assert paths and not [p for p in paths if p.startswith("/console")]
     css = sign_in(hub, None).get("/console/static/console.css")
     assert css.status_code == 200 and "fleetloop console" in css.text  # shipped in the package, no CDN
+
+
+def test_the_labeling_queue_labels_a_window_with_one_click(hub: Hub) -> None:
+    ids = make_incidents(hub)
+    tech = sign_in(hub, "technician", who="carol")
+    page = tech.get("/console/queue").text
+    [first] = [w.trace_id for w in hub.store.incident_windows(ids["pump-3"])][:1]
+    assert f'data-trace="{first}"' in page and 'id="trace"' in page
+    token = hidden(page, "csrf")
+    done = tech.post(f"/console/queue/{first}", data={"csrf": token, "label": "fault", "fault_type": "bearing"})
+    assert done.status_code == 303 and done.headers["location"] == "/console/queue"
+    [label] = hub.store.annotations(trace_id=first)
+    assert (label.label, label.fault_type, label.technician_id, label.device_id) == ("fault", "bearing", "carol",
+                                                                                   "pump-3")
+    assert f'data-trace="{first}"' not in tech.get("/console/queue").text  # labelled: out of the queue
+    refused = tech.post(f"/console/queue/{first}", data={"csrf": token, "label": "maybe"})
+    assert refused.status_code == 400
+    unknown = tech.post("/console/queue/no-such-trace", data={"csrf": token, "label": "no_fault"})
+    assert unknown.status_code == 404
+    viewer = sign_in(hub, "viewer")
+    assert viewer.post(f"/console/queue/{first}", data={"csrf": csrf(viewer), "label": "no_fault"}).status_code == 403
+
+
+def test_the_device_page_draws_scores_against_the_threshold(hub: Hub) -> None:
+    make_incidents(hub)
+    page = sign_in(hub, "viewer").get("/console/devices/pump-1").text
+    assert "<svg" in page and "threshold 0.500" in page and page.count("<circle") == 3  # three alarms
+    assert "3 windows sent to the hub, 3 alarms" in page
+    assert sign_in(hub, "viewer").get("/console/devices/nope").status_code == 404
+
+
+def test_the_drift_page_explains_the_verdict_and_maps_psi_over_time(hub: Hub) -> None:
+    feature = {"name": "vibration.rms", "psi": 0.9, "drifted": True}
+    report = {"scope": "fleet", "verdict": "drift", "reason": "1 of 1 features drifted", "test": "chi2",
+              "alpha": 0.01, "psi_threshold": 0.2, "n_current": 400, "n_reference": 5000, "features": [feature]}
+    hub.store.save_drift_report(report, "fleet", "drift", ts=T0)
+    page = sign_in(hub, "viewer").get("/console/drift").text
+    assert "Drift: 1 of 1 features drifted. Each feature is compared with the reference by the chi-squared test" in page
+    assert "PSI above 0.2" in page and "Drifted features: vibration.rms." in page
+    assert 'class="drifted"' in page and "rgb(179,38,30)" in page  # 0.9 is past twice the threshold: full red
