@@ -29,7 +29,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 AGENTS = list(DEVICES[:2])
-STAGE = {"min_duration_s": 5, "min_windows": 10, "timeout_s": 120}
+STAGE = {"min_duration_s": 3, "min_windows": 10, "timeout_s": 120}
 HUB_SETTINGS = {
     "FLEETLOOP_HUB_INCIDENTS__INTERVAL_S": "0.5",  # incidents a moment after their windows, not 10 s
     "FLEETLOOP_HUB_INCIDENTS__MIN_WINDOWS": "2",
@@ -122,9 +122,18 @@ def test_a_technician_resolves_the_newest_incident_as_a_bearing_fault(fleet: Fie
         page.get_by_role("link", name="Fleet", exact=True).click()
         expect(page.locator("#devices tbody tr")).to_have_count(len(AGENTS))
         page.screenshot(path=tmp_path / "fleet.png", full_page=True)
+        page.get_by_role("link", name=row.device_id, exact=True).click()
+        expect(page.locator("#timeline svg")).to_be_visible()
+        page.screenshot(path=tmp_path / "device.png", full_page=True)
+        for link, shot, shown in (("Labeling queue", "queue", "#queue"), ("Models", "models", "#models"),
+                                  ("Drift", "drift", "h1")):
+            page.get_by_role("link", name=link, exact=True).click()
+            expect(page.locator(shown)).to_be_visible()
+            page.screenshot(path=tmp_path / f"{shot}.png", full_page=True)
     finally:
         store.close()
-    for name in ("sign-in", "incidents", "incident", "incident-resolved", "fleet"):
+    for name in ("sign-in", "incidents", "incident", "incident-resolved", "fleet", "device", "queue", "models",
+                 "drift"):
         assert (tmp_path / f"{name}.png").stat().st_size > 1000
 
 
