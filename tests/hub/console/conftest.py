@@ -13,8 +13,7 @@ import pytest
 from hub.rollout.service import RolloutService
 from hub.store.rows import IncidentQuery
 from tests.hub.api.conftest import T0, TOKEN, Hub, anomaly, online, running_hub
-from tests.hub.rollout.factories import passed_gate
-from tests.hub.rollout.test_service import variant
+from tests.hub.rollout.factories import active_and_candidate
 
 DEVICES = {"pump-1": "plant-a", "pump-2": "plant-b", "pump-3": "plant-a"}
 _HIDDEN = re.compile(r'name="(csrf|nonce)" value="([^"]+)"')
@@ -69,9 +68,6 @@ def rollouts(hub: Hub, initial_model_dir: Path, tmp_path: Path) -> RolloutServic
     """v1 active, v2 a candidate whose gate passed, five devices online."""
     service = hub.services.rollouts
     assert service is not None
-    service.registry.register(initial_model_dir, actor="operator:ana", reason="bootstrap", status="active")
-    service.registry.register(variant(initial_model_dir, tmp_path / "v2", "v2"), actor="hub:retrain",
-                              reason="drift")
-    passed_gate(service.registry, "v2")
+    active_and_candidate(service.registry, initial_model_dir, tmp_path)
     hub.ingest(*(online(f"pump-{i}", site=DEVICES.get(f"pump-{i}", "plant-c")) for i in range(1, 6)))
     return service
