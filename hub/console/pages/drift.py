@@ -16,7 +16,8 @@ from hub.console.words import drift_words
 router = APIRouter()
 
 COLUMNS = 24
-SCOPES_SCANNED = 500
+SCOPES_SCANNED = 200
+"""Recent reports read for the scope list (one drift pass writes a report per scope)."""
 
 
 def heat_rows(reports: list[dict[str, Any]]) -> list[tuple[str, list[tuple[float | None, str, bool]]]]:

@@ -18,6 +18,9 @@ router = APIRouter()
 
 RATE_WINDOW_S = 3600.0
 """The anomaly rate, latency and errors are of the stats the hub received in the last hour."""
+PAGE_SIZE = 200
+"""Devices a page lists (the counts and the version distribution cover the whole filtered fleet): the stats of a
+page's devices are read, never the whole fleet's."""
 
 
 @dataclass(frozen=True)
@@ -49,15 +52,19 @@ def _lines(devices: list[Device], stats: list[StageStatsRow], open_by_device: Co
 @router.get("/fleet")
 def fleet(request: Request, session: Viewer, console: ConsoleDep, store: StoreDep, now: NowDep,
           site: Annotated[str | None, Query(max_length=64)] = None,
-          asset_type: Annotated[str | None, Query(max_length=64)] = None) -> HTMLResponse:
+          asset_type: Annotated[str | None, Query(max_length=64)] = None,
+          page: Annotated[int, Query(ge=1, le=100_000)] = 1) -> HTMLResponse:
     every = store.devices()
     devices = [d for d in every if (not site or d.site == site) and (not asset_type or d.asset_type == asset_type)]
-    ids = [d.device_id for d in devices]
+    pages = max(1, -(-len(devices) // PAGE_SIZE))
+    shown = devices[(page - 1) * PAGE_SIZE:page * PAGE_SIZE]
+    ids = [d.device_id for d in shown]
     stats = store.stage_stats(period_end_since=0.0, received_since=now - RATE_WINDOW_S, device_ids=ids) if ids else []
     open_rows = store.incidents(IncidentQuery(site=site or None, states=("open", "acknowledged"), limit=1000))
     open_by_device = Counter(r.device_id for r in open_rows)
     versions = Counter(d.model_version or "none" for d in devices)
-    return render(request, console, "fleet.html", session, lines=_lines(devices, stats, open_by_device), now=now,
+    return render(request, console, "fleet.html", session, lines=_lines(shown, stats, open_by_device), now=now,
+                  page=page, pages=pages,
                   versions=versions.most_common(), total=len(devices), online=sum(d.online for d in devices),
                   open_incidents=len(open_rows), site=site, asset_type=asset_type,
                   sites=sorted({d.site for d in every if d.site}),

@@ -4,6 +4,8 @@ not signed in sent to sign in."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from hub.rollout.service import RolloutService
@@ -265,3 +267,17 @@ def test_the_drift_page_explains_the_verdict_and_maps_psi_over_time(hub: Hub) ->
     assert "Drift: 1 of 1 features drifted. Each feature is compared with the reference by the chi-squared test" in page
     assert "PSI above 0.2" in page and "Drifted features: vibration.rms." in page
     assert 'class="drifted"' in page and "rgb(179,38,30)" in page  # 0.9 is past twice the threshold: full red
+
+
+def test_the_fleet_page_lists_a_page_of_devices_and_counts_the_whole_fleet(hub: Hub,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from hub.console.pages import fleet
+
+    monkeypatch.setattr(fleet, "PAGE_SIZE", 2)
+    make_incidents(hub)
+    viewer = sign_in(hub, "viewer")
+    first, second = (viewer.get("/console/fleet", params={"page": n}).text for n in (1, 2))
+    assert "3 of 3 devices online" in first and "Page 1 of 2" in first
+    assert [d for d in ("pump-1", "pump-2", "pump-3") if f'data-device="{d}"' in first] == ["pump-1", "pump-2"]
+    assert [d for d in ("pump-1", "pump-2", "pump-3") if f'data-device="{d}"' in second] == ["pump-3"]
+    assert re.search(r'<span class="label">v1</span><span class="bar"[^>]*></span> 3</li>', first)  # whole fleet
