@@ -108,6 +108,8 @@ def test_a_technician_resolves_the_newest_incident_as_a_bearing_fault(fleet: Fie
         expect(page.locator("#moves")).to_be_visible()  # named features from the serving manifest, by z-score
         trace_id = page.locator("#trace h2").inner_text().removeprefix("Trace ").strip()
         page.screenshot(path=tmp_path / "incident.png", full_page=True)
+        page.keyboard.press("a")  # the keyboard shortcut of Acknowledge
+        expect(page.locator("#incident-state")).to_have_text("acknowledged")
         page.get_by_label("Fault type").select_option("bearing")
         page.get_by_role("button", name="Confirmed fault").click()
         expect(page.locator("#incident-state")).to_have_text("resolved")
@@ -115,8 +117,8 @@ def test_a_technician_resolves_the_newest_incident_as_a_bearing_fault(fleet: Fie
         expect(page.locator("#labels")).to_contain_text("fault (bearing) by alice")
         page.screenshot(path=tmp_path / "incident-resolved.png", full_page=True)
         row = store.incident(newest)
-        assert row is not None and (row.state, row.verdict, row.fault_type, row.resolved_by) == (
-            "resolved", "confirmed_fault", "bearing", "alice")
+        assert row is not None and (row.state, row.verdict, row.fault_type, row.resolved_by, row.acknowledged_by) == (
+            "resolved", "confirmed_fault", "bearing", "alice", "alice")
         labels = store.annotations(trace_id=trace_id)  # the label joined the trace the page showed
         assert [(a.label, a.fault_type, a.technician_id) for a in labels] == [("fault", "bearing", "alice")]
         page.get_by_role("link", name="Fleet", exact=True).click()

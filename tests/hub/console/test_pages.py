@@ -54,6 +54,19 @@ def test_sign_in_sets_a_hardened_cookie_without_the_token_and_sign_out_ends_it(h
     assert client.get("/console/incidents").status_code == 303
 
 
+def test_behind_tls_the_cookie_is_secure(hub: Hub) -> None:
+    client = sign_in(hub, None)
+    https = {"X-Forwarded-Proto": "https"}  # a TLS-terminating proxy on the same host (uvicorn trusts loopback)
+    page = client.get("/console/sign-in", headers=https)
+    assert "secure" in page.headers["set-cookie"].lower()  # the sign-in form's nonce cookie too
+    nonce_cookie = f"fleetloop_console_sign_in={page.cookies['fleetloop_console_sign_in']}"  # httpx keeps Secure
+    answer = client.post("/console/sign-in", headers={**https, "Cookie": nonce_cookie},  # cookies for https only
+                         data={"token": TOKEN["viewer"], "who": "vic", "nonce": hidden(page.text, "nonce")})
+    assert answer.status_code == 303
+    cookie = next(c for c in answer.headers.get_list("set-cookie") if c.startswith("fleetloop_console="))
+    assert "secure" in {part.strip().lower() for part in cookie.split(";")}
+
+
 def test_sign_in_refuses_an_unknown_token_a_bad_name_and_a_form_without_its_nonce(hub: Hub) -> None:
     client = sign_in(hub, None)
     nonce = hidden(client.get("/console/sign-in").text, "nonce")
