@@ -5,12 +5,13 @@ not signed in sent to sign in."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
 from hub.rollout.service import RolloutService
 from hub.store.rows import IncidentQuery
-from tests.hub.api.conftest import T0, TOKEN, Hub
+from tests.hub.api.conftest import T0, TOKEN, Hub, running_hub
 from tests.hub.console.conftest import csrf, hidden, make_incidents, sign_in
 
 ROLES = ("viewer", "technician", "operator")
@@ -294,3 +295,13 @@ def test_the_fleet_page_lists_a_page_of_devices_and_counts_the_whole_fleet(hub: 
     assert [d for d in ("pump-1", "pump-2", "pump-3") if f'data-device="{d}"' in first] == ["pump-1", "pump-2"]
     assert [d for d in ("pump-1", "pump-2", "pump-3") if f'data-device="{d}"' in second] == ["pump-3"]
     assert re.search(r'<span class="label">v1</span><span class="bar"[^>]*></span> 3</li>', first)  # whole fleet
+
+
+def test_in_dev_mode_without_tokens_everyone_signs_in_as_an_operator_with_a_name(tmp_path: Path) -> None:
+    with running_hub(tmp_path / "hub.db", tokens={}, dev_mode=True) as dev:
+        client = sign_in(dev, None)
+        page = client.get("/console/sign-in").text
+        assert "everyone is an operator" in page and 'name="token" value=""' in page
+        done = client.post("/console/sign-in", data={"token": "", "who": "dana", "nonce": hidden(page, "nonce")})
+        assert done.status_code == 303
+        assert "dana · operator" in client.get("/console/rollouts").text
