@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint install mosquitto postgres clean
+.PHONY: demo test lint install mosquitto postgres chromium clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ mosquitto:
 postgres:
 	@bash scripts/ensure-postgres.sh
 
+# The console's browser tests drive Debian's Chromium (Playwright without a browser download)
+chromium:
+	@bash scripts/ensure-chromium.sh
+
 demo: install mosquitto
 	$(BIN)/fleetloop demo
 
@@ -30,7 +34,7 @@ lint: install
 	$(BIN)/ruff check agent hub shared infra models sim fleetloop tests bench
 	$(BIN)/mypy agent hub shared infra
 
-test: install mosquitto postgres lint
+test: install mosquitto postgres chromium lint
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 clean:

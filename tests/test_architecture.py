@@ -29,7 +29,8 @@ FIRST_PARTY = frozenset(ALLOWED)
 DOMAINS = ("labels", "drift", "training", "gate", "registry", "rollout", "delivery", "incidents")
 """Hub domain packages: pure modules beside one `service.py` (or `service/` package), the only I/O shell."""
 
-SHELL_ONLY = ("hub.store", "hub.mqtt", "hub.api", "hub.app", "paho", "fastapi", "starlette", "sqlite3", "sqlite_utils")
+SHELL_ONLY = ("hub.store", "hub.mqtt", "hub.api", "hub.console", "hub.app", "paho", "fastapi", "starlette", "sqlite3",
+              "sqlite_utils")
 """What only a domain's shell may import. The store's frozen row types are plain data, open to pure modules."""
 
 SHELL_ONLY_EXCEPT = ("hub.store.rows",)

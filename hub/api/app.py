@@ -82,10 +82,14 @@ def create_app(
     # Swagger UI and ReDoc from the fastapi-offline package, not a CDN: the docs work on an air-gapped plant network
     app = FastAPIOffline(title="fleetloop hub", version="1", description=DESCRIPTION, static_url=DOCS_ASSETS_URL)
     app.state.services = services
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api_max_body_bytes, tokens=settings.tokens)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     for router in ROUTERS:
         app.include_router(router, responses=TOO_LARGE)
+    from hub.console.app import mount_console  # here: the console's pages import hub.api.deps (a cycle at import)
+
+    console = mount_console(app, settings)  # the web console at /console, over the same services
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api_max_body_bytes, tokens=settings.tokens,
+                       admit=console.admits_body)
 
     @app.exception_handler(StoreError)
     async def _store_error(request: Request, exc: StoreError) -> JSONResponse:

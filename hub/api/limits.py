@@ -6,7 +6,8 @@ any dependency runs, so a route's authentication comes too late to stop a 50 MB 
 
 - a request that declares ``Content-Length`` above the limit gets 413 without a byte of its body read;
 - a request with a body (any method but GET/HEAD/OPTIONS) without a known bearer token gets 401 before its
-  body is read (the routes still check the token's role);
+  body is read (the routes still check the token's role), unless `admit` lets it in another way (the console's
+  forms: a signed session cookie, or the sign-in form itself);
 - a streamed body (chunked, or lying about its length) is counted as it is received: past the limit the
   request ends with 413.
 
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from fastapi import Request
@@ -47,10 +48,12 @@ def too_large(limit: int) -> str:
 class BodyLimitMiddleware:
     """Refuses request bodies above `max_bytes` (413) and bodies without a known token (401), before reading them."""
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int, tokens: Mapping[str, Role]) -> None:
+    def __init__(self, app: ASGIApp, *, max_bytes: int, tokens: Mapping[str, Role],
+                 admit: Callable[[str, Mapping[str, str]], bool] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.tokens = dict(tokens)
+        self.admit = admit  # (path, lower-cased headers) -> whether a body without a bearer token may be read
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -69,7 +72,7 @@ class BodyLimitMiddleware:
                 return
         if scope["method"] not in BODYLESS_METHODS and self.tokens:
             problem = self._unauthenticated(headers.get("authorization"))
-            if problem is not None:
+            if problem is not None and not (self.admit is not None and self.admit(scope["path"], headers)):
                 await _respond(send, 401, {"detail": problem}, close=True,
                                extra=[(b"www-authenticate", b"Bearer")])
                 return

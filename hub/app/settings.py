@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from hub.console.settings import ConsoleSettings
 from hub.delivery.settings import DeliverySettings
 from hub.incidents.settings import IncidentSettings
 from hub.labels.service import LabelSettings
@@ -134,6 +135,9 @@ class HubSettings(BaseSettings):
         default_factory=IncidentSettings, description="how alarm windows group into incidents (gap_s, min_windows, "
         "quiet_s) and who is told per site (webhooks signed with a secret from the env or the settings file, "
         "MQTT), e.g. FLEETLOOP_HUB_INCIDENTS__GAP_S=300 FLEETLOOP_HUB_INCIDENTS__MIN_WINDOWS=3")
+    console: ConsoleSettings = Field(
+        default_factory=ConsoleSettings, description="the web console at /console: the key that signs its session "
+        "cookies (default: derived from the API tokens) and how long a session lasts")
     trace_request_interval_s: float = Field(default=60.0, gt=0, description="how often to ask devices for traces "
                                             "that annotations name but the hub has not seen")
 
@@ -213,6 +217,7 @@ def _production_problems(s: HubSettings) -> list[str]:
         problems.append(f"{short} API token(s) shorter than {MIN_TOKEN_CHARS} characters: generate them with "
                         "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`")
     problems += s.incidents.secret_problems()
+    problems += s.console.secret_problems()
     if s.mqtt_tls_ca is None and not is_loopback(s.mqtt_host):
         problems.append(f"refusing plain-text MQTT to {s.mqtt_host}: set mqtt_tls_ca, or dev_mode=true for testing")
     return problems

@@ -30,7 +30,7 @@ def log_predictions(db: AgentDB, gateway: Gateway, until: int) -> None:
 
 
 def labels_in(db: AgentDB) -> list[dict[str, object]]:
-    return list(db.db.query("SELECT trace_id, label, fault_type, technician_id, signal FROM annotations "
+    return list(db.query("SELECT trace_id, label, fault_type, technician_id, signal FROM annotations "
                             "ORDER BY trace_id"))
 
 

@@ -10,8 +10,7 @@ import pytest
 from hub.rollout import HealthLimits
 from hub.rollout.service import RolloutService
 from tests.hub.api.conftest import Hub, online
-from tests.hub.rollout.factories import passed_gate
-from tests.hub.rollout.test_service import variant
+from tests.hub.rollout.factories import active_and_candidate
 
 DEVICES = [f"pump-{i}" for i in range(1, 6)]
 
@@ -20,10 +19,7 @@ DEVICES = [f"pump-{i}" for i in range(1, 6)]
 def rollouts(hub: Hub, initial_model_dir: Path, tmp_path: Path) -> RolloutService:
     service = hub.services.rollouts
     assert service is not None
-    service.registry.register(initial_model_dir, actor="operator:ana", reason="bootstrap", status="active")
-    service.registry.register(variant(initial_model_dir, tmp_path / "v2", "v2"), actor="hub:retrain",
-                              reason="drift")
-    passed_gate(service.registry, "v2")
+    active_and_candidate(service.registry, initial_model_dir, tmp_path)
     hub.ingest(*(online(d) for d in DEVICES))
     return service
 

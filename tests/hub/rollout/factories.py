@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from hub.rollout import Evidence, HealthLimits, RolloutPlan, Scoring, StagePolicy, plan_rollout
@@ -90,3 +91,13 @@ def passed_gate(registry: Any, version: str) -> None:
     candidate without one: `hub.registry.approval`)."""
     registry.transition(version, "candidate", actor="hub:retrain", action="gate", reason="gate passed against v1",
                         gate={"verdict": "pass", "passed": True, "reasons": []})
+
+
+def active_and_candidate(registry: Any, initial_model_dir: Path, tmp: Path) -> None:
+    """v1 registered as the active version and v2 (the same model re-versioned under `tmp`) as a candidate whose
+    gate passed: what a rollout test starts from."""
+    from tests.hub.rollout.test_service import variant  # the test module imports this one
+
+    registry.register(initial_model_dir, actor="operator:ana", reason="bootstrap", status="active")
+    registry.register(variant(initial_model_dir, tmp / "v2", "v2"), actor="hub:retrain", reason="drift")
+    passed_gate(registry, "v2")

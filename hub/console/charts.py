@@ -1,0 +1,64 @@
+"""Charts drawn on the server as SVG (no chart library in the browser, nothing from a CDN). Pure: values in,
+markup out; only numbers and fixed strings reach the markup."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+WIDTH, HEIGHT, PAD = 760, 180, 28
+
+
+def _scale(value: float, lo: float, hi: float, out_lo: float, out_hi: float) -> float:
+    if hi <= lo:
+        return (out_lo + out_hi) / 2
+    return out_lo + (value - lo) / (hi - lo) * (out_hi - out_lo)
+
+
+def score_timeline(points: Sequence[tuple[float, float, bool]], threshold: float | None) -> str:
+    """Scores over time (`(ts, score, alarm)`, oldest first) with the threshold as a dashed line and alarms in red.
+
+    >>> svg = score_timeline([(0.0, 0.1, False), (10.0, 0.9, True)], 0.5)
+    >>> svg.count("<circle"), "stroke-dasharray" in svg
+    (1, True)
+    """
+    finite = [(t, s, a) for t, s, a in points if math.isfinite(t) and math.isfinite(s)]
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" class="chart" role="img" '
+             'aria-label="score timeline">',
+             f'<rect x="0" y="0" width="{WIDTH}" height="{HEIGHT}" fill="#fff"/>']
+    if not finite:
+        parts.append(f'<text x="{WIDTH / 2}" y="{HEIGHT / 2}" text-anchor="middle" fill="#5b6475">no predictions '
+                     'in this period</text></svg>')
+        return "".join(parts)
+    t0, t1 = finite[0][0], finite[-1][0]
+    top = max([1.0, threshold or 0.0, *(s for _, s, _ in finite)])
+
+    def xy(t: float, s: float) -> tuple[float, float]:
+        return _scale(t, t0, t1, PAD, WIDTH - PAD), _scale(s, 0.0, top, HEIGHT - PAD, PAD)
+
+    line = " ".join(f"{x:.1f},{y:.1f}" for x, y in (xy(t, s) for t, s, _ in finite))
+    parts.append(f'<polyline points="{line}" fill="none" stroke="#1f5fbf" stroke-width="1.2"/>')
+    if threshold is not None and math.isfinite(threshold):
+        _, y = xy(t0, threshold)
+        parts.append(f'<line x1="{PAD}" x2="{WIDTH - PAD}" y1="{y:.1f}" y2="{y:.1f}" stroke="#b26a00" '
+                     f'stroke-dasharray="5 4"/><text x="{WIDTH - PAD}" y="{y - 4:.1f}" text-anchor="end" '
+                     f'font-size="11" fill="#b26a00">threshold {threshold:.3f}</text>')
+    for t, s, alarm in finite:
+        if alarm:
+            x, y = xy(t, s)
+            parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.5" fill="#b3261e"/>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def heat(value: float | None, limit: float) -> str:
+    """A cell colour for `value` against `limit`: white at 0, full red at twice the limit, grey for none.
+
+    >>> heat(None, 0.2), heat(0.0, 0.2), heat(0.4, 0.2)
+    ('#eeeeee', 'rgb(255,255,255)', 'rgb(179,38,30)')
+    """
+    if value is None or not math.isfinite(value):
+        return "#eeeeee"
+    f = min(1.0, max(0.0, value / (2 * limit))) if limit > 0 else 1.0
+    r, g, b = (round(255 + (c - 255) * f) for c in (179, 38, 30))
+    return f"rgb({r},{g},{b})"
