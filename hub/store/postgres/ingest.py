@@ -40,7 +40,7 @@ from hub.store.rows import (
     StatsRow,
     StoreCounts,
 )
-from hub.store.sqlite.batch import BatchRows, batch_rows
+from hub.store.sqlite.batch import BatchRows, batch_rows, ingest_result
 from shared.messages import Status
 
 ANOMALY_ORDER = "predictions.anomaly_order"
@@ -117,18 +117,7 @@ class IngestQueries(PostgresConnection):
             stored, duplicates, status_applied = write_rows(conn, rows)
             if dead_letters:
                 conn.cursor().executemany(_DEAD_LETTER_SQL, [_dead_letter_row(d) for d in dead_letters])
-        if status_applied:
-            stored["status"] = status_applied
-        if len(rows.statuses) > status_applied:
-            duplicates["status"] = len(rows.statuses) - status_applied
-        return IngestResult(
-            stored={k: v for k, v in stored.items() if v},
-            duplicates={k: v for k, v in duplicates.items() if v},
-            status_applied=status_applied,
-            status_ignored=len(rows.statuses) - status_applied,
-            dead_letters=len(dead_letters),
-            rejected=rows.rejected,
-        )
+        return ingest_result(rows, stored, duplicates, status_applied, len(dead_letters))
 
     def add_dead_letter(
         self,

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from hub.store.rows import IngestRecord, Rejected
+from hub.store.rows import IngestRecord, IngestResult, Rejected
 from shared.messages import Annotation, Anomaly, ModelEvent, Sample, Stats, Status
 
 INT64_MAX = 2**63 - 1
@@ -100,3 +100,22 @@ def _reason(m: Anomaly | Sample) -> str | None:
     if isinstance(m, Sample):
         return m.reason
     return "random" if m.sampled else None
+
+
+def ingest_result(rows: BatchRows, stored: dict[str, int], duplicates: dict[str, int], status_applied: int,
+                  dead_letters: int) -> IngestResult:
+    """What a batch did, from the counts its write returned (both backends): a status not applied was older than
+    what the store holds, or a redelivery."""
+    stored, duplicates = dict(stored), dict(duplicates)
+    if status_applied:
+        stored["status"] = status_applied
+    if len(rows.statuses) > status_applied:
+        duplicates["status"] = len(rows.statuses) - status_applied
+    return IngestResult(
+        stored={k: v for k, v in stored.items() if v},
+        duplicates={k: v for k, v in duplicates.items() if v},
+        status_applied=status_applied,
+        status_ignored=len(rows.statuses) - status_applied,
+        dead_letters=dead_letters,
+        rejected=rows.rejected,
+    )
