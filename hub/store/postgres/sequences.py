@@ -1,6 +1,6 @@
 """Per-device sequence numbers on PostgreSQL: the highest seen per device and the holes below it.
 
-The same hole arithmetic as the SQLite store; each device's update holds an advisory lock named after it
+The SQLite store's hole arithmetic (`track_holes`); each device's update holds an advisory lock named after it
 (taken in device order, so two workers never deadlock), since PostgreSQL does not serialise writers.
 """
 
@@ -14,6 +14,7 @@ import psycopg
 from hub.store.postgres.connection import PostgresConnection, lock
 from hub.store.postgres.drift import insert_event
 from hub.store.rows import SEQUENCE_GAP_EVENT, SequenceHole, SequenceUpdate
+from hub.store.sqlite.sequences import track_holes
 
 _HOLE_COLUMNS = "id, device_id, lo, hi, detected, reported, requests, last_request"
 
@@ -69,36 +70,5 @@ def _track(conn: psycopg.Connection[Any], device_id: str, seqs: list[int], now: 
     if not seqs:
         return 0, 0, 0
     lock(conn, f"sequences:{device_id}")
-    row = conn.execute("SELECT high FROM device_sequences WHERE device_id = %s", (device_id,)).fetchone()
-    high = int(row[0]) if row is not None else seqs[0] - 1  # a device first seen mid-stream: nothing before is owed
-    opened = filled = closed = 0
-    for seq in seqs:
-        if seq > high:
-            if seq > high + 1:
-                conn.execute("INSERT INTO sequence_holes (device_id, lo, hi, detected) VALUES (%s, %s, %s, %s)",
-                             (device_id, high + 1, seq - 1, now))
-                opened += 1
-            high = seq
-            continue
-        hole = conn.execute(
-            "SELECT id, lo, hi, detected, reported, requests, last_request FROM sequence_holes "
-            "WHERE device_id = %s AND lo <= %s AND hi >= %s", (device_id, seq, seq),
-        ).fetchone()
-        if hole is None:
-            continue  # a redelivery of something already here
-        filled += 1
-        hole_id, lo, hi, *kept = hole
-        conn.execute("DELETE FROM sequence_holes WHERE id = %s", (hole_id,))
-        parts = [(a, b) for a, b in ((lo, seq - 1), (seq + 1, hi)) if a <= b]
-        for a, b in parts:
-            conn.execute("INSERT INTO sequence_holes (device_id, lo, hi, detected, reported, requests, last_request) "
-                         "VALUES (%s, %s, %s, %s, %s, %s, %s)", (device_id, a, b, *kept))
-        if not parts and kept[1] is not None:
-            closed += 1
-    conn.execute(
-        "INSERT INTO device_sequences (device_id, high, updated) VALUES (%s, %s, %s) "
-        "ON CONFLICT (device_id) DO UPDATE SET high = greatest(device_sequences.high, excluded.high), "
-        "updated = excluded.updated",
-        (device_id, high, now),
-    )
-    return opened, filled, closed
+    return track_holes(conn, device_id, seqs, now, param="%s",
+                       keep_high="greatest(device_sequences.high, excluded.high)")

@@ -7,9 +7,8 @@ transaction per batch). Holes keep when they were detected, reported and asked f
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from hub.store.rows import SEQUENCE_GAP_EVENT, SequenceHole, SequenceUpdate
 from hub.store.sqlite.connection import SqliteConnection
@@ -22,7 +21,7 @@ class SequenceQueries(SqliteConnection):
         opened = filled = closed = 0
         with self._write() as conn:
             for device_id, numbers in seqs.items():
-                o, f, c = _track(conn, device_id, sorted(set(numbers)), now)
+                o, f, c = track_holes(conn, device_id, sorted(set(numbers)), now)
                 opened, filled, closed = opened + o, filled + f, closed + c
         return SequenceUpdate(opened, filled, closed)
 
@@ -64,38 +63,50 @@ class SequenceQueries(SqliteConnection):
                              [(ts, i) for i in hole_ids])
 
 
-def _track(conn: sqlite3.Connection, device_id: str, seqs: list[int], now: float) -> tuple[int, int, int]:
+class Executes(Protocol):
+    """A DB-API connection: sqlite3's, or psycopg's (`track_holes` is shared by both stores)."""
+
+    def execute(self, sql: str, params: Sequence[Any], /) -> Any: ...
+
+
+def track_holes(conn: Executes, device_id: str, seqs: list[int], now: float, *, param: str = "?",
+                keep_high: str = "max(high, excluded.high)") -> tuple[int, int, int]:
+    """Record `seqs` (sorted, unique) of one device inside the caller's transaction: (opened, filled, closed).
+
+    The hole arithmetic of both backends; they differ only in the placeholder (`param`: ``?`` or ``%s``) and in
+    how the upsert keeps the higher of two numbers (`keep_high`: SQLite's two-argument ``max``, PostgreSQL's
+    ``greatest``).
+    """
     if not seqs:
         return 0, 0, 0
-    row = conn.execute("SELECT high FROM device_sequences WHERE device_id = ?", (device_id,)).fetchone()
+
+    def run(sql: str, *params: Any) -> Any:
+        return conn.execute(sql.replace("?", param), params)
+
+    row = run("SELECT high FROM device_sequences WHERE device_id = ?", device_id).fetchone()
     high = int(row[0]) if row is not None else seqs[0] - 1  # a device first seen mid-stream: nothing before is owed
     opened = filled = closed = 0
     for seq in seqs:
         if seq > high:
             if seq > high + 1:
-                conn.execute("INSERT INTO sequence_holes (device_id, lo, hi, detected) VALUES (?, ?, ?, ?)",
-                             (device_id, high + 1, seq - 1, now))
+                run("INSERT INTO sequence_holes (device_id, lo, hi, detected) VALUES (?, ?, ?, ?)",
+                    device_id, high + 1, seq - 1, now)
                 opened += 1
             high = seq
             continue
-        hole = conn.execute(
-            "SELECT id, lo, hi, detected, reported, requests, last_request FROM sequence_holes "
-            "WHERE device_id = ? AND lo <= ? AND hi >= ?", (device_id, seq, seq),
-        ).fetchone()
+        hole = run("SELECT id, lo, hi, detected, reported, requests, last_request FROM sequence_holes "
+                   "WHERE device_id = ? AND lo <= ? AND hi >= ?", device_id, seq, seq).fetchone()
         if hole is None:
             continue  # a redelivery of something already here
         filled += 1
         hole_id, lo, hi, *kept = hole
-        conn.execute("DELETE FROM sequence_holes WHERE id = ?", (hole_id,))
+        run("DELETE FROM sequence_holes WHERE id = ?", hole_id)
         parts = [(a, b) for a, b in ((lo, seq - 1), (seq + 1, hi)) if a <= b]
         for a, b in parts:
-            conn.execute("INSERT INTO sequence_holes (device_id, lo, hi, detected, reported, requests, last_request) "
-                         "VALUES (?, ?, ?, ?, ?, ?, ?)", (device_id, a, b, *kept))
+            run("INSERT INTO sequence_holes (device_id, lo, hi, detected, reported, requests, last_request) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)", device_id, a, b, *kept)
         if not parts and kept[1] is not None:
             closed += 1
-    conn.execute(
-        "INSERT INTO device_sequences (device_id, high, updated) VALUES (?, ?, ?) "
-        "ON CONFLICT(device_id) DO UPDATE SET high = max(high, excluded.high), updated = excluded.updated",
-        (device_id, high, now),
-    )
+    run(f"INSERT INTO device_sequences (device_id, high, updated) VALUES (?, ?, ?) "
+        f"ON CONFLICT (device_id) DO UPDATE SET high = {keep_high}, updated = excluded.updated", device_id, high, now)
     return opened, filled, closed
