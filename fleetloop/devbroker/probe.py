@@ -5,15 +5,42 @@ from __future__ import annotations
 import secrets
 import socket
 import struct
+from pathlib import Path
 
 from fleetloop.devbroker.config import HOST
 
+_EPHEMERAL = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_LOWEST = 10_000
+
 
 def free_port() -> int:
-    """A currently free loopback TCP port."""
+    """A currently free loopback TCP port, below the kernel's ephemeral range where one is known.
+
+    A port is chosen here and bound later by another process (mosquitto, ``hub serve``). A port from the
+    ephemeral range (what ``bind(0)`` hands out) is also the source port of every outgoing connection on the
+    machine, so in the meantime one of them may take it; below the range only another explicit listener can.
+    """
+    try:
+        low = int(_EPHEMERAL.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 0
+    for _ in range(50 if low > _LOWEST + 1000 else 0):
+        port = _LOWEST + secrets.randbelow(low - _LOWEST)
+        if port_is_free(port) and _connectable_nowhere(port):
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((HOST, 0))
         return int(sock.getsockname()[1])
+
+
+def _connectable_nowhere(port: int) -> bool:
+    """No listener on `port` on any address (a wildcard listener lets a loopback bind through with SO_REUSEADDR)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+        return True
 
 
 def port_is_free(port: int) -> bool:
