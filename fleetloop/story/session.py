@@ -44,7 +44,10 @@ log = logging.getLogger("fleetloop.story")
 MODEL_SEED = 7  # the initial recipe's seed: --seed changes the machines, not the model
 FAST_RECIPE = (30, 2500)  # machines, steps: about half the recipe's build time, still a good model
 FRESH = ("broker", "hub", "agents", "run")  # work-dir entries every run starts without
-TECHNICIAN_ERROR_RATES = (0.05, 0.1)  # the queue's technicians, by site: wrong one time in 20 and in 10
+# The queue's technicians, by site: wrong one time in 50 and in 20. At one in 10 on the healthy site the retrained
+# candidate lost recall there often enough for the gate to refuse it three times (1 demo in ~5 under a parallel
+# test run): the hub does not yet weigh a technician's labels by their agreement with others (issue 14).
+TECHNICIAN_ERROR_RATES = (0.02, 0.05)
 
 
 @dataclass(frozen=True)
