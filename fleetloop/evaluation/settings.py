@@ -30,8 +30,11 @@ to engine lives and to the phases of the replay, and these are the values and th
   sensibly replace it, and still refuses one that never alarms;
 - **rollout**: canary on a quarter of the gateways for one engine life and half an engine's windows, then
   the fleet for half an engine life; 30 s timeouts (wall clock, on a shared two-core machine). The health
-  limits are the product's (500 windows a side before rates are compared, too) but for latency (200 ms: gateways
-  share two cores with the hub here): the control is v1, which drifted, so the hub judges the fix's anomaly
+  limits are the product's but for latency (200 ms: gateways share two cores with the hub here) and the windows a
+  side before anomaly rates are compared, which scale with the clock like the stages: half an engine's windows,
+  the canary's own minimum (500 in the product, hours of a plant's windows; in the fast replay more than the
+  replay has left after the retrain, so a passed fix sometimes never finished its canary). The control is v1,
+  which drifted, so the hub judges the fix's anomaly
   rate and scores against the fix's own reference (`hub.rollout`'s yardstick);
 - **labels**: the technicians label at the gateway (``fleetloop agent annotate``'s path), so the hub attributes
   their labels to the device (`hub.labels.attribution`); the product's cap on one device's votes in a label set
@@ -153,7 +156,7 @@ def loop_settings(config: EvalConfig, *, mean_cycles: float, replay_s: float, ex
         "fleet": StagePolicy(min_duration_s=engine_s / 2, min_windows=max(5, int(engine_windows / 4)),
                              timeout_s=30.0),
     }
-    limits = HealthLimits(latency_p99_ms=200.0)
+    limits = HealthLimits(latency_p99_ms=200.0, min_rate_windows=max(40, int(engine_windows / 2)))
     agent = {"stats_interval_s": 1.0, "commit_interval_s": 0.05, "sample_rate": 0.05, "health_windows": 10,
              "fetch_retry_s": 1.0, "asset_type": "turbofan", "site": Path(config.fleet).stem.replace("_", "-")}
     labels = LabelSettings(max_device_votes=max(LabelSettings().max_device_votes, expected_labels))
