@@ -381,8 +381,9 @@ def test_drift_retrain_gate_rollout_and_two_candidates_that_never_reach_the_flee
     t_done = loop.wait(lambda: hub.rollouts.get(rollout_id).state.status == "completed"
                        and (hub.registry.get(v2).status, hub.registry.get("v1").status) == ("active", "retired"),
                        "the rollout to complete", 40)
-    loop.wait(lambda: loop.serving() == dict.fromkeys(DEVICES, v2)
-              and all(loop.events(d, "health_ok", v2) for d in DEVICES), "every device serving v2", 20)
+    loop.wait(lambda: loop.serving() == dict.fromkeys(DEVICES, v2)  # the events travel apart: wait for each
+              and all(loop.events(d, "swapped", v2) and loop.events(d, "health_ok", v2) for d in DEVICES),
+              "every device serving v2", 20)
     assert hub.registry.active_version() == v2
     swapped = {d: max(loop.events(d, "swapped", v2)) for d in DEVICES}
 
