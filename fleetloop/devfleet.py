@@ -22,6 +22,7 @@ import os
 import secrets
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -253,8 +254,28 @@ class DevFleet:
         while not predicate():
             if time.monotonic() > deadline:
                 tails = "\n".join(f"--- {who}\n{self.log_tail(who, 1500)}" for who in ["hub", *self.agents])
-                raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n{tails}")
+                raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n{tails}\n{self.diagnosis()}")
             time.sleep(0.2)
+
+    def diagnosis(self) -> str:
+        """What a timed-out wait needs besides the logs' tails: every agent's outbox (rows by topic kind, sent,
+        acknowledged by the broker but not yet by the hub) and the warnings in the hub's and broker's whole logs."""
+        lines = ["--- outboxes (kind: rows, sent, broker-acked awaiting the hub, attempts)"]
+        for device in self.agents:
+            try:
+                with sqlite3.connect(f"file:{self.agent_db(device)}?mode=ro", uri=True, timeout=5) as conn:
+                    rows = conn.execute(
+                        "SELECT substr(topic, length(rtrim(topic, replace(topic, '/', ''))) + 1), count(*), "
+                        "count(seq), count(delivered), max(attempts) FROM outbox GROUP BY 1").fetchall()
+            except sqlite3.Error as exc:
+                rows = [(f"unreadable: {exc}", 0, 0, 0, 0)]
+            lines.append(f"{device}: " + ("; ".join(f"{k}: {n}, {s}, {d}, {a}" for k, n, s, d, a in rows) or "empty"))
+        for name, path in (("hub", self.hub_log), ("broker", self.broker.log_path)):
+            text = path.read_text(errors="replace").splitlines() if path.exists() else []
+            warned = [line for line in text if any(w in line for w in ("WARNING", "ERROR", "Warning", "Error"))]
+            lines.append(f"--- {name} warnings ({len(warned)}, last 15)")
+            lines.extend(warned[-15:])
+        return "\n".join(lines)
 
     def close(self) -> None:
         """Stop every agent, then the hub (the broker belongs to the caller)."""
