@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from hub.training.performance import PerformanceSettings
 from hub.training.triggers import TriggerPolicy
 
 if TYPE_CHECKING:
@@ -107,3 +108,5 @@ class TrainingSettings(BaseModel):
     check_interval_s: float = Field(default=300.0, gt=0, allow_inf_nan=False, description="trigger check period")
     triggers: TriggerPolicy = Field(default_factory=TriggerPolicy)
     gate: GateSettings = Field(default_factory=GateSettings)
+    performance: PerformanceSettings = Field(default_factory=PerformanceSettings, description="realized "
+                                             "performance monitoring on returning labels (hub.training.performance)")
