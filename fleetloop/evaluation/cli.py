@@ -36,7 +36,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                    + ", ".join(f"{k} {v}" for k, v in PROFILES["fast"].items() if k != "timeout_s"))
     c.add_argument("--devices", type=int, metavar="N", help="gateway processes (default 8; --fast 5)")
     c.add_argument("--engines", type=int, metavar="N", help="replay a seeded subset of N engines (default all; "
-                   "--fast 140)")
+                   "--fast at most 140)")
     c.add_argument("--rate", type=float, metavar="R", help="cycles per second per gateway (default 40; --fast 250)")
     c.add_argument("--seed", type=int, help="seeds the engine split, the replay order, labels and training "
                    "(default 7)")

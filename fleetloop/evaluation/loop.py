@@ -39,6 +39,7 @@ from fleetloop.devbroker import HUB_USER, DevBroker
 from fleetloop.evaluation.operator import Operator
 from fleetloop.evaluation.plan import (
     FleetPlan,
+    ReplayClock,
     engine_lengths,
     label_offset,
     label_share,
@@ -85,8 +86,9 @@ def run_eval(config: EvalConfig) -> EvalReport:
     started = time.monotonic()
     check_files(config)
     window = WindowSpec(sensors=list(CMAPSS_SENSORS), size=config.window_size, step=config.window_step)
-    plan = plan_fleet(engine_lengths(config.fleet_path), devices=config.devices, seed=config.seed,
-                      feedback_fraction=config.feedback_fraction, n_engines=config.engines)
+    lengths = engine_lengths(config.fleet_path)
+    plan = plan_fleet(lengths, devices=config.devices, seed=config.seed, feedback_fraction=config.feedback_fraction,
+                      n_engines=config.n_engines(len(lengths)))
     share = label_share(plan, window, config.label_budget)
     settings = _settings(config, plan, window, share)
     workdir = config.workdir.resolve() if config.workdir else Path(tempfile.mkdtemp(prefix="fleetloop-eval-"))
@@ -184,6 +186,7 @@ class LoopRun:
         self.desk: Desk | None = None
         self.operator: Operator | None = None
         self.started = time.time()
+        self.clock = ReplayClock(config.rate)
 
     def start(self) -> None:
         config, broker = self.config, self.broker
@@ -210,7 +213,7 @@ class LoopRun:
             self.procs[gateway.device_id] = self._launch(gateway.device_id, hub.registry.path("v1"), key)
         self.started = time.time()
         self.desk = Desk(self.plan, self.workdir / "gateways", settings.topics, config.horizon, self.share,
-                         config.label_delay, config.seed)
+                         config.label_delay, config.seed, clock=self.clock)
         self.operator = Operator(hub, self.settings, self.desk, self.plan, config.rate)
         self.jobs = [Periodic("technicians", 0.25, self.desk.run), Periodic("operator", 0.5, self.operator.run)]
         for job in self.jobs:
@@ -223,7 +226,8 @@ class LoopRun:
             "device_id": device_id, "data_dir": str(folder), "prefix": self.broker.prefix,
             "mqtt_host": self.broker.host, "mqtt_port": self.broker.port, "initial_model": str(model_dir),
             "model_public_key": key, **self.settings.agent,
-            "source": {"kind": "cmapss", "path": str(replay), "rate": self.config.rate},
+            "source": {"kind": "cmapss", "path": str(replay), "rate": self.config.rate,
+                       "start_ts": self.clock.epoch},
         }
         (folder / "agent.toml").write_text(to_toml(config))
         env = {**os.environ, PASSWORD_ENV: self.broker.password(device_id)}
@@ -299,11 +303,11 @@ class LoopRun:
         """The fleet-clock cycle from which every gateway served `version` (None if one never did)."""
         worst = 0
         for gateway in self.plan.gateways:
-            rows = self._agent(gateway.device_id, "SELECT unit, window_end FROM predictions WHERE model_version = ? "
+            rows = self._agent(gateway.device_id, "SELECT window_end FROM predictions WHERE model_version = ? "
                                "ORDER BY id LIMIT 1", version)
             if not rows:
                 return None
-            worst = max(worst, gateway.offsets()[int(rows[0][0])] + int(rows[0][1]))
+            worst = max(worst, self.clock.position(float(rows[0][0])))
         return worst
 
     def _agent(self, device_id: str, sql: str, *params: object) -> list[tuple[Any, ...]]:

@@ -8,6 +8,9 @@
   other. Labels can only exist once an engine has failed, so this puts them in the first half of the replay
   and leaves the second half for the loop to retrain, gate and roll out while gateways are still serving
   (a rollout advances only on evidence from devices that are running).
+- Every gateway's readings are stamped with one data clock (`ReplayClock`): its i-th reading at a fixed epoch
+  plus ``i / rate``. The hub splits labelled traffic by data time, so the frozen evaluation slice depends on
+  the plan and the seed only, never on when the processes happened to run.
 - Technicians label an evenly spaced share of each feedback engine's windows (`label_share`), chosen so that
   labels stay within a budget of all the predictions the fleet makes.
 
@@ -75,6 +78,30 @@ class FleetPlan:
 
     def gateway(self, device_id: str) -> Gateway:
         return next(g for g in self.gateways if g.device_id == device_id)
+
+
+REPLAY_EPOCH = 1_700_000_000.0
+"""The data time of every gateway's first reading (a fixed instant: runs of one seed stamp the same times)."""
+
+
+@dataclass(frozen=True)
+class ReplayClock:
+    """A gateway's data clock: the reading at position ``p`` (1-based, readings replayed) is stamped
+    ``epoch + (p - 1) / rate`` (`agent.sources.replay.CmapssSource`'s ``start_ts``).
+
+    >>> clock = ReplayClock(rate=4.0)
+    >>> clock.position(clock.stamp(10)), clock.stamp(1) == REPLAY_EPOCH
+    (10, True)
+    """
+
+    rate: float
+    epoch: float = REPLAY_EPOCH
+
+    def stamp(self, position: int) -> float:
+        return self.epoch + (position - 1) / self.rate
+
+    def position(self, ts: float) -> int:
+        return round((ts - self.epoch) * self.rate) + 1
 
 
 def windows_of(cycles: int, window: WindowSpec) -> int:

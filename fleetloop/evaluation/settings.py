@@ -26,8 +26,9 @@ to engine lives and to the phases of the replay, and these are the values and th
   alarm from retraining in a loop;
 - **gate**: the product defaults. v1, blind to five of the six regimes, alarms on 70-80% of healthy windows,
   which buys it a recall of 0.97-0.99 that no useful model matches (its F1 is ~0.3); the gate's trade
-  (`hub.gate.verdict.GateConfig`: false alarms surely removed buy up to 0.25 of recall) lets a fix that alarms
-  sensibly replace it, and still refuses one that never alarms;
+  (`hub.gate.verdict.GateConfig`, ``recall_trade`` ``alarm_flood``: false alarms surely removed buy up to 0.25
+  of recall from an incumbent alarming on 30% or more of healthy windows) lets a fix that alarms sensibly
+  replace it, and still refuses one that never alarms; a later candidate may not buy recall from a working fix;
 - **rollout**: canary on a quarter of the gateways for one engine life and half an engine's windows, then
   the fleet for half an engine life; 30 s timeouts (wall clock, on a shared two-core machine). The health
   limits are the product's but for latency (200 ms: gateways share two cores with the hub here) and the windows a
@@ -70,7 +71,8 @@ class EvalConfig:
     fleet: str = DEFAULT_FLEET
     mode: str = "default"
     devices: int = 8
-    engines: int | None = None  # a seeded subset of the fleet file's engines; None: all
+    engines: int | None = None  # a seeded subset of the fleet file's engines; None: all (up to max_engines)
+    max_engines: int | None = None  # the profile's cap: at most this many when `engines` is not given
     rate: float = 40.0  # cycles (readings) per second per gateway
     window_size: int = 5
     window_step: int = 1
@@ -92,6 +94,15 @@ class EvalConfig:
         if self.label_delay < 0 or self.horizon < 1 or self.window_size < 2 or self.window_step < 1:
             raise ConfigError("--label-delay must be >= 0, the horizon >= 1, the window >= 2 cycles, its step >= 1")
 
+    def n_engines(self, available: int) -> int | None:
+        """How many of the fleet file's `available` engines to replay (None: all): `engines` as asked, else the
+        profile's cap when the file holds more (a cap never asks for engines the file does not have)."""
+        if self.engines is not None:
+            return self.engines
+        if self.max_engines is not None and available > self.max_engines:
+            return self.max_engines
+        return None
+
     @property
     def train_ref_path(self) -> Path:
         return self.data_dir / self.train_ref
@@ -101,11 +112,12 @@ class EvalConfig:
         return self.data_dir / self.fleet
 
 
-# mode -> EvalConfig fields: "fast" finishes in under a minute on two shared cores (fewer engines and gateways,
+# mode -> EvalConfig fields: "fast" finishes in under a minute on two shared cores (at most 140 engines, fewer
+# gateways,
 # a faster replay, a window every second cycle, which halves what every model trains on).
 PROFILES: dict[str, dict[str, Any]] = {
     "default": {"devices": 8, "engines": None, "rate": 40.0, "window_step": 1},
-    "fast": {"devices": 5, "engines": 140, "rate": 250.0, "window_step": 2, "base_weight": 0.0, "timeout_s": 300.0},
+    "fast": {"devices": 5, "max_engines": 140, "rate": 250.0, "window_step": 2, "base_weight": 0.0, "timeout_s": 300.0},
 }
 
 

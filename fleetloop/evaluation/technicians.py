@@ -23,7 +23,7 @@ from typing import Any
 
 from agent.app import record_annotation
 from agent.db import AgentDB
-from fleetloop.evaluation.plan import FleetPlan, Gateway, label_offset, labelled
+from fleetloop.evaluation.plan import FleetPlan, Gateway, ReplayClock, label_offset, labelled
 from shared.messages import Annotation
 from shared.topics import Topics
 
@@ -51,6 +51,7 @@ class Desk:
     share: float
     delay: int
     seed: int
+    clock: ReplayClock | None = None  # the gateways' data clock; None: a window's end is its engine's cycle
     labelled_engines: set[int] = field(default_factory=set)
     progress: dict[str, Progress] = field(default_factory=dict)
     sent: int = 0
@@ -86,7 +87,7 @@ class Desk:
         if not rows:
             return None
         unit, window_end, count = rows[0]
-        progress = Progress(gateway.offsets()[int(unit)] + int(window_end), int(count))
+        progress = Progress(self._position(gateway, int(unit), float(window_end)), int(count))
         self.progress[gateway.device_id] = progress
         return progress
 
@@ -96,19 +97,27 @@ class Desk:
         chosen = labelled(len(rows), self.share, label_offset(self.seed, unit))
         db = self._db(gateway.device_id)
         technician = f"tech-{gateway.device_id}"
+        offset = gateway.offsets()[unit]
         for i in chosen.tolist():
             trace_id, window_end = rows[i]
-            fault = cycles - int(window_end) <= self.horizon
+            cycle = self._position(gateway, unit, float(window_end)) - offset
+            fault = cycles - cycle <= self.horizon
             annotation = Annotation(
                 device_id=gateway.device_id, ts=time.time(), trace_id=trace_id, label="fault" if fault else "no_fault",
                 fault_type=FAULT_TYPE if fault else None, technician_id=technician, signal="confirmed",
-                note=f"engine {unit} failed after cycle {cycles}; window ends at cycle {int(window_end)}",
+                note=f"engine {unit} failed after cycle {cycles}; window ends at cycle {cycle}",
             )
             record_annotation(db, self.topics, annotation)
             self.faults += fault
         log.debug("%s: engine %d failed at cycle %d; %d of its %d windows labelled", gateway.device_id, unit,
                   cycles, len(chosen), len(rows))
         return len(chosen)
+
+    def _position(self, gateway: Gateway, unit: int, window_end: float) -> int:
+        """Readings the gateway had replayed when it logged the window ending at `window_end`."""
+        if self.clock is not None:
+            return self.clock.position(window_end)
+        return gateway.offsets()[unit] + int(window_end)
 
     def _db(self, device_id: str) -> AgentDB:
         db = self._dbs.get(device_id)

@@ -139,7 +139,9 @@ def gate_lines(gate: Mapping[str, Any]) -> list[str]:
         rates = [("overall", floor.get("overall")), *sorted((floor.get("cohorts") or {}).items())]
         head += ("\n  false alarms measured from the incumbent's rate before its drift (where higher): " + ", ".join(
             f"{k} {v:.4f}" for k, v in rates if v is not None))
-    return [head] + [f"  {c['name']:<36} {'ok' if c['passed'] else 'FAIL':<4} {c.get('detail', '')}"
+    trade = gate.get("trade")  # records made before the named recall trade have none
+    traded = [f"  recall trade {trade.get('recall_trade')!r}: {trade.get('reason')}"] if trade else []
+    return [head, *traded] + [f"  {c['name']:<36} {'ok' if c['passed'] else 'FAIL':<4} {c.get('detail', '')}"
                      for c in gate.get("checks", [])]
 
 

@@ -74,7 +74,8 @@ def cohort_checks(
         judge_far = _enough(c.n_neg, neg_blocks, cfg.min_cohort_negatives, cfg.min_cohort_negative_blocks)
         own = Gains.of(c, i, part, cfg.alpha)
         gains = Gains(own.recall if judge_recall else overall.recall, own.far if judge_far else overall.far)
-        recall_tol, far_tol = gains.tolerances(cfg.max_cohort_recall_drop, cfg.max_cohort_far_increase, cfg)
+        recall_tol, far_tol = gains.tolerances(cfg.max_cohort_recall_drop, cfg.max_cohort_far_increase, cfg,
+                                               i.false_alarm_rate)
         if judge_recall:
             checks.append(regression(f"cohort_recall:{name}", "drop", c.recall, i.recall, recall_tol, cfg.alpha,
                                       None if part is None else (part.recall_drop, part.positive_blocks)))
@@ -112,17 +113,44 @@ class Gains:
         return cls(_sure_gain(inc.recall - cand.recall, draws[0], alpha),
                    _sure_gain(cand.false_alarm_rate - inc.false_alarm_rate, draws[1], alpha))
 
-    def tolerances(self, max_recall_drop: float, max_far_increase: float, cfg: GateConfig) -> tuple[float, float]:
-        """The recall-drop and false-alarm-rise tolerances after the trade (see `GateConfig`).
+    def tolerances(self, max_recall_drop: float, max_far_increase: float, cfg: GateConfig,
+                   incumbent_far: float) -> tuple[float, float]:
+        """The recall-drop and false-alarm-rise tolerances after the trade (see `GateConfig`); recall is bought
+        with false alarms removed only as `GateConfig.recall_trade` allows (`trades_recall`).
 
         >>> from hub.gate.verdict import GateConfig
-        >>> [round(t, 4) for t in Gains(recall=0.3, far=0.0).tolerances(0.02, 0.01, GateConfig())]
+        >>> [round(t, 4) for t in Gains(recall=0.3, far=0.0).tolerances(0.02, 0.01, GateConfig(), 0.01)]
         [0.02, 0.04]
-        >>> [round(t, 4) for t in Gains(recall=0.0, far=0.55).tolerances(0.02, 0.01, GateConfig())]
+        >>> [round(t, 4) for t in Gains(recall=0.0, far=0.55).tolerances(0.02, 0.01, GateConfig(), 0.6)]
         [0.27, 0.01]
+        >>> [round(t, 4) for t in Gains(recall=0.0, far=0.1).tolerances(0.02, 0.01, GateConfig(), 0.12)]
+        [0.02, 0.01]
         """
-        traded_recall = min(cfg.max_traded_recall_drop, cfg.recall_per_far_reduction * self.far)
-        return max_recall_drop + traded_recall, max_far_increase + cfg.far_per_recall_gain * self.recall
+        return max_recall_drop + self.recall_bought(cfg, incumbent_far), \
+            max_far_increase + cfg.far_per_recall_gain * self.recall
+
+    def recall_bought(self, cfg: GateConfig, incumbent_far: float) -> float:
+        """The recall drop the false alarms surely removed buy (0 when `recall_trade` does not allow it)."""
+        if not trades_recall(cfg, incumbent_far):
+            return 0.0
+        return min(cfg.max_traded_recall_drop, cfg.recall_per_far_reduction * self.far)
+
+
+def trades_recall(cfg: GateConfig, incumbent_far: float) -> bool:
+    """Whether false alarms removed may buy recall against an incumbent alarming at `incumbent_far`:
+    ``never``: no; ``always``: yes; ``alarm_flood`` (the default): only when the incumbent alarms on at least
+    `GateConfig.alarm_flood_far` of the healthy windows, where its recall says little (it alarms on nearly
+    everything).
+
+    >>> from hub.gate.verdict import GateConfig
+    >>> [trades_recall(GateConfig(recall_trade=t), 0.1) for t in ("never", "alarm_flood", "always")]
+    [False, False, True]
+    >>> trades_recall(GateConfig(), 0.6)
+    True
+    """
+    if cfg.recall_trade == "always":
+        return True
+    return cfg.recall_trade == "alarm_flood" and incumbent_far >= cfg.alarm_flood_far - _EPS
 
 
 def _sure_gain(regression: float, draws: np.ndarray | None, alpha: float) -> float:

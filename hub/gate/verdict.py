@@ -60,16 +60,20 @@ from hub.gate.checks import (
     far_check,
     regression,
     same_slice,
+    trades_recall,
 )
 from models.training import classification_metrics, cohort_metrics
 
 __all__ = [
     "BlockBootstrap", "FarFloor", "GateCheck", "GateConfig", "GateDecision", "GateInput", "PairedSlice",
-    "ParityNumbers", "SliceMetrics", "block_bootstrap", "check_names", "evaluate_gate", "metrics_on_slice",
+    "ParityNumbers", "RecallTrade", "SliceMetrics", "TradeRecord",
+    "block_bootstrap", "check_names", "evaluate_gate", "metrics_on_slice",
     "paired_slice",
 ]
 
 Verdict = Literal["pass", "fail", "insufficient_data"]
+RecallTrade = Literal["never", "alarm_flood", "always"]
+RECALL_TRADES: tuple[RecallTrade, ...] = ("never", "alarm_flood", "always")
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,15 @@ class GateConfig:
       that alarms on most healthy windows has a recall that means little (NASA C-MAPSS FD002 under an FD001
       model: recall 0.98 at a false-alarm rate of 0.6). The cap keeps a model that never alarms from
       passing on the false alarms it no longer raises. Set the rates to 0 to turn the trade off;
+    - whether recall may be bought with false alarms at all is the named setting ``recall_trade``, recorded
+      with every decision (`TradeRecord`). In maintenance a missed failure costs far more than a false
+      alarm, so the default, ``alarm_flood``, buys recall only from an incumbent flooding its users with
+      alarms (a false-alarm rate of at least ``alarm_flood_far``, 0.3, on the slice or the cohort): its
+      recall is that of a model alarming on nearly everything. Against any other incumbent the candidate's
+      recall may drop by the plain tolerance only (significance as for every metric check): a candidate
+      catching 0.598 of the failures against 0.641 fails however many false alarms it removes.
+      ``never`` never trades; ``always`` trades whatever the incumbent's false alarms (this gate's
+      behaviour before the setting existed);
     - after drift, false alarms are measured from the incumbent's rate *before* it drifted when that is
       higher (``far_floor_after_drift``, `FarFloor`, `hub.training.far_floor`): drift that blinds a model
       lowers its false alarms with its recall, and a fix that only brings them back to where they were
@@ -119,6 +132,8 @@ class GateConfig:
     far_per_recall_gain: float = 0.1
     recall_per_far_reduction: float = 0.5
     max_traded_recall_drop: float = 0.25
+    recall_trade: RecallTrade = "alarm_flood"
+    alarm_flood_far: float = 0.3
     min_positives: int = 50
     min_negatives: int = 200
     min_cohort_positives: int = 20
@@ -136,7 +151,12 @@ class GateConfig:
     far_floor_after_drift: bool = True
 
     def __post_init__(self) -> None:
+        if self.recall_trade not in RECALL_TRADES:
+            raise ValueError(f"GateConfig.recall_trade must be one of {', '.join(RECALL_TRADES)}, got "
+                             f"{self.recall_trade!r}")
         for name, value in asdict(self).items():
+            if name == "recall_trade":
+                continue
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"GateConfig.{name} must be a finite non-negative number, got {value!r}")
         if not 0 < self.alpha <= 0.5:
@@ -228,6 +248,20 @@ class BootstrapSummary:
 
 
 @dataclass(frozen=True)
+class TradeRecord:
+    """The recall / false-alarm trade as this decision applied it (overall; cohorts follow the same rule on
+    their own incumbent's false alarms): the setting, whether it applied, and what each side bought."""
+
+    recall_trade: RecallTrade
+    alarm_flood_far: float
+    incumbent_far: float
+    applied: bool  # false alarms removed were allowed to buy recall
+    recall_bought: float  # added to the recall-drop tolerance
+    far_bought: float  # added to the false-alarm-rise tolerance by the recall surely gained
+    reason: str
+
+
+@dataclass(frozen=True)
 class GateDecision:
     """The gate's verdict, every check it made, and the failures in words."""
 
@@ -238,6 +272,7 @@ class GateDecision:
     candidate: SliceMetrics
     incumbent: SliceMetrics
     bootstrap: BootstrapSummary | None = None
+    trade: TradeRecord | None = None
 
     def check(self, name: str) -> GateCheck:
         """The check called `name`; KeyError when there is none."""
@@ -274,7 +309,7 @@ def evaluate_gate(inp: GateInput, cfg: GateConfig | None = None) -> GateDecision
                                                            seed=cfg.bootstrap_seed)
     whole = None if boot is None else boot.overall
     gains = Gains.of(cand, inc, whole, cfg.alpha)
-    recall_tol, far_tol = gains.tolerances(cfg.max_recall_drop, cfg.max_far_increase, cfg)
+    recall_tol, far_tol = gains.tolerances(cfg.max_recall_drop, cfg.max_far_increase, cfg, inc.false_alarm_rate)
     floor = inp.far_floor if cfg.far_floor_after_drift else None
     checks = [
         at_least("min_positives", cand.n_pos, cfg.min_positives, "confirmed faults in the slice"),
@@ -315,7 +350,25 @@ def evaluate_gate(inp: GateInput, cfg: GateConfig | None = None) -> GateDecision
         candidate=cand,
         incumbent=inc,
         bootstrap=summary,
+        trade=_trade(cfg, gains, inc.false_alarm_rate),
     )
+
+
+def _trade(cfg: GateConfig, gains: Gains, incumbent_far: float) -> TradeRecord:
+    applied = trades_recall(cfg, incumbent_far)
+    bought = gains.recall_bought(cfg, incumbent_far)
+    if cfg.recall_trade == "never":
+        why = "recall_trade 'never': no recall is bought with false alarms"
+    elif cfg.recall_trade == "always":
+        why = f"recall_trade 'always': {gains.far:.4f} false-alarm rate surely removed buys {bought:.4f} recall"
+    elif applied:
+        why = (f"the incumbent floods (false-alarm rate {incumbent_far:.4f} >= {cfg.alarm_flood_far:g}): "
+               f"{gains.far:.4f} surely removed buys {bought:.4f} recall")
+    else:
+        why = (f"the incumbent does not flood (false-alarm rate {incumbent_far:.4f} < {cfg.alarm_flood_far:g}): "
+               "its recall may drop by the plain tolerance only")
+    return TradeRecord(cfg.recall_trade, cfg.alarm_flood_far, incumbent_far, applied, bought,
+                       cfg.far_per_recall_gain * gains.recall, why)
 
 
 def check_names(cohorts: Iterable[str] = ()) -> tuple[str, ...]:

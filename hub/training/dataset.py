@@ -6,8 +6,9 @@ frozen evaluation slice of live labelled traffic.
   (``source="field"``, weight = the label's weight × `TrainingSettings.feedback_weight`). The two sources
   stay in separate `SourceRows`; the combined arrays carry a ``source`` column.
 - **Evaluation slice**: never hand-curated. A labelled trace belongs to it when a hash of its split key
-  falls under `eval_fraction`; the key is the trace's device and time block (``split_block_s``), so the
-  overlapping windows of one device's same hour fall on one side. The assignment (eval or train) is stored
+  falls under `eval_fraction`; the key is the trace's device and time block (``split_block_s``) of its data
+  time (the window's end as the readings stamp it, never a wall clock), so the overlapping windows of one
+  device's same hour fall on one side and the same data gives the same slice. The assignment (eval or train) is stored
   the first time a trace is seen and never moves, even if the fraction changes later. Training and
   evaluation traces are disjoint, checked on every build.
 
@@ -252,11 +253,15 @@ def base_rows(spec: SimSpec, window: WindowSpec, *, weight: float, validation_fr
 @dataclass(frozen=True)
 class Feedback:
     """The usable labels of one label set as field rows (`validation` not set yet), with each row's device
-    and time (its split key's parts) and how many labels were dropped, and why."""
+    and data time (its split key's parts) and how many labels were dropped, and why.
+
+    `ts` is the window's end as the device's readings stamp it (data time), not when the agent scored it or the
+    hub received it: a replay, a backlog or a loaded machine changes those, and the slice must not move with them
+    (the same data and seed give the same slice)."""
 
     rows: SourceRows
     device_id: np.ndarray
-    ts: np.ndarray
+    ts: np.ndarray  # data time: each row's window_end
     dropped: dict[str, int]
     window_s: np.ndarray = field(default_factory=lambda: np.empty(0))  # each row's window length (s)
 
@@ -287,7 +292,7 @@ def feedback_rows(items: Sequence[LabelItemRow], predictions: Mapping[str, Predi
         unbiased=np.array([p.reason == "random" for _, p in kept], dtype=bool),  # sampled anomalies too
     )
     return Feedback(rows, np.array([p.device_id for _, p in kept], dtype=str),
-                    np.array([p.ts for _, p in kept], dtype=np.float64),
+                    np.array([p.window_end for _, p in kept], dtype=np.float64),
                     {"field_missing_prediction": missing, "field_wrong_feature_count": wrong_width},
                     np.array([p.window_end - p.window_start for _, p in kept], dtype=np.float64))
 

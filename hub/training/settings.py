@@ -5,10 +5,11 @@ Light on purpose (pydantic only): `hub.app.settings` imports it, and must not pu
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from hub.training.performance import PerformanceSettings
 from hub.training.triggers import TriggerPolicy
 
 if TYPE_CHECKING:
@@ -33,6 +34,11 @@ class GateSettings(BaseModel):
                                             "tolerance grows by this × the false-alarm rate surely removed; 0: off")
     max_traded_recall_drop: float = Field(default=0.25, ge=0, le=1, allow_inf_nan=False,
                                           description="at most this much recall is bought with false alarms removed")
+    recall_trade: Literal["never", "alarm_flood", "always"] = Field(
+        default="alarm_flood", description="whether false alarms removed may buy recall: 'never'; 'alarm_flood' "
+        "(only from an incumbent alarming on at least alarm_flood_far of healthy windows); 'always'")
+    alarm_flood_far: float = Field(default=0.3, ge=0, le=1, allow_inf_nan=False, description="the incumbent "
+                                   "false-alarm rate from which recall_trade 'alarm_flood' trades")
     min_positives: int = Field(default=50, ge=0)
     min_negatives: int = Field(default=200, ge=0)
     min_cohort_positives: int = Field(default=20, ge=0)
@@ -102,3 +108,5 @@ class TrainingSettings(BaseModel):
     check_interval_s: float = Field(default=300.0, gt=0, allow_inf_nan=False, description="trigger check period")
     triggers: TriggerPolicy = Field(default_factory=TriggerPolicy)
     gate: GateSettings = Field(default_factory=GateSettings)
+    performance: PerformanceSettings = Field(default_factory=PerformanceSettings, description="realized "
+                                             "performance monitoring on returning labels (hub.training.performance)")

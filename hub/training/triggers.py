@@ -1,8 +1,9 @@
 """When to retrain: a pure decision over counts and times (no clock, no store; `now` is passed in).
 
-A retrain is wanted for one of four reasons, in this order of precedence: an operator asked (``manual``),
-drift was detected since the last retrain (``drift``), enough new validated labels arrived (``labels``),
-or the schedule is due (``schedule``). Four guards may block it:
+A retrain is wanted for one of five reasons, in this order of precedence: an operator asked (``manual``),
+drift was detected since the last retrain (``drift``), the labels show the active version performing
+significantly worse than at its gate (``performance``: `hub.training.performance`), enough new validated
+labels arrived (``labels``), or the schedule is due (``schedule``). Four guards may block it:
 
 - ``min_labels``: fewer validated labels overall than `TriggerPolicy.min_total_labels`; a model cannot be
   trained nor gated on a handful of labels, so not even an operator overrides this;
@@ -34,7 +35,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-TriggerKind = Literal["manual", "drift", "labels", "schedule"]
+TriggerKind = Literal["manual", "drift", "performance", "labels", "schedule"]
 BlockedBy = Literal["awaiting_data", "cooldown", "min_labels", "no_new_labels"]
 TRIGGER_EVENT = "retrain_trigger"
 """The hub event every firing decision (and every manual request, even a refused one) records."""
@@ -117,6 +118,7 @@ class TriggerInputs:
     drift_scopes: tuple[str, ...]
     last_retrain_ts: float | None  # the last retrain the gate judged (or that failed): the cooldown's start
     retry_at: int | None = None  # the last retrain was not judged (insufficient_data): labels to retry at
+    performance_events: int = 0  # performance_degraded events of the active version since the cursor
 
 
 @dataclass(frozen=True)
@@ -159,6 +161,7 @@ def decide(
     schedule_due: bool,
     manual: bool,
     retry_at: int | None = None,
+    performance_events: int = 0,
 ) -> TriggerDecision:
     """Retrain now? See the module docstring for precedence and guards. Pure: same inputs, same decision.
 
@@ -169,6 +172,9 @@ def decide(
         kind, reason = "manual", "requested by an operator"
     elif drift_events > 0:
         kind, reason = "drift", f"{drift_events} drift event(s) since the last retrain"
+    elif performance_events > 0:
+        kind, reason = "performance", (f"{performance_events} performance_degraded event(s) of the active version "
+                                       "since the last retrain")
     elif new_labels >= policy.min_new_labels:
         kind = "labels"
         reason = f"{new_labels} new validated labels since the last retrain (>= {policy.min_new_labels})"

@@ -18,9 +18,11 @@ from fleetloop.evaluation.plan import (
     windows_of,
     write_replay,
 )
+from fleetloop.evaluation.settings import config_for
 from shared.errors import ConfigError, SourceError
 from shared.features import WindowSpec
 from tests.evaluation.synthetic import synthetic_rows, write_cmapss
+from tests.fixtures.data import require_files
 
 WINDOW = WindowSpec(sensors=["s1"], size=5, step=1)
 
@@ -97,3 +99,15 @@ def test_a_gateways_replay_file_holds_its_engines_in_its_order(tmp_path: Path) -
     assert len(readings) == gateway.cycles
     with pytest.raises(SourceError):
         engine_lengths(tmp_path / "missing.txt")
+
+
+def test_fast_plans_every_cmapss_fleet_file(datasets_dir: Path) -> None:
+    """`--fast` on any training file: FD001 has 100 engines, fewer than the profile's 140 (it used to fail)."""
+    names = ("train_FD001.txt", "train_FD002.txt")
+    folder = require_files(datasets_dir / "cmapss", names, "C-MAPSS")
+    for name in sorted(p.name for p in folder.glob("train_FD00*.txt")):
+        config = config_for("fast", folder, fleet=name)
+        found = engine_lengths(config.fleet_path)
+        plan = plan_fleet(found, devices=config.devices, seed=config.seed, n_engines=config.n_engines(len(found)))
+        assert len(plan.engines) == min(len(found), 140), name
+        assert len(plan.gateways) == 5 and all(g.engines for g in plan.gateways), name

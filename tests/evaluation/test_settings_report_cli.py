@@ -18,7 +18,11 @@ from shared.errors import ConfigError
 
 def test_profiles_and_overrides() -> None:
     fast = config_for("fast", Path("/data"), seed=3, rate=None)
-    assert (fast.mode, fast.devices, fast.engines, fast.rate, fast.seed) == ("fast", 5, 140, 250.0, 3)
+    assert (fast.mode, fast.devices, fast.engines, fast.max_engines, fast.rate, fast.seed) == \
+        ("fast", 5, None, 140, 250.0, 3)
+    # the profile's 140 is a cap: a 100-engine file replays all of it, an explicit --engines is taken as asked
+    assert (fast.n_engines(260), fast.n_engines(100), replace(fast, engines=120).n_engines(100)) == (140, None, 120)
+    assert config_for("default", Path("/data")).n_engines(260) is None
     assert fast.base_weight == 0.0 and config_for("default", Path("/data")).base_weight == 0.3
     assert fast.fleet_path == Path("/data/train_FD002.txt") and fast.train_ref_path == Path("/data/train_FD001.txt")
     assert set(PROFILES) == {"default", "fast"}

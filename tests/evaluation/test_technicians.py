@@ -6,9 +6,10 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from agent.db import PRIORITY_ANNOTATION, AgentDB, PredictionRow
-from fleetloop.evaluation.plan import FleetPlan, Gateway, label_offset, labelled, plan_fleet
+from fleetloop.evaluation.plan import FleetPlan, Gateway, ReplayClock, label_offset, labelled, plan_fleet
 from fleetloop.evaluation.technicians import FAULT_TYPE, Desk
 from shared.topics import Topics
 
@@ -16,16 +17,20 @@ SIZE = 5  # window size: a gateway's first prediction of an engine ends on its 5
 SHARE, DELAY, HORIZON, SEED = 0.5, 10, 30, 3
 
 
-def log_predictions(db: AgentDB, gateway: Gateway, until: int) -> None:
-    """What the agent would have logged after replaying `until` readings: one window per cycle from SIZE on."""
+def log_predictions(db: AgentDB, gateway: Gateway, until: int, clock: ReplayClock | None = None) -> None:
+    """What the agent would have logged after replaying `until` readings: one window per cycle from SIZE on,
+    its ends the engine's cycles, or the data clock's stamps of the readings when `clock` is given."""
     offsets = gateway.offsets()
     rows = []
     for e in gateway.engines:
         for cycle in range(SIZE, e.cycles + 1):
             if offsets[e.unit] + cycle > until:
                 break
+            start, end = float(cycle - SIZE + 1), float(cycle)
+            if clock is not None:
+                start, end = clock.stamp(offsets[e.unit] + cycle - SIZE + 1), clock.stamp(offsets[e.unit] + cycle)
             rows.append(PredictionRow(f"{gateway.device_id}-{e.unit}-{cycle:04d}", gateway.device_id, 0.0,
-                                      str(e.unit), float(cycle - SIZE + 1), float(cycle), "v1", b"", 0.5, False))
+                                      str(e.unit), start, end, "v1", b"", 0.5, False))
     db.write_batch(rows, [])
 
 
@@ -34,22 +39,24 @@ def labels_in(db: AgentDB) -> list[dict[str, object]]:
                             "ORDER BY trace_id"))
 
 
-def desk(plan: FleetPlan, root: Path) -> Desk:
-    return Desk(plan, root, Topics("fleetloop"), HORIZON, SHARE, DELAY, SEED)
+def desk(plan: FleetPlan, root: Path, clock: ReplayClock | None = None) -> Desk:
+    return Desk(plan, root, Topics("fleetloop"), HORIZON, SHARE, DELAY, SEED, clock=clock)
 
 
-def test_labels_come_after_failure_plus_delay_only_for_feedback_engines(tmp_path: Path) -> None:
+@pytest.mark.parametrize("clock", [None, ReplayClock(rate=250.0)], ids=["cycles", "data-clock"])
+def test_labels_come_after_failure_plus_delay_only_for_feedback_engines(tmp_path: Path,
+                                                                        clock: ReplayClock | None) -> None:
     plan = plan_fleet({1: 60, 2: 70, 3: 80, 4: 90}, devices=1, seed=SEED)
     (gateway,) = plan.gateways
     first = gateway.engines[0]
     assert first.feedback
     db = AgentDB(tmp_path / gateway.device_id / "agent.db")
-    technicians = desk(plan, tmp_path)
+    technicians = desk(plan, tmp_path, clock)
     assert technicians.run(0.0) == 0  # nothing logged yet
 
-    log_predictions(db, gateway, until=first.cycles + DELAY - 1)
+    log_predictions(db, gateway, until=first.cycles + DELAY - 1, clock=clock)
     assert technicians.run(0.0) == 0 and labels_in(db) == []  # failed, but the technician is not there yet
-    log_predictions(db, gateway, until=first.cycles + DELAY)
+    log_predictions(db, gateway, until=first.cycles + DELAY, clock=clock)
     sent = technicians.run(0.0)
     windows = first.cycles - SIZE + 1
     picked = labelled(windows, SHARE, label_offset(SEED, first.unit))
@@ -63,7 +70,7 @@ def test_labels_come_after_failure_plus_delay_only_for_feedback_engines(tmp_path
     assert {int(str(r["trace_id"]).rsplit("-", 1)[1]) - SIZE for r in labels_in(db)} == set(picked.tolist())
     assert technicians.run(0.0) == 0  # an engine is labelled once
 
-    log_predictions(db, gateway, until=gateway.cycles)  # the whole replay: evaluation engines are never labelled
+    log_predictions(db, gateway, until=gateway.cycles, clock=clock)  # evaluation engines are never labelled
     technicians.run(0.0)
     labelled_units = {str(r["trace_id"]).split("-")[2] for r in labels_in(db)}
     assert labelled_units == {str(u) for u in plan.feedback_units}

@@ -20,7 +20,9 @@ from hub.registry.service import Registry
 from hub.store.ports import HubStore
 from hub.store.rows import DRIFT_EVENT, TrainingJobRow
 from hub.training.errors import RetrainBlockedError, TrainingBusyError, UnknownLabelSetError
+from hub.training.performance import PERFORMANCE_EVENT
 from hub.training.service.intake import Registered, register_model
+from hub.training.service.performance import monitor
 from hub.training.service.retrain import LabelTransform, Retrainer
 from hub.training.service.worker import TrainingWorker, execute_job
 from hub.training.settings import TrainingSettings
@@ -105,7 +107,7 @@ class TrainingService:
             self.settings.triggers, now=now, last_retrain_ts=inputs.last_retrain_ts, new_labels=inputs.new_labels,
             total_labels=inputs.total_labels, drift_events=inputs.drift_events,
             schedule_due=schedule_due(self.settings.triggers, now=now, last_retrain_ts=inputs.last_retrain_ts),
-            manual=False, retry_at=inputs.retry_at,
+            manual=False, retry_at=inputs.retry_at, performance_events=inputs.performance_events,
         )
         if not decision.fire:
             if decision.kind is not None:
@@ -141,8 +143,11 @@ class TrainingService:
         if unjudged is not None and unjudged.label_set_id is not None:
             used = len(self.store.label_set_items(unjudged.label_set_id))
             retry_at = retry_threshold(self.settings.triggers, used)
-        cursor = 0 if judged is None else judged.drift_cursor
+        cursor = start = 0 if judged is None else judged.drift_cursor
         active = self.retrainer.registry.active_version()
+        if self.settings.performance.enabled:
+            monitor(self.store, label_set_id, self.settings.performance, now=now)
+        degraded, cursor_after = self._performance_events(start, active)
         drift, scopes = 0, list[str]()
         while True:
             page = self.store.events(kind=DRIFT_EVENT, since_id=cursor, limit=_EVENT_PAGE)
@@ -156,9 +161,21 @@ class TrainingService:
                 break
         return TriggerInputs(
             label_set_id=label_set_id, total_labels=len(current), new_labels=len(current - previous),
-            drift_events=drift, drift_cursor=cursor, drift_scopes=tuple(sorted(set(scopes))),
+            drift_events=drift, drift_cursor=max(cursor, cursor_after), drift_scopes=tuple(sorted(set(scopes))),
             last_retrain_ts=None if judged is None else judged.created_ts, retry_at=retry_at,
+            performance_events=degraded,
         )
+
+    def _performance_events(self, cursor: int, active: str | None) -> tuple[int, int]:
+        """`PERFORMANCE_EVENT`s of the active version after event `cursor`, and the newest id seen."""
+        count = 0
+        while True:
+            page = self.store.events(kind=PERFORMANCE_EVENT, since_id=cursor, limit=_EVENT_PAGE)
+            count += sum(active is None or e.payload.get("model_version") == active for e in page)
+            if page:
+                cursor = page[-1].id
+            if len(page) < _EVENT_PAGE:
+                return count, cursor
 
     def register_model(self, path: Path, *, actor: str, reason: str, skip_gate: bool = False,
                        now: float | None = None) -> Registered:
@@ -206,7 +223,7 @@ class TrainingService:
             "total_labels": inputs.total_labels, "new_labels": inputs.new_labels,
             "drift_events": inputs.drift_events, "drift_cursor": inputs.drift_cursor,
             "drift_scopes": list(inputs.drift_scopes[:20]), "last_retrain_ts": inputs.last_retrain_ts,
-            "retry_at": inputs.retry_at,
+            "retry_at": inputs.retry_at, "performance_events": inputs.performance_events,
             "policy": self.settings.triggers.model_dump(),
         }
         return self.store.record_event(TRIGGER_EVENT, payload, ts=now)

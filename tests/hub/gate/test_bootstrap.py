@@ -176,6 +176,7 @@ def test_the_cli_shows_the_intervals() -> None:
     lines = gate_lines(record)
     assert lines[0] == ("gate: pass (paired block bootstrap, 1000 resamples, seed 0: 24 positive and 80 negative "
                         "of 80 blocks; a metric fails beyond its tolerance when the 95% lower bound is > 0)")
+    assert lines[1].startswith("  recall trade 'alarm_flood': the incumbent does not flood")
     far = next(line for line in lines if line.split()[0] == "false_alarm_rate")
     assert far.split()[1] == "ok" and "90% interval [+0.0000, +0.04" in far and "over 80 blocks" in far
     old = {"verdict": "fail", "checks": [{"name": "recall", "passed": False, "value": 0.3, "limit": 0.02}]}

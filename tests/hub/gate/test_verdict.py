@@ -19,6 +19,7 @@ import hub.gate.checks
 import hub.gate.verdict
 from hub.gate.verdict import (
     GateConfig,
+    GateDecision,
     GateInput,
     ParityNumbers,
     SliceMetrics,
@@ -318,3 +319,51 @@ def test_false_alarms_removed_buy_a_capped_recall_drop() -> None:
     assert passed.check("recall").limit == pytest.approx(0.02 + 0.25)  # 0.5 × 0.57 capped at 0.25
     assert judge(silent).verdict == "fail"
     assert judge(sensible, recall_per_far_reduction=0.0).verdict == "fail"
+
+
+def test_recall_is_not_bought_from_a_working_incumbent_by_default() -> None:
+    """The issue's case: a candidate catching 0.598 of the failures against 0.641 whose false alarms fell. Under
+    the default trade (`alarm_flood`) the incumbent does not flood, so the candidate fails, significance judged on
+    a real block bootstrap; `always` (the old rule) passes it; the decision records which rule applied."""
+    y, _, _ = _slice(seed=11, n=4000)
+    blocks = (np.arange(y.size) // 30).astype(str)
+    rng = np.random.default_rng(5)
+    pos = np.flatnonzero(y == 1)
+    neg = np.flatnonzero(y == 0)
+    inc_hit = np.zeros(y.size, bool)
+    inc_hit[pos] = rng.random(pos.size) < 0.641
+    inc_hit[neg] = rng.random(neg.size) < 0.12
+    cand_hit = inc_hit.copy()
+    missed = rng.choice(np.flatnonzero(inc_hit & (y == 1)), int(0.043 * pos.size), replace=False)
+    cand_hit[missed] = False  # the candidate misses failures the incumbent caught
+    cand_hit[neg] = rng.random(neg.size) < 0.02  # and alarms far less
+    s_cand, s_inc = cand_hit.astype(float), inc_hit.astype(float)
+    cand, inc, _ = metrics_on_slice(y, s_cand, s_inc, (0.5, 0.5))
+    assert inc.false_alarm_rate < 0.3 and cand.recall < inc.recall - 0.03
+    parity = ParityNumbers(max_abs_diff=2e-7, label_flips=0, passed=True)
+    paired = paired_slice(y, s_cand, s_inc, (0.5, 0.5), blocks=blocks)
+
+    def judge(**kw: object) -> GateDecision:
+        return evaluate_gate(GateInput(cand, inc, parity, latency_p99_ms=1.0, paired=paired), GateConfig(**kw))
+
+    safe = judge()
+    assert safe.verdict == "fail" and not safe.check("recall").passed
+    assert safe.check("recall").limit == pytest.approx(0.02) and safe.trade is not None
+    assert (safe.trade.recall_trade, safe.trade.applied, safe.trade.recall_bought) == ("alarm_flood", False, 0.0)
+    assert "does not flood" in safe.trade.reason
+    assert judge(recall_trade="never").verdict == "fail"
+    old = judge(recall_trade="always")
+    assert old.verdict == "pass" and old.trade is not None and old.trade.applied and old.trade.recall_bought > 0.02
+    assert json.loads(json.dumps(safe.to_dict()))["trade"]["recall_trade"] == "alarm_flood"
+    with pytest.raises(ValueError, match="recall_trade"):
+        GateConfig(recall_trade="sometimes")  # type: ignore[arg-type]
+
+
+def test_a_flooding_incumbent_still_trades_by_default_but_never_when_told() -> None:
+    inc = SliceMetrics(recall=0.98, false_alarm_rate=0.60, precision=0.1, f1=0.2, roc_auc=0.8, n_pos=200, n_neg=2000)
+    sensible = replace(inc, recall=0.80, false_alarm_rate=0.03)
+    parity = ParityNumbers(max_abs_diff=2e-7, label_flips=0, passed=True)
+    default = evaluate_gate(GateInput(sensible, inc, parity, latency_p99_ms=1.0))
+    assert default.verdict == "pass" and default.trade is not None and default.trade.applied
+    never = evaluate_gate(GateInput(sensible, inc, parity, latency_p99_ms=1.0), GateConfig(recall_trade="never"))
+    assert never.verdict == "fail" and never.trade is not None and not never.trade.applied

@@ -4,6 +4,7 @@ label and prediction rows (the store-backed build is tests/hub/training/service/
 from __future__ import annotations
 
 import doctest
+from dataclasses import replace
 
 import numpy as np
 from hypothesis import given, settings
@@ -89,3 +90,14 @@ def test_balancing_caps_every_cohort_and_never_raises_a_weight(sizes: list[int],
 
 def test_doctests() -> None:
     assert doctest.testmod(dataset).failed == 0
+
+
+def test_split_keys_follow_data_time_not_when_the_window_was_scored_or_received() -> None:
+    """The same windows scored at another wall-clock moment (a loaded machine, a replay, a backlog) keep their
+    split keys: the frozen slice depends on the data, not on timing."""
+    items = [_item(f"t{i}", i % 2) for i in range(10)]
+    on_time = {f"t{i}": _prediction(f"t{i}", 1000.0 + 100.0 * i) for i in range(10)}
+    late = {t: replace(p, ts=p.ts + 12_345.6 * (i + 1), received_at=p.ts + 99_999.0)
+            for i, (t, p) in enumerate(on_time.items())}
+    keys = [split_keys(feedback_rows(items, rows, 2, 1.0), 300.0).tolist() for rows in (on_time, late)]
+    assert keys[0] == keys[1] and keys[0][:4] == ["d1@3", "d1@3", "d1@4", "d1@4"]

@@ -1,0 +1,35 @@
+"""``/performance``: how each model version does on the labels that came back, against its gate-time figures."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from hub.api.deps import AUTH_RESPONSES, NowDep, Reader, ServicesDep, StoreDep
+from hub.training.performance import PERFORMANCE_EVENT
+from hub.training.service.performance import realized_now
+
+router = APIRouter(prefix="/performance", tags=["performance"], responses=AUTH_RESPONSES)
+
+
+@router.get("", summary="Realized performance per model version and cohort, from the latest validated label set")
+def realized_performance(
+    _: Reader,
+    store: StoreDep,
+    services: ServicesDep,
+    now: NowDep,
+    version: Annotated[str | None, Query(max_length=100, description="one version; all if omitted")] = None,
+) -> dict[str, Any]:
+    """Recall on confirmed failures, missed failures and the false-alarm rate of every version on the labels of the
+    latest validated label set, each with its sequential test against the version's gate-time figures
+    (`hub.training.performance`), and the ``performance_degraded`` events recorded so far."""
+    label_sets = store.label_sets(limit=1)
+    figures = [] if not label_sets else realized_now(store, label_sets[0].id, services.settings.training.performance)
+    events = store.events(kind=PERFORMANCE_EVENT, limit=1000)
+    return {
+        "label_set_id": label_sets[0].id if label_sets else None, "ts": now,
+        "figures": [f.to_dict() for f in figures if version is None or f.version == version],
+        "events": [{"id": e.id, "ts": e.ts, **e.payload} for e in events
+                   if version is None or e.payload.get("model_version") == version],
+    }

@@ -1,0 +1,55 @@
+"""Realized performance read from the store and its `performance_degraded` events (the figures and the test are
+`hub.training.performance`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from hub.store.ports import HubStore
+from hub.store.rows import EventRow
+from hub.training.performance import (
+    PERFORMANCE_EVENT,
+    PerformanceSettings,
+    RealizedPerformance,
+    gate_time_figures,
+    realized,
+)
+
+
+def realized_now(store: HubStore, label_set_id: str, settings: PerformanceSettings) -> list[RealizedPerformance]:
+    """Every version's realized figures on the label set's labels (reads only)."""
+    items = store.label_set_items(label_set_id)
+    predictions = {p.trace_id: p for p in store.predictions_by_trace([i.trace_id for i in items])}
+    versions = {p.model_version for p in predictions.values()} | {i.model_version for i in items}
+    expected: dict[str, tuple[float | None, float | None]] = {}
+    for v in sorted(x for x in versions if x):
+        row = store.model_version(v)
+        if row is not None:
+            expected[v] = gate_time_figures(row)
+    return realized(items, predictions, expected, settings)
+
+
+def monitor(store: HubStore, label_set_id: str, settings: PerformanceSettings, *, now: float,
+            ) -> list[RealizedPerformance]:
+    """Judge every version on the label set's labels and record a `PERFORMANCE_EVENT` for each newly degraded
+    (version, scope); returns every figure."""
+    figures = realized_now(store, label_set_id, settings)
+    degraded = [f for f in figures if f.verdict == "degraded"]
+    if degraded:
+        known = {(e.payload.get("model_version"), e.payload.get("scope")) for e in _all_events(store)}
+        for f in degraded:
+            if (f.version, f.scope) not in known:
+                store.record_event(PERFORMANCE_EVENT, {"model_version": f.version, "scope": f.scope,
+                                                       "reason": f.reason, "label_set_id": label_set_id,
+                                                       "figures": f.to_dict()}, ts=now)
+    return figures
+
+
+def _all_events(store: HubStore) -> Iterable[EventRow]:
+    cursor = 0
+    while True:
+        page = store.events(kind=PERFORMANCE_EVENT, since_id=cursor, limit=500)
+        yield from page
+        if len(page) < 500:
+            return
+        cursor = page[-1].id
