@@ -227,8 +227,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _ingest(args: argparse.Namespace) -> int:
     from hub.app.service import HubService
 
-    service = HubService(_settings(args))
-    service.jobs.clear()  # a plain worker: drift runs in `hub serve`
+    service = HubService(_settings(args), jobs=False)  # a plain worker: the jobs run in `hub serve`
     stop = _until_signalled()
     service.start()
     while not stop.wait(10):
