@@ -230,6 +230,8 @@ def _ingest(args: argparse.Namespace) -> int:
     service = HubService(_settings(args), jobs=False)  # a plain worker: the jobs run in `hub serve`
     stop = _until_signalled()
     service.start()
+    if service.worker.wait_ready(30):  # one line once subscribed: scripts and tests start publishing after it
+        print(json.dumps({"ready": service.worker.client_id}), flush=True)
     while not stop.wait(10):
         s = service.worker.stats()
         print(json.dumps({"stored": s.stored, "duplicates": s.duplicates, "dead_letters": s.dead_letters,
