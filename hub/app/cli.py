@@ -233,8 +233,16 @@ def _ingest(args: argparse.Namespace) -> int:
     if service.worker.wait_ready(30):  # one line once subscribed: scripts and tests start publishing after it
         print(json.dumps({"ready": service.worker.client_id}), flush=True)
     while not stop.wait(10):
-        s = service.worker.stats()
-        print(json.dumps({"stored": s.stored, "duplicates": s.duplicates, "dead_letters": s.dead_letters,
-                          "pending": s.pending}), flush=True)
+        _ingest_status(service.worker)
     service.stop()
+    _ingest_status(service.worker)  # the last word: what this worker did in all
     return 0
+
+
+def _ingest_status(worker: Any) -> None:
+    """One JSON line of an ingest worker's counters and its recent publish → commit lag."""
+    s = worker.stats()
+    p50, p99 = worker.lag_quantiles(0.5, 0.99)
+    print(json.dumps({"stored": s.stored, "duplicates": s.duplicates, "dead_letters": s.dead_letters,
+                      "pending": s.pending, "processed": s.processed, "lag_p50_s": p50, "lag_p99_s": p99}),
+          flush=True)
