@@ -227,13 +227,22 @@ def _serve(args: argparse.Namespace) -> int:
 def _ingest(args: argparse.Namespace) -> int:
     from hub.app.service import HubService
 
-    service = HubService(_settings(args))
-    service.jobs.clear()  # a plain worker: drift runs in `hub serve`
+    service = HubService(_settings(args), jobs=False)  # a plain worker: the jobs run in `hub serve`
     stop = _until_signalled()
     service.start()
+    if service.worker.wait_ready(30):  # one line once subscribed: scripts and tests start publishing after it
+        print(json.dumps({"ready": service.worker.client_id}), flush=True)
     while not stop.wait(10):
-        s = service.worker.stats()
-        print(json.dumps({"stored": s.stored, "duplicates": s.duplicates, "dead_letters": s.dead_letters,
-                          "pending": s.pending}), flush=True)
+        _ingest_status(service.worker)
     service.stop()
+    _ingest_status(service.worker)  # the last word: what this worker did in all
     return 0
+
+
+def _ingest_status(worker: Any) -> None:
+    """One JSON line of an ingest worker's counters and its recent publish → commit lag."""
+    s = worker.stats()
+    p50, p99 = worker.lag_quantiles(0.5, 0.99)
+    print(json.dumps({"stored": s.stored, "duplicates": s.duplicates, "dead_letters": s.dead_letters,
+                      "pending": s.pending, "processed": s.processed, "lag_p50_s": p50, "lag_p99_s": p99}),
+          flush=True)

@@ -42,6 +42,7 @@ class JobState:
     last_run: float | None = None
     last_success: float | None = None
     last_error: str | None = None
+    standby: bool = False  # another hub process holds the jobs' lease (`hub.app.leader`)
 
 
 @dataclass(frozen=True)

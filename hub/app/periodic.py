@@ -19,12 +19,20 @@ log = logging.getLogger(__name__)
 
 
 class Periodic:
-    """Runs `task(now)` every `interval_s` seconds in a daemon thread; an exception is logged, never fatal."""
+    """Runs `task(now)` every `interval_s` seconds in a daemon thread; an exception is logged, never fatal.
 
-    def __init__(self, name: str, interval_s: float, task: Callable[[float], object]) -> None:
+    With a `gate` (`hub.app.leader.Leadership.is_leader`), a tick runs the task only while the gate is open; a
+    closed tick counts as an attempt on standby (another process runs the job), so ``/health`` does not call it
+    overdue.
+    """
+
+    def __init__(self, name: str, interval_s: float, task: Callable[[float], object],
+                 gate: Callable[[], bool] | None = None) -> None:
         self.name = name
         self.interval_s = interval_s
         self.task = task
+        self.gate = gate
+        self.standby = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self.runs = 0
@@ -42,7 +50,7 @@ class Periodic:
     def state(self) -> JobState:
         """Its runs, failures and last attempt, for ``/health``."""
         return JobState(self.interval_s, self.started_at, self.runs, self.failures, self.consecutive_failures,
-                        self.last_run, self.last_success, self.last_error)
+                        self.last_run, self.last_success, self.last_error, self.standby)
 
     def stop(self) -> None:
         self._stop.set()
@@ -51,6 +59,9 @@ class Periodic:
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):
             now = self.last_run = time.time()
+            self.standby = self.gate is not None and not self.gate()
+            if self.standby:
+                continue
             try:
                 self.task(now)
                 self.runs += 1

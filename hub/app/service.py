@@ -4,8 +4,11 @@ API, sharing one store."""
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from typing import TYPE_CHECKING
 
+from hub.app.leader import Leadership
 from hub.app.periodic import Periodic
 from hub.app.settings import HubSettings
 from hub.app.wiring import build_services, commands_client_id
@@ -30,8 +33,11 @@ log = logging.getLogger(__name__)
 class HubService:
     """The hub's `Services` + ingest worker + periodic jobs. `start()`, `stop()`; `app()` is its HTTP API."""
 
-    def __init__(self, settings: HubSettings, store: HubStore | None = None) -> None:
+    def __init__(self, settings: HubSettings, store: HubStore | None = None, *, jobs: bool = True) -> None:
+        """`jobs=False`: a plain ingest worker (``hub ingest``): no periodic jobs, no training worker, no
+        resync of retained assignments; the ``hub serve`` processes do those, one at a time (`leader`)."""
         self.settings = settings
+        self.runs_jobs = jobs
         self.services = services = build_services(settings, store=store, client_id=commands_client_id(settings),
                                                    check_artifacts=True)
         assert services.commands is not None and services.traces is not None and services.key is not None
@@ -50,16 +56,20 @@ class HubService:
         self.notifier = Notifier(self.store, settings.incidents, self.commands.publish)
         self.worker = IngestWorker.from_settings(settings, self.store, metrics=self.metrics)
         self.gaps = GapMonitor(self.store, self.commands.send, settings.delivery, self.metrics)
+        # A stable holder (the worker's client id) takes its own lease back at once after a restart.
+        holder = settings.ingest_client_id or f"{socket.gethostname()}:{os.getpid()}"
+        self.leader = Leadership(self.store, holder, ttl_s=settings.jobs_lease_ttl_s)
+        lead = self.leader.is_leader
         self.jobs = [
-            Periodic("sequence-gaps", settings.delivery.check_interval_s, self.gaps.run),
-            Periodic("drift", settings.drift.interval_s, self.drift.run),
-            Periodic("trace-requests", settings.trace_request_interval_s, self.traces.run),
-            Periodic("retrain-triggers", settings.training.check_interval_s, self.training.check),
-            Periodic("rollouts", settings.rollout_tick_s, self.rollouts.tick),
-            Periodic("retention", settings.retention.interval_s, self.prune),
-            Periodic("incidents", settings.incidents.interval_s, self.incidents.run),
-            Periodic("incident-notifications", settings.incidents.notify_interval_s, self.notifier.run),
-        ]
+            Periodic("sequence-gaps", settings.delivery.check_interval_s, self.gaps.run, lead),
+            Periodic("drift", settings.drift.interval_s, self.drift.run, lead),
+            Periodic("trace-requests", settings.trace_request_interval_s, self.traces.run, lead),
+            Periodic("retrain-triggers", settings.training.check_interval_s, self.training.check, lead),
+            Periodic("rollouts", settings.rollout_tick_s, self.rollouts.tick, lead),
+            Periodic("retention", settings.retention.interval_s, self.prune, lead),
+            Periodic("incidents", settings.incidents.interval_s, self.incidents.run, lead),
+            Periodic("incident-notifications", settings.incidents.notify_interval_s, self.notifier.run, lead),
+        ] if jobs else []
         health = services.health  # what /health judges beyond the store
         health.add_connection("ingest", self.worker.session)
         health.add_connection("commands", self.commands)
@@ -89,8 +99,10 @@ class HubService:
     def start(self) -> None:
         self.worker.start()
         self.commands.start()
-        self.rollouts.resync()  # retained assignments match the newest rollout after a hub restart
-        self.training.start()
+        if self.runs_jobs:
+            self.rollouts.resync()  # retained assignments match the newest rollout after a hub restart
+            self.training.start()
+            self.leader.start()
         for job in self.jobs:
             job.start()
         log.info("hub started: store %s, broker %s:%d", self.settings.store, self.settings.mqtt_host,
@@ -99,6 +111,8 @@ class HubService:
     def stop(self) -> None:
         for job in self.jobs:
             job.stop()
+        if self.runs_jobs:
+            self.leader.stop()
         self.training.stop()
         self.worker.stop()
         self.commands.stop()

@@ -90,6 +90,10 @@ class HubSettings(BaseSettings):
         description="stable MQTT client id of this ingest worker (unique per worker); a restarted worker with "
         "the same id resumes its session and gets the messages it had not acknowledged",
     )
+    jobs_lease_ttl_s: float = Field(
+        default=30.0, gt=0, le=3600, description="the background jobs (drift, triggers, rollouts, trace requests, "
+        "gaps, retention, incidents) run in one hub process at a time, the holder of a lease in the store; a killed "
+        "holder is replaced within this time")
     ingest_session_expiry_s: int = Field(default=3600, ge=0, description="how long the broker keeps a dead "
                                          "worker's session (and its share of messages) for it to come back")
     ingest_batch_size: int = Field(default=500, ge=1, le=100_000)

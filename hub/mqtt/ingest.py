@@ -21,7 +21,7 @@ import logging
 import socket
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -44,6 +44,8 @@ if TYPE_CHECKING:
     from hub.app.settings import HubSettings
 
 log = logging.getLogger(__name__)
+
+LAG_WINDOW = 20_000  # live records whose lag `lag_quantiles` looks at
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,7 @@ class IngestWorker:
         self._last_received = 0.0
         self._last_lag: float | None = None
         self._max_lag: float | None = None
+        self._lags: deque[float] = deque(maxlen=LAG_WINDOW)  # the latest publish → commit lags, for quantiles
         self._started = False
         self._stopping = threading.Event()  # shared with the session and the writer
 
@@ -247,6 +250,15 @@ class IngestWorker:
                 max_lag_s=self._max_lag,
             )
 
+    def lag_quantiles(self, *qs: float) -> list[float | None]:
+        """Quantiles (0-1) of the publish → commit lag (s; the message's ``ts`` to its commit) over the latest
+        `LAG_WINDOW` live records; None before any."""
+        with self._cond:
+            lags = sorted(self._lags)
+        if not lags:
+            return [None for _ in qs]
+        return [lags[min(len(lags) - 1, int(q * len(lags)))] for q in qs]
+
     def wait_for(self, predicate: Callable[[IngestStats], bool], timeout: float = 10.0) -> bool:
         """Wait until `predicate(self.stats())` holds; False on timeout."""
         deadline = time.monotonic() + timeout
@@ -337,6 +349,7 @@ class IngestWorker:
             if c.lags:
                 self._last_lag = c.lags[-1]
                 self._max_lag = max(c.lags) if self._max_lag is None else max(self._max_lag, *c.lags)
+                self._lags.extend(c.lags)
             self._cond.notify_all()
         if self.acks and c.sequences:
             self._send_acks(c.sequences)

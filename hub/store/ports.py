@@ -454,10 +454,26 @@ class IncidentStore(Protocol):
         ...
 
 
+class LeaseStore(Protocol):
+    """Named leases with an expiry: which hub process runs the background jobs (`hub.app.leader`)."""
+
+    def acquire_lease(self, name: str, holder: str, *, ttl_s: float, now: float) -> bool:
+        """Take or renew `name` for `holder` until ``now + ttl_s``; False while another holder's lease runs."""
+        ...
+
+    def release_lease(self, name: str, holder: str) -> None:
+        """Give `name` up if `holder` holds it (a stopping leader: another process takes over at once)."""
+        ...
+
+    def lease_holder(self, name: str, *, now: float) -> str | None:
+        """Who holds `name` at `now`; None if nobody does."""
+        ...
+
+
 @runtime_checkable
 class HubStore(
     IngestStore, DeviceStore, LabelStore, DriftStore, RegistryStore, RolloutStore, TrainingStore, RetentionStore,
-    SequenceStore, ReferenceStore, IncidentStore,
+    SequenceStore, ReferenceStore, IncidentStore, LeaseStore,
     Protocol,
 ):
     """Everything the hub stores and asks: every role, and `close`."""
@@ -472,6 +488,7 @@ __all__ = [
     "IncidentStore",
     "IngestStore",
     "LabelStore",
+    "LeaseStore",
     "ReferenceStore",
     "RegistryStore",
     "RetentionStore",

@@ -351,6 +351,9 @@ MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "CREATE INDEX incident_notifications_incident ON incident_notifications (incident_id, id)",
         "CREATE TABLE job_cursors (name TEXT PRIMARY KEY, value BIGINT NOT NULL)",
     )),
+    ("m010_leases", (
+        "CREATE TABLE leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires DOUBLE PRECISION NOT NULL)",
+    )),
 )
 
 

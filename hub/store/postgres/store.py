@@ -15,6 +15,7 @@ from hub.store.postgres.drift import DriftQueries
 from hub.store.postgres.incidents import IncidentQueries
 from hub.store.postgres.ingest import IngestQueries
 from hub.store.postgres.labels import LabelQueries
+from hub.store.postgres.leases import LeaseQueries
 from hub.store.postgres.references import ReferenceQueries
 from hub.store.postgres.registry import RegistryQueries
 from hub.store.postgres.retention import RetentionQueries
@@ -28,7 +29,7 @@ from shared.errors import StoreError
 class PostgresHubStore(
     IngestQueries, DeviceQueries, LabelQueries, DriftQueries, RegistryQueries, RolloutQueries, TrainingQueries,
     RetentionQueries,
-    SequenceQueries, ReferenceQueries, IncidentQueries,
+    SequenceQueries, ReferenceQueries, IncidentQueries, LeaseQueries,
 ):
     """The hub store in one PostgreSQL database. Thread-safe: each call borrows a pooled connection."""
 

@@ -424,3 +424,9 @@ def m009_incidents(db: Database) -> None:
     db.execute("CREATE INDEX incident_notifications_incident ON incident_notifications (incident_id, id)")
     # Where a periodic job is in an append-only table (the grouping pass: the last anomaly rowid it read).
     db.execute("CREATE TABLE job_cursors (name TEXT PRIMARY KEY, value INTEGER NOT NULL)")
+
+
+@migrations()
+def m010_leases(db: Database) -> None:
+    # Named leases (hub.app.leader): the one hub process that runs the background jobs, until `expires`.
+    db.execute("CREATE TABLE leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires REAL NOT NULL)")

@@ -17,6 +17,7 @@ from hub.store.sqlite.drift import DriftQueries
 from hub.store.sqlite.incidents import IncidentQueries
 from hub.store.sqlite.ingest import IngestQueries
 from hub.store.sqlite.labels import LabelQueries
+from hub.store.sqlite.leases import LeaseQueries
 from hub.store.sqlite.references import ReferenceQueries
 from hub.store.sqlite.registry import RegistryQueries
 from hub.store.sqlite.retention import RetentionQueries
@@ -30,7 +31,7 @@ from shared.errors import StoreError
 class SqliteHubStore(
     IngestQueries, DeviceQueries, LabelQueries, DriftQueries, RegistryQueries, RolloutQueries, TrainingQueries,
     RetentionQueries,
-    SequenceQueries, ReferenceQueries, IncidentQueries,
+    SequenceQueries, ReferenceQueries, IncidentQueries, LeaseQueries,
 ):
     """The hub store in one SQLite file. Thread-safe: one connection per thread, opened on first use."""
 
