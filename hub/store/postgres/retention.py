@@ -21,6 +21,13 @@ _UNREFERENCED_SAMPLE = (
 )
 
 
+# An incident that is over (see `hub.store.retention`), with no notification of it still to deliver.
+_ENDED_INCIDENT = (
+    "i.state IN ('resolved', 'closed', 'dropped') AND coalesce(i.closed_ts, i.resolved_ts, i.updated_ts) < %s "
+    "AND NOT EXISTS (SELECT 1 FROM incident_notifications n WHERE n.incident_id = i.id AND n.status = 'pending')"
+)
+
+
 class RetentionQueries(PostgresConnection):
     """`RetentionStore` on PostgreSQL (a mixin of `PostgresHubStore`)."""
 
@@ -45,7 +52,16 @@ class RetentionQueries(PostgresConnection):
             stats=self._delete_batches("stats", "msg_id", "period_end < %s", [cutoffs.stats], batch_rows),
             samples=self._delete_batches("predictions p", "trace_id", _UNREFERENCED_SAMPLE, [cutoffs.samples],
                                          batch_rows),
+            incidents=self._prune_incidents(cutoffs.incidents, batch_rows),
         )
+
+    def _prune_incidents(self, cutoff: float, batch_rows: int) -> int:
+        """Ended incidents before `cutoff`: their delivery log, history and windows first (they refer to them)."""
+        theirs = f"incident_id IN (SELECT i.id FROM incidents i WHERE {_ENDED_INCIDENT})"
+        for table, key in (("incident_notifications", "id"), ("incident_events", "id"),
+                           ("incident_windows", "trace_id")):
+            self._delete_batches(table, key, theirs, [cutoff], batch_rows)
+        return self._delete_batches("incidents i", "id", _ENDED_INCIDENT, [cutoff], batch_rows)
 
     def _delete_batches(self, table: str, key: str, where: str, params: list[object], batch_rows: int) -> int:
         """DELETE the rows of `table` matching `where`, `batch_rows` per transaction; how many went."""
