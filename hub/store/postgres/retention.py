@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from hub.store.postgres.connection import PostgresConnection
 from hub.store.retention import Cutoffs, Pruned
+from hub.store.sqlite.retention import prune_ended_incidents
 
 # A sample nothing refers to: no annotation names it (by trace or by its device's time range), no label set
 # holds it, and it is not in the frozen evaluation slice.
@@ -52,16 +53,8 @@ class RetentionQueries(PostgresConnection):
             stats=self._delete_batches("stats", "msg_id", "period_end < %s", [cutoffs.stats], batch_rows),
             samples=self._delete_batches("predictions p", "trace_id", _UNREFERENCED_SAMPLE, [cutoffs.samples],
                                          batch_rows),
-            incidents=self._prune_incidents(cutoffs.incidents, batch_rows),
+            incidents=prune_ended_incidents(self._delete_batches, _ENDED_INCIDENT, cutoffs.incidents, batch_rows),
         )
-
-    def _prune_incidents(self, cutoff: float, batch_rows: int) -> int:
-        """Ended incidents before `cutoff`: their delivery log, history and windows first (they refer to them)."""
-        theirs = f"incident_id IN (SELECT i.id FROM incidents i WHERE {_ENDED_INCIDENT})"
-        for table, key in (("incident_notifications", "id"), ("incident_events", "id"),
-                           ("incident_windows", "trace_id")):
-            self._delete_batches(table, key, theirs, [cutoff], batch_rows)
-        return self._delete_batches("incidents i", "id", _ENDED_INCIDENT, [cutoff], batch_rows)
 
     def _delete_batches(self, table: str, key: str, where: str, params: list[object], batch_rows: int) -> int:
         """DELETE the rows of `table` matching `where`, `batch_rows` per transaction; how many went."""

@@ -5,6 +5,8 @@ See `hub.store.retention` for what is kept and why.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from hub.store.retention import Cutoffs, Pruned
 from hub.store.sqlite.connection import SqliteConnection
 
@@ -50,16 +52,8 @@ class RetentionQueries(SqliteConnection):
             stats=self._delete_batches("stats", "rowid", "period_end < ?", [cutoffs.stats], batch_rows),
             samples=self._delete_batches("predictions p", "rowid", _UNREFERENCED_SAMPLE, [cutoffs.samples],
                                          batch_rows),
-            incidents=self._prune_incidents(cutoffs.incidents, batch_rows),
+            incidents=prune_ended_incidents(self._delete_batches, _ENDED_INCIDENT, cutoffs.incidents, batch_rows),
         )
-
-    def _prune_incidents(self, cutoff: float, batch_rows: int) -> int:
-        """Ended incidents before `cutoff`: their delivery log, history and windows first (they refer to them)."""
-        theirs = f"incident_id IN (SELECT i.id FROM incidents i WHERE {_ENDED_INCIDENT})"
-        for table, key in (("incident_notifications", "id"), ("incident_events", "id"),
-                           ("incident_windows", "trace_id")):
-            self._delete_batches(table, key, theirs, [cutoff], batch_rows)
-        return self._delete_batches("incidents i", "id", _ENDED_INCIDENT, [cutoff], batch_rows)
 
     def _delete_batches(self, table: str, key: str, where: str, params: list[object], batch_rows: int) -> int:
         """DELETE the rows of `table` matching `where`, `batch_rows` per transaction; how many went."""
@@ -74,3 +68,13 @@ class RetentionQueries(SqliteConnection):
             total += n
             if n < batch_rows:
                 return total
+
+
+def prune_ended_incidents(delete: Callable[[str, str, str, list[object], int], int], ended: str, cutoff: float,
+                          batch_rows: int) -> int:
+    """Ended incidents before `cutoff` (`ended`: the backend's condition on ``incidents i``), their delivery log,
+    history and windows first (they refer to them); how many incidents went. `delete`: `_delete_batches`."""
+    theirs = f"incident_id IN (SELECT i.id FROM incidents i WHERE {ended})"
+    for table, key in (("incident_notifications", "id"), ("incident_events", "id"), ("incident_windows", "trace_id")):
+        delete(table, key, theirs, [cutoff], batch_rows)
+    return delete("incidents i", "id", ended, [cutoff], batch_rows)
