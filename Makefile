@@ -27,8 +27,10 @@ postgres:
 chromium:
 	@bash scripts/ensure-chromium.sh
 
+# `make demo DEMO_ARGS=--keep` leaves the fleet and the hub's console running after the story (Ctrl-C stops it)
+DEMO_ARGS ?=
 demo: install mosquitto
-	$(BIN)/fleetloop demo
+	$(BIN)/fleetloop demo $(DEMO_ARGS)
 
 lint: install
 	$(BIN)/ruff check agent hub shared infra models sim fleetloop tests bench

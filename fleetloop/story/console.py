@@ -19,6 +19,7 @@ from rich.live import Live
 from rich.logging import RichHandler
 from rich.table import Table
 
+from fleetloop.story import words
 from fleetloop.story.script import Status
 from fleetloop.story.timeline import Event
 
@@ -65,14 +66,15 @@ class StoryConsole:
                 root.addHandler(h)
 
     def event(self, e: Event) -> None:
-        """A timeline event: one line, above the live panel on a TTY."""
+        """A timeline event: one line, above the live panel on a TTY, on one clock (`stamp`)."""
+        stamp, message = event_stamp(e, time.time())
         if self._live is not None:
             style = {"phase_start": "bold cyan", "story_failed": "bold red", "rollback": "bold yellow",
                      "rollout_refused": "yellow", "recovered": "bold green", "drift_detected": "bold magenta"}
-            self.console.print(f"[dim]t+{e.t:6.1f}s[/dim]  {e.message}", style=style.get(e.kind), markup=True,
+            self.console.print(f"[dim]{stamp:>8}[/dim]  {message}", style=style.get(e.kind), markup=False,
                                highlight=False)
         else:
-            log.info("t+%.1fs  %s", e.t, e.message)
+            log.info("%s  %s", stamp, message)
 
     def refresh(self) -> None:
         now = time.monotonic()
@@ -102,6 +104,26 @@ class StoryConsole:
         return table
 
 
+LATE_S = 1.0
+"""An event told this much after it happened (a background retrain's gate, a job's start) says when it happened."""
+
+
+def event_stamp(e: Event, now: float) -> tuple[str, str]:
+    """(stamp, message) of a line printed at `now`. The set-up (until the agents start, when the story's clock
+    starts) is ``setup``; after, the story's clock when the line is printed (so lines are in order on one clock),
+    and an event told late says when it happened.
+
+    >>> event_stamp(Event(at=100.0, t=9.9, kind="setup", message="mosquitto on …"), now=100.0)
+    ('setup', 'mosquitto on …')
+    >>> event_stamp(Event(at=163.5, t=63.5, kind="gate", message="v4: gate fail"), now=185.9)
+    ('t+85.9s', 'v4: gate fail (at t+63.5 s)')
+    """
+    if e.kind == "setup":
+        return "setup", e.message
+    printed = max(e.t, now - (e.at - e.t))
+    return f"t+{printed:.1f}s", e.message if printed - e.t <= LATE_S else f"{e.message} (at t+{e.t:.1f} s)"
+
+
 def status_line(s: Status) -> str:
     return (f"t+{s.elapsed_s:4.0f}s  [{s.phase}]  online {s.online}/{s.devices}  predictions/s "
             f"{s.predictions_per_s:6.1f}  labels {s.labels}  drift {s.drift}  rollout {s.rollout}  "
@@ -113,7 +135,8 @@ def versions_text(versions: Mapping[str, int]) -> str:
 
 
 def summary_table(summary: Mapping[str, Any]) -> Table:
-    """The final table: versions, gate numbers, recall/false alarms before and after, drift → recovered."""
+    """The final table: the six numbers that matter (`words.numbers`), then the versions, gates and the whole
+    fleet's rates; the headline sentence (`words.headline`) goes above it."""
 
     def f(x: Any, digits: int = 3) -> str:
         return "-" if x is None else f"{x:.{digits}f}" if isinstance(x, float) else str(x)
@@ -121,22 +144,21 @@ def summary_table(summary: Mapping[str, Any]) -> Table:
     table = Table(title="fleetloop demo: the story in numbers", title_justify="left", show_lines=False)
     table.add_column("what", style="bold")
     table.add_column("value")
+    for what, value in words.numbers(summary):
+        table.add_row(what, value)
+    table.add_section()
     table.add_row("devices / cohorts", f"{summary['devices']} / {', '.join(summary['cohorts'])}")
     table.add_row("drift injected on", f"{summary['drift_site']} ({len(summary['drifted_devices'])} devices)")
-    table.add_row("drift detected", f"after {f(summary['drift_detected_after_s'], 1)} s: "
-                  f"{', '.join(summary['drift_features'][:4]) or '-'}" if summary["drift_detected"] else "no")
+    table.add_row("drifted features", ", ".join(summary["drift_features"][:4]) or "-")
     gate = summary.get("gate") or {}
-    table.add_row("retrained candidate", f"{summary.get('candidate') or '-'}: gate {gate.get('verdict') or '-'} "
-                  f"(recall {f(gate.get('candidate_recall'))} vs {f(gate.get('incumbent_recall'))}, FAR "
-                  f"{f(gate.get('candidate_far'))} vs {f(gate.get('incumbent_far'))}, "
-                  f"{gate.get('n_pos', '-')}+/{gate.get('n_neg', '-')}-)")
+    table.add_row("retrained candidate", f"{summary.get('candidate') or '-'}: gate {gate.get('verdict') or '-'}, "
+                  f"{words.gate_line(gate)}")
     if summary.get("blocked_candidates"):
         table.add_row("blocked by the gate first", ", ".join(summary["blocked_candidates"]))
     table.add_row("promoted", f"{summary['promoted_version'] or '-'}")
-    table.add_row("drift → recovered fleet", f"{f(summary['drift_to_recovered_s'], 1)} s")
-    table.add_row("recall before → after the fix", f"{f(summary['recall_before'])} → {f(summary['recall_after'])} "
-                  f"(frozen v1 after: {f(summary.get('recall_frozen_after'))})")
-    table.add_row("false alarms before → after", f"{f(summary['far_before'], 4)} → {f(summary['far_after'], 4)} "
+    table.add_row("recall, whole fleet", f"{f(summary['recall_before'])} before the fix → "
+                  f"{f(summary['recall_after'])} after (frozen v1 after: {f(summary.get('recall_frozen_after'))})")
+    table.add_row("false alarms, whole fleet", f"{f(summary['far_before'], 4)} → {f(summary['far_after'], 4)} "
                   f"(frozen v1 after: {f(summary.get('far_frozen_after'), 4)})")
     bad = summary.get("bad_gate") or {}
     table.add_row("flipped-label candidate", f"{summary.get('bad_version') or '-'}: gate {bad.get('verdict') or '-'}, "

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from fleetloop.fleet.logs import DeviceLog
+from fleetloop.story import words
 from fleetloop.story.metrics import Accuracy
 from fleetloop.story.timeline import Event, Timeline
 
@@ -158,6 +159,7 @@ def rollout_png(logs: Sequence[DeviceLog], timeline: Timeline, drifted: Sequence
             end = t[e] if e < len(log) else t[-1]
             blip = end - t[s] < min_width  # a few windows: drawn wider, and on top, so that it stays visible
             ax.barh(row, max(end - t[s], min_width), left=t[s], color=colors[v], height=0.7, zorder=3 if blip else 2)
+    _mark_rollbacks(ax, timeline, [log.device_id for log in logs], min_width)
     ax.set_yticks(range(len(logs)))
     ax.set_yticklabels([f"{log.device_id}{' (drifted)' if log.device_id in drifted else ''}" for log in logs],
                        fontsize=8)
@@ -170,6 +172,26 @@ def rollout_png(logs: Sequence[DeviceLog], timeline: Timeline, drifted: Sequence
     ax.set_xlabel("seconds since the agents started")
     ax.set_title("Rollout timeline: the model version each device served")
     return _figure_png(fig)
+
+
+def _mark_rollbacks(ax: Any, timeline: Timeline, devices: Sequence[str], min_width: float) -> None:
+    """A rolled-back version on the devices that got it, from its rollout to its rollback, hatched and named: a
+    canary that failed in a second serves too few windows to see as a bar."""
+    for back in timeline.all("rollback"):
+        version = back.data.get("version")
+        started = next((e for e in reversed(timeline.all("rollout_started"))
+                        if e.data.get("version") == version and e.at <= back.at), None)
+        if started is None:
+            continue
+        for device in started.data.get("devices") or []:
+            if device not in devices:
+                continue
+            row = devices.index(device)
+            ax.barh(row, max(back.t - started.t, min_width), left=started.t, height=0.9, fill=False, hatch="////",
+                    edgecolor="#d62728", lw=1, zorder=4)
+            ax.annotate(f"{version} failed its canary: rolled back", (back.t, row), xytext=(6, 0),
+                        textcoords="offset points", va="center", fontsize=8, color="#d62728", zorder=5,
+                        bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "#d62728", "alpha": 0.9})
 
 
 def write_report(path: Path, *, summary: Mapping[str, Any], timeline: Timeline, accuracy: Accuracy | None,
@@ -199,7 +221,8 @@ def _html(summary: Mapping[str, Any], timeline: Timeline, accuracy: Accuracy | N
     e = html.escape
     rows = "".join(f"<tr><th>{e(str(k))}</th><td>{e(_fmt(v))}</td></tr>" for k, v in summary.items()
                    if k not in ("timeline", "accuracy"))
-    events = "".join(f"<tr><td>{ev.t:.1f}</td><td>{e(ev.kind)}</td><td>{e(ev.message)}</td></tr>"
+    six = "".join(f"<tr><th>{e(what)}</th><td>{e(value)}</td></tr>" for what, value in words.numbers(summary))
+    events = "".join(f"<tr><td>{'setup' if ev.kind == 'setup' else f'{ev.t:.1f}'}</td><td>{e(ev.message)}</td></tr>"
                      for ev in timeline.events)
     periods = ""
     if accuracy is not None:
@@ -215,16 +238,21 @@ def _html(summary: Mapping[str, Any], timeline: Timeline, accuracy: Accuracy | N
 <html lang="en"><head><meta charset="utf-8"><title>fleetloop demo report</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}}
 table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left;
-font-size:13px;vertical-align:top}}img{{max-width:100%}}</style></head><body>
+font-size:13px;vertical-align:top}}img{{max-width:100%}}.headline{{font-size:1.2em}}</style></head><body>
 <h1>fleetloop demo: drift → labels → retrain → gate → canary → fleet</h1>
 <p>A simulated fleet, a real mosquitto, the real hub and agents, on a compressed clock. Recall and false alarms
 are measured on every window the agents scored, against the simulator's ground truth.</p>
-<h2>Summary</h2><table>{rows}</table>
+<p class="headline" id="headline">{e(words.headline(summary))}</p>
+<table id="numbers">{six}</table>
+<details><summary>Every number of the run (the summary's raw keys)</summary><table>{rows}</table></details>
 <h2>Recall and false alarms by period</h2>
 <table><tr><th>devices</th><th>period</th><th>model</th><th>recall</th><th>false-alarm rate</th><th>failing windows</th>
 <th>healthy windows</th></tr>{periods}</table>
 {figures}
-<h2>Timeline</h2><table><tr><th>t (s)</th><th>event</th><th>what happened</th></tr>{events}</table>
+<h2>Timeline</h2>
+<p>Seconds since the agents started, in the order things happened (an event the story learned of later is listed
+when it happened).</p>
+<table id="timeline"><tr><th>t (s)</th><th>what happened</th></tr>{events}</table>
 <script type="application/json" id="summary">{data}</script>
 </body></html>
 """

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from fleetloop.fleet.logs import AgentLogs
+from fleetloop.story import words
 from fleetloop.story.faults import nan_candidate, sabotaged_retrain
 from fleetloop.story.operator import Operator, StoryError
 from fleetloop.story.profile import StoryProfile, stage_policies
@@ -226,7 +227,7 @@ class Story:
             self.outcome.blocked.append(version)
             if attempt == RETRAIN_ATTEMPTS:
                 raise StoryError(f"the gate did not pass {version}: {'; '.join(gate.get('reasons', []))}")
-            why = "; ".join(r.split(":")[0] for r in gate.get("reasons", []))
+            why = "failed: " + ", ".join(words.failed_checks(gate))
             if done["gate_verdict"] == "insufficient_data":
                 # The hub's trigger retries on its own once a quarter more labels are validated (no cooldown).
                 want = retry_threshold(self.rig.settings.training.triggers, labels)
@@ -280,10 +281,13 @@ class Story:
 
         def train() -> None:
             try:
-                self._sabotage.append(sabotaged_retrain(
+                job = sabotaged_retrain(
                     hub.store, hub.registry, hub.settings.training, labels=hub.settings.labels,
                     staging_dir=self.workdir / "sabotage", actor="story:faults", reason="labels flipped on purpose",
-                    label_set_id=label_set))
+                    label_set_id=label_set)
+                self._sabotage.append(job)
+                if job.result_version:
+                    self._bad_gate(job.result_version, job)  # told when it happens: the timeline stays in order
             except Exception as exc:  # reported by _bad_candidate, in the story's thread
                 self._sabotage_error.append(exc)
 
@@ -303,13 +307,7 @@ class Story:
             raise StoryError(f"the sabotaged retrain failed: {errors[0] if errors else result[0].error}")
         job = result[0]
         version = job.result_version
-        assert version is not None
-        gate = self.operator.model(version).get("gate") or {}
-        self.outcome.bad_version, self.outcome.bad_gate = version, gate
-        failed = [str(r).split(":", 1)[0] for r in gate.get("reasons", [])]
-        self.timeline.add("gate", f"{version}: gate {job.gate_verdict} — {gate_line(gate)}; failed: "
-                          f"{', '.join(failed) or '-'}", at=job.finished_ts, version=version,
-                          verdict=job.gate_verdict, **gate_numbers(gate))
+        assert version is not None and self.outcome.bad_version == version
         if job.gate_verdict == "pass":
             raise StoryError(f"the gate passed {version}, a model trained on flipped labels")
         refused = self.operator.try_rollout(version, reason="roll out the flipped-label model anyway",
@@ -319,6 +317,13 @@ class Story:
         self.timeline.add("rollout_refused" if refused.status_code == 409 else "rollout_started",
                           f"POST /rollouts {version}: {refused.status_code} {detail}", version=version,
                           status=refused.status_code)
+
+    def _bad_gate(self, version: str, job: TrainingJobRow) -> None:
+        gate = self.operator.model(version).get("gate") or {}
+        self.outcome.bad_version, self.outcome.bad_gate = version, gate
+        self.timeline.add("gate", f"{version}: gate {job.gate_verdict} — {gate_line(gate)}; failed: "
+                          f"{', '.join(words.failed_checks(gate)) or '-'}", at=job.finished_ts, version=version,
+                          verdict=job.gate_verdict, **gate_numbers(gate))
 
     def _canary_failure(self) -> None:
         hub = self.rig.hub
@@ -434,10 +439,4 @@ def gate_numbers(gate: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def gate_line(gate: Mapping[str, Any]) -> str:
-    n = gate_numbers(gate)
-
-    def f(x: Any) -> str:
-        return "-" if x is None else f"{x:.3f}"
-
-    return (f"recall {f(n['candidate_recall'])} vs {f(n['incumbent_recall'])}, false alarms "
-            f"{f(n['candidate_far'])} vs {f(n['incumbent_far'])} on {n['n_pos']}+/{n['n_neg']}- windows")
+    return words.gate_line(gate_numbers(gate))

@@ -14,8 +14,9 @@ import fcntl
 import logging
 import os
 import shutil
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +49,7 @@ FRESH = ("broker", "hub", "agents", "run")  # work-dir entries every run starts 
 # candidate lost recall there often enough for the gate to refuse it three times (1 demo in ~5 under a parallel
 # test run): the hub does not yet weigh a technician's labels by their agreement with others (issue 14).
 TECHNICIAN_ERROR_RATES = (0.02, 0.05)
+KEPT_AGENTS_S = 3600.0  # with --keep, the agents' own safety net (they stop by themselves if this process dies)
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,10 @@ class StoryOptions:
     broker_port: int | None = None
     api_port: int | None = None
     live: bool | None = None  # rich live panel (default: when stderr is a terminal)
+    # --keep: called with the summary once the story is over and its report written, while the fleet, the hub
+    # (API and console) and the broker keep running; Ctrl-C (or SIGTERM) then stops them in order
+    # (its arguments: the summary, the API tokens by role to sign in to the console with)
+    keep: Callable[[dict[str, Any], dict[str, str]], None] | None = None
 
 
 def default_workdir() -> Path:
@@ -146,6 +152,7 @@ class _Session:
         api_sock = bind_loopback(self.o.api_port)
         interrupted = False
         collected: dict[str, Any] = {}
+        kept: dict[str, Any] | None = None
         try:
             self.broker = DevBroker(work / "broker", port=self.o.broker_port, devices=[s.device_id for s in specs])
             self.broker.start()
@@ -153,16 +160,27 @@ class _Session:
                 self.timeline.add("setup", f"mosquitto on {self.broker.url} (work dir {work})")
                 model = ensure_model(work / "models" / self.p.recipe / "v1", recipe=self.p.recipe)
                 self.rig = self._hub(api_sock, model, specs)
-                self.timeline.add("setup", f"hub API on {self.rig.api_url} (OpenAPI docs at {self.rig.api_url}/docs)")
+                self.timeline.add("setup", f"hub API on {self.rig.api_url} (OpenAPI docs at {self.rig.api_url}/docs), "
+                                  f"its console at {self.rig.api_url}/console")
+                log.info("console sign-in tokens for this run: %s",
+                         ", ".join(f"{role} {token}" for role, token in self.tokens.items()))
                 self._start_fleet(specs)
                 assert self.story is not None
                 self.outcome = self.story.run()
-                self.timeline.add("story_end", "the story is over: stopping the fleet, the hub and the broker")
-                self._stop_fleet()
+                if self.o.keep is None:
+                    self.timeline.add("story_end", "the story is over: stopping the fleet, the hub and the broker")
+                    self._stop_fleet()
+                else:
+                    self.timeline.add("story_end", "the story is over: the fleet, the hub and its console keep "
+                                      "running (--keep) until Ctrl-C")
                 collected = self._collect()
+            if self.o.keep is not None:
+                kept = self._summary(collected, interrupted=False)
+                self.o.keep(kept, dict(self.tokens))
+                threading.Event().wait()  # until Ctrl-C (or SIGTERM, raised as KeyboardInterrupt)
         except KeyboardInterrupt:
-            interrupted = True
-            log.warning("interrupted: stopping the agents, the hub and the broker")
+            interrupted = kept is None
+            log.warning("%s: stopping the agents, the hub and the broker", "interrupted" if interrupted else "Ctrl-C")
         finally:
             self._stop_fleet()
             if self.operator is not None:
@@ -177,6 +195,10 @@ class _Session:
                 self.broker.stop()
         if interrupted:
             return self._summary({}, interrupted=True)
+        if kept is not None:  # summarised while the fleet ran: how it stopped is known only now
+            kept.update(agents_ok=self._agents_ok(), agent_exit_codes=self.exit_codes,
+                        wall_s=round(time.monotonic() - self.wall0, 1))
+            return kept
         return self._summary(collected, interrupted=False)
 
     # -- set-up --------------------------------------------------------------------------------------------
@@ -222,7 +244,7 @@ class _Session:
         settings = FleetSettings(
             host=self.broker.host, port=self.broker.port, passwords=self.broker.credentials,
             model_dir=hub.registry.path("v1"), data_dir=work / "agents", prefix=self.broker.prefix, rate=self.p.rate,
-            max_duration_s=max(600.0, 10 * self.p.timeout_s),
+            max_duration_s=max(600.0, 10 * self.p.timeout_s, KEPT_AGENTS_S if self.o.keep else 0.0),
             model_public_key=hub.key.public_key_text(), agent_overrides=agent_overrides(), start_ts=start_ts,
         )
         self.fleet = Fleet(specs, settings)
@@ -242,6 +264,9 @@ class _Session:
         if self.fleet is not None and not self.exit_codes:
             self.fleet.stop()
             self.exit_codes = self.fleet.exit_codes()
+
+    def _agents_ok(self) -> bool:
+        return bool(self.exit_codes) and all(c == 0 for c in self.exit_codes.values())
 
     # -- measuring -------------------------------------------------------------------------------------------
     def _collect(self) -> dict[str, Any]:
@@ -304,6 +329,7 @@ class _Session:
             "nan_version": o.nan_version,
             "report": None,
             "accuracy_png": None,
+            "console": None if self.rig is None else f"{self.rig.api_url}/console",
             "devices": self.p.devices,
             "cohorts": getattr(self, "cohorts", []),
             "drift_site": self.p.drift_site,
@@ -311,7 +337,7 @@ class _Session:
             "profile": self.p.name,
             "seed": self.o.seed,
             "rate": self.p.rate,
-            "agents_ok": bool(self.exit_codes) and all(c == 0 for c in self.exit_codes.values()),
+            "agents_ok": self._agents_ok(),
             "agent_exit_codes": self.exit_codes,
             "hub_job_failures": collected.get("job_failures"),
             "failed": o.failed,

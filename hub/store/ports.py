@@ -21,6 +21,8 @@ from hub.store.rows import (
     DriftReportRow,
     EventRow,
     ExclusionRow,
+    FleetPage,
+    FleetQuery,
     IncidentEventRow,
     IncidentMember,
     IncidentPass,
@@ -133,6 +135,10 @@ class DeviceStore(Protocol):
         ...
 
     def device(self, device_id: str) -> Device | None: ...
+
+    def fleet(self, query: FleetQuery) -> FleetPage:
+        """One page of the filtered fleet and its counts (the console's fleet page: tens of thousands of devices)."""
+        ...
 
     def set_cohort(self, device_id: str, cohort: str | None) -> None:
         """Put a device in an explicit cohort (None: back to its site)."""

@@ -3,7 +3,10 @@
 Dead letters are kept by age, count and bytes (a flood of garbage must not grow hub.db without end);
 hub events, drift reports, stats and sample predictions by age. What training and labels still need is never
 pruned (`hub.store.sqlite.retention`): a sample an annotation names (by trace or by a device's time range),
-one in a label set or in the frozen evaluation slice, and the newest drift report of each scope. Anomalies,
+one in a label set or in the frozen evaluation slice, and the newest drift report of each scope. Incidents go
+once they are over (resolved, closed or dropped) for `incidents_max_age_s`, with their windows, history and
+delivery log (not while a notification of them is still pending): a technician's verdict stays as the
+annotations it became. Anomalies,
 annotations, label sets, model versions and rollouts are the fleet's record and are not pruned.
 SQLite reuses the freed pages; the file only shrinks with ``VACUUM``.
 """
@@ -35,6 +38,10 @@ class RetentionSettings(BaseModel):
         default=180 * DAY_S, gt=0, allow_inf_nan=False,
         description="sample predictions no annotation, label set or evaluation slice names; keep it above the "
                     "label TTL (labels.ttl_s, 90 days) so a late annotation still finds its trace")
+    incidents_max_age_s: float = Field(
+        default=365 * DAY_S, gt=0, allow_inf_nan=False,
+        description="resolved, closed and dropped incidents, counted from when they ended (their verdicts stay as "
+                    "annotations)")
     batch_rows: int = Field(default=5000, ge=1, description="rows deleted per transaction (short write locks)")
 
     def cutoffs(self, now: float) -> Cutoffs:
@@ -42,7 +49,7 @@ class RetentionSettings(BaseModel):
         return Cutoffs(
             dead_letters=now - self.dead_letters_max_age_s, events=now - self.events_max_age_s,
             drift_reports=now - self.drift_reports_max_age_s, stats=now - self.stats_max_age_s,
-            samples=now - self.samples_max_age_s,
+            samples=now - self.samples_max_age_s, incidents=now - self.incidents_max_age_s,
         )
 
 
@@ -55,6 +62,7 @@ class Cutoffs:
     drift_reports: float
     stats: float
     samples: float
+    incidents: float = float("-inf")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +74,8 @@ class Pruned:
     drift_reports: int = 0
     stats: int = 0
     samples: int = 0
+    incidents: int = 0
 
     @property
     def total(self) -> int:
-        return self.dead_letters + self.events + self.drift_reports + self.stats + self.samples
+        return self.dead_letters + self.events + self.drift_reports + self.stats + self.samples + self.incidents

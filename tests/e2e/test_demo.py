@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psutil
 import pytest
 
@@ -50,12 +51,43 @@ def first(summary: dict[str, Any], kind: str) -> dict[str, Any]:
     return next(e for e in summary["timeline"] if e["kind"] == kind)
 
 
+def kept_console(proc: subprocess.Popen[str], out: Path, err: Path, workdir: Path) -> None:
+    """With --keep, after the story: the console answers (an operator signs in with the printed token and sees the
+    fleet online), the agents still run; then a terminal's Ctrl-C."""
+    deadline = time.monotonic() + 280
+    while "keep running (--keep)" not in out.read_text():
+        assert proc.poll() is None and time.monotonic() < deadline, err.read_text()[-5000:]
+        time.sleep(0.5)
+    found = re.search(r"console: (\S+)\s+\(sign in with the operator token (\S+);", out.read_text())
+    assert found is not None, out.read_text()
+    url, token = found.groups()
+    with httpx.Client(timeout=30) as client:
+        page = client.get(f"{url}/sign-in")
+        nonce = re.search(r'name="nonce" value="([^"]+)"', page.text)
+        assert page.status_code == 200 and nonce is not None
+        signed = client.post(f"{url}/sign-in", data={"token": token, "who": "newcomer", "nonce": nonce.group(1)})
+        assert signed.status_code == 303, signed.text
+        assert "4 of 4 devices online" in client.get(f"{url}/fleet").text
+    assert len([p for p in leftovers(workdir) if "agent run" in p]) == 4
+    os.killpg(proc.pid, signal.SIGINT)
+    proc.wait(timeout=60)
+
+
 @pytest.mark.slow
-def test_fast_demo_tells_the_whole_story_and_leaves_nothing_running(tmp_path: Path) -> None:
+def test_fast_demo_tells_the_whole_story_keeps_its_console_and_leaves_nothing_running(tmp_path: Path) -> None:
     started = time.monotonic()
-    done = subprocess.run([*DEMO, "--fast", "--workdir", str(tmp_path), "--json"], capture_output=True, text=True,
-                          timeout=280, cwd=REPO, check=False)
+    out, err = tmp_path / "demo.out", tmp_path / "demo.err"
+    with out.open("w") as out_file, err.open("w") as err_file:
+        proc = subprocess.Popen([*DEMO, "--fast", "--keep", "--workdir", str(tmp_path), "--json"], stdout=out_file,
+                                stderr=err_file, text=True, cwd=REPO, process_group=0)
+    try:
+        kept_console(proc, out, err, tmp_path)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     wall = time.monotonic() - started
+    done = subprocess.CompletedProcess(proc.args, proc.returncode, out.read_text(), err.read_text())
     assert done.returncode == 0, done.stderr[-5000:]
     s = summary_of(done.stdout)
     log.info("fleetloop demo --fast: %.1f s wall; drift detected %.1f s after the injection; recall %s -> %s "
@@ -105,7 +137,12 @@ def test_fast_demo_tells_the_whole_story_and_leaves_nothing_running(tmp_path: Pa
     text = report.read_text()
     assert text.count("src='data:image/png;base64,") == 3 and not re.search(r"(src|href)=['\"]?(https?:)?//", text)
     assert "fleetloop demo: the story in numbers" in done.stdout and f"report: {report}" in done.stdout
+    assert done.stdout.startswith("A bad sensor recalibration on site-a was detected")  # the headline opens it
+    assert "FAR" not in done.stdout and "+/" not in done.stdout and "+/" not in done.stderr
     assert "fleet drift detected" in done.stderr and "online 4/4" in done.stderr
+    assert s["console"].endswith("/console") and "Traceback" not in done.stderr
+    stamps = [float(t) for t in re.findall(r"fleetloop\.story: t\+([0-9.]+)s  (?!\[)", done.stderr)]
+    assert stamps and stamps == sorted(stamps)  # the live lines on one clock, in order
     assert leftovers(tmp_path) == []
 
 

@@ -62,3 +62,31 @@ def test_the_report_is_self_contained_and_the_accuracy_plot_sits_next_to_it(tmp_
     assert "<script src" not in text and "recalibrated &lt;/script&gt; badly" in text
     block = re.search(r'<script type="application/json" id="summary">(.*?)</script>', text, re.S)
     assert block is not None and json.loads(block.group(1).replace("<\\/", "</")) == summary
+
+
+def test_the_report_opens_with_a_headline_and_six_numbers_and_keeps_the_raw_keys_folded(tmp_path: Path) -> None:
+    w, logs = synthetic()
+    tl = Timeline(T0 - 10)
+    tl.add("setup", "hub API on http://127.0.0.1:1", at=T0 - 5)
+    tl.rebase(T0)  # the agents start: the story's clock starts
+    tl.add("rollout_started", "operator rolls nan-1 out: canary dev-2", at=T0 + 40, version="nan-1",
+           devices=["dev-2"])
+    tl.add("rollback", "nan-1: rolled_back", at=T0 + 41, version="nan-1")
+    tl.add("gate", "v5: gate fail (learned late)", at=T0 + 30)  # recorded after the fact
+    acc = accuracy(w, origin=T0, bucket_s=5.0, injected_at=T0 + 20, recovered_at=T0 + 36, promoted="v2",
+                   drifted=["dev-0"])
+    summary = {"drift_detected": True, "drift_detected_after_s": 3.0, "drift_to_recovered_s": 16.0,
+               "drift_site": "site-a", "promoted_version": "v2", "accuracy": acc.to_json(), "far_after": 0.01}
+    report = tmp_path / "story.html"
+    write_report(report, summary=summary, timeline=tl, accuracy=acc, drift=[], drift_threshold=0.5, logs=logs,
+                 drifted=["dev-0"])
+    text = report.read_text()
+    head = re.search(r'<p class="headline" id="headline">(.*?)</p>', text, re.S)
+    assert head is not None and head.group(1).startswith("A bad sensor recalibration on site-a was detected 3.0 s")
+    assert text.index('id="headline"') < text.index('id="numbers"') < text.index("<details>")
+    assert len(re.findall(r"<tr><th>", text.split('id="numbers">')[1].split("</table>")[0])) == 6
+    assert "<th>far_after</th>" in text.split("<details>")[1]  # the raw keys, folded below
+    timeline = text.split('id="timeline">')[1].split("</table>")[0]
+    stamps = re.findall(r"<tr><td>([^<]+)</td>", timeline)
+    assert stamps == ["setup", "30.0", "40.0", "41.0"]  # in the order things happened, on one clock
+    assert "FAR" not in text

@@ -6,10 +6,19 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, status
 
-from hub.api.deps import AUTH_RESPONSES, Reader, StoreDep, error
+from hub.api.deps import AUTH_RESPONSES, Reader, ServicesDep, error
 from hub.api.schemas.annotations import AnnotationPublic
 from hub.api.schemas.labels import ExclusionPublic, LabelItemPublic
-from hub.api.schemas.traces import PredictionPublic, TraceLabelPublic, TracePublic
+from hub.api.schemas.traces import (
+    FeatureMovePublic,
+    FeaturePublic,
+    PredictionPublic,
+    ReadablePublic,
+    TraceLabelPublic,
+    TracePublic,
+)
+from hub.console.trace import ReadableTrace, readable_trace
+from hub.console.words import iso
 from hub.labels.service import annotation_status
 from hub.store.ports import HubStore
 
@@ -37,19 +46,34 @@ def _outcome(store: HubStore, trace_id: str) -> TraceLabelPublic | None:
     summary="A trace: prediction, annotations and label",
     responses=error(404, "The hub knows neither a prediction nor an annotation of this trace"),
 )
-def get_trace(trace_id: Annotated[str, Path(max_length=64)], _: Reader, store: StoreDep) -> TracePublic:
-    """The prediction (features, score, model version, device), all its annotations (by trace id and by
-    ranges covering it) and where it stands in the latest label set."""
-    prediction = store.prediction(trace_id)
-    rows = store.annotations(trace_id=trace_id)
-    if prediction is not None:
-        rows += store.annotations_covering(prediction.device_id, prediction.ts)
+def get_trace(trace_id: Annotated[str, Path(max_length=64)], _: Reader, services: ServicesDep) -> TracePublic:
+    """The prediction (features, score, model version, device), the same in words (named features, site and
+    asset, ISO times, the score against the threshold, the features that moved most against the version's
+    reference), all its annotations (by trace id and by ranges covering it) and where it stands in the latest
+    label set."""
+    store = services.store
+    trace = readable_trace(services, trace_id)
+    prediction, rows = trace.prediction, trace.annotations
     if prediction is None and not rows:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no prediction or annotation of trace {trace_id}")
     statuses = annotation_status(store, rows)
     return TracePublic(
         trace_id=trace_id,
         prediction=None if prediction is None else PredictionPublic.from_row(prediction),
+        readable=_readable(trace),
         annotations=[AnnotationPublic.from_row(r, statuses[r.annotation_id]) for r in rows],
         outcome=_outcome(store, trace_id),
+    )
+
+
+def _readable(trace: ReadableTrace) -> ReadablePublic | None:
+    p = trace.prediction
+    if p is None:
+        return None
+    return ReadablePublic(
+        site=trace.device.site if trace.device else None,
+        asset_type=trace.device.asset_type if trace.device else None,
+        window_start=iso(p.window_start), window_end=iso(p.window_end), score=trace.score, named=trace.named,
+        features=[FeaturePublic(name=n, value=v) for n, v in trace.features],
+        top_movers=[FeatureMovePublic(name=m.name, value=m.value, reference_mean=m.mean, z=m.z) for m in trace.moves],
     )

@@ -46,8 +46,37 @@ class TraceLabelPublic(Public):
     exclusions: list[ExclusionPublic] = Field(description="its annotations that were left out, and why")
 
 
+class FeaturePublic(Public):
+    name: str
+    value: float
+
+
+class FeatureMovePublic(Public):
+    """A feature of the window against the model version's reference: value, reference mean, z-score."""
+
+    name: str
+    value: float
+    reference_mean: float
+    z: float
+
+
+class ReadablePublic(Public):
+    """The prediction as a technician reads it (the console's trace view)."""
+
+    site: str | None
+    asset_type: str | None
+    window_start: str = Field(description="ISO 8601, UTC")
+    window_end: str = Field(description="ISO 8601, UTC")
+    score: str = Field(description="the score against the threshold, in words")
+    named: bool = Field(description="feature names from the version's serving manifest (else f0, f1, …)")
+    features: list[FeaturePublic]
+    top_movers: list[FeatureMovePublic] = Field(
+        description="the features furthest from the version's reference, by absolute z-score")
+
+
 class TracePublic(Public):
     trace_id: str
     prediction: PredictionPublic | None = Field(description="null while the prediction has not arrived")
+    readable: ReadablePublic | None = Field(default=None, description="null while the prediction has not arrived")
     annotations: list[AnnotationPublic] = Field(description="by trace_id, and range annotations covering it")
     outcome: TraceLabelPublic | None = Field(description="null if the latest label set does not mention it")

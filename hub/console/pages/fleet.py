@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse
 
 from hub.api.deps import NowDep, StoreDep
 from hub.console.deps import ConsoleDep, Viewer, render
-from hub.store.rows import Device, IncidentQuery, StageStatsRow
+from hub.store.rows import Device, FleetQuery, StageStatsRow
 
 router = APIRouter()
 
@@ -54,18 +54,13 @@ def fleet(request: Request, session: Viewer, console: ConsoleDep, store: StoreDe
           site: Annotated[str | None, Query(max_length=64)] = None,
           asset_type: Annotated[str | None, Query(max_length=64)] = None,
           page: Annotated[int, Query(ge=1, le=100_000)] = 1) -> HTMLResponse:
-    every = store.devices()
-    devices = [d for d in every if (not site or d.site == site) and (not asset_type or d.asset_type == asset_type)]
-    pages = max(1, -(-len(devices) // PAGE_SIZE))
-    shown = devices[(page - 1) * PAGE_SIZE:page * PAGE_SIZE]
-    ids = [d.device_id for d in shown]
+    found = store.fleet(FleetQuery(site=site or None, asset_type=asset_type or None, limit=PAGE_SIZE,
+                                   offset=(page - 1) * PAGE_SIZE))
+    ids = [d.device_id for d in found.devices]
     stats = store.stage_stats(period_end_since=0.0, received_since=now - RATE_WINDOW_S, device_ids=ids) if ids else []
-    open_rows = store.incidents(IncidentQuery(site=site or None, states=("open", "acknowledged"), limit=1000))
-    open_by_device = Counter(r.device_id for r in open_rows)
-    versions = Counter(d.model_version or "none" for d in devices)
-    return render(request, console, "fleet.html", session, lines=_lines(shown, stats, open_by_device), now=now,
-                  page=page, pages=pages,
-                  versions=versions.most_common(), total=len(devices), online=sum(d.online for d in devices),
-                  open_incidents=len(open_rows), site=site, asset_type=asset_type,
-                  sites=sorted({d.site for d in every if d.site}),
-                  asset_types=sorted({d.asset_type for d in every if d.asset_type}))
+    return render(request, console, "fleet.html", session, now=now, page=page,
+                  lines=_lines(found.devices, stats, Counter(found.open_incidents)),
+                  pages=max(1, -(-found.total // PAGE_SIZE)),
+                  versions=[(v or "none", n) for v, n in found.versions], total=found.total, online=found.online,
+                  open_incidents=found.open_total, site=site, asset_type=asset_type, sites=found.sites,
+                  asset_types=found.asset_types)

@@ -15,7 +15,7 @@ from hub.console.trace import readable_trace
 from hub.console.words import severity, severity_rank
 from hub.errors import IncidentInputError, IncidentNotFound, IncidentStateError
 from hub.incidents.verdicts import Verdict
-from hub.store.rows import IncidentQuery, IncidentRow, IncidentState
+from hub.store.rows import FleetQuery, IncidentQuery, IncidentRow, IncidentState
 
 router = APIRouter()
 
@@ -53,7 +53,7 @@ def inbox(request: Request, session: Viewer, console: ConsoleDep, store: StoreDe
           ) -> HTMLResponse:
     states: tuple[IncidentState, ...] = ("resolved", "closed") if done else INBOX
     rows = store.incidents(IncidentQuery(site=site or None, states=states, limit=SHOWN))
-    sites = sorted({d.site for d in store.devices() if d.site})
+    sites = store.fleet(FleetQuery(limit=0)).sites
     return render(request, console, "incidents.html", session, incidents=_inbox_order(rows), now=now, site=site,
                   sites=sites, done=done, verdicts=VERDICTS, fault_types=FAULT_TYPES)
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from hub.store.postgres.connection import PostgresConnection, Row
-from hub.store.rows import Device
+from hub.store.rows import Device, FleetPage, FleetQuery
+from hub.store.sqlite.devices import read_fleet
 
 _DEVICE_COLUMNS = (
     "device_id, online, last_seen, model_version, agent_version, site, asset_type, coalesce(cohort, site), "
@@ -20,6 +21,9 @@ class DeviceQueries(PostgresConnection):
     def device(self, device_id: str) -> Device | None:
         rows = self._read(f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE device_id = %s", [device_id])
         return _device(rows[0]) if rows else None
+
+    def fleet(self, query: FleetQuery) -> FleetPage:
+        return read_fleet(self._read, query, mark="%s", decode=_device)
 
     def set_cohort(self, device_id: str, cohort: str | None) -> None:
         with self._write() as conn:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from hub.store.postgres.connection import PostgresConnection
 from hub.store.retention import Cutoffs, Pruned
+from hub.store.sqlite.retention import prune_ended_incidents
 
 # A sample nothing refers to: no annotation names it (by trace or by its device's time range), no label set
 # holds it, and it is not in the frozen evaluation slice.
@@ -18,6 +19,13 @@ _UNREFERENCED_SAMPLE = (
     "AND a.start_ts <= p.ts AND p.ts <= a.end_ts) "
     "AND NOT EXISTS (SELECT 1 FROM label_set_items i WHERE i.trace_id = p.trace_id) "
     "AND NOT EXISTS (SELECT 1 FROM eval_slice e WHERE e.trace_id = p.trace_id)"
+)
+
+
+# An incident that is over (see `hub.store.retention`), with no notification of it still to deliver.
+_ENDED_INCIDENT = (
+    "i.state IN ('resolved', 'closed', 'dropped') AND coalesce(i.closed_ts, i.resolved_ts, i.updated_ts) < %s "
+    "AND NOT EXISTS (SELECT 1 FROM incident_notifications n WHERE n.incident_id = i.id AND n.status = 'pending')"
 )
 
 
@@ -45,6 +53,7 @@ class RetentionQueries(PostgresConnection):
             stats=self._delete_batches("stats", "msg_id", "period_end < %s", [cutoffs.stats], batch_rows),
             samples=self._delete_batches("predictions p", "trace_id", _UNREFERENCED_SAMPLE, [cutoffs.samples],
                                          batch_rows),
+            incidents=prune_ended_incidents(self._delete_batches, _ENDED_INCIDENT, cutoffs.incidents, batch_rows),
         )
 
     def _delete_batches(self, table: str, key: str, where: str, params: list[object], batch_rows: int) -> int:

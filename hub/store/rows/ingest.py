@@ -87,6 +87,34 @@ class Device:
     first_seen: float | None = None
 
 
+@dataclass(frozen=True)
+class FleetQuery:
+    """One page of the fleet (by device id), filtered by site and asset type (None: any)."""
+
+    site: str | None = None
+    asset_type: str | None = None
+    limit: int = 200
+    offset: int = 0
+
+
+@dataclass(frozen=True)
+class FleetPage:
+    """A page of devices and what the whole filtered fleet adds up to, counted by the store (never every row read).
+
+    `versions`: (model version or None, devices) most first; `open_incidents`: open or acknowledged incidents of
+    the page's devices (absent: none); `open_total`: those of the whole filtered fleet; `sites`, `asset_types`:
+    of the whole fleet, unfiltered (what a filter can choose)."""
+
+    devices: list[Device]
+    total: int
+    online: int
+    versions: list[tuple[str | None, int]]
+    open_incidents: dict[str, int]
+    open_total: int
+    sites: list[str]
+    asset_types: list[str]
+
+
 @dataclass(frozen=True, slots=True)
 class PredictionRow:
     trace_id: str

@@ -5,6 +5,8 @@ See `hub.store.retention` for what is kept and why.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from hub.store.retention import Cutoffs, Pruned
 from hub.store.sqlite.connection import SqliteConnection
 
@@ -17,6 +19,13 @@ _UNREFERENCED_SAMPLE = (
     "AND a.start_ts <= p.ts AND p.ts <= a.end_ts) "
     "AND trace_id NOT IN (SELECT trace_id FROM label_set_items) "
     "AND NOT EXISTS (SELECT 1 FROM eval_slice e WHERE e.trace_id = p.trace_id)"
+)
+
+
+# An incident that is over (see `hub.store.retention`), with no notification of it still to deliver.
+_ENDED_INCIDENT = (
+    "i.state IN ('resolved', 'closed', 'dropped') AND coalesce(i.closed_ts, i.resolved_ts, i.updated_ts) < ? "
+    "AND NOT EXISTS (SELECT 1 FROM incident_notifications n WHERE n.incident_id = i.id AND n.status = 'pending')"
 )
 
 
@@ -43,6 +52,7 @@ class RetentionQueries(SqliteConnection):
             stats=self._delete_batches("stats", "rowid", "period_end < ?", [cutoffs.stats], batch_rows),
             samples=self._delete_batches("predictions p", "rowid", _UNREFERENCED_SAMPLE, [cutoffs.samples],
                                          batch_rows),
+            incidents=prune_ended_incidents(self._delete_batches, _ENDED_INCIDENT, cutoffs.incidents, batch_rows),
         )
 
     def _delete_batches(self, table: str, key: str, where: str, params: list[object], batch_rows: int) -> int:
@@ -58,3 +68,13 @@ class RetentionQueries(SqliteConnection):
             total += n
             if n < batch_rows:
                 return total
+
+
+def prune_ended_incidents(delete: Callable[[str, str, str, list[object], int], int], ended: str, cutoff: float,
+                          batch_rows: int) -> int:
+    """Ended incidents before `cutoff` (`ended`: the backend's condition on ``incidents i``), their delivery log,
+    history and windows first (they refer to them); how many incidents went. `delete`: `_delete_batches`."""
+    theirs = f"incident_id IN (SELECT i.id FROM incidents i WHERE {ended})"
+    for table, key in (("incident_notifications", "id"), ("incident_events", "id"), ("incident_windows", "trace_id")):
+        delete(table, key, theirs, [cutoff], batch_rows)
+    return delete("incidents i", "id", ended, [cutoff], batch_rows)

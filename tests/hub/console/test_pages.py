@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from hub.rollout.service import RolloutService
 from hub.store.rows import IncidentQuery
-from tests.hub.api.conftest import T0, TOKEN, Hub, running_hub
+from tests.hub.api.conftest import T0, TOKEN, Hub, online, running_hub
 from tests.hub.console.conftest import csrf, hidden, make_incidents, sign_in
 
 ROLES = ("viewer", "technician", "operator")
@@ -305,3 +306,30 @@ def test_in_dev_mode_without_tokens_everyone_signs_in_as_an_operator_with_a_name
         done = client.post("/console/sign-in", data={"token": "", "who": "dana", "nonce": hidden(page, "nonce")})
         assert done.status_code == 303
         assert "dana · operator" in client.get("/console/rollouts").text
+
+
+def test_a_trace_reads_in_words_in_the_api_as_in_the_console(hub: Hub, rollouts: RolloutService) -> None:
+    from shared.ids import new_id
+    from shared.messages import Anomaly
+
+    manifest = rollouts.registry.manifest("v1")
+    assert manifest is not None
+    names = manifest.feature_names
+    features = _reference_means(manifest)
+    moved = len(names) // 2
+    features[moved] += 1000.0  # far off its reference: the top mover
+    trace_id = new_id()
+    hub.ingest(online("pump-1", site="plant-a"),
+               Anomaly(device_id="pump-1", ts=T0, trace_id=trace_id, window_start=T0 - 10, window_end=T0, score=0.8,
+                       threshold=0.5, decision=True, features=features, model_version="v1"))
+    readable = hub.client("viewer").get(f"/traces/{trace_id}").json()["readable"]
+    assert (readable["site"], readable["named"], readable["window_end"]) == ("plant-a", True, "2023-11-14T22:13:20Z")
+    assert readable["score"] == "score 0.800, above the threshold 0.500 (1.6×)"
+    assert [f["name"] for f in readable["features"]] == list(names)
+    assert readable["top_movers"][0]["name"] == names[moved] and readable["top_movers"][0]["z"] > 3
+    assert hub.client("viewer").get("/traces/unknown").status_code == 404
+
+
+def _reference_means(manifest: Any) -> list[float]:
+    """Each feature's reference median bin edge: a value the reference finds ordinary."""
+    return [edges[len(edges) // 2] if edges else 0.0 for edges in manifest.reference.bin_edges]

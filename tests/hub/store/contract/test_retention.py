@@ -52,3 +52,34 @@ def test_retention_bounds_dead_letters_by_bytes(store: HubStore) -> None:
     kept = store.dead_letters()
     assert [d.ts for d in kept] == [T0 + 9, T0 + 8, T0 + 7]  # the newest that fit in 3,500 bytes
 
+
+
+def test_retention_prunes_ended_incidents_with_their_windows_history_and_deliveries(store: HubStore) -> None:
+    from dataclasses import replace
+
+    from hub.store.rows import IncidentEventRow, IncidentMember, IncidentPass, IncidentRow, NotificationDraft
+
+    now = T0 + 400 * DAY
+    base = IncidentRow("x", "dev-1", "site-a", "alarm", "resolved", T0, T0 + 10, 2, 0.9, "v1", T0, T0 + 20,
+                       resolved_ts=T0 + 20)
+    rows = {"old": base, "old-pending": base, "old-open": replace(base, state="open", resolved_ts=None),
+            "recent": replace(base, resolved_ts=now - DAY, updated_ts=now - DAY),
+            "old-closed": replace(base, state="closed", resolved_ts=None, closed_ts=T0 + 30)}
+    incidents = tuple(replace(r, id=name) for name, r in rows.items())
+    members = tuple(IncidentMember(f"{i.id}-w{n}", i.id, T0 + n, 0.9) for i in incidents for n in range(2))
+    events = tuple(IncidentEventRow(f"{i.id}-e", i.id, T0 + 20, "resolved", "tech:ann") for i in incidents)
+    drafts = tuple(NotificationDraft(f"{i.id}-e", i.id, "webhook", "http://x", "{}", "site-a") for i in incidents)
+    assert store.save_incident_pass(IncidentPass(store.incident_cursor(), store.incident_cursor(), incidents, members,
+                                                 events, drafts))
+    for n in store.pending_notifications():
+        if n.incident_id != "old-pending":
+            store.record_delivery(n.id, ok=True, now=T0 + 21)
+
+    result = store.prune(RetentionSettings().cutoffs(now), dead_letters_max_rows=10, dead_letters_max_bytes=10_000,
+                         batch_rows=1)
+
+    assert result.incidents == 2 and store.incident("old") is None and store.incident("old-closed") is None
+    assert store.incident_windows("old") == [] and store.incident_events("old") == []
+    assert store.notifications(incident_id="old") == []
+    for kept in ("old-pending", "old-open", "recent"):  # still to deliver, not over, not old enough
+        assert store.incident(kept) is not None and len(store.incident_windows(kept)) == 2
