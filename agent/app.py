@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 from agent.db import PRIORITY_ANNOTATION, AgentDB, OutboxMessage
 from agent.link import Link
@@ -112,10 +113,9 @@ def build_agent(settings: AgentSettings, source: SensorSource | None = None, *, 
 
 def record_annotation(db: AgentDB, topics: Topics, annotation: Annotation) -> None:
     """Store a technician's annotation locally and queue it for the hub (one transaction)."""
-    row = annotation.model_dump(
-        include={"annotation_id", "trace_id", "start_ts", "end_ts", "label", "fault_type", "technician_id",
-                 "confidence", "signal", "note"}
-    )
+    row: dict[str, Any] = {name: getattr(annotation, name) for name in (
+        "annotation_id", "trace_id", "start_ts", "end_ts", "label", "fault_type", "technician_id", "confidence",
+        "signal", "note")}
     row["created"] = time.time()
     message = OutboxMessage(
         annotation.msg_id, topics.topic(annotation.device_id, Kind.ANNOTATION), encode(annotation),

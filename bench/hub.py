@@ -49,7 +49,7 @@ import paho.mqtt.client as mqtt  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
 from shared.features import WindowSpec, feature_names  # noqa: E402
-from shared.manifest import MANIFEST_FILE, ModelManifest, Provenance, Reference, TrainingInfo  # noqa: E402
+from shared.manifest import MANIFEST_FILE, ModelManifest, Provenance, Reference, TrainingInfo, dump_manifest  # noqa: E402
 
 log = logging.getLogger("bench.hub")
 
@@ -399,7 +399,7 @@ def drift_pass(workdir: Path, seed: int) -> dict[str, Any]:
 
     models = workdir / "models"
     (models / VERSION).mkdir(parents=True)
-    (models / VERSION / MANIFEST_FILE).write_text(manifest.model_dump_json())
+    (models / VERSION / MANIFEST_FILE).write_bytes(dump_manifest(manifest))
     store = SqliteHubStore(workdir / "drift.db")
     now = time.time()
     records: list[Any] = []

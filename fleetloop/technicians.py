@@ -28,6 +28,7 @@ from fleetloop.fleet.logs import AgentLogs
 from hub.app.client import HubClient
 from shared.messages import Annotation
 from shared.topics import DEFAULT_PREFIX, Topics
+from shared.wire import to_dict
 from sim.desk import LoggedPrediction, TechnicianDesk, site_staff
 from sim.technicians import GroundTruth, SimDevice
 
@@ -79,7 +80,7 @@ class ApiInbox:
 
     def submit(self, annotations: Sequence[Annotation], now: float) -> None:
         """``POST /annotations/batch``, `BATCH` at a time (each checked as ``POST /annotations`` checks one)."""
-        items = [a.model_dump(mode="json", include=_CREATE_FIELDS, exclude_none=True) for a in annotations]
+        items = [{k: v for k, v in to_dict(a).items() if k in _CREATE_FIELDS and v is not None} for a in annotations]
         for i in range(0, len(items), BATCH):
             self.hub.post("/annotations/batch", {"annotations": items[i : i + BATCH]})
 

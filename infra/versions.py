@@ -9,10 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
-from pydantic import ValidationError
-
 from shared.errors import ModelIntegrityError, ModelLoadError
-from shared.manifest import MANIFEST_FILE, MODEL_FILE, SIGNATURE_FILE, ModelManifest, sha256_bytes
+from shared.manifest import MANIFEST_FILE, MODEL_FILE, SIGNATURE_FILE, ModelManifest, load_manifest, sha256_bytes
 
 
 class ManifestVerifier(Protocol):
@@ -32,9 +30,9 @@ def read_version(directory: Path, verifier: ManifestVerifier | None = None) -> t
         sig_path = directory / SIGNATURE_FILE
         verifier.verify(manifest_bytes, sig_path.read_bytes() if sig_path.is_file() else None)
     try:
-        manifest = ModelManifest.model_validate_json(manifest_bytes)
-    except ValidationError as exc:
-        raise ModelLoadError(f"{manifest_path} is not a valid manifest: {exc.errors(include_url=False)[0]}") from None
+        manifest = load_manifest(manifest_bytes)
+    except ValueError as exc:  # msgspec's ValidationError and DecodeError name the first bad field
+        raise ModelLoadError(f"{manifest_path} is not a valid manifest: {exc}") from None
     onnx_bytes = model_path.read_bytes()
     actual = sha256_bytes(onnx_bytes)
     if actual != manifest.onnx_sha256:

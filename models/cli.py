@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from shared.manifest import ModelManifest
+from shared.manifest import ModelManifest, dump_manifest
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         from models.version import read_version
 
         manifest, _ = read_version(args.dir)
-        sys.stdout.write(manifest.model_dump_json(indent=2) + "\n" if args.json else summarize(manifest))
+        sys.stdout.write(dump_manifest(manifest, indent=2).decode() + "\n" if args.json else summarize(manifest))
         return 0
     raise AssertionError(f"unhandled command {args.command!r}")  # argparse only lets known commands through
 

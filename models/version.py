@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import ValidationError
 
 from infra.files import fsync_path, write_synced
 from models.errors import VersionExistsError
@@ -32,6 +31,8 @@ from shared.manifest import (
     Provenance,
     Reference,
     TrainingInfo,
+    dump_manifest,
+    load_manifest,
     sha256_bytes,
 )
 
@@ -100,7 +101,7 @@ def build_manifest(
         raise ModelLoadError(f"X has shape {X.shape}; the window has {len(names)} features")
     when = (created or datetime.now(UTC)).astimezone(UTC)
     try:
-        return ModelManifest(
+        manifest = ModelManifest(
             version=version,
             parent_version=parent_version,
             created=when.isoformat(timespec="seconds").replace("+00:00", "Z"),
@@ -127,7 +128,8 @@ def build_manifest(
             cohort_metrics={k: dict(v) for k, v in (cohort_metrics or {}).items()},
             onnx_sha256=sha256_bytes(onnx_bytes),
         )
-    except ValidationError as exc:
+        return load_manifest(dump_manifest(manifest))  # decoding checks every field's type and constraint
+    except ValueError as exc:
         raise ModelLoadError(f"the manifest would be invalid: {exc}") from exc
 
 
@@ -153,7 +155,7 @@ def write_version(out_dir: Path | str, onnx_bytes: bytes, manifest: ModelManifes
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         write_synced(tmp / MODEL_FILE, onnx_bytes)
-        write_synced(tmp / MANIFEST_FILE, manifest.model_dump_json(indent=2).encode() + b"\n")
+        write_synced(tmp / MANIFEST_FILE, dump_manifest(manifest, indent=2) + b"\n")
         os.chmod(tmp, 0o755)
         try:
             os.rename(tmp, target)  # replaces only an empty directory, atomically

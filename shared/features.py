@@ -12,29 +12,32 @@ sensor-major: ``[s0.mean, s0.std, …, s0.slope, s1.mean, …]``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Annotated
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from msgspec import Meta
+
+from shared.wire import Wire
 
 STATS = ("mean", "std", "min", "max", "last", "slope")
 FEATURE_SET_VERSION = 1  # bump when STATS or their definitions change: labels older than this are stale
 
 
-class WindowSpec(BaseModel):
+class WindowSpec(Wire, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """How readings become windows: which sensors, how many readings, and how far to slide."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    sensors: list[str] = Field(min_length=1)
-    size: int = Field(ge=2, le=10_000)
-    step: int = Field(ge=1, le=10_000)
+    sensors: Annotated[list[str], Meta(min_length=1)]
+    size: Annotated[int, Meta(ge=2, le=10_000)]
+    step: Annotated[int, Meta(ge=1, le=10_000)]
     feature_set_version: int = FEATURE_SET_VERSION
 
-    @model_validator(mode="after")
-    def _unique(self) -> WindowSpec:
+    def __post_init__(self) -> None:  # constructing one checks its bounds too, not only decoding
+        if not self.sensors:
+            raise ValueError("a window needs at least one sensor")
         if len(set(self.sensors)) != len(self.sensors):
             raise ValueError("sensor names must be unique")
-        return self
+        if not 2 <= self.size <= 10_000 or not 1 <= self.step <= 10_000:
+            raise ValueError("a window's size lies in [2, 10000] and its step in [1, 10000]")
 
     @property
     def n_features(self) -> int:

@@ -4,29 +4,32 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from typing import Literal
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, model_validator
+import msgspec
+from msgspec import Meta
 
 from shared.features import WindowSpec, feature_names
+from shared.wire import Wire, finite
 
 MANIFEST_FILE = "manifest.json"
 MODEL_FILE = "model.onnx"
 SIGNATURE_FILE = "manifest.sig"
 
 
-class Reference(BaseModel):
+class Reference(Wire, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Reference distribution of the training features, as bin edges and counts per feature."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    bin_edges: list[list[FiniteFloat]]
+    bin_edges: list[list[float]]
     histograms: list[list[int]]
-    score_bin_edges: list[FiniteFloat]
+    score_bin_edges: list[float]
     score_histogram: list[int]
 
-    @model_validator(mode="after")
-    def _shapes(self) -> Reference:
+    def __post_init__(self) -> None:
+        for edges in self.bin_edges:
+            finite(edges, "bin edges")
+        finite(self.score_bin_edges, "score bin edges")
         if len(self.bin_edges) != len(self.histograms):
             raise ValueError("one histogram per feature's bin edges")
         for edges, counts in zip(self.bin_edges, self.histograms, strict=True):
@@ -36,13 +39,10 @@ class Reference(BaseModel):
                 raise ValueError("bin edges must be strictly increasing")
         if len(self.score_histogram) != len(self.score_bin_edges) + 1:
             raise ValueError("the score histogram has len(score_bin_edges) + 1 bins")
-        return self
 
 
-class TrainingInfo(BaseModel):
+class TrainingInfo(Wire, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Which data made the model: enough to reproduce it and to audit it."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     data_fingerprint: str
     n_samples: int
@@ -50,25 +50,23 @@ class TrainingInfo(BaseModel):
     seed: int
     data_kind: Literal["simulated", "real", "mixed"]
     label_set_version: str | None = None
-    sources: list[str] = Field(default_factory=list)
-    params: dict[str, float | int | str | None] = Field(default_factory=dict)
+    sources: list[str] = msgspec.field(default_factory=list)
+    params: dict[str, float | int | str | None] = msgspec.field(default_factory=dict)
 
 
-class Provenance(BaseModel):
+class Provenance(Wire, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Who made the version, when and why."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     created_by: str
     reason: str
     trigger_id: str | None = None
 
 
-class ModelManifest(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class ModelManifest(Wire, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What ``manifest.json`` holds; read it with `load_manifest`, write it with `dump_manifest`."""
 
     schema_version: Literal[1] = 1
-    version: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+    version: Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")]
     parent_version: str | None = None
     created: str  # ISO 8601, UTC
     model_family: str
@@ -76,23 +74,42 @@ class ModelManifest(BaseModel):
     feature_names: list[str]
     input_name: str
     output_name: str
-    threshold: float = Field(ge=0.0, le=1.0)
-    low_confidence_margin: float = Field(default=0.1, ge=0.0, le=0.5)
+    threshold: Annotated[float, Meta(ge=0.0, le=1.0)]
+    low_confidence_margin: Annotated[float, Meta(ge=0.0, le=0.5)] = 0.1
     reference: Reference
     training: TrainingInfo
     provenance: Provenance
     library_versions: dict[str, str]
     metrics: dict[str, float]
-    cohort_metrics: dict[str, dict[str, float]] = Field(default_factory=dict)
-    onnx_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    cohort_metrics: dict[str, dict[str, float]] = msgspec.field(default_factory=dict)
+    onnx_sha256: Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$")]
 
-    @model_validator(mode="after")
-    def _consistent(self) -> ModelManifest:
+    def __post_init__(self) -> None:
+        if not (0.0 <= self.threshold <= 1.0 and 0.0 <= self.low_confidence_margin <= 0.5):
+            raise ValueError("threshold lies in [0, 1] and low_confidence_margin in [0, 0.5]")
         if self.feature_names != feature_names(self.window.sensors):
             raise ValueError("feature_names do not match the window's sensors and the feature set")
         if len(self.reference.bin_edges) != len(self.feature_names):
             raise ValueError("one set of reference bin edges per feature")
-        return self
+
+
+_MANIFEST_DECODER = msgspec.json.Decoder(ModelManifest)
+
+
+def load_manifest(data: bytes | str | Mapping[str, Any]) -> ModelManifest:
+    """A manifest from its JSON (``manifest.json``) or its plain data (a stored row); ValueError if invalid.
+
+    The error (msgspec.ValidationError, or msgspec.DecodeError for bad JSON) names the first bad field.
+    """
+    if isinstance(data, Mapping):
+        return msgspec.convert(data, ModelManifest)
+    return _MANIFEST_DECODER.decode(data)
+
+
+def dump_manifest(manifest: ModelManifest, *, indent: int = 0) -> bytes:
+    """The JSON of `manifest`: compact, or indented by `indent` spaces (``manifest.json`` uses 2)."""
+    raw = msgspec.json.encode(manifest)
+    return msgspec.json.format(raw, indent=indent) if indent else raw
 
 
 def sha256_bytes(data: bytes) -> str:

@@ -1,64 +1,83 @@
-"""Message models of the wire contract. Every message has `schema_version` and refuses unknown fields."""
+"""Message types of the wire contract. Every message has `schema_version` and refuses unknown fields.
+
+The types are msgspec Structs (frozen, keyword-only): decoding checks every field's type and constraints
+(`shared.codec`); constructing one runs only the cross-field and finiteness checks of its `__post_init__`
+(decoding runs them too). Copy with changes with `shared.wire.replace`, plain data with `shared.wire.to_dict`.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, model_validator
+import msgspec
 
 from shared import SCHEMA_VERSION
 from shared.ids import new_id
 from shared.topics import Kind
+from shared.wire import Wire, finite
 
-DeviceId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
-Probability = Annotated[float, Field(ge=0.0, le=1.0)]
-Count = Annotated[int, Field(ge=0)]
+DEVICE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+DeviceId = Annotated[str, msgspec.Meta(pattern=DEVICE_ID_PATTERN)]
+Probability = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+Count = Annotated[int, msgspec.Meta(ge=0)]
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+Version = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+Short = Annotated[str, msgspec.Meta(max_length=64)]
+Note = Annotated[str, msgspec.Meta(max_length=2000)]
+Positive = Annotated[int, msgspec.Meta(ge=1)]
 
 # Annotation signal types, best signal-to-noise first (DESIGN.md, "Feedback quality").
 Signal = Literal["confirmed", "correction", "escalation", "rating", "thumbs", "implicit"]
 Label = Literal["fault", "no_fault"]
 
 
-class Message(BaseModel):
+class Message(Wire, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Fields every device → hub message carries."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
     schema_version: Literal[1] = SCHEMA_VERSION
-    msg_id: str = Field(default_factory=new_id, min_length=1, max_length=64)
+    msg_id: Id = msgspec.field(default_factory=new_id)
     device_id: DeviceId
-    ts: FiniteFloat
-    model_version: str | None = Field(default=None, max_length=128)
+    ts: float
+    model_version: Annotated[str, msgspec.Meta(max_length=128)] | None = None
     # Per-device sequence number stamped by the agent's outbox when the message first leaves (1, 2, …, never
     # reused, kept across restarts). The hub acknowledges what it stored and asks for gaps (`Command`); None
     # from agents before it and on messages that bypass the outbox (status, last will).
-    seq: int | None = Field(default=None, ge=1)
+    seq: Positive | None = None
+
+    def __post_init__(self) -> None:
+        finite((self.ts,), "ts")
 
 
-class Status(Message):
+class Status(Message, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Retained presence; the broker publishes ``state="offline"`` as the device's last will."""
 
     state: Literal["online", "offline"]
     agent_version: str | None = None
     shadow_version: str | None = None
-    site: str | None = Field(default=None, max_length=64)
-    asset_type: str | None = Field(default=None, max_length=64)
+    site: Short | None = None
+    asset_type: Short | None = None
 
 
-class Prediction(Message):
+class Prediction(Message, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """A prediction with its feature vector; the body of anomaly and sample messages."""
 
-    trace_id: str = Field(min_length=1, max_length=64)
-    window_start: FiniteFloat
-    window_end: FiniteFloat
-    unit: str | None = Field(default=None, max_length=64)
+    trace_id: Id
+    window_start: float
+    window_end: float
+    unit: Short | None = None
     score: Probability
     threshold: Probability
     decision: bool
-    features: list[FiniteFloat] = Field(max_length=4096)
+    features: Annotated[list[float], msgspec.Meta(max_length=4096)]
+
+    def __post_init__(self) -> None:
+        finite((self.ts, self.window_start, self.window_end), "ts, window_start and window_end")
+        finite(self.features, "features")
+        if not (0.0 <= self.score <= 1.0 and 0.0 <= self.threshold <= 1.0):
+            raise ValueError("score and threshold lie in [0, 1]")
 
 
-class Anomaly(Prediction):
+class Anomaly(Prediction, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """A prediction whose score crossed the threshold.
 
     `sampled`: the window was also drawn into the random baseline slice (every window is drawn with the
@@ -68,21 +87,21 @@ class Anomaly(Prediction):
     sampled: bool = False
 
 
-class Sample(Prediction):
+class Sample(Prediction, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """A prediction sent for labeling: a random slice, a low-confidence one, or one the hub asked for."""
 
     reason: Literal["random", "low_confidence", "requested"]
 
 
-class Stats(Message):
+class Stats(Message, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Mergeable sketches over one reporting period.
 
     `feature_hist[i]` counts feature i over the manifest's reference bin edges (len(edges) + 1 bins,
     open-ended at both ends); `score_hist` counts scores over the manifest's score bin edges likewise.
     """
 
-    period_start: FiniteFloat
-    period_end: FiniteFloat
+    period_start: float
+    period_end: float
     windows: Count
     anomalies: Count
     samples: Count
@@ -92,28 +111,32 @@ class Stats(Message):
     nan_scores: Count
     feature_hist: list[list[Count]]
     score_hist: list[Count]
-    latency_p50_ms: FiniteFloat | None = None
-    latency_p99_ms: FiniteFloat | None = None
+    latency_p50_ms: float | None = None
+    latency_p99_ms: float | None = None
     # rows the device dropped this period because its disk was full (lowest priority first); 0 when healthy
     storage_dropped: Count = 0
 
+    def __post_init__(self) -> None:
+        finite((self.ts, self.period_start, self.period_end, self.latency_p50_ms, self.latency_p99_ms),
+               "the times and latencies of stats")
 
-class Annotation(Message):
+
+class Annotation(Message, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """A technician's label for one trace or for a device's time range."""
 
-    annotation_id: str = Field(default_factory=new_id, min_length=1, max_length=64)
-    trace_id: str | None = Field(default=None, min_length=1, max_length=64)
-    start_ts: FiniteFloat | None = None
-    end_ts: FiniteFloat | None = None
+    annotation_id: Id = msgspec.field(default_factory=new_id)
+    trace_id: Id | None = None
+    start_ts: float | None = None
+    end_ts: float | None = None
     label: Label
-    fault_type: str | None = Field(default=None, max_length=64)
-    technician_id: str = Field(min_length=1, max_length=64)
+    fault_type: Short | None = None
+    technician_id: Id
     confidence: Probability = 1.0
     signal: Signal = "confirmed"
-    note: str | None = Field(default=None, max_length=2000)
+    note: Note | None = None
 
-    @model_validator(mode="after")
-    def _target(self) -> Annotation:
+    def __post_init__(self) -> None:
+        finite((self.ts, self.start_ts, self.end_ts), "ts, start_ts and end_ts")
         has_range = self.start_ts is not None and self.end_ts is not None
         if self.trace_id is None and not has_range:
             raise ValueError("an annotation needs a trace_id or both start_ts and end_ts")
@@ -121,31 +144,31 @@ class Annotation(Message):
             raise ValueError("start_ts and end_ts go together")
         if has_range and self.end_ts < self.start_ts:  # type: ignore[operator]
             raise ValueError("end_ts is before start_ts")
-        return self
 
 
-class ModelEvent(Message):
+class ModelEvent(Message, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Something happened to a model on the device: loaded, refused, swapped, rolled back…"""
 
     event: Literal[
         "loaded", "refused", "swapped", "rolled_back", "health_ok", "health_failed", "shadow_report"
     ]
-    version: str = Field(min_length=1, max_length=128)
-    detail: str | None = Field(default=None, max_length=2000)
-    metrics: dict[str, FiniteFloat] = Field(default_factory=dict)
+    version: Version
+    detail: Note | None = None
+    metrics: dict[str, float] = msgspec.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        finite((self.ts, *self.metrics.values()), "ts and metrics")
 
 
-class Assign(BaseModel):
+class Assign(Wire, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Hub → device (retained): which model version to serve, and how to get and check it."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
     schema_version: Literal[1] = SCHEMA_VERSION
-    msg_id: str = Field(default_factory=new_id)
-    ts: FiniteFloat
-    version: str = Field(min_length=1, max_length=128)
+    msg_id: str = msgspec.field(default_factory=new_id)
+    ts: float
+    version: Version
     mode: Literal["active", "shadow"]
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    sha256: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")]
     signature: str
     url: str
     rollout_id: str | None = None
@@ -153,39 +176,39 @@ class Assign(BaseModel):
     # an agent with a pinned key serves nothing whose assignment is not signed, for it, newer than the newest it
     # accepted (`counter`, per device) and not expired. `rollback`: a signed rollback to an older version.
     device_id: DeviceId | None = None
-    expires: FiniteFloat | None = None
-    counter: int | None = Field(default=None, ge=0)
+    expires: float | None = None
+    counter: Annotated[int, msgspec.Meta(ge=0)] | None = None
     rollback: bool = False
-    approval: str | None = Field(default=None, max_length=200)
+    approval: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+
+    def __post_init__(self) -> None:
+        finite((self.ts, self.expires), "ts and expires")
 
 
-SeqRange = tuple[Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)]]
+SeqRange = tuple[Positive, Positive]
 
 
-class Command(BaseModel):
+class Command(Wire, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Hub → device: a one-off instruction.
 
     ``ack``: the hub has committed the messages whose `seq` lies in `seq_ranges` (inclusive), so the device may
     drop them from its outbox; ``resend``: the hub is missing them, send them again.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
     schema_version: Literal[1] = SCHEMA_VERSION
-    msg_id: str = Field(default_factory=new_id)
-    ts: FiniteFloat
+    msg_id: str = msgspec.field(default_factory=new_id)
+    ts: float
     cmd: Literal["rollback", "upload_traces", "ack", "resend"]
-    trace_ids: list[str] = Field(default_factory=list, max_length=10_000)
-    seq_ranges: list[SeqRange] = Field(default_factory=list, max_length=10_000)
+    trace_ids: Annotated[list[str], msgspec.Meta(max_length=10_000)] = msgspec.field(default_factory=list)
+    seq_ranges: Annotated[list[SeqRange], msgspec.Meta(max_length=10_000)] = msgspec.field(default_factory=list)
 
-    @model_validator(mode="after")
-    def _ranges(self) -> Command:
+    def __post_init__(self) -> None:
+        finite((self.ts,), "ts")
         if any(lo > hi for lo, hi in self.seq_ranges):
             raise ValueError("a seq range runs backwards")
-        return self
 
 
-MESSAGE_TYPES: dict[Kind, type[BaseModel]] = {
+MESSAGE_TYPES: dict[Kind, type[Wire]] = {
     Kind.STATUS: Status,
     Kind.ANOMALY: Anomaly,
     Kind.SAMPLE: Sample,

@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from shared.errors import ConfigError, ModelIntegrityError
 from shared.messages import Assign
+from shared.wire import replace
 
 SIGNATURE_BYTES = 64
 PUBLIC_KEY_BYTES = 32
@@ -125,6 +126,9 @@ SIGNED_ASSIGNMENT_FIELDS = ("device_id", "version", "mode", "sha256", "url", "ts
 def assignment_bytes(assign: Assign) -> bytes:
     """The exact bytes the hub signs for an assignment: a context line, then canonical JSON of its signed fields."""
     fields = {name: getattr(assign, name) for name in SIGNED_ASSIGNMENT_FIELDS}
+    # times are floats on the wire: an int given to the constructor is signed as the float the device decodes
+    fields["ts"] = float(assign.ts)
+    fields["expires"] = None if assign.expires is None else float(assign.expires)
     return ASSIGNMENT_CONTEXT + json.dumps(fields, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
 
 
@@ -132,7 +136,7 @@ def sign_assignment(key: Ed25519PrivateKey, assign: Assign) -> Assign:
     """`assign` with its `approval`: the base64 signature of `assignment_bytes`. Needs device, expiry and counter."""
     if assign.device_id is None or assign.expires is None or assign.counter is None:
         raise ModelIntegrityError("an assignment is signed for one device, with an expiry and a counter")
-    return assign.model_copy(update={"approval": base64.b64encode(key.sign(assignment_bytes(assign))).decode()})
+    return replace(assign, approval=base64.b64encode(key.sign(assignment_bytes(assign))).decode())
 
 
 def verify_assignment(key: Ed25519PublicKey, assign: Assign) -> None:

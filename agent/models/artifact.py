@@ -6,7 +6,7 @@ from pathlib import Path
 
 from infra.versions import ManifestVerifier
 from shared.errors import ModelIntegrityError, ModelLoadError
-from shared.manifest import MANIFEST_FILE, MODEL_FILE, SIGNATURE_FILE, ModelManifest, sha256_bytes
+from shared.manifest import MANIFEST_FILE, MODEL_FILE, SIGNATURE_FILE, load_manifest, sha256_bytes
 from shared.messages import Assign
 
 
@@ -22,7 +22,7 @@ def check_artifact(version_dir: Path, assign: Assign, verifier: ManifestVerifier
     except OSError as exc:
         raise ModelLoadError(f"the artifact is incomplete: {exc}") from None
     try:
-        manifest = ModelManifest.model_validate_json(manifest_bytes)
+        manifest = load_manifest(manifest_bytes)
     except ValueError as exc:
         raise ModelLoadError(f"the artifact's manifest is invalid: {exc}") from None
     if manifest.version != assign.version:

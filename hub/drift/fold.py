@@ -110,12 +110,14 @@ class _DeviceSum:
         self.period_end = max(self.period_end, row.period_end)
 
     def stats(self, offsets: Sequence[int]) -> Stats:
-        """The sum as a Stats message with the fields a sketch reads; unvalidated: the store validated every row."""
+        """The sum as a Stats message with the fields a sketch reads (the store validated every row)."""
         counts = self.feature.tolist()
         r = self.first
-        return Stats.model_construct(
+        # a sum nothing was added to yet (`StatsFold._why`) spans its first row's period, not (inf, -inf)
+        start, end = (self.period_start, self.period_end) if self.rows else (r.period_start, r.period_end)
+        return Stats(
             schema_version=1, msg_id=r.msg_id, device_id=r.device_id, ts=r.ts, model_version=r.model_version,
-            period_start=self.period_start, period_end=self.period_end, windows=self.windows,
+            period_start=start, period_end=end, windows=self.windows,
             anomalies=self.anomalies, samples=0, bad_readings=0, bad_rows=0, inference_errors=0, nan_scores=0,
             feature_hist=[counts[a:b] for a, b in itertools.pairwise(offsets)], score_hist=self.score.tolist(),
         )  # fmt: skip

@@ -19,6 +19,7 @@ from shared.codec import MAX_PAYLOAD_BYTES, decode_topic
 from shared.errors import DecodeError, TopicError
 from shared.messages import Annotation, Message, Status
 from shared.topics import DEVICE_TO_HUB, Kind, Topics
+from shared.wire import replace
 
 UNKNOWN = "unknown"
 MAX_SKEW_S = 300.0
@@ -90,7 +91,7 @@ def decode_message(
         device_message = attribute(device_message)
     if device_message.ts > received_at + max_skew_s:
         if isinstance(device_message, Status):  # presence follows the hub's clock when the device's is implausible
-            device_message = device_message.model_copy(update={"ts": received_at})
+            device_message = replace(device_message, ts=received_at)
         else:
             detail = (f"ts {device_message.ts!r} is {device_message.ts - received_at:.0f} s ahead of the hub's clock "
                       f"(at most {max_skew_s:.0f} s allowed)")
@@ -127,4 +128,4 @@ def attribute(a: Annotation) -> Annotation:
     """
     claimed = f"technician (claimed by the device): {a.technician_id}"
     note = claimed if not a.note else f"{claimed}\n{a.note}"
-    return a.model_copy(update={"technician_id": device_annotator(a.device_id), "note": note[:2000]})
+    return replace(a, technician_id=device_annotator(a.device_id), note=note[:2000])

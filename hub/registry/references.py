@@ -13,9 +13,7 @@ import threading
 from pathlib import Path
 from typing import Protocol
 
-from pydantic import ValidationError
-
-from shared.manifest import MANIFEST_FILE, ModelManifest
+from shared.manifest import MANIFEST_FILE, ModelManifest, load_manifest
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +67,9 @@ class ReferenceLibrary:
             log.warning("cannot read the manifest of model version %r (%s): %s", version, path, exc.strerror)
             return None
         try:
-            manifest = ModelManifest.model_validate_json(raw)
-        except ValidationError as exc:
-            log.warning("%s is not a valid manifest: %s", path, exc.errors(include_url=False)[:3])
+            manifest = load_manifest(raw)
+        except ValueError as exc:
+            log.warning("%s is not a valid manifest: %s", path, exc)
             return None
         if manifest.version != version:
             log.warning("%s names version %r, not %r; ignored", path, manifest.version, version)

@@ -26,8 +26,9 @@ from hub.registry.approval import UNAPPROVED, rollout_refusal, skipped_gate
 from hub.registry.signing import SigningKey
 from hub.store import ModelVersionRow, RegistryStore
 from shared.errors import ModelError
-from shared.manifest import MANIFEST_FILE, MODEL_FILE, SIGNATURE_FILE, ModelManifest, sha256_bytes
+from shared.manifest import MANIFEST_FILE, MODEL_FILE, SIGNATURE_FILE, ModelManifest, load_manifest, sha256_bytes
 from shared.messages import Assign
+from shared.wire import replace, to_dict
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ class Registry:
             version=manifest.version, parent_version=manifest.parent_version, status=status, created_ts=now,
             updated_ts=now, created_by=manifest.provenance.created_by, reason=reason,
             trigger_id=manifest.provenance.trigger_id or trigger_id, sha256=manifest.onnx_sha256,
-            signature=signature, manifest=manifest.model_dump(mode="json"),
+            signature=signature, manifest=to_dict(manifest),
         )
         self.store.save_model_version(row, actor=actor)
         log.info("registered model %s (%s) by %s: %s", manifest.version, status, actor, reason)
@@ -84,7 +85,7 @@ class Registry:
     def manifest(self, version: str) -> ModelManifest | None:
         """For drift references and training parents: the manifest of a registered version."""
         row = self.store.model_version(version)
-        return None if row is None else ModelManifest.model_validate(row.manifest)
+        return None if row is None else load_manifest(row.manifest)
 
     def transition(
         self, version: str, status: str, *, actor: str, action: str, reason: str,
@@ -163,8 +164,7 @@ class Registry:
         so a restored hub database still counts up), an expiry `ttl_s` from now, signed with the hub key."""
         now = self.clock()
         counter = self.store.next_assign_counter(device_id, floor=int(now * 1000))
-        unsigned = assign.model_copy(update={"device_id": device_id, "ts": now, "expires": now + ttl_s,
-                                             "counter": counter, "rollback": rollback})
+        unsigned = replace(assign, device_id=device_id, ts=now, expires=now + ttl_s, counter=counter, rollback=rollback)
         return self.key.sign_assignment(unsigned)
 
     def assignment(self, version: str, *, mode: str, url: str, rollout_id: str | None = None) -> Assign:

@@ -20,6 +20,7 @@ from agent.sources.mqtt import MqttSource
 from fleetloop.devbroker import HUB_USER, DevBroker
 from shared.codec import decode
 from shared.messages import Stats
+from shared.wire import replace
 from sim import SENSORS
 from tests.fixtures.broker import Clients, publish
 
@@ -30,10 +31,8 @@ def _stats(agent: Agent) -> Stats:
     """The sum of every stats message the agent queued."""
     rows = [decode(Stats, r.payload) for r in agent.db.due_outbox(1e12, 10_000) if r.topic.endswith("/stats")]
     assert rows
-    return rows[-1].model_copy(update={
-        "bad_readings": sum(s.bad_readings for s in rows), "bad_rows": sum(s.bad_rows for s in rows),
-        "windows": sum(s.windows for s in rows),
-    })
+    return replace(rows[-1], bad_readings=sum(s.bad_readings for s in rows), bad_rows=sum(s.bad_rows for s in rows),
+                   windows=sum(s.windows for s in rows))
 
 
 def _agent(tmp_path: Path, model: Path, source: object) -> Agent:

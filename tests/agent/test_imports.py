@@ -1,6 +1,8 @@
 """The agent stays light: importing it and running predictions loads no scikit-learn, scipy, fastapi, sqlite-utils
 or pydantic-settings; and what only rare paths need (signature checks, model archives, other sources) waits for
-them. pydantic is still loaded: the wire contract (shared.messages) is pydantic models."""
+them. pydantic is still loaded: the agent's settings and the simulator's config are pydantic models (the wire
+contract, shared.messages and shared.manifest, is msgspec; tests/test_architecture.py keeps pydantic out of the
+rest of the agent's path)."""
 
 from __future__ import annotations
 

@@ -10,6 +10,7 @@ from hub.labels.service import LabelSettings, missing_traces, run_labels
 from hub.mqtt.ingest import IngestWorker
 from hub.mqtt.publisher import CommandPublisher, TraceRequester
 from hub.store import IngestRecord, open_store
+from shared.codec import decode
 from shared.messages import Annotation, Command
 from tests.agent.helpers import agent_settings
 from tests.fixtures.broker import HUB_USER, Clients, Collector, barrier, barrier_topic, subscribe
@@ -49,7 +50,7 @@ def test_pending_annotation_is_joined_after_the_hub_asks_for_the_trace(tmp_path,
     assert requester.run(time.time()) == 1
     assert requester.run(time.time()) == 0  # not asked again before retry_s
     # The broker took the command (queued for dev-9's session) before the device comes back, and it was sent once.
-    asked = [Command.model_validate_json(m.payload) for m in barrier(commands.client, marker, sent)]
+    asked = [decode(Command, m.payload) for m in barrier(commands.client, marker, sent)]
     assert [(c.cmd, c.trace_ids) for c in asked if c.cmd == "upload_traces"] == [("upload_traces", [quiet])]
     build_agent(settings).run(duration_s=2, drain_s=10)  # the device comes back and answers the command
     assert worker.wait_for(lambda s: s.stored.get("sample", 0) >= 1, timeout=10)

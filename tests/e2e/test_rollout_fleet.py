@@ -30,6 +30,7 @@ from hub.rollout import HealthLimits, StagePolicy
 from hub.rollout.service import RolloutService
 from hub.store import open_store
 from hub.store.sqlite import SqliteHubStore
+from shared.codec import decode
 from shared.messages import Assign
 from tests.fixtures.broker import HUB_USER, Clients, Collector, subscribe
 from tests.hub.rollout.factories import passed_gate
@@ -78,7 +79,7 @@ class Hub:
 
     def assigns(self, device: str, version: str) -> list[Assign]:
         """The live (not retained) assignments of `version` published to `device`, in order."""
-        got = [Assign.model_validate_json(m.payload) for m in self.assigned.messages
+        got = [decode(Assign, m.payload) for m in self.assigned.messages
                if m.topic == f"fleetloop/{device}/model/assign" and not m.retain and m.payload]
         return [a for a in got if a.version == version]
 

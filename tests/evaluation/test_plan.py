@@ -21,6 +21,7 @@ from fleetloop.evaluation.plan import (
 from fleetloop.evaluation.settings import config_for
 from shared.errors import ConfigError, SourceError
 from shared.features import WindowSpec
+from shared.wire import replace
 from tests.evaluation.synthetic import synthetic_rows, write_cmapss
 from tests.fixtures.data import require_files
 
@@ -69,7 +70,7 @@ def test_impossible_fleets_are_config_errors(kwargs: dict[str, object], match: s
 @pytest.mark.parametrize("budget", [0.05, 0.25, 0.4])
 @pytest.mark.parametrize("step", [1, 2, 3])
 def test_labels_never_exceed_the_budget_of_the_fleets_predictions(seed: int, budget: float, step: int) -> None:
-    window = WINDOW.model_copy(update={"step": step})
+    window = replace(WINDOW, step=step)
     plan = plan_fleet(lengths(40, seed), devices=3, seed=seed)
     share = label_share(plan, window, budget)
     sent = sum(len(labelled(windows_of(e.cycles, window), share, label_offset(seed, e.unit)))

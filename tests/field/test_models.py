@@ -20,6 +20,7 @@ import pytest
 from shared.codec import encode
 from shared.manifest import MANIFEST_FILE, MODEL_FILE, SIGNATURE_FILE
 from shared.messages import Assign
+from shared.wire import replace
 from tests.field.harness import FieldFleet
 from tests.field.hungry import hungry_version
 from tests.field.oomkiller import OomKiller
@@ -62,8 +63,8 @@ _counter = [0]
 def approve(fleet: FieldFleet, assign: Assign, device: str, *, ttl_s: float = 3600.0) -> Assign:
     """Signed for `device` with the hub's key, as the hub issues it (a counter above every earlier one)."""
     _counter[0] = max(_counter[0] + 1, int(time.time() * 1000) + 10_000)
-    return fleet.key.sign_assignment(assign.model_copy(update={
-        "device_id": device, "counter": _counter[0], "expires": time.time() + ttl_s}))
+    return fleet.key.sign_assignment(replace(assign, device_id=device, counter=_counter[0],
+                                             expires=time.time() + ttl_s))
 
 
 def serving(fleet: FieldFleet, device: str) -> str | None:

@@ -25,6 +25,7 @@ from models.version import read_version
 from shared.errors import SourceError
 from shared.features import WindowSpec, extract
 from shared.manifest import MANIFEST_FILE
+from shared.wire import replace
 from tests.evaluation.synthetic import synthetic_rows, write_cmapss
 from tests.fixtures.data import require_files
 
@@ -114,7 +115,7 @@ def test_an_oracle_split_without_holdout_checks_parity_on_validation(cmapss_file
 @pytest.mark.dataset
 def test_fd001_v1_predicts_fd001_failures_and_is_blind_to_fd002_regimes(datasets_dir: Path) -> None:
     folder = require_files(datasets_dir / "cmapss", ("train_FD001.txt", "train_FD002.txt"), "C-MAPSS")
-    window = DEFAULT_WINDOW.model_copy(update={"step": 3})
+    window = replace(DEFAULT_WINDOW, step=3)
     fd001 = load_engines(folder / "train_FD001.txt")
     fitted = fit_cmapss(fd001, sorted(fd001), seed=7, window=window, params={"n_estimators": 60})
     assert fitted.metrics["f1"] > 0.75 and fitted.metrics["roc_auc"] > 0.97  # FD001 holdout engines

@@ -32,6 +32,7 @@ from models.version import read_version
 from shared.features import WindowSpec
 from shared.manifest import ModelManifest
 from shared.messages import Annotation, Sample, Status
+from shared.wire import replace
 from tests.evaluation.synthetic import synthetic_rows, write_cmapss
 
 WINDOW = WindowSpec(sensors=list(CMAPSS_SENSORS), size=5, step=2)
@@ -90,8 +91,8 @@ def _settings(**overrides: Any) -> TrainingSettings:
 
 def _with(manifest: ModelManifest, *, params: dict[str, object] | None = None,
           sources: list[str] | None = None) -> ModelManifest:
-    training = manifest.training.model_copy(update={"params": params or {}, "sources": sources or []})
-    return manifest.model_copy(update={"training": training})
+    training = replace(manifest.training, params=params or {}, sources=sources or [])
+    return replace(manifest, training=training)
 
 
 def test_the_recipe_and_the_hub_agree_on_the_parameter_name() -> None:

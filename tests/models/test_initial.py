@@ -14,7 +14,7 @@ from models.initial import build_initial
 from models.onnx_export import onnx_scores, onnx_session, to_onnx_bytes
 from models.training import Classifier, train_classifier
 from shared.features import feature_names, histogram_counts
-from shared.manifest import MANIFEST_FILE, MODEL_FILE, ModelManifest, sha256_bytes
+from shared.manifest import MANIFEST_FILE, MODEL_FILE, ModelManifest, load_manifest, sha256_bytes
 from sim import Drift, SensorOffset, simulate_windows
 
 
@@ -23,7 +23,7 @@ def _build_small(out_dir: Path, seed: int = 7) -> ModelManifest:
 
 
 def _manifest(version_dir: Path) -> ModelManifest:
-    return ModelManifest.model_validate_json((version_dir / MANIFEST_FILE).read_bytes())
+    return load_manifest((version_dir / MANIFEST_FILE).read_bytes())
 
 
 def test_the_initial_version_validates_and_matches_its_file(initial_model_dir: Path) -> None:

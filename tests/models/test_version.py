@@ -14,7 +14,7 @@ from models.reference import reference_from_features
 from models.training import classification_metrics
 from models.version import build_manifest, data_fingerprint, read_version, write_version
 from shared.errors import ModelIntegrityError, ModelLoadError
-from shared.manifest import MANIFEST_FILE, MODEL_FILE, ModelManifest, sha256_bytes
+from shared.manifest import MANIFEST_FILE, MODEL_FILE, ModelManifest, dump_manifest, load_manifest, sha256_bytes
 from tests.models.conftest import SPEC, SmallModel
 
 
@@ -55,7 +55,7 @@ def test_build_manifest_fills_every_field(small_model: SmallModel) -> None:
     assert {"numpy", "scikit-learn", "skl2onnx", "onnx", "onnxruntime"} <= set(m.library_versions)
     assert "absent" not in m.library_versions.values()
     assert m.provenance.created_by == "test"
-    ModelManifest.model_validate_json(m.model_dump_json())
+    load_manifest(dump_manifest(m))
 
 
 def test_data_fingerprint_sees_every_input() -> None:

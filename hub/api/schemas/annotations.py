@@ -6,9 +6,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, model_validator
 
-from hub.api.schemas.base import Public
+from hub.api.schemas.base import DeviceId, Probability, Public
 from hub.store.rows import AnnotationRow
-from shared.messages import DeviceId, Label, Probability, Signal
+from shared.messages import Label, Signal
 
 AnnotationStatus = Literal["joined", "pending", "device_mismatch"]
 

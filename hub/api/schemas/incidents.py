@@ -7,10 +7,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, model_validator
 
-from hub.api.schemas.base import Public
+from hub.api.schemas.base import DeviceId, Public
 from hub.incidents.verdicts import Verdict
 from hub.store.rows import IncidentEventRow, IncidentMember, IncidentRow, IncidentState, NotificationRow
-from shared.messages import DeviceId
 
 TechnicianId = Field(min_length=1, max_length=64, description="who (recorded on the incident and its labels)")
 FaultType = Field(default=None, min_length=1, max_length=64, description="required for a confirmed fault")

@@ -6,12 +6,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from hub.api.schemas.base import Public
+from hub.api.schemas.base import DeviceId, Public
 from hub.api.schemas.models import VERSION_PATTERN
 from hub.rollout import HealthLimits, StageName
 from hub.rollout.service import Rollout
 from hub.rollout.settings import Factor, Floor, LatencyMs, Psi, Share, Windows, override_limits
-from shared.messages import DeviceId
 
 
 class PolicyCreate(BaseModel):

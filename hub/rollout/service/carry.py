@@ -12,6 +12,7 @@ from hub.registry.service import Registry
 from hub.rollout import Decision
 from hub.rollout.records import STAGE_STATUS, Rollout, msg_id, registry_move
 from hub.store import HubStore
+from shared.wire import replace
 
 if TYPE_CHECKING:
     from hub.rollout.service.rollouts import AssignmentPublisher
@@ -37,7 +38,7 @@ class Carrier:
         """Publish the retained assignment, signed for each of `devices` (one msg_id per rollout, version and
         mode); returns those the client took."""
         assign = self.registry.assignment(version, mode=mode, url=self.artifact_url(version), rollout_id=rollout_id)
-        assign = assign.model_copy(update={"msg_id": msg_id(rollout_id, version, mode)})
+        assign = replace(assign, msg_id=msg_id(rollout_id, version, mode))
         sent: list[str] = []
         failed: list[str] = []
         for d in devices:

@@ -10,6 +10,7 @@ from agent.models.artifact import check_artifact
 from hub.registry.signing import SigningKey
 from shared.errors import ModelIntegrityError
 from shared.manifest import SIGNATURE_FILE
+from shared.wire import replace
 from tests.agent.models.test_manager import assignment
 
 
@@ -17,9 +18,9 @@ def test_check_artifact_compares_the_assignment_manifest_and_file(tmp_path, v2, 
     good = assignment(v2)
     check_artifact(v2, good, key.verifier())
     with pytest.raises(ModelIntegrityError, match="sha256 mismatch: the assignment says"):
-        check_artifact(v2, good.model_copy(update={"sha256": "0" * 64}), key.verifier())
+        check_artifact(v2, replace(good, sha256="0" * 64), key.verifier())
     with pytest.raises(ModelIntegrityError, match="assigned v9"):
-        check_artifact(v2, good.model_copy(update={"version": "v9"}), key.verifier())
+        check_artifact(v2, replace(good, version="v9"), key.verifier())
     with pytest.raises(ModelIntegrityError, match="bad signature"):
         check_artifact(v2, good, SigningKey.generate().verifier())
     # an artifact without manifest.sig takes the assignment's signature

@@ -27,6 +27,7 @@ from hub.registry.signing import SigningKey
 from shared.codec import encode
 from shared.manifest import MANIFEST_FILE, MODEL_FILE, SIGNATURE_FILE, sha256_bytes
 from shared.messages import Assign, Command
+from shared.wire import replace
 from tests.agent.helpers import agent_settings
 from tests.fixtures.broker import HUB_USER, Collector, publish, subscribe
 
@@ -70,7 +71,7 @@ def approve(assign: Assign, key: SigningKey, device: str, *, ttl_s: float = 3600
     """`assign` signed for `device` as the hub signs it: a counter above every earlier one, an expiry."""
     _counter[0] = max(_counter[0] + 1, int(time.time() * 1000))
     update = {"device_id": device, "counter": _counter[0], "expires": time.time() + ttl_s, **fields}
-    return key.sign_assignment(assign.model_copy(update=update))
+    return key.sign_assignment(replace(assign, **update))
 
 
 def pack(version_dir: Path, top: str | None = None) -> bytes:

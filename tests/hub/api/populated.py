@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hub.store.rows import DeadLetter, TrainingJobRow
-from shared.manifest import ModelManifest
+from shared.manifest import ModelManifest, load_manifest
 from shared.messages import Stats
 from tests.hub.api.conftest import T0, Hub, anomaly, online, sample
 from tests.hub.rollout.test_service import variant
@@ -46,7 +46,7 @@ def populate(hub: Hub, model_dir: Path, work: Path) -> Populated:
     """Fill `hub` (fresh) with devices, predictions, stats, annotations, a label set, three versions (v1 active,
     v2 in a running rollout, v3 held by its gate), a failed training job, a drift report and dead letters."""
     tech, op = hub.client("technician"), hub.client("operator")
-    manifest = ModelManifest.model_validate_json((model_dir / "manifest.json").read_text())
+    manifest = load_manifest((model_dir / "manifest.json").read_text())
     traces: list[str] = []
     for i, (device, site) in enumerate(DEVICES.items()):
         fault, healthy = anomaly(device, ts=T0 + i), sample(device, ts=T0 + 100 + i, reason="low_confidence")

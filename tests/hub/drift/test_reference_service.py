@@ -25,6 +25,7 @@ from hub.store import IngestRecord
 from hub.store.sqlite import SqliteHubStore
 from shared.manifest import MANIFEST_FILE
 from shared.messages import Stats, Status
+from shared.wire import replace as wire_replace
 from sim.drift import SensorOffset
 from tests.hub.drift.simfleet import (
     CALIBRATION,
@@ -146,7 +147,7 @@ def test_without_device_baselines_each_calibration_reads_as_device_drift(
 def test_alarming_periods_and_devices_with_open_drift_are_left_out(
     store: SqliteHubStore, models_dir: Path, windows: Windows
 ) -> None:
-    alarming = [s.model_copy(update={"device_id": "dev-9", "msg_id": f"alarm-{i}", "anomalies": s.windows})
+    alarming = [wire_replace(s, device_id="dev-9", msg_id=f"alarm-{i}", anomalies=s.windows)
                 for i, s in enumerate(windows.reference[:4])]
     ingest(store, [*windows.reference, *alarming, *windows.injected])
     drift = service(store, models_dir, device_baselines=True)

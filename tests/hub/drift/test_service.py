@@ -25,9 +25,10 @@ from hub.registry.references import ReferenceLibrary
 from hub.store import DRIFT_EVENT, Device, IngestRecord
 from hub.store.sqlite import SqliteHubStore
 from shared.codec import encode
-from shared.manifest import MANIFEST_FILE, ModelManifest, Reference
+from shared.manifest import MANIFEST_FILE, ModelManifest, Reference, dump_manifest, load_manifest
 from shared.messages import Stats, Status
 from shared.topics import Kind, Topics
+from shared.wire import replace
 from tests.fixtures.broker import Clients, publish
 
 T0 = 1_700_000_000.0
@@ -122,7 +123,7 @@ def models_dir(tmp_path: Path, initial_model_dir: Path) -> Path:
 
 @pytest.fixture
 def manifest(models_dir: Path) -> ModelManifest:
-    return ModelManifest.model_validate_json((models_dir / "v1" / MANIFEST_FILE).read_bytes())
+    return load_manifest((models_dir / "v1" / MANIFEST_FILE).read_bytes())
 
 
 @pytest.fixture
@@ -245,8 +246,8 @@ def test_unknown_versions_mismatched_bins_and_unversioned_stats_are_skipped(
     rng = np.random.default_rng(5)
     unknown = draw_stats(rng, manifest, "dev-0", T0 - 60, version="v9")
     good = draw_stats(rng, manifest, "dev-1", T0 - 60)
-    short = good.model_copy(update={"msg_id": "short", "feature_hist": good.feature_hist[:-1]})
-    unversioned = draw_stats(rng, manifest, "dev-2", T0 - 60).model_copy(update={"model_version": None})
+    short = replace(good, msg_id="short", feature_hist=good.feature_hist[:-1])
+    unversioned = replace(draw_stats(rng, manifest, "dev-2", T0 - 60), model_version=None)
     ingest(store, [unknown, short, unversioned])
 
     svc = service(store, models_dir)
@@ -274,9 +275,9 @@ def test_each_model_version_is_compared_with_its_own_manifest(
         score_bin_edges=ref.score_bin_edges,
         score_histogram=ref.score_histogram,
     )
-    v2 = manifest.model_copy(update={"version": "v2", "parent_version": "v1", "reference": v2_ref})
+    v2 = replace(manifest, version="v2", parent_version="v1", reference=v2_ref)
     (models_dir / "v2").mkdir()
-    (models_dir / "v2" / MANIFEST_FILE).write_text(v2.model_dump_json())
+    (models_dir / "v2" / MANIFEST_FILE).write_text(dump_manifest(v2).decode())
 
     rng = np.random.default_rng(6)
     messages: list[Any] = [status(d) for d in SITES]
@@ -356,7 +357,7 @@ def test_reference_library_reads_caches_and_refuses(
     (models_dir / "bad").mkdir()
     (models_dir / "bad" / MANIFEST_FILE).write_text('{"version": "bad"}')
     (models_dir / "v3").mkdir()
-    (models_dir / "v3" / MANIFEST_FILE).write_text(manifest.model_dump_json())  # says v1
+    (models_dir / "v3" / MANIFEST_FILE).write_text(dump_manifest(manifest).decode())  # says v1
     with caplog.at_level(logging.WARNING):
         assert library.manifest("v7") is None
         assert library.manifest("../v1") is None
@@ -368,7 +369,7 @@ def test_reference_library_reads_caches_and_refuses(
     assert "names version 'v1', not 'v3'" in caplog.text
 
     (models_dir / "v7").mkdir()
-    (models_dir / "v7" / MANIFEST_FILE).write_text(manifest.model_copy(update={"version": "v7"}).model_dump_json())
+    (models_dir / "v7" / MANIFEST_FILE).write_text(dump_manifest(replace(manifest, version="v7")).decode())
     assert library.manifest("v7") is not None  # published later: found, not negatively cached
 
 

@@ -13,6 +13,7 @@ from hub.store import open_store
 from shared.errors import ModelError, ModelIntegrityError
 from shared.manifest import MANIFEST_FILE, MODEL_FILE, SIGNATURE_FILE
 from shared.signing import verify_manifest
+from shared.wire import replace
 
 
 @pytest.fixture
@@ -95,7 +96,7 @@ def test_only_approved_versions_are_assigned_and_each_assignment_is_signed_for_o
     verify_assignment(key.public_key, first)
     assert (first.device_id, first.expires, first.counter, first.rollback) == ("dev-0", 1060.0, 1_000_000, False)
     with pytest.raises(ModelIntegrityError, match="bad assignment signature"):
-        verify_assignment(key.public_key, first.model_copy(update={"device_id": "dev-1"}))
+        verify_assignment(key.public_key, replace(first, device_id="dev-1"))
     store.close()
     store = open_store(f"sqlite:///{tmp_path / 'hub.db'}")  # a restarted hub, same clock: still counts up
     again = Registry(store, tmp_path / "models", key, clock=lambda: 1000.0)

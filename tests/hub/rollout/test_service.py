@@ -31,8 +31,10 @@ from hub.rollout.service import RolloutConflict, RolloutNotFound, RolloutService
 from hub.store import IngestRecord
 from hub.store.rows import ROLLOUT_EVENT
 from hub.store.sqlite import SqliteHubStore
+from shared.codec import decode
 from shared.manifest import MANIFEST_FILE
 from shared.messages import Assign, Command, ModelEvent, Stats, Status
+from shared.wire import replace
 from tests.fixtures.broker import (
     HUB_USER,
     Collector,
@@ -125,11 +127,11 @@ class World:
                           score_hist=[c * k for c in HIST], latency_p50_ms=0.5, latency_p99_ms=2.0))
 
     def assigns(self, device: str) -> list[Assign]:
-        return [Assign.model_validate_json(m.payload) for m in self.inbox.messages
+        return [decode(Assign, m.payload) for m in self.inbox.messages
                 if m.topic == f"fleetloop/{device}/model/assign" and m.payload]
 
     def commands(self, device: str) -> list[Command]:
-        return [Command.model_validate_json(m.payload) for m in self.inbox.messages
+        return [decode(Command, m.payload) for m in self.inbox.messages
                 if m.topic == f"fleetloop/{device}/cmd"]
 
     def wait_assigned(self, devices: list[str] | tuple[str, ...], version: str, mode: str = "active") -> None:
@@ -151,7 +153,7 @@ class World:
             for device in [*self.devices, topic]:
                 subscribe(client, topic if device == topic else f"fleetloop/{device}/model/assign")
             # The broker queued the retained messages when it took the SUBSCRIBEs, before this later PUBLISH.
-            return {m.topic.split("/")[1]: Assign.model_validate_json(m.payload)
+            return {m.topic.split("/")[1]: decode(Assign, m.payload)
                     for m in barrier(client, topic, collector) if m.retain and m.payload}
         finally:
             client.disconnect()
@@ -426,7 +428,7 @@ def test_resync_republishes_the_same_assignments(world: World, broker: DevBroker
     w.wait_assigned(canary, "v2")
     again = w.assigns(canary[0])[-1]
     signed = {"ts": again.ts, "expires": again.expires, "counter": again.counter, "approval": again.approval}
-    assert again == first.model_copy(update=signed)  # the same assignment, signed anew with a higher counter
+    assert again == replace(first, **signed)  # the same assignment, signed anew with a higher counter
     assert again.counter > first.counter and again.device_id == canary[0]
     w.inbox.clear()
     w.advance(299)

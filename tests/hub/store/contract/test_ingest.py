@@ -5,6 +5,7 @@ from __future__ import annotations
 from hub.store import DeadLetter
 from hub.store.ports import HubStore
 from shared.messages import ModelEvent
+from shared.wire import replace
 from tests.hub.store.messages import T0, annotation, anomaly, rec, sample, stats
 
 
@@ -41,7 +42,7 @@ def test_a_message_seen_twice_is_stored_once(store: HubStore) -> None:
     again = store.ingest_batch([rec(a), rec(st), rec(n)])  # a QoS 1 redelivery later
     assert again.stored == {} and again.duplicates == {"anomaly": 1, "stats": 1, "annotation": 1}
     # The same trace as a sample (a different message) is still the same prediction.
-    store.ingest_batch([rec(sample().model_copy(update={"trace_id": a.trace_id}))])
+    store.ingest_batch([rec(replace(sample(), trace_id=a.trace_id))])
     counts = store.counts()
     assert (counts.anomalies, counts.samples, counts.stats, counts.annotations) == (1, 0, 1, 1)
 
