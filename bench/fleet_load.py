@@ -281,13 +281,13 @@ def drift(server: PostgresServer, workdir: Path, devices: int, seed: int = 5) ->
     from hub.registry.references import ReferenceLibrary
     from hub.store import IngestRecord
     from hub.store.postgres import PostgresHubStore
-    from shared.manifest import MANIFEST_FILE
+    from shared.manifest import MANIFEST_FILE, dump_manifest
     from shared.messages import Status
 
     manifest = bench_manifest()
     models = workdir / "drift-models"
     (models / VERSION).mkdir(parents=True)
-    (models / VERSION / MANIFEST_FILE).write_text(manifest.model_dump_json())
+    (models / VERSION / MANIFEST_FILE).write_bytes(dump_manifest(manifest))
     store = PostgresHubStore(create_database(server, "drift"))
     rng = np.random.default_rng(seed)
     now = time.time()

@@ -25,6 +25,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from bench.hub import VERSION, bench_manifest, draw_stats
+from shared.wire import replace
 
 PER_DEVICE_MINUTE = {"stats": 1.0, "sample": 0.12, "anomaly": 0.05, "status": 0.02, "annotation": 0.005,
                      "model_event": 0.002}
@@ -65,7 +66,7 @@ class Mix:
         features = self.rng.normal(size=24).astype(np.float32).tolist()
         message: Any
         if kind == "stats":
-            message = draw_stats(self.rng, self.manifest, device, ts, 12).model_copy(update={"seq": seq})
+            message = replace(draw_stats(self.rng, self.manifest, device, ts, 12), seq=seq)
             topic_kind = Kind.STATS
         elif kind in ("sample", "anomaly"):
             anomaly = kind == "anomaly"
