@@ -16,6 +16,9 @@ every ``docker compose up``:
     sim/mqtt_password                the simulator's password (it publishes sensors/<device>/readings)
     devices/model-signing.pub        the public key every agent pins
     devices/slots/<id>/              one device identity: mqtt_password and slot.json (site, asset type)
+    postgres/password                with --postgres-host: the database password (the postgres service reads it
+                                     as POSTGRES_PASSWORD_FILE); hub/secrets.toml then also holds the hub's
+                                     store_url (postgresql://fleetloop:…@HOST:5432/fleetloop)
 
 Each top-level directory is meant to be a volume of its own, so a container sees only the secrets it
 needs. A password or key, once written, is never replaced; the password file and the ACL are rewritten
@@ -56,7 +59,9 @@ SIM_USER = "sim"  # mosquitto/acl: may only publish sensors/+/readings
 PROBE_USER = "probe"  # mosquitto/acl: may only read $SYS/broker/uptime (the compose healthcheck)
 SERVICE_USERS = (HUB_USER, SIM_USER, PROBE_USER)
 
-BROKER, HUB, SIM, DEVICES, CA_DIR = "broker", "hub", "sim", "devices", "ca"
+BROKER, HUB, SIM, DEVICES, CA_DIR, POSTGRES = "broker", "hub", "sim", "devices", "ca", "postgres"
+POSTGRES_USER = POSTGRES_DB = "fleetloop"  # the postgres service's POSTGRES_USER and POSTGRES_DB
+POSTGRES_PORT = 5432
 CA_CERT_FILE, CA_KEY_FILE = "mqtt-ca.crt", "mqtt-ca.key"
 SERVER_CERT_FILE, SERVER_KEY_FILE, BROKER_CONF_FILE = "server.crt", "server.key", "mosquitto.conf"
 TLS_PORT = 8883
@@ -121,6 +126,8 @@ def provision(
     broker_owner: Owner | None = None,
     conf: Path | None = None,
     tls_hosts: tuple[str, ...] = (),
+    postgres_host: str | None = None,
+    postgres_owner: Owner | None = None,
 ) -> Provisioned:
     """Create what is missing under `root` (layout in the module docstring) and return what exists.
 
@@ -144,6 +151,8 @@ def provision(
         write_private(hub_secrets, "# Written by `fleetloop provision`: the hub's broker password (use with "
                                    f"--config).\nmqtt_password = \"{new_password()}\"\n")
         created.append(f"{HUB}/{HUB_SECRETS_FILE}")
+    if postgres_host is not None:
+        _ensure_store_url(root, postgres_host, created)
     passwords = {HUB_USER: _hub_password(hub_secrets),
                  SIM_USER: _ensure_secret(root, f"{SIM}/{PASSWORD_FILE}", created),
                  PROBE_USER: _ensure_secret(root, f"{BROKER}/{PROBE_PASSWORD_FILE}", created)}
@@ -179,8 +188,9 @@ def provision(
     if _write_if_changed(root / BROKER / BROKER_CONF_FILE, render_broker_config(conf_text)):
         created.append(f"{BROKER}/{BROKER_CONF_FILE}")
 
-    for name, who in ((BROKER, broker_owner), (HUB, owner), (SIM, owner), (DEVICES, owner)):
-        if who is not None:
+    for name, who in ((BROKER, broker_owner), (HUB, owner), (SIM, owner), (DEVICES, owner),
+                      (POSTGRES, postgres_owner)):
+        if who is not None and (root / name).is_dir():
             _chown_tree(root / name, who)
     return Provisioned(found, created)
 
@@ -201,6 +211,26 @@ def _ensure_secret(root: Path, relative: str, created: list[str]) -> str:
         write_private(path, new_password() + "\n")
         created.append(relative)
     return _read_secret(path)
+
+
+def _ensure_store_url(root: Path, host: str, created: list[str]) -> None:
+    """The database password (made once) and, in the hub's secrets file, the store_url that uses it."""
+    (root / POSTGRES).mkdir(mode=0o700, exist_ok=True)
+    password = _ensure_secret(root, f"{POSTGRES}/password", created)
+    path = root / HUB / HUB_SECRETS_FILE
+    url = f"postgresql://{POSTGRES_USER}:{password}@{host}:{POSTGRES_PORT}/{POSTGRES_DB}"
+    try:
+        current = tomllib.loads(path.read_text()).get("store_url")
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+    if current == url:
+        return
+    if current is not None:
+        raise ConfigError(f"{path} has a store_url for another database than {host}'s: remove that line and run "
+                          "`fleetloop provision init` again")
+    write_private(path, path.read_text().rstrip("\n") + f"\n# the hub's PostgreSQL store (--postgres-host {host})\n"
+                  f"store_url = \"{url}\"\n")
+    created.append(f"{HUB}/{HUB_SECRETS_FILE}")
 
 
 def _hub_password(path: Path) -> str:
@@ -367,6 +397,11 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     init.add_argument("--tls-host", action="append", default=[], metavar="NAME", dest="tls_hosts",
                       help="a name (or IP address) clients reach the broker by, for its TLS certificate; repeat it "
                       f"for several ({TLS_LOCAL_HOST} is always included)")
+    init.add_argument("--postgres-host", metavar="NAME", help="the hub's store is PostgreSQL on this host: make "
+                      f"the database password ({POSTGRES}/password, for the postgres service) and write the hub's "
+                      f"store_url into {HUB}/{HUB_SECRETS_FILE}")
+    init.add_argument("--postgres-owner", type=_owner, metavar="UID:GID",
+                      help=f"owner of {POSTGRES}/: the uid PostgreSQL runs as (999 in the official image)")
 
     claim = sub.add_parser(
         "claim-and-run", help="claim a free device slot for this host and run `fleetloop agent run` as that device",
@@ -405,7 +440,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _init(args: argparse.Namespace) -> int:
     done = provision(args.root, slots=args.slots, acl=args.acl, prefix=args.prefix, owner=args.owner,
-                     broker_owner=args.broker_owner, conf=args.conf, tls_hosts=tuple(args.tls_hosts))
+                     broker_owner=args.broker_owner, conf=args.conf, tls_hosts=tuple(args.tls_hosts),
+                     postgres_host=args.postgres_host, postgres_owner=args.postgres_owner)
     for path in done.created:
         log.info("wrote %s", args.root / path)
     log.info("%d device slots in %s (%s)", len(done.slots), args.root / DEVICES,

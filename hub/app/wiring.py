@@ -15,6 +15,8 @@ publisher of its own. The caller owns the store (`Services.close` closes it).
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -45,9 +47,12 @@ def commands_client_id(settings: HubSettings) -> str:
 
     Every process has one; with a shared id the broker closes the older connection each time another connects,
     so the processes take turns being connected and assignments wait ("not sent yet"). A worker's
-    `ingest_client_id` is unique, so its publisher's id is derived from it.
+    `ingest_client_id` is unique, so its publisher's id is derived from it; without one, from the host name and
+    process id (replicas of a scaled compose service have no id of their own, but each its host name).
     """
-    return f"{settings.ingest_client_id}-commands"[:128] if settings.ingest_client_id else COMMANDS_CLIENT_ID
+    if settings.ingest_client_id:
+        return f"{settings.ingest_client_id}-commands"[:128]
+    return f"{COMMANDS_CLIENT_ID}-{socket.gethostname()}-{os.getpid()}"[:128]
 
 
 @dataclass(frozen=True)

@@ -146,6 +146,7 @@ class FakeHost:
         for path in self.volumes.values():
             path.mkdir(parents=True)
         self._roots: dict[str, Path] = {}
+        self.addresses: dict[str, str] = {}  # service name:port in compose → where its stand-in listens here
 
     def root(self, service: str) -> Path:
         if service not in self._roots:

@@ -24,7 +24,18 @@ from pydantic_settings import BaseSettings
 from agent.settings import AgentSettings
 from fleetloop.claim import DEVICE_ID_PLACEHOLDER
 from fleetloop.cli import EXTRAS, GROUPS, load_group
-from fleetloop.provision import CA_CERT_FILE, PROBE_USER, SIM_USER, TLS_LOCAL_HOST, TLS_PORT, render_broker_config
+from fleetloop.provision import (
+    CA_CERT_FILE,
+    POSTGRES_DB,
+    POSTGRES_PORT,
+    POSTGRES_USER,
+    PROBE_USER,
+    SIM_USER,
+    TLS_LOCAL_HOST,
+    TLS_PORT,
+    provision,
+    render_broker_config,
+)
 from hub.app.settings import HubSettings
 from infra.config import EnvSettings
 from sim.machine import SENSORS
@@ -47,6 +58,8 @@ from tests.deploy.compose import (
 
 CONDITIONS = {"service_started", "service_healthy", "service_completed_successfully"}
 MOSQUITTO_UID = 1883  # the `mosquitto` user of the official eclipse-mosquitto image
+POSTGRES_UID = 999  # the `postgres` user of the official postgres image
+POSTGRES_IMAGE_ENV = {"POSTGRES_USER", "POSTGRES_DB", "POSTGRES_PASSWORD_FILE"}  # its entrypoint's; no password
 SERVICES = load()["services"]
 PROJECT = {name: s for name, s in SERVICES.items() if "build" in s}
 
@@ -209,6 +222,9 @@ def test_environment_names_real_settings(settings: type[BaseModel]) -> None:
     seen = 0
     for name, service in SERVICES.items():
         for key in service.get("environment") or {}:
+            if name == "postgres":
+                assert key in POSTGRES_IMAGE_ENV, f"{name}: {key} is read by nothing in the official image"
+                continue
             assert key.startswith(("FLEETLOOP_AGENT_", "FLEETLOOP_HUB_")), f"{name}: {key} is read by nothing"
             if key.startswith(prefix):
                 seen += 1
@@ -423,3 +439,42 @@ def test_dockerignore_keeps_local_state_and_secrets_out() -> None:
     assert {".venv", ".git", "var", "tests", "**/.env", "**/*.pem", "**/*.db", "mosquitto/passwd"} <= ignored
     copied = {i.split()[0] for i in dockerfile_instructions("build", "COPY")}
     assert not copied & ignored
+
+
+def test_the_hub_stores_in_the_postgres_service_with_the_password_provision_made(tmp_path: Path) -> None:
+    pg = SERVICES["postgres"]
+    assert pg["image"].startswith("postgres:") and "build" not in pg  # the official image
+    env = pg["environment"]
+    assert set(env) <= POSTGRES_IMAGE_ENV and (env["POSTGRES_USER"], env["POSTGRES_DB"]) == (POSTGRES_USER, POSTGRES_DB)
+    assert provisioned("postgres", env["POSTGRES_PASSWORD_FILE"]) == "/provision/postgres/password"
+    assert all(m.read_only for m in mounts(pg) if m.source == "postgres-secrets")
+    readers = {name for name, s in SERVICES.items() for m in mounts(s) if m.source == "postgres-secrets"}
+    assert readers == {"provision", "postgres"}  # the database password is the hub's only through its store_url
+    data = next(m for m in mounts(pg) if m.source == "postgres-data")
+    assert data.named and data.target == "/var/lib/postgresql/data"  # the official image's PGDATA
+    words = command(SERVICES["provision"])
+    host = option(words, "--postgres-host")
+    assert host == "postgres" and option(words, "--postgres-owner") == f"{POSTGRES_UID}:{POSTGRES_UID}"
+    probe = pg["healthcheck"]["test"][1].split()
+    assert probe[0] == "pg_isready" and (option(probe, "-U"), option(probe, "-d")) == (POSTGRES_USER, POSTGRES_DB)
+    # What provision writes is what the hub reads: its store_url names that service, user, database and password.
+    provision(tmp_path, slots=1, postgres_host=host)
+    secrets = tomllib.loads((tmp_path / "hub" / "secrets.toml").read_text())
+    url = urlsplit(secrets["store_url"])
+    password = (tmp_path / "postgres" / "password").read_text().strip()
+    assert (url.scheme, url.hostname, url.port, url.path) == ("postgresql", host, POSTGRES_PORT, f"/{POSTGRES_DB}")
+    assert (url.username, url.password) == (POSTGRES_USER, password) and len(password) >= 24
+    for name in ("hub", "hub-init", "ingest"):  # each opens the store: with the secrets file, after postgres is up
+        assert SERVICES[name]["depends_on"]["postgres"] == {"condition": "service_healthy"}, name
+        assert option(command(SERVICES[name]), "--config") == "/provision/hub/secrets.toml", name
+
+
+def test_ingest_workers_scale_and_each_has_its_own_session() -> None:
+    ingest = SERVICES["ingest"]
+    assert command(ingest)[:2] == ["hub", "ingest"] and target(ingest) == "hub"
+    assert "container_name" not in ingest and "ports" not in ingest and "hostname" not in ingest
+    assert ingest["environment"]["FLEETLOOP_HUB_INGEST_CLIENT_ID"] == ""  # derived from each replica's host name
+    assert SERVICES["hub"]["environment"]["FLEETLOOP_HUB_INGEST_CLIENT_ID"]  # the serving hub's stays stable
+    shared = {k: v for k, v in ingest["environment"].items() if k != "FLEETLOOP_HUB_INGEST_CLIENT_ID"}
+    assert shared == {k: v for k, v in SERVICES["hub"]["environment"].items()
+                      if k != "FLEETLOOP_HUB_INGEST_CLIENT_ID"}  # one share group: the same hub settings

@@ -25,6 +25,7 @@ import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -40,6 +41,7 @@ from hub.store import open_store
 from infra.versions import read_version
 from tests.deploy.compose import ROOT, FakeHost, command, load
 from tests.deploy.mosquitto import mosquitto_from
+from tests.fixtures.postgres import PostgresServer
 
 SERVICES = load()["services"]
 SLOTS = int(SERVICES["provision"]["command"][SERVICES["provision"]["command"].index("--slots") + 1])
@@ -98,21 +100,63 @@ def stop(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
     return proc.returncode, out, err
 
 
+def provision_args(host: FakeHost) -> list[str]:
+    args = host.args("provision")
+    for owner in ("--owner", "--broker-owner", "--postgres-owner"):  # compose: root for uids 1000/1883/999
+        args[args.index(owner) + 1] = f"{os.getuid()}:{os.getgid()}"  # here: ourselves
+    return args
+
+
+def postgres_service(server: PostgresServer, host: FakeHost) -> None:
+    """The postgres service on this host: the test run's own server, with the role and database the official
+    image's entrypoint makes from the service's environment and the password `provision` wrote."""
+    import psycopg
+    from psycopg import sql
+
+    env = SERVICES["postgres"]["environment"]
+    password = host.path("postgres", env["POSTGRES_PASSWORD_FILE"]).read_text().strip()
+    user, db = sql.Identifier(env["POSTGRES_USER"]), sql.Identifier(env["POSTGRES_DB"])
+    with psycopg.connect(server.url(), autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(db))
+        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [env["POSTGRES_USER"]]).fetchone()
+        # the image's POSTGRES_USER is its superuser (as this server's `fleetloop` already is)
+        conn.execute(sql.SQL("{} {} SUPERUSER LOGIN PASSWORD {}").format(
+            sql.SQL("ALTER ROLE" if exists else "CREATE ROLE"), user, sql.Literal(password)))
+        conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(db, user))
+    url = urlsplit(tomllib.loads(host.path("hub", "/provision/hub/secrets.toml").read_text())["store_url"])
+    assert (url.hostname, url.port, url.password) == ("postgres", 5432, password)  # the service, its password
+    host.addresses["postgres:5432"] = f"127.0.0.1:{server.port}"
+
+
+def hub_args(host: FakeHost, service: str) -> list[str]:
+    """`service`'s command with its --config file as the container sees it through compose's network: a copy with
+    each service's name:port replaced by where its stand-in listens here (the provisioned file is unchanged)."""
+    args = host.args(service)
+    at = args.index("--config") + 1
+    text = Path(args[at]).read_text()
+    for name, here in host.addresses.items():
+        text = text.replace(f"@{name}/", f"@{here}/")
+    copy = host.tmp / "network" / service / Path(args[at]).name
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    copy.write_text(text)
+    args[at] = str(copy)
+    return args
+
+
 @pytest.fixture(scope="module")
-def up(tmp_path_factory: pytest.TempPathFactory, initial_model_dir: Path) -> Iterator[FakeHost]:
+def up(tmp_path_factory: pytest.TempPathFactory, initial_model_dir: Path,
+       postgres_server: PostgresServer) -> Iterator[FakeHost]:
     host = FakeHost(tmp_path_factory.mktemp("compose"), load())
     with pytest.MonkeyPatch.context() as env:
         for key in [k for k in os.environ if k.startswith("FLEETLOOP_")]:
             env.delenv(key)
-        args = host.args("provision")
-        for owner in ("--owner", "--broker-owner"):  # compose runs it as root for uids 1000/1883; here: ourselves
-            args[args.index(owner) + 1] = f"{os.getuid()}:{os.getgid()}"
-        assert main(args) == 0
+        assert main(provision_args(host)) == 0
+        postgres_service(postgres_server, host)
         shutil.copytree(initial_model_dir, host.path("model-init", option(command(SERVICES["model-init"]), "--out")))
         assert main(host.args("model-init")) == 0
         for key, value in host.env("hub-init").items():
             env.setenv(key, value)
-        assert main(host.args("hub-init")) == 0
+        assert main(hub_args(host, "hub-init")) == 0
         yield host
 
 
@@ -163,11 +207,12 @@ def test_the_hub_the_simulator_and_an_agent_run_outside_dev_mode_over_tls(
     hub_env = up.env("hub")
     for key, value in hub_env.items():
         monkeypatch.setenv(key, value)
-    settings = HubSettings.load(Path(up.args("hub")[up.args("hub").index("--config") + 1]))
+    settings = HubSettings.load(Path(hub_args(up, "hub")[up.args("hub").index("--config") + 1]))
     assert not settings.dev_mode and settings.mqtt_tls_ca is not None
     assert sorted(settings.tokens.values()) == ["operator", "technician", "viewer"]
     assert settings.password and password_matches(passwd(up)[HUB_USER], settings.password)
     assert settings.data_dir.resolve() == up.volumes["hub-data"].resolve()
+    assert settings.store.startswith("postgresql://")  # the postgres service, not a file in hub-data
     store = open_store(settings.store)
     try:
         assert [r.version for r in store.model_versions(status="active")] == ["v1"]  # hub-init registered it
@@ -188,7 +233,7 @@ def test_the_hub_the_simulator_and_an_agent_run_outside_dev_mode_over_tls(
 
     try:
         hub = start("hub", hub_env | {f"FLEETLOOP_HUB_{k}": v for k, v in here.items()} | {
-            "FLEETLOOP_HUB_API_HOST": "127.0.0.1", "FLEETLOOP_HUB_API_PORT": str(api_port)}, up.args("hub"))
+            "FLEETLOOP_HUB_API_HOST": "127.0.0.1", "FLEETLOOP_HUB_API_PORT": str(api_port)}, hub_args(up, "hub"))
 
         def hub_health() -> dict[str, Any] | None:
             try:
@@ -265,13 +310,10 @@ def test_the_simulator_password_is_the_brokers(up: FakeHost) -> None:
 
 def test_a_second_up_changes_nothing(up: FakeHost, monkeypatch: pytest.MonkeyPatch) -> None:
     before = {p: p.read_bytes() for v in up.volumes.values() for p in sorted(v.rglob("*")) if p.is_file()}
-    args = up.args("provision")
-    for owner in ("--owner", "--broker-owner"):
-        args[args.index(owner) + 1] = f"{os.getuid()}:{os.getgid()}"
-    assert main(args) == 0
+    assert main(provision_args(up)) == 0
     for key, value in up.env("hub-init").items():
         monkeypatch.setenv(key, value)
-    assert main(up.args("hub-init")) == 0  # registered already: signs /models/v1 again, identically
+    assert main(hub_args(up, "hub-init")) == 0  # registered already: signs /models/v1 again, identically
     after = {p: p.read_bytes() for v in up.volumes.values() for p in sorted(v.rglob("*")) if p.is_file()}
     changed = [str(p) for p in before if p in after and before[p] != after[p]
                and not p.name.startswith(("hub.db", "mosquitto.db"))]  # databases of the services that ran
