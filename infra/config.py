@@ -10,6 +10,7 @@ resident memory). The hub's settings stay pydantic-settings models, loaded by `h
 from __future__ import annotations
 
 import contextlib
+import functools
 import ipaddress
 import json
 import os
@@ -151,8 +152,12 @@ def build(cls: type[S], data: Mapping[str, Any]) -> S:
 
 
 def _required(cls: type[Settings], name: str) -> bool:
-    info = next(f for f in msgspec.structs.fields(cls) if f.name == name)
-    return info.required
+    return name in _required_fields(cls)
+
+
+@functools.cache
+def _required_fields(cls: type[Settings]) -> frozenset[str]:
+    return frozenset(f.name for f in msgspec.structs.fields(cls) if f.required)
 
 
 def settings_type(annotation: Any) -> type[Settings] | None:
