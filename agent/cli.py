@@ -10,8 +10,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from msgspec.structs import asdict, replace
+
 from agent.settings import AgentSettings, SourceSettings
 from infra.cliformat import FORMATS, accept_relative_times, iso, parse_time, table
+from infra.config import build
 from shared.errors import ConfigError, FleetloopError
 from shared.messages import Annotation
 from shared.topics import DEFAULT_PREFIX, Topics
@@ -141,12 +144,11 @@ def _run(args: argparse.Namespace) -> int:
     settings = AgentSettings.load(args.config, **overrides)
     cli_source = {"kind": args.source, "path": args.source_path, "rate": args.rate, "seed": args.seed}
     try:
-        source = SourceSettings.model_validate(
-            {**settings.source.model_dump(), **{k: v for k, v in cli_source.items() if v is not None}}
-        )
+        source = build(SourceSettings, {**asdict(settings.source), **{k: v for k, v in cli_source.items()
+                                                                       if v is not None}})
     except ValueError as exc:
         raise ConfigError(f"invalid source settings: {exc}") from None
-    settings = settings.model_copy(update={"source": source})
+    settings = replace(settings, source=source)
     agent = build_agent(settings)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -1,121 +1,115 @@
 """AgentSettings: one validated settings object, read from env (FLEETLOOP_AGENT_*) and an optional file.
 
-A plain pydantic model read by `infra.config.load_settings` (no pydantic-settings on the gateway: see
-`infra.config.EnvSettings`).
+msgspec structs (`infra.config.EnvSettings`) loaded by `infra.config.load_settings`: no pydantic on the gateway.
+Built in code (``AgentSettings(device_id=…)``), the values are converted and checked the same way (every bad
+field listed), without the environment.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from msgspec import Meta, field
 
-from infra.config import EnvSettings, is_loopback, load_settings
-from shared.errors import TopicError
+from infra.config import EnvSettings, Secret, Settings, is_loopback, load_settings
 from shared.topics import DEFAULT_PREFIX, validate_device_id
 from sim.drift import Drift
 
+Positive = Annotated[float, Meta(gt=0)]
 
-class SourceSettings(BaseModel):
+
+class SourceSettings(Settings, kw_only=True):
     """Where readings come from."""
 
-    model_config = ConfigDict(extra="forbid")
-
     kind: Literal["sim", "cmapss", "csv", "mqtt"] = "sim"
-    path: Path | None = Field(default=None, description="file to replay (cmapss, csv)")
-    units: list[str] | None = Field(default=None, description="replay only these units/engines")
-    rate: float = Field(default=1.0, ge=0.0, description="readings per second; 0 = as fast as possible")
-    seed: int = Field(default=0, description="simulator seed")
-    sim_config: dict[str, Any] = Field(default_factory=dict, description="simulator machine settings")
-    drifts: list[Drift] = Field(default_factory=list, description="simulator drifts to inject (sensor offset, …)")
-    start_ts: float | None = Field(default=None, description="clock origin. sim: reading t is stamped start_ts + "
-                                   "t / rate (default: now), so ground truth can be reconstructed; cmapss: the i-th "
-                                   "reading replayed is stamped start_ts + i / rate (default: ts is the cycle)")
-    topic: str | None = Field(default=None, description="MQTT topic to read readings from (mqtt)")
-    time_column: str | None = Field(default=None, description="CSV time column (csv)")
-    sensors: list[str] | None = Field(default=None, description="CSV columns to use (csv)")
-    limit: int | None = Field(default=None, ge=1, description="stop after this many readings")
+    path: Annotated[Path | None, Meta(description="file to replay (cmapss, csv)")] = None
+    units: Annotated[list[str] | None, Meta(description="replay only these units/engines")] = None
+    rate: Annotated[float, Meta(ge=0.0, description="readings per second; 0 = as fast as possible")] = 1.0
+    seed: Annotated[int, Meta(description="simulator seed")] = 0
+    sim_config: Annotated[dict[str, Any], Meta(description="simulator machine settings")] = field(
+        default_factory=dict)
+    drifts: Annotated[list[Drift], Meta(description="simulator drifts to inject (sensor offset, …)")] = field(
+        default_factory=list)
+    start_ts: Annotated[float | None, Meta(
+        description="clock origin. sim: reading t is stamped start_ts + t / rate (default: now), so ground truth "
+        "can be reconstructed; cmapss: the i-th reading replayed is stamped start_ts + i / rate (default: ts is "
+        "the cycle)")] = None
+    topic: Annotated[str | None, Meta(description="MQTT topic to read readings from (mqtt)")] = None
+    time_column: Annotated[str | None, Meta(description="CSV time column (csv)")] = None
+    sensors: Annotated[list[str] | None, Meta(description="CSV columns to use (csv)")] = None
+    limit: Annotated[int, Meta(ge=1, description="stop after this many readings")] | None = None
 
-    @model_validator(mode="after")
-    def _needs(self) -> SourceSettings:
+    def problems(self) -> list[str]:
         if self.kind in ("cmapss", "csv") and self.path is None:
-            raise ValueError(f"source kind {self.kind!r} needs source.path")
+            return [f"source kind {self.kind!r} needs source.path"]
         if self.kind == "mqtt" and not self.topic:
-            raise ValueError("source kind 'mqtt' needs source.topic")
-        return self
+            return ["source kind 'mqtt' needs source.topic"]
+        return []
 
 
-class AgentSettings(EnvSettings):
+class AgentSettings(EnvSettings, kw_only=True):
     """Everything a gateway agent needs. Built at the entry point (`load`) and passed down."""
 
     ENV_PREFIX: ClassVar[str] = "FLEETLOOP_AGENT_"
     ENV_NESTED_DELIMITER: ClassVar[str] = "__"
-    # what stands in for a required field that failed, so the cross-field checks still run (infra.config)
     STAND_INS: ClassVar[dict[str, Any]] = {"device_id": "device"}
+    CHECKS: ClassVar[dict[str, Callable[[Any], object]]] = {"device_id": validate_device_id}
 
     device_id: str
-    dev_mode: bool = Field(default=False, description="allow insecure local defaults (no password)")
-    data_dir: Path = Field(default=Path("var/agent"), description="database and model store live here")
+    dev_mode: Annotated[bool, Meta(description="allow insecure local defaults (no password)")] = False
+    data_dir: Annotated[Path, Meta(description="database and model store live here")] = Path("var/agent")
     prefix: str = DEFAULT_PREFIX
     site: str | None = None
     asset_type: str | None = None
 
     mqtt_host: str = "127.0.0.1"
-    mqtt_port: int = Field(default=1883, ge=1, le=65535)
-    mqtt_username: str | None = Field(default=None, description="defaults to the device id")
-    mqtt_password: SecretStr | None = None
+    mqtt_port: Annotated[int, Meta(ge=1, le=65535)] = 1883
+    mqtt_username: Annotated[str | None, Meta(description="defaults to the device id")] = None
+    mqtt_password: Secret | None = None
     mqtt_tls_ca: Path | None = None
-    mqtt_keepalive: int = Field(default=30, ge=5, le=3600)
+    mqtt_keepalive: Annotated[int, Meta(ge=5, le=3600)] = 30
 
-    source: SourceSettings = Field(default_factory=SourceSettings)
-    initial_model: Path | None = Field(default=None, description="model version dir to install if none active")
-    model_public_key: str | None = Field(
-        default=None,
-        description="the hub's Ed25519 model-signing public key, pinned: a file (PEM or base64) or the key "
-        "itself (base64 of its 32 bytes, or PEM text); every model must verify; required outside dev_mode",
-    )
-    fetch_timeout_s: float = Field(default=30.0, gt=0, description="socket timeout when downloading a model")
-    fetch_max_mb: float = Field(default=256.0, gt=0, description="largest model artifact accepted")
-    fetch_retry_s: float = Field(default=60.0, gt=0, description="first retry of a failed download (then doubles)")
-    health_windows: int = Field(default=20, ge=1, description="windows a swapped-in model must serve cleanly")
-    health_latency_ms: float = Field(default=100.0, gt=0, description="p95 scoring latency budget in that check")
-    shadow_report_s: float = Field(default=60.0, gt=0, description="how often a shadow candidate is reported")
-    model_trial: bool = Field(default=True, description="try a new model in a memory-limited child process first")
-    model_trial_memory_mb: float = Field(default=512.0, gt=0, description="address space a model may use in its "
-                                         "trial beyond the bare interpreter; over it the model is refused")
-    model_trial_timeout_s: float = Field(default=120.0, gt=0, description="longest a trial (load + warm-up) takes")
-    health_rss_growth_mb: float | None = Field(default=256.0, gt=0, description="resident memory a swapped-in "
-                                               "model may add during its health check (None: not watched)")
+    source: SourceSettings = field(default_factory=SourceSettings)
+    initial_model: Annotated[Path | None, Meta(description="model version dir to install if none active")] = None
+    model_public_key: Annotated[str | None, Meta(
+        description="the hub's Ed25519 model-signing public key, pinned: a file (PEM or base64) or the key itself "
+        "(base64 of its 32 bytes, or PEM text); every model must verify; required outside dev_mode")] = None
+    fetch_timeout_s: Annotated[float, Meta(gt=0, description="socket timeout when downloading a model")] = 30.0
+    fetch_max_mb: Annotated[float, Meta(gt=0, description="largest model artifact accepted")] = 256.0
+    fetch_retry_s: Annotated[float, Meta(gt=0, description="first retry of a failed download (then doubles)")] = 60.0
+    health_windows: Annotated[int, Meta(ge=1, description="windows a swapped-in model must serve cleanly")] = 20
+    health_latency_ms: Annotated[float, Meta(gt=0, description="p95 scoring latency budget in that check")] = 100.0
+    shadow_report_s: Annotated[float, Meta(gt=0, description="how often a shadow candidate is reported")] = 60.0
+    model_trial: Annotated[bool, Meta(description="try a new model in a memory-limited child process first")] = True
+    model_trial_memory_mb: Annotated[float, Meta(gt=0, description="address space a model may use in its trial "
+                                                 "beyond the bare interpreter; over it the model is refused")] = 512.0
+    model_trial_timeout_s: Annotated[float, Meta(
+        gt=0, description="longest a trial (load + warm-up) takes")] = 120.0
+    health_rss_growth_mb: Annotated[float, Meta(gt=0, description="resident memory a swapped-in model may add "
+                                                "during its health check (None: not watched)")] | None = 256.0
 
-    sample_rate: float = Field(default=0.01, ge=0.0, le=1.0, description="random share of predictions sent")
-    low_confidence_per_min: int = Field(default=60, ge=0, description="cap on low-confidence samples")
-    stats_interval_s: float = Field(default=60.0, gt=0)
-    commit_every: int = Field(default=256, ge=1, description="windows per SQLite transaction at most")
-    commit_interval_s: float = Field(default=0.2, gt=0, description="longest a prediction waits to commit")
-    retention_rows: int = Field(default=1_000_000, ge=1000)
-    retention_mb: float = Field(default=512.0, gt=1.0)
-    disk_reserve_mb: float = Field(default=8.0, ge=0.0, description="space held back beside the database so a "
-                                   "full disk degrades (oldest rows dropped) instead of stopping writes; 0 = none")
-    outbox_max_rows: int = Field(default=200_000, ge=100)
-    publish_window: int = Field(default=100, ge=1, le=10_000, description="unacknowledged messages at most")
-    ack_timeout_s: float = Field(default=30.0, gt=0)
-    retry_min_s: float = Field(default=1.0, gt=0)
-    retry_max_s: float = Field(default=60.0, gt=0)
-    hub_ack_timeout_s: float = Field(default=120.0, gt=0, description="a message the broker acknowledged but the "
-                                     "hub did not is sent again after this (then doubling)")
-    hub_ack_max_s: float = Field(default=3600.0, gt=0, description="longest wait between such resends")
+    sample_rate: Annotated[float, Meta(ge=0.0, le=1.0, description="random share of predictions sent")] = 0.01
+    low_confidence_per_min: Annotated[int, Meta(ge=0, description="cap on low-confidence samples")] = 60
+    stats_interval_s: Positive = 60.0
+    commit_every: Annotated[int, Meta(ge=1, description="windows per SQLite transaction at most")] = 256
+    commit_interval_s: Annotated[float, Meta(gt=0, description="longest a prediction waits to commit")] = 0.2
+    retention_rows: Annotated[int, Meta(ge=1000)] = 1_000_000
+    retention_mb: Annotated[float, Meta(gt=1.0)] = 512.0
+    disk_reserve_mb: Annotated[float, Meta(ge=0.0, description="space held back beside the database so a full "
+                                           "disk degrades (oldest rows dropped) instead of stopping writes; "
+                                           "0 = none")] = 8.0
+    outbox_max_rows: Annotated[int, Meta(ge=100)] = 200_000
+    publish_window: Annotated[int, Meta(ge=1, le=10_000, description="unacknowledged messages at most")] = 100
+    ack_timeout_s: Positive = 30.0
+    retry_min_s: Positive = 1.0
+    retry_max_s: Positive = 60.0
+    hub_ack_timeout_s: Annotated[float, Meta(gt=0, description="a message the broker acknowledged but the hub did "
+                                             "not is sent again after this (then doubling)")] = 120.0
+    hub_ack_max_s: Annotated[float, Meta(gt=0, description="longest wait between such resends")] = 3600.0
 
-    @field_validator("device_id")
-    @classmethod
-    def _device_id(cls, value: str) -> str:
-        try:
-            return validate_device_id(value)
-        except TopicError as exc:
-            raise ValueError(str(exc)) from None
-
-    @model_validator(mode="after")
-    def _secure(self) -> AgentSettings:
+    def problems(self) -> list[str]:
         problems = []
         if self.mqtt_password is None and not self.dev_mode:
             problems.append(
@@ -126,9 +120,7 @@ class AgentSettings(EnvSettings):
             problems.append(
                 f"refusing plain-text MQTT to {self.mqtt_host}: set mqtt_tls_ca, or dev_mode=true for testing"
             )
-        if problems:  # every problem at once, one per line (infra.config lists them)
-            raise ValueError("\n".join(problems))
-        return self
+        return problems
 
     @property
     def db_path(self) -> Path:

@@ -438,7 +438,7 @@ def day_of_stats_rows() -> int:
     from agent.settings import AgentSettings
     from hub.app.settings import DriftSettings
 
-    interval = AgentSettings.model_fields["stats_interval_s"].default
+    interval = AgentSettings(device_id="bench", dev_mode=True).stats_interval_s
     return int(DriftSettings().window_s / interval)
 
 

@@ -30,13 +30,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from pydantic import TypeAdapter
+import msgspec
 
 from fleetloop.devbroker import DevBroker, free_port, port_is_free
 from fleetloop.devfleet import DevFleet, new_tokens
 from fleetloop.fleet.plan import DeviceSpec, plan_fleet
 from shared.errors import ConfigError
 from shared.manifest import MANIFEST_FILE
+from shared.wire import to_json_data
 from sim.drift import Drift
 from sim.technicians import SimDevice
 
@@ -193,7 +194,7 @@ def _up(args: argparse.Namespace) -> int:
 
 def _start_agent(fleet: DevFleet, spec: DeviceSpec, drifts: list[dict[str, Any]], *, start_ts: float) -> None:
     """Start (or restart) `spec`'s agent with `drifts`: its machine starts over, its clock from `start_ts`."""
-    source = {**fleet.source, "seed": spec.seed, "sim_config": spec.machine.model_dump(mode="json"),
+    source = {**fleet.source, "seed": spec.seed, "sim_config": to_json_data(spec.machine),
               "drifts": drifts, "start_ts": start_ts}
     if spec.device_id in fleet.agents:
         fleet.stop_agent(spec.device_id)
@@ -219,7 +220,7 @@ class Technicians:
 
     def device(self, device_id: str, source: dict[str, Any]) -> SimDevice:
         """`device_id`'s machine as its agent's source runs it (seed, machine, drifts, clock origin, pace)."""
-        drifts = TypeAdapter(list[Drift]).validate_python(source.get("drifts", []))
+        drifts = msgspec.convert(source.get("drifts", []), list[Drift])
         spec = replace(self.specs[device_id], drifts=tuple(drifts))
         return spec.sim_device(start_ts=float(source["start_ts"]), rate=self.rate)
 
@@ -352,8 +353,7 @@ def _drift(args: argparse.Namespace) -> int:
         raise ConfigError(f"unknown device(s) {', '.join(unknown) or '(none given)'}; the fleet has "
                           f"{', '.join(sorted(known))}")
     try:
-        drift = [] if args.clear else [SensorOffset(sensor=args.sensor, offset=args.offset, start_t=0)
-                                       .model_dump(mode="json")]
+        drift = [] if args.clear else [to_json_data(SensorOffset(sensor=args.sensor, offset=args.offset, start_t=0))]
     except ValueError as exc:
         raise ConfigError(str(exc).splitlines()[-1].strip()) from None
     requested = _requested_drifts(root)

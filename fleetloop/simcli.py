@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
+import msgspec
 
 from shared.errors import ConfigError
 from sim.drift import Drift
@@ -115,10 +115,10 @@ def _readings(args: argparse.Namespace) -> int:
     if args.steps < 0:
         raise ConfigError("--steps must be >= 0")
     try:
-        config = MachineConfig(**_json_arg(args.config, "--config")) if args.config else MachineConfig()
+        config = msgspec.convert(_json_arg(args.config, "--config"), MachineConfig) if args.config else MachineConfig()
         raw = _json_arg(args.drift, "--drift") if args.drift else []
-        drifts = TypeAdapter(list[Drift]).validate_python(raw if isinstance(raw, list) else [raw])
-    except (ValidationError, TypeError) as exc:
+        drifts = msgspec.convert(raw if isinstance(raw, list) else [raw], list[Drift])
+    except ValueError as exc:
         raise ConfigError(f"invalid machine or drift settings: {exc}") from None
     machine = SimulatedMachine(args.machine_id, args.seed, config)
     for drift in drifts:

@@ -7,8 +7,9 @@ and constraints when it decodes or converts data; constructing a struct in code 
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 import msgspec
@@ -31,6 +32,12 @@ def to_dict(struct: msgspec.Struct) -> dict[str, Any]:
     return data
 
 
+def to_json_data(struct: msgspec.Struct) -> dict[str, Any]:
+    """`struct` as the plain data its JSON decodes to (tuples as lists): pydantic's ``model_dump(mode="json")``."""
+    data: dict[str, Any] = msgspec.json.decode(msgspec.json.encode(struct))
+    return data
+
+
 def from_dict(cls: type[S], data: Mapping[str, Any]) -> S:
     """`data` (plain, JSON-like) validated as `cls`; msgspec.ValidationError names the first bad field."""
     return msgspec.convert(data, cls)
@@ -40,3 +47,23 @@ def finite(values: Iterable[float | None], what: str) -> None:
     """Raise ValueError unless every value that is not None is a finite number (no NaN, no infinity)."""
     if not all(v is None or math.isfinite(v) for v in values):
         raise ValueError(f"{what} must be finite numbers")
+
+
+@functools.cache
+def field_types(cls: type[msgspec.Struct]) -> tuple[tuple[str, Any], ...]:
+    """(name, type) of each field of `cls`, annotations resolved (``Annotated`` constraints kept)."""
+    return tuple((f.name, f.type) for f in msgspec.structs.fields(cls))
+
+
+def check_fields(struct: msgspec.Struct, dec_hook: Callable[[type, Any], Any] | None = None) -> None:
+    """Check every field of `struct` against its type and constraints, as decoding does; for ``__post_init__``, so
+    a struct built in code is checked too. A value given loosely (a list for a tuple) is stored as its type;
+    ValueError names the first bad field."""
+    for name, annotation in field_types(type(struct)):
+        value = getattr(struct, name)
+        try:
+            converted = msgspec.convert(value, annotation, dec_hook=dec_hook)
+        except msgspec.ValidationError as exc:
+            raise ValueError(f"{name}: {exc}") from None
+        if converted is not value:
+            msgspec.structs.force_setattr(struct, name, converted)

@@ -2,52 +2,61 @@
 
 A drift never consumes randomness, so a machine with drifts gives exactly the readings of the same machine
 without them before ``start_t``, and the same underlying draws after it.
+
+Drifts are msgspec structs tagged by ``kind`` (``msgspec.convert(data, Drift)`` reads one from plain data,
+``shared.wire.to_json_data`` writes it); one built in code is checked as decoding checks it.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, field_validator
+import msgspec
 
+from shared.wire import check_fields, finite
 from sim.physics import SENSORS
 
-
-class _Drift(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    start_t: int = Field(ge=0, description="first step (inclusive) the drift affects")
+_NonNegative = Annotated[int, msgspec.Meta(ge=0)]
 
 
-class SensorOffset(_Drift):
+class _Drift(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, tag_field="kind"):
+    start_t: Annotated[int, msgspec.Meta(ge=0, description="first step (inclusive) the drift affects")]
+
+    @property
+    def kind(self) -> str:
+        """The drift's tag (``sensor_offset``, …), as in its plain data."""
+        return str(self.__struct_config__.tag)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        finite([getattr(self, name) for name in self.__struct_fields__ if isinstance(getattr(self, name), float)],
+               f"{self.kind} values")
+
+
+class SensorOffset(_Drift, frozen=True, tag="sensor_offset"):
     """A sensor reads ``offset`` higher from ``start_t`` on, as after a bad recalibration."""
 
-    kind: Literal["sensor_offset"] = "sensor_offset"
     sensor: str
-    offset: FiniteFloat
+    offset: float
 
-    @field_validator("sensor")
-    @classmethod
-    def _known(cls, sensor: str) -> str:
-        if sensor not in SENSORS:
-            raise ValueError(f"unknown sensor {sensor!r}; expected one of {', '.join(SENSORS)}")
-        return sensor
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.sensor not in SENSORS:
+            raise ValueError(f"unknown sensor {self.sensor!r}; expected one of {', '.join(SENSORS)}")
 
 
-class NewRegime(_Drift):
+class NewRegime(_Drift, frozen=True, tag="new_regime"):
     """From ``start_t`` the machine runs at a load level it never ran at before (regime id ``regime``)."""
 
-    kind: Literal["new_regime"] = "new_regime"
-    load: FiniteFloat = Field(default=1.6, gt=0.0, le=3.0)
-    regime: int = Field(default=3, ge=0)
+    load: Annotated[float, msgspec.Meta(gt=0.0, le=3.0)] = 1.6
+    regime: _NonNegative = 3
 
 
-class SeasonalTemperature(_Drift):
+class SeasonalTemperature(_Drift, frozen=True, tag="seasonal_temperature"):
     """Temperature gains ``amplitude * sin(2π (t - start_t) / period)`` from ``start_t`` on."""
 
-    kind: Literal["seasonal_temperature"] = "seasonal_temperature"
-    amplitude: FiniteFloat
-    period: int = Field(ge=2)
+    amplitude: float
+    period: Annotated[int, msgspec.Meta(ge=2)]
 
 
-Drift = Annotated[SensorOffset | NewRegime | SeasonalTemperature, Field(discriminator="kind")]
+Drift = SensorOffset | NewRegime | SeasonalTemperature

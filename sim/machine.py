@@ -16,11 +16,12 @@ are rendered, so `step()` and `run()` give identical readings and drifts never s
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
+import msgspec
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, model_validator
 
+from shared.wire import check_fields, finite
 from sim.drift import Drift, NewRegime, SeasonalTemperature, SensorOffset
 from sim.physics import ASSET_PROFILES, CALIBRATION_SPREAD, REGIME_LOADS, SENSORS, render, wear_curve
 
@@ -30,26 +31,29 @@ AssetType = Literal["pump", "compressor", "fan"]
 _TEMPERATURE = SENSORS.index("temperature")
 
 
-class MachineConfig(BaseModel):
-    """What kind of machine, where, and how it behaves. Randomness comes from the machine's seed."""
+class MachineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What kind of machine, where, and how it behaves. Randomness comes from the machine's seed.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    A msgspec struct: ``shared.wire.from_dict(MachineConfig, data)`` reads one from plain data (lists for
+    tuples); one built in code is checked as that checks it.
+    """
 
-    site: str = Field(default="site-a", min_length=1, max_length=64)
+    site: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] = "site-a"
     asset_type: AssetType = "pump"
-    regimes: tuple[int, ...] = Field(default=(0, 1, 2), min_length=1, description="indices into REGIME_LOADS")
-    regime_switch_prob: float = Field(default=0.01, ge=0.0, le=1.0, description="per step")
-    noise: float = Field(default=1.0, ge=0.0, le=10.0, description="multiplier of every sensor's noise")
+    regimes: Annotated[tuple[int, ...], msgspec.Meta(min_length=1, description="indices into REGIME_LOADS")] = (
+        0, 1, 2)
+    regime_switch_prob: Annotated[float, msgspec.Meta(ge=0.0, le=1.0, description="per step")] = 0.01
+    noise: Annotated[float, msgspec.Meta(ge=0.0, le=10.0, description="multiplier of every sensor's noise")] = 1.0
     life_steps: tuple[int, int] = (300, 1500)
-    degradation_tau: tuple[float, float] = Field(
-        default=(60.0, 180.0), description="time constant (steps) of the final collapse; smaller is faster"
-    )
-    ambient_c: FiniteFloat = 20.0
-    random_start_age: bool = Field(default=True, description="the first life starts part-way through")
-    reading_period_s: float = Field(default=1.0, gt=0.0, description="seconds between readings")
+    degradation_tau: Annotated[tuple[float, float], msgspec.Meta(
+        description="time constant (steps) of the final collapse; smaller is faster")] = (60.0, 180.0)
+    ambient_c: float = 20.0
+    random_start_age: Annotated[bool, msgspec.Meta(description="the first life starts part-way through")] = True
+    reading_period_s: Annotated[float, msgspec.Meta(gt=0.0, description="seconds between readings")] = 1.0
 
-    @model_validator(mode="after")
-    def _ranges(self) -> MachineConfig:
+    def __post_init__(self) -> None:
+        check_fields(self)
+        finite([self.ambient_c], "ambient_c")
         if len(set(self.regimes)) != len(self.regimes) or not all(
             0 <= r < len(REGIME_LOADS) for r in self.regimes
         ):
@@ -60,7 +64,6 @@ class MachineConfig(BaseModel):
         tlo, thi = self.degradation_tau
         if not 0.0 < tlo <= thi:
             raise ValueError("degradation_tau must be (min, max) with 0 < min <= max")
-        return self
 
     @property
     def cohort(self) -> str:

@@ -35,14 +35,10 @@ SHELL_ONLY = ("hub.store", "hub.mqtt", "hub.api", "hub.console", "hub.app", "pah
 
 SHELL_ONLY_EXCEPT = ("hub.store.rows",)
 
-AGENT_FORBIDDEN = ("sklearn", "scipy", "fastapi", "starlette", "skl2onnx", "sqlite_utils", "pydantic_settings")
+AGENT_FORBIDDEN = ("sklearn", "scipy", "fastapi", "starlette", "skl2onnx", "sqlite_utils", "pydantic",
+                   "pydantic_settings")
 AGENT_PATH = ("agent", "infra", "shared", "sim")
 """The packages a gateway imports: the agent and what it may import (ALLOWED["agent"])."""
-
-PYDANTIC_LEFT = frozenset({"agent.settings", "infra.config", "sim.drift", "sim.machine"})
-"""The agent-path modules that still import pydantic (the agent's settings and the simulator's config, issue 12):
-the wire contract is msgspec, and this list only shrinks. Everything else on the agent's path is pydantic-free."""
-
 
 @dataclass(frozen=True)
 class Import:
@@ -132,8 +128,7 @@ def private_violations(found: list[Import]) -> list[str]:
 def agent_violations(found: list[Import]) -> list[str]:
     """Heavy libraries the gateway agent must never import, even lazily, nor anything it imports."""
     return [f"{imp}  (the agent stays light)" for imp in found
-            if _top(imp.module) in AGENT_PATH and (_under(imp.target, AGENT_FORBIDDEN) or (
-                _under(imp.target, ("pydantic",)) and imp.module not in PYDANTIC_LEFT))]
+            if _top(imp.module) in AGENT_PATH and _under(imp.target, AGENT_FORBIDDEN)]
 
 
 def check(root: Path) -> list[str]:
@@ -189,6 +184,7 @@ def test_the_checker_names_each_kind_of_planted_violation(tmp_path: Path) -> Non
         "hub.rollout.machine:2: from hub.rollout.plan import _private  (private name used outside its module)",
         "agent.db:2: import sqlite_utils  (the agent stays light)",
         "agent.pipeline.stats:1: import scipy.stats  (the agent stays light)",
+        "agent.settings:1: from pydantic import BaseModel  (the agent stays light)",
         "infra.config:1: from pydantic_settings import BaseSettings  (the agent stays light)",
         "shared.messages:1: from pydantic import BaseModel  (the agent stays light)",
     ]

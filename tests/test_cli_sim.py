@@ -20,6 +20,7 @@ from fleetloop.fleet import Fleet, FleetMonitor, FleetSettings, agent_config, pl
 from shared.codec import encode
 from shared.errors import ConfigError
 from shared.messages import Anomaly, Stats, Status
+from shared.wire import to_json_data
 from sim.dataset import default_fleet
 from sim.drift import SensorOffset
 from sim.machine import SENSORS, SimulatedMachine
@@ -106,7 +107,7 @@ def test_agent_settings_file_round_trips_and_holds_no_password(tmp_path: Path) -
     agent = AgentSettings.load(None, **parsed, mqtt_password="s3cret")
     assert (agent.device_id, agent.site, agent.asset_type) == ("dev-1", "site-b", "compressor")
     assert agent.source.kind == "sim" and agent.source.seed == spec.seed and agent.source.rate == 25.0
-    assert agent.source.sim_config == spec.machine.model_dump(mode="json")
+    assert agent.source.sim_config == to_json_data(spec.machine)
     assert agent.data_dir == (tmp_path / "agents" / "dev-1").resolve()
     assert to_toml({"a b": 'quote " and \\ and é', "t": {"n": {"x": [1, 2.5, True]}}}) == (
         '"a b" = "quote \\" and \\\\ and \\u00e9"\n\n[t]\nn = { x = [1, 2.5, true] }\n'
@@ -191,5 +192,5 @@ def test_drift_plan_is_written_for_each_device(tmp_path: Path) -> None:
     plan = plan_fleet(3, seed=0, drift=lambda spec: [offset] if spec.device_id == "dev-1" else [])
     assert [len(s.drifts) for s in plan] == [0, 1, 0]
     settings = FleetSettings(host="127.0.0.1", port=1883, passwords={}, model_dir=tmp_path, data_dir=tmp_path)
-    assert agent_config(plan[1], settings)["source"]["drifts"] == [offset.model_dump(mode="json")]
+    assert agent_config(plan[1], settings)["source"]["drifts"] == [to_json_data(offset)]
     assert "drifts" not in agent_config(plan[0], settings)["source"]

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from agent.sources.base import Reading
+from shared.wire import from_dict
 from sim.drift import Drift
 from sim.machine import SENSORS, MachineConfig, SimulatedMachine
 
@@ -29,7 +30,7 @@ class SimSource:
         limit: int | None = None,
         drifts: Sequence[Drift] = (),
     ) -> None:
-        cfg = config if isinstance(config, MachineConfig) else MachineConfig(**(config or {}))
+        cfg = config if isinstance(config, MachineConfig) else from_dict(MachineConfig, config or {})
         self.machine = SimulatedMachine(machine_id, seed, cfg)
         for drift in drifts:
             self.machine.inject(drift)

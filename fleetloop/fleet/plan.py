@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import ValidationError
 
 from shared.errors import ConfigError
 from shared.topics import DEFAULT_PREFIX
+from shared.wire import from_dict, to_dict, to_json_data
 from sim.dataset import default_fleet
 from sim.drift import Drift
 from sim.machine import MachineConfig
@@ -58,9 +58,9 @@ def plan_fleet(n: int, seed: int, *, cohorts: Sequence[MachineConfig] | None = N
         raise ConfigError("a fleet needs at least one cohort")
     if machine_overrides:
         try:
-            configs = tuple(MachineConfig(**{**c.model_dump(), **machine_overrides}) for c in configs)
-        except ValidationError as exc:
-            raise ConfigError(f"invalid machine settings: {exc.errors(include_url=False)[0]['msg']}") from None
+            configs = tuple(from_dict(MachineConfig, {**to_dict(c), **machine_overrides}) for c in configs)
+        except ValueError as exc:
+            raise ConfigError(f"invalid machine settings: {exc}") from None
     seeds = np.random.SeedSequence(seed).generate_state(n, dtype=np.uint32)
     specs = [DeviceSpec(f"dev-{i}", int(seeds[i]), configs[i % len(configs)]) for i in range(n)]
     if drift is not None:
@@ -89,9 +89,9 @@ class FleetSettings:
 def agent_config(spec: DeviceSpec, settings: FleetSettings) -> dict[str, Any]:
     """The agent settings file of one device (everything but the password)."""
     source: dict[str, Any] = {"kind": "sim", "rate": settings.rate, "seed": spec.seed,
-                              "sim_config": spec.machine.model_dump(mode="json")}
+                              "sim_config": to_json_data(spec.machine)}
     if spec.drifts:
-        source["drifts"] = [d.model_dump(mode="json") for d in spec.drifts]
+        source["drifts"] = [to_json_data(d) for d in spec.drifts]
     if settings.start_ts is not None:
         source["start_ts"] = settings.start_ts
     return {

@@ -36,6 +36,7 @@ from fleetloop.story.timeline import Timeline
 from fleetloop.story.wiring import HubRig
 from hub.store.rows import DRIFT_EVENT, TrainingJobRow
 from hub.training.triggers import retry_threshold
+from shared.wire import to_json_data
 from sim.desk import TechnicianDesk
 from sim.technicians import SimDevice
 
@@ -171,7 +172,7 @@ class Story:
         at = injected()
         assert at is not None
         self.outcome.injected_at = at
-        drifts = [d.model_dump(mode="json") for d in self.devices[self.drifted[0]].drifts]
+        drifts = [to_json_data(d) for d in self.devices[self.drifted[0]].drifts]
         what = ", ".join(f"{d['sensor']} {d['offset']:+g}" for d in drifts if d.get("kind") == "sensor_offset")
         self.timeline.add("drift_injected", f"{self.profile.drift_site}'s sensors recalibrated badly on "
                           f"{len(self.drifted)} devices: {what}", at=at, devices=self.drifted, drifts=drifts)

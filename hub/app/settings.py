@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from hub.app.loading import load_settings
 from hub.console.settings import ConsoleSettings
 from hub.delivery.settings import DeliverySettings
 from hub.incidents.settings import IncidentSettings
@@ -24,7 +25,7 @@ from hub.rollout.plan import StageName
 from hub.rollout.settings import HealthLimitsSettings, StagePolicySettings
 from hub.store.retention import RetentionSettings
 from hub.training.settings import TrainingSettings
-from infra.config import is_loopback, load_settings, read_settings_file
+from infra.config import is_loopback, read_settings_file
 from shared.codec import MAX_PAYLOAD_BYTES
 from shared.errors import ConfigError, TopicError
 from shared.topics import DEFAULT_PREFIX, Topics

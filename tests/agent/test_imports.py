@@ -1,8 +1,6 @@
-"""The agent stays light: importing it and running predictions loads no scikit-learn, scipy, fastapi, sqlite-utils
-or pydantic-settings; and what only rare paths need (signature checks, model archives, other sources) waits for
-them. pydantic is still loaded: the agent's settings and the simulator's config are pydantic models (the wire
-contract, shared.messages and shared.manifest, is msgspec; tests/test_architecture.py keeps pydantic out of the
-rest of the agent's path)."""
+"""The agent stays light: importing it, loading its settings and running predictions loads no scikit-learn, scipy,
+fastapi, sqlite-utils, pydantic or pydantic-settings (the wire contract, the settings and the simulator's config are
+msgspec structs); and what only rare paths need (signature checks, model archives, other sources) waits for them."""
 
 from __future__ import annotations
 
@@ -11,7 +9,7 @@ import subprocess
 import sys
 import textwrap
 
-FORBIDDEN = ("sklearn", "scipy", "fastapi", "skl2onnx", "starlette", "sqlite_utils", "pydantic_settings")
+FORBIDDEN = ("sklearn", "scipy", "fastapi", "skl2onnx", "starlette", "sqlite_utils", "pydantic", "pydantic_settings")
 # imported only on the paths that need them: a pinned signing key, a model download, the replay and MQTT sources
 LAZY = ("cryptography", "tarfile", "agent.sources.replay", "agent.sources.mqtt")
 
@@ -26,8 +24,8 @@ def test_agent_prediction_path_imports_nothing_heavy(initial_model_dir, tmp_path
         from agent.settings import AgentSettings
         from agent.sources.sim import SimSource
 
-        settings = AgentSettings(device_id="dev-imp", dev_mode=True, data_dir={str(tmp_path)!r},
-                                 initial_model={str(initial_model_dir)!r})
+        settings = AgentSettings.load(None, device_id="dev-imp", dev_mode=True, data_dir={str(tmp_path)!r},
+                                      initial_model={str(initial_model_dir)!r})
         source = SimSource("dev-imp", seed=1, rate=0, limit=400)
         agent = build_agent(settings, source, connect=False)
         counters = agent.run(max_windows=50)

@@ -9,12 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import create_model
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from agent.settings import AgentSettings
-from infra.config import env_values
+from agent.settings import AgentSettings, SourceSettings
+from infra.config import Secret, build, env_values
 from shared.errors import ConfigError
+from sim.drift import SensorOffset
 from sim.machine import SENSORS
 
 PREFIX = "FLEETLOOP_AGENT_"
@@ -73,38 +72,46 @@ def test_every_problem_listed_at_once(monkeypatch: pytest.MonkeyPatch, tmp_path:
     with pytest.raises(ConfigError) as caught:
         AgentSettings.load(config)
     text = str(caught.value)
-    for problem in ("device_id:", "mqtt_port: Input should be greater than or equal to 1",
-                    "retention_rows: Input should be greater than or equal to 1000", "source.units:",
+    for problem in ("device_id:", "mqtt_port: Expected `int` >= 1",
+                    "retention_rows: Expected `int` >= 1000", "source.units:",
                     "source.colour: Extra inputs are not permitted", "no MQTT password",
                     "refusing plain-text MQTT to broker.plant"):
         assert problem in text, text
     assert text.startswith(f"invalid agent settings ({config}):")
 
 
-class _EnvReference(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix=PREFIX, env_nested_delimiter="__", extra="forbid")
-
-
-def _reference() -> type[BaseSettings]:
-    """AgentSettings' fields in a pydantic-settings model: the reference for how env values are read."""
-    fields: dict[str, Any] = {name: (f.annotation, f) for name, f in AgentSettings.model_fields.items()}
-    return create_model("Reference", __base__=_EnvReference, **fields)
-
-
-ENVIRONMENTS = [
-    {"DEVICE_ID": "gw-2", "DEV_MODE": "1", "SITE": "north", "MQTT_PASSWORD": "s3cret", "SAMPLE_RATE": "0.5"},
-    {"DEVICE_ID": "gw-3", "DEV_MODE": "true", "SOURCE__KIND": "csv", "SOURCE__PATH": "/data/x.csv",
-     "SOURCE__UNITS": '["1", "2"]', "SOURCE__LIMIT": "10", "HEALTH_RSS_GROWTH_MB": "12.5"},
-    {"DEVICE_ID": "gw-4", "DEV_MODE": "yes", "SOURCE": '{"kind": "sim", "seed": 3}', "SOURCE__RATE": "7",
-     "SOURCE__DRIFTS": json.dumps([{"kind": "sensor_offset", "sensor": SENSORS[0], "start_t": 10, "offset": 2.0}])},
+ENVIRONMENTS = [  # (variables without the prefix, what pydantic-settings made of them before issue 12)
+    ({"DEVICE_ID": "gw-2", "DEV_MODE": "1", "SITE": "north", "MQTT_PASSWORD": "s3cret", "SAMPLE_RATE": "0.5"},
+     {"device_id": "gw-2", "dev_mode": True, "site": "north", "mqtt_password": Secret("s3cret"), "sample_rate": 0.5}),
+    ({"DEVICE_ID": "gw-3", "DEV_MODE": "true", "SOURCE__KIND": "csv", "SOURCE__PATH": "/data/x.csv",
+      "SOURCE__UNITS": '["1", "2"]', "SOURCE__LIMIT": "10", "HEALTH_RSS_GROWTH_MB": "12.5"},
+     {"device_id": "gw-3", "dev_mode": True, "health_rss_growth_mb": 12.5,
+      "source": SourceSettings(kind="csv", path=Path("/data/x.csv"), units=["1", "2"], limit=10)}),
+    ({"DEVICE_ID": "gw-4", "DEV_MODE": "yes", "SOURCE": '{"kind": "sim", "seed": 3}', "SOURCE__RATE": "7",
+      "SOURCE__DRIFTS": json.dumps([{"kind": "sensor_offset", "sensor": SENSORS[0], "start_t": 10, "offset": 2.0}])},
+     {"device_id": "gw-4", "dev_mode": True, "source": SourceSettings(
+         seed=3, rate=7.0, drifts=[SensorOffset(sensor=SENSORS[0], start_t=10, offset=2.0)])}),
 ]
 
 
-@pytest.mark.parametrize("env", ENVIRONMENTS)
-def test_env_reading_matches_pydantic_settings(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(("env", "expected"), ENVIRONMENTS)
+def test_env_reading_follows_pydantic_settings_rules(env: dict[str, str], expected: dict[str, Any],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     environ = {PREFIX + k: v for k, v in env.items()}
     for key, value in environ.items():
         monkeypatch.setenv(key, value)
-    reference = _reference()().model_dump()
-    ours = AgentSettings.model_validate(env_values(AgentSettings, environ)).model_dump()
-    assert ours == reference
+    assert AgentSettings.load() == AgentSettings(**expected)
+    assert build(AgentSettings, env_values(AgentSettings, environ)) == AgentSettings(**expected)
+    assert "s3cret" not in repr(AgentSettings.load())  # a password stays out of reprs and logs
+
+
+def test_settings_built_in_code_are_converted_and_checked(tmp_path: Path) -> None:
+    settings = AgentSettings(device_id="gw-5", dev_mode=True, data_dir=str(tmp_path), mqtt_port="1884",  # type: ignore[arg-type]
+                             mqtt_password="pw", source={"kind": "sim", "rate": "2"})  # type: ignore[arg-type]
+    assert (settings.data_dir, settings.mqtt_port, settings.source.rate) == (tmp_path, 1884, 2.0)
+    assert isinstance(settings.mqtt_password, Secret) and settings.mqtt_password.get_secret_value() == "pw"
+    with pytest.raises(ValueError) as caught:
+        AgentSettings(device_id="gw 5", mqtt_keepalive=1, source={"kind": "csv", "colour": "red"})  # type: ignore[arg-type]
+    for problem in ("device_id: invalid device id", "mqtt_keepalive: Expected `int` >= 5",
+                    "source.colour: Extra inputs are not permitted"):
+        assert problem in str(caught.value)

@@ -37,7 +37,8 @@ from fleetloop.provision import (
     render_broker_config,
 )
 from hub.app.settings import HubSettings
-from infra.config import EnvSettings
+from infra.config import EnvSettings, Settings, settings_type
+from shared.wire import field_types
 from sim.machine import SENSORS
 from tests.deploy.compose import (
     DOCKERFILE,
@@ -196,18 +197,21 @@ def test_commands_are_real_fleetloop_commands_runnable_in_their_image() -> None:
     load_group("agent").build_parser("fleetloop agent").parse_args(["run", *sub.agent_args])
 
 
-def _fields(model: type[BaseModel], path: list[str]) -> bool:
-    """Whether `path` (lower-case, split at the nested delimiter) names a field of `model`."""
+def _fields(model: type[BaseModel] | type[Settings], path: list[str]) -> bool:
+    """Whether `path` (lower-case, split at the nested delimiter) names a field of `model` (a pydantic model, or a
+    msgspec settings struct)."""
     head, rest = path[0], path[1:]
-    if head not in model.model_fields:
+    types = dict(field_types(model)) if issubclass(model, Settings) else {
+        name: f.annotation for name, f in model.model_fields.items()}
+    if head not in types:
         return False
     if not rest:
         return True
-    annotation = model.model_fields[head].annotation
-    return isinstance(annotation, type) and issubclass(annotation, BaseModel) and _fields(annotation, rest)
+    annotation = settings_type(types[head]) or types[head]
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel | Settings) and _fields(annotation, rest)
 
 
-def _env_naming(settings: type[BaseModel]) -> tuple[str, str]:
+def _env_naming(settings: type[BaseModel] | type[EnvSettings]) -> tuple[str, str]:
     """Prefix and nested delimiter of a settings model (pydantic-settings, or infra.config's EnvSettings)."""
     if issubclass(settings, BaseSettings):
         return settings.model_config["env_prefix"], settings.model_config["env_nested_delimiter"] or ""
@@ -216,7 +220,7 @@ def _env_naming(settings: type[BaseModel]) -> tuple[str, str]:
 
 
 @pytest.mark.parametrize("settings", [AgentSettings, HubSettings])
-def test_environment_names_real_settings(settings: type[BaseModel]) -> None:
+def test_environment_names_real_settings(settings: type[BaseModel] | type[EnvSettings]) -> None:
     prefix, delimiter = _env_naming(settings)
     assert prefix and delimiter
     seen = 0

@@ -75,6 +75,7 @@ from hub.training.service import TrainingService
 from hub.training.settings import TrainingSettings
 from hub.training.triggers import TriggerPolicy
 from shared.manifest import MANIFEST_FILE, MODEL_FILE, SIGNATURE_FILE, sha256_bytes
+from shared.wire import to_json_data
 from sim.dataset import default_fleet
 from sim.desk import TechnicianDesk
 from sim.drift import SensorOffset
@@ -122,8 +123,8 @@ def agent_process(root: Path, broker: DevBroker, device: SimDevice, model_dir: P
         "site": device.config.site, "asset_type": device.config.asset_type, "stats_interval_s": 1.0,
         "commit_interval_s": 0.05, "health_windows": 10, "fetch_retry_s": 1.0,
         "source": {"kind": "sim", "rate": RATE, "seed": device.seed, "start_ts": device.start_ts,
-                   "sim_config": device.config.model_dump(mode="json"),
-                   "drifts": [d.model_dump(mode="json") for d in device.drifts]},
+                   "sim_config": to_json_data(device.config),
+                   "drifts": [to_json_data(d) for d in device.drifts]},
     }
     path = root / f"{device.device_id}.json"
     path.write_text(json.dumps(config))

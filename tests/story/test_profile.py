@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from pydantic import BaseModel
 
@@ -30,12 +31,14 @@ from hub.training.settings import GateSettings
 from shared.errors import ConfigError
 
 
-def leaves(model: BaseModel, prefix: str) -> dict[str, Any]:
-    """Every setting of `model` by dotted path, nested settings models walked into."""
+def leaves(model: BaseModel | msgspec.Struct, prefix: str) -> dict[str, Any]:
+    """Every setting of `model` (the hub's pydantic models, the agent's msgspec structs) by dotted path, nested
+    settings walked into."""
     out: dict[str, Any] = {}
-    for name in type(model).model_fields:
+    names = model.__struct_fields__ if isinstance(model, msgspec.Struct) else type(model).model_fields
+    for name in names:
         value = getattr(model, name)
-        if isinstance(value, BaseModel):
+        if isinstance(value, BaseModel | msgspec.Struct):
             out.update(leaves(value, f"{prefix}{name}."))
         else:
             out[f"{prefix}{name}"] = value
@@ -47,7 +50,7 @@ def story_settings(tmp_path: Path, p: StoryProfile) -> dict[str, Any]:
     hub = hub_settings(p, data_dir=tmp_path, mqtt_host="127.0.0.1", mqtt_port=1884, mqtt_password="x" * 20,
                        api_url="http://127.0.0.1:9", tokens={"t" * 24: "operator"}, prefix="fleetloop-demo",
                        signing_key_file=tmp_path / "key.pem")
-    agent = AgentSettings.model_construct(device_id="dev-1", **agent_overrides())
+    agent = AgentSettings(device_id="dev-1", mqtt_password="x", **agent_overrides())
     stages = {f"rollout.{stage}.{k}": v for stage, policy in stage_policies(p).items() for k, v in policy.items()}
     return {**leaves(hub, "hub."), **leaves(agent, "agent."), **stages}
 
@@ -56,7 +59,7 @@ def product_defaults() -> dict[str, Any]:
     stages = {f"rollout.{stage}.{k}": getattr(policy, k) for stage, policy in DEFAULT_POLICIES.items()
               for k in ("min_duration_s", "min_windows", "timeout_s", "min_reporting")}
     return {**leaves(HubSettings.model_construct(), "hub."),
-            **leaves(AgentSettings.model_construct(device_id="dev-1"), "agent."), **stages}
+            **leaves(AgentSettings(device_id="dev-1", mqtt_password="x"), "agent."), **stages}
 
 
 @pytest.mark.parametrize("name", sorted(PROFILES))
