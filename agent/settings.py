@@ -98,6 +98,9 @@ class AgentSettings(EnvSettings):
     disk_reserve_mb: float = Field(default=8.0, ge=0.0, description="space held back beside the database so a "
                                    "full disk degrades (oldest rows dropped) instead of stopping writes; 0 = none")
     outbox_max_rows: int = Field(default=200_000, ge=100)
+    # raw readings of the newest alarm windows kept for the hub to ask for (``upload_windows``); 0 keeps none.
+    # A window of 64 readings × 6 sensors takes ~3.6 KB, so the default holds ~0.7 MB at most.
+    raw_windows_keep: int = 200
     publish_window: int = Field(default=100, ge=1, le=10_000, description="unacknowledged messages at most")
     ack_timeout_s: float = Field(default=30.0, gt=0)
     retry_min_s: float = Field(default=1.0, gt=0)
