@@ -13,6 +13,7 @@ from hub.api.schemas.traces import (
     FeatureMovePublic,
     FeaturePublic,
     PredictionPublic,
+    RawWindowPublic,
     ReadablePublic,
     TraceLabelPublic,
     TracePublic,
@@ -50,7 +51,7 @@ def get_trace(trace_id: Annotated[str, Path(max_length=64)], _: Reader, services
     """The prediction (features, score, model version, device), the same in words (named features, site and
     asset, ISO times, the score against the threshold, the features that moved most against the version's
     reference), all its annotations (by trace id and by ranges covering it) and where it stands in the latest
-    label set."""
+    label set; and the raw sensor window (asked of the device the first time the trace is opened)."""
     store = services.store
     trace = readable_trace(services, trace_id)
     prediction, rows = trace.prediction, trace.annotations
@@ -61,6 +62,7 @@ def get_trace(trace_id: Annotated[str, Path(max_length=64)], _: Reader, services
         trace_id=trace_id,
         prediction=None if prediction is None else PredictionPublic.from_row(prediction),
         readable=_readable(trace),
+        raw_window=None if prediction is None else _raw_window(trace),
         annotations=[AnnotationPublic.from_row(r, statuses[r.annotation_id]) for r in rows],
         outcome=_outcome(store, trace_id),
     )
@@ -76,4 +78,14 @@ def _readable(trace: ReadableTrace) -> ReadablePublic | None:
         window_start=iso(p.window_start), window_end=iso(p.window_end), score=trace.score, named=trace.named,
         features=[FeaturePublic(name=n, value=v) for n, v in trace.features],
         top_movers=[FeatureMovePublic(name=m.name, value=m.value, reference_mean=m.mean, z=m.z) for m in trace.moves],
+    )
+
+
+def _raw_window(trace: ReadableTrace) -> RawWindowPublic:
+    w = trace.window
+    return RawWindowPublic(
+        state=w.state, unit=w.unit, sensors=list(w.sensors), timestamps=list(w.timestamps),
+        timestamps_iso=[iso(t) for t in w.timestamps], values=[list(v) for v in w.values],
+        requested_at=None if w.requested_ts is None else iso(w.requested_ts),
+        received_at=None if w.received_ts is None else iso(w.received_ts),
     )
