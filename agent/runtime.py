@@ -301,7 +301,8 @@ class Agent:
             self._pending_rows = []
             self._pending_msgs = []
             self._pending_raw = []
-            if self._raw_since_prune > max(16, self.settings.raw_windows_keep // 4):  # an alarm storm: keep the ring
+            # the ring holds at most raw_windows_keep × 1.25 windows between two prunes, even in an alarm storm
+            if self._raw_since_prune >= max(1, self.settings.raw_windows_keep // 4):
                 self.db.prune_raw_windows(max(0, self.settings.raw_windows_keep))
                 self._raw_since_prune = 0
             self.counters.commits += 1
