@@ -14,13 +14,14 @@ from shared.manifest import ModelManifest
 TOP_FEATURES = 5
 
 
-WindowState = Literal["available", "requested", "not_available"]
+WindowState = Literal["available", "requested", "not_requested", "not_available"]
 
 
 @dataclass(frozen=True)
 class RawWindowView:
     """The raw sensor window of a trace: ``available`` (the readings), ``requested`` (the hub asked the device and
-    waits), or ``not_available`` (the device no longer keeps it, or the hub cannot ask: no broker)."""
+    waits), ``not_requested`` (nobody asked yet: the hub asks for the window each open incident shows, a technician
+    for any other), or ``not_available`` (the device no longer keeps it, or never answered)."""
 
     state: WindowState
     unit: str | None = None
@@ -31,7 +32,7 @@ class RawWindowView:
     requested_ts: float | None = None
 
 
-NO_WINDOW = RawWindowView("not_available")
+NO_WINDOW = RawWindowView("not_requested")
 
 
 @dataclass(frozen=True)
@@ -74,16 +75,17 @@ def readable_trace(services: Services, trace_id: str) -> ReadableTrace:
 
 
 def raw_window(services: Services, prediction: PredictionRow) -> RawWindowView:
-    """The trace's raw window as the hub holds it; opening a trace whose window was never asked for asks the
-    device for it (when the hub has a broker)."""
+    """The trace's raw window as the hub holds it (reading it never asks the device: see `request_window`)."""
     row = services.store.raw_window(prediction.trace_id)
-    if row is None or row.device_id != prediction.device_id:
-        if row is None and services.windows is not None:
-            services.windows.request(prediction.device_id, prediction.trace_id)
-            row = services.store.raw_window(prediction.trace_id)
-        if row is None or row.device_id != prediction.device_id:
-            return NO_WINDOW
-    return _view(row)
+    return NO_WINDOW if row is None or row.device_id != prediction.device_id else _view(row)
+
+
+def request_window(services: Services, prediction: PredictionRow) -> RawWindowView | None:
+    """Ask the prediction's device for its raw window (once; the job re-asks); None when the hub has no broker."""
+    if services.windows is None:
+        return None
+    services.windows.request(prediction.device_id, prediction.trace_id)
+    return raw_window(services, prediction)
 
 
 def _view(row: RawWindowRow) -> RawWindowView:

@@ -17,8 +17,8 @@ from hub.store import open_store
 from shared.codec import decode
 from shared.features import extract
 from shared.messages import Command
-from tests.fixtures.broker import HUB_USER, Clients, Collector, barrier, barrier_topic, subscribe
 from tests.agent.helpers import agent_settings
+from tests.fixtures.broker import HUB_USER, Clients, Collector, barrier, barrier_topic, subscribe
 
 
 def test_the_hub_gets_the_raw_window_of_an_alarm_from_the_device(tmp_path, broker, initial_model_dir,
@@ -55,7 +55,7 @@ def test_the_hub_gets_the_raw_window_of_an_alarm_from_the_device(tmp_path, broke
     commands = CommandPublisher(hub_settings)
     commands.start()
     requester = WindowRequester(store, commands.send)
-    requester.request("dev-7", trace_id)  # what opening the trace does
+    requester.request("dev-7", trace_id)  # what POST /traces/{trace_id}/window does
     requester.request("dev-7", quiet)  # a quiet window: the device never kept its readings
     asked = [decode(Command, m.payload) for m in barrier(commands.client, marker, sent)]
     assert [(c.cmd, c.trace_ids) for c in asked if c.cmd == "upload_windows"] == [

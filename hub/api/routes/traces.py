@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, status
 
-from hub.api.deps import AUTH_RESPONSES, Reader, ServicesDep, error
+from hub.api.deps import AUTH_RESPONSES, Reader, ServicesDep, Technician, error
 from hub.api.schemas.annotations import AnnotationPublic
 from hub.api.schemas.labels import ExclusionPublic, LabelItemPublic
 from hub.api.schemas.traces import (
@@ -18,7 +18,7 @@ from hub.api.schemas.traces import (
     TraceLabelPublic,
     TracePublic,
 )
-from hub.console.trace import ReadableTrace, readable_trace
+from hub.console.trace import RawWindowView, ReadableTrace, readable_trace, request_window
 from hub.console.words import iso
 from hub.labels.service import annotation_status
 from hub.store.ports import HubStore
@@ -51,7 +51,7 @@ def get_trace(trace_id: Annotated[str, Path(max_length=64)], _: Reader, services
     """The prediction (features, score, model version, device), the same in words (named features, site and
     asset, ISO times, the score against the threshold, the features that moved most against the version's
     reference), all its annotations (by trace id and by ranges covering it) and where it stands in the latest
-    label set; and the raw sensor window (asked of the device the first time the trace is opened)."""
+    label set; and the raw sensor window with its state (``POST /traces/{trace_id}/window`` asks the device)."""
     store = services.store
     trace = readable_trace(services, trace_id)
     prediction, rows = trace.prediction, trace.annotations
@@ -81,8 +81,32 @@ def _readable(trace: ReadableTrace) -> ReadablePublic | None:
     )
 
 
+@router.post(
+    "/{trace_id}/window",
+    summary="Ask the device for a trace's raw sensor window",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={**error(404, "The hub has no prediction of this trace"),
+               **error(503, "The hub has no broker connection to ask devices through")},
+)
+def request_trace_window(trace_id: Annotated[str, Path(max_length=64)], _: Technician,
+                         services: ServicesDep) -> RawWindowPublic:
+    """Ask the prediction's device (technician or operator) to send the raw readings of this window; the answer
+    shows in ``GET /traces/{trace_id}``. Asking again while a request is open does nothing; an unanswered request is
+    re-sent by the hub's raw-window job, then given up (``not_available``)."""
+    prediction = services.store.prediction(trace_id)
+    if prediction is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no prediction of trace {trace_id}")
+    view = request_window(services, prediction)
+    if view is None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail="this hub process cannot reach devices")
+    return _window_public(view)
+
+
 def _raw_window(trace: ReadableTrace) -> RawWindowPublic:
-    w = trace.window
+    return _window_public(trace.window)
+
+
+def _window_public(w: RawWindowView) -> RawWindowPublic:
     return RawWindowPublic(
         state=w.state, unit=w.unit, sensors=list(w.sensors), timestamps=list(w.timestamps),
         timestamps_iso=[iso(t) for t in w.timestamps], values=[list(v) for v in w.values],

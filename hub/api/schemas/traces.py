@@ -77,9 +77,11 @@ class ReadablePublic(Public):
 class RawWindowPublic(Public):
     """The raw sensor readings behind the prediction, as the device recorded them."""
 
-    state: Literal["available", "requested", "not_available"] = Field(
+    state: Literal["available", "requested", "not_requested", "not_available"] = Field(
         description="available: the readings below; requested: the hub asked the device and waits for them; "
-        "not_available: the device no longer keeps this window (or the hub cannot reach devices)")
+        "not_requested: nobody asked yet (the hub asks for the window each open incident shows; POST "
+        "/traces/{trace_id}/window asks for any other); not_available: the device no longer keeps this window, "
+        "or never answered")
     unit: str | None = None
     sensors: list[str] = Field(default_factory=list, description="sensor names, one series each in `values`")
     timestamps: list[float] = Field(default_factory=list, description="unix seconds of each reading, oldest first")

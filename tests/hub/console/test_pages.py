@@ -335,16 +335,24 @@ def _reference_means(manifest: Any) -> list[float]:
     return [edges[len(edges) // 2] if edges else 0.0 for edges in manifest.reference.bin_edges]
 
 
-def test_the_trace_view_asks_for_the_raw_window_then_plots_it_per_sensor(hub: Hub) -> None:
+def test_a_technician_asks_for_the_raw_window_then_the_trace_view_plots_it_per_sensor(hub: Hub) -> None:
     from shared.messages import RawWindow
 
     ids = make_incidents(hub)
     shown = {d: max(hub.store.incident_windows(i), key=lambda w: w.score).trace_id for d, i in ids.items()}
     viewer = sign_in(hub, "viewer")
     page = viewer.get(f"/console/incidents/{ids['pump-3']}").text
+    assert 'data-state="not_requested"' in page and hub.store.raw_window(shown["pump-3"]) is None  # reads never ask
+    api = hub.client("viewer")
+    assert api.post(f"/traces/{shown['pump-3']}/window").status_code == 403
+    technician = hub.client("technician")
+    asked = technician.post(f"/traces/{shown['pump-3']}/window")
+    assert asked.status_code == 202 and asked.json()["state"] == "requested"
+    assert technician.post("/traces/nope/window").status_code == 404
+    row = hub.store.raw_window(shown["pump-3"])  # not sent yet (no broker here): the raw-window job re-sends it
+    assert row is not None and (row.state, row.device_id, row.asks) == ("requested", "pump-3", 0)
+    page = viewer.get(f"/console/incidents/{ids['pump-3']}").text
     assert 'data-state="requested"' in page and "Requested from the device" in page
-    asked = hub.store.raw_window(shown["pump-3"])  # opening the trace asked the device (the command is retried)
-    assert asked is not None and (asked.state, asked.device_id) == ("requested", "pump-3")
 
     readings = [[20.0, 21.5, 23.0, 22.0], [1.0, 1.1, 0.9, 1.3]]
     times = [T0 - 3, T0 - 2, T0 - 1, T0]
@@ -360,9 +368,8 @@ def test_the_trace_view_asks_for_the_raw_window_then_plots_it_per_sensor(hub: Hu
     gone = viewer.get(f"/console/incidents/{ids['pump-1']}").text
     assert 'data-state="not_available"' in gone and "<polyline" not in gone.split('id="raw-window"', 1)[1]
 
-    api = hub.client("viewer")
     window = api.get(f"/traces/{shown['pump-3']}").json()["raw_window"]
     assert (window["state"], window["sensors"], window["values"]) == ("available", ["temp <b>", "vib"], readings)
     assert window["timestamps"] == times and window["timestamps_iso"][-1] == "2023-11-14T22:13:20Z"
     assert api.get(f"/traces/{shown['pump-1']}").json()["raw_window"]["state"] == "not_available"
-    assert api.get(f"/traces/{shown['pump-2']}").json()["raw_window"]["state"] == "requested"  # asked on opening
+    assert api.get(f"/traces/{shown['pump-2']}").json()["raw_window"]["state"] == "not_requested"
