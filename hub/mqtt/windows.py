@@ -38,7 +38,8 @@ class WindowRequester:
 
     def run(self, now: float) -> int:
         """One pass: request the window each active incident shows, re-send unanswered requests, give up on the
-        ones asked `max_asks` times, prune old rows. Returns how many trace ids were asked for."""
+        ones asked `max_asks` times, prune old rows (first). Returns how many trace ids were asked for."""
+        self.store.prune_raw_windows(before_ts=now - self.retention_s)
         incidents = self.store.active_incidents()[:INCIDENTS_PER_PASS]
         wanted = []
         for incident in incidents:
@@ -50,9 +51,7 @@ class WindowRequester:
         by_device: dict[str, list[str]] = {}
         for row in self.store.due_raw_windows(asked_before=now - self.retry_s):
             by_device.setdefault(row.device_id, []).append(row.trace_id)
-        asked = self._ask(by_device, now)
-        self.store.prune_raw_windows(before_ts=now - self.retention_s)
-        return asked
+        return self._ask(by_device, now)
 
     def _ask(self, by_device: dict[str, list[str]], now: float) -> int:
         asked = 0
