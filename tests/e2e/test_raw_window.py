@@ -9,27 +9,19 @@ import time
 import numpy as np
 
 from agent.app import build_agent
-from hub.app.settings import HubSettings
-from hub.mqtt.ingest import IngestWorker
 from hub.mqtt.publisher import CommandPublisher
 from hub.mqtt.windows import WindowRequester
-from hub.store import open_store
 from shared.codec import decode
 from shared.features import extract
 from shared.messages import Command
 from tests.agent.helpers import agent_settings
+from tests.e2e.hubside import hub_side
 from tests.fixtures.broker import HUB_USER, Clients, Collector, barrier, barrier_topic, subscribe
 
 
 def test_the_hub_gets_the_raw_window_of_an_alarm_from_the_device(tmp_path, broker, initial_model_dir,
                                                                  mqtt_clients: Clients):
-    hub_settings = HubSettings(dev_mode=True, data_dir=tmp_path / "hub", mqtt_host=broker.host, mqtt_port=broker.port,
-                               mqtt_password=broker.password(HUB_USER))
-    store = open_store(f"sqlite:///{tmp_path / 'hub.db'}")
-    worker = IngestWorker(host=broker.host, port=broker.port, username=HUB_USER, password=broker.password(HUB_USER),
-                          store=store, share_group="rawwin", client_id="rawwin-ingest")
-    worker.start()
-    assert worker.wait_ready(10)
+    hub_settings, store, worker = hub_side(tmp_path, broker, "rawwin")
     settings = agent_settings(tmp_path, broker, "dev-7", initial_model_dir, sample_rate=0.0, low_confidence_per_min=0,
                               raw_windows_keep=5)
     agent = build_agent(settings)
@@ -62,7 +54,11 @@ def test_the_hub_gets_the_raw_window_of_an_alarm_from_the_device(tmp_path, broke
         ("upload_windows", [trace_id]), ("upload_windows", [quiet])]
     assert store.raw_window(trace_id).state == "requested"  # type: ignore[union-attr]
 
-    build_agent(settings).run(duration_s=2, drain_s=10)  # the device comes back and answers (its ring moves on)
+    # the device comes back and answers; as fast as this source runs, a 5-window ring could roll over before the
+    # command is read, so it comes back with a larger one (a ring too small for the alarm rate loses windows)
+    larger = agent_settings(tmp_path, broker, "dev-7", initial_model_dir, sample_rate=0.0, low_confidence_per_min=0,
+                            raw_windows_keep=1000)
+    build_agent(larger).run(duration_s=2, drain_s=10)
     assert worker.wait_for(lambda s: s.stored.get("window", 0) >= 2, timeout=10)
     row = store.raw_window(trace_id)
     assert row is not None and row.state == "stored" and row.device_id == "dev-7"
