@@ -17,7 +17,7 @@ import numpy as np
 from agent.db import PRIORITY_MODEL_EVENT
 from shared.codec import decode
 from shared.errors import FleetloopError
-from shared.messages import MAX_WINDOW_VALUES, Assign, Command, RawWindow, Sample
+from shared.messages import MAX_WINDOW_VALUES, Assign, Command, RawWindow, Sample, window_numbers
 from shared.topics import Kind
 
 if TYPE_CHECKING:
@@ -130,9 +130,9 @@ class Exchange:
             return RawWindow(device_id=self.agent.device_id, ts=now, trace_id=trace_id, available=False)
         sensors = json.loads(row.sensors)
         readings = np.frombuffer(row.readings, dtype="<f8").reshape(-1, len(sensors))
-        if readings.size > MAX_WINDOW_VALUES:  # wider than one message may carry: say so rather than cut it
-            log.warning("raw window %s has %d values, more than %d: not sent", trace_id, readings.size,
-                        MAX_WINDOW_VALUES)
+        if window_numbers(*readings.shape[::-1]) > MAX_WINDOW_VALUES:  # more than one message may carry: say so
+            log.warning("raw window %s holds %d readings of %d sensors, more than one message carries: not sent",
+                        trace_id, readings.shape[0], readings.shape[1])
             return RawWindow(device_id=self.agent.device_id, ts=now, trace_id=trace_id, unit=row.unit,
                              available=False)
         return RawWindow(

@@ -161,7 +161,13 @@ class ModelEvent(Message, frozen=True, kw_only=True, forbid_unknown_fields=True)
 
 
 MAX_WINDOW_VALUES = 8192
-"""Readings × sensors a raw window may carry: as JSON it stays well under the payload limit (`shared.codec`)."""
+"""Numbers a raw window may carry (timestamps and values): as JSON (≤ 24 bytes each) it stays under the payload
+limit (`shared.codec`)."""
+
+
+def window_numbers(sensors: int, readings: int) -> int:
+    """How many numbers a raw window of `readings` readings of `sensors` sensors carries (a timestamp each)."""
+    return (sensors + 1) * readings if sensors else 0
 
 
 class RawWindow(Message, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -184,8 +190,8 @@ class RawWindow(Message, frozen=True, kw_only=True, forbid_unknown_fields=True):
         finite((self.ts, *self.timestamps), "ts and timestamps")
         if len(self.values) != len(self.sensors) or any(len(v) != len(self.timestamps) for v in self.values):
             raise ValueError("values holds one series per sensor, one value per timestamp")
-        if len(self.sensors) * len(self.timestamps) > MAX_WINDOW_VALUES:
-            raise ValueError(f"a raw window holds at most {MAX_WINDOW_VALUES} values")
+        if window_numbers(len(self.sensors), len(self.timestamps)) > MAX_WINDOW_VALUES:
+            raise ValueError(f"a raw window holds at most {MAX_WINDOW_VALUES} numbers (timestamps and values)")
         if not self.available and self.sensors:
             raise ValueError("an unavailable window carries no readings")
         for series in self.values:
