@@ -349,6 +349,14 @@ def test_a_technician_asks_for_the_raw_window_then_the_trace_view_plots_it_per_s
     asked = technician.post(f"/traces/{shown['pump-3']}/window")
     assert asked.status_code == 202 and asked.json()["state"] == "requested"
     assert technician.post("/traces/nope/window").status_code == 404
+    assert 'id="ask-window"' not in page  # no button for a viewer
+    tech = sign_in(hub, "technician", "bob")
+    back = f"/console/incidents/{ids['pump-2']}"
+    assert 'id="ask-window"' in tech.get(back).text
+    done = tech.post(f"/console/traces/{shown['pump-2']}/window", data={"csrf": csrf(tech, back), "back": back})
+    assert done.status_code == 303 and done.headers["location"] == back
+    assert hub.store.raw_window(shown["pump-2"]).state == "requested"  # type: ignore[union-attr]
+    assert tech.post(f"/console/traces/{shown['pump-2']}/window", data={"back": back}).status_code == 403  # no CSRF
     row = hub.store.raw_window(shown["pump-3"])  # not sent yet (no broker here): the raw-window job re-sends it
     assert row is not None and (row.state, row.device_id, row.asks) == ("requested", "pump-3", 0)
     page = viewer.get(f"/console/incidents/{ids['pump-3']}").text
@@ -372,4 +380,4 @@ def test_a_technician_asks_for_the_raw_window_then_the_trace_view_plots_it_per_s
     assert (window["state"], window["sensors"], window["values"]) == ("available", ["temp <b>", "vib"], readings)
     assert window["timestamps"] == times and window["timestamps_iso"][-1] == "2023-11-14T22:13:20Z"
     assert api.get(f"/traces/{shown['pump-1']}").json()["raw_window"]["state"] == "not_available"
-    assert api.get(f"/traces/{shown['pump-2']}").json()["raw_window"]["state"] == "not_requested"
+    assert api.get(f"/traces/{shown['pump-2']}").json()["raw_window"]["state"] == "requested"
