@@ -51,6 +51,18 @@ class PredictionRow:
 
 
 @dataclass(frozen=True, slots=True)
+class RawWindowRow:
+    """The raw readings of one scored window: `times` float64 per reading, `readings` float64 rows (row-major)."""
+
+    trace_id: str
+    ts: float
+    unit: str | None
+    sensors: str  # JSON list of the window's sensor names, in column order
+    times: bytes
+    readings: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class OutboxRow:
     id: int
     msg_id: str
@@ -77,6 +89,9 @@ _PREDICTION_SQL = (
     "INSERT OR IGNORE INTO predictions (trace_id, device_id, ts, unit, window_start, window_end, "
     "model_version, features, score, decision, shadow_version, shadow_score, reported) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_RAW_WINDOW_SQL = (
+    "INSERT OR IGNORE INTO raw_windows (trace_id, ts, unit, sensors, times, readings) VALUES (?, ?, ?, ?, ?, ?)"
 )
 _OUTBOX_SQL = "INSERT INTO outbox (msg_id, topic, payload, priority, retain, created) VALUES (?, ?, ?, ?, ?, ?)"
 
@@ -106,10 +121,15 @@ class AgentDB:
         self.conn.close()
 
     # -- writes -------------------------------------------------------------------------------
-    def write_batch(self, predictions: Sequence[PredictionRow], messages: Sequence[OutboxMessage]) -> None:
-        """Insert predictions and outbox messages in one transaction."""
+    def write_batch(self, predictions: Sequence[PredictionRow], messages: Sequence[OutboxMessage],
+                    raw: Sequence[RawWindowRow] = ()) -> None:
+        """Insert predictions, outbox messages and raw windows in one transaction."""
         now = time.time()
         with self._transaction():
+            if raw:
+                self.conn.executemany(
+                    _RAW_WINDOW_SQL, [(r.trace_id, r.ts, r.unit, r.sensors, r.times, r.readings) for r in raw]
+                )
             if predictions:
                 self.conn.executemany(
                     _PREDICTION_SQL,
@@ -252,6 +272,9 @@ class AgentDB:
         with self._transaction():
             dropped = 0
             for count_sql, delete_sql, params in (
+                ("SELECT count(*) FROM raw_windows",
+                 "DELETE FROM raw_windows WHERE trace_id IN (SELECT trace_id FROM raw_windows ORDER BY ts LIMIT ?)",
+                 ()),
                 ("SELECT count(*) FROM predictions",
                  "DELETE FROM predictions WHERE id IN (SELECT id FROM predictions ORDER BY id LIMIT ?)", ()),
                 ("SELECT count(*) FROM outbox WHERE priority >= ?",
@@ -289,6 +312,19 @@ class AgentDB:
         if deleted:
             log.info("retention: deleted %d oldest predictions", deleted)
         return deleted
+
+    def prune_raw_windows(self, keep: int) -> int:
+        """Keep only the newest `keep` raw windows; return how many went."""
+        with self._transaction():
+            return self.conn.execute(
+                "DELETE FROM raw_windows WHERE trace_id NOT IN (SELECT trace_id FROM raw_windows ORDER BY ts DESC "
+                "LIMIT ?)", (keep,),
+            ).rowcount
+
+    def raw_window(self, trace_id: str) -> RawWindowRow | None:
+        row = self.conn.execute("SELECT trace_id, ts, unit, sensors, times, readings FROM raw_windows "
+                                "WHERE trace_id = ?", (trace_id,)).fetchone()
+        return None if row is None else RawWindowRow(row[0], row[1], row[2], row[3], bytes(row[4]), bytes(row[5]))
 
     def _delete_oldest(self, n: int) -> int:
         with self._transaction():

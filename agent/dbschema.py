@@ -135,3 +135,21 @@ def m003_reported(db: sqlite3.Connection) -> None:
     # reported: why the window went to the hub when it was scored (anomaly, random, low_confidence); NULL: it stayed
     # in this log only (the hub may still ask for it). What a technician at the machine can tell from the log alone.
     db.execute("ALTER TABLE predictions ADD COLUMN reported TEXT")
+
+
+@migration
+def m004_raw_windows(db: sqlite3.Connection) -> None:
+    # The raw readings of the newest alarm windows (a ring of `AgentSettings.raw_windows_keep`), for the hub to ask
+    # for (``upload_windows``). sensors: JSON list of names; times: float64 per reading; readings: float64, rows of
+    # one reading × sensors (row-major), exactly what the window held.
+    db.execute(
+        """CREATE TABLE raw_windows (
+            trace_id TEXT PRIMARY KEY,
+            ts REAL NOT NULL,
+            unit TEXT,
+            sensors TEXT NOT NULL,
+            times BLOB NOT NULL,
+            readings BLOB NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX raw_windows_ts ON raw_windows (ts)")

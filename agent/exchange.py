@@ -7,6 +7,7 @@ dropped, never fatal.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import TYPE_CHECKING
@@ -16,7 +17,7 @@ import numpy as np
 from agent.db import PRIORITY_MODEL_EVENT
 from shared.codec import decode
 from shared.errors import FleetloopError
-from shared.messages import Assign, Command, Sample
+from shared.messages import MAX_WINDOW_VALUES, Assign, Command, RawWindow, Sample, window_numbers
 from shared.topics import Kind
 
 if TYPE_CHECKING:
@@ -78,6 +79,10 @@ class Exchange:
             self.agent.commit()
             sent = self.upload_traces(command.trace_ids)
             log.info("hub asked for %d traces; %d found and queued", len(command.trace_ids), sent)
+        elif command.cmd == "upload_windows":
+            self.agent.commit()
+            found = self.upload_windows(command.trace_ids)
+            log.info("hub asked for %d raw windows; %d found and queued", len(command.trace_ids), found)
         elif command.cmd in ("ack", "resend") and self.agent.forwarder is not None:
             ranges = [(lo, hi) for lo, hi in command.seq_ranges]
             if command.cmd == "ack":
@@ -105,3 +110,33 @@ class Exchange:
             messages.append(self.agent.outbox_message(message, Kind.SAMPLE, PRIORITY_MODEL_EVENT))
         self.agent.db.enqueue(messages)
         return len(messages)
+
+    def upload_windows(self, trace_ids: list[str]) -> int:
+        """Queue the raw window of each trace id (``available=False`` for one this device no longer keeps);
+        return how many were found."""
+        messages, found = [], 0
+        for trace_id in trace_ids:
+            message = self.raw_window(trace_id)
+            found += message.available
+            messages.append(self.agent.outbox_message(message, Kind.WINDOW, PRIORITY_MODEL_EVENT))
+        self.agent.db.enqueue(messages)
+        return found
+
+    def raw_window(self, trace_id: str) -> RawWindow:
+        """The stored raw window of `trace_id` as a message (columns per sensor), or one saying it is not here."""
+        row = self.agent.db.raw_window(trace_id)
+        now = time.time()
+        if row is None:
+            return RawWindow(device_id=self.agent.device_id, ts=now, trace_id=trace_id, available=False)
+        sensors = json.loads(row.sensors)
+        readings = np.frombuffer(row.readings, dtype="<f8").reshape(-1, len(sensors))
+        if window_numbers(*readings.shape[::-1]) > MAX_WINDOW_VALUES:  # more than one message may carry: say so
+            log.warning("raw window %s holds %d readings of %d sensors, more than one message carries: not sent",
+                        trace_id, readings.shape[0], readings.shape[1])
+            return RawWindow(device_id=self.agent.device_id, ts=now, trace_id=trace_id, unit=row.unit,
+                             available=False)
+        return RawWindow(
+            device_id=self.agent.device_id, ts=now, model_version=self.agent.model.version, trace_id=trace_id,
+            unit=row.unit, sensors=sensors, timestamps=np.frombuffer(row.times, dtype="<f8").tolist(),
+            values=readings.T.tolist(),
+        )

@@ -7,6 +7,7 @@ over verified, loaded models the same way; only the swap itself happens here, be
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import sqlite3
@@ -24,6 +25,7 @@ from agent.db import (
     AgentDB,
     OutboxMessage,
     PredictionRow,
+    RawWindowRow,
 )
 from agent.dbfile import DatabaseCorruptError, StorageFullError, translate
 from agent.exchange import Exchange
@@ -95,6 +97,8 @@ class Agent:
                                f"{settings.device_id}:{settings.source.seed}")
         self._pending_rows: list[PredictionRow] = []
         self._pending_msgs: list[OutboxMessage] = []
+        self._pending_raw: list[RawWindowRow] = []
+        self._raw_since_prune = 0
         self._pending_since = 0.0
         self._source_bad_rows = 0
         self._storage_dropped = 0  # storage.dropped already reported in stats
@@ -150,6 +154,7 @@ class Agent:
         """
         if not keep_windows:
             self.windower = Windower(model.manifest.window, self.source.sensors)
+        self._sensor_names = json.dumps(list(model.manifest.window.sensors))
         self.stats = StatsAccumulator(model.manifest, self.device_id, now)
         self._stats_due = now + self.settings.stats_interval_s
 
@@ -237,6 +242,12 @@ class Agent:
                 features.tobytes(), score if finite else None, anomaly, shadow_version, shadow_score, reported,
             )
         )
+        if anomaly and self.settings.raw_windows_keep > 0:  # an alarm window: keep its readings for the hub
+            self._pending_raw.append(RawWindowRow(
+                trace_id, now, reading.unit, self._sensor_names,
+                np.asarray(self.windower.window_times(reading.unit), dtype="<f8").tobytes(),
+                window.astype("<f8").tobytes(),
+            ))
         if not self._pending_since:
             self._pending_since = now
         if finite:
@@ -285,9 +296,15 @@ class Agent:
     def commit(self) -> None:
         """Write pending predictions and their outbox messages in one transaction."""
         if self._pending_rows or self._pending_msgs:
-            self.storage.write_batch(self._pending_rows, self._pending_msgs)
+            self.storage.write_batch(self._pending_rows, self._pending_msgs, self._pending_raw)
+            self._raw_since_prune += len(self._pending_raw)
             self._pending_rows = []
             self._pending_msgs = []
+            self._pending_raw = []
+            # the ring holds at most raw_windows_keep × 1.25 windows between two prunes, even in an alarm storm
+            if self._raw_since_prune >= max(1, self.settings.raw_windows_keep // 4):
+                self.db.prune_raw_windows(max(0, self.settings.raw_windows_keep))
+                self._raw_since_prune = 0
             self.counters.commits += 1
         self._pending_since = 0.0
 
@@ -344,6 +361,7 @@ class Agent:
                         next_pump = now + PUMP_EVERY_S
                     if now >= next_retention:
                         self.db.enforce_retention(settings.retention_rows, int(settings.retention_mb * 1024 * 1024))
+                        self.db.prune_raw_windows(max(0, settings.raw_windows_keep))
                         if self.forwarder is not None:
                             self.forwarder.trim()
                         next_retention = now + RETENTION_EVERY_S

@@ -101,6 +101,9 @@ class AgentSettings(EnvSettings, kw_only=True):
                                            "disk degrades (oldest rows dropped) instead of stopping writes; "
                                            "0 = none")] = 8.0
     outbox_max_rows: Annotated[int, Meta(ge=100)] = 200_000
+    # raw readings of the newest alarm windows kept for the hub to ask for (``upload_windows``); 0 keeps none.
+    # A window of 64 readings × 6 sensors takes ~3.6 KB, so the default holds ~0.7 MB at most.
+    raw_windows_keep: Annotated[int, Meta(ge=0)] = 200
     publish_window: Annotated[int, Meta(ge=1, le=10_000, description="unacknowledged messages at most")] = 100
     ack_timeout_s: Positive = 30.0
     retry_min_s: Positive = 1.0

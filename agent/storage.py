@@ -17,7 +17,7 @@ import sqlite3
 import time
 from collections.abc import Sequence
 
-from agent.db import PRIORITY_MODEL_EVENT, PRIORITY_STATS, AgentDB, OutboxMessage, PredictionRow
+from agent.db import PRIORITY_MODEL_EVENT, PRIORITY_STATS, AgentDB, OutboxMessage, PredictionRow, RawWindowRow
 from agent.dbfile import StorageFullError
 
 log = logging.getLogger(__name__)
@@ -48,11 +48,14 @@ class Storage:
             self._ensure_reserve()
 
     # -- writes ---------------------------------------------------------------------------------------
-    def write_batch(self, rows: Sequence[PredictionRow], messages: Sequence[OutboxMessage]) -> int:
-        """Write a batch (and any held messages); on a full disk make room, else drop and hold. Return dropped."""
+    def write_batch(self, rows: Sequence[PredictionRow], messages: Sequence[OutboxMessage],
+                    raw: Sequence[RawWindowRow] = ()) -> int:
+        """Write a batch (and any held messages); on a full disk make room, else drop and hold. Return dropped.
+
+        Raw windows are the first to go: they are never held."""
         messages = [*self._held, *messages]
         try:
-            self.db.write_batch(rows, messages)
+            self.db.write_batch(rows, messages, raw)
         except StorageFullError as exc:
             self.on_full(exc)
             try:

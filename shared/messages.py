@@ -160,6 +160,44 @@ class ModelEvent(Message, frozen=True, kw_only=True, forbid_unknown_fields=True)
         finite((self.ts, *self.metrics.values()), "ts and metrics")
 
 
+MAX_WINDOW_VALUES = 8192
+"""Numbers a raw window may carry (timestamps and values): as JSON (≤ 24 bytes each) it stays under the payload
+limit (`shared.codec`)."""
+
+
+def window_numbers(sensors: int, readings: int) -> int:
+    """How many numbers a raw window of `readings` readings of `sensors` sensors carries (a timestamp each)."""
+    return (sensors + 1) * readings if sensors else 0
+
+
+class RawWindow(Message, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The raw sensor readings behind one prediction, sent when the hub asks (``upload_windows``).
+
+    `values[i]` is sensor `sensors[i]` at each of `timestamps` (oldest first). ``available=False``: the device no
+    longer keeps (or never kept) that window; the lists are then empty. Added without a schema bump: a new topic
+    kind that only an agent asked by a hub that knows it ever sends.
+    """
+
+    trace_id: Id
+    unit: Short | None = None
+    available: bool = True
+    sensors: Annotated[list[Short], msgspec.Meta(max_length=256)] = msgspec.field(default_factory=list)
+    timestamps: Annotated[list[float], msgspec.Meta(max_length=MAX_WINDOW_VALUES)] = msgspec.field(
+        default_factory=list)
+    values: Annotated[list[list[float]], msgspec.Meta(max_length=256)] = msgspec.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        finite((self.ts, *self.timestamps), "ts and timestamps")
+        if len(self.values) != len(self.sensors) or any(len(v) != len(self.timestamps) for v in self.values):
+            raise ValueError("values holds one series per sensor, one value per timestamp")
+        if window_numbers(len(self.sensors), len(self.timestamps)) > MAX_WINDOW_VALUES:
+            raise ValueError(f"a raw window holds at most {MAX_WINDOW_VALUES} numbers (timestamps and values)")
+        if not self.available and self.sensors:
+            raise ValueError("an unavailable window carries no readings")
+        for series in self.values:
+            finite(series, "values")
+
+
 class Assign(Wire, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Hub → device (retained): which model version to serve, and how to get and check it."""
 
@@ -192,13 +230,14 @@ class Command(Wire, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Hub → device: a one-off instruction.
 
     ``ack``: the hub has committed the messages whose `seq` lies in `seq_ranges` (inclusive), so the device may
-    drop them from its outbox; ``resend``: the hub is missing them, send them again.
+    drop them from its outbox; ``resend``: the hub is missing them, send them again. ``upload_traces``: send the
+    predictions of `trace_ids`; ``upload_windows``: send their raw sensor windows (`RawWindow`).
     """
 
     schema_version: Literal[1] = SCHEMA_VERSION
     msg_id: str = msgspec.field(default_factory=new_id)
     ts: float
-    cmd: Literal["rollback", "upload_traces", "ack", "resend"]
+    cmd: Literal["rollback", "upload_traces", "upload_windows", "ack", "resend"]
     trace_ids: Annotated[list[str], msgspec.Meta(max_length=10_000)] = msgspec.field(default_factory=list)
     seq_ranges: Annotated[list[SeqRange], msgspec.Meta(max_length=10_000)] = msgspec.field(default_factory=list)
 
@@ -217,4 +256,5 @@ MESSAGE_TYPES: dict[Kind, type[Wire]] = {
     Kind.MODEL_EVENT: ModelEvent,
     Kind.ASSIGN: Assign,
     Kind.CMD: Command,
+    Kind.WINDOW: RawWindow,
 }

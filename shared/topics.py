@@ -1,6 +1,6 @@
 """MQTT topics: the only place topic strings are built or parsed.
 
-Device → hub: ``{p}/{device}/status|anomaly|sample|stats|annotation|model/event``.
+Device → hub: ``{p}/{device}/status|anomaly|sample|stats|annotation|model/event|window``.
 Hub → device: ``{p}/{device}/model/assign`` (retained) and ``{p}/{device}/cmd``.
 Hub → plant systems: ``{p}/_hub/incidents/{site}`` (not retained). ``_hub`` cannot be a device id (ids start
 with a letter or digit), so no device can publish there, and the hub's device subscriptions never match it.
@@ -31,9 +31,10 @@ class Kind(StrEnum):
     MODEL_EVENT = "model/event"
     ASSIGN = "model/assign"
     CMD = "cmd"
+    WINDOW = "window"  # a raw sensor window the hub asked for (`shared.messages.RawWindow`)
 
 
-DEVICE_TO_HUB = (Kind.STATUS, Kind.ANOMALY, Kind.SAMPLE, Kind.STATS, Kind.ANNOTATION, Kind.MODEL_EVENT)
+DEVICE_TO_HUB = (Kind.STATUS, Kind.ANOMALY, Kind.SAMPLE, Kind.STATS, Kind.ANNOTATION, Kind.MODEL_EVENT, Kind.WINDOW)
 HUB_TO_DEVICE = (Kind.ASSIGN, Kind.CMD)
 _BY_SUFFIX = {kind.value: kind for kind in Kind}
 

@@ -42,6 +42,9 @@ class _Ring:
     def first_ts(self) -> float:
         return self.start_ts[self.pos]
 
+    def times(self) -> list[float]:
+        return self.start_ts[self.pos :] + self.start_ts[: self.pos]
+
 
 class Windower:
     """Maps a source's columns onto the model's sensors and emits a window every `step` readings.
@@ -88,3 +91,7 @@ class Windower:
     def window_start(self, unit: str | None) -> float:
         """Timestamp of the first reading of the last window emitted for `unit`."""
         return self._rings[unit].first_ts()
+
+    def window_times(self, unit: str | None) -> list[float]:
+        """Timestamps of the readings of the last window emitted for `unit`, oldest first."""
+        return self._rings[unit].times()

@@ -47,6 +47,8 @@ class HubService:
         self.metrics = services.metrics
         self.commands: CommandPublisher = services.commands
         self.traces: TraceRequester = services.traces
+        assert services.windows is not None
+        self.windows = services.windows
         self.key: SigningKey = services.key
         self.registry: Registry = services.registry
         self.drift: DriftService = services.drift
@@ -64,6 +66,7 @@ class HubService:
             Periodic("sequence-gaps", settings.delivery.check_interval_s, self.gaps.run, lead),
             Periodic("drift", settings.drift.interval_s, self.drift.run, lead),
             Periodic("trace-requests", settings.trace_request_interval_s, self.traces.run, lead),
+            Periodic("raw-windows", settings.raw_window_interval_s, self.windows.run, lead),
             Periodic("retrain-triggers", settings.training.check_interval_s, self.training.check, lead),
             Periodic("rollouts", settings.rollout_tick_s, self.rollouts.tick, lead),
             Periodic("retention", settings.retention.interval_s, self.prune, lead),

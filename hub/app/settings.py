@@ -145,6 +145,10 @@ class HubSettings(BaseSettings):
         "cookies (default: derived from the API tokens) and how long a session lasts")
     trace_request_interval_s: float = Field(default=60.0, gt=0, description="how often to ask devices for traces "
                                             "that annotations name but the hub has not seen")
+    raw_window_interval_s: float = Field(default=30.0, gt=0, description="how often to ask devices for the raw "
+                                         "window of open incidents and re-send unanswered window requests")
+    raw_window_retention_days: float = Field(default=30.0, gt=0, description="how long raw sensor windows (and "
+                                             "requests for them) are kept")
 
     @model_validator(mode="after")
     def _secure(self) -> HubSettings:

@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # the API imports this module: keep paho and scikit-learn out
     from hub.incidents.service import IncidentService
     from hub.labels.service import LabelSettings
     from hub.mqtt.publisher import CommandPublisher, TraceRequester
+    from hub.mqtt.windows import WindowRequester
     from hub.registry.service import Registry
     from hub.registry.signing import SigningKey
     from hub.rollout.service import AssignmentPublisher, RolloutService
@@ -72,6 +73,7 @@ class Services:
     drift: DriftService | None = None
     commands: CommandPublisher | None = None
     traces: TraceRequester | None = None
+    windows: WindowRequester | None = None  # asks devices for raw sensor windows (None: no broker)
     rollouts: RolloutService | None = None
     training: TrainingService | None = None
     incidents: IncidentService | None = None
@@ -146,12 +148,15 @@ def build_services(
     owned = store is None
     store = open_store(settings.store) if store is None else store
     models_dir = settings.data_dir / "models"
-    commands = traces = None
+    commands = traces = windows = None
     if mqtt:
         from hub.mqtt.publisher import CommandPublisher, TraceRequester
+        from hub.mqtt.windows import WindowRequester
 
         commands = CommandPublisher(settings, client_id=client_id)
         traces = TraceRequester(store, settings.labels, commands.send)
+        windows = WindowRequester(store, commands.send, retention_s=settings.raw_window_retention_days * 86400.0,
+                                  clock=clock)
     reg = rollouts = trainer = None
     if registry:
         from hub.app.artifacts import check_artifact
@@ -183,7 +188,8 @@ def build_services(
                                       staging_dir=settings.data_dir / "staging", clock=clock)
     return Services(
         settings=settings, store=store, metrics=metrics if metrics is not None else HubMetrics(), clock=clock,
-        key=key if registry else None, registry=reg, commands=commands, traces=traces, rollouts=rollouts,
+        key=key if registry else None, registry=reg, commands=commands, traces=traces, windows=windows,
+        rollouts=rollouts,
         training=trainer, drift=DriftService(store, ReferenceLibrary(models_dir), settings.drift),
         incidents=IncidentService(store, settings.incidents, settings.topics),
     )

@@ -7,6 +7,7 @@ only, and its fuzz tests need not post HTML forms.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
@@ -14,9 +15,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup
 
 from hub.app.settings import HubSettings
-from hub.console import words
+from hub.console import charts, words
 from hub.console.deps import PREFIX, Console, ConsoleError, SignInRequired, render
 from hub.console.pages import PAGES
 from hub.console.session import COOKIE, SessionCodec, session_key
@@ -24,10 +26,14 @@ from hub.console.session import COOKIE, SessionCodec, session_key
 log = logging.getLogger(__name__)
 
 
+def _sensor_plot(timestamps: Sequence[float], values: Sequence[float]) -> Markup:
+    return Markup(charts.sensor_plot(timestamps, values))  # safe: numbers and fixed strings only
+
+
 def _templates() -> Jinja2Templates:
     env = Environment(loader=PackageLoader("hub.console", "templates"), autoescape=select_autoescape(["html"]),
                       trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(iso=words.iso, age=words.age)
+    env.filters.update(iso=words.iso, age=words.age, sensor_plot=_sensor_plot)
     return Jinja2Templates(env=env)
 
 

@@ -51,6 +51,34 @@ def score_timeline(points: Sequence[tuple[float, float, bool]], threshold: float
     return "".join(parts)
 
 
+SENSOR_WIDTH, SENSOR_HEIGHT = 360, 90
+
+
+def sensor_plot(timestamps: Sequence[float], values: Sequence[float]) -> str:
+    """One sensor's readings over a window as a small line plot, with its min and max at the left edge.
+
+    >>> svg = sensor_plot([0.0, 1.0, 2.0], [1.0, 3.0, 2.0])
+    >>> svg.count("<polyline"), ">3<" in svg, ">1<" in svg
+    (1, True, True)
+    """
+    points = [(t, v) for t, v in zip(timestamps, values, strict=False) if math.isfinite(t) and math.isfinite(v)]
+    w, h, pad = SENSOR_WIDTH, SENSOR_HEIGHT, 14
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" class="sensor" role="img" '
+             'aria-label="sensor readings">', f'<rect x="0" y="0" width="{w}" height="{h}" fill="#fff"/>']
+    if not points:
+        parts.append(f'<text x="{w / 2}" y="{h / 2}" text-anchor="middle" fill="#5b6475">no readings</text></svg>')
+        return "".join(parts)
+    t0, t1 = points[0][0], points[-1][0]
+    lo, hi = min(v for _, v in points), max(v for _, v in points)
+    line = " ".join(f"{_scale(t, t0, t1, 4 * pad, w - pad):.1f},{_scale(v, lo, hi, h - pad, pad):.1f}"
+                    for t, v in points)
+    parts.append(f'<polyline points="{line}" fill="none" stroke="#1f5fbf" stroke-width="1.2"/>')
+    parts.append(f'<text x="2" y="{pad + 4}" font-size="10" fill="#5b6475">{hi:.4g}</text>'
+                 f'<text x="2" y="{h - pad + 4}" font-size="10" fill="#5b6475">{lo:.4g}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
 def heat(value: float | None, limit: float) -> str:
     """A cell colour for `value` against `limit`: white at 0, full red at twice the limit, grey for none.
 

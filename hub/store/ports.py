@@ -40,6 +40,7 @@ from hub.store.rows import (
     PredictionKind,
     PredictionRow,
     QueueReason,
+    RawWindowRow,
     RolloutRow,
     SequenceHole,
     SequenceUpdate,
@@ -477,9 +478,36 @@ class LeaseStore(Protocol):
 
 
 @runtime_checkable
+class RawWindowStore(Protocol):
+    """Raw sensor windows asked of devices (`hub.store.sqlite.windows`); stored ones arrive through ingest."""
+
+    def request_raw_windows(self, requests: Sequence[tuple[str, str]], *, ts: float) -> list[str]:
+        """Record that the hub asks for these (trace id, device id) windows; return the trace ids not asked before."""
+        ...
+
+    def raw_window(self, trace_id: str) -> RawWindowRow | None: ...
+
+    def due_raw_windows(self, *, asked_before: float, limit: int = 500) -> list[RawWindowRow]:
+        """Requests not answered and not sent since `asked_before` (never sent first), oldest first."""
+        ...
+
+    def mark_raw_windows_asked(self, trace_ids: Sequence[str], *, ts: float) -> None:
+        """The command asking for these went out at `ts`."""
+        ...
+
+    def expire_raw_window_requests(self, *, max_asks: int, asked_before: float, ts: float) -> int:
+        """Requests asked `max_asks` times, the last before `asked_before`, become ``unavailable``; return how many."""
+        ...
+
+    def prune_raw_windows(self, *, before_ts: float) -> int:
+        """Delete raw windows (any state) requested before `before_ts`; return how many."""
+        ...
+
+
+@runtime_checkable
 class HubStore(
     IngestStore, DeviceStore, LabelStore, DriftStore, RegistryStore, RolloutStore, TrainingStore, RetentionStore,
-    SequenceStore, ReferenceStore, IncidentStore, LeaseStore,
+    SequenceStore, ReferenceStore, IncidentStore, LeaseStore, RawWindowStore,
     Protocol,
 ):
     """Everything the hub stores and asks: every role, and `close`."""
@@ -495,6 +523,7 @@ __all__ = [
     "IngestStore",
     "LabelStore",
     "LeaseStore",
+    "RawWindowStore",
     "ReferenceStore",
     "RegistryStore",
     "RetentionStore",

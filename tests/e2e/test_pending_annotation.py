@@ -5,26 +5,19 @@ from __future__ import annotations
 import time
 
 from agent.app import build_agent
-from hub.app.settings import HubSettings
 from hub.labels.service import LabelSettings, missing_traces, run_labels
-from hub.mqtt.ingest import IngestWorker
 from hub.mqtt.publisher import CommandPublisher, TraceRequester
-from hub.store import IngestRecord, open_store
+from hub.store import IngestRecord
 from shared.codec import decode
 from shared.messages import Annotation, Command
 from tests.agent.helpers import agent_settings
+from tests.e2e.hubside import hub_side
 from tests.fixtures.broker import HUB_USER, Clients, Collector, barrier, barrier_topic, subscribe
 
 
 def test_pending_annotation_is_joined_after_the_hub_asks_for_the_trace(tmp_path, broker, initial_model_dir,
                                                                       mqtt_clients: Clients):
-    hub_settings = HubSettings(dev_mode=True, data_dir=tmp_path / "hub", mqtt_host=broker.host, mqtt_port=broker.port,
-                               mqtt_password=broker.password(HUB_USER))
-    store = open_store(f"sqlite:///{tmp_path / 'hub.db'}")
-    worker = IngestWorker(host=broker.host, port=broker.port, username=HUB_USER, password=broker.password(HUB_USER),
-                          store=store, share_group="pending", client_id="pending-ingest")
-    worker.start()
-    assert worker.wait_ready(10)
+    hub_settings, store, worker = hub_side(tmp_path, broker, "pending")
 
     settings = agent_settings(tmp_path, broker, "dev-9", initial_model_dir, sample_rate=0.0, low_confidence_per_min=0)
     agent = build_agent(settings)

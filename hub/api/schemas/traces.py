@@ -74,9 +74,28 @@ class ReadablePublic(Public):
         description="the features furthest from the version's reference, by absolute z-score")
 
 
+class RawWindowPublic(Public):
+    """The raw sensor readings behind the prediction, as the device recorded them."""
+
+    state: Literal["available", "requested", "not_requested", "not_available"] = Field(
+        description="available: the readings below; requested: the hub asked the device and waits for them; "
+        "not_requested: nobody asked yet (the hub asks for the window each open incident shows; POST "
+        "/traces/{trace_id}/window asks for any other); not_available: the device no longer keeps this window, "
+        "or never answered")
+    unit: str | None = None
+    sensors: list[str] = Field(default_factory=list, description="sensor names, one series each in `values`")
+    timestamps: list[float] = Field(default_factory=list, description="unix seconds of each reading, oldest first")
+    timestamps_iso: list[str] = Field(default_factory=list, description="the same in ISO 8601, UTC")
+    values: list[list[float]] = Field(default_factory=list, description="values[i]: sensor i at each timestamp")
+    requested_at: str | None = Field(default=None, description="when the hub asked the device (ISO 8601, UTC)")
+    received_at: str | None = Field(default=None, description="when the answer arrived (ISO 8601, UTC)")
+
+
 class TracePublic(Public):
     trace_id: str
     prediction: PredictionPublic | None = Field(description="null while the prediction has not arrived")
     readable: ReadablePublic | None = Field(default=None, description="null while the prediction has not arrived")
+    raw_window: RawWindowPublic | None = Field(default=None, description="the raw sensor window; null while the "
+                                               "prediction has not arrived")
     annotations: list[AnnotationPublic] = Field(description="by trace_id, and range annotations covering it")
     outcome: TraceLabelPublic | None = Field(description="null if the latest label set does not mention it")

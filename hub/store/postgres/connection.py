@@ -47,6 +47,8 @@ def row_factory(cursor: BaseCursor[Any, Any]) -> RowMaker[Row]:
 class PostgresConnection:
     """One PostgreSQL database behind a connection pool; the base of every query mixin."""
 
+    P = "%s"  # the placeholder, for statements both backends share
+
     def __init__(self, url: str, *, min_size: int = 1, max_size: int = 8, timeout_s: float = 30.0) -> None:
         self.url = url
         self._name = redacted(url)

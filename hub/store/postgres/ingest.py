@@ -41,6 +41,7 @@ from hub.store.rows import (
     StoreCounts,
 )
 from hub.store.sqlite.batch import BatchRows, batch_rows, ingest_result
+from hub.store.sqlite.windows import STORE_WINDOW
 from shared.messages import Status
 
 ANOMALY_ORDER = "predictions.anomaly_order"
@@ -96,6 +97,7 @@ def write_rows(conn: psycopg.Connection[Any], rows: BatchRows) -> tuple[dict[str
             ("stats", _STATS_SQL, rows.stats),
             ("annotation", _ANNOTATION_SQL, rows.annotations),
             ("model_event", _MODEL_EVENT_SQL, rows.model_events),
+            ("window", STORE_WINDOW.format(p="%s"), rows.windows),
         ):
             if table_rows:
                 cur.executemany(sql, sorted(table_rows, key=itemgetter(0)))  # rowcount: the sum over the rows

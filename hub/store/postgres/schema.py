@@ -354,6 +354,21 @@ MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("m010_leases", (
         "CREATE TABLE leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires DOUBLE PRECISION NOT NULL)",
     )),
+    ("m011_raw_windows", (
+        """CREATE TABLE raw_windows (
+            trace_id TEXT PRIMARY KEY,
+            device_id TEXT NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('requested', 'stored', 'unavailable')),
+            requested_ts DOUBLE PRECISION NOT NULL,
+            asks INTEGER NOT NULL DEFAULT 0,
+            asked_ts DOUBLE PRECISION,
+            received_ts DOUBLE PRECISION,
+            unit TEXT,
+            body TEXT
+        )""",
+        "CREATE INDEX raw_windows_due ON raw_windows (state, asked_ts)",
+        "CREATE INDEX raw_windows_requested ON raw_windows (requested_ts)",
+    )),
 )
 
 

@@ -23,13 +23,14 @@ from hub.store.postgres.rollouts import RolloutQueries
 from hub.store.postgres.schema import migrate
 from hub.store.postgres.sequences import SequenceQueries
 from hub.store.postgres.training import TrainingQueries
+from hub.store.sqlite.windows import WindowQueries
 from shared.errors import StoreError
 
 
 class PostgresHubStore(
     IngestQueries, DeviceQueries, LabelQueries, DriftQueries, RegistryQueries, RolloutQueries, TrainingQueries,
     RetentionQueries,
-    SequenceQueries, ReferenceQueries, IncidentQueries, LeaseQueries,
+    SequenceQueries, ReferenceQueries, IncidentQueries, LeaseQueries, WindowQueries,
 ):
     """The hub store in one PostgreSQL database. Thread-safe: each call borrows a pooled connection."""
 

@@ -65,6 +65,7 @@ from hub.store.rows.models import (
     StageStatsRow,
     TrainingJobRow,
 )
+from hub.store.rows.windows import RawWindowRow, RawWindowState
 
 __all__ = [
     "ACTIVE_JOB_STATUSES",
@@ -109,6 +110,8 @@ __all__ = [
     "PredictionKind",
     "PredictionRow",
     "QueueReason",
+    "RawWindowRow",
+    "RawWindowState",
     "Rejected",
     "RolloutRow",
     "SequenceHole",

@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
-from shared.messages import Annotation, Anomaly, ModelEvent, Sample, Stats, Status
+from shared.messages import Annotation, Anomaly, ModelEvent, RawWindow, Sample, Stats, Status
 
-DeviceMessage: TypeAlias = Status | Anomaly | Sample | Stats | Annotation | ModelEvent
+DeviceMessage: TypeAlias = Status | Anomaly | Sample | Stats | Annotation | ModelEvent | RawWindow
 PredictionKind = Literal["anomaly", "sample"]
 
 DRIFT_EVENT = "drift_detected"

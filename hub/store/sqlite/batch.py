@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from hub.store.rows import IngestRecord, IngestResult, Rejected
-from shared.messages import Annotation, Anomaly, ModelEvent, Sample, Stats, Status
+from shared.messages import Annotation, Anomaly, ModelEvent, RawWindow, Sample, Stats, Status
 
 INT64_MAX = 2**63 - 1
 _COUNTS = ("windows", "anomalies", "samples", "bad_readings", "bad_rows", "inference_errors", "nan_scores")
@@ -29,6 +29,7 @@ class BatchRows:
     stats: list[tuple[Any, ...]] = field(default_factory=list)
     annotations: list[tuple[Any, ...]] = field(default_factory=list)
     model_events: list[tuple[Any, ...]] = field(default_factory=list)
+    windows: list[tuple[Any, ...]] = field(default_factory=list)  # raw windows (`hub.store.sqlite.windows`)
     statuses: list[IngestRecord] = field(default_factory=list)  # applied one by one (presence ordering)
     seen: dict[str, tuple[float, float]] = field(default_factory=dict)  # device -> (newest received_at, ts)
     rejected: tuple[Rejected, ...] = ()
@@ -84,6 +85,10 @@ def batch_rows(records: Sequence[IngestRecord]) -> BatchRows:
             out.model_events.append((
                 m.msg_id, m.device_id, m.ts, at, m.model_version, m.event, m.version, m.detail, json.dumps(m.metrics),
             ))
+        elif isinstance(m, RawWindow):
+            body = json.dumps({"sensors": m.sensors, "timestamps": m.timestamps, "values": m.values})
+            out.windows.append((m.trace_id, m.device_id, "stored" if m.available else "unavailable", at, at, m.unit,
+                                body if m.available else None))
         elif isinstance(m, Status):
             out.statuses.append(record)
         else:  # pragma: no cover - DeviceMessage is exhaustive

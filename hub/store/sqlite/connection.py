@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 class SqliteConnection:
     """One SQLite file, one connection per thread (opened on first use); the base of every query mixin."""
 
+    P = "?"  # the placeholder, for statements both backends share
+
     def __init__(self, path: Path | str, *, busy_timeout_s: float = 30.0) -> None:
         self.path = Path(path)
         self.busy_timeout_s = busy_timeout_s

@@ -28,6 +28,7 @@ from hub.store.rows import (
 from hub.store.sqlite.batch import BatchRows, batch_rows, ingest_result
 from hub.store.sqlite.common import DETAIL_CHARS, annotation_from_row, prediction_from_row
 from hub.store.sqlite.connection import SqliteConnection
+from hub.store.sqlite.windows import STORE_WINDOW
 from shared.messages import Status
 
 _PREDICTION_SQL = (
@@ -74,6 +75,7 @@ def write_rows(conn: sqlite3.Connection, rows: BatchRows) -> tuple[dict[str, int
         ("stats", _STATS_SQL, rows.stats),
         ("annotation", _ANNOTATION_SQL, rows.annotations),
         ("model_event", _MODEL_EVENT_SQL, rows.model_events),
+        ("window", STORE_WINDOW.format(p="?"), rows.windows),
     ):
         if table_rows:
             inserted = conn.executemany(sql, table_rows).rowcount

@@ -430,3 +430,24 @@ def m009_incidents(db: Database) -> None:
 def m010_leases(db: Database) -> None:
     # Named leases (hub.app.leader): the one hub process that runs the background jobs, until `expires`.
     db.execute("CREATE TABLE leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires REAL NOT NULL)")
+
+
+@migrations()
+def m011_raw_windows(db: Database) -> None:
+    # Raw sensor windows the hub asked devices for (hub.store.sqlite.windows): requested → stored | unavailable.
+    # body: JSON {"sensors", "timestamps", "values"} of a stored window.
+    db.execute(
+        """CREATE TABLE raw_windows (
+            trace_id TEXT PRIMARY KEY,
+            device_id TEXT NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('requested', 'stored', 'unavailable')),
+            requested_ts REAL NOT NULL,
+            asks INTEGER NOT NULL DEFAULT 0,
+            asked_ts REAL,
+            received_ts REAL,
+            unit TEXT,
+            body TEXT
+        )"""
+    )
+    db.execute("CREATE INDEX raw_windows_due ON raw_windows (state, asked_ts)")
+    db.execute("CREATE INDEX raw_windows_requested ON raw_windows (requested_ts)")

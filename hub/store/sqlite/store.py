@@ -25,13 +25,14 @@ from hub.store.sqlite.rollouts import RolloutQueries
 from hub.store.sqlite.schema import migrations
 from hub.store.sqlite.sequences import SequenceQueries
 from hub.store.sqlite.training import TrainingQueries
+from hub.store.sqlite.windows import WindowQueries
 from shared.errors import StoreError
 
 
 class SqliteHubStore(
     IngestQueries, DeviceQueries, LabelQueries, DriftQueries, RegistryQueries, RolloutQueries, TrainingQueries,
     RetentionQueries,
-    SequenceQueries, ReferenceQueries, IncidentQueries, LeaseQueries,
+    SequenceQueries, ReferenceQueries, IncidentQueries, LeaseQueries, WindowQueries,
 ):
     """The hub store in one SQLite file. Thread-safe: one connection per thread, opened on first use."""
 

@@ -51,12 +51,13 @@ MAX_EXAMPLES: dict[Role, int] = {None: 4, "viewer": 6, "technician": 8, "operato
 # from the routes: every other GET is for any token; a write missing from it fails the run until it is added.
 PUBLIC = {"GET /metrics", "GET /health", "GET /models/{version}/artifact"}
 TECHNICIAN = {"GET /queue", "POST /annotations", "POST /annotations/batch", "POST /incidents/{incident_id}/acknowledge",
-              "POST /incidents/{incident_id}/resolve", "POST /incidents/resolve", "POST /incidents/missed"}
+              "POST /incidents/{incident_id}/resolve", "POST /incidents/resolve", "POST /incidents/missed",
+              "POST /traces/{trace_id}/window"}
 OPERATOR = {"POST /labels/validate", "POST /drift/reference", "POST /models", "POST /rollouts", "POST /rollouts/revert",
             "POST /rollouts/{rollout_id}/retry", "POST /rollouts/{rollout_id}/{action}", "POST /retrain"}
 # Tables a technician's fuzzing may change: annotations and the hub events recording them; incidents (acknowledged,
-# resolved, a missed failure) with their history and the notifications each change queues.
-TECHNICIAN_WRITES = {"annotations", "events", "incidents", "incident_events", "incident_notifications"}
+# resolved, a missed failure) with their history and the notifications each change queues; raw-window requests.
+TECHNICIAN_WRITES = {"annotations", "events", "incidents", "incident_events", "incident_notifications", "raw_windows"}
 
 
 def may_call(role: Role, label: str) -> bool:
