@@ -1,7 +1,7 @@
 # One Dockerfile, two images (docker-compose.yml builds both):
 #   --target agent   the gateway agent and the simulator: `.[agent]` only (onnxruntime, paho-mqtt,
 #                    cryptography); no scikit-learn, scipy, fastapi or sqlite-utils, as on a Raspberry Pi
-#   --target hub     the hub, model training and provisioning: `.[hub]`
+#   --target hub     the hub, model training and provisioning: `.[hub,postgres]` (compose stores in PostgreSQL)
 # Both run as the non-root user fleetloop (uid 1000) with ENTRYPOINT `fleetloop`, so a command is `GROUP …`.
 ARG PYTHON_IMAGE=python:3.11-slim
 
@@ -36,7 +36,7 @@ CMD ["agent", "run"]
 
 FROM runtime AS hub
 COPY --from=build /wheels /tmp/wheels
-RUN pip install "$(ls /tmp/wheels/fleetloop-*.whl)[hub]" && rm -rf /tmp/wheels
+RUN pip install "$(ls /tmp/wheels/fleetloop-*.whl)[hub,postgres]" && rm -rf /tmp/wheels
 USER 1000:1000
 EXPOSE 8000
 # GET /health on the API port (python: the slim image has no curl). One-shot jobs on this image turn it off.

@@ -424,7 +424,11 @@ def test_dockerfile_builds_lean_non_root_images() -> None:
     assert not [d for d in extras["agent"] if re.match(r"(scikit-learn|scipy|fastapi|uvicorn)\b", d)]
     agent_runs = " ".join(i for s in stage_chain("agent") for i in dockerfile_instructions(s, "RUN"))
     assert "[agent]" in agent_runs and not re.search(r"\[(hub|dev)\]|scikit|scipy|fastapi", agent_runs)
-    assert "[hub]" in " ".join(dockerfile_instructions("hub", "RUN"))
+    hub_runs = " ".join(dockerfile_instructions("hub", "RUN"))
+    installed = set(re.search(r"\[([a-z,]+)\]", hub_runs)[1].split(","))  # type: ignore[index]
+    assert "hub" in installed
+    if "postgres" in SERVICES:  # the hub's store_url is postgresql://: psycopg must be in the image
+        assert "postgres" in installed and "psycopg" in " ".join(extras["postgres"])
     uid = re.search(r"useradd --uid (\d+) --gid (\d+)", DOCKERFILE.read_text())
     assert uid and uid[1] != "0"
     for stage in ("agent", "hub"):  # numeric, so a runtime can tell it is not root without an /etc/passwd
