@@ -166,7 +166,9 @@ class Command(BaseModel):
     """Hub → device: a one-off instruction.
 
     ``ack``: the hub has committed the messages whose `seq` lies in `seq_ranges` (inclusive), so the device may
-    drop them from its outbox; ``resend``: the hub is missing them, send them again.
+    drop them from its outbox; ``resend``: the hub is missing them, send them again. ``upload_traces``: send the
+    logged predictions named in `trace_ids` and, with `start_ts` and `end_ts`, those whose window ends in that
+    closed range that the device did not report when it scored them (the windows a range annotation covers).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -177,11 +179,17 @@ class Command(BaseModel):
     cmd: Literal["rollback", "upload_traces", "ack", "resend"]
     trace_ids: list[str] = Field(default_factory=list, max_length=10_000)
     seq_ranges: list[SeqRange] = Field(default_factory=list, max_length=10_000)
+    start_ts: FiniteFloat | None = None
+    end_ts: FiniteFloat | None = None
 
     @model_validator(mode="after")
     def _ranges(self) -> Command:
         if any(lo > hi for lo, hi in self.seq_ranges):
             raise ValueError("a seq range runs backwards")
+        if (self.start_ts is None) != (self.end_ts is None):
+            raise ValueError("start_ts and end_ts go together")
+        if self.start_ts is not None and self.end_ts is not None and self.end_ts < self.start_ts:
+            raise ValueError("end_ts is before start_ts")
         return self
 
 
