@@ -8,10 +8,12 @@ range). `MaintenanceLog` writes such a log from the simulator's ground truth, wi
 
 - a failure is logged as the range of its last `horizon` readings (the windows the model should have flagged), its
   ends off by up to `jitter` readings either way, and `missed_rate` of the failures are never logged;
-- every machine is inspected every `inspect_every` readings (at a seeded offset per machine); an inspection
-  vouches for the `inspect_span` readings before it when the machine was healthy through them; over a machine
-  already wearing towards a failure, an inspector calls it healthy anyway `inspect_error_rate` of the time (a wrong
-  label), and otherwise logs nothing (the failure gets its own entry).
+- every machine is inspected every `inspect_every` readings (at a seeded offset per machine); an inspection of a
+  healthy machine vouches for the time since its last entry (the last repair or inspection: "inspected, healthy
+  since the last service"), at most `inspect_span` readings back when set; a machine already wearing towards a
+  failure is called healthy anyway `inspect_error_rate` of the time (wrong labels), and otherwise the inspector
+  logs nothing (the failure gets its own entry). A failure never logged leaves its windows inside the next
+  inspection's healthy stretch: wrong labels too, as with a real log.
 
 Every draw is seeded by the technician, the machine and the step, so the log does not depend on when it is read.
 A report is written `delay_s` (wall clock) after what it describes. numpy only, like the rest of `sim`.
@@ -56,17 +58,18 @@ class MaintenanceLog:
     seed: int
     delay_s: float = 2.0
     truth: GroundTruth = field(default_factory=GroundTruth)
-    missed_rate: float = 0.1
+    missed_rate: float = 0.05
     jitter: int = 10
     inspect_every: int = 1500
-    inspect_span: int = 300
+    inspect_span: int | None = None
     inspect_error_rate: float = 0.05
     confidence: float = 0.9
     _cursor: dict[str, int] = field(default_factory=dict, init=False, repr=False)
+    _since: dict[str, int] = field(default_factory=dict, init=False, repr=False)  # first step after the last entry
 
     def __post_init__(self) -> None:
-        if self.horizon < 1 or self.inspect_every < 1 or not 0 < self.inspect_span <= self.inspect_every:
-            raise ValueError("need horizon >= 1 and 0 < inspect_span <= inspect_every")
+        if self.horizon < 1 or self.inspect_every < 1 or (self.inspect_span is not None and self.inspect_span < 1):
+            raise ValueError("need horizon >= 1, inspect_every >= 1 and inspect_span >= 1")
         if not (0 <= self.missed_rate <= 1 and 0 <= self.inspect_error_rate <= 1 and self.jitter >= 0):
             raise ValueError("rates lie in [0, 1], jitter is >= 0")
 
@@ -74,6 +77,7 @@ class MaintenanceLog:
         """`device`'s machine started over: its log goes on from the new run's first reading."""
         self.fleet[device.device_id] = device
         self._cursor.pop(device.device_id, None)
+        self._since.pop(device.device_id, None)
 
     def report(self, now: float) -> list[Annotation]:
         """The entries about readings up to ``now - delay_s`` not reported before, machine by machine."""
@@ -88,18 +92,27 @@ class MaintenanceLog:
             self._cursor[device_id] = upto
             steps = np.arange(after + 1, upto + 1)
             rul = self.truth.rul_of(device, steps)
-            for fail in steps[rul == 0].tolist():
-                if _draw(self.seed, device_id, "missed", fail) >= self.missed_rate:
-                    out.append(self._entry(now, device, "fault", fail - self.horizon + self._jitter(device_id, fail, 0),
-                                           fail + self._jitter(device_id, fail, 1)))
             offset = int(_draw(self.seed, device_id, "offset") * self.inspect_every)
             first = -(-(after + 1 - offset) // self.inspect_every)  # ceil: the first inspection after `after`
-            for k in range(max(first, 0), (upto - offset) // self.inspect_every + 1):
-                end = offset + k * self.inspect_every
-                start = max(0, end - self.inspect_span)
-                wearing = bool((self.truth.rul_of(device, np.arange(start, end + 1)) <= self.horizon).any())
-                if not wearing or _draw(self.seed, device_id, "inspection", end) < self.inspect_error_rate:
-                    out.append(self._entry(now, device, "no_fault", start, end))
+            events = [(f, "fault") for f in steps[rul == 0].tolist()] + [
+                (offset + k * self.inspect_every, "inspection")
+                for k in range(max(first, 0), (upto - offset) // self.inspect_every + 1)]
+            for step, kind in sorted(events):
+                if kind == "fault":
+                    self._since[device_id] = step + 1  # repaired: a new life
+                    if _draw(self.seed, device_id, "missed", step) >= self.missed_rate:
+                        first_step = step - self.horizon + self._jitter(device_id, step, 0)
+                        last_step = step + self._jitter(device_id, step, 1)
+                        out.append(self._entry(now, device, "fault", first_step, last_step))
+                    continue
+                start = self._since.get(device_id, 0)
+                if self.inspect_span is not None:
+                    start = max(start, step - self.inspect_span)
+                wearing = self.truth.rul_at(device, step) <= self.horizon
+                if step > start and (not wearing or _draw(self.seed, device_id, "inspection", step)
+                                     < self.inspect_error_rate):
+                    out.append(self._entry(now, device, "no_fault", start, step))
+                    self._since[device_id] = step + 1
         return out
 
     def _jitter(self, device_id: str, step: int, end: int) -> int:
