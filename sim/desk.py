@@ -1,10 +1,11 @@
 """The technicians' desk: simulated technicians working a hub's labelling queue and the devices' own logs.
 
-At the hub, one technician per site works the labelling queue (anomalies, low-confidence and random samples);
-on site, another labels the windows that only the devices logged (their log says which windows they reported
-when they scored them), at the machine: into the device's own log, which sends it to the hub; the hub then asks
-the devices to upload those windows (its trace requests). Every verdict comes from the simulator's ground truth
-(`SimulatedTechnician`), with each technician's delay and noise.
+At the hub, one technician per site works the labelling queue (anomalies, low-confidence and random samples), on a
+budget of items per second if given; on site, another works at the machine (into the device's own log, which sends
+it to the hub): either labelling the windows that only the devices logged (their log says which windows they
+reported when they scored them), or, as people do, keeping a maintenance log of time ranges (`sim.maintenance`);
+the hub then asks the devices to upload those windows (its trace requests). Every verdict comes from the
+simulator's ground truth (`SimulatedTechnician`), with each technician's delay and noise.
 
 The desk touches nothing itself: the hub's side is a `HubInbox` and the devices' logs are a `DeviceLogs`, two
 small interfaces (``fleetloop.technicians.ApiInbox`` and ``fleetloop.technicians.MachineLogs`` are the product

@@ -8,10 +8,11 @@ differ from the product's defaults, which are made for real time. Every setting 
 default is in `OVERRIDES`, with its reason (``tests/story/test_profile.py`` compares every setting and fails on
 one that is not listed). The rest are the product's: drift is judged at ``psi_threshold`` 0.2 on at least 200
 windows per scope, the agents sample 1 % of their windows for labelling, the technicians label at a plant's pace
-(a maintenance log of time ranges on site, a budget of queue items at the hub: about a sixth of the windows, ~130
-labels per device-hour; the hub's label settings are the product's), the hub runs in production mode, the
-gate's tolerances and the rollout health rules are the defaults (the fix's rollout is judged against its own
-reference, since the control, v1, drifted).
+(a maintenance log of time ranges on site, a budget of queue items at the hub: ~45 % of the windows end up
+labelled, ~320 labels per device-hour of 720 windows, from about ten log entries a machine-hour and 60 queue
+answers a site-hour, as measured in tests/e2e/test_closed_loop.py; the hub's label settings are the product's),
+the hub runs in production mode, the gate's tolerances and the rollout health rules are the defaults (the fix's
+rollout is judged against its own reference, since the control, v1, drifted).
 
 v1's drift reference is the product's re-take (``POST /drift/reference``, each device and cohort with its own
 baseline), by the story's operator from the healthy traffic before the injection (`StoryProfile.reference_windows`

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from agent.app import build_agent, record_annotation
 from hub.app.settings import HubSettings
@@ -16,19 +17,37 @@ from tests.agent.helpers import agent_settings
 from tests.fixtures.broker import HUB_USER, Clients, Collector, barrier, barrier_topic, subscribe
 
 
-def test_pending_annotation_is_joined_after_the_hub_asks_for_the_trace(tmp_path, broker, initial_model_dir,
-                                                                      mqtt_clients: Clients):
+def quiet_device(tmp_path, broker, initial_model_dir, name: str) -> tuple[Any, ...]:
+    """A hub's settings, store and running ingest worker, and a device that ran 40 windows reporting only its
+    anomalies (no random or low-confidence samples): (hub settings, store, worker, agent settings, agent)."""
     hub_settings = HubSettings(dev_mode=True, data_dir=tmp_path / "hub", mqtt_host=broker.host, mqtt_port=broker.port,
                                mqtt_password=broker.password(HUB_USER))
     store = open_store(f"sqlite:///{tmp_path / 'hub.db'}")
     worker = IngestWorker(host=broker.host, port=broker.port, username=HUB_USER, password=broker.password(HUB_USER),
-                          store=store, share_group="pending", client_id="pending-ingest")
+                          store=store, share_group=name, client_id=f"{name}-ingest")
     worker.start()
     assert worker.wait_ready(10)
-
     settings = agent_settings(tmp_path, broker, "dev-9", initial_model_dir, sample_rate=0.0, low_confidence_per_min=0)
     agent = build_agent(settings)
     agent.run(max_windows=40, drain_s=10)
+    return hub_settings, store, worker, settings, agent
+
+
+def requester_watched(mqtt_clients: Clients, broker, hub_settings, store, labels) -> tuple[Any, ...]:
+    """The hub's trace requester on a started command publisher, and a watcher of what the broker holds for dev-9,
+    as the hub sent it: (collector, barrier topic, publisher, requester)."""
+    sent = Collector()
+    watcher = mqtt_clients.connect(broker, HUB_USER, collector=sent)
+    subscribe(watcher, "fleetloop/dev-9/cmd")
+    subscribe(watcher, marker := barrier_topic())
+    commands = CommandPublisher(hub_settings)
+    commands.start()
+    return sent, marker, commands, TraceRequester(store, labels, commands.send)
+
+
+def test_pending_annotation_is_joined_after_the_hub_asks_for_the_trace(tmp_path, broker, initial_model_dir,
+                                                                      mqtt_clients: Clients):
+    hub_settings, store, worker, settings, agent = quiet_device(tmp_path, broker, initial_model_dir, "pending")
     quiet = agent.db.conn.execute("SELECT trace_id FROM predictions WHERE decision = 0 LIMIT 1").fetchone()[0]
     assert worker.wait_idle(quiet_s=0.3, timeout=10)
     assert store.prediction(quiet) is None  # a quiet prediction never left the device
@@ -40,13 +59,7 @@ def test_pending_annotation_is_joined_after_the_hub_asks_for_the_trace(tmp_path,
     assert [m.trace_id for m in missing_traces(store, labels, now=time.time())] == [quiet]
     assert run_labels(store, labels, now=time.time()).label_set.items == ()  # pending: not trainable yet, not lost
 
-    sent = Collector()  # what the broker holds for dev-9, as the hub sent it
-    watcher = mqtt_clients.connect(broker, HUB_USER, collector=sent)
-    subscribe(watcher, "fleetloop/dev-9/cmd")
-    subscribe(watcher, marker := barrier_topic())
-    commands = CommandPublisher(hub_settings)
-    commands.start()
-    requester = TraceRequester(store, labels, commands.send)
+    sent, marker, commands, requester = requester_watched(mqtt_clients, broker, hub_settings, store, labels)
     assert requester.run(time.time()) == 1
     assert requester.run(time.time()) == 0  # not asked again before retry_s
     # The broker took the command (queued for dev-9's session) before the device comes back, and it was sent once.
@@ -69,16 +82,7 @@ def test_a_range_annotation_at_the_machine_labels_the_windows_the_device_kept(tm
     """A maintenance log's "failed between t1 and t2", made at the machine: the hub asks the device for the range's
     windows (``upload_traces`` with a range), labels every one of them, and counts the entry once against the
     device's cap."""
-    hub_settings = HubSettings(dev_mode=True, data_dir=tmp_path / "hub", mqtt_host=broker.host, mqtt_port=broker.port,
-                               mqtt_password=broker.password(HUB_USER))
-    store = open_store(f"sqlite:///{tmp_path / 'hub.db'}")
-    worker = IngestWorker(host=broker.host, port=broker.port, username=HUB_USER, password=broker.password(HUB_USER),
-                          store=store, share_group="ranges", client_id="ranges-ingest")
-    worker.start()
-    assert worker.wait_ready(10)
-    settings = agent_settings(tmp_path, broker, "dev-9", initial_model_dir, sample_rate=0.0, low_confidence_per_min=0)
-    agent = build_agent(settings)
-    agent.run(max_windows=40, drain_s=10)
+    hub_settings, store, worker, settings, agent = quiet_device(tmp_path, broker, initial_model_dir, "ranges")
     rows = agent.db.query("SELECT trace_id, window_end, reported FROM predictions ORDER BY window_end")
     kept = [r for r in rows if r["reported"] is None]
     assert len(kept) >= 20
@@ -94,13 +98,7 @@ def test_a_range_annotation_at_the_machine_labels_the_windows_the_device_kept(tm
     before = {i.trace_id for i in run_labels(store, labels, now=time.time()).label_set.items}
     assert before < covered  # only the windows the device reported when it scored them
 
-    sent = Collector()
-    watcher = mqtt_clients.connect(broker, HUB_USER, collector=sent)
-    subscribe(watcher, "fleetloop/dev-9/cmd")
-    subscribe(watcher, marker := barrier_topic())
-    commands = CommandPublisher(hub_settings)
-    commands.start()
-    requester = TraceRequester(store, labels, commands.send)
+    sent, marker, commands, requester = requester_watched(mqtt_clients, broker, hub_settings, store, labels)
     assert requester.run(time.time()) == 1 and requester.ranges_requested == 1
     assert requester.run(time.time()) == 0  # not again before retry_s
     asked = [Command.model_validate_json(m.payload) for m in barrier(commands.client, marker, sent)]
