@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DRAIN_HUB_ACK_S = 2.0  # on stop, once the broker has every row: how long without a hub ack before giving up
+MAX_RANGE_TRACES = 10_000  # the most logged windows one ranged upload_traces command queues (Command.trace_ids' limit)
 
 
 class Exchange:
@@ -77,8 +78,11 @@ class Exchange:
     def command(self, command: Command) -> None:
         if command.cmd == "upload_traces":
             self.agent.commit()
-            sent = self.upload_traces(command.trace_ids)
-            log.info("hub asked for %d traces; %d found and queued", len(command.trace_ids), sent)
+            trace_ids = list(command.trace_ids)
+            if command.start_ts is not None and command.end_ts is not None:
+                trace_ids += self.unreported(command.start_ts, command.end_ts)
+            sent = self.upload_traces(trace_ids)
+            log.info("hub asked for %d traces; %d found and queued", len(trace_ids), sent)
         elif command.cmd == "upload_windows":
             self.agent.commit()
             found = self.upload_windows(command.trace_ids)
@@ -92,6 +96,14 @@ class Exchange:
         elif command.cmd == "rollback":
             log.info("the hub asked for a rollback")
             self.agent.models.on_rollback_command(time.time())
+
+    def unreported(self, start_ts: float, end_ts: float) -> list[str]:
+        """Trace ids of the logged predictions whose window ends in ``[start_ts, end_ts]`` (the machine's time, as
+        the hub joins a range) that were not reported when scored (at most `MAX_RANGE_TRACES`, the oldest first):
+        the windows of a range annotation the hub lacks."""
+        rows = self.agent.db.query("SELECT trace_id FROM predictions WHERE window_end BETWEEN ? AND ? "
+                                   "AND reported IS NULL ORDER BY ts LIMIT ?", [start_ts, end_ts, MAX_RANGE_TRACES])
+        return [str(r["trace_id"]) for r in rows]
 
     def upload_traces(self, trace_ids: list[str]) -> int:
         """Queue the logged predictions with these trace ids (with features) for the hub, as of when they were made."""

@@ -50,12 +50,10 @@ APPLIED_FILE = "drift.applied.json"
 # A fleet to watch by hand: drift every minute over the last half hour, rollouts looked at every 5 s.
 HUB_SETTINGS = {"FLEETLOOP_HUB_DRIFT__INTERVAL_S": "60", "FLEETLOOP_HUB_DRIFT__WINDOW_S": "1800",
                 "FLEETLOOP_HUB_ROLLOUT_TICK_S": "5", "FLEETLOOP_HUB_INGEST_CLIENT_ID": "devup-ingest"}
-# With the simulated technicians on. The on-site one labels at the machines (`fleetloop agent annotate`'s path), so
-# the hub counts those labels as the devices' own and keeps at most `labels.max_device_votes` (200) of a device's in
-# a label set, against a flooding device; this one labels every window a device kept, far more than 200. Those
-# windows reach the hub when it asks the devices for them: every 5 s (60 s), so the labels join within seconds.
-TECHNICIAN_SETTINGS = {"FLEETLOOP_HUB_LABELS__MAX_DEVICE_VOTES": "1000000",
-                       "FLEETLOOP_HUB_TRACE_REQUEST_INTERVAL_S": "5"}
+# With the simulated technicians on. The on-site one keeps a maintenance log at the machines (`fleetloop agent
+# annotate`'s path): failures and inspections as time ranges, whose windows the devices mostly kept to themselves
+# and upload when the hub asks: every 5 s (60 s), so the labels join within seconds.
+TECHNICIAN_SETTINGS = {"FLEETLOOP_HUB_TRACE_REQUEST_INTERVAL_S": "5"}
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:

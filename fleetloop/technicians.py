@@ -5,14 +5,16 @@ labels the way people do, through nothing a real technician lacks:
 
 - at the hub, its HTTP API with a technician token (`ApiInbox`): ``GET /queue`` for what to label next,
   ``POST /annotations/batch`` for the verdicts (with each annotation's own id, so a retry is harmless);
-- at the machine, the agent's own database (`MachineLogs`): the technician reads the gateway's prediction log
-  while the agent runs and annotates with ``fleetloop agent annotate``'s code path
-  (`agent.app.record_annotation`): stored in that database and queued in the agent's outbox, which the running
-  agent publishes over MQTT. What the hub already holds is known at the machine only as far as the log says:
-  each row records whether the device reported the window when it scored it (``reported``). The on-site
-  technician annotates the others; the hub then asks the device to upload them (trace requests).
+- at the machine, the agent's own database (`MachineLogs`): the on-site technician annotates with
+  ``fleetloop agent annotate``'s code path (`agent.app.record_annotation`): stored in that database and queued in
+  the agent's outbox, which the running agent publishes over MQTT. `technician_desk`'s on-site technician keeps a
+  maintenance log (`sim.maintenance.MaintenanceLog`): failures and inspections as time ranges, which the hub turns
+  into labels on the windows they cover, asking the device for the windows it kept (``upload_traces`` with a
+  range). `MachineLogs.logged` also reads the gateway's prediction log, for a technician who labels window by window.
 
-`technician_desk` builds the desk of a fleet of simulated agents from these.
+`technician_desk` builds the desk of a fleet of simulated agents from these, at a person's pace: each queue
+technician answers `QUEUE_PER_HOUR` items per hour of the machines' clock (a simulated machine reads once a second,
+so at a replay rate of 100 an hour passes in 36 s), wrong `ERROR_RATES` of the time.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ __all__ = ["ApiInbox", "MachineLogs", "QueuedPrediction", "technician_desk"]
 
 QUEUE_LIMIT = 500  # the most GET /queue returns in one answer
 BATCH = 500  # the most POST /annotations/batch takes
+QUEUE_PER_HOUR = 60.0  # queue items one site's technician answers per hour of the machines' clock
+ERROR_RATES = (0.03, 0.05)  # how often each site's queue technician is wrong (dealt over the sorted sites)
 
 # What POST /annotations takes of an `Annotation` (the hub fills in the device's model version and the time).
 _CREATE_FIELDS = {"annotation_id", "trace_id", "device_id", "start_ts", "end_ts", "label", "fault_type",
@@ -94,15 +98,24 @@ class MachineLogs:
         self.logs = AgentLogs(root)
         self.topics = Topics(prefix)
         self._dbs: dict[str, AgentDB] = {}
+        self._waiting: list[Annotation] = []
 
     def logged(self, device_id: str, *, after_row: int, until_ts: float) -> list[LoggedPrediction]:
         return self.logs.logged(device_id, after_row=after_row, until_ts=until_ts)
 
     def record(self, annotations: Sequence[Annotation]) -> None:
-        for a in annotations:
+        """Annotate at the machines; a machine whose agent has not made its database yet gets its annotations once
+        it has (the technician waits for the gateway: never a database of their own making)."""
+        self._waiting += annotations
+        waiting, self._waiting = self._waiting, []
+        for a in waiting:
             db = self._dbs.get(a.device_id)
             if db is None:
-                db = self._dbs[a.device_id] = AgentDB(self.logs.path(a.device_id))
+                path = self.logs.path(a.device_id)
+                if not path.exists():
+                    self._waiting.append(a)
+                    continue
+                db = self._dbs[a.device_id] = AgentDB(path)
             record_annotation(db, self.topics, a)
 
     def close(self) -> None:
@@ -113,11 +126,15 @@ class MachineLogs:
 
 def technician_desk(devices: Mapping[str, SimDevice], *, hub_url: str, token: str, agents_dir: Path,
                     prefix: str = DEFAULT_PREFIX, horizon: int, since: float,
-                    truth: GroundTruth | None = None,
-                    error_rates: Sequence[float] = (0.0, 0.02)) -> tuple[TechnicianDesk, ApiInbox, MachineLogs]:
-    """The site technicians at the hub's queue (over HTTP with `token`) and one on-site technician at the agents
-    under `agents_dir`, for `devices`; close the inbox and the logs after the desk's last run."""
+                    truth: GroundTruth | None = None, error_rates: Sequence[float] = ERROR_RATES,
+                    queue_per_hour: float = QUEUE_PER_HOUR) -> tuple[TechnicianDesk, ApiInbox, MachineLogs]:
+    """The site technicians at the hub's queue (over HTTP with `token`, `queue_per_hour` items each per hour of the
+    machines' clock) and one on-site technician keeping a maintenance log at the agents under `agents_dir`, for
+    `devices`; close the inbox and the logs after the desk's last run."""
     inbox = ApiInbox(hub_url, token, devices=sorted(devices))
     logs = MachineLogs(agents_dir, prefix)
-    staff = site_staff(devices, horizon=horizon, truth=truth, error_rates=error_rates)
-    return TechnicianDesk(dict(devices), inbox=inbox, staff=staff, logs=logs, since=since), inbox, logs
+    staff = site_staff(devices, horizon=horizon, truth=truth, error_rates=error_rates, maintenance_log=True)
+    rate = max((1.0 / d.period for d in devices.values()), default=1.0)  # machine seconds per wall second
+    desk = TechnicianDesk(dict(devices), inbox=inbox, staff=staff, logs=logs, since=since,
+                          queue_per_s=queue_per_hour * rate / 3600.0)
+    return desk, inbox, logs

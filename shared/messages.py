@@ -231,7 +231,9 @@ class Command(Wire, frozen=True, kw_only=True, forbid_unknown_fields=True):
 
     ``ack``: the hub has committed the messages whose `seq` lies in `seq_ranges` (inclusive), so the device may
     drop them from its outbox; ``resend``: the hub is missing them, send them again. ``upload_traces``: send the
-    predictions of `trace_ids`; ``upload_windows``: send their raw sensor windows (`RawWindow`).
+    predictions of `trace_ids` and, with `start_ts` and `end_ts`, those whose window ends in that closed range
+    that the device did not report when it scored them (the windows a range annotation covers);
+    ``upload_windows``: send the raw sensor windows of `trace_ids` (`RawWindow`).
     """
 
     schema_version: Literal[1] = SCHEMA_VERSION
@@ -240,11 +242,19 @@ class Command(Wire, frozen=True, kw_only=True, forbid_unknown_fields=True):
     cmd: Literal["rollback", "upload_traces", "upload_windows", "ack", "resend"]
     trace_ids: Annotated[list[str], msgspec.Meta(max_length=10_000)] = msgspec.field(default_factory=list)
     seq_ranges: Annotated[list[SeqRange], msgspec.Meta(max_length=10_000)] = msgspec.field(default_factory=list)
+    start_ts: float | None = None
+    end_ts: float | None = None
 
     def __post_init__(self) -> None:
         finite((self.ts,), "ts")
         if any(lo > hi for lo, hi in self.seq_ranges):
             raise ValueError("a seq range runs backwards")
+        if (self.start_ts is None) != (self.end_ts is None):
+            raise ValueError("start_ts and end_ts go together")
+        if self.start_ts is not None and self.end_ts is not None:
+            finite((self.start_ts, self.end_ts), "start_ts/end_ts")
+            if self.end_ts < self.start_ts:
+                raise ValueError("end_ts is before start_ts")
 
 
 MESSAGE_TYPES: dict[Kind, type[Wire]] = {

@@ -1,10 +1,11 @@
 """The technicians' desk: simulated technicians working a hub's labelling queue and the devices' own logs.
 
-At the hub, one technician per site works the labelling queue (anomalies, low-confidence and random samples);
-on site, another labels the windows that only the devices logged (their log says which windows they reported
-when they scored them), at the machine: into the device's own log, which sends it to the hub; the hub then asks
-the devices to upload those windows (its trace requests). Every verdict comes from the simulator's ground truth
-(`SimulatedTechnician`), with each technician's delay and noise.
+At the hub, one technician per site works the labelling queue (anomalies, low-confidence and random samples), on a
+budget of items per second if given; on site, another works at the machine (into the device's own log, which sends
+it to the hub): either labelling the windows that only the devices logged (their log says which windows they
+reported when they scored them), or, as people do, keeping a maintenance log of time ranges (`sim.maintenance`);
+the hub then asks the devices to upload those windows (its trace requests). Every verdict comes from the
+simulator's ground truth (`SimulatedTechnician`), with each technician's delay and noise.
 
 The desk touches nothing itself: the hub's side is a `HubInbox` and the devices' logs are a `DeviceLogs`, two
 small interfaces (``fleetloop.technicians.ApiInbox`` and ``fleetloop.technicians.MachineLogs`` are the product
@@ -31,6 +32,7 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from shared.messages import Annotation
+from sim.maintenance import MaintenanceLog
 from sim.technicians import GroundTruth, PredictionLike, SimDevice, SimulatedTechnician
 
 __all__ = ["DeskTally", "DeviceLogs", "HubInbox", "LoggedPrediction", "Staff", "TechnicianDesk", "site_staff"]
@@ -78,17 +80,20 @@ class DeviceLogs(Protocol):
 
 @dataclass(frozen=True)
 class Staff:
-    """Who labels: one technician per site at the hub's queue, and (optionally) one on site."""
+    """Who labels: one technician per site at the hub's queue, and (optionally) one on site: either labelling
+    every window the devices kept (`on_site`), or writing a maintenance log of time ranges (`log`), as people do."""
 
     by_site: Mapping[str, SimulatedTechnician]
     on_site: SimulatedTechnician | None = None
+    log: MaintenanceLog | None = None
 
 
 def site_staff(devices: Mapping[str, SimDevice], *, horizon: int, truth: GroundTruth | None = None,
                queue_delay_s: float = 1.0, on_site_delay_s: float = 2.0,
-               error_rates: Sequence[float] = (0.0, 0.02), seed: int = 1) -> Staff:
+               error_rates: Sequence[float] = (0.0, 0.02), seed: int = 1, maintenance_log: bool = False) -> Staff:
     """The demo's staff: technician ``tech-<site>`` per site (error rates dealt in turn over the sorted sites)
-    at the queue after `queue_delay_s`, and an exact ``tech-on-site`` after `on_site_delay_s`.
+    at the queue after `queue_delay_s`, and ``tech-on-site`` after `on_site_delay_s`: exact on every window the
+    devices kept, or with `maintenance_log` a `MaintenanceLog` of failures and inspections (its own noise).
 
     They share one `GroundTruth` (one cached replay per device).
     """
@@ -99,6 +104,9 @@ def site_staff(devices: Mapping[str, SimDevice], *, horizon: int, truth: GroundT
                                   seed=seed + i, fleet=devices, horizon=horizon, truth=truth)
         for i, site in enumerate(sites)
     }
+    if maintenance_log:
+        return Staff(by_site, log=MaintenanceLog("tech-on-site", fleet=dict(devices), horizon=horizon,
+                                                 seed=seed + len(sites), delay_s=on_site_delay_s, truth=truth))
     on_site = SimulatedTechnician("tech-on-site", delay_s=on_site_delay_s, error_rate=0.0, seed=seed + len(sites),
                                   fleet=devices, horizon=horizon, truth=truth)
     return Staff(by_site, on_site)
@@ -120,8 +128,10 @@ class TechnicianDesk:
 
     `since` leaves older queue entries alone (a hub reused from another run), as does a device's `start_ts`
     (windows of an earlier run of its machine, see `restarted`); `settle_s` is how old a device's logged
-    prediction must be before the on-site technician looks. Without `logs` nobody works on site. Thread-safe:
-    one run at a time.
+    prediction must be before the on-site technician looks. Without `logs` nobody works on site. With
+    `queue_per_s`, each site's technician answers at most that many queue items per (wall) second since `since`,
+    in the hub's queue order, taking devices in turn (a person's budget; None: the whole queue). Thread-safe: one
+    run at a time.
     """
 
     devices: Mapping[str, SimDevice]
@@ -130,6 +140,8 @@ class TechnicianDesk:
     logs: DeviceLogs | None = None
     since: float = 0.0
     settle_s: float = 2.0
+    queue_per_s: float | None = None
+    _answered: dict[str, int] = field(default_factory=dict, init=False, repr=False)
     _cursors: dict[str, int] = field(default_factory=dict, init=False, repr=False)
     _tally: DeskTally = field(default_factory=DeskTally, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
@@ -146,6 +158,8 @@ class TechnicianDesk:
             for technician in (*self.staff.by_site.values(), self.staff.on_site):
                 if technician is not None and device.device_id in technician.fleet:
                     technician.fleet[device.device_id] = device
+            if self.staff.log is not None and device.device_id in self.staff.log.fleet:
+                self.staff.log.restarted(device)
 
     def _current(self, p: PredictionLike) -> bool:
         """Whether `p` is a window of the desk's device as it runs now (not another device's, not an earlier run)."""
@@ -156,11 +170,18 @@ class TechnicianDesk:
         """Label what is due at `now`; returns how many annotations were made (to the hub, or at the machine)."""
         with self._lock:
             notes: list[Annotation] = []
-            queued = [p for p in self.inbox.unlabelled(self.since) if self._current(p)]
+            queued = _in_turn([p for p in self.inbox.unlabelled(self.since) if self._current(p)])
             for p in queued:
-                technician = self.staff.by_site.get(self.devices[p.device_id].config.site)
-                if technician is not None:
-                    notes += technician.label([p], now)
+                site = self.devices[p.device_id].config.site
+                technician = self.staff.by_site.get(site)
+                if technician is None:
+                    continue
+                budget = None if self.queue_per_s is None else self.queue_per_s * (now - self.since)
+                if budget is not None and self._answered.get(site, 0) >= budget:
+                    continue
+                answer = technician.label([p], now)
+                self._answered[site] = self._answered.get(site, 0) + len(answer)
+                notes += answer
             if notes:
                 self.inbox.submit(notes, now)
             from_queue, at_machine = len(notes), []
@@ -173,11 +194,23 @@ class TechnicianDesk:
                     self._cursors[device] = rows[-1].row_id
                     only_logged = [r for r in rows if r.reported is None and self._current(r)]
                     at_machine += self.staff.on_site.label(only_logged, now)
-                if at_machine:
-                    self.logs.record(at_machine)
+            if self.logs is not None and self.staff.log is not None:
+                at_machine += self.staff.log.report(now)
+            if at_machine:
+                assert self.logs is not None
+                self.logs.record(at_machine)
             notes += at_machine
             t = self._tally
             self._tally = replace(t, hub_queue=t.hub_queue + from_queue, on_site=t.on_site + len(at_machine),
                                   annotations=t.annotations + len(notes),
                                   faults=t.faults + sum(n.label == "fault" for n in notes))
             return len(notes)
+
+
+def _in_turn(queued: Sequence[PredictionLike]) -> list[PredictionLike]:
+    """The queue with devices taken in turn, each device's items in the hub's order."""
+    by_device: dict[str, list[PredictionLike]] = {}
+    for p in queued:
+        by_device.setdefault(p.device_id, []).append(p)
+    lists = list(by_device.values())
+    return [q[i] for i in range(max(map(len, lists), default=0)) for q in lists if i < len(q)]

@@ -236,10 +236,11 @@ class Story:
                                   f"labelling, the hub retrains again at {want} validated labels", version=version)
                 job = self.wait(lambda: self._newer_job(job_id), f"the hub's retrain at {want} labels")  # noqa: B023
                 continue
-            want = int(labels * 1.25)
+            # A quarter more of the technicians' annotations (log entries count once, however many windows they cover).
+            want = int(self.desk.tally.annotations * 1.25) + 1
             self.timeline.add("gate_blocked", f"the gate kept {version} from the fleet ({why}); technicians go on "
-                              f"labelling, the operator retrains again at {want} labels", version=version)
-            self.wait(lambda: self.desk.tally.annotations >= want, f"{want} labels")  # noqa: B023
+                              f"labelling, the operator retrains again at {want} annotations", version=version)
+            self.wait(lambda: self.desk.tally.annotations >= want, f"{want} annotations")  # noqa: B023
             queued = self.operator.retrain(f"{version} was blocked by the gate; retrain with more labels")
             job = next(j for j in self.operator.jobs(limit=5) if j["id"] == queued["job_id"])
 

@@ -45,9 +45,14 @@ log = logging.getLogger("fleetloop.story")
 MODEL_SEED = 7  # the initial recipe's seed: --seed changes the machines, not the model
 FAST_RECIPE = (30, 2500)  # machines, steps: about half the recipe's build time, still a good model
 FRESH = ("broker", "hub", "agents", "run")  # work-dir entries every run starts without
-# The queue's technicians, by site: wrong one time in 50 and in 20. At one in 10 on the healthy site the retrained
-# candidate lost recall there often enough for the gate to refuse it three times (1 demo in ~5 under a parallel
-# test run): the hub does not yet weigh a technician's labels by their agreement with others (issue 14).
+# The queue's technicians, by site: wrong one time in 50 and in 20, answering `fleetloop.technicians.QUEUE_PER_HOUR`
+# items an hour of the machines' clock each; the on-site technician keeps a maintenance log of failures and
+# inspections as time ranges (`sim.maintenance`: one failure in 20 never logged, ends off by up to 2 windows, an
+# inspection vouching for the time since the machine's last entry, one in 20 over a wearing machine called healthy).
+# About 45 % of the windows end up labelled, ~320 labels per device-hour of 720 windows (README). At one in 10
+# wrong on the healthy site the retrained candidate lost recall there often enough for the gate to refuse it three
+# times (1 demo in ~5 under a parallel test run): the hub does not yet weigh a technician's labels by their
+# agreement with others (issue 14).
 TECHNICIAN_ERROR_RATES = (0.02, 0.05)
 KEPT_AGENTS_S = 3600.0  # with --keep, the agents' own safety net (they stop by themselves if this process dies)
 

@@ -5,9 +5,11 @@ registry says which technicians work a device), so the MQTT ingest attributes th
 (`device_annotator`: ``technician_id = "device:<device_id>"``, the claimed id kept in the note). In the label
 pipeline a device then counts as one annotator (its repeated votes on a trace are duplicates; its reliability is
 measured like a technician's), each of its votes weighs `DEVICE_VOTE_WEIGHT` of a technician's of the same
-kind, and at most `max_per_device` (trace, annotation) pairs of each device enter validation
-(`cap_device_votes`): the rest are excluded as ``device_cap``, the oldest kept, so a flood cannot displace what
-came before it or become most of a label set.
+kind, and at most `max_per_device` annotations of each device enter validation (`cap_device_votes`): the rest are
+excluded as ``device_cap``, the oldest kept, so a flood cannot displace what came before it or become most of a
+label set. A range annotation (a maintenance log's "failed between t1 and t2", made at the machine) counts once,
+with every window it covers: it is one statement of one technician, and capping its windows would keep most of a
+reported failure out of training.
 """
 
 from __future__ import annotations
@@ -43,8 +45,8 @@ def annotator_weight(technician_id: str) -> float:
 
 
 def cap_device_votes(result: JoinResult, max_per_device: int) -> JoinResult:
-    """At most `max_per_device` joined pairs of each device's own annotations, the oldest first; the rest
-    move to ``rejected`` as ``device_cap``.
+    """At most `max_per_device` of each device's own annotations (with every window each covers), the oldest
+    first; the rest move to ``rejected`` as ``device_cap``.
 
     >>> from hub.labels.types import AnnotationRecord, PredictionRef
     >>> from hub.labels.join import join
@@ -57,18 +59,18 @@ def cap_device_votes(result: JoinResult, max_per_device: int) -> JoinResult:
     """
     if max_per_device < 0:
         raise ValueError("max_per_device must be ≥ 0")
-    used: defaultdict[str, int] = defaultdict(int)
+    used: defaultdict[str, set[str]] = defaultdict(set)
     kept, capped = [], []
     order = sorted(result.joined, key=lambda j: (j.annotation.created_ts, j.annotation.annotation_id,
                                                  j.prediction.trace_id))
     for j in order:
         who = j.annotation.technician_id
-        if is_device_sent(who):
-            if used[who] >= max_per_device:
-                detail = f"{who} already contributes {max_per_device} device-sent votes (max_device_votes)"
+        if is_device_sent(who) and j.annotation.annotation_id not in used[who]:
+            if len(used[who]) >= max_per_device:
+                detail = f"{who} already contributes {max_per_device} device-sent annotations (max_device_votes)"
                 capped.append(Exclusion(j.annotation.annotation_id, j.prediction.trace_id, "device_cap", detail))
                 continue
-            used[who] += 1
+            used[who].add(j.annotation.annotation_id)
         kept.append(j)
     kept.sort(key=lambda j: (j.annotation.annotation_id, j.prediction.trace_id))
     return JoinResult(joined=tuple(kept), pending=result.pending, rejected=(*result.rejected, *capped))

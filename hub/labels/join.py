@@ -30,7 +30,8 @@ def join(annotations: Iterable[AnnotationRecord], predictions: Iterable[Predicti
     - With a `trace_id`: that trace's prediction, if known and from the same device (a trace of another
       device is rejected as ``device_mismatch``); an unknown trace is pending. A range given alongside a
       trace_id is ignored: the trace is the more precise target.
-    - With a range only: every prediction of the same device whose ``ts`` lies in ``[start_ts, end_ts]``
+    - With a range only: every prediction of the same device whose window ends (`PredictionRef.reading_ts`:
+      the machine's time, not when the gateway scored it, which a backlog may delay) in ``[start_ts, end_ts]``
       (both ends included); none yet is pending.
 
     Results are sorted (by annotation, then trace), so the input order never matters.
@@ -61,7 +62,7 @@ def join(annotations: Iterable[AnnotationRecord], predictions: Iterable[Predicti
     for prediction in by_trace.values():
         by_device[prediction.device_id].append(prediction)
     for device_predictions in by_device.values():
-        device_predictions.sort(key=lambda p: (p.ts, p.trace_id))
+        device_predictions.sort(key=lambda p: (p.reading_ts, p.trace_id))
 
     joined: list[Joined] = []
     pending: list[AnnotationRecord] = []
@@ -83,8 +84,8 @@ def join(annotations: Iterable[AnnotationRecord], predictions: Iterable[Predicti
             continue
         assert annotation.start_ts is not None and annotation.end_ts is not None  # checked by the record
         candidates = by_device.get(annotation.device_id, [])
-        lo = bisect.bisect_left(candidates, annotation.start_ts, key=lambda p: p.ts)
-        hi = bisect.bisect_right(candidates, annotation.end_ts, key=lambda p: p.ts)
+        lo = bisect.bisect_left(candidates, annotation.start_ts, key=lambda p: p.reading_ts)
+        hi = bisect.bisect_right(candidates, annotation.end_ts, key=lambda p: p.reading_ts)
         if lo == hi:
             pending.append(annotation)
         joined.extend(Joined(annotation, p, "range") for p in sorted(candidates[lo:hi], key=lambda p: p.trace_id))

@@ -70,8 +70,9 @@ class LabelSettings(BaseModel):
     flag_below: float = Field(default=FLAG_BELOW, ge=0.0, le=1.0, description="annotator agreement flag level")
     min_compared: int = Field(default=MIN_COMPARED, ge=1, description="comparisons before a technician is flagged")
     max_cohort_share: float = Field(default=MAX_COHORT_SHARE, gt=0.0, le=1.0)
-    max_device_votes: int = Field(default=MAX_PER_DEVICE, ge=0, description="device-sent (MQTT) annotation votes "
-                                  "of one device that may enter a label set, oldest first (hub.labels.attribution)")
+    max_device_votes: int = Field(default=MAX_PER_DEVICE, ge=0, description="device-sent (MQTT) annotations "
+                                  "of one device that may enter a label set, oldest first, a range annotation with "
+                                  "every window it covers (hub.labels.attribution)")
 
     @field_validator("trainable_signals")
     @classmethod
@@ -100,12 +101,22 @@ def annotation_record(row: AnnotationRow) -> AnnotationRecord:
 
 
 def prediction_ref(row: PredictionRow, cohorts: Mapping[str, str | None]) -> PredictionRef:
-    return PredictionRef(row.trace_id, row.device_id, row.ts, row.model_version, cohort=cohorts.get(row.device_id))
+    return PredictionRef(row.trace_id, row.device_id, row.ts, row.model_version, cohort=cohorts.get(row.device_id),
+                         window_end=row.window_end)
+
+
+RANGE_SCORING_LAG_S = 3600.0
+"""How far apart a window's scoring time and its last reading's time may be and the window still be found by a
+range annotation over the readings' time (a gateway catching up on a backlog scores late; a sensor feed may stamp
+readings on its own clock)."""
 
 
 def range_predictions(store: HubStore, device_id: str, start_ts: float, end_ts: float) -> list[PredictionRow]:
-    """Predictions of a device with ``start_ts <= ts <= end_ts`` (the join's closed range)."""
-    return store.predictions(start_ts, math.nextafter(end_ts, math.inf), device_ids=[device_id])
+    """Predictions of a device whose window ends in ``[start_ts, end_ts]`` (the join's closed range, on the
+    machine's time), scored within `RANGE_SCORING_LAG_S` of their last reading."""
+    rows = store.predictions(start_ts - RANGE_SCORING_LAG_S, math.nextafter(end_ts + RANGE_SCORING_LAG_S, math.inf),
+                             device_ids=[device_id])
+    return [r for r in rows if start_ts <= r.window_end <= end_ts]
 
 
 @dataclass(frozen=True)
@@ -316,7 +327,6 @@ def annotation_status(
             )
         else:
             assert r.start_ts is not None and r.end_ts is not None  # a range annotation
-            found = store.predictions(r.start_ts, math.nextafter(r.end_ts, math.inf), device_ids=[r.device_id],
-                                      limit=1)
+            found = range_predictions(store, r.device_id, r.start_ts, r.end_ts)
             status[r.annotation_id] = "joined" if found else "pending"
     return status

@@ -111,6 +111,12 @@ class PredictionRef:
     model_version: str | None = None
     feature_set_version: int | None = None
     cohort: str | None = None
+    window_end: float | None = None  # the time of the window's last reading; None: taken as `ts`
+
+    @property
+    def reading_ts(self) -> float:
+        """When the machine was in the state the window shows (a range annotation speaks of that time)."""
+        return self.ts if self.window_end is None else self.window_end
 
     @classmethod
     def from_message(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -12,7 +13,7 @@ import paho.mqtt.client as mqtt
 
 from hub.app.health import ConnectionState
 from hub.app.settings import HubSettings
-from hub.labels.service import LabelSettings, missing_traces
+from hub.labels.service import LabelSettings, missing_traces, range_predictions
 from hub.store import HubStore
 from infra.mqtt import build_client, close_client
 from shared.codec import encode
@@ -22,6 +23,7 @@ from shared.topics import Kind, Topics
 log = logging.getLogger(__name__)
 
 MAX_TRACES_PER_COMMAND = 500
+SCORED_PAST_ROWS = 200  # predictions looked at to tell whether a device has scored past a range's end
 
 
 class CommandPublisher:
@@ -119,7 +121,14 @@ class CommandPublisher:
 
 
 class TraceRequester:
-    """Asks devices to upload traces that annotations name but the hub has not stored (at most every `retry_s`)."""
+    """Asks devices to upload traces that annotations name but the hub has not stored (at most every `retry_s`),
+    and the windows that range annotations cover (a maintenance log's "failed between t1 and t2", a missed failure):
+    a device reports only some of its windows when it scores them, the rest stay in its log until asked for.
+
+    A range is asked for when the hub first sees it. A device behind on its readings (a backlog) may not have
+    scored the whole range yet: until the hub holds a window of that device ending after the range, the ask counts
+    as partial, and the range is asked for again once it does. After that, again only after `retry_s` while the
+    hub still holds none of its windows."""
 
     def __init__(self, store: HubStore, labels: LabelSettings, send: Callable[[str, Command], bool],
                  *, retry_s: float = 300.0) -> None:
@@ -128,10 +137,12 @@ class TraceRequester:
         self.send = send
         self.retry_s = retry_s
         self._asked: dict[str, float] = {}
+        self._range_asks: dict[str, tuple[float, bool]] = {}  # annotation id: (asked at, the device had scored past it)
         self.requested = 0
+        self.ranges_requested = 0
 
     def run(self, now: float) -> int:
-        """One pass; returns how many trace ids were requested."""
+        """One pass; returns how many trace ids and ranges were requested."""
         by_device: dict[str, list[str]] = {}
         for missing in missing_traces(self.store, self.labels, now=now):
             if now - self._asked.get(missing.trace_id, -1e18) >= self.retry_s:
@@ -146,4 +157,33 @@ class TraceRequester:
         if sent:
             log.info("asked %d device(s) to upload %d trace(s) that annotations name", len(by_device), sent)
         self.requested += sent
+        ranges = self._ranges(now)
+        self.ranges_requested += ranges
+        return sent + ranges
+
+    def _ranges(self, now: float) -> int:
+        sent = 0
+        for a in self.store.annotations(since=now - self.labels.ttl_s):
+            if a.trace_id is not None or a.start_ts is None or a.end_ts is None:
+                continue
+            asked = self._range_asks.get(a.annotation_id)
+            if asked is not None:
+                at, whole = asked
+                if whole and (now - at < self.retry_s
+                              or range_predictions(self.store, a.device_id, a.start_ts, a.end_ts)):
+                    continue
+                if not whole and not self._scored_past(a.device_id, a.end_ts):
+                    continue
+            whole = self._scored_past(a.device_id, a.end_ts)
+            command = Command(ts=time.time(), cmd="upload_traces", start_ts=a.start_ts, end_ts=a.end_ts)
+            if self.send(a.device_id, command):
+                self._range_asks[a.annotation_id] = (now, whole)
+                sent += 1
+        if sent:
+            log.info("asked devices to upload the windows of %d annotated time range(s)", sent)
         return sent
+
+    def _scored_past(self, device_id: str, end_ts: float) -> bool:
+        """Whether the hub holds a window of `device_id` ending after `end_ts` (the device has scored the range)."""
+        rows = self.store.predictions(end_ts, math.inf, device_ids=[device_id], limit=SCORED_PAST_ROWS)
+        return any(r.window_end > end_ts for r in rows)

@@ -103,7 +103,8 @@ class TrainingSettings(BaseModel):
     base_set: str | None = Field(default=None, description="what retrains start from: 'sim' (the simulator) or "
                                  "'cmapss:<file>' (hub.training.base_sets); None: the parent model's base set")
     reference_min_rows: int = Field(default=500, ge=1, description="random-sample field rows needed to take the "
-                                    "drift reference from the field instead of the whole training set")
+                                    "drift reference from the field instead of the whole training set (the "
+                                    "labelled ones, else the hub's random samples, labelled or not)")
     latency_runs: int = Field(default=300, ge=10, le=100_000, description="single-window inferences timed")
     check_interval_s: float = Field(default=300.0, gt=0, allow_inf_nan=False, description="trigger check period")
     triggers: TriggerPolicy = Field(default_factory=TriggerPolicy)

@@ -123,6 +123,15 @@ def test_annotation_needs_a_target():
     assert ok.signal == "confirmed"
 
 
+def test_an_upload_command_may_name_a_time_range():
+    with pytest.raises(ValueError, match="go together"):
+        Command(ts=1.0, cmd="upload_traces", start_ts=1.0)
+    with pytest.raises(ValueError, match="before"):
+        Command(ts=1.0, cmd="upload_traces", start_ts=5.0, end_ts=1.0)
+    ranged = Command(ts=1.0, cmd="upload_traces", start_ts=1.0, end_ts=5.0)
+    assert decode(Command, encode(ranged)) == ranged
+
+
 def test_topic_kind_table_is_complete():
     from shared.messages import MESSAGE_TYPES
 

@@ -50,6 +50,11 @@ from shared.manifest import ModelManifest
 log = logging.getLogger(__name__)
 
 CREATED_BY = "hub:retrain"
+# A candidate's drift reference from the hub's random samples when too few of them are labelled: at most this many,
+# from the shortest of these spans (then the label TTL) that holds them, reading at most REFERENCE_SCAN_ROWS samples.
+REFERENCE_MAX_ROWS = 20_000
+REFERENCE_SPANS_S = (3600.0, 86_400.0, 7 * 86_400.0)
+REFERENCE_SCAN_ROWS = 200_000
 Progress = Callable[[str, float], None]
 """Told each stage as it starts, with the job's progress in [0, 1]."""
 LabelTransform = Callable[[np.ndarray], np.ndarray]
@@ -220,8 +225,11 @@ class Retrainer:
         metrics["parity_max_abs_diff"] = float(parity["max_abs_diff"])
         metrics["parity_label_flips"] = float(parity["label_flips"])
         # The drift reference is what devices should see: a random sample of field traffic when there is
-        # enough of it, else the whole training set (the simulator alone, on a first retrain).
+        # enough of it (labelled or not: a reference needs no label), else the whole training set (the
+        # simulator alone, on a first retrain).
         field_ref = ts.field.X[ts.field.unbiased]
+        if len(field_ref) < s.reference_min_rows:
+            field_ref = self._random_traffic(ts.X.shape[1], now)
         ref_X, ref_from = (field_ref, "field_random") if len(field_ref) >= s.reference_min_rows else (ts.X, "training")
         reference = reference_from_features(ref_X, score(onnx_bytes, ref_X))
         spec = data.sim_spec
@@ -246,6 +254,19 @@ class Retrainer:
             trigger_id=job.trigger_id, label_set_version=data.label_set_id, sources=ts.descriptions,
             params=recorded, created=datetime.fromtimestamp(now, UTC),
         )
+
+    def _random_traffic(self, n_features: int, now: float) -> np.ndarray:
+        """Features of the random samples the hub holds (the devices' unbiased slice of their traffic), labelled or
+        not, of this model's width: from the last hour, else day, week or label TTL, the first span holding
+        `REFERENCE_MAX_ROWS` (at most that many)."""
+        X: list[tuple[float, ...]] = []
+        for span in (*REFERENCE_SPANS_S, self.labels.ttl_s):
+            rows = self.store.predictions(now - min(span, self.labels.ttl_s), now, kind="sample",
+                                          limit=REFERENCE_SCAN_ROWS)
+            X = [p.features for p in rows if p.reason == "random" and len(p.features) == n_features]
+            if len(X) >= REFERENCE_MAX_ROWS or span >= self.labels.ttl_s:
+                break
+        return np.array(X[:REFERENCE_MAX_ROWS], dtype=np.float32).reshape(-1, n_features)
 
     def _gate(self, data: Datasets, manifest: ModelManifest, onnx_bytes: bytes, incumbent: str,
               parity: ParityReport, label_set_id: str, y: np.ndarray, fit: np.ndarray) -> GateRun:

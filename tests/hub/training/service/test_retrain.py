@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from hub.store.rows import TrainingJobRow
+from hub.labels.service import LabelSettings
+from hub.registry.service import Registry
+from hub.registry.signing import SigningKey
+from hub.store.rows import IngestRecord, TrainingJobRow
+from hub.store.sqlite import SqliteHubStore
+from hub.training.service.retrain import Retrainer
+from hub.training.settings import TrainingSettings
 from hub.training.triggers import TRIGGER_EVENT
-from tests.hub.training.conftest import World
+from shared.messages import Sample
+from tests.hub.training.conftest import T0, World
 
 REASON = "vibration sensors recalibrated on every site"
 
@@ -117,3 +126,29 @@ def test_a_retrain_without_an_active_model_fails_with_the_reason(drifted: World)
         store.set_model_status("v1", "active", actor="test", action="restore", reason="test", ts=now)
     assert job.status == "failed" and job.result_version is None
     assert job.error is not None and "no active model" in job.error
+
+
+def test_a_reference_needs_no_labels_the_hubs_random_samples_of_recent_traffic_will_do(tmp_path: Path) -> None:
+    """At a plant's label rate few random samples carry a label: the candidate's reference then comes from the
+    random samples the hub holds, labelled or not (of the model's width; not the anomalies or low-confidence ones)."""
+    store = SqliteHubStore(tmp_path / "hub.db")
+    try:
+        now = T0 + 10 * 86_400.0
+
+        def sample(i: int, reason: str, width: int = 3, age: float = 60.0) -> Sample:
+            ts = now - age - i
+            return Sample(device_id="d1", ts=ts, trace_id=f"{reason}-{width}-{age}-{i}", window_start=ts - 5,
+                          window_end=ts, score=0.1, threshold=0.5, decision=False, features=[float(i)] * width,
+                          reason=reason, model_version="v1")
+
+        messages = [*(sample(i, "random") for i in range(30)), *(sample(i, "low_confidence") for i in range(5)),
+                    *(sample(i, "random", width=4) for i in range(5)),
+                    *(sample(i, "random", age=3 * 86_400.0) for i in range(7))]  # older than a day
+        store.ingest_batch([IngestRecord(m, now) for m in messages])
+        retrainer = Retrainer(store, Registry(store, tmp_path / "models", SigningKey.generate()), TrainingSettings(),
+                              labels=LabelSettings(), staging_dir=tmp_path / "staging", clock=lambda: now)
+        X = retrainer._random_traffic(3, now)
+        assert X.shape == (37, 3)  # fewer than REFERENCE_MAX_ROWS in any span: all of them within the label TTL
+        assert sorted(X[:, 0].tolist()) == sorted([float(i) for i in range(30)] + [float(i) for i in range(7)])
+    finally:
+        store.close()
