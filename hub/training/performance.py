@@ -55,6 +55,10 @@ class PerformanceSettings(BaseModel):
     beta: float = Field(default=0.1, gt=0, lt=0.5, allow_inf_nan=False)
     block_s: float = Field(default=3600.0, gt=0, allow_inf_nan=False, description="evidence block (data time)")
     max_per_block: int = Field(default=5, ge=1, description="labels of one device × block that count")
+    estimate_window_s: float = Field(default=7 * 86400.0, gt=0, allow_inf_nan=False, description="label-free "
+                                     "estimates (hub.training.estimate) are over the random samples of this long")
+    estimate_min_samples: int = Field(default=30, ge=1, description="random-sample windows a version and scope "
+                                      "need before its performance is estimated")
 
 
 @dataclass(frozen=True)
@@ -86,7 +90,7 @@ class RealizedPerformance:
     reason: str
 
     def to_dict(self) -> dict[str, Any]:
-        return _finite(asdict(self))
+        return json_finite(asdict(self))
 
 
 def sprt_llr(hits: int, n: int, p0: float, p1: float) -> float:
@@ -179,9 +183,9 @@ def _overall(recall: MetricTest, far: MetricTest) -> tuple[Verdict, str]:
     return "ok", "consistent with the gate-time figures"
 
 
-def _finite(obj: Any) -> Any:
+def json_finite(obj: Any) -> Any:
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
+        return {k: json_finite(v) for k, v in obj.items()}
     return obj
