@@ -8,21 +8,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fleetloop.cli import main
 from hub.labels.service import validate_and_save
 from hub.training.estimate import rates
 from models.version import read_version, write_version
 from shared.manifest import Calibration
 from shared.messages import Annotation
 from shared.wire import replace
-from tests.hub.api.conftest import T0, Hub, online, sample
+from tests.hub.api.conftest import T0, TOKEN, Hub, online, sample
 
 # score -> probability: the score itself (a perfectly calibrated model), fitted on 200 slice rows
 IDENTITY = Calibration(x=[0.0, 1.0], y=[0.0, 1.0], fitted_on="eval", n=200, n_positive=40)
 SCORES = np.round(np.linspace(0.02, 0.98, 40), 4)  # 40 random-sample windows; threshold 0.5: 20 alarms
 
 
-def test_estimates_before_labels_then_realized_figures_and_the_error(hub: Hub, tmp_path: Path,
-                                                                     initial_model_dir: Path) -> None:
+def test_estimates_before_labels_then_realized_figures_and_the_error(
+        hub: Hub, tmp_path: Path, initial_model_dir: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
     manifest, onnx = read_version(initial_model_dir)
     write_version(tmp_path / "v1", onnx, replace(manifest, calibration=IDENTITY))
     assert hub.services.registry is not None
@@ -61,3 +63,14 @@ def test_estimates_before_labels_then_realized_figures_and_the_error(hub: Hub, t
     assert realized["recall"] == 1.0 and realized["false_alarm_rate"] == pytest.approx(8 / 28)  # 0.5-0.7 alarmed
     assert fleet["error"]["f1"] == pytest.approx(fleet["estimated"]["f1"] - realized["f1"])
     assert viewer.get("/performance", params={"version": "v9"}).json()["estimates"] == []
+
+    # the CLI prints the same, one row per version and scope
+    monkeypatch.setenv("FLEETLOOP_HUB_URL", hub.url)
+    monkeypatch.setenv("FLEETLOOP_HUB_TOKEN", TOKEN["viewer"])
+    capsys.readouterr()
+    assert main(["hub", "performance", "--version", "v1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:5] == ["VERSION", "SCOPE", "ESTIMATE", "SAMPLES", "EST_F1"]
+    fleet_row = next(line.split() for line in lines if line.split()[:2] == ["v1", "fleet"])
+    assert fleet_row[2:5] == ["ok", "40", f"{fleet['estimated']['f1']:.3f}"]
+    assert f"{fleet['error']['f1']:+.3f}" in fleet_row
