@@ -61,12 +61,13 @@ def _all_events(store: HubStore) -> Iterable[EventRow]:
 
 def estimates_now(store: HubStore, label_set_id: str | None, settings: PerformanceSettings, *, now: float,
                   figures: list[RealizedPerformance] | None = None) -> list[PerformanceEstimate]:
-    """Every version's label-free estimate over the random samples of the last `estimate_window_s` (by when the
-    devices stamped them), beside its realized `figures` on the label set (read when not given)."""
+    """Every version's label-free estimate over the random samples of the last `estimate_window_s` (by the devices'
+    message time), beside its realized `figures` on the label set (read when not given)."""
     if figures is None:
         figures = [] if label_set_id is None else realized_now(store, label_set_id, settings)
     span = settings.estimate_window_s  # device clocks may run ahead of the hub's: as far after now as before
-    samples = [p for p in store.predictions(now - span, now + span, kind="sample") if p.reason == "random"]
+    # the random slice arrives as samples and, when the window alarmed, as anomalies: both kinds, or alarms go missing
+    samples = [p for p in store.predictions(now - span, now + span) if p.reason == "random"]
     calibrations: dict[str, Calibration | None] = {}
     for version in sorted({p.model_version for p in samples if p.model_version}):
         row = store.model_version(version)

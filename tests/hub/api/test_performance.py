@@ -15,7 +15,7 @@ from models.version import read_version, write_version
 from shared.manifest import Calibration
 from shared.messages import Annotation
 from shared.wire import replace
-from tests.hub.api.conftest import T0, TOKEN, Hub, online, sample
+from tests.hub.api.conftest import T0, TOKEN, Hub, anomaly, online, sample
 
 # score -> probability: the score itself (a perfectly calibrated model), fitted on 200 slice rows
 IDENTITY = Calibration(x=[0.0, 1.0], y=[0.0, 1.0], fitted_on="eval", n=200, n_positive=40)
@@ -32,7 +32,9 @@ def test_estimates_before_labels_then_realized_figures_and_the_error(
     hub.ingest(online("pump-1", site="site-a"), online("pump-2", site="site-b"))
     hub.clock.now = T0 + 7200 * len(SCORES)  # one window every 2 h: each its own evidence block
     traces = [f"t-{i:02d}" for i in range(len(SCORES))]
-    hub.ingest(*(sample("pump-1" if i % 2 else "pump-2", ts=T0 + 7200 * i, score=float(s), trace_id=t)
+    # as agents send the random slice: alarmed windows as anomalies marked `sampled`, the others as samples
+    hub.ingest(*(anomaly("pump-1" if i % 2 else "pump-2", ts=T0 + 7200 * i, score=float(s), trace_id=t, sampled=True)
+                 if s >= 0.5 else sample("pump-1" if i % 2 else "pump-2", ts=T0 + 7200 * i, score=float(s), trace_id=t)
                  for i, (s, t) in enumerate(zip(SCORES, traces, strict=True))))
     viewer = hub.client("viewer")
     assert hub.client().get("/performance").status_code == 401
