@@ -44,7 +44,8 @@ class PerformanceSettings(BaseModel):
     is a model missing one failure in seven more than it was deployed on (worth a retrain); a false-alarm rate
     0.05 above it one extra alarm per 20 healthy windows; alpha 0.01 because the test runs on every check, and
     beta 0.1; at most 5 labels of one device's block count (overlapping windows of one failure are one piece of
-    evidence, not fifty)."""
+    evidence, not fifty). The label-free estimates (`hub.training.estimate`) use the last week of the random slice
+    and need 30 of its windows per version and scope (fewer: ``too_few_samples``, the figures would be noise)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
