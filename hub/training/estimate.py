@@ -41,7 +41,7 @@ def calibrated(calibration: Calibration, scores: np.ndarray) -> np.ndarray:
     """Each score's probability of a failure: linear between the calibration's knots, flat beyond them.
 
     >>> cal = Calibration(x=[0.2, 0.6], y=[0.0, 0.8], fitted_on="eval", n=10, n_positive=4)
-    >>> calibrated(cal, np.array([0.0, 0.4, 0.9])).tolist()
+    >>> [round(p, 6) for p in calibrated(cal, np.array([0.0, 0.4, 0.9])).tolist()]
     [0.0, 0.4, 0.8]
     """
     return np.interp(np.asarray(scores, dtype=np.float64), calibration.x, calibration.y)
@@ -50,8 +50,8 @@ def calibrated(calibration: Calibration, scores: np.ndarray) -> np.ndarray:
 def expected_figures(p: np.ndarray, alarm: np.ndarray) -> dict[str, float | None]:
     """Expected recall, precision, false-alarm rate and F1 of decisions `alarm` on windows failing with chance `p`.
 
-    >>> expected_figures(np.array([0.9, 0.1, 0.5, 0.0]), np.array([True, False, True, False]))["recall"]
-    0.9333333333333333
+    >>> round(expected_figures(np.array([0.9, 0.1, 0.5, 0.0]), np.array([True, False, True, False]))["recall"], 6)
+    0.933333
     """
     p, a = np.asarray(p, dtype=np.float64), np.asarray(alarm, dtype=bool)
     tp, fp = float(np.sum(p[a])), float(np.sum(1.0 - p[a]))

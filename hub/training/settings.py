@@ -75,10 +75,13 @@ class TrainingSettings(BaseModel):
       and flatter the candidate, which trained on their neighbours; a small or young fleet gets smaller
       blocks (``split_target_blocks``), and k-fold by device when even then the slice cannot be judged;
     - the simulated base set replays the parent's simulator settings (`sim_*` here override them);
-    - the field holds at least half the training weight (``field_min_share``): the base set's rows are scaled down
-      when they would outweigh the field's labels, so where the two disagree (a new failure mode the features do
-      not announce) the field is not drowned (`hub.training.weighting`); no recency decay by default (a fault seen
-      months ago is still a fault), ``field_half_life_s`` sets one.
+    - fixed per-row weights by default; ``field_min_share`` (e.g. 0.5) scales the base set's rows down when they
+      would outweigh the field's labels, for a fleet whose new pattern (a failure mode the features do not announce)
+      the base set drowns (`hub.training.weighting`). Off by default because, measured, it did not help where a
+      base set exists: on the simulated drift fixture (30 simulated machines, 12 drifted field machines) it cost
+      F1 on the frozen slice (0.858 fixed, 0.838 at 0.5), the simulator being good evidence there; ``fleetloop eval
+      cmapss --fast`` fits on field labels only (no base rows), so there it changes nothing. No recency decay by
+      default (a fault seen months ago is still a fault); ``field_half_life_s`` sets one.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -88,7 +91,7 @@ class TrainingSettings(BaseModel):
     params: dict[str, ParamValue] = Field(default_factory=dict, description="hyper-parameters over the defaults")
     feedback_weight: float = Field(default=2.0, gt=0, allow_inf_nan=False, description="× each label's weight")
     sim_weight: float = Field(default=1.0, ge=0, allow_inf_nan=False, description="weight of a simulated row; 0: none")
-    field_min_share: float = Field(default=0.5, ge=0, lt=1, allow_inf_nan=False, description="the field labels' "
+    field_min_share: float = Field(default=0.0, ge=0, lt=1, allow_inf_nan=False, description="the field labels' "
                                    "least share of the total training weight: base-set rows are scaled down to keep "
                                    "it (never up); 0: fixed weights (hub.training.weighting)")
     field_half_life_s: float | None = Field(default=None, gt=0, allow_inf_nan=False, description="a field label's "

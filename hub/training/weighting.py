@@ -5,10 +5,11 @@ far fewer). At fixed per-row weights the base set dominates the fit (20,231 base
 so where the two disagree (a new failure mode, a fault that looks different in this fleet) the field's pattern
 is drowned. Two corrections, both settings of `hub.training.settings.TrainingSettings`:
 
-- **field share** (``field_min_share``, default 0.5): when the base rows' total weight would exceed
-  ``(1 - share) / share`` × the field's, every base row is scaled down by one factor until the field holds
-  `share` of the total. The base set stays a prior: it still fills the regions the field has not labelled, but
-  where both have rows and disagree the field's side carries at least as much weight. Never scaled up.
+- **field share** (``field_min_share``, off by default: see `TrainingSettings` for the measurement): when the
+  base rows' total weight would exceed ``(1 - share) / share`` × the field's, every base row is scaled down by one
+  factor until the field holds `share` of the total. The base set stays a prior: it still fills the regions the
+  field has not labelled, but where both have rows and disagree the field's side carries at least as much weight.
+  Never scaled up.
 - **recency** (``field_half_life_s``, default off): a field label's weight halves every `half_life_s` of data
   time (its window's end) before the newest label, so when the fleet changes the recent labels win over old ones.
 

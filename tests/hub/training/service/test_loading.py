@@ -94,16 +94,17 @@ def test_sources_stay_apart_with_their_counts(small: World) -> None:
 
 
 def test_the_field_holds_its_share_of_the_weight_and_recent_labels_count_more(small: World) -> None:
-    """30 simulated machines against 4 machines' labels: the base set is scaled down to half the weight, not
-    the field up; with fixed weights (share 0) it outweighs the field; a half-life decays older labels."""
-    built = _build(small, small.label_set_id)
+    """30 simulated machines against 4 machines' labels: with a share of 0.5 the base set is scaled down to half the
+    weight, not the field up; with fixed weights (the default) it outweighs the field; a half-life decays older
+    labels."""
+    built = _build(small, small.label_set_id, field_min_share=0.5)
     ts, w = built.training, built.weighting
     assert w is not None and (w.method, w.field_min_share, w.half_life_s) == ("field_share", 0.5, None)
     assert 0 < w.base_scale < 1 and ts.sim.weight == pytest.approx(np.full(len(ts.sim), w.base_scale))
     assert w.field_share == pytest.approx(0.5) and w.base_total == pytest.approx(ts.sim.weight.sum(), rel=1e-6)
     assert w.field_total == pytest.approx(ts.field.weight.sum(), rel=1e-6)
 
-    fixed = _build(small, small.label_set_id, field_min_share=0.0)
+    fixed = _build(small, small.label_set_id)  # the default: fixed weights
     wf = fixed.weighting
     assert wf is not None and (wf.method, wf.base_scale) == ("fixed", 1.0)
     assert wf.field_share is not None and wf.field_share < 0.5  # what the share setting corrects
