@@ -27,9 +27,11 @@ from shared.features import WindowSpec, feature_names
 from shared.manifest import (
     MANIFEST_FILE,
     MODEL_FILE,
+    Calibration,
     ModelManifest,
     Provenance,
     Reference,
+    SampleWeighting,
     TrainingInfo,
     dump_manifest,
     load_manifest,
@@ -89,6 +91,8 @@ def build_manifest(
     sources: Sequence[str] = (),
     params: Mapping[str, ParamValue] | None = None,
     created: datetime | None = None,
+    weighting: SampleWeighting | None = None,
+    calibration: Calibration | None = None,
 ) -> ModelManifest:
     """Every field of the manifest of a new version; `created` defaults to now (UTC).
 
@@ -121,11 +125,13 @@ def build_manifest(
                 label_set_version=label_set_version,
                 sources=list(sources),
                 params=dict(params or {}),
+                weighting=weighting,
             ),
             provenance=Provenance(created_by=created_by, reason=reason, trigger_id=trigger_id),
             library_versions=library_versions(),
             metrics=dict(metrics),
             cohort_metrics={k: dict(v) for k, v in (cohort_metrics or {}).items()},
+            calibration=calibration,
             onnx_sha256=sha256_bytes(onnx_bytes),
         )
         return load_manifest(dump_manifest(manifest))  # decoding checks every field's type and constraint

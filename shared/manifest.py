@@ -41,6 +41,49 @@ class Reference(Wire, frozen=True, kw_only=True, forbid_unknown_fields=True):
             raise ValueError("the score histogram has len(score_bin_edges) + 1 bins")
 
 
+class SampleWeighting(Wire, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How the training rows were weighted against each other (`hub.training.weighting`): the base set (simulated
+    or reference data) and the field labels, their total weights as fitted, and the factor the base set was scaled
+    by so that the field's share of the weight is at least `field_min_share`."""
+
+    method: Literal["fixed", "field_share"]
+    base_row_weight: float  # each base row's configured weight
+    field_row_weight: float  # each field label's weight × this (before recency decay and cohort balance)
+    field_min_share: float
+    half_life_s: float | None = None  # recency decay of field labels by data time; None: none
+    base_scale: float = 1.0  # applied to every base row
+    base_total: float  # as fitted, after scaling
+    field_total: float
+    field_share: float | None = None  # field_total / (base_total + field_total); None without rows
+
+    def __post_init__(self) -> None:
+        finite((self.base_row_weight, self.field_row_weight, self.field_min_share, self.half_life_s,
+                self.base_scale, self.base_total, self.field_total, self.field_share), "sample weighting")
+
+
+class Calibration(Wire, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Score -> probability of a failure, piecewise linear through (`x`, `y`) and flat beyond them: an isotonic fit
+    on labelled rows the model did not train on (`fitted_on`), for estimating performance without labels
+    (`hub.training.estimate`)."""
+
+    method: Literal["isotonic"] = "isotonic"
+    x: list[float]  # scores, non-decreasing
+    y: list[float]  # probabilities in [0, 1], non-decreasing
+    fitted_on: Literal["eval", "validation"]
+    n: int
+    n_positive: int
+
+    def __post_init__(self) -> None:
+        finite(self.x, "calibration scores")
+        finite(self.y, "calibration probabilities")
+        if not self.x or len(self.x) != len(self.y):
+            raise ValueError("calibration needs one probability per score, and at least one")
+        if any(b < a for a, b in itertools.pairwise(self.x)) or any(b < a for a, b in itertools.pairwise(self.y)):
+            raise ValueError("calibration scores and probabilities must be non-decreasing")
+        if not all(0.0 <= v <= 1.0 for v in self.y):
+            raise ValueError("calibration probabilities lie in [0, 1]")
+
+
 class TrainingInfo(Wire, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Which data made the model: enough to reproduce it and to audit it."""
 
@@ -52,6 +95,7 @@ class TrainingInfo(Wire, frozen=True, kw_only=True, forbid_unknown_fields=True):
     label_set_version: str | None = None
     sources: list[str] = msgspec.field(default_factory=list)
     params: dict[str, float | int | str | None] = msgspec.field(default_factory=dict)
+    weighting: SampleWeighting | None = None  # older manifests have none
 
 
 class Provenance(Wire, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -82,6 +126,7 @@ class ModelManifest(Wire, frozen=True, kw_only=True, forbid_unknown_fields=True)
     library_versions: dict[str, str]
     metrics: dict[str, float]
     cohort_metrics: dict[str, dict[str, float]] = msgspec.field(default_factory=dict)
+    calibration: Calibration | None = None  # older manifests, and versions made without held-out labels: none
     onnx_sha256: Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$")]
 
     def __post_init__(self) -> None:

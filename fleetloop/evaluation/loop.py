@@ -48,13 +48,14 @@ from fleetloop.evaluation.plan import (
     windows_of,
     write_replay,
 )
-from fleetloop.evaluation.report import EvalReport, score_model
+from fleetloop.evaluation.report import EvalReport, label_free_estimate, score_model
 from fleetloop.evaluation.settings import EvalConfig, LoopSettings, loop_settings
 from fleetloop.evaluation.technicians import Desk
 from fleetloop.fleet import PASSWORD_ENV, sigterm_as_interrupt, to_toml
 from hub.app.service import HubService, Periodic
 from hub.app.settings import HubSettings
 from hub.store.rows import DRIFT_EVENT
+from hub.training.service.performance import estimates_now
 from infra.datasets import CMAPSS_SENSORS
 from shared.errors import ConfigError, FleetloopError
 from shared.features import WindowSpec
@@ -137,6 +138,7 @@ def run_eval(config: EvalConfig) -> EvalReport:
                             f"every window of the {len(plan.feedback_units)} feedback engines labelled "
                             f"({oracle_windows:,} labels)"),
             ]
+            outcome["details"].update(label_free_estimate(loop_manifest, loop_bytes, data.X, scores[1]))
     finally:
         if not config.workdir:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -282,6 +284,11 @@ class LoopRun:
         active = hub.registry.active_version() or "v1"
         deployed = list(self.operator.completed)
         drift = store.events(kind=DRIFT_EVENT, limit=1)
+        fleet_cycles = max(g.cycles for g in self.plan.gateways)
+        # the hub's own label-free estimate of the serving version, from the random samples it scored
+        hub_estimate = next((e for e in estimates_now(store, None, self.settings.training.performance,
+                                                      now=time.time())  # messages carry the gateways' wall clock
+                             if e.version == active and e.scope == "fleet" and e.status == "ok"), None)
         return {
             "loop_model": read_version(hub.registry.path(active)),
             "predictions": int(predictions), "labels_sent": self.desk.sent, "labels_used": len(used),
@@ -290,13 +297,15 @@ class LoopRun:
             "rollouts_completed": len(deployed),
             "recovery_cycles": self.served_from(deployed[0]) if deployed else None,
             "final_cycles": self.served_from(active) if active != "v1" else None,
-            "fleet_cycles": max(g.cycles for g in self.plan.gateways),
+            "fleet_cycles": fleet_cycles,
             "drift_cycles": round((drift[0].ts - self.started) * self.config.rate) if drift else None,
             "details": {"devices": len(self.plan.gateways), "engines": len(self.plan.engines),
                         "feedback_engines": len(self.plan.feedback_units), "seed": self.config.seed,
                         "rate": self.config.rate, "label_share_of_feedback_windows": round(self.share, 4),
                         "versions": [f"{j.result_version or '…'}:{j.trigger}:{j.gate_verdict or j.status}"
-                                     for j in reversed(jobs)], "deployed": deployed},
+                                     for j in reversed(jobs)], "deployed": deployed,
+                        "hub_estimated_f1": None if hub_estimate is None else hub_estimate.estimated["f1"],
+                        "hub_estimate_samples": None if hub_estimate is None else hub_estimate.samples},
         }
 
     def served_from(self, version: str) -> int | None:

@@ -3,6 +3,10 @@
 Every model is scored the same way: its ONNX file run by onnxruntime on the evaluation engines' windows (the
 windows an agent emits, with the model's window spec), at the model's own threshold, through
 `models.training.classification_metrics`.
+
+The loop's model is also judged without labels (`label_free_estimate`): its calibration (fitted at retrain time on
+the hub's frozen slice) turns its scores on the evaluation windows into an expected F1 (`hub.training.estimate`),
+reported as ``estimated_f1`` beside the realized one, with ``estimate_error`` = estimated - realized.
 """
 
 from __future__ import annotations
@@ -13,8 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from hub.training.estimate import calibrated, expected_figures
 from models.onnx_export import onnx_scores, onnx_session
 from models.training import classification_metrics
+from shared.manifest import ModelManifest
 
 METRICS = (("f1", "F1"), ("recall", "recall"), ("false_alarm_rate", "false alarms"), ("roc_auc", "ROC-AUC"),
            ("precision", "precision"))
@@ -37,6 +43,22 @@ def score_model(role: str, version: str, onnx_bytes: bytes, threshold: float, X:
     """Score `X` with a real onnxruntime session and measure it against `y` at `threshold`."""
     scores = onnx_scores(onnx_session(onnx_bytes), X)
     return ModelScore(role, version, threshold, classification_metrics(y, scores, threshold), note)
+
+
+def label_free_estimate(manifest: ModelManifest, onnx_bytes: bytes, X: np.ndarray,
+                        realized: ModelScore) -> dict[str, float | str | None]:
+    """The model's F1, recall and false-alarm rate on `X` estimated from its scores and calibration alone, and the
+    F1 estimate's error against `realized` (None without a calibration: a version the hub did not retrain)."""
+    keys = ("estimated_f1", "estimated_recall", "estimated_far", "estimate_error")
+    if manifest.calibration is None or X.shape[0] == 0:
+        return {**dict.fromkeys(keys), "estimate_calibrated_on": None}
+    scores = onnx_scores(onnx_session(onnx_bytes), X)
+    est = expected_figures(calibrated(manifest.calibration, scores), scores >= manifest.threshold)
+    f1, real = est["f1"], realized.metrics.get("f1")
+    return {"estimated_f1": _num(f1), "estimated_recall": _num(est["recall"]),
+            "estimated_far": _num(est["false_alarm_rate"]),
+            "estimate_error": None if f1 is None or real is None else _num(f1 - real),
+            "estimate_calibrated_on": manifest.calibration.fitted_on}
 
 
 @dataclass
@@ -81,6 +103,7 @@ class EvalReport:
             ("evaluation windows", f"{self.eval_windows:,} ({self.eval_positives:,} within the failure horizon)"),
             ("labels consumed", used),
             ("labels sent", f"{self.labels_sent:,} by technicians"),
+            ("label-free F1", _estimate(self.details)),
             ("retrains", f"{self.retrains} ({self.retrains_passed} passed the gate), "
                          f"{self.rollouts_completed} rollout(s) completed"),
             ("drift detected", _cycles(self.drift_cycles, "after the fleet started (nominal clock)")),
@@ -117,6 +140,13 @@ def _fmt(value: float | None) -> str:
 
 def _num(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else round(float(value), 4)
+
+
+def _estimate(details: dict[str, Any]) -> str:
+    f1, error = details.get("estimated_f1"), details.get("estimate_error")
+    if f1 is None:
+        return "none (the loop's model has no calibration)"
+    return f"{f1:.3f} estimated for the loop's model from its scores alone (error {error:+.3f} against realized)"
 
 
 def _cycles(value: int | None, what: str) -> str:

@@ -66,6 +66,10 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     drift.add_argument("--all", action="store_true", help="every stored report, not only the latest per scope")
     drift.add_argument("--limit", type=int, default=200, help="reports to read (default 200)")
 
+    performance = client("performance", "each version's realized performance on returned labels and its label-free "
+                         "estimate from the scores it served, per scope, with the estimate's error")
+    performance.add_argument("--version", help="only this model version")
+
     retrain = client("retrain", "retrain now from the validated labels, gate the candidate, print the verdict")
     retrain.add_argument("--reason", required=True, help="why (recorded with the model version)")
     retrain.add_argument("--label-set", help="train on this label set (default: validate labels now)")

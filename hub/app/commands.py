@@ -62,6 +62,13 @@ def drift(args: argparse.Namespace) -> int:
     return 0
 
 
+def performance(args: argparse.Namespace) -> int:
+    with _client(args) as hub:
+        body = hub.get("/performance", version=args.version)
+    _json(body) if args.json else _out(render.performance_table(body))
+    return 0
+
+
 def dead_letters(args: argparse.Namespace) -> int:
     with _client(args) as hub:
         rows = hub.get("/dead-letters", limit=args.limit, reason=args.reason)
@@ -271,6 +278,7 @@ def incidents(args: argparse.Namespace) -> int:
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "devices": devices, "drift": drift, "dead-letters": dead_letters, "models": models, "retrain": retrain,
+    "devices": devices, "drift": drift, "performance": performance, "dead-letters": dead_letters,
+    "models": models, "retrain": retrain,
     "rollout": rollout, "reference": reference, "incidents": incidents,
 }

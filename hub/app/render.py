@@ -23,6 +23,36 @@ def _num(value: object, digits: int = 3) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
+# --- performance ----------------------------------------------------------------------------------------------
+def performance_table(body: Mapping[str, Any]) -> str:
+    """Per version and scope: the label-free estimate (F1, recall, false alarms), the realized figures from labels,
+    the estimate's F1 error and the sequential test's verdict."""
+    realized = {(f["version"], f["scope"]): f for f in body.get("figures", [])}
+    keys = sorted(set(realized) | {(e["version"], e["scope"]) for e in body.get("estimates", [])})
+    estimates = {(e["version"], e["scope"]): e for e in body.get("estimates", [])}
+
+    def pct(d: Mapping[str, Any] | None, key: str) -> str | None:
+        v = None if d is None else d.get(key)
+        return None if v is None else f"{v:.3f}"
+
+    rows = []
+    for key in keys:
+        e, f = estimates.get(key, {}), realized.get(key)
+        est, real, err = e.get("estimated"), e.get("realized"), e.get("error")
+        if real is None and f is not None:
+            real = {"recall": f["recall"]["observed"], "false_alarm_rate": f["false_alarm_rate"]["observed"]}
+        rows.append([*key, e.get("status", "-"), e.get("samples"), pct(est, "f1"), pct(est, "recall"),
+                     pct(est, "false_alarm_rate"), pct(real, "f1"), pct(real, "recall"), pct(real, "false_alarm_rate"),
+                     None if err is None or err.get("f1") is None else f"{err['f1']:+.3f}",
+                     None if f is None else f["verdict"]])
+    if not rows:
+        return "no performance figures yet (estimates need random samples from a calibrated version; realized " \
+               "figures need validated labels)"
+    head = ["VERSION", "SCOPE", "ESTIMATE", "SAMPLES", "EST_F1", "EST_RECALL", "EST_FAR", "F1", "RECALL", "FAR",
+            "F1_ERROR", "VERDICT"]
+    return table(head, rows)
+
+
 # --- devices and dead letters ---------------------------------------------------------------------------------
 def devices_table(devices: Sequence[Mapping[str, Any]]) -> str:
     rows = [[d["device_id"], "online" if d.get("online") else "offline", d.get("model_version"),

@@ -3,8 +3,10 @@ frozen evaluation slice of live labelled traffic.
 
 - **Training set**: the parent's simulated fleet (``source="sim"``, replaying the simulator settings its
   manifest records) plus the label set's items joined to the features of their stored predictions
-  (``source="field"``, weight = the label's weight × `TrainingSettings.feedback_weight`). The two sources
-  stay in separate `SourceRows`; the combined arrays carry a ``source`` column.
+  (``source="field"``, weight = the label's weight × `TrainingSettings.feedback_weight`, decayed by age when
+  ``field_half_life_s`` is set). The base rows are scaled down when they would hold more than
+  ``1 - field_min_share`` of the weight (`hub.training.weighting`). The two sources stay in separate
+  `SourceRows`; the combined arrays carry a ``source`` column.
 - **Evaluation slice**: never hand-curated. A labelled trace belongs to it when a hash of its split key
   falls under `eval_fraction`; the key is the trace's device and time block (``split_block_s``) of its data
   time (the window's end as the readings stamp it, never a wall clock), so the overlapping windows of one
@@ -21,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -30,8 +32,9 @@ from hub.store.rows import LabelItemRow, PredictionRow
 from hub.training.errors import RetrainError
 from hub.training.settings import TrainingSettings
 from hub.training.split import SplitPlan
+from hub.training.weighting import base_scale, recency_decay, weighting_record
 from shared.features import WindowSpec
-from shared.manifest import ModelManifest
+from shared.manifest import ModelManifest, SampleWeighting
 from sim.dataset import simulate_windows, split_by_machine
 
 Source = Literal["sim", "field"]
@@ -210,6 +213,7 @@ class Datasets:
     labelled: EvalSet | None = None  # every field row (training and slice), for k-fold cross-evaluation
     field_device_id: np.ndarray = field(default_factory=lambda: np.empty(0, str))  # of `training.field` rows
     split: SplitPlan | None = None  # how the gate judges it (`hub.training.split`)
+    weighting: SampleWeighting | None = None  # base set against field (`hub.training.weighting`), for the manifest
 
 
 def sim_spec(parent: ModelManifest, settings: TrainingSettings) -> SimSpec:
@@ -339,10 +343,16 @@ def assemble_datasets(
     train = ~in_eval
     validation = np.array([hash_fraction(str(k), f"fleetloop:validation:{settings.seed}") < settings.validation_fraction
                            for k in keys[train]], dtype=bool)
-    weight = rows.weight[train]
+    weight = rows.weight[train] * recency_decay(feedback.ts[train], settings.field_half_life_s)
     if settings.balance_cohorts:
         weight = balance_cohort_weights(weight, rows.cohort[train], max_cohort_share)
     field_rows = _take(rows, train, group=keys[train], validation=validation, weight=weight)
+    scale = base_scale(float(sim.weight.sum()), float(weight.sum()), settings.field_min_share)
+    if scale < 1.0:
+        sim = replace(sim, weight=sim.weight * scale)
+    weighting = weighting_record(base_weight=sim.weight, field_weight=weight, base_row_weight=settings.sim_weight,
+                                 field_row_weight=settings.feedback_weight, min_share=settings.field_min_share,
+                                 half_life_s=settings.field_half_life_s, scale=scale)
 
     overlap = set(field_rows.trace_id.tolist()) & set(evaluation.trace_id.tolist())
     if overlap:  # cannot happen by construction; a leak here would make every gate meaningless
@@ -359,7 +369,7 @@ def assemble_datasets(
     labelled = EvalSet(X=rows.X, y=rows.y, cohort=rows.cohort, trace_id=rows.trace_id, device_id=feedback.device_id,
                        groups=keys)
     return Datasets(TrainingSet(sim, field_rows, tuple(descriptions)), evaluation, spec, label_set_id, counts,
-                    labelled=labelled, field_device_id=feedback.device_id[train])
+                    labelled=labelled, field_device_id=feedback.device_id[train], weighting=weighting)
 
 
 def cohort_counts(cohorts: np.ndarray, y: np.ndarray) -> Mapping[str, dict[str, int]]:

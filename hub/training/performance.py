@@ -44,7 +44,8 @@ class PerformanceSettings(BaseModel):
     is a model missing one failure in seven more than it was deployed on (worth a retrain); a false-alarm rate
     0.05 above it one extra alarm per 20 healthy windows; alpha 0.01 because the test runs on every check, and
     beta 0.1; at most 5 labels of one device's block count (overlapping windows of one failure are one piece of
-    evidence, not fifty)."""
+    evidence, not fifty). The label-free estimates (`hub.training.estimate`) use the last week of the random slice
+    and need 30 of its windows per version and scope (fewer: ``too_few_samples``, the figures would be noise)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -55,6 +56,10 @@ class PerformanceSettings(BaseModel):
     beta: float = Field(default=0.1, gt=0, lt=0.5, allow_inf_nan=False)
     block_s: float = Field(default=3600.0, gt=0, allow_inf_nan=False, description="evidence block (data time)")
     max_per_block: int = Field(default=5, ge=1, description="labels of one device × block that count")
+    estimate_window_s: float = Field(default=7 * 86400.0, gt=0, allow_inf_nan=False, description="label-free "
+                                     "estimates (hub.training.estimate) are over the random samples of this long")
+    estimate_min_samples: int = Field(default=30, ge=1, description="random-sample windows a version and scope "
+                                      "need before its performance is estimated")
 
 
 @dataclass(frozen=True)
@@ -86,7 +91,7 @@ class RealizedPerformance:
     reason: str
 
     def to_dict(self) -> dict[str, Any]:
-        return _finite(asdict(self))
+        return json_finite(asdict(self))
 
 
 def sprt_llr(hits: int, n: int, p0: float, p1: float) -> float:
@@ -179,9 +184,9 @@ def _overall(recall: MetricTest, far: MetricTest) -> tuple[Verdict, str]:
     return "ok", "consistent with the gate-time figures"
 
 
-def _finite(obj: Any) -> Any:
+def json_finite(obj: Any) -> Any:
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
+        return {k: json_finite(v) for k, v in obj.items()}
     return obj

@@ -74,7 +74,14 @@ class TrainingSettings(BaseModel):
       per trace: overlapping windows of the same minutes would otherwise sit on both sides of the split
       and flatter the candidate, which trained on their neighbours; a small or young fleet gets smaller
       blocks (``split_target_blocks``), and k-fold by device when even then the slice cannot be judged;
-    - the simulated base set replays the parent's simulator settings (`sim_*` here override them).
+    - the simulated base set replays the parent's simulator settings (`sim_*` here override them);
+    - fixed per-row weights by default; ``field_min_share`` (e.g. 0.5) scales the base set's rows down when they
+      would outweigh the field's labels, for a fleet whose new pattern (a failure mode the features do not announce)
+      the base set drowns (`hub.training.weighting`). Off by default because, measured, it did not help where a
+      base set exists: on the simulated drift fixture (30 simulated machines, 12 drifted field machines) it cost
+      F1 on the frozen slice (0.858 fixed, 0.838 at 0.5), the simulator being good evidence there; ``fleetloop eval
+      cmapss --fast`` fits on field labels only (no base rows), so there it changes nothing. No recency decay by
+      default (a fault seen months ago is still a fault); ``field_half_life_s`` sets one.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -84,6 +91,11 @@ class TrainingSettings(BaseModel):
     params: dict[str, ParamValue] = Field(default_factory=dict, description="hyper-parameters over the defaults")
     feedback_weight: float = Field(default=2.0, gt=0, allow_inf_nan=False, description="× each label's weight")
     sim_weight: float = Field(default=1.0, ge=0, allow_inf_nan=False, description="weight of a simulated row; 0: none")
+    field_min_share: float = Field(default=0.0, ge=0, lt=1, allow_inf_nan=False, description="the field labels' "
+                                   "least share of the total training weight: base-set rows are scaled down to keep "
+                                   "it (never up); 0: fixed weights (hub.training.weighting)")
+    field_half_life_s: float | None = Field(default=None, gt=0, allow_inf_nan=False, description="a field label's "
+                                            "weight halves per this much data time before the newest; None: no decay")
     balance_cohorts: bool = Field(default=True, description="cap any cohort's share of the feedback weight "
                                   "at labels.max_cohort_share, so one site's labels do not dominate")
     eval_fraction: float = Field(default=0.3, gt=0, lt=1, description="share of labelled traffic held out")

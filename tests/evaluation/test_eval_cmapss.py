@@ -45,6 +45,10 @@ def test_fast_eval_the_loop_beats_the_static_model(cmapss_dir: Path, tmp_path: P
     assert result["retrains"] >= 1 and result["rollouts_completed"] >= 1 and result["recovery_cycles"], summary
     assert result["loop_version"] != result["static_version"] == "v1"
     assert result["oracle_f1"] > result["static_f1"] + 0.3, summary
+    # the loop's model judged from its scores alone (its calibration from the hub's frozen slice), then against labels
+    assert result["estimate_calibrated_on"] == "eval" and result["estimated_f1"] > result["static_f1"], summary
+    assert result["estimate_error"] == pytest.approx(result["estimated_f1"] - result["loop_f1"], abs=2e-4), summary
+    assert abs(result["estimate_error"]) < 0.1, summary
 
 
 def test_ctrl_c_stops_every_process(cmapss_dir: Path, tmp_path: Path) -> None:

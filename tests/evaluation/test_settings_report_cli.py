@@ -70,7 +70,7 @@ def report() -> EvalReport:
     return EvalReport(mode="fast", scores=scores, eval_windows=5000, eval_positives=700, predictions=10_000,
                       labels_sent=2500, labels_used=2400, retrains=2, retrains_passed=2, rollouts_completed=1,
                       recovery_cycles=2800, final_cycles=None, fleet_cycles=5400, drift_cycles=700, wall_s=30.04,
-                      details={"seed": 7})
+                      details={"seed": 7, "estimated_f1": 0.83, "estimate_error": -0.02})
 
 
 def test_the_report_has_a_row_per_model_and_the_keys_asked_for() -> None:
@@ -86,6 +86,8 @@ def test_the_report_has_a_row_per_model_and_the_keys_asked_for() -> None:
     assert lines[0].split()[:6] == ["model", "version", "F1", "recall", "false", "alarms"]
     assert lines[2].startswith("static") and lines[3].startswith("loop") and lines[4].startswith("oracle")
     assert "2,400 of 10,000 predictions (24.0%)" in table and "not reached" in table
+    assert "0.830 estimated for the loop's model from its scores alone (error -0.020" in table
+    assert (data["estimated_f1"], data["estimate_error"]) == (0.83, -0.02)
 
 
 def test_missing_data_is_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

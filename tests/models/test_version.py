@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from models.calibration import fit_calibration
 from models.errors import VersionExistsError
 from models.onnx_export import positive_scores
 from models.reference import reference_from_features
 from models.training import classification_metrics
 from models.version import build_manifest, data_fingerprint, read_version, write_version
 from shared.errors import ModelIntegrityError, ModelLoadError
-from shared.manifest import MANIFEST_FILE, MODEL_FILE, ModelManifest, dump_manifest, load_manifest, sha256_bytes
+from shared.manifest import (
+    MANIFEST_FILE,
+    MODEL_FILE,
+    Calibration,
+    ModelManifest,
+    SampleWeighting,
+    dump_manifest,
+    load_manifest,
+    sha256_bytes,
+)
 from tests.models.conftest import SPEC, SmallModel
 
 
@@ -56,6 +67,24 @@ def test_build_manifest_fills_every_field(small_model: SmallModel) -> None:
     assert "absent" not in m.library_versions.values()
     assert m.provenance.created_by == "test"
     load_manifest(dump_manifest(m))
+
+
+def test_manifests_written_before_weighting_and_calibration_still_load(small_model: SmallModel) -> None:
+    """Older manifests have neither field; they load with None. A new one carries both, fitted on held-out rows."""
+    hold = small_model.hold
+    calibration = fit_calibration(hold.y, positive_scores(small_model.estimator, hold.X), "eval")
+    weighting = SampleWeighting(method="field_share", base_row_weight=1.0, field_row_weight=2.0, field_min_share=0.5,
+                                base_scale=0.25, base_total=100.0, field_total=100.0, field_share=0.5)
+    new = _manifest(small_model, calibration=calibration, weighting=weighting)
+    assert new.calibration == calibration and new.training.weighting == weighting and calibration is not None
+    assert calibration.n == len(hold) and calibration.y == sorted(calibration.y)
+    old = json.loads(dump_manifest(new))
+    del old["calibration"], old["training"]["weighting"]
+    loaded = load_manifest(json.dumps(old))
+    assert loaded.calibration is None and loaded.training.weighting is None
+    assert load_manifest(old) == loaded  # a stored row (plain data) too
+    with pytest.raises(ValueError, match="non-decreasing"):
+        Calibration(x=[0.5, 0.2], y=[0.1, 0.9], fitted_on="eval", n=10, n_positive=5)
 
 
 def test_data_fingerprint_sees_every_input() -> None:

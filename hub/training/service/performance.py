@@ -1,5 +1,6 @@
 """Realized performance read from the store and its `performance_degraded` events (the figures and the test are
-`hub.training.performance`)."""
+`hub.training.performance`); label-free estimates from the random samples and each version's calibration
+(`hub.training.estimate`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Iterable
 
 from hub.store.ports import HubStore
 from hub.store.rows import EventRow
+from hub.training.estimate import PerformanceEstimate, estimates
 from hub.training.performance import (
     PERFORMANCE_EVENT,
     PerformanceSettings,
@@ -14,6 +16,8 @@ from hub.training.performance import (
     gate_time_figures,
     realized,
 )
+from shared.manifest import Calibration
+from shared.wire import from_dict
 
 
 def realized_now(store: HubStore, label_set_id: str, settings: PerformanceSettings) -> list[RealizedPerformance]:
@@ -53,3 +57,21 @@ def _all_events(store: HubStore) -> Iterable[EventRow]:
         if len(page) < 500:
             return
         cursor = page[-1].id
+
+
+def estimates_now(store: HubStore, label_set_id: str | None, settings: PerformanceSettings, *, now: float,
+                  figures: list[RealizedPerformance] | None = None) -> list[PerformanceEstimate]:
+    """Every version's label-free estimate over the random samples of the last `estimate_window_s` (by the devices'
+    message time), beside its realized `figures` on the label set (read when not given)."""
+    if figures is None:
+        figures = [] if label_set_id is None else realized_now(store, label_set_id, settings)
+    span = settings.estimate_window_s  # device clocks may run ahead of the hub's: as far after now as before
+    # the random slice arrives as samples and, when the window alarmed, as anomalies: both kinds, or alarms go missing
+    samples = [p for p in store.predictions(now - span, now + span) if p.reason == "random"]
+    calibrations: dict[str, Calibration | None] = {}
+    for version in sorted({p.model_version for p in samples if p.model_version}):
+        row = store.model_version(version)
+        raw = None if row is None else (row.manifest or {}).get("calibration")
+        calibrations[version] = None if raw is None else from_dict(Calibration, raw)
+    cohort_of = {d.device_id: d.cohort or d.site or "unknown" for d in store.devices()}
+    return estimates(samples, cohort_of, calibrations, figures, min_samples=settings.estimate_min_samples)

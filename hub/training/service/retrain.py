@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -34,6 +34,7 @@ from hub.training.errors import RetrainError
 from hub.training.evaluate import GateRun, gate_candidate, score
 from hub.training.service.loading import build_datasets, far_before_drift
 from hub.training.settings import ParamValue, TrainingSettings
+from models.calibration import fit_calibration
 from models.onnx_export import ParityReport, parity_check, to_onnx_bytes
 from models.reference import reference_from_features
 from models.training import (
@@ -216,6 +217,7 @@ class Retrainer:
         s, ts, evaluation = self.settings, data.training, data.evaluation
         fit = ~ts.validation
         # Metrics of the artifact on the frozen slice (the validation split when the slice is empty).
+        on: Literal["eval", "validation"]
         if len(evaluation):
             m_y, m_s, m_c, on = evaluation.y, score(onnx_bytes, evaluation.X), evaluation.cohort, "eval"
         else:
@@ -252,7 +254,10 @@ class Retrainer:
             data_kind=ts.data_kind, created_by=CREATED_BY, reason=job.reason, metrics=metrics,
             cohort_metrics=cohort_metrics(m_y, m_s, threshold, m_c), parent_version=incumbent,
             trigger_id=job.trigger_id, label_set_version=data.label_set_id, sources=ts.descriptions,
-            params=recorded, created=datetime.fromtimestamp(now, UTC),
+            params=recorded, created=datetime.fromtimestamp(now, UTC), weighting=data.weighting,
+            # scores -> probabilities for label-free performance estimates (`hub.training.estimate`), fitted on the
+            # rows the metrics are on: the frozen slice, never the rows the model was fitted on
+            calibration=fit_calibration(m_y, m_s, on),
         )
 
     def _random_traffic(self, n_features: int, now: float) -> np.ndarray:

@@ -138,9 +138,11 @@ def hub(tmp_path: Path) -> Iterator[Hub]:
 # --- device messages ------------------------------------------------------------------------------
 
 
-def anomaly(device: str = "pump-1", ts: float = T0, score: float = 0.9, trace_id: str | None = None) -> Anomaly:
+def anomaly(device: str = "pump-1", ts: float = T0, score: float = 0.9, trace_id: str | None = None,
+            sampled: bool = False) -> Anomaly:
     return Anomaly(device_id=device, ts=ts, trace_id=trace_id or new_id(), window_start=ts - 10, window_end=ts,
-                   score=score, threshold=0.5, decision=True, features=[0.5, 1.5, -2.0], model_version="v1")
+                   score=score, threshold=0.5, decision=True, features=[0.5, 1.5, -2.0], model_version="v1",
+                   sampled=sampled)
 
 
 def sample(

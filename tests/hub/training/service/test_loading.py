@@ -90,6 +90,34 @@ def test_sources_stay_apart_with_their_counts(small: World) -> None:
 
     no_sim = _build(small, small.label_set_id, sim_weight=0.0)
     assert no_sim.training.data_kind == "real" and len(no_sim.training.sim) == 0
+    assert no_sim.weighting is not None and no_sim.weighting.base_scale == 1.0 and no_sim.weighting.field_share == 1.0
+
+
+def test_the_field_holds_its_share_of_the_weight_and_recent_labels_count_more(small: World) -> None:
+    """30 simulated machines against 4 machines' labels: with a share of 0.5 the base set is scaled down to half the
+    weight, not the field up; with fixed weights (the default) it outweighs the field; a half-life decays older
+    labels."""
+    built = _build(small, small.label_set_id, field_min_share=0.5)
+    ts, w = built.training, built.weighting
+    assert w is not None and (w.method, w.field_min_share, w.half_life_s) == ("field_share", 0.5, None)
+    assert 0 < w.base_scale < 1 and ts.sim.weight == pytest.approx(np.full(len(ts.sim), w.base_scale))
+    assert w.field_share == pytest.approx(0.5) and w.base_total == pytest.approx(ts.sim.weight.sum(), rel=1e-6)
+    assert w.field_total == pytest.approx(ts.field.weight.sum(), rel=1e-6)
+
+    fixed = _build(small, small.label_set_id)  # the default: fixed weights
+    wf = fixed.weighting
+    assert wf is not None and (wf.method, wf.base_scale) == ("fixed", 1.0)
+    assert wf.field_share is not None and wf.field_share < 0.5  # what the share setting corrects
+    assert fixed.training.field.weight == pytest.approx(ts.field.weight)  # the field's own weights do not move
+
+    decayed = _build(small, small.label_set_id, field_half_life_s=3600.0, balance_cohorts=False)
+    flat = _build(small, small.label_set_id, balance_cohorts=False)
+    ratio = decayed.training.field.weight / flat.training.field.weight
+    ends = {p.trace_id: p.window_end for p in small.store.predictions_by_trace(flat.training.field.trace_id.tolist())}
+    age = max(ends.values()) - np.array([ends[t] for t in flat.training.field.trace_id.tolist()])
+    assert ratio == pytest.approx(0.5 ** (age / 3600.0))  # halves per hour of data time before the newest label
+    assert ratio.max() == pytest.approx(1.0) and ratio.min() < 0.25
+    assert decayed.weighting is not None and decayed.weighting.half_life_s == 3600.0
 
 
 

@@ -75,6 +75,21 @@ def test_the_manifest_records_where_the_candidate_came_from(drifted: World, drif
     assert audit[1].details["job_id"] == drift_job.id
 
 
+def test_the_manifest_records_the_weights_and_a_calibration_fitted_on_the_slice(drifted: World,
+                                                                              drift_job: TrainingJobRow) -> None:
+    m = drifted.registry.manifest(drift_job.result_version or "")
+    assert m is not None
+    w = m.training.weighting  # fixed weights (the default): 30 simulated machines outweigh 12 machines' labels
+    assert w is not None and (w.method, w.base_scale, w.base_row_weight, w.field_row_weight) == ("fixed", 1, 1, 2)
+    assert w.base_total == pytest.approx(m.training.params["n_sim"]) and w.field_share is not None
+    assert 0 < w.field_share < 0.5
+    assert w.field_total == pytest.approx(w.field_share / (1 - w.field_share) * w.base_total, rel=1e-4)
+    cal = m.calibration  # on the frozen slice, the rows the metrics are on, not the ones it was fitted on
+    assert cal is not None and cal.fitted_on == "eval" and cal.n == m.training.params["n_eval"]
+    assert cal.n_positive == round(m.metrics["n_positive"]) and cal.y == sorted(cal.y)
+    assert 0 <= cal.y[0] < cal.y[-1] <= 1
+
+
 def test_the_manual_request_is_recorded_as_a_trigger_event(drifted: World, drift_job: TrainingJobRow) -> None:
     events = [e for e in drifted.store.events(kind=TRIGGER_EVENT) if e.payload.get("job_id") == drift_job.id]
     assert len(events) == 1
