@@ -99,6 +99,11 @@ def full_hours(start: float, end: float) -> tuple[int, int]:
     return (lo, hi) if lo < hi else (lo, lo)
 
 
+def hours_before(cutoff: float) -> int:
+    """The first hour not wholly before `cutoff`: retention drops the roll-ups of the hours below it."""
+    return full_hours(float("-inf"), cutoff)[1]
+
+
 @dataclass
 class Delta:
     """What new rows add to one roll-up."""
@@ -238,5 +243,19 @@ def window_sums(start: float, end: float, raw: Callable[[float, float], Iterable
     return sums.result()
 
 
-__all__ = ["HOUR_S", "Delta", "WindowSums", "batch_deltas", "counts_blob", "flat_counts", "full_hours", "hour_deltas",
-           "hour_of", "json_row_deltas", "layout_of", "sort_key", "window_sums"]
+__all__ = [
+    "HOUR_S",
+    "Delta",
+    "WindowSums",
+    "batch_deltas",
+    "counts_blob",
+    "flat_counts",
+    "full_hours",
+    "hour_deltas",
+    "hour_of",
+    "hours_before",
+    "json_row_deltas",
+    "layout_of",
+    "sort_key",
+    "window_sums",
+]
