@@ -225,6 +225,20 @@ class WindowSums:
         return out
 
 
+_RAW_SQL = ("SELECT device_id, model_version, windows, anomalies, layout, counts, "
+            "CASE WHEN counts IS NULL THEN feature_hist END, CASE WHEN counts IS NULL THEN score_hist END "
+            "FROM stats WHERE period_end >= ? AND period_end < ?")
+_HOURLY_SQL = ("SELECT device_id, model_version, layout, rows, windows, anomalies, counts "
+               "FROM stats_hourly WHERE hour >= ? AND hour < ?")
+
+
+def read_sums(read: Callable[[str, list[Any]], Iterable[Sequence[Any]]], mark: str, start: float,
+              end: float) -> list[StatsSum]:
+    """`window_sums` through a store's `_read` (`mark`: its parameter placeholder)."""
+    return window_sums(start, end, lambda a, b: read(_RAW_SQL.replace("?", mark), [a, b]),
+                       lambda lo, hi: read(_HOURLY_SQL.replace("?", mark), [lo, hi]))
+
+
 def window_sums(start: float, end: float, raw: Callable[[float, float], Iterable[Sequence[Any]]],
                 hourly: Callable[[int, int], Iterable[Sequence[Any]]]) -> list[StatsSum]:
     """Stats whose period ends in ``[start, end)`` summed per device, version and layout: roll-ups of the whole
@@ -256,6 +270,7 @@ __all__ = [
     "hours_before",
     "json_row_deltas",
     "layout_of",
+    "read_sums",
     "sort_key",
     "window_sums",
 ]

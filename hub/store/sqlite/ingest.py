@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from hub.store.presence import Presence, applied, status_applies
-from hub.store.rollup import batch_deltas, sort_key, window_sums
+from hub.store.rollup import batch_deltas, read_sums, sort_key
 from hub.store.rows import (
     DEAD_LETTER_PAYLOAD_BYTES,
     AnnotationRow,
@@ -183,17 +183,7 @@ class IngestQueries(SqliteConnection):
         ]
 
     def stats_sums(self, start: float, end: float) -> list[StatsSum]:
-        return window_sums(start, end, self._raw_sums, self._hourly_sums)
-
-    def _raw_sums(self, start: float, end: float) -> list[Any]:
-        return self._read(
-            "SELECT device_id, model_version, windows, anomalies, layout, counts, "
-            "CASE WHEN counts IS NULL THEN feature_hist END, CASE WHEN counts IS NULL THEN score_hist END "
-            "FROM stats WHERE period_end >= ? AND period_end < ?", [start, end])
-
-    def _hourly_sums(self, lo: int, hi: int) -> list[Any]:
-        return self._read("SELECT device_id, model_version, layout, rows, windows, anomalies, counts "
-                          "FROM stats_hourly WHERE hour >= ? AND hour < ?", [lo, hi])
+        return read_sums(self._read, "?", start, end)
 
     def annotations(
         self,

@@ -3,9 +3,7 @@ same sketches, same reports, same skipped rows, over a day with ragged ends, red
 
 from __future__ import annotations
 
-import shutil
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,31 +16,11 @@ from hub.drift.service import DriftService, cohort_map
 from hub.registry.references import ReferenceLibrary
 from hub.store import IngestRecord
 from hub.store.sqlite import SqliteHubStore
-from shared.manifest import MANIFEST_FILE, ModelManifest, load_manifest
+from shared.manifest import ModelManifest
 from shared.wire import replace
 from tests.hub.drift.test_service import SHIFTED, SITES, T0, draw_stats, status
 
 DAY_S = 86_400.0
-
-
-@pytest.fixture
-def models_dir(tmp_path: Path, initial_model_dir: Path) -> Path:
-    root = tmp_path / "models"
-    (root / "v1").mkdir(parents=True)
-    shutil.copy(initial_model_dir / MANIFEST_FILE, root / "v1" / MANIFEST_FILE)
-    return root
-
-
-@pytest.fixture
-def manifest(models_dir: Path) -> ModelManifest:
-    return load_manifest((models_dir / "v1" / MANIFEST_FILE).read_bytes())
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqliteHubStore]:
-    s = SqliteHubStore(tmp_path / "hub.db")
-    yield s
-    s.close()
 
 
 def a_day(store: SqliteHubStore, manifest: ModelManifest, seed: int) -> None:
