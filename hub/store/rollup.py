@@ -189,24 +189,27 @@ class WindowSums:
     def add_hourly(self, rows: Iterable[Sequence[Any]]) -> None:
         """Roll-up rows: (device, version, layout, rows, windows, anomalies, int64 counts blob)."""
         for device, version, layout, n, windows, anomalies, blob in rows:
-            acc = self._get((device, version, layout))
+            acc = self._acc.get((device, version, layout)) or self._get((device, version, layout))
             acc.rows += n
             acc.windows += windows
             acc.anomalies += anomalies
-            acc.blobs.setdefault(8, []).append(bytes(blob))
+            acc.blobs.setdefault(8, []).append(blob)
 
     def add_raw(self, rows: Iterable[Sequence[Any]]) -> None:
         """Raw stats rows: (device, version, windows, anomalies, layout, counts blob, feature JSON, score JSON); the
         JSON only where the blob is NULL (a row stored before blobs existed)."""
+        widths: dict[str, int] = {}
         for device, version, windows, anomalies, layout, blob, feature_json, score_json in rows:
             if blob is None:
                 feature, score = json.loads(feature_json), json.loads(score_json)
                 acc = self._get((device, version, layout_of(feature, score)))
                 acc.arrays.append(flat_counts(feature, score))
             else:
-                acc = self._get((device, version, layout))
-                size = item_size(blob, layout_width(layout))
-                acc.blobs.setdefault(size, []).append(bytes(blob))
+                acc = self._acc.get((device, version, layout)) or self._get((device, version, layout))
+                width = widths.get(layout)
+                if width is None:
+                    width = widths[layout] = layout_width(layout)
+                acc.blobs.setdefault(item_size(blob, width), []).append(blob)
             acc.rows += 1
             acc.windows += windows
             acc.anomalies += anomalies
@@ -218,7 +221,8 @@ class WindowSums:
             width = layout_width(layout)
             total = np.zeros(width, np.int64)
             for size, blobs in acc.blobs.items():
-                total += np.frombuffer(b"".join(blobs), f"<i{size}").reshape(-1, width).sum(axis=0, dtype=np.int64)
+                joined = np.frombuffer(b"".join(map(bytes, blobs)), f"<i{size}")
+                total += joined.reshape(-1, width).sum(axis=0, dtype=np.int64)
             for arr in acc.arrays:
                 total += arr
             out.append(StatsSum(device, version, layout, acc.rows, acc.windows, acc.anomalies, total))
