@@ -7,7 +7,6 @@ drift job and the reference it takes from the fleet both read the store in slice
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -15,7 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from hub.drift.sketch import Sketch
-from hub.store.rows import StatsRow
+from hub.store.rows import StatsRow, StatsSum
 from shared.manifest import ModelManifest
 from shared.messages import Stats
 
@@ -29,11 +28,12 @@ class Skipped:
     reason: str
 
 class StatsFold:
-    """Running per-device sums of one model version's stats rows, over its manifest's bins.
+    """Running per-device sums of one model version's stats, over its manifest's bins.
 
-    `add` checks each row's shape against the manifest (a row of another shape is counted and skipped)
-    and adds its counts; `sketches` turns each device's sum into a `Sketch` through `Sketch.from_stats`.
-    Summing first and building one sketch per device is the cheap way to merge a day of per-minute stats.
+    `add` takes one stats row, `add_sum` rows the store summed already (`IngestStore.stats_sums`); both check the
+    shape against the manifest (counts of another shape are counted and skipped) and add the counts. `sketches`
+    turns each device's sum into a `Sketch` through `Sketch.from_stats`. Summing first and building one sketch
+    per device is the cheap way to merge a day of per-minute stats; integer sums do not depend on the order.
     """
 
     def __init__(self, manifest: ModelManifest) -> None:
@@ -44,27 +44,44 @@ class StatsFold:
         self._width = sum(self.bins)
         self._sums: dict[str, _DeviceSum] = {}
         self._bad = 0
-        self._bad_example: StatsRow | None = None
+        self._bad_example: tuple[str, list[int], int] | None = None  # device, feature bins, score bins
         self.rows = 0
 
     def add(self, row: StatsRow) -> None:
-        self.rows += 1
-        if len(row.score_hist) != self.score_bins or [len(h) for h in row.feature_hist] != self.bins:
-            self._bad += 1
-            self._bad_example = self._bad_example or row
+        bins, score_bins = [len(h) for h in row.feature_hist], len(row.score_hist)
+        if not self._fits(row.device_id, bins, score_bins, 1):
             return
-        total = self._sums.get(row.device_id)
+        flat = np.fromiter(itertools.chain(itertools.chain.from_iterable(row.feature_hist), row.score_hist),
+                           np.int64, self._width + self.score_bins)
+        self._sum(row.device_id, row.model_version).add(1, row.windows, row.anomalies, flat)
+
+    def add_sum(self, summed: StatsSum) -> None:
+        """Rows of one device and layout already summed (`summed.counts`: feature bins, then score bins)."""
+        bins, score_bins = summed.bins
+        if self._fits(summed.device_id, bins, score_bins, summed.rows):
+            self._sum(summed.device_id, summed.model_version).add(summed.rows, summed.windows, summed.anomalies,
+                                                                  summed.counts)
+
+    def _fits(self, device: str, bins: list[int], score_bins: int, rows: int) -> bool:
+        self.rows += rows
+        if score_bins == self.score_bins and bins == self.bins:
+            return True
+        self._bad += rows
+        self._bad_example = self._bad_example or (device, bins, score_bins)
+        return False
+
+    def _sum(self, device: str, version: str | None) -> _DeviceSum:
+        total = self._sums.get(device)
         if total is None:
-            total = self._sums[row.device_id] = _DeviceSum(row, np.zeros(self._width, np.int64),
-                                                           np.zeros(self.score_bins, np.int64))
-        total.add(row, np.fromiter(itertools.chain.from_iterable(row.feature_hist), np.int64, self._width))
+            total = self._sums[device] = _DeviceSum(device, version, np.zeros(self._width + self.score_bins, np.int64))
+        return total
 
     def sketches(self) -> tuple[dict[str, Sketch], list[Skipped]]:
         """Device id → its merged sketch, and what was skipped (summarised, with the first reason)."""
         version = self.manifest.version
         skipped = []
         if self._bad_example is not None:
-            reason = f"bins do not match the manifest, e.g. {self._why(self._bad_example)}"
+            reason = f"bins do not match the manifest, e.g. {self._why(*self._bad_example)}"
             skipped.append(Skipped(version, self._bad, reason))
         offsets = list(itertools.accumulate(self.bins, initial=0))
         out: dict[str, Sketch] = {}
@@ -75,51 +92,41 @@ class StatsFold:
                 skipped.append(Skipped(version, total.rows, f"device {device}: {exc}"))
         return out, skipped
 
-    def _why(self, row: StatsRow) -> str:
-        """What `Sketch.from_stats` says about a row of the wrong shape."""
-        bins = [len(h) for h in row.feature_hist]
-        flat = np.fromiter(itertools.chain.from_iterable(row.feature_hist), np.int64, sum(bins))
-        example = _DeviceSum(row, flat, np.asarray(row.score_hist, dtype=np.int64))
+    def _why(self, device: str, bins: list[int], score_bins: int) -> str:
+        """What `Sketch.from_stats` says about counts of the wrong shape."""
+        example = _DeviceSum(device, self.manifest.version, np.zeros(sum(bins) + score_bins, np.int64))
         try:
             Sketch.from_stats(example.stats(list(itertools.accumulate(bins, initial=0))), self.manifest.reference)
         except ValueError as exc:
             return str(exc)
-        return "unknown"  # pragma: no cover - only rows that failed the shape check get here
+        return "unknown"  # pragma: no cover - only counts that failed the shape check get here
 
 
 @dataclass
 class _DeviceSum:
-    """One device's counts so far (feature bins flattened), started from its first row."""
+    """One device's counts so far: feature bins flattened, then the score bins."""
 
-    first: StatsRow
-    feature: NDArray[np.int64]
-    score: NDArray[np.int64]
+    device_id: str
+    model_version: str | None
+    counts: NDArray[np.int64]
     rows: int = 0
     windows: int = 0
     anomalies: int = 0
-    period_start: float = math.inf
-    period_end: float = -math.inf
 
-    def add(self, row: StatsRow, flat: NDArray[np.int64]) -> None:
-        self.feature += flat
-        self.score += np.asarray(row.score_hist, dtype=np.int64)
-        self.rows += 1
-        self.windows += row.windows
-        self.anomalies += row.anomalies
-        self.period_start = min(self.period_start, row.period_start)
-        self.period_end = max(self.period_end, row.period_end)
+    def add(self, rows: int, windows: int, anomalies: int, counts: NDArray[np.int64]) -> None:
+        self.counts += counts
+        self.rows += rows
+        self.windows += windows
+        self.anomalies += anomalies
 
     def stats(self, offsets: Sequence[int]) -> Stats:
         """The sum as a Stats message with the fields a sketch reads (the store validated every row)."""
-        counts = self.feature.tolist()
-        r = self.first
-        # a sum nothing was added to yet (`StatsFold._why`) spans its first row's period, not (inf, -inf)
-        start, end = (self.period_start, self.period_end) if self.rows else (r.period_start, r.period_end)
+        counts = self.counts.tolist()
         return Stats(
-            schema_version=1, msg_id=r.msg_id, device_id=r.device_id, ts=r.ts, model_version=r.model_version,
-            period_start=start, period_end=end, windows=self.windows,
-            anomalies=self.anomalies, samples=0, bad_readings=0, bad_rows=0, inference_errors=0, nan_scores=0,
-            feature_hist=[counts[a:b] for a, b in itertools.pairwise(offsets)], score_hist=self.score.tolist(),
+            device_id=self.device_id, ts=0.0, model_version=self.model_version, period_start=0.0, period_end=0.0,
+            windows=self.windows, anomalies=self.anomalies, samples=0, bad_readings=0, bad_rows=0,
+            inference_errors=0, nan_scores=0, feature_hist=[counts[a:b] for a, b in itertools.pairwise(offsets)],
+            score_hist=counts[offsets[-1]:],
         )  # fmt: skip
 
 

@@ -46,6 +46,7 @@ from hub.store.rows import (
     SequenceUpdate,
     StageStatsRow,
     StatsRow,
+    StatsSum,
     StoreCounts,
     TrainingJobRow,
 )
@@ -104,6 +105,11 @@ class IngestStore(Protocol):
 
     def stats_between(self, start: float, end: float, device_ids: Sequence[str] | None = None) -> list[StatsRow]:
         """Stats whose period ends in ``[start, end)``, oldest first."""
+        ...
+
+    def stats_sums(self, start: float, end: float) -> list[StatsSum]:
+        """Stats whose period ends in ``[start, end)`` summed per device, model version and histogram layout
+        (read from hourly roll-ups where the window covers whole hours: `hub.store.rollup`); by device, version."""
         ...
 
     def annotations(

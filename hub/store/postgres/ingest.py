@@ -27,6 +27,7 @@ from hub.store.postgres.common import (
 )
 from hub.store.postgres.connection import PostgresConnection, lock
 from hub.store.presence import Presence, applied, status_applies
+from hub.store.rollup import batch_deltas, read_sums, sort_key
 from hub.store.rows import (
     DEAD_LETTER_PAYLOAD_BYTES,
     AnnotationRow,
@@ -38,6 +39,7 @@ from hub.store.rows import (
     PredictionKind,
     PredictionRow,
     StatsRow,
+    StatsSum,
     StoreCounts,
 )
 from hub.store.sqlite.batch import BatchRows, batch_rows, ingest_result
@@ -60,7 +62,18 @@ _PREDICTION_SQL = (
 _STATS_SQL = (
     "INSERT INTO stats (msg_id, device_id, ts, received_at, model_version, period_start, period_end, "
     "windows, anomalies, samples, bad_readings, bad_rows, inference_errors, nan_scores, feature_hist, score_hist, "
-    f"latency_p50_ms, latency_p99_ms) {_values(18)} ON CONFLICT (msg_id) DO NOTHING"
+    f"latency_p50_ms, latency_p99_ms, layout, counts) {_values(20)} ON CONFLICT (msg_id) DO NOTHING RETURNING msg_id"
+)
+_HOURLY_KEY = "device_id, model_version, layout, hour"
+_HOURLY_INSERT_SQL = (
+    f"INSERT INTO stats_hourly ({_HOURLY_KEY}, rows, windows, anomalies, counts) {_values(8)} "
+    f"ON CONFLICT ({_HOURLY_KEY}) DO NOTHING RETURNING {_HOURLY_KEY}"
+)
+_HOURLY_HELD_SQL = (
+    "SELECT h.id, h.device_id, h.model_version, h.layout, h.hour, h.rows, h.windows, h.anomalies, h.counts "
+    "FROM stats_hourly h JOIN unnest(%s::text[], %s::text[], %s::text[], %s::bigint[]) AS k(d, v, l, hr) "
+    "ON h.device_id = k.d AND h.model_version IS NOT DISTINCT FROM k.v AND h.layout = k.l AND h.hour = k.hr "
+    "ORDER BY h.device_id, h.model_version, h.layout, h.hour FOR UPDATE OF h"
 )
 _ANNOTATION_SQL = (
     f"INSERT INTO annotations ({ANNOTATION_COLUMNS}) {_values(15)} ON CONFLICT (annotation_id) DO NOTHING"
@@ -91,10 +104,18 @@ def write_rows(conn: psycopg.Connection[Any], rows: BatchRows) -> tuple[dict[str
     stored: dict[str, int] = {}
     duplicates: dict[str, int] = {}
     with conn.cursor() as cur:
+        if rows.stats:  # RETURNING says which rows were new: only those go into the roll-ups
+            ordered = sorted(rows.stats, key=itemgetter(0))
+            returned = {r[0] for r in _returned(cur, _STATS_SQL, ordered)}
+            first: dict[str, tuple[Any, ...]] = {}
+            for r in ordered:
+                first.setdefault(r[0], r)  # a msg_id twice in one batch: its first row is the one stored
+            new = [r for msg_id, r in first.items() if msg_id in returned]
+            stored["stats"], duplicates["stats"] = len(new), len(rows.stats) - len(new)
+            _roll_up(cur, new)
         for kind, sql, table_rows in (
             ("anomaly", _PREDICTION_SQL, rows.anomalies),
             ("sample", _PREDICTION_SQL, rows.samples),
-            ("stats", _STATS_SQL, rows.stats),
             ("annotation", _ANNOTATION_SQL, rows.annotations),
             ("model_event", _MODEL_EVENT_SQL, rows.model_events),
             ("window", STORE_WINDOW.format(p="%s"), rows.windows),
@@ -106,6 +127,32 @@ def write_rows(conn: psycopg.Connection[Any], rows: BatchRows) -> tuple[dict[str
         if rows.seen:
             cur.executemany(_SEEN_SQL, [(d, at, at, ts) for d, (at, ts) in sorted(rows.seen.items())])
     return stored, duplicates, sum(_apply_status(conn, r) for r in rows.statuses)
+
+
+def _returned(cur: psycopg.Cursor[Any], sql: str, rows: Sequence[tuple[Any, ...]]) -> list[Any]:
+    """What an ``executemany`` of a ``RETURNING`` statement returned, over all its rows (pipelined)."""
+    cur.executemany(sql, rows, returning=True)
+    out: list[Any] = []
+    while True:
+        out.extend(cur.fetchall())
+        if not cur.nextset():
+            return out
+
+
+def _roll_up(cur: psycopg.Cursor[Any], new_stats: list[tuple[Any, ...]]) -> None:
+    """Add new stats rows to their hourly roll-ups: new roll-ups are inserted, held ones locked (in one key order,
+    so two workers wait for each other, never deadlock), added to and written back."""
+    deltas = dict(sorted(batch_deltas(new_stats).items(), key=lambda kv: sort_key(kv[0])))
+    if not deltas:
+        return
+    inserted = {tuple(r) for r in _returned(cur, _HOURLY_INSERT_SQL, [
+        (*key, d.rows, d.windows, d.anomalies, d.blob()) for key, d in deltas.items()])}
+    rest = [key for key in deltas if key not in inserted]
+    if not rest:
+        return
+    held = cur.execute(_HOURLY_HELD_SQL, [list(col) for col in zip(*rest, strict=True)]).fetchall()
+    cur.executemany("UPDATE stats_hourly SET rows = %s, windows = %s, anomalies = %s, counts = %s WHERE id = %s",
+                    [(*deltas[(r[1], r[2], r[3], r[4])].merged(r[5], r[6], r[7], r[8]), r[0]) for r in held])
 
 
 class IngestQueries(PostgresConnection):
@@ -180,6 +227,9 @@ class IngestQueries(PostgresConnection):
             f"latency_p50_ms, latency_p99_ms FROM stats WHERE {' AND '.join(where)} ORDER BY period_end, msg_id",
             params)
         return [StatsRow(*decoded(r, _14=json.loads, _15=json.loads)) for r in rows]
+
+    def stats_sums(self, start: float, end: float) -> list[StatsSum]:
+        return read_sums(self._read, "%s", start, end)
 
     def annotations(
         self,

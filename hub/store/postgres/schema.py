@@ -11,14 +11,19 @@ SQLite's rowid keys ``BIGINT`` identities. ``predictions.seq`` is the commit ord
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import Any
 
 import psycopg
 
 from hub.store.postgres.connection import lock
+from hub.store.rollup import json_row_deltas
 
 MIGRATIONS_TABLE = "fleetloop_migrations"
 
-MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+Step = str | Callable[[psycopg.Connection[Any]], None]  # a statement, or Python run in the migration's transaction
+
+MIGRATIONS: tuple[tuple[str, tuple[Step, ...]], ...] = (
     ("m001_initial", (
         """CREATE TABLE predictions (
             trace_id TEXT PRIMARY KEY,
@@ -369,7 +374,39 @@ MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "CREATE INDEX raw_windows_due ON raw_windows (state, asked_ts)",
         "CREATE INDEX raw_windows_requested ON raw_windows (requested_ts)",
     )),
+    ("m012_stats_rollup", (
+        "ALTER TABLE stats ADD COLUMN layout TEXT",
+        "ALTER TABLE stats ADD COLUMN counts BYTEA",
+        """CREATE TABLE stats_hourly (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            device_id TEXT NOT NULL,
+            model_version TEXT,
+            layout TEXT NOT NULL,
+            hour BIGINT NOT NULL,
+            rows BIGINT NOT NULL,
+            windows BIGINT NOT NULL,
+            anomalies BIGINT NOT NULL,
+            counts BYTEA NOT NULL
+        )""",
+        "CREATE UNIQUE INDEX stats_hourly_key ON stats_hourly (device_id, model_version, layout, hour) "
+        "NULLS NOT DISTINCT",
+        "CREATE INDEX stats_hourly_hour ON stats_hourly (hour)",
+        lambda conn: _backfill_rollups(conn),
+    )),
 )
+
+
+def _backfill_rollups(conn: psycopg.Connection[Any]) -> None:
+    """The hourly roll-ups of the stats stored before m012 (`hub.store.rollup`)."""
+    with conn.cursor(name="m012_stats") as old:
+        old.execute("SELECT device_id, model_version, period_end, windows, anomalies, feature_hist, score_hist "
+                    "FROM stats")
+        deltas = json_row_deltas(old)
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO stats_hourly (device_id, model_version, layout, hour, rows, windows, anomalies, counts) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            [(*key, d.rows, d.windows, d.anomalies, d.blob()) for key, d in deltas.items()])
 
 
 def migrate(conn: psycopg.Connection[object]) -> list[str]:
@@ -385,7 +422,10 @@ def migrate(conn: psycopg.Connection[object]) -> list[str]:
                 continue
             with conn.transaction():  # a savepoint: one migration's statements and its record stand together
                 for statement in statements:
-                    conn.execute(statement)
+                    if callable(statement):
+                        statement(conn)
+                    else:
+                        conn.execute(statement)
                 conn.execute(f"INSERT INTO {MIGRATIONS_TABLE} (name, applied_at) VALUES (%s, %s)", (name, time.time()))
             applied.append(name)
     return applied

@@ -43,7 +43,9 @@ from hub.store.rows.ingest import (
     PredictionRow,
     Rejected,
     StatsRow,
+    StatsSum,
     StoreCounts,
+    layout_bins,
 )
 from hub.store.rows.labels import (
     ExclusionRow,
@@ -118,6 +120,8 @@ __all__ = [
     "SequenceUpdate",
     "StageStatsRow",
     "StatsRow",
+    "StatsSum",
     "StoreCounts",
     "TrainingJobRow",
+    "layout_bins",
 ]

@@ -6,6 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
+import numpy as np
+from numpy.typing import NDArray
+
 from shared.messages import Annotation, Anomaly, ModelEvent, RawWindow, Sample, Stats, Status
 
 DeviceMessage: TypeAlias = Status | Anomaly | Sample | Stats | Annotation | ModelEvent | RawWindow
@@ -154,6 +157,34 @@ class StatsRow:
     score_hist: list[int]
     latency_p50_ms: float | None
     latency_p99_ms: float | None
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class StatsSum:
+    """Stats rows of one device, model version and histogram layout summed (`IngestStore.stats_sums`).
+
+    `layout` is each feature's bin count then the score's (``"10,10;11"``, `hub.store.rollup.layout_of`);
+    `counts` the summed bins: every feature's flattened, then the score's.
+    """
+
+    device_id: str
+    model_version: str | None
+    layout: str
+    rows: int
+    windows: int
+    anomalies: int
+    counts: NDArray[np.int64]
+
+    @property
+    def bins(self) -> tuple[list[int], int]:
+        """Each feature's bin count and the score's."""
+        return layout_bins(self.layout)
+
+
+def layout_bins(layout: str) -> tuple[list[int], int]:
+    """Each feature's bin count and the score's, from a layout string (``"3,2;2"``)."""
+    features, score = layout.split(";")
+    return ([int(n) for n in features.split(",")] if features else []), int(score)
 
 
 @dataclass(frozen=True, slots=True)

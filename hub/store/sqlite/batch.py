@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from hub.store.rollup import counts_blob, layout_of
 from hub.store.rows import IngestRecord, IngestResult, Rejected
 from shared.messages import Annotation, Anomaly, ModelEvent, RawWindow, Sample, Stats, Status
 
@@ -75,6 +76,7 @@ def batch_rows(records: Sequence[IngestRecord]) -> BatchRows:
                 m.msg_id, m.device_id, m.ts, at, m.model_version, m.period_start, m.period_end, m.windows,
                 m.anomalies, m.samples, m.bad_readings, m.bad_rows, m.inference_errors, m.nan_scores,
                 json.dumps(m.feature_hist), json.dumps(m.score_hist), m.latency_p50_ms, m.latency_p99_ms,
+                layout_of(m.feature_hist, m.score_hist), counts_blob(m.feature_hist, m.score_hist),
             ))
         elif isinstance(m, Annotation):
             out.annotations.append((

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from hub.store.presence import Presence, applied, status_applies
+from hub.store.rollup import batch_deltas, read_sums, sort_key
 from hub.store.rows import (
     DEAD_LETTER_PAYLOAD_BYTES,
     AnnotationRow,
@@ -23,6 +24,7 @@ from hub.store.rows import (
     PredictionKind,
     PredictionRow,
     StatsRow,
+    StatsSum,
     StoreCounts,
 )
 from hub.store.sqlite.batch import BatchRows, batch_rows, ingest_result
@@ -39,7 +41,7 @@ _PREDICTION_SQL = (
 _STATS_SQL = (
     "INSERT OR IGNORE INTO stats (msg_id, device_id, ts, received_at, model_version, period_start, period_end, "
     "windows, anomalies, samples, bad_readings, bad_rows, inference_errors, nan_scores, feature_hist, score_hist, "
-    "latency_p50_ms, latency_p99_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    f"latency_p50_ms, latency_p99_ms, layout, counts) VALUES ({', '.join('?' * 20)})"
 )
 _ANNOTATION_SQL = (
     "INSERT OR IGNORE INTO annotations (annotation_id, msg_id, device_id, ts, received_at, model_version, trace_id, "
@@ -69,10 +71,13 @@ def write_rows(conn: sqlite3.Connection, rows: BatchRows) -> tuple[dict[str, int
     """
     stored: dict[str, int] = {}
     duplicates: dict[str, int] = {}
+    if rows.stats:  # row by row: the roll-ups take only the rows that were new
+        new = [row for row in rows.stats if conn.execute(_STATS_SQL, row).rowcount]
+        stored["stats"], duplicates["stats"] = len(new), len(rows.stats) - len(new)
+        _roll_up(conn, new)
     for kind, sql, table_rows in (
         ("anomaly", _PREDICTION_SQL, rows.anomalies),
         ("sample", _PREDICTION_SQL, rows.samples),
-        ("stats", _STATS_SQL, rows.stats),
         ("annotation", _ANNOTATION_SQL, rows.annotations),
         ("model_event", _MODEL_EVENT_SQL, rows.model_events),
         ("window", STORE_WINDOW.format(p="?"), rows.windows),
@@ -84,6 +89,21 @@ def write_rows(conn: sqlite3.Connection, rows: BatchRows) -> tuple[dict[str, int
     if rows.seen:
         conn.executemany(_SEEN_SQL, [(d, at, at, ts) for d, (at, ts) in rows.seen.items()])
     return stored, duplicates, sum(_apply_status(conn, r) for r in rows.statuses)
+
+
+def _roll_up(conn: sqlite3.Connection, new_stats: list[tuple[Any, ...]]) -> None:
+    """Add new stats rows to their hourly roll-ups (read, add, write: SQLite has one writer at a time)."""
+    for key, delta in sorted(batch_deltas(new_stats).items(), key=lambda kv: sort_key(kv[0])):
+        device, version, layout, hour = key
+        held = conn.execute("SELECT id, rows, windows, anomalies, counts FROM stats_hourly WHERE device_id = ? "
+                            "AND model_version IS ? AND layout = ? AND hour = ?", key).fetchone()
+        if held is None:
+            conn.execute("INSERT INTO stats_hourly (device_id, model_version, layout, hour, rows, windows, anomalies, "
+                         "counts) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                         (device, version, layout, hour, delta.rows, delta.windows, delta.anomalies, delta.blob()))
+        else:
+            conn.execute("UPDATE stats_hourly SET rows = ?, windows = ?, anomalies = ?, counts = ? WHERE id = ?",
+                         (*delta.merged(held[1], held[2], held[3], held[4]), held[0]))
 
 
 class IngestQueries(SqliteConnection):
@@ -163,6 +183,9 @@ class IngestQueries(SqliteConnection):
             )
             for r in rows
         ]
+
+    def stats_sums(self, start: float, end: float) -> list[StatsSum]:
+        return read_sums(self._read, "?", start, end)
 
     def annotations(
         self,

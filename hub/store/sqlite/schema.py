@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from sqlite_utils import Database, Migrations
 
+from hub.store.rollup import json_row_deltas
+
 migrations = Migrations("fleetloop.hub")
 
 
@@ -451,3 +453,33 @@ def m011_raw_windows(db: Database) -> None:
     )
     db.execute("CREATE INDEX raw_windows_due ON raw_windows (state, asked_ts)")
     db.execute("CREATE INDEX raw_windows_requested ON raw_windows (requested_ts)")
+
+
+@migrations()
+def m012_stats_rollup(db: Database) -> None:
+    # Drift reads at fleet scale (hub.store.rollup): each stats row's counts as one integer blob with its layout
+    # (rows stored before keep NULL there and are read from their JSON), and per-device hourly roll-ups of the
+    # counts, summed as rows arrive; the roll-ups of the rows already stored are built here.
+    db.execute("ALTER TABLE stats ADD COLUMN layout TEXT")
+    db.execute("ALTER TABLE stats ADD COLUMN counts BLOB")
+    db.execute(
+        """CREATE TABLE stats_hourly (
+            id INTEGER PRIMARY KEY,
+            device_id TEXT NOT NULL,
+            model_version TEXT,
+            layout TEXT NOT NULL,
+            hour INTEGER NOT NULL,
+            rows INTEGER NOT NULL,
+            windows INTEGER NOT NULL,
+            anomalies INTEGER NOT NULL,
+            counts BLOB NOT NULL
+        )"""
+    )
+    db.execute("CREATE UNIQUE INDEX stats_hourly_key ON stats_hourly (device_id, model_version, layout, hour)")
+    db.execute("CREATE INDEX stats_hourly_hour ON stats_hourly (hour)")
+    old = db.execute("SELECT device_id, model_version, period_end, windows, anomalies, feature_hist, score_hist "
+                     "FROM stats")
+    db.conn.executemany(
+        "INSERT INTO stats_hourly (device_id, model_version, layout, hour, rows, windows, anomalies, counts) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [(*key, d.rows, d.windows, d.anomalies, d.blob()) for key, d in json_row_deltas(old).items()])

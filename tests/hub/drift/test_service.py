@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import doctest
 import logging
-import shutil
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ from hub.registry.references import ReferenceLibrary
 from hub.store import DRIFT_EVENT, Device, IngestRecord
 from hub.store.sqlite import SqliteHubStore
 from shared.codec import encode
-from shared.manifest import MANIFEST_FILE, ModelManifest, Reference, dump_manifest, load_manifest
+from shared.manifest import MANIFEST_FILE, ModelManifest, Reference, dump_manifest
 from shared.messages import Stats, Status
 from shared.topics import Kind, Topics
 from shared.wire import replace
@@ -111,28 +110,7 @@ def by_scope(reports: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 SCOPES = ["fleet@v1", "cohort:site-a/pump@v1", "cohort:site-b/fan@v1", *(f"device:dev-{i}@v1" for i in range(6))]
 
 
-# -- fixtures --------------------------------------------------------------------------------------
-@pytest.fixture
-def models_dir(tmp_path: Path, initial_model_dir: Path) -> Path:
-    """A models directory of this test's own, holding the real initial version's manifest as ``v1``."""
-    root = tmp_path / "models"
-    (root / "v1").mkdir(parents=True)
-    shutil.copy(initial_model_dir / MANIFEST_FILE, root / "v1" / MANIFEST_FILE)
-    return root
-
-
-@pytest.fixture
-def manifest(models_dir: Path) -> ModelManifest:
-    return load_manifest((models_dir / "v1" / MANIFEST_FILE).read_bytes())
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqliteHubStore]:
-    s = SqliteHubStore(tmp_path / "hub.db")
-    yield s
-    s.close()
-
-
+# -- fixtures: models_dir, manifest, store (tests/hub/drift/conftest.py) ----------------------------
 def service(store: SqliteHubStore, models_dir: Path, metrics: HubMetrics | None = None, **kw: Any) -> DriftService:
     return DriftService(store, ReferenceLibrary(models_dir), DriftSettings(window_s=WINDOW_S, **kw), metrics=metrics)
 

@@ -1,0 +1,83 @@
+"""Stats summed for drift (`stats_sums`): hourly roll-ups and raw ends give what summing the rows gives, on both
+backends; a redelivery is rolled up once; retention drops the roll-ups of the hours it pruned."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+import pytest
+
+from hub.store.ports import HubStore
+from hub.store.retention import Cutoffs
+from hub.store.rollup import HOUR_S, flat_counts, full_hours, hour_of, layout_of
+from tests.hub.store.messages import rec, stats
+
+H0 = 472_222 * HOUR_S  # an hour boundary near T0
+
+
+def row_sums(store: HubStore, start: float, end: float) -> dict[tuple[Any, ...], tuple[Any, ...]]:
+    """What `stats_sums` must give: the rows of `stats_between` summed by hand."""
+    out: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, 0, 0, 0])
+    for r in store.stats_between(start, end):
+        acc = out[(r.device_id, r.model_version, layout_of(r.feature_hist, r.score_hist))]
+        acc[0] += 1
+        acc[1] += r.windows
+        acc[2] += r.anomalies
+        acc[3] = acc[3] + flat_counts(r.feature_hist, r.score_hist)
+    return {k: (v[0], v[1], v[2], tuple(v[3].tolist())) for k, v in out.items()}
+
+
+def summed(store: HubStore, start: float, end: float) -> dict[tuple[Any, ...], tuple[Any, ...]]:
+    return {(s.device_id, s.model_version, s.layout): (s.rows, s.windows, s.anomalies, tuple(s.counts.tolist()))
+            for s in store.stats_sums(start, end)}
+
+
+def fill(store: HubStore) -> None:
+    rng = np.random.default_rng(4)
+    msgs = []
+    for i, end in enumerate(H0 + rng.uniform(-3 * HOUR_S, 3 * HOUR_S, size=60)):
+        hist = [rng.integers(0, 50, 3).tolist(), rng.integers(0, 50, 2).tolist()]
+        msgs.append(stats(f"dev-{i % 3}", float(end), model_version=None if i % 7 == 0 else "v1",
+                          windows=int(rng.integers(1, 99)), feature_hist=hist, score_hist=[i, 2**40]))
+    msgs += [stats("dev-1", H0, model_version="v1"), stats("dev-1", H0 - 1e-6, model_version="v1"),
+             stats("dev-2", H0 + 10, model_version="v1", feature_hist=[[1, 2], [3, 4]])]  # another layout
+    records = [rec(m) for m in msgs]
+    assert store.ingest_batch([*records, records[0]]).duplicates == {"stats": 1}
+    assert store.ingest_batch(records[:20]).duplicates == {"stats": 20}
+
+
+@pytest.mark.parametrize("start, end", [(H0 - 3 * HOUR_S, H0 + 3 * HOUR_S), (H0 - 9000.5, H0 + 4000.25),
+                                        (H0 - 100, H0 + 100), (H0, H0 + HOUR_S), (H0 - 1e-6, H0), (H0, H0)])
+def test_sums_are_the_sums_of_the_rows(store: HubStore, start: float, end: float) -> None:
+    fill(store)
+    want = row_sums(store, start, end)
+    assert summed(store, start, end) == want
+    assert (start == end) == (not want)
+
+
+def test_rows_without_a_counts_blob_are_read_from_their_json(store: HubStore) -> None:
+    """Rows stored before m012 keep NULL counts: the window's raw ends decode their JSON instead."""
+    fill(store)
+    want = row_sums(store, H0 - 9000.5, H0 + 4000.25)
+    with store._write() as conn:  # type: ignore[attr-defined]
+        conn.execute("UPDATE stats SET layout = NULL, counts = NULL")
+    assert summed(store, H0 - 9000.5, H0 + 4000.25) == want
+
+
+def test_retention_drops_the_roll_ups_of_the_hours_it_pruned(store: HubStore) -> None:
+    fill(store)
+    keep = H0 - HOUR_S
+    store.prune(Cutoffs(dead_letters=0, events=0, drift_reports=0, stats=keep, samples=0),
+                dead_letters_max_rows=100, dead_letters_max_bytes=10**6)
+    assert summed(store, H0 - 4 * HOUR_S, H0 + 4 * HOUR_S) == row_sums(store, keep, H0 + 4 * HOUR_S)
+
+
+def test_hours_are_exact_at_their_boundaries() -> None:
+    assert hour_of(H0) == 472_222 and hour_of(math.nextafter(H0, -math.inf)) == 472_221
+    assert hour_of(1e300) is None and hour_of(-0.5) == -1
+    assert full_hours(H0 - 1, H0 + 2 * HOUR_S) == (472_222, 472_224)
+    assert full_hours(H0 + 1, H0 + HOUR_S) == (472_223, 472_223)  # none
+    assert full_hours(-math.inf, math.inf) == (-(2**40), 2**40)
