@@ -38,6 +38,14 @@ class PostgresHubStore(
         super().__init__(url, min_size=min_size, max_size=max_size, timeout_s=timeout_s)
         try:
             with self._pool.connection() as conn:
+                row = conn.execute("SHOW server_encoding").fetchone()
+                encoding = row[0].decode() if row and isinstance(row[0], bytes) else str(row[0] if row else "?")
+                if encoding != "UTF8":
+                    self.close()
+                    raise StoreError(
+                        f"hub database {redacted(url)} is encoded {encoding!r}, not UTF8 "
+                        "(text would come back as bytes): create it with `createdb -E UTF8 -T template0 …` (initdb "
+                        "under a UTF-8 locale does it, as the official postgres image does)")
                 migrate(conn)
         except psycopg.Error as exc:
             self.close()

@@ -6,10 +6,12 @@ from __future__ import annotations
 import threading
 
 import psycopg
+import pytest
 
 from hub.store.postgres import PostgresHubStore, schema
 from hub.store.rows import IngestRecord
 from hub.store.sqlite.schema import migrations as sqlite_migrations
+from shared.errors import StoreError
 from tests.fixtures.postgres import PostgresServer, create_database
 from tests.hub.store.messages import anomaly, rec, status
 
@@ -68,3 +70,15 @@ def test_a_status_row_survives_nul_free_text_rules(postgres_url: str) -> None:
         assert store.device("dev-9") is not None
     finally:
         store.close()
+
+
+def test_a_database_not_encoded_utf8_is_refused_in_one_clear_line(postgres_server: PostgresServer) -> None:
+    # An SQL_ASCII database (initdb under the C locale, as in a bare container) hands text back as bytes: the
+    # migrations' record would never match their names, and every start would re-run m001 ("already exists").
+    with psycopg.connect(postgres_server.url(), autocommit=True) as conn:
+        conn.execute('DROP DATABASE IF EXISTS "hub_ascii"')
+        conn.execute("CREATE DATABASE hub_ascii ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0")
+    with pytest.raises(StoreError, match=r"encoded 'SQL_ASCII', not UTF8.*createdb -E UTF8"):
+        PostgresHubStore(postgres_server.url("hub_ascii"))
+    with psycopg.connect(postgres_server.url("hub_ascii")) as conn:  # refused before anything was created
+        assert conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone() == (0,)
