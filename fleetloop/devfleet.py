@@ -36,7 +36,9 @@ import httpx
 from fleetloop.devbroker import HUB_USER, DevBroker, free_port
 from fleetloop.fleet.plan import to_toml
 from hub.registry.signing import SigningKey
+from shared.errors import TopicError
 from shared.manifest import MANIFEST_FILE
+from shared.topics import Topics
 
 log = logging.getLogger(__name__)
 
@@ -261,13 +263,14 @@ class DevFleet:
         """What a timed-out wait needs besides the logs' tails: every agent's outbox (rows by topic kind, sent,
         acknowledged by the broker but not yet by the hub) and the warnings in the hub's and broker's whole logs."""
         lines = ["--- outboxes (kind: rows, sent, broker-acked awaiting the hub, attempts)"]
+        topics = Topics(self.broker.prefix)
         for device in self.agents:
             try:
                 with sqlite3.connect(f"file:{self.agent_db(device)}?mode=ro", uri=True, timeout=5) as conn:
-                    rows = conn.execute(
-                        "SELECT substr(topic, length(rtrim(topic, replace(topic, '/', ''))) + 1), count(*), "
-                        "count(seq), count(delivered), max(attempts) FROM outbox GROUP BY 1").fetchall()
-            except sqlite3.Error as exc:
+                    rows = conn.execute("SELECT topic, count(*), count(seq), count(delivered), max(attempts) "
+                                        "FROM outbox GROUP BY topic").fetchall()  # one device: a topic per kind
+                rows = [(topics.parse(topic).kind.value, *counts) for topic, *counts in rows]
+            except (sqlite3.Error, TopicError) as exc:
                 rows = [(f"unreadable: {exc}", 0, 0, 0, 0)]
             lines.append(f"{device}: " + ("; ".join(f"{k}: {n}, {s}, {d}, {a}" for k, n, s, d, a in rows) or "empty"))
         for name, path in (("hub", self.hub_log), ("broker", self.broker.log_path)):

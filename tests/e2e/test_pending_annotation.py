@@ -7,14 +7,14 @@ from typing import Any
 
 from agent.app import build_agent, record_annotation
 from hub.labels.service import LabelSettings, missing_traces, run_labels
-from hub.mqtt.publisher import CommandPublisher, TraceRequester
+from hub.mqtt.publisher import TraceRequester
 from hub.store import IngestRecord
 from shared.codec import decode
 from shared.messages import Annotation, Command
 from shared.topics import Topics
 from tests.agent.helpers import agent_settings
-from tests.e2e.hubside import hub_side
-from tests.fixtures.broker import HUB_USER, Clients, Collector, barrier, barrier_topic, subscribe
+from tests.e2e.hubside import hub_side, watched_commands
+from tests.fixtures.broker import Clients, barrier
 
 
 def quiet_device(tmp_path, broker, initial_model_dir, name: str) -> tuple[Any, ...]:
@@ -30,12 +30,7 @@ def quiet_device(tmp_path, broker, initial_model_dir, name: str) -> tuple[Any, .
 def requester_watched(mqtt_clients: Clients, broker, hub_settings, store, labels) -> tuple[Any, ...]:
     """The hub's trace requester on a started command publisher, and a watcher of what the broker holds for dev-9,
     as the hub sent it: (collector, barrier topic, publisher, requester)."""
-    sent = Collector()
-    watcher = mqtt_clients.connect(broker, HUB_USER, collector=sent)
-    subscribe(watcher, "fleetloop/dev-9/cmd")
-    subscribe(watcher, marker := barrier_topic())
-    commands = CommandPublisher(hub_settings)
-    commands.start()
+    sent, marker, commands = watched_commands(mqtt_clients, broker, hub_settings, "dev-9")
     return sent, marker, commands, TraceRequester(store, labels, commands.send)
 
 

@@ -9,14 +9,13 @@ import time
 import numpy as np
 
 from agent.app import build_agent
-from hub.mqtt.publisher import CommandPublisher
 from hub.mqtt.windows import WindowRequester
 from shared.codec import decode
 from shared.features import extract
 from shared.messages import Command
 from tests.agent.helpers import agent_settings
-from tests.e2e.hubside import hub_side
-from tests.fixtures.broker import HUB_USER, Clients, Collector, barrier, barrier_topic, subscribe
+from tests.e2e.hubside import hub_side, watched_commands
+from tests.fixtures.broker import Clients, barrier
 
 
 def test_the_hub_gets_the_raw_window_of_an_alarm_from_the_device(tmp_path, broker, initial_model_dir,
@@ -40,12 +39,7 @@ def test_the_hub_gets_the_raw_window_of_an_alarm_from_the_device(tmp_path, broke
     prediction = store.prediction(trace_id)
     assert prediction is not None
 
-    sent = Collector()
-    watcher = mqtt_clients.connect(broker, HUB_USER, collector=sent)
-    subscribe(watcher, "fleetloop/dev-7/cmd")
-    subscribe(watcher, marker := barrier_topic())
-    commands = CommandPublisher(hub_settings)
-    commands.start()
+    sent, marker, commands = watched_commands(mqtt_clients, broker, hub_settings, "dev-7")
     requester = WindowRequester(store, commands.send)
     requester.request("dev-7", trace_id)  # what POST /traces/{trace_id}/window does
     requester.request("dev-7", quiet)  # a quiet window: the device never kept its readings
