@@ -257,12 +257,11 @@ class Agent:
         windows = self._windows(batch, self._usable(batch))
         if not windows:
             return
-        if len(windows) == 1:
-            _, _, out, j = windows[0]
-            features = out.features[j : j + 1]
+        groups = {id(out) for _, _, out, _ in windows}  # one Emitted per unit
+        if len(groups) == 1:
+            features = windows[0][2].features  # all of its windows, in order
         else:
-            features = np.concatenate([out.features[j : j + 1] for _, _, out, j in windows]) \
-                if len({id(w[2]) for w in windows}) > 1 else windows[0][2].features
+            features = np.concatenate([out.features[j : j + 1] for _, _, out, j in windows])
         finite_rows = np.isfinite(features).all(axis=1)
         if not finite_rows.all():  # float32 overflow (a slope or spread of huge values): not scoreable
             for _ in range(len(finite_rows) - int(np.count_nonzero(finite_rows))):
@@ -290,8 +289,10 @@ class Agent:
         now = time.time()
         device_id, pending, reason_of, shadow = self.device_id, self._pending_rows, self.sampler.reason, models.shadow
         batch_ts = batch.ts.tolist()
-        outs = {id(out): out for _, _, out, _ in windows}  # one per unit
-        starts = {key: out.starts.tolist() for key, out in outs.items()}
+        if len(groups) == 1 and len(windows) == len(windows[0][2]):  # one unit, none dropped
+            window_starts = windows[0][2].starts.tolist()
+        else:
+            window_starts = [float(out.starts[j]) for _, _, out, j in windows]
         blob, width = features.tobytes(), features.shape[1] * features.itemsize
         finite_scores = []
         anomalies = 0
@@ -301,7 +302,7 @@ class Agent:
             finite = math.isfinite(score)
             anomaly = finite and score >= threshold
             trace_id = new_id()
-            window_start, window_end = starts[id(out)][j], batch_ts[row]
+            window_start, window_end = window_starts[i], batch_ts[row]
             shadow_version = shadow_score = None
             if shadow is not None:
                 shadow_version, shadow_score = models.score_shadow(features[i], score, anomaly)
