@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 from agent import dbschema
 from agent.dbfile import check_existing, check_ours, create_atomically, translate
@@ -33,8 +33,10 @@ PRIORITY_SAMPLE = 4
 NEXT_SEQ_KEY = "outbox.next_seq"
 
 
-@dataclass(frozen=True, slots=True)
-class PredictionRow:
+class PredictionRow(NamedTuple):
+    """One scored window, its fields in the order of `_PREDICTION_SQL`'s columns (a tuple: the hot path builds one
+    per window and SQLite takes it as it is)."""
+
     trace_id: str
     device_id: str
     ts: float
@@ -131,17 +133,7 @@ class AgentDB:
                     _RAW_WINDOW_SQL, [(r.trace_id, r.ts, r.unit, r.sensors, r.times, r.readings) for r in raw]
                 )
             if predictions:
-                self.conn.executemany(
-                    _PREDICTION_SQL,
-                    [
-                        (
-                            p.trace_id, p.device_id, p.ts, p.unit, p.window_start, p.window_end,
-                            p.model_version, p.features, p.score, int(p.decision), p.shadow_version,
-                            p.shadow_score, p.reported,
-                        )
-                        for p in predictions
-                    ],
-                )
+                self.conn.executemany(_PREDICTION_SQL, predictions)  # decision: a bool is stored as 1 or 0
             if messages:
                 self.conn.executemany(
                     _OUTBOX_SQL,

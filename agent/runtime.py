@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import sqlite3
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -43,13 +44,13 @@ from agent.pipeline.sampling import Sampler, SampleReason
 from agent.pipeline.stats import StatsAccumulator
 from agent.pipeline.windowing import Windower
 from agent.settings import AgentSettings
-from agent.sources.base import Reading, SensorSource, reading_problem
+from agent.sources.base import FLOAT32_MAX, Reading, ReadingBatch, SensorSource, reading_problem, unit_problem
 from agent.storage import Storage
 from shared.codec import encode
 from shared.errors import ConfigError
-from shared.features import extract
 from shared.ids import new_id
 from shared.messages import Anomaly, Message, ModelEvent, Sample
+from shared.streaming import Emitted
 from shared.topics import Kind, Topics
 
 log = logging.getLogger(__name__)
@@ -195,68 +196,146 @@ class Agent:
     # -- the hot path ---------------------------------------------------------------------------
     def process(self, reading: Reading) -> None:
         """Handle one reading: maybe a window, a prediction, an anomaly or a sample."""
-        self.counters.readings += 1
         problem = reading_problem(reading)
         if problem is not None:
+            self.counters.readings += 1
             self._skip_reading(problem)
             return
-        window = self.windower.push(reading.ts, reading.values, reading.unit)
-        if window is None:
+        self.process_batch(ReadingBatch.of([reading]))
+
+    def process_batch(self, batch: ReadingBatch) -> None:
+        """Handle readings that arrived together, in order, as `process` would one by one: the windows they complete
+        are scored in one onnxruntime call. During a model's health check, one reading at a time (a failed check
+        swaps the model back between two windows)."""
+        if len(batch) > 1 and self.models.health is not None:
+            for i in range(len(batch)):
+                self._process_rows(ReadingBatch(batch.ts[i : i + 1], batch.values[i : i + 1],
+                                                batch.units[i : i + 1] if batch.units is not None else None))
             return
+        self._process_rows(batch)
+
+    def _usable(self, batch: ReadingBatch) -> np.ndarray | None:
+        """Indices of the rows that may enter a window (None: all); the others are skipped with their reason."""
+        values = np.abs(batch.values)
+        bad = ~np.isfinite(batch.ts) | ((values > FLOAT32_MAX) & (values < math.inf)).any(axis=1)
+        if batch.units is not None:
+            for unit in set(batch.units):
+                if unit_problem(unit) is not None:
+                    bad |= np.array([u == unit for u in batch.units])
+        if not bad.any():
+            return None
+        for i in np.flatnonzero(bad).tolist():
+            self._skip_reading(reading_problem(batch.reading(i)) or "unusable reading")
+        return np.flatnonzero(~bad)
+
+    def _windows(self, batch: ReadingBatch, rows: np.ndarray | None) -> list[tuple[int, str | None, Emitted, int]]:
+        """The windows the usable rows complete, in reading order: (row, unit, its Emitted, index in it)."""
+        ts, values, units = batch.ts, batch.values, batch.units
+        if rows is not None:
+            ts, values = ts[rows], values[rows]
+            units = [units[i] for i in rows.tolist()] if units is not None else None
+        if units is None or len(set(units)) == 1:
+            unit = units[0] if units else None
+            out = self.windower.push_many(ts, values, unit)
+            ends = out.ends if rows is None else rows[out.ends]
+            return [(row, unit, out, j) for j, row in enumerate(ends.tolist())]
+        found: list[tuple[int, str | None, Emitted, int]] = []
+        by_unit: dict[str | None, list[int]] = {}
+        for i, unit in enumerate(units):
+            by_unit.setdefault(unit, []).append(i)
+        for unit, idx in sorted(by_unit.items(), key=lambda kv: kv[1][-1]):  # least recently seen first
+            pick = np.asarray(idx, dtype=np.intp)
+            out = self.windower.push_many(ts[pick], values[pick], unit)
+            ends = pick[out.ends] if rows is None else rows[pick[out.ends]]
+            found += [(row, unit, out, j) for j, row in enumerate(ends.tolist())]
+        found.sort(key=lambda w: w[0])
+        return found
+
+    def _process_rows(self, batch: ReadingBatch) -> None:
+        self.counters.readings += len(batch)
         started = time.perf_counter()
-        features = extract(window)
-        if not np.isfinite(features).all():  # float32 overflow (a slope or spread of huge values): not scoreable
-            self._skip_reading("window features overflow float32")
+        windows = self._windows(batch, self._usable(batch))
+        if not windows:
             return
+        groups = {id(out) for _, _, out, _ in windows}  # one Emitted per unit
+        if len(groups) == 1:
+            features = windows[0][2].features  # all of its windows, in order
+        else:
+            features = np.concatenate([out.features[j : j + 1] for _, _, out, j in windows])
+        finite_rows = np.isfinite(features).all(axis=1)
+        if not finite_rows.all():  # float32 overflow (a slope or spread of huge values): not scoreable
+            for _ in range(len(finite_rows) - int(np.count_nonzero(finite_rows))):
+                self._skip_reading("window features overflow float32")
+            keep = np.flatnonzero(finite_rows)
+            windows = [windows[i] for i in keep.tolist()]
+            features = features[keep]
+            if not windows:
+                return
         models = self.models
         try:
-            score = float(self.model.score(features.reshape(1, -1))[0])
-        except Exception as exc:  # onnxruntime errors are untyped; one bad window must not stop the loop
-            self.counters.inference_errors += 1
-            self.stats.inference_errors += 1
-            if self.counters.inference_errors <= 10 or self.counters.inference_errors % 1000 == 0:
+            scores = self.model.score(features).tolist()
+        except Exception as exc:  # onnxruntime errors are untyped; a bad batch must not stop the loop
+            self.counters.inference_errors += len(windows)
+            self.stats.inference_errors += len(windows)
+            if self.counters.inference_errors <= 10 or self.counters.inference_errors % 1000 < len(windows):
                 log.error("inference failed (%d so far): %s", self.counters.inference_errors, exc)
             if models.health is not None:
                 models.after_window(error=True, finite=False, latency_s=time.perf_counter() - started)
             return
-        latency_s = time.perf_counter() - started
-        finite = math.isfinite(score)
-        if not finite:
-            self.counters.nan_scores += 1
-            self.stats.nan_scores += 1
-        anomaly = finite and score >= self.model.threshold
+        latency_s = (time.perf_counter() - started) / len(windows)  # per window: the batch's share
+        model = self.model
+        version, threshold, margin = model.version, model.threshold, model.manifest.low_confidence_margin
+        keep_raw = self.settings.raw_windows_keep > 0
         now = time.time()
-        trace_id = new_id()
-        window_start = self.windower.window_start(reading.unit)
-        shadow_version = shadow_score = None
-        if models.shadow is not None:
-            shadow_version, shadow_score = models.score_shadow(features, score, anomaly)
-        reason: SampleReason | None = None
-        if finite:
-            reason = self.sampler.reason(score, anomaly, self.model.threshold,
-                                         self.model.manifest.low_confidence_margin)
-        reported = "anomaly" if anomaly else reason
-        self._pending_rows.append(
-            PredictionRow(
-                trace_id, self.device_id, now, reading.unit, window_start, reading.ts, self.model.version,
-                features.tobytes(), score if finite else None, anomaly, shadow_version, shadow_score, reported,
-            )
-        )
-        if anomaly and self.settings.raw_windows_keep > 0:  # an alarm window: keep its readings for the hub
-            self._pending_raw.append(RawWindowRow(
-                trace_id, now, reading.unit, self._sensor_names,
-                np.asarray(self.windower.window_times(reading.unit), dtype="<f8").tobytes(),
-                window.astype("<f8").tobytes(),
+        device_id, pending, reason_of, shadow = self.device_id, self._pending_rows, self.sampler.reason, models.shadow
+        batch_ts = batch.ts.tolist()
+        if len(groups) == 1 and len(windows) == len(windows[0][2]):  # one unit, none dropped
+            window_starts = windows[0][2].starts.tolist()
+        else:
+            window_starts = [float(out.starts[j]) for _, _, out, j in windows]
+        blob, width = features.tobytes(), features.shape[1] * features.itemsize
+        finite_scores = []
+        anomalies = 0
+        checking = models.health is not None
+        for i, (row, unit, out, j) in enumerate(windows):
+            score = scores[i]
+            finite = math.isfinite(score)
+            anomaly = finite and score >= threshold
+            trace_id = new_id()
+            window_start, window_end = window_starts[i], batch_ts[row]
+            shadow_version = shadow_score = None
+            if shadow is not None:
+                shadow_version, shadow_score = models.score_shadow(features[i], score, anomaly)
+            reason: SampleReason | None = reason_of(score, anomaly, threshold, margin) if finite else None
+            reported = "anomaly" if anomaly else reason
+            pending.append(PredictionRow(
+                trace_id, device_id, now, unit, window_start, window_end, version, blob[i * width : (i + 1) * width],
+                score if finite else None, anomaly, shadow_version, shadow_score, reported,
             ))
+            if anomaly and keep_raw:  # an alarm window: keep its readings for the hub
+                times, readings = out.window(j)
+                self._pending_raw.append(RawWindowRow(trace_id, now, unit, self._sensor_names,
+                                                      times.astype("<f8").tobytes(), readings.astype("<f8").tobytes()))
+            if finite:
+                if reported is not None:
+                    self._queue_prediction(trace_id, now, window_start, window_end, unit, score, anomaly,
+                                           features[i], reason)
+                finite_scores.append(i)
+                anomalies += anomaly
+            else:
+                self.counters.nan_scores += 1
+                self.stats.nan_scores += 1
+            if checking:  # last: a failed check swaps the model back between two windows (one a batch here)
+                self.counters.windows += 1
+                if models.health is not None:
+                    models.after_window(error=False, finite=finite, latency_s=latency_s)
+        if not checking:
+            self.counters.windows += len(windows)
         if not self._pending_since:
             self._pending_since = now
-        if finite:
-            if reported is not None:
-                self._queue_prediction(trace_id, now, window_start, reading, score, anomaly, features, reason)
-            self.stats.add(features, score, anomaly, time.perf_counter() - started)
-        self.counters.windows += 1
-        if models.health is not None:  # last: a failed check swaps the model back between two windows
-            models.after_window(error=False, finite=finite, latency_s=latency_s)
+        if finite_scores:
+            picked = features if len(finite_scores) == len(windows) else features[finite_scores]
+            self.stats.add_many(picked, [scores[i] for i in finite_scores], anomalies, latency_s)
 
     def _skip_reading(self, why: str) -> None:
         """Count a reading that cannot be scored (it shows in the stats' bad_readings); log the first few."""
@@ -266,12 +345,12 @@ class Agent:
             log.warning("skipped a reading (%d so far): %s", refused, why[:200])
 
     def _queue_prediction(
-        self, trace_id: str, now: float, window_start: float, reading: Reading, score: float, anomaly: bool,
-        features: np.ndarray, reason: SampleReason | None,
+        self, trace_id: str, now: float, window_start: float, window_end: float, unit: str | None, score: float,
+        anomaly: bool, features: np.ndarray, reason: SampleReason | None,
     ) -> None:
         common = {
             "device_id": self.device_id, "ts": now, "model_version": self.model.version, "trace_id": trace_id,
-            "window_start": window_start, "window_end": reading.ts, "unit": reading.unit, "score": score,
+            "window_start": window_start, "window_end": window_end, "unit": unit, "score": score,
             "threshold": self.model.threshold, "decision": anomaly, "features": features.tolist(),
         }
         message: Message
@@ -341,7 +420,8 @@ class Agent:
             while not stop.is_set():
                 reading = None
                 try:
-                    reading = self.source.read(0.0 if self._pending_rows else PUMP_EVERY_S)
+                    reading = self._read(0.0 if self._pending_rows else PUMP_EVERY_S,
+                                         max_windows - self.counters.windows if max_windows is not None else None)
                     if reading is not None:
                         self._process_guarded(reading)
                     now = time.time()
@@ -395,10 +475,39 @@ class Agent:
         """Queue the logged predictions with these trace ids for the hub (see `Exchange.upload_traces`)."""
         return self.exchange.upload_traces(trace_ids)
 
-    def _process_guarded(self, reading: Reading) -> None:
-        """`process`, but an exception from one reading is counted (stats bad_readings) and logged, not fatal."""
+    def _read(self, timeout: float, windows_left: int | None = None) -> ReadingBatch | None:
+        """The readings ready now: the first waits up to `timeout`; at most as many as keep a transaction within
+        `commit_every` windows (and within `windows_left`: a reading completes one window at most). A source with
+        ``read_many`` hands them over in bulk, others one by one."""
+        limit = max(1, min(self.settings.commit_every - len(self._pending_rows),
+                           windows_left if windows_left is not None else sys.maxsize))
+        read_many = getattr(self.source, "read_many", None)
+        if read_many is not None:
+            batch: ReadingBatch | None = read_many(limit, timeout)
+            return batch
+        first = self.source.read(timeout)
+        if first is None:
+            return None
+        readings = [first]
+        while len(readings) < limit and (more := self.source.read(0.0)) is not None:
+            readings.append(more)
         try:
-            self.process(reading)
+            if not any(reading_problem(r) for r in readings):
+                return ReadingBatch.of(readings)
+        except ValueError:  # ragged values: a source bug, for `process` to meet reading by reading
+            pass
+        for r in readings:  # an unusable reading: each on its own, in order, with its reason
+            self._process_guarded(r)
+        return ReadingBatch(np.empty(0), np.empty((0, len(self.source.sensors))))
+
+    def _process_guarded(self, reading: Reading | ReadingBatch) -> None:
+        """`process`, but an exception from a reading is counted (stats bad_readings) and logged, not fatal."""
+        try:
+            if isinstance(reading, ReadingBatch):
+                if len(reading):
+                    self.process_batch(reading)
+            else:
+                self.process(reading)
         except Exception as exc:
             self.counters.extra["reading_errors"] = self.counters.extra.get("reading_errors", 0) + 1
             self.stats.bad_readings += 1

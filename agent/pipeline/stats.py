@@ -37,15 +37,24 @@ class StatsAccumulator:
 
     def add(self, features: np.ndarray, score: float, anomaly: bool, latency_s: float) -> None:
         """Record one scored window."""
-        self._rows[self._n] = features
-        self._scores[self._n] = score
-        self._n += 1
-        if self._n == CHUNK:
-            self._fold()
-        self._latency[self._lat_n % LATENCY_SAMPLES] = latency_s
-        self._lat_n += 1
-        self.windows += 1
-        self.anomalies += anomaly
+        self.add_many(features[None], [score], int(anomaly), latency_s)
+
+    def add_many(self, features: np.ndarray, scores: list[float], anomalies: int, latency_s: float) -> None:
+        """Record scored windows at once: ``features (k, n)``, their scores, how many were anomalies, and the
+        latency of each (the same for all: their batch's share)."""
+        k, done = len(scores), 0
+        while done < k:
+            take = min(k - done, CHUNK - self._n)
+            self._rows[self._n : self._n + take] = features[done : done + take]
+            self._scores[self._n : self._n + take] = scores[done : done + take]
+            self._n += take
+            done += take
+            if self._n == CHUNK:
+                self._fold()
+        self._latency[(self._lat_n + np.arange(min(k, LATENCY_SAMPLES))) % LATENCY_SAMPLES] = latency_s
+        self._lat_n += k
+        self.windows += k
+        self.anomalies += anomalies
 
     def _fold(self) -> None:
         rows = self._rows[: self._n]

@@ -1,8 +1,11 @@
-"""Readings → windows, per unit, with a fixed-size ring buffer (no per-reading allocation)."""
+"""Readings → windows → features, per unit, with the streaming feature state of `shared.streaming`.
+
+Each unit has a `WindowState`: features are updated in O(1) per reading (amortised) and a window's readings are
+only put together when asked for (an alarm window the hub may fetch).
+"""
 
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 from collections.abc import Sequence
 
@@ -10,47 +13,16 @@ import numpy as np
 
 from shared.errors import ConfigError
 from shared.features import WindowSpec
+from shared.streaming import Emitted, WindowState
 
 MAX_UNITS = 256  # units tracked at once; the least recently seen is dropped beyond this
 
 
-class _Ring:
-    """Double-written ring: the last `size` rows are always the contiguous slice buf[pos:pos+size]."""
-
-    __slots__ = ("buf", "filled", "pos", "since_emit", "size", "start_ts")
-
-    def __init__(self, size: int, width: int) -> None:
-        self.size = size
-        self.buf = np.empty((2 * size, width), dtype=np.float64)
-        self.pos = 0
-        self.filled = 0
-        self.since_emit = 0
-        self.start_ts: list[float] = [0.0] * size
-
-    def push(self, ts: float, row: np.ndarray) -> None:
-        p = self.pos
-        self.buf[p] = row
-        self.buf[p + self.size] = row
-        self.start_ts[p] = ts
-        self.pos = (p + 1) % self.size
-        self.filled = min(self.filled + 1, self.size)
-        self.since_emit += 1
-
-    def window(self) -> np.ndarray:
-        return self.buf[self.pos : self.pos + self.size]
-
-    def first_ts(self) -> float:
-        return self.start_ts[self.pos]
-
-    def times(self) -> list[float]:
-        return self.start_ts[self.pos :] + self.start_ts[: self.pos]
-
-
 class Windower:
-    """Maps a source's columns onto the model's sensors and emits a window every `step` readings.
+    """Maps a source's columns onto the model's sensors and emits a window every `step` readings of a unit.
 
-    Readings with a missing, NaN or infinite value in a used sensor are counted in `bad_readings` and
-    skipped (they never enter a window).
+    Readings with a missing, NaN or infinite value in a used sensor, or a non-finite time, are counted in
+    `bad_readings` and skipped (they never enter a window).
     """
 
     def __init__(self, spec: WindowSpec, source_sensors: Sequence[str]) -> None:
@@ -63,35 +35,35 @@ class Windower:
         self.spec = spec
         self.columns = np.array([list(source_sensors).index(s) for s in spec.sensors], dtype=np.intp)
         self._identity = list(self.columns) == list(range(len(source_sensors)))
-        self._rings: OrderedDict[str | None, _Ring] = OrderedDict()
+        self._states: OrderedDict[str | None, WindowState] = OrderedDict()
         self.bad_readings = 0
 
-    def push(self, ts: float, values: np.ndarray, unit: str | None = None) -> np.ndarray | None:
-        """Add one reading; return a ``(size, sensors)`` window view when one is due, else None.
+    def push(self, ts: float, values: np.ndarray, unit: str | None = None) -> Emitted | None:
+        """Add one reading; return the window it completes (features, start, readings on demand), else None."""
+        out = self.push_many(np.array([ts], dtype=np.float64), np.asarray(values).reshape(1, -1), unit)
+        return out if len(out) else None
 
-        The view is only valid until the next push: use it (or copy it) at once.
+    def push_many(self, ts: np.ndarray, values: np.ndarray, unit: str | None = None) -> Emitted:
+        """Add ``(n, source sensors)`` readings of one unit, in order; return the windows they complete.
+
+        `Emitted.ends` index `values`' rows. The result is only valid until the next push.
         """
-        row = values if self._identity else values[self.columns]
-        if not math.isfinite(sum(row.tolist())) or not math.isfinite(ts):  # NaN or ±inf anywhere
-            self.bad_readings += 1
-            return None
-        ring = self._rings.get(unit)
-        if ring is None:
-            ring = self._rings[unit] = _Ring(self.spec.size, len(self.columns))
-            if len(self._rings) > MAX_UNITS:
-                self._rings.popitem(last=False)
-        elif len(self._rings) > 1:
-            self._rings.move_to_end(unit)
-        ring.push(ts, row)
-        if ring.filled < self.spec.size or ring.since_emit < self.spec.step:
-            return None
-        ring.since_emit = 0
-        return ring.window()
-
-    def window_start(self, unit: str | None) -> float:
-        """Timestamp of the first reading of the last window emitted for `unit`."""
-        return self._rings[unit].first_ts()
-
-    def window_times(self, unit: str | None) -> list[float]:
-        """Timestamps of the readings of the last window emitted for `unit`, oldest first."""
-        return self._rings[unit].times()
+        rows = values if self._identity else values[:, self.columns]
+        good = np.isfinite(rows).all(axis=1) & np.isfinite(ts)
+        if not good.all():
+            self.bad_readings += int(len(good) - np.count_nonzero(good))
+            keep = np.flatnonzero(good)
+            rows, ts = rows[keep], ts[keep]
+        else:
+            keep = None
+        state = self._states.get(unit)
+        if state is None:
+            state = self._states[unit] = WindowState(self.spec.size, self.spec.step, len(self.columns))
+            if len(self._states) > MAX_UNITS:
+                self._states.popitem(last=False)
+        elif len(self._states) > 1:
+            self._states.move_to_end(unit)
+        out = state.push_many(rows, ts)
+        if keep is not None:
+            out.ends = keep[out.ends]
+        return out

@@ -25,6 +25,30 @@ class Reading:
     unit: str | None = None
 
 
+@dataclass(slots=True)
+class ReadingBatch:
+    """Readings that arrived together, in order: ``ts (n,)``, ``values (n, sensors)`` float64 and each one's unit
+    (None: no units). A source that can hand readings over in bulk offers ``read_many(max_n, timeout)``."""
+
+    ts: np.ndarray
+    values: np.ndarray
+    units: list[str | None] | None = None
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    @classmethod
+    def of(cls, readings: list[Reading]) -> ReadingBatch:
+        """A batch of readings that already passed `reading_problem` (same sensors each)."""
+        units = [r.unit for r in readings]
+        return cls(np.array([r.ts for r in readings], dtype=np.float64),
+                   np.array([r.values for r in readings], dtype=np.float64).reshape(len(readings), -1),
+                   units if any(u is not None for u in units) else None)
+
+    def reading(self, i: int) -> Reading:
+        return Reading(float(self.ts[i]), self.values[i], self.units[i] if self.units is not None else None)
+
+
 def unit_problem(unit: object) -> str | None:
     """Why `unit` cannot name a unit in a message and the database (None when it can)."""
     if unit is None:

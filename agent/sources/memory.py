@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from agent.sources.base import Reading
+from agent.sources.base import Reading, ReadingBatch
 
 
 class ArraySource:
@@ -47,6 +47,19 @@ class ArraySource:
             return None
         self._i = i + 1
         return Reading(float(self.ts[i]), self.values[i], self.units[i] if self.units else None)
+
+    def read_many(self, max_n: int, timeout: float) -> ReadingBatch | None:
+        """Up to `max_n` readings at once: all that are due (with `rate`, those whose time has come)."""
+        first = self.read(timeout)  # paces like read(): waits for the first one that is due
+        if first is None:
+            return None
+        i = self._i - 1
+        end = min(len(self.values), i + max(1, max_n))
+        if self.rate > 0:
+            assert self._t0 is not None
+            end = min(end, max(i + 1, int((time.monotonic() - self._t0) * self.rate) + 1))
+        self._i = end
+        return ReadingBatch(self.ts[i:end], self.values[i:end], self.units[i:end] if self.units else None)
 
     @property
     def exhausted(self) -> bool:

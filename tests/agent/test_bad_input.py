@@ -48,19 +48,25 @@ def test_nan_inf_and_malformed_rows_are_counted_and_skipped(tmp_path, initial_mo
 
 
 def test_inference_errors_are_counted_not_fatal(tmp_path, initial_model_dir):
-    settings = AgentSettings(device_id="dev-err", dev_mode=True, data_dir=tmp_path, initial_model=initial_model_dir)
+    # commit_every bounds a batch: windows are scored 16 at a time, and a failed call loses its 16
+    settings = AgentSettings(device_id="dev-err", dev_mode=True, data_dir=tmp_path, initial_model=initial_model_dir,
+                             commit_every=16)
     values = np.random.default_rng(1).normal(size=(200, len(SENSORS)))
     agent = build_agent(settings, ArraySource(SENSORS, values), connect=False)
     real = agent.model.score
-    calls = {"n": 0}
+    calls = {"n": 0, "failed": 0}
 
     def flaky(features):
         calls["n"] += 1
         if calls["n"] % 3 == 0:
+            calls["failed"] += len(features)
             raise RuntimeError("onnxruntime exploded")
         return real(features)
 
     agent.model.score = flaky  # type: ignore[method-assign]
     counters = agent.run()
-    assert counters.inference_errors == calls["n"] // 3 > 0
+    assert calls["n"] > 3
+    assert counters.inference_errors == calls["failed"] > 0
+    spec = agent.model.manifest.window
+    assert counters.windows + counters.inference_errors == (200 - spec.size) // spec.step + 1
     assert _stats(agent).inference_errors == counters.inference_errors

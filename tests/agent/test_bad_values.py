@@ -100,6 +100,8 @@ def test_reading_problem_names_what_is_wrong() -> None:
 class _BrokenSource(ArraySource):
     """A source with a bug: every 40th reading has the wrong number of values."""
 
+    read_many = None  # one reading at a time, through the buggy read
+
     def read(self, timeout: float) -> Reading | None:
         reading = super().read(timeout)
         if reading is not None and self._i % 40 == 0:

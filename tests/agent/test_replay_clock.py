@@ -51,11 +51,11 @@ def test_windows_never_span_two_engines_on_the_clock(two_engines: Path) -> None:
     rows = np.loadtxt(two_engines)
     emitted = []
     for reading in CmapssSource(two_engines, start_ts=0.0, rate=10.0):
-        window = windower.push(reading.ts, reading.values, reading.unit)
-        if window is not None:
-            start = windower.window_start(reading.unit)
+        out = windower.push(reading.ts, reading.values, reading.unit)
+        if out is not None:
+            start = float(out.starts[0])
             cycle = round(reading.ts * 10.0)  # reading index on the clock
-            emitted.append((reading.unit, start, reading.ts, window.copy(), cycle))
+            emitted.append((reading.unit, start, reading.ts, out.window(0)[1], cycle))
     for unit, start, end, window, index in emitted:
         assert unit is not None
         engine = rows[rows[:, 0] == int(unit)][:, 2:]

@@ -14,9 +14,12 @@ def test_windows_match_offline_sliding_windows():
     rng = np.random.default_rng(0)
     series = rng.normal(size=(40, 3))  # source columns a, b, c
     w = Windower(spec, ["a", "b", "c"])
-    online = [extract(win) for i, row in enumerate(series) if (win := w.push(float(i), row)) is not None]
-    offline = extract(sliding_windows(series[:, [1, 0]], spec))
-    np.testing.assert_array_equal(np.stack(online), offline)
+    emitted = [out for i, row in enumerate(series) if (out := w.push(float(i), row)) is not None]
+    offline = sliding_windows(series[:, [1, 0]], spec)
+    np.testing.assert_array_equal(np.stack([out.window(0)[1] for out in emitted]), offline)
+    np.testing.assert_allclose(np.stack([out.features[0] for out in emitted]), extract(offline), rtol=2**-22)
+    batched = w.push_many(np.arange(40.0, 80.0), series)  # the same readings again, handed over at once
+    assert batched.ends.tolist() == [i for i in range(40) if (40 + i - 4) % 2 == 0]
 
 
 def test_bad_readings_are_counted_and_skipped():
@@ -26,8 +29,11 @@ def test_bad_readings_are_counted_and_skipped():
             w.push(1, np.array([np.nan, 0.0])), w.push(2, np.array([np.inf, 0.0])),
             w.push(3, np.array([2.0, 0.0])), w.push(4, np.array([3.0, 0.0]))]
     assert w.bad_readings == 2
-    assert outs[-1] is not None
-    assert outs[-1][:, 0].tolist() == [1.0, 2.0, 3.0]
+    last = outs[-1]
+    assert last is not None
+    times, rows = last.window(0)
+    assert rows[:, 0].tolist() == [1.0, 2.0, 3.0] and times.tolist() == [0.0, 3.0, 4.0]
+    assert last.starts.tolist() == [0.0]
 
 
 def test_units_never_share_a_window():
@@ -35,9 +41,9 @@ def test_units_never_share_a_window():
     w = Windower(spec, ["a"])
     assert w.push(0, np.array([1.0]), "u1") is None
     assert w.push(0, np.array([100.0]), "u2") is None
-    win = w.push(1, np.array([2.0]), "u1")
-    assert win is not None and win[:, 0].tolist() == [1.0, 2.0]
-    assert w.window_start("u1") == 0
+    out = w.push(1, np.array([2.0]), "u1")
+    assert out is not None and out.window(0)[1][:, 0].tolist() == [1.0, 2.0]
+    assert out.starts.tolist() == [0.0]
 
 
 def test_missing_sensor_is_a_config_error():

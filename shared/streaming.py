@@ -1,0 +1,277 @@
+"""Window features updated in O(1) amortised per reading: the streaming twin of `shared.features.extract`.
+
+The stream is cut into blocks of ``size`` readings aligned to its first reading. A window of ``size`` readings
+ending inside block ``b`` is the tail of block ``b-1`` plus the head of block ``b`` (van Herk / Gil-Werman), so
+each of its sums, its min and its max is one suffix value of the previous block combined with one prefix value of
+the current one: prefixes grow by one reading at a time and suffixes are computed once per block, O(1) a reading.
+Nothing is ever subtracted from a running total, so float error never builds up along the stream (every sum covers
+at most one block, like the window's own, and needs no periodic recompute). Sums are of ``x - K``, ``K`` the first
+reading of a block, so large offsets cancel exactly. A window whose spread is too small for those sums to give
+``std`` or ``slope`` to float32 precision (a float64 error bound checked per window, 16x finer than float32
+rounding) is recomputed with `extract` itself, and a constant sensor gets its exact features. So the features equal
+`extract`'s to float32 rounding (tests/shared/test_streaming.py), and do not depend on how readings were batched
+(bit for bit). A batch spanning many blocks is a handful of numpy calls whatever its length.
+
+>>> import numpy as np
+>>> state = WindowState(size=3, step=1, width=2)
+>>> [state.push(np.array([v, 10.0])) is None for v in (1.0, 2.0)]
+[True, True]
+>>> state.push(np.array([3.0, 10.0])).astype(float).round(3).tolist()
+[2.0, 0.816, 1.0, 3.0, 3.0, 1.0, 10.0, 0.0, 10.0, 10.0, 10.0, 0.0]
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from shared.features import STATS, extract
+
+_EPS = float(np.finfo(np.float64).eps)
+# A window is recomputed with `extract` when the float64 error bound of its variance or slope exceeds this share of
+# the value: 2^-28 is 16x finer than float32 rounding (2^-24), so the float32 features agree to rounding.
+_SAFE = 2.0**-28
+_N_SUMS = 3  # sum of d, of d^2 and of r * d, with d = x - anchor and r the index in the block
+
+
+class _Block:
+    """One block: its anchor, readings and times, and its suffix accumulations once it is complete.
+
+    Suffix arrays have ``size + 1`` rows: row r accumulates local r..size-1, the last row is the empty one
+    (0, +inf, -inf), which a window lying wholly in the next block reads.
+    """
+
+    __slots__ = ("anchor", "hi", "lo", "rows", "sums", "times")
+
+    def __init__(self, anchor: np.ndarray, rows: np.ndarray, times: np.ndarray, sums: np.ndarray | None = None,
+                 lo: np.ndarray | None = None, hi: np.ndarray | None = None) -> None:
+        self.anchor, self.rows, self.times = anchor, rows, times
+        size, width = rows.shape
+        self.sums = np.zeros((_N_SUMS, size + 1, width)) if sums is None else sums
+        self.lo = np.full((size + 1, width), np.inf) if lo is None else lo
+        self.hi = np.full((size + 1, width), -np.inf) if hi is None else hi
+
+    @classmethod
+    def empty(cls, size: int, width: int) -> _Block:
+        return cls(np.zeros(width), np.zeros((size, width)), np.zeros(size))
+
+
+class Emitted:
+    """The windows one `WindowState.push_many` call completed: which input rows end them, their features, and
+    (on demand) their readings and times. Valid until the next push."""
+
+    def __init__(self, ends: np.ndarray, features: np.ndarray, starts: np.ndarray,
+                 blocks: list[tuple[np.ndarray, np.ndarray]], block_of: np.ndarray, local: np.ndarray) -> None:
+        self.ends = ends  # indices into the pushed rows
+        self.features = features  # (len(ends), width * 6) float32
+        self.starts = starts  # time of each window's first reading (float64)
+        self._blocks, self._block_of, self._local = blocks, block_of, local
+
+    def __len__(self) -> int:
+        return len(self.ends)
+
+    def window(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Times ``(size,)`` and readings ``(size, width)`` of window `i` (fresh arrays)."""
+        b, r = int(self._block_of[i]), int(self._local[i])
+        (t0, x0), (t1, x1) = self._blocks[b], self._blocks[b + 1]
+        return np.concatenate((t0[r + 1 :], t1[: r + 1])), np.concatenate((x0[r + 1 :], x1[: r + 1]))
+
+
+class WindowState:
+    """The streaming features of one unit's readings: push readings, get the features of each window that ends.
+
+    Windows are ``size`` readings long and due every ``step`` readings once ``max(size, step)`` have arrived (the
+    agent's rule); features are `extract`'s: float32, ``width * 6`` of them, sensor-major.
+    """
+
+    def __init__(self, size: int, step: int, width: int) -> None:
+        if size < 2 or step < 1 or width < 1:
+            raise ValueError("a window needs size >= 2, step >= 1 and at least one sensor")
+        self.size, self.step, self.width = size, step, width
+        self.count = 0  # readings pushed
+        self._next_due = max(size, step) - 1  # index of the reading that ends the next window
+        self._prev = _Block.empty(size, width)  # the last complete block (suffixes; at first, an empty one)
+        self._cur = _Block.empty(size, width)  # the block being filled (its prefixes are carried below)
+        self._carry = np.zeros((_N_SUMS, width))
+        self._carry_lo = np.full(width, np.inf)
+        self._carry_hi = np.full(width, -np.inf)
+        self._r = np.arange(size, dtype=np.float64)[:, None]
+        self._tbar = (size - 1) / 2.0
+        self._tt = size * (size * size - 1) / 12.0  # sum of (t - tbar)^2 over a window
+
+    def push(self, row: np.ndarray, ts: float = 0.0) -> np.ndarray | None:
+        """Add one reading (``width`` floats); return the ``(width * 6,)`` float32 features if a window ends here."""
+        out = self.push_many(np.asarray(row, dtype=np.float64).reshape(1, -1), np.array([ts], dtype=np.float64))
+        return out.features[0] if len(out) else None
+
+    def push_many(self, rows: np.ndarray, times: np.ndarray | None = None) -> Emitted:
+        """Add ``(n, width)`` readings in order (and their times); return the windows they complete.
+
+        The same as pushing them one by one, bit for bit; O(n + windows) work plus O(size) per block completed.
+        """
+        x = np.asarray(rows, dtype=np.float64)
+        n, size, width = len(x), self.size, self.width
+        if x.ndim != 2 or width != x.shape[1]:
+            raise ValueError(f"expected (n, {width}) readings, got shape {x.shape}")
+        ts = np.zeros(n) if times is None else np.asarray(times, dtype=np.float64)
+        start, local0 = self.count, self.count % size
+        cur = self._cur
+        if n == 0:
+            none = np.empty(0, dtype=np.intp)
+            return Emitted(none, np.empty((0, width * len(STATS)), np.float32), np.empty(0), [], none, none)
+        if local0 == 0:
+            cur.anchor = x[0].copy()
+        head = min(n, size - local0)  # readings that go into the current block
+        nb = (local0 + n - 1) // size + 1  # blocks touched; block 0 is the current one
+        cur.rows[local0 : local0 + head] = x[:head]
+        cur.times[local0 : local0 + head] = ts[:head]
+        # prefixes of block 0 continue from the carried ones (row 0 of each scan is the carry)
+        d0 = x[:head] - cur.anchor
+        p0 = np.empty((_N_SUMS, head + 1, width))
+        p0[:, 0] = self._carry
+        p0[0, 1:], p0[1, 1:], p0[2, 1:] = d0, d0 * d0, d0 * self._r[local0 : local0 + head]
+        np.cumsum(p0, axis=1, out=p0)
+        lo0 = np.minimum.accumulate(np.concatenate((self._carry_lo[None], x[:head])), axis=0)
+        hi0 = np.maximum.accumulate(np.concatenate((self._carry_hi[None], x[:head])), axis=0)
+        done0 = local0 + head == size
+        if nb > 1:  # later blocks: fresh readings, prefixes from zero, suffixes for all but the last
+            rest = n - head
+            flat = np.zeros(((nb - 1) * size, width))
+            flat[:rest] = x[head:]
+            g = flat.reshape(nb - 1, size, width)
+            flat_ts = np.zeros((nb - 1) * size)
+            flat_ts[:rest] = ts[head:]
+            gt = flat_ts.reshape(nb - 1, size)
+            anchors = g[:, 0].copy()
+            dg = g - anchors[:, None]
+            terms = np.stack((dg, dg * dg, dg * self._r))  # (3, nb - 1, size, width)
+            pg = np.zeros((_N_SUMS, nb - 1, size + 1, width))
+            pg[:, :, 1:] = terms
+            np.cumsum(pg, axis=2, out=pg)
+            log_ = np.minimum.accumulate(g, axis=1)
+            hig = np.maximum.accumulate(g, axis=1)
+        due = self._due(start, n)
+        blocks_of = (local0 + due - start) // size
+        local = (local0 + due - start) % size
+        e = local + 1
+        k0 = int(np.count_nonzero(blocks_of == 0))  # due windows are in order: those in block 0 come first
+        e0, e1, b1 = e[:k0], e[k0:], blocks_of[k0:] - 1
+        if nb > 1:
+            self._suffix(cur)  # block 0 is complete when later blocks exist
+            # the later blocks' suffixes, all at once (the last one's mean nothing unless it is complete)
+            sg = np.zeros((_N_SUMS, nb - 1, size + 1, width))
+            sg[:, :, :-1] = np.cumsum(terms[:, :, ::-1], axis=2)[:, :, ::-1]
+            slo = np.full((nb - 1, size + 1, width), np.inf)
+            slo[:, :-1] = np.minimum.accumulate(g[:, ::-1], axis=1)[:, ::-1]
+            shi = np.full((nb - 1, size + 1, width), -np.inf)
+            shi[:, :-1] = np.maximum.accumulate(g[:, ::-1], axis=1)[:, ::-1]
+            # block b is preceded by: the state's previous block (b = 0), block 0 (b = 1), later block b - 2 (b > 1);
+            # stacked once per batch that crosses a block boundary (amortised O(1) a reading)
+            prev = self._prev
+            qsums = np.concatenate((prev.sums[:, None], cur.sums[:, None], sg[:, : nb - 2]), axis=1)[:, blocks_of, e]
+            qlo = np.concatenate((prev.lo[None], cur.lo[None], slo[: nb - 2]))[blocks_of, e]
+            qhi = np.concatenate((prev.hi[None], cur.hi[None], shi[: nb - 2]))[blocks_of, e]
+            pa = np.concatenate((prev.anchor[None], cur.anchor[None], anchors[: nb - 2]))[blocks_of]
+            ca = np.concatenate((cur.anchor[None], anchors))[blocks_of]
+            prev_times = np.concatenate((prev.times[None], cur.times[None], gt[: nb - 2]))[blocks_of,
+                                                                                         np.minimum(e, size - 1)]
+            first_times = np.concatenate((cur.times[:1], gt[:, 0]))[blocks_of]
+            psums = np.concatenate((p0[:, e0 - local0], pg[:, b1, e1]), axis=1)
+            plo = np.concatenate((lo0[e0 - local0], log_[b1, e1 - 1]))
+            phi = np.concatenate((hi0[e0 - local0], hig[b1, e1 - 1]))
+        else:
+            p = self._prev
+            qsums, qlo, qhi = p.sums[:, e], p.lo[e], p.hi[e]
+            pa, ca = np.broadcast_to(p.anchor, (len(e), width)), np.broadcast_to(cur.anchor, (len(e), width))
+            prev_times = p.times[np.minimum(e, size - 1)]
+            first_times = np.full(len(e), cur.times[0])
+            psums, plo, phi = p0[:, e - local0], lo0[e - local0], hi0[e - local0]
+        starts = np.where(e < size, prev_times, first_times)
+        features, unsure = self._features(e, psums, plo, phi, qsums, qlo, qhi, pa, ca, x[due - start])
+        blocks = [(self._prev.times, self._prev.rows), (cur.times, cur.rows)]
+        if nb > 1:
+            blocks += [(gt[k], g[k]) for k in range(nb - 1)]
+        emitted = Emitted(due - start, features, starts, blocks, blocks_of, local)
+        redo = np.flatnonzero(unsure)
+        if len(redo):
+            features[redo] = extract(np.stack([emitted.window(int(j))[1] for j in redo]))
+        # carry the state forward
+        self.count += n
+        if nb == 1:
+            if done0:
+                self._suffix(cur)
+                self._roll(cur)
+            else:
+                self._carry = p0[:, -1].copy()
+                self._carry_lo, self._carry_hi = lo0[-1].copy(), hi0[-1].copy()
+            return emitted
+        last_local = (local0 + n - 1) % size
+        if last_local == size - 1:
+            self._roll(_Block(anchors[-1], g[-1], gt[-1], sg[:, -1], slo[-1], shi[-1]))
+            return emitted
+        self._prev = cur if nb == 2 else _Block(anchors[-2], g[-2], gt[-2], sg[:, -2], slo[-2], shi[-2])
+        self._cur = _Block(anchors[-1], g[-1], gt[-1])
+        self._carry = pg[:, -1, last_local + 1].copy()
+        self._carry_lo, self._carry_hi = log_[-1, last_local].copy(), hig[-1, last_local].copy()
+        return emitted
+
+    # -- internals -------------------------------------------------------------------------------------------
+    def _due(self, start: int, count: int) -> np.ndarray:
+        """Reading indices in [start, start + count) that end a window."""
+        first = self._next_due
+        if first >= start + count:
+            return np.empty(0, dtype=np.intp)
+        due = np.arange(first, start + count, self.step, dtype=np.intp)
+        self._next_due = int(due[-1]) + self.step
+        return due
+
+    def _suffix(self, b: _Block) -> None:
+        """Fill a complete block's suffix accumulations (row ``size`` stays empty)."""
+        d = b.rows - b.anchor
+        b.sums[0, :-1] = np.cumsum(d[::-1], axis=0)[::-1]
+        b.sums[1, :-1] = np.cumsum((d * d)[::-1], axis=0)[::-1]
+        b.sums[2, :-1] = np.cumsum((d * self._r)[::-1], axis=0)[::-1]
+        b.sums[:, -1] = 0.0
+        b.lo[:-1] = np.minimum.accumulate(b.rows[::-1], axis=0)[::-1]
+        b.hi[:-1] = np.maximum.accumulate(b.rows[::-1], axis=0)[::-1]
+        b.lo[-1], b.hi[-1] = np.inf, -np.inf
+
+    def _roll(self, done: _Block) -> None:
+        """`done` (complete, suffixes filled) becomes the previous block; a new empty block starts."""
+        self._prev = done
+        self._cur = _Block.empty(self.size, self.width)
+        self._carry = np.zeros((_N_SUMS, self.width))
+        self._carry_lo = np.full(self.width, np.inf)
+        self._carry_hi = np.full(self.width, -np.inf)
+
+    def _features(self, e: np.ndarray, psums: np.ndarray, plo: np.ndarray, phi: np.ndarray, qsums: np.ndarray,
+                  qlo: np.ndarray, qhi: np.ndarray, prev_anchor: np.ndarray, anchor: np.ndarray,
+                  last: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Features of windows from their gathered prefix (current block, through local e-1) and suffix (previous
+        block, from local e) accumulations, and which windows to recompute exactly."""
+        size, k = self.size, len(e)
+        if not k:
+            return np.empty((0, self.width * len(STATS)), np.float32), np.zeros(0, dtype=bool)
+        q = (size - e)[:, None].astype(np.float64)  # readings of the window in the previous block
+        dk = prev_anchor - anchor
+        p1, q1 = psums[0], qsums[0]
+        s1 = p1 + q1 + q * dk
+        s2 = psums[1] + qsums[1] + 2.0 * dk * q1 + q * dk * dk
+        # sum of t * (x - anchor), t = 0..size-1 the position in the window: the previous block's part starts at
+        # t = 0 (its local index minus e), the current block's at t = q
+        st = (qsums[2] - e[:, None] * q1 + dk * q * (q - 1.0) / 2.0) + (q * p1 + psums[2])
+        lo, hi = np.minimum(qlo, plo), np.maximum(qhi, phi)
+        mean_d = s1 / size
+        var = s2 / size - mean_d * mean_d
+        slope = (st - self._tbar * s1) / self._tt
+        # float64 error bounds of var and slope from the largest |x - anchor| the sums saw
+        reach = np.maximum(np.abs(hi - anchor), np.abs(lo - anchor)) + np.where(q > 0, np.abs(dk), 0.0)
+        var_err = 8.0 * size * _EPS * reach * reach
+        slope_err = 8.0 * size * _EPS * reach * size * size / self._tt
+        constant = lo == hi
+        unsure = ~constant & ((var * _SAFE < var_err) | (np.abs(slope) * _SAFE < slope_err))
+        out = np.empty((len(STATS), k, self.width))
+        out[0] = np.where(constant, lo, anchor + mean_d)
+        out[1] = np.where(constant, 0.0, np.sqrt(np.maximum(var, 0.0)))
+        out[2], out[3], out[4] = lo, hi, last
+        out[5] = np.where(constant, 0.0, slope)
+        return out.transpose(1, 2, 0).astype(np.float32).reshape(k, self.width * len(STATS)), unsure.any(axis=1)
