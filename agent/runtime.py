@@ -13,6 +13,7 @@ import math
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -39,6 +40,7 @@ from agent.models.prepare import Preparer
 from agent.models.store import ModelStore
 from agent.models.trial import TrialLimits
 from agent.outbox import Forwarder
+from agent.pipeline.regimes import RegimePipeline
 from agent.pipeline.sampling import Sampler, SampleReason
 from agent.pipeline.stats import StatsAccumulator
 from agent.pipeline.windowing import Windower
@@ -47,8 +49,9 @@ from agent.sources.base import Reading, SensorSource, reading_problem
 from agent.storage import Storage
 from shared.codec import encode
 from shared.errors import ConfigError
-from shared.features import extract
+from shared.features import REGIMES, extract
 from shared.ids import new_id
+from shared.manifest import ModelManifest
 from shared.messages import Anomaly, Message, ModelEvent, Sample
 from shared.topics import Kind, Topics
 
@@ -56,6 +59,13 @@ log = logging.getLogger(__name__)
 
 RETENTION_EVERY_S = 30.0
 PUMP_EVERY_S = 0.05
+
+
+def regime_pipeline(manifest: ModelManifest, source_sensors: Sequence[str]) -> RegimePipeline | None:
+    """Feature set 2's reading transform and history for `manifest` (None for set 1)."""
+    if manifest.window.feature_set_version != REGIMES:
+        return None
+    return RegimePipeline(manifest, source_sensors)
 
 
 @dataclass
@@ -153,7 +163,9 @@ class Agent:
         With `keep_windows` the windower (and the readings it buffers) stays: no window is lost.
         """
         if not keep_windows:
-            self.windower = Windower(model.manifest.window, self.source.sensors)
+            self.regime_pipeline = regime_pipeline(model.manifest, self.source.sensors)
+            sensors = self.source.sensors if self.regime_pipeline is None else self.regime_pipeline.sensors
+            self.windower = Windower(model.manifest.window, sensors)
         self._sensor_names = json.dumps(list(model.manifest.window.sensors))
         self.stats = StatsAccumulator(model.manifest, self.device_id, now)
         self._stats_due = now + self.settings.stats_interval_s
@@ -163,7 +175,8 @@ class Agent:
         now = time.time()
         self.flush_stats(now)
         self.commit()
-        same_windows = model.manifest.window == self.model.manifest.window
+        same_windows = (model.manifest.window, model.manifest.regimes) == \
+            (self.model.manifest.window, self.model.manifest.regimes)
         if not same_windows:
             self.counters.extra["window_resets"] = self.counters.extra.get("window_resets", 0) + 1
             log.warning("model %s windows differently from %s: partial windows are dropped", model.version,
@@ -200,11 +213,20 @@ class Agent:
         if problem is not None:
             self._skip_reading(problem)
             return
-        window = self.windower.push(reading.ts, reading.values, reading.unit)
+        values = reading.values
+        if self.regime_pipeline is not None:  # feature set 2: readings regime-normalised before windowing
+            normalised = self.regime_pipeline.reading(reading.values, reading.unit)
+            if normalised is None:
+                self.windower.bad_readings += 1
+                return
+            values = normalised
+        window = self.windower.push(reading.ts, values, reading.unit)
         if window is None:
             return
         started = time.perf_counter()
         features = extract(window)
+        if self.regime_pipeline is not None:
+            features = self.regime_pipeline.features(features, reading.unit)
         if not np.isfinite(features).all():  # float32 overflow (a slope or spread of huge values): not scoreable
             self._skip_reading("window features overflow float32")
             return
