@@ -268,7 +268,8 @@ class Agent:
             self._pending_raw.append(RawWindowRow(
                 trace_id, now, reading.unit, self._sensor_names,
                 np.asarray(self.windower.window_times(reading.unit), dtype="<f8").tobytes(),
-                window.astype("<f8").tobytes(),
+                (window if self.regime_pipeline is None else self.regime_pipeline.raw_window(reading.unit))
+                .astype("<f8").tobytes(),
             ))
         if not self._pending_since:
             self._pending_since = now

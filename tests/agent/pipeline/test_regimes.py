@@ -59,6 +59,14 @@ def test_the_agent_logs_the_recipes_feature_set_2_bit_for_bit(tmp_path, versions
     logged = np.stack([f for _, f in _logged(agent)])
     assert logged.shape == expected.shape == (len(expected), V2.n_features)
     assert np.array_equal(logged, expected)
+    # an alarm keeps its window's readings as the source gave them, not the normalised ones
+    kept = agent.db.conn.execute("SELECT r.unit, r.readings, p.features FROM raw_windows r JOIN predictions p "
+                                 "USING (trace_id)").fetchall()
+    assert kept
+    for unit, readings, features in kept:
+        service = int(np.frombuffer(features, dtype=np.float32)[-1])  # the window's last reading, 1-based
+        window = np.frombuffer(readings, dtype="<f8").reshape(V2.size, -1)
+        assert np.array_equal(window, engines[int(unit)][service - V2.size:service])
     agent.db.close()
 
 
