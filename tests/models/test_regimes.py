@@ -9,6 +9,7 @@ from hub.training.base_sets import base_set
 from hub.training.errors import RetrainError
 from hub.training.settings import TrainingSettings
 from infra.datasets import CMAPSS_SENSORS
+from models.cli import summarize
 from models.cmapss import build_cmapss, engine_windows, load_engines
 from models.regimes import fit_regimes
 from shared.features import REGIMES, WindowSpec, feature_names
@@ -34,6 +35,7 @@ def test_a_feature_set_2_parent_windows_the_cmapss_base_set_with_its_regimes(tmp
     path = write_cmapss(tmp_path / "train_REG.txt", regime_rows(6, seed=2))
     v2 = build_cmapss(tmp_path / "v2", path=path, window=window, params={"n_estimators": 5})
     assert v2.regimes is not None and len(v2.feature_names) == window.n_features
+    assert "regimes      3 over op1, op2, op3" in summarize(v2)  # `fleetloop models show`
     _, rows = base_set(v2, TrainingSettings(), window)
     engines = load_engines(path)
     assert np.array_equal(rows.X, engine_windows(engines, sorted(engines), window, 30, v2.regimes).X)
