@@ -159,7 +159,12 @@ def load_manifest(data: bytes | str | Mapping[str, Any]) -> ModelManifest:
 
 def dump_manifest(manifest: ModelManifest, *, indent: int = 0) -> bytes:
     """The JSON of `manifest`: compact, or indented by `indent` spaces (``manifest.json`` uses 2)."""
-    raw = msgspec.json.encode(manifest)
+    if manifest.regimes is None:  # feature set 1: the JSON agents older than feature set 2 read (unknown fields
+        data = msgspec.to_builtins(manifest)  # are refused), so no "regimes": null
+        del data["regimes"]
+        raw = msgspec.json.encode(data)
+    else:
+        raw = msgspec.json.encode(manifest)
     return msgspec.json.format(raw, indent=indent) if indent else raw
 
 

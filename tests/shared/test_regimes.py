@@ -3,12 +3,15 @@ and the manifest's regime statistics."""
 
 from __future__ import annotations
 
+import json
+
 import msgspec
 import numpy as np
 import pytest
 
 from shared.features import REGIMES, WindowSpec, extract, feature_names, series_features, sliding_windows
 from shared.history import SPANS, UnitHistory, history_features, history_names
+from shared.manifest import MANIFEST_FILE, ModelManifest, dump_manifest, load_manifest
 from shared.regimes import RegimeStats, RegimeTransform, setting_columns
 
 SENSORS = ["alt", "a", "b"]
@@ -65,3 +68,12 @@ def test_regime_stats_are_validated():
         setting_columns(STATS, ["a", "b", "c"])
     with pytest.raises(ValueError, match="unknown"):
         WindowSpec(sensors=SENSORS, size=4, step=1, feature_set_version=3)
+
+
+def test_a_feature_set_1_manifest_is_written_without_the_regimes_field(initial_model_dir):
+    # agents from before feature set 2 refuse unknown fields: a set-1 manifest must not grow "regimes": null
+    raw = (initial_model_dir / MANIFEST_FILE).read_bytes()
+    assert b"regimes" not in raw
+    manifest = load_manifest(raw)
+    assert manifest.regimes is None and dump_manifest(manifest, indent=2) + b"\n" == raw
+    assert list(json.loads(raw)) == [f for f in ModelManifest.__struct_fields__ if f != "regimes"]
