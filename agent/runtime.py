@@ -14,6 +14,7 @@ import sqlite3
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -40,6 +41,7 @@ from agent.models.prepare import Preparer
 from agent.models.store import ModelStore
 from agent.models.trial import TrialLimits
 from agent.outbox import Forwarder
+from agent.pipeline.regimes import RegimePipeline
 from agent.pipeline.sampling import Sampler, SampleReason
 from agent.pipeline.stats import StatsAccumulator
 from agent.pipeline.windowing import Windower
@@ -48,7 +50,9 @@ from agent.sources.base import FLOAT32_MAX, Reading, ReadingBatch, SensorSource,
 from agent.storage import Storage
 from shared.codec import encode
 from shared.errors import ConfigError
+from shared.features import REGIMES
 from shared.ids import new_id
+from shared.manifest import ModelManifest
 from shared.messages import Anomaly, Message, ModelEvent, Sample
 from shared.streaming import Emitted
 from shared.topics import Kind, Topics
@@ -57,6 +61,13 @@ log = logging.getLogger(__name__)
 
 RETENTION_EVERY_S = 30.0
 PUMP_EVERY_S = 0.05
+
+
+def regime_pipeline(manifest: ModelManifest, source_sensors: Sequence[str]) -> RegimePipeline | None:
+    """Feature set 2's reading transform and history for `manifest` (None for set 1)."""
+    if manifest.window.feature_set_version != REGIMES:
+        return None
+    return RegimePipeline(manifest, source_sensors)
 
 
 @dataclass
@@ -154,7 +165,9 @@ class Agent:
         With `keep_windows` the windower (and the readings it buffers) stays: no window is lost.
         """
         if not keep_windows:
-            self.windower = Windower(model.manifest.window, self.source.sensors)
+            self.regime_pipeline = regime_pipeline(model.manifest, self.source.sensors)
+            sensors = self.source.sensors if self.regime_pipeline is None else self.regime_pipeline.sensors
+            self.windower = Windower(model.manifest.window, sensors)
         self._sensor_names = json.dumps(list(model.manifest.window.sensors))
         self.stats = StatsAccumulator(model.manifest, self.device_id, now)
         self._stats_due = now + self.settings.stats_interval_s
@@ -164,7 +177,8 @@ class Agent:
         now = time.time()
         self.flush_stats(now)
         self.commit()
-        same_windows = model.manifest.window == self.model.manifest.window
+        same_windows = (model.manifest.window, model.manifest.regimes) == \
+            (self.model.manifest.window, self.model.manifest.regimes)
         if not same_windows:
             self.counters.extra["window_resets"] = self.counters.extra.get("window_resets", 0) + 1
             log.warning("model %s windows differently from %s: partial windows are dropped", model.version,
@@ -206,8 +220,9 @@ class Agent:
     def process_batch(self, batch: ReadingBatch) -> None:
         """Handle readings that arrived together, in order, as `process` would one by one: the windows they complete
         are scored in one onnxruntime call. During a model's health check, one reading at a time (a failed check
-        swaps the model back between two windows)."""
-        if len(batch) > 1 and self.models.health is not None:
+        swaps the model back between two windows), and under feature set 2 (its history features are
+        those after each window's last reading)."""
+        if len(batch) > 1 and (self.models.health is not None or self.regime_pipeline is not None):
             for i in range(len(batch)):
                 self._process_rows(ReadingBatch(batch.ts[i : i + 1], batch.values[i : i + 1],
                                                 batch.units[i : i + 1] if batch.units is not None else None))
@@ -254,7 +269,16 @@ class Agent:
     def _process_rows(self, batch: ReadingBatch) -> None:
         self.counters.readings += len(batch)
         started = time.perf_counter()
-        windows = self._windows(batch, self._usable(batch))
+        rows = self._usable(batch)
+        if self.regime_pipeline is not None:  # feature set 2, one reading: regime-normalised before windowing
+            if rows is not None and not len(rows):
+                return
+            normalised = self.regime_pipeline.reading(batch.values[0], batch.units[0] if batch.units else None)
+            if normalised is None:
+                self.windower.bad_readings += 1
+                return
+            batch, rows = ReadingBatch(batch.ts, normalised.reshape(1, -1), batch.units), None
+        windows = self._windows(batch, rows)
         if not windows:
             return
         groups = {id(out) for _, _, out, _ in windows}  # one Emitted per unit
@@ -262,6 +286,8 @@ class Agent:
             features = windows[0][2].features  # all of its windows, in order
         else:
             features = np.concatenate([out.features[j : j + 1] for _, _, out, j in windows])
+        if self.regime_pipeline is not None:  # one window: its unit's history after its last reading appended
+            features = self.regime_pipeline.features(features[0], windows[0][1]).reshape(1, -1)
         finite_rows = np.isfinite(features).all(axis=1)
         if not finite_rows.all():  # float32 overflow (a slope or spread of huge values): not scoreable
             for _ in range(len(finite_rows) - int(np.count_nonzero(finite_rows))):
@@ -314,6 +340,8 @@ class Agent:
             ))
             if anomaly and keep_raw:  # an alarm window: keep its readings for the hub
                 times, readings = out.window(j)
+                if self.regime_pipeline is not None:  # the readings as the source gave them, not normalised
+                    readings = self.regime_pipeline.raw_window(unit)
                 self._pending_raw.append(RawWindowRow(trace_id, now, unit, self._sensor_names,
                                                       times.astype("<f8").tobytes(), readings.astype("<f8").tobytes()))
             if finite:

@@ -74,6 +74,9 @@ def summarize(manifest: ModelManifest) -> str:
         "metrics      " + _fmt(m),
     ]
     lines += [f"  {name:<18} {_fmt(cm)}" for name, cm in sorted(manifest.cohort_metrics.items())]
+    if manifest.regimes is not None:
+        r = manifest.regimes
+        lines.insert(5, f"regimes      {r.n_regimes} over {', '.join(r.settings)} (fitted on {sum(r.counts)} readings)")
     return "\n".join(lines) + "\n"
 
 

@@ -40,8 +40,9 @@ from models.training import (
 )
 from models.version import build_manifest, check_new_version_dir, write_version
 from shared.errors import SourceError
-from shared.features import WindowSpec, extract, sliding_windows
+from shared.features import REGIMES, WindowSpec, series_features
 from shared.manifest import ModelManifest
+from shared.regimes import RegimeStats
 
 log = logging.getLogger(__name__)
 
@@ -103,25 +104,38 @@ class EngineWindows:
 
 
 def engine_windows(engines: Mapping[int, np.ndarray], units: Iterable[int], window: WindowSpec,
-                   horizon: int = DEFAULT_HORIZON) -> EngineWindows:
-    """The windows an agent would emit for `units` (in that order), labelled by each engine's end of life."""
+                   horizon: int = DEFAULT_HORIZON, regimes: RegimeStats | None = None) -> EngineWindows:
+    """The windows an agent would emit for `units` (in that order), labelled by each engine's end of life.
+
+    Feature set 2 needs the `regimes` statistics (`engine_regimes` fits them)."""
     columns = [CMAPSS_SENSORS.index(s) for s in window.sensors] if window.sensors != CMAPSS_SENSORS else None
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
     for unit in units:
         readings = engines[int(unit)]
         if columns is not None:
             readings = readings[:, columns]
-        windows = sliding_windows(readings, window)
-        if not len(windows):
+        features, ends = series_features(readings, window, regimes)
+        if not len(ends):
             continue
-        cycles = np.arange(window.size, readings.shape[0] + 1, window.step, dtype=np.int64)[: len(windows)]
+        cycles = ends + 1
         labels = (readings.shape[0] - cycles <= horizon).astype(np.int64)
-        parts.append((extract(windows), labels, np.full(len(cycles), int(unit), np.int64), cycles))
+        parts.append((features, labels, np.full(len(cycles), int(unit), np.int64), cycles))
     if not parts:
         return EngineWindows(np.empty((0, window.n_features), np.float32), np.empty(0, np.int64),
                              np.empty(0, np.int64), np.empty(0, np.int64))
     X, y, unit_ids, cycles = (np.concatenate(p) for p in zip(*parts, strict=True))
     return EngineWindows(X, y, unit_ids, cycles)
+
+
+def engine_regimes(engines: Mapping[int, np.ndarray], units: Iterable[int], window: WindowSpec,
+                   seed: int = 7) -> RegimeStats | None:
+    """Feature set 2's regime statistics fitted on every reading of `units` (`models.regimes`); set 1: None."""
+    if window.feature_set_version != REGIMES:
+        return None
+    from models.regimes import fit_regimes
+
+    columns = [CMAPSS_SENSORS.index(s) for s in window.sensors]
+    return fit_regimes((engines[int(u)][:, columns] for u in units), window.sensors, seed=seed)
 
 
 def split_engines(units: Sequence[int], fractions: Sequence[float], seed: int) -> list[list[int]]:
@@ -145,20 +159,24 @@ class FittedModel:
     train: EngineWindows
     metrics: dict[str, float]  # on the holdout engines (the validation engines when there is no holdout)
     split: tuple[list[int], list[int], list[int]]
+    regimes: RegimeStats | None = None  # feature set 2's statistics the features were computed with
 
 
 def fit_cmapss(engines: Mapping[int, np.ndarray], units: Sequence[int], *, seed: int = 7,
                window: WindowSpec = DEFAULT_WINDOW, horizon: int = DEFAULT_HORIZON,
                split: Sequence[float] = SPLIT, family: str = "gbc",
-               params: Mapping[str, ParamValue] | None = None) -> FittedModel:
+               params: Mapping[str, ParamValue] | None = None, regimes: RegimeStats | None = None) -> FittedModel:
     """Fit on `units` split by engine, pick the F1-best threshold on validation, convert, and prove parity.
 
-    A zero holdout fraction (e.g. an oracle judged elsewhere) measures and checks parity on validation.
+    A zero holdout fraction (e.g. an oracle judged elsewhere) measures and checks parity on validation. Feature
+    set 2 uses `regimes`, by default fitted on the readings of the training and validation engines.
     """
     train_u, val_u, hold_u = split_engines(units, split, seed)
     if not train_u or not val_u:
         raise TrainingError(f"{len(units)} engines cannot be split {tuple(split)} into training and validation")
-    data = engine_windows(engines, [*train_u, *val_u, *hold_u], window, horizon)
+    if regimes is None:
+        regimes = engine_regimes(engines, [*train_u, *val_u], window, seed)
+    data = engine_windows(engines, [*train_u, *val_u, *hold_u], window, horizon, regimes)
     train, val = data.take(train_u), data.take(val_u)
     hold = data.take(hold_u) if hold_u else val
     started = time.perf_counter()
@@ -171,7 +189,7 @@ def fit_cmapss(engines: Mapping[int, np.ndarray], units: Sequence[int], *, seed:
     parity = parity_check(estimator, onnx_bytes, hold.X, threshold)
     metrics["parity_max_abs_diff"] = parity.max_abs_diff
     metrics["parity_label_flips"] = float(parity.label_flips)
-    return FittedModel(estimator, onnx_bytes, threshold, train, metrics, (train_u, val_u, hold_u))
+    return FittedModel(estimator, onnx_bytes, threshold, train, metrics, (train_u, val_u, hold_u), regimes)
 
 
 def build_cmapss(
@@ -188,10 +206,13 @@ def build_cmapss(
     params: Mapping[str, ParamValue] | None = None,
     created: datetime | None = None,
     base_set: str | None = None,
+    regimes: RegimeStats | None = None,
 ) -> ModelManifest:
     """Train on the engines of the C-MAPSS file `path` (all, or `units`) and write a new version to `out_dir`.
 
-    `base_set` is what the manifest names as the base set retrains replay (default ``cmapss:<path>``).
+    `base_set` is what the manifest names as the base set retrains replay (default ``cmapss:<path>``). A window of
+    feature set 2 normalises by `regimes` (default: fitted on the training and validation engines' readings),
+    kept in the manifest.
     Same arguments, same ONNX bytes. Raises SourceError for a missing or malformed file, ParityError (and
     writes nothing) when ONNX and scikit-learn disagree, VersionExistsError when `out_dir` is taken.
     """
@@ -203,7 +224,7 @@ def build_cmapss(
     if unknown:
         raise SourceError(f"{path} has no engine(s) {unknown[:5]}")
     fitted = fit_cmapss(engines, chosen, seed=seed, window=window, horizon=horizon, split=split, family=family,
-                        params=params)
+                        params=params, regimes=regimes)
     m = fitted.metrics
     log.info("C-MAPSS %s: %d engines, holdout at threshold %.3f: f1 %.3f, recall %.3f, false alarms %.2f%%, "
              "auc %.3f; parity max |diff| %.2g", Path(path).name, len(chosen), fitted.threshold, m["f1"],
@@ -222,7 +243,7 @@ def build_cmapss(
         reference=reference, X=train.X, y=train.y, seed=seed, data_kind="real", created_by=CREATED_BY,
         reason=f"C-MAPSS model from {Path(path).name} ({len(chosen)} engines, seed {seed})", metrics=m,
         sources=[f"{base} engines={len(chosen)} horizon={horizon} (NASA C-MAPSS, public run-to-failure data)"],
-        params=recorded, created=created,
+        params=recorded, created=created, regimes=fitted.regimes,
     )
     write_version(out_dir, fitted.onnx_bytes, manifest)
     log.info("wrote %s %s in %.1f s", version, out_dir, time.perf_counter() - started)

@@ -37,6 +37,7 @@ from shared.manifest import (
     load_manifest,
     sha256_bytes,
 )
+from shared.regimes import RegimeStats
 
 _LIBRARIES = ("numpy", "scikit-learn", "skl2onnx", "onnx", "onnxruntime")
 
@@ -93,6 +94,7 @@ def build_manifest(
     created: datetime | None = None,
     weighting: SampleWeighting | None = None,
     calibration: Calibration | None = None,
+    regimes: RegimeStats | None = None,
 ) -> ModelManifest:
     """Every field of the manifest of a new version; `created` defaults to now (UTC).
 
@@ -100,7 +102,7 @@ def build_manifest(
     """
     X = np.asarray(X)
     y = np.asarray(y)
-    names = feature_names(window.sensors)
+    names = feature_names(window.sensors, window.feature_set_version)
     if X.ndim != 2 or X.shape[1] != len(names):
         raise ModelLoadError(f"X has shape {X.shape}; the window has {len(names)} features")
     when = (created or datetime.now(UTC)).astimezone(UTC)
@@ -132,6 +134,7 @@ def build_manifest(
             metrics=dict(metrics),
             cohort_metrics={k: dict(v) for k, v in (cohort_metrics or {}).items()},
             calibration=calibration,
+            regimes=regimes,
             onnx_sha256=sha256_bytes(onnx_bytes),
         )
         return load_manifest(dump_manifest(manifest))  # decoding checks every field's type and constraint

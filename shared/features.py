@@ -1,8 +1,14 @@
 """Window feature extraction: the one implementation used by training and by inference (numpy only).
 
-A window is ``size`` consecutive readings of ``len(sensors)`` sensors. For each sensor we compute
-``mean, std, min, max, last, slope`` (slope: least-squares change per reading). Features are ordered
+Feature set 1 (the default): a window is ``size`` consecutive readings of ``len(sensors)`` sensors. For each
+sensor we compute ``mean, std, min, max, last, slope`` (slope: least-squares change per reading). Features are ordered
 sensor-major: ``[s0.mean, s0.std, …, s0.slope, s1.mean, …]``.
+
+Feature set 2 (`REGIMES`): each reading is first normalised by its operating regime (`shared.regimes`, the
+statistics in the manifest), the window features are taken of the normalised readings, and the unit's history
+beyond the window follows them (`shared.history`: 15- and 30-reading means, an EWM per sensor, time in
+service). `series_features` computes either set over one unit's series for training; the agent computes the
+same incrementally.
 
 >>> import numpy as np
 >>> extract(np.array([[1.0, 10.0], [2.0, 10.0], [3.0, 10.0]])).astype(float).round(3).tolist()
@@ -17,10 +23,14 @@ from typing import Annotated
 import numpy as np
 from msgspec import Meta
 
+from shared.history import history_features, history_names, n_history
+from shared.regimes import RegimeStats, RegimeTransform, setting_columns
 from shared.wire import Wire
 
 STATS = ("mean", "std", "min", "max", "last", "slope")
 FEATURE_SET_VERSION = 1  # bump when STATS or their definitions change: labels older than this are stale
+REGIMES = 2  # regime-normalised window features + history features (`shared.regimes`, `shared.history`)
+FEATURE_SETS = (FEATURE_SET_VERSION, REGIMES)
 
 
 class WindowSpec(Wire, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -38,15 +48,23 @@ class WindowSpec(Wire, frozen=True, kw_only=True, forbid_unknown_fields=True):
             raise ValueError("sensor names must be unique")
         if not 2 <= self.size <= 10_000 or not 1 <= self.step <= 10_000:
             raise ValueError("a window's size lies in [2, 10000] and its step in [1, 10000]")
+        if self.feature_set_version not in FEATURE_SETS:
+            raise ValueError(f"feature set {self.feature_set_version} is unknown; known: {FEATURE_SETS}")
 
     @property
     def n_features(self) -> int:
-        return len(self.sensors) * len(STATS)
+        return n_features(len(self.sensors), self.feature_set_version)
 
 
-def feature_names(sensors: Sequence[str]) -> list[str]:
-    """Names of the features `extract` returns, in order."""
-    return [f"{sensor}.{stat}" for sensor in sensors for stat in STATS]
+def n_features(n_sensors: int, version: int = FEATURE_SET_VERSION) -> int:
+    window = n_sensors * len(STATS)
+    return window + n_history(n_sensors) if version == REGIMES else window
+
+
+def feature_names(sensors: Sequence[str], version: int = FEATURE_SET_VERSION) -> list[str]:
+    """Names of the features of feature set `version` (`extract`'s, then for set 2 the history's), in order."""
+    names = [f"{sensor}.{stat}" for sensor in sensors for stat in STATS]
+    return names + history_names(sensors) if version == REGIMES else names
 
 
 _SLOPE_CACHE: dict[int, np.ndarray] = {}
@@ -97,6 +115,27 @@ def sliding_windows(readings: np.ndarray, spec: WindowSpec) -> np.ndarray:
         return np.empty((0, spec.size, x.shape[1]), dtype=x.dtype)
     view = np.lib.stride_tricks.sliding_window_view(x, spec.size, axis=0)  # (n, sensors, size)
     return view[:: spec.step].transpose(0, 2, 1)
+
+
+def series_features(readings: np.ndarray, spec: WindowSpec,
+                    regimes: RegimeStats | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Features of every window of one unit's ``(time, sensors)`` series (columns in ``spec.sensors`` order) and
+    the index of each window's last reading: what an agent emits for that unit, in batch.
+
+    Feature set 2 needs the `regimes` statistics (the manifest's); set 1 ignores them.
+    """
+    x = np.asarray(readings, dtype=np.float64)
+    ends = np.arange(spec.size - 1, x.shape[0], spec.step, dtype=np.int64)
+    if not len(ends):
+        return np.empty((0, spec.n_features), dtype=np.float32), ends
+    if spec.feature_set_version != REGIMES:
+        return extract(sliding_windows(x, spec)).reshape(len(ends), -1), ends
+    if regimes is None:
+        raise ValueError("feature set 2 needs regime statistics")
+    z = RegimeTransform(regimes, setting_columns(regimes, spec.sensors))(x)
+    window = extract(sliding_windows(z, spec)).reshape(len(ends), -1)
+    history = history_features(z)[ends].astype(np.float32)
+    return np.concatenate([window, history], axis=1), ends
 
 
 def histogram_counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:

@@ -10,7 +10,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-from shared.features import WindowSpec, feature_names
+from shared.features import REGIMES, WindowSpec, feature_names
+from shared.regimes import RegimeStats, setting_columns
 from shared.wire import Wire, finite
 
 MANIFEST_FILE = "manifest.json"
@@ -127,13 +128,18 @@ class ModelManifest(Wire, frozen=True, kw_only=True, forbid_unknown_fields=True)
     metrics: dict[str, float]
     cohort_metrics: dict[str, dict[str, float]] = msgspec.field(default_factory=dict)
     calibration: Calibration | None = None  # older manifests, and versions made without held-out labels: none
+    regimes: RegimeStats | None = None  # feature set 2's regime statistics (`shared.regimes`); set 1: none
     onnx_sha256: Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$")]
 
     def __post_init__(self) -> None:
         if not (0.0 <= self.threshold <= 1.0 and 0.0 <= self.low_confidence_margin <= 0.5):
             raise ValueError("threshold lies in [0, 1] and low_confidence_margin in [0, 0.5]")
-        if self.feature_names != feature_names(self.window.sensors):
+        if self.feature_names != feature_names(self.window.sensors, self.window.feature_set_version):
             raise ValueError("feature_names do not match the window's sensors and the feature set")
+        if (self.regimes is not None) != (self.window.feature_set_version == REGIMES):
+            raise ValueError(f"regime statistics come with feature set {REGIMES}, and only with it")
+        if self.regimes is not None:
+            setting_columns(self.regimes, self.window.sensors)  # ValueError when they do not fit the window
         if len(self.reference.bin_edges) != len(self.feature_names):
             raise ValueError("one set of reference bin edges per feature")
 
@@ -153,7 +159,12 @@ def load_manifest(data: bytes | str | Mapping[str, Any]) -> ModelManifest:
 
 def dump_manifest(manifest: ModelManifest, *, indent: int = 0) -> bytes:
     """The JSON of `manifest`: compact, or indented by `indent` spaces (``manifest.json`` uses 2)."""
-    raw = msgspec.json.encode(manifest)
+    if manifest.regimes is None:  # feature set 1: the JSON agents older than feature set 2 read (unknown fields
+        data = msgspec.to_builtins(manifest)  # are refused), so no "regimes": null
+        del data["regimes"]
+        raw = msgspec.json.encode(data)
+    else:
+        raw = msgspec.json.encode(manifest)
     return msgspec.json.format(raw, indent=indent) if indent else raw
 
 

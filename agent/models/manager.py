@@ -367,7 +367,8 @@ class ModelManager:
 
     def _start_shadow(self, model: OnnxModel, assign: Assign, now: float) -> None:
         serving = self.host.model
-        if model.manifest.window != serving.manifest.window or model.n_features != serving.n_features:
+        if (model.manifest.window != serving.manifest.window or model.n_features != serving.n_features
+                or model.manifest.regimes != serving.manifest.regimes):
             reason = f"shadow {model.version} needs other windows/features than the serving {serving.version}"
             self._refuse(assign.version, assign.sha256, reason)
             self._refused_once(assign, reason)

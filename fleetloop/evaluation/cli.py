@@ -44,6 +44,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                    "predictions (default 0.25)")
     c.add_argument("--label-delay", type=int, metavar="CYCLES", help="cycles between an engine's failure and its "
                    "labels (default 20)")
+    c.add_argument("--feature-set", type=int, choices=(1, 2), metavar="N", help="1: window features of the raw "
+                   "readings; 2: readings normalised by operating regime, window features, then 15/30-cycle means, "
+                   "an EWM per sensor and time in service (default 1)")
     c.add_argument("--workdir", type=Path, metavar="DIR", help="keep the broker, hub, models and gateway data here "
                    "(default: a temporary directory, removed afterwards)")
     c.add_argument("--json", action="store_true", help="print the result as one JSON object, last")
@@ -57,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
     data = args.data if args.data is not None else default_datasets_dir() / "cmapss"
     config = config_for("fast" if args.fast else "default", data, train_ref=args.train_ref, fleet=args.fleet,
                         devices=args.devices, engines=args.engines, rate=args.rate, seed=args.seed,
-                        label_budget=args.label_budget, label_delay=args.label_delay, workdir=args.workdir)
+                        label_budget=args.label_budget, label_delay=args.label_delay, workdir=args.workdir,
+                        feature_set=args.feature_set)
     report = run_eval(config)
     sys.stdout.write(report.table() + "\n")
     if args.json:

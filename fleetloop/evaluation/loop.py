@@ -29,10 +29,12 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from pydantic import SecretStr
 
 from fleetloop.devbroker import HUB_USER, DevBroker
@@ -58,7 +60,8 @@ from hub.store.rows import DRIFT_EVENT
 from hub.training.service.performance import estimates_now
 from infra.datasets import CMAPSS_SENSORS
 from shared.errors import ConfigError, FleetloopError
-from shared.features import WindowSpec
+from shared.features import REGIMES, WindowSpec
+from shared.regimes import RegimeStats
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +89,8 @@ def run_eval(config: EvalConfig) -> EvalReport:
 
     started = time.monotonic()
     check_files(config)
-    window = WindowSpec(sensors=list(CMAPSS_SENSORS), size=config.window_size, step=config.window_step)
+    window = WindowSpec(sensors=list(CMAPSS_SENSORS), size=config.window_size, step=config.window_step,
+                        feature_set_version=config.feature_set)
     lengths = engine_lengths(config.fleet_path)
     plan = plan_fleet(lengths, devices=config.devices, seed=config.seed, feedback_fraction=config.feedback_fraction,
                       n_engines=config.n_engines(len(lengths)))
@@ -100,11 +104,13 @@ def run_eval(config: EvalConfig) -> EvalReport:
     try:
         with sigterm_as_interrupt():
             v1_dir = workdir / "build" / "v1"
-            if not _reusable(v1_dir, window, config.seed, settings.training.base_set):
+            fleet = load_engines(config.fleet_path)
+            regimes = commissioned_regimes(config, plan, fleet, window)
+            if not _reusable(v1_dir, window, config.seed, settings.training.base_set, regimes):
                 shutil.rmtree(v1_dir, ignore_errors=True)
                 log.info("training v1 on %s (the C-MAPSS recipe)", config.train_ref)
                 build_cmapss(v1_dir, path=config.train_ref_path, seed=config.seed, window=window,
-                             horizon=config.horizon, base_set=settings.training.base_set)
+                             horizon=config.horizon, base_set=settings.training.base_set, regimes=regimes)
             broker = DevBroker(workdir / "broker", devices=[g.device_id for g in plan.gateways])
             broker.start()
             try:
@@ -113,7 +119,6 @@ def run_eval(config: EvalConfig) -> EvalReport:
                     try:
                         run.start()
                         # The oracle needs nothing from the loop: it trains while the fleet replays.
-                        fleet = load_engines(config.fleet_path)
                         oracle_fit = pool.submit(fit_cmapss, fleet, plan.feedback_units, seed=config.seed,
                                                  window=window, horizon=config.horizon, split=(0.8, 0.2, 0.0))
                         run.wait()
@@ -124,9 +129,13 @@ def run_eval(config: EvalConfig) -> EvalReport:
             finally:
                 broker.stop()
             log.info("scoring static, loop and oracle models on %d evaluation engines", len(plan.evaluation_units))
-            data = engine_windows(fleet, plan.evaluation_units, window, config.horizon)
             v1_manifest, v1_bytes = read_version(v1_dir)
             loop_manifest, loop_bytes = outcome.pop("loop_model")
+            # feature set 2: static and loop normalise by v1's regime statistics (a retrain keeps its parent's),
+            # the oracle by its own
+            data = engine_windows(fleet, plan.evaluation_units, window, config.horizon, v1_manifest.regimes)
+            oracle_X = data.X if oracle.regimes is None else \
+                engine_windows(fleet, plan.evaluation_units, window, config.horizon, oracle.regimes).X
             oracle_windows = sum(windows_of(e.cycles, window) for e in plan.engines if e.feedback)
             scores = [
                 score_model("static", v1_manifest.version, v1_bytes, v1_manifest.threshold, data.X, data.y,
@@ -134,7 +143,7 @@ def run_eval(config: EvalConfig) -> EvalReport:
                 score_model("loop", loop_manifest.version, loop_bytes, loop_manifest.threshold, data.X, data.y,
                             "what the fleet serves at the end" if loop_manifest.version != v1_manifest.version
                             else "the loop never deployed a model"),
-                score_model("oracle", "oracle", oracle.onnx_bytes, oracle.threshold, data.X, data.y,
+                score_model("oracle", "oracle", oracle.onnx_bytes, oracle.threshold, oracle_X, data.y,
                             f"every window of the {len(plan.feedback_units)} feedback engines labelled "
                             f"({oracle_windows:,} labels)"),
             ]
@@ -146,7 +155,22 @@ def run_eval(config: EvalConfig) -> EvalReport:
                       wall_s=time.monotonic() - started, **outcome)
 
 
-def _reusable(v1_dir: Path, window: WindowSpec, seed: int, base_set: str | None) -> bool:
+def commissioned_regimes(config: EvalConfig, plan: FleetPlan, fleet: Mapping[int, np.ndarray],
+                         window: WindowSpec) -> RegimeStats | None:
+    """Feature set 2's regime statistics for v1: fitted on the readings of the training file and, unlabelled, of
+    the fleet's feedback engines (the operator's commissioning step: the training file may not hold the field's
+    operating regimes at all, as FD001 holds one of FD002's six). None for feature set 1."""
+    from models.cmapss import engine_regimes, load_engines
+
+    if window.feature_set_version != REGIMES:
+        return None
+    reference = load_engines(config.train_ref_path)
+    engines = {**{-u: r for u, r in reference.items()}, **{u: fleet[u] for u in plan.feedback_units}}
+    return engine_regimes(engines, sorted(engines), window, config.seed)
+
+
+def _reusable(v1_dir: Path, window: WindowSpec, seed: int, base_set: str | None,
+              regimes: RegimeStats | None) -> bool:
     """A v1 a previous run left in the work dir, made by the same recipe inputs."""
     from models.version import read_version
 
@@ -156,8 +180,8 @@ def _reusable(v1_dir: Path, window: WindowSpec, seed: int, base_set: str | None)
         manifest, _ = read_version(v1_dir)
     except FleetloopError:
         return False
-    same = (manifest.window, manifest.training.seed, manifest.training.params.get("base_set"))
-    return same == (window, seed, base_set)
+    same = (manifest.window, manifest.training.seed, manifest.training.params.get("base_set"), manifest.regimes)
+    return same == (window, seed, base_set, regimes)
 
 
 def _settings(config: EvalConfig, plan: FleetPlan, window: WindowSpec, share: float) -> LoopSettings:

@@ -57,6 +57,7 @@ from hub.rollout import HealthLimits, StageName, StagePolicy
 from hub.training.settings import GateSettings, TrainingSettings
 from hub.training.triggers import TriggerPolicy
 from shared.errors import ConfigError
+from shared.features import FEATURE_SETS
 
 DEFAULT_TRAIN_REF = "train_FD001.txt"
 DEFAULT_FLEET = "train_FD002.txt"
@@ -76,6 +77,7 @@ class EvalConfig:
     rate: float = 40.0  # cycles (readings) per second per gateway
     window_size: int = 5
     window_step: int = 1
+    feature_set: int = 1  # shared.features: 1 raw window features; 2 regime-normalised + history
     horizon: int = 30
     seed: int = 7
     feedback_fraction: float = 0.5
@@ -93,6 +95,8 @@ class EvalConfig:
             raise ConfigError("the base-set weight must be a finite number >= 0")
         if self.label_delay < 0 or self.horizon < 1 or self.window_size < 2 or self.window_step < 1:
             raise ConfigError("--label-delay must be >= 0, the horizon >= 1, the window >= 2 cycles, its step >= 1")
+        if self.feature_set not in FEATURE_SETS:
+            raise ConfigError(f"--feature-set must be one of {', '.join(map(str, FEATURE_SETS))}")
 
     def n_engines(self, available: int) -> int | None:
         """How many of the fleet file's `available` engines to replay (None: all): `engines` as asked, else the

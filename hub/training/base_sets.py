@@ -28,7 +28,7 @@ from hub.training.dataset import SimSpec, SourceRows, base_rows, sim_spec
 from hub.training.errors import RetrainError
 from hub.training.settings import TrainingSettings
 from shared.errors import SourceError
-from shared.features import WindowSpec
+from shared.features import FEATURE_SET_VERSION, WindowSpec
 from shared.manifest import ModelManifest
 
 SIM = "sim"
@@ -78,6 +78,9 @@ def base_set(parent: ModelManifest, settings: TrainingSettings, window: WindowSp
     """The base set's description and rows for a retrain from `parent` with `settings`."""
     name = base_set_name(parent, settings)
     if name == SIM:
+        if window.feature_set_version != FEATURE_SET_VERSION:
+            raise RetrainError(f"the simulated base set makes feature set {FEATURE_SET_VERSION} only; the parent "
+                               f"uses {window.feature_set_version}: set training.base_set to a C-MAPSS file")
         spec = sim_spec(parent, settings)
         return spec, base_rows(spec, window, weight=settings.sim_weight,
                                validation_fraction=settings.validation_fraction, seed=settings.seed)
@@ -113,7 +116,7 @@ def cmapss_rows(name: str, parent: ModelManifest, settings: TrainingSettings,
     if settings.sim_weight <= 0:
         return spec, SourceRows.empty("sim", window.n_features)
     try:
-        data = engine_windows(engines, units, window, horizon)
+        data = engine_windows(engines, units, window, horizon, parent.regimes)  # feature set 2: the parent's
     except ValueError as exc:  # the parent's window names sensors a C-MAPSS replay does not have
         raise RetrainError(f"base set {name!r} cannot make the parent's windows: {exc}") from None
     n = len(data)

@@ -258,6 +258,9 @@ class Retrainer:
             # scores -> probabilities for label-free performance estimates (`hub.training.estimate`), fitted on the
             # rows the metrics are on: the frozen slice, never the rows the model was fitted on
             calibration=fit_calibration(m_y, m_s, on),
+            # feature set 2: the field's features were computed with the parent's regime statistics, so the child
+            # keeps them (the hub cannot re-normalise a feature vector; see shared.regimes)
+            regimes=parent.regimes,
         )
 
     def _random_traffic(self, n_features: int, now: float) -> np.ndarray:
