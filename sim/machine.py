@@ -216,7 +216,7 @@ class SimulatedMachine:
                 phase = 2.0 * np.pi * (t - drift.start_t) / drift.period
                 values[:, _TEMPERATURE] += np.where(t >= drift.start_t, drift.amplitude * np.sin(phase), 0.0)
         for fault, mask in failing:
-            ramp = (fault.span - rul) / fault.span
+            ramp = np.sqrt(np.clip((fault.span - rul) / fault.span, 0.0, 1.0))
             hunt = fault.amplitude * self._scale[_CURRENT] * ramp * np.sin(2.0 * np.pi * t / fault.period)
             values[:, _CURRENT] += np.where(mask, hunt, 0.0)
         return SimTrace(

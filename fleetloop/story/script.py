@@ -219,9 +219,11 @@ class Story:
         monitor (`hub.training.performance`) records ``performance_degraded``; the trigger job retrains on it."""
         store = self.rig.store
 
-        def degraded() -> Any:  # on recall: the false-alarm side may flag too, and is not this scenario's point
+        since = self.outcome.injected_at or 0.0
+
+        def degraded() -> Any:  # on recall, after the injection: the false-alarm side is not this scenario's point
             return next((e for e in store.events(kind=PERFORMANCE_EVENT, limit=1000)
-                         if e.payload.get("model_version") == "v1"
+                         if e.payload.get("model_version") == "v1" and e.ts >= since
                          and ((e.payload.get("figures") or {}).get("recall") or {}).get("verdict") == "degraded"),
                         None)
 

@@ -45,6 +45,7 @@ def test_a_new_failure_mode_is_noticed_from_labels_and_fixed(tmp_path: Path) -> 
     # the labels told: v1's realized recall dropped, recorded as performance_degraded, and the retrain is on that
     perf = s["performance_degraded"]
     assert perf["model_version"] == "v1" and perf["figures"]["recall"]["verdict"] == "degraded", perf
+    assert perf["ts"] >= first(s, "drift_injected")["at"] and perf["scope"] in ("fleet", "cohort:site-a"), perf
     assert s["retrain_trigger"] == "performance"
     assert s["promoted_version"] == s["candidate"] and s["gate"]["verdict"] == "pass"
     order = ["drift_injected", "reference_taken", "performance_degraded", "retrain_started", "gate",
