@@ -5,8 +5,10 @@ technicians' labels show v1's recall dropping (``performance_degraded``), the hu
 ``performance``), the gate passes the candidate, the operator rolls it out, and it catches the new failures v1
 misses on the very same windows.
 
-Cost: one fast story without the faulty-candidate phases, ~60 s wall on a quiet machine (measured 61 s under load
-average ~9 with other helpers' runs; the initial fast model is built once per run, ~10 s of it).
+Cost: one fast story without the faulty-candidate phases: the story itself ~60 s (healthy 9 s, labels until the
+retrain ~12 s, the retrain 10-35 s, rollout ~8 s, the fixed fleet 16 s), plus building the fast initial model (~10 s)
+and the report; measured 93 s wall at load average ~9-13 on this shared 2-core machine, 140-150 s at 17-25. It
+could not be measured on a quiet machine here.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ import pytest
 from tests.e2e.test_demo import REPO, first, kinds, leftovers, summary_of
 
 log = logging.getLogger(__name__)
-RECALL_MARGIN = 0.15  # the served fix's recall over a frozen v1's on the affected devices' windows after the fix
-# (measured +0.18 to +0.32 over the runs in README, "A new failure mode")
+RECALL_MARGIN = 0.1  # the served fix's recall over a frozen v1's on the affected devices' windows after the fix
+# (measured +0.07 to +0.32 over 8 s after the fix, README "A new failure mode"; the scenario now watches 16 s, and the
+# offline recipe gains ~0.3 over 40,000 readings: bench/new_failure_mode.py)
 
 
 @pytest.mark.slow
