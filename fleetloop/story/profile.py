@@ -97,10 +97,12 @@ class StoryProfile:
         reference did reads as a score shift at times (fleet PSI 0.33 in one of three fast runs), which would be
         the drift job's noise, not the scenario's signal. It also watches the fixed fleet twice as long: its gain is
         judged on the new failures after the fix, a dozen of them in 8 s of the fast story, where one failure caught
-        early or late moves recall by several points (gains of 0.07-0.32 measured over 8 s)."""
+        early or late moves recall by several points (gains of 0.07-0.32 measured over 8 s). And it waits up to
+        120 s for a step: its one retrain is the story's longest step, and on this shared machine at load average
+        35-58 it took 99 s (queued 27 s), past the fast story's 60 s."""
         if scenario == "new-failure-mode":
             return replace(self, scenario=scenario, drift_window_s=3 * self.drift_window_s,
-                           recovered_s=2 * self.recovered_s)
+                           recovered_s=2 * self.recovered_s, timeout_s=max(self.timeout_s, 120.0))
         return replace(self, scenario=scenario)
 
     @property

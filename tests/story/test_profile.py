@@ -147,4 +147,5 @@ def test_the_new_failure_mode_scenario_injects_the_fault_on_the_drift_site_only(
     assert scenario.drifts(fast.drift_site) == (NewFailureMode(start_t=fast.drift_step),)
     assert scenario.drifts("site-b") == () and isinstance(fast.drifts(fast.drift_site)[0], SensorOffset)
     assert (scenario.drift_window_s, scenario.recovered_s) == (3 * fast.drift_window_s, 2 * fast.recovered_s)
+    assert scenario.timeout_s == 120.0
     assert fast.for_scenario("drift") == fast
