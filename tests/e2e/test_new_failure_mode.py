@@ -7,8 +7,8 @@ misses on the very same windows.
 
 Cost: one fast story without the faulty-candidate phases: the story itself ~60 s (healthy 9 s, labels until the
 retrain ~12 s, the retrain 10-35 s, rollout ~8 s, the fixed fleet 16 s), plus building the fast initial model (~10 s)
-and the report; measured 93 s wall at load average ~9-13 on this shared 2-core machine, 140-150 s at 17-25. It
-could not be measured on a quiet machine here.
+and the report; measured 73 s wall at load average 20-30 with the final settings (93 s at 9-13 and 140-150 s at
+17-25 in earlier runs) on this shared 2-core machine. It could not be measured on a quiet machine here.
 """
 
 from __future__ import annotations
