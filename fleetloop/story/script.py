@@ -13,6 +13,10 @@
 8. *bad candidate*: a retrain on flipped labels is rejected by the gate; its rollout is refused (409);
 9. *canary failure*: a candidate giving NaN on gateways fails its canary and is rolled back automatically.
 
+The ``new-failure-mode`` scenario (`StoryProfile.scenario`) plays 1-3, then *performance* (no drift: the labels
+show v1's recall dropping, ``performance_degraded``), 5-7 (the retrain's trigger is ``performance``), then
+*no_drift* (the drift events judged against the re-taken reference up to the retrain, by scope), without 8-9.
+
 Each wait polls (and refreshes the console) and gives up after the profile's timeout with `StoryError`; the
 story then stops where it is and the outcome says how far it got.
 """
@@ -217,9 +221,7 @@ class Story:
     def _performance(self) -> None:
         """No input drifts: the technicians' labels show v1 missing failures it caught at its gate. The hub's
         monitor (`hub.training.performance`) records ``performance_degraded``; the trigger job retrains on it."""
-        store = self.rig.store
-
-        since = self.outcome.injected_at or 0.0
+        store, since = self.rig.store, self.outcome.injected_at or 0.0
 
         def degraded() -> Any:  # on recall, after the injection: the false-alarm side is not this scenario's point
             return next((e for e in store.events(kind=PERFORMANCE_EVENT, limit=1000)
