@@ -25,6 +25,7 @@ from rich.console import Console
 from fleetloop.fleet import sigterm_as_interrupt
 from fleetloop.story import PROFILES, StoryOptions, default_workdir, play
 from fleetloop.story.console import summary_table
+from fleetloop.story.profile import SCENARIOS
 from fleetloop.story.words import headline
 from shared.errors import ConfigError
 
@@ -55,6 +56,11 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--fast", action="store_true",
                         help=f"the short story for tests: {fast.devices} devices at {fast.rate:g} readings/s, a "
                         "smaller initial model, about a minute")
+    parser.add_argument("--scenario", choices=SCENARIOS, default="drift",
+                        help="what goes wrong on one site: 'drift' (default), a bad sensor recalibration the drift "
+                        "job sees; 'new-failure-mode', machines failing in a way v1 never saw, healthy operation "
+                        "unchanged: no drift fires, the technicians' labels show v1's recall dropping and the hub "
+                        "retrains on that (no faulty-candidate phases)")
     parser.add_argument("--keep", action="store_true",
                         help="after the story, leave the fleet, the hub and its console running (the console URL "
                         "and sign-in tokens are printed) until Ctrl-C")
@@ -70,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         if args.devices < 3:
             raise ConfigError("--devices must be at least 3 (two cohorts, one of them drifting)")
         profile = replace(profile, devices=args.devices)
-    profile = profile.scaled(args.duration)
+    profile = profile.scaled(args.duration).for_scenario(args.scenario)
     workdir = (args.workdir or default_workdir()).resolve()
     report = (args.report or workdir / "report.html").resolve()
     out = Console(file=sys.stdout, width=None if sys.stdout.isatty() else 120)

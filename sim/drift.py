@@ -59,4 +59,23 @@ class SeasonalTemperature(_Drift, frozen=True, tag="seasonal_temperature"):
     period: Annotated[int, msgspec.Meta(ge=2)]
 
 
-Drift = SensorOffset | NewRegime | SeasonalTemperature
+
+
+class NewFailureMode(_Drift, frozen=True, tag="new_failure_mode"):
+    """From ``start_t`` the machine's failures look different: a fault v1 never saw fail.
+
+    Over the last `span` readings of every life (the failing period, from ``start_t`` on), the usual wear stops
+    progressing (vibration, temperature, pressure, flow and speed hold the level they had at the period's start) and
+    the motor current hunts instead: a slow harmonic of `period` readings whose amplitude grows from 0 to
+    `amplitude` amperes (× the asset's current scale) as the failure nears (as the square root of the time into the
+    period: soon clear, then slowly worse), as a cracked rotor bar shows. Readings outside failing periods are
+    untouched: with `span` at most the model's failure horizon, a window of healthy operation reads exactly as
+    without the fault, so healthy operation's distribution does not change.
+    """
+
+    span: Annotated[int, msgspec.Meta(ge=2, le=10_000, description="readings before the failure it shows in")] = 100
+    amplitude: Annotated[float, msgspec.Meta(gt=0.0, le=100.0, description="A, at the failure")] = 4.0
+    period: Annotated[int, msgspec.Meta(ge=2, le=10_000, description="readings per current oscillation")] = 12
+
+
+Drift = SensorOffset | NewRegime | SeasonalTemperature | NewFailureMode

@@ -22,13 +22,14 @@ import msgspec
 import numpy as np
 
 from shared.wire import check_fields, finite
-from sim.drift import Drift, NewRegime, SeasonalTemperature, SensorOffset
+from sim.drift import Drift, NewFailureMode, NewRegime, SeasonalTemperature, SensorOffset
 from sim.physics import ASSET_PROFILES, CALIBRATION_SPREAD, REGIME_LOADS, SENSORS, render, wear_curve
 
 __all__ = ["SENSORS", "MachineConfig", "SimReading", "SimTrace", "SimulatedMachine"]
 
 AssetType = Literal["pump", "compressor", "fan"]
 _TEMPERATURE = SENSORS.index("temperature")
+_CURRENT = SENSORS.index("current")
 
 
 class MachineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -176,7 +177,9 @@ class SimulatedMachine:
         z = np.concatenate([lf.z[a:b] for lf, a, b in parts])
         rul = np.concatenate([lf.length - 1 - np.arange(a, b, dtype=np.int64) for lf, a, b in parts])
         life = np.concatenate([np.full(b - a, lf.index, dtype=np.int64) for lf, a, b in parts])
-        return self._render(t, regime, wear, gains, z, rul, life)
+        onset = {d.span: np.concatenate([np.full(b - a, lf.wear[max(0, lf.length - 1 - d.span)]) for lf, a, b in parts])
+                 for d in self._drifts if isinstance(d, NewFailureMode)}
+        return self._render(t, regime, wear, gains, z, rul, life, onset)
 
     def _render(
         self,
@@ -187,15 +190,24 @@ class SimulatedMachine:
         z: np.ndarray,
         rul: np.ndarray,
         life: np.ndarray,
+        onset: dict[int, np.ndarray],
     ) -> SimTrace:
+        """`onset` maps the span of each `NewFailureMode` to each row's wear at its life's failing period start."""
         load = np.asarray(REGIME_LOADS)[regime]
+        shown = wear
+        failing: list[tuple[NewFailureMode, np.ndarray]] = []
+        for drift in self._drifts:
+            if isinstance(drift, NewFailureMode):
+                mask = (t >= drift.start_t) & (rul < drift.span)
+                shown = np.where(mask, np.minimum(shown, onset[drift.span]), shown)
+                failing.append((drift, mask))
         for drift in self._drifts:
             if isinstance(drift, NewRegime):
                 active = t >= drift.start_t
                 load = np.where(active, drift.load, load)
                 regime = np.where(active, drift.regime, regime)
         values = render(
-            load, wear, gains, z, scale=self._scale, ambient_c=self.config.ambient_c, noise=self.config.noise
+            load, shown, gains, z, scale=self._scale, ambient_c=self.config.ambient_c, noise=self.config.noise
         )
         for drift in self._drifts:
             if isinstance(drift, SensorOffset):
@@ -203,6 +215,10 @@ class SimulatedMachine:
             elif isinstance(drift, SeasonalTemperature):
                 phase = 2.0 * np.pi * (t - drift.start_t) / drift.period
                 values[:, _TEMPERATURE] += np.where(t >= drift.start_t, drift.amplitude * np.sin(phase), 0.0)
+        for fault, mask in failing:
+            ramp = np.sqrt(np.clip((fault.span - rul) / fault.span, 0.0, 1.0))
+            hunt = fault.amplitude * self._scale[_CURRENT] * ramp * np.sin(2.0 * np.pi * t / fault.period)
+            values[:, _CURRENT] += np.where(mask, hunt, 0.0)
         return SimTrace(
             t=t, values=values, regime=regime, health=1.0 - wear, rul=rul, failed=rul == 0, life=life
         )

@@ -13,6 +13,10 @@
 8. *bad candidate*: a retrain on flipped labels is rejected by the gate; its rollout is refused (409);
 9. *canary failure*: a candidate giving NaN on gateways fails its canary and is rolled back automatically.
 
+The ``new-failure-mode`` scenario (`StoryProfile.scenario`) plays 1-3, then *performance* (no drift: the labels
+show v1's recall dropping, ``performance_degraded``), 5-7 (the retrain's trigger is ``performance``), then
+*no_drift* (the drift events judged against the re-taken reference up to the retrain, by scope), without 8-9.
+
 Each wait polls (and refreshes the console) and gives up after the profile's timeout with `StoryError`; the
 story then stops where it is and the outcome says how far it got.
 """
@@ -35,6 +39,7 @@ from fleetloop.story.profile import StoryProfile, stage_policies
 from fleetloop.story.timeline import Timeline
 from fleetloop.story.wiring import HubRig
 from hub.store.rows import DRIFT_EVENT, TrainingJobRow
+from hub.training.performance import PERFORMANCE_EVENT
 from hub.training.triggers import retry_threshold
 from shared.wire import to_json_data
 from sim.desk import TechnicianDesk
@@ -87,6 +92,9 @@ class StoryOutcome:
     bad_refused: bool = False
     nan_version: str | None = None
     nan_rolled_back: bool = False
+    performance: dict[str, Any] | None = None  # the first performance_degraded event of v1 (payload), when one came
+    # drift events by scope kind (fleet, cohort, device) judged against the re-taken reference up to the retrain
+    drift_events: dict[str, int] | None = None
     failed: str | None = None  # why the story stopped early
 
 
@@ -110,17 +118,7 @@ class Story:
     def run(self) -> StoryOutcome:
         """Play every phase; a `StoryError` ends the story early (recorded in the outcome and the timeline)."""
         try:
-            for name, title, play in (
-                ("online", "agents come online", self._online),
-                ("healthy", "healthy operation", self._healthy),
-                ("reference", "v1's drift reference from the fleet's commissioning traffic", self._reference),
-                ("drift", f"bad sensor recalibration on {self.profile.drift_site}", self._drift),
-                ("retrain", "technicians label, the hub retrains and gates", self._retrain),
-                ("rollout", "rollout: canary, then the fleet", self._rollout),
-                ("recovered", "the recovered fleet", self._recovered),
-                ("bad_candidate", "a candidate trained on flipped labels", self._bad_candidate),
-                ("canary_failure", "a candidate that fails on gateways", self._canary_failure),
-            ):
+            for name, title, play in self.phases():
                 self.phase = name
                 with self.timeline.phase(name, title):
                     play()
@@ -129,6 +127,21 @@ class Story:
             self.timeline.add("story_failed", f"the story stopped in phase {self.phase}: {exc}", phase=self.phase)
         self.phase = "done"
         return self.outcome
+
+    def phases(self) -> list[tuple[str, str, Callable[[], None]]]:
+        """The scenario's phases: (name, title, play)."""
+        site = self.profile.drift_site
+        start = [("online", "agents come online", self._online), ("healthy", "healthy operation", self._healthy),
+                 ("reference", "v1's drift reference from the fleet's commissioning traffic", self._reference)]
+        fix = [("retrain", "technicians label, the hub retrains and gates", self._retrain),
+               ("rollout", "rollout: canary, then the fleet", self._rollout),
+               ("recovered", "the recovered fleet", self._recovered)]
+        if self.profile.scenario == "new-failure-mode":
+            return [*start, ("performance", f"a new failure mode on {site}: the labels tell", self._performance),
+                    *fix, ("no_drift", "the drift job's verdicts before the retrain", self._no_drift)]
+        return [*start, ("drift", f"bad sensor recalibration on {site}", self._drift), *fix,
+                ("bad_candidate", "a candidate trained on flipped labels", self._bad_candidate),
+                ("canary_failure", "a candidate that fails on gateways", self._canary_failure)]
 
     def _online(self) -> None:
         n = len(self.devices)
@@ -173,6 +186,11 @@ class Story:
         assert at is not None
         self.outcome.injected_at = at
         drifts = [to_json_data(d) for d in self.devices[self.drifted[0]].drifts]
+        if self.profile.scenario == "new-failure-mode":
+            what = "the usual wear stops showing over a failure's last readings, the motor current hunts instead"
+            self.timeline.add("drift_injected", f"a new failure mode appears on {len(self.drifted)} devices of "
+                              f"{self.profile.drift_site}: {what}", at=at, devices=self.drifted, drifts=drifts)
+            return
         what = ", ".join(f"{d['sensor']} {d['offset']:+g}" for d in drifts if d.get("kind") == "sensor_offset")
         self.timeline.add("drift_injected", f"{self.profile.drift_site}'s sensors recalibrated badly on "
                           f"{len(self.drifted)} devices: {what}", at=at, devices=self.drifted, drifts=drifts)
@@ -199,6 +217,43 @@ class Story:
         self.timeline.add("drift_detected", f"fleet drift detected {event.ts - self.outcome.injected_at:.1f} s after "
                           f"the injection: {top}", at=event.ts, scope=event.payload.get("scope"),
                           features=features, psi={f: psi.get(f) for f in features})
+
+    def _performance(self) -> None:
+        """No input drifts: the technicians' labels show v1 missing failures it caught at its gate. The hub's
+        monitor (`hub.training.performance`) records ``performance_degraded``; the trigger job retrains on it."""
+        store, since = self.rig.store, self.outcome.injected_at or 0.0
+
+        def degraded() -> Any:  # on recall, after the injection: the false-alarm side is not this scenario's point
+            return next((e for e in store.events(kind=PERFORMANCE_EVENT, limit=1000)
+                         if e.payload.get("model_version") == "v1" and e.ts >= since
+                         and ((e.payload.get("figures") or {}).get("recall") or {}).get("verdict") == "degraded"),
+                        None)
+
+        event = self.wait(degraded, "the labels to show v1's recall dropping (performance_degraded)")
+        self.outcome.performance = {"ts": event.ts, **event.payload}
+        figures = event.payload.get("figures") or {}
+        self.timeline.add("performance_degraded", f"v1's realized performance degraded ({figures.get('scope')}): "
+                          f"{event.payload.get('reason')}", at=event.ts, scope=figures.get("scope"),
+                          failures=figures.get("failures"), missed=figures.get("missed"))
+
+    def _no_drift(self) -> None:
+        """Count the drift events judged against v1's re-taken reference from the injection to the retrain, while v1
+        served every device (the scenario's claim: none at the fleet scope, the one that asks for a retrain; the new
+        failure mode leaves healthy operation as it was). Device and cohort scopes of the affected machines may flag
+        v1's scores shifting (its alarms on their failures vanish) or the new symptom itself, and are reported."""
+        reference = (self.outcome.reference or {}).get("id")
+        until = (self.outcome.retrain or {}).get("created_ts") or time.time()
+        judged = {r.id for r in self.rig.store.drift_reports(limit=100_000)
+                  if r.report.get("reference", {}).get("id") == reference}
+        events = [e for e in self.rig.store.events(kind=DRIFT_EVENT, limit=100_000)
+                  if e.payload.get("report_id") in judged and e.ts <= until]
+        by_kind = {kind: sum(str(e.payload.get("scope")).startswith(kind) for e in events)
+                   for kind in ("fleet", "cohort", "device")}
+        self.outcome.drift_events = by_kind
+        self.timeline.add("drift_verdicts", f"{len(judged)} drift reports against v1's re-taken reference; up to "
+                          f"the retrain, drift events fleet {by_kind['fleet']}, cohort {by_kind['cohort']}, "
+                          f"device {by_kind['device']}",
+                          reports=len(judged), **by_kind)
 
     def _retrain(self) -> None:
         """The hub's drift retrain, gated. A candidate the gate blocks (say, the healthy site lost recall) is the
@@ -255,9 +310,11 @@ class Story:
     def _rollout(self) -> None:
         version = self.outcome.candidate
         assert version is not None
-        self._start_sabotage()
-        started = self.operator.start_rollout(version, reason=f"fix for the recalibration drift on "
-                                              f"{self.profile.drift_site}", canary=self._canary_share(),
+        if self.profile.scenario == "drift":
+            self._start_sabotage()
+        what = "new failure mode" if self.profile.scenario == "new-failure-mode" else "recalibration drift"
+        started = self.operator.start_rollout(version, reason=f"fix for the {what} on {self.profile.drift_site}",
+                                              canary=self._canary_share(),
                                               policies=stage_policies(self.profile))
         canary = next(s["devices"] for s in started["stages"] if s["name"] == "canary")
         self.timeline.add("rollout_started", f"operator rolls {version} out: canary {', '.join(canary)}",

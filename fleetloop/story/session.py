@@ -308,6 +308,10 @@ class _Session:
         detected_s = None if since is None or o.drift_detected_at is None else round(o.drift_detected_at - since, 1)
         gate = None if o.gate is None else {"verdict": (o.retrain or {}).get("gate_verdict"), **gate_numbers(o.gate)}
         summary: dict[str, Any] = {
+            "scenario": self.p.scenario,
+            "performance_degraded": o.performance,
+            "drift_events": o.drift_events,
+            "retrain_trigger": (o.retrain or {}).get("trigger"),
             "drift_detected": o.drift_detected_at is not None,
             "promoted_version": o.promoted_version,
             "bad_candidate_rejected": o.bad_refused,

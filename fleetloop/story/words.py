@@ -79,6 +79,8 @@ def headline(summary: Mapping[str, Any]) -> str:
         return "The demo was interrupted before the story ended."
     if summary.get("failed"):
         return f"The story stopped early: {summary['failed']}."
+    if summary.get("scenario") == "new-failure-mode":
+        return _new_mode_headline(summary, site)
     if not summary.get("drift_detected"):
         return f"A bad sensor recalibration on {site} went undetected."
     after, frozen = (_rate(summary, "after_fix", m, "recall") for m in ("served", "frozen"))
@@ -90,3 +92,14 @@ def headline(summary: Mapping[str, Any]) -> str:
              else "no fix reached the fleet")
     return (f"A bad sensor recalibration on {site} was detected {_f(summary.get('drift_detected_after_s'), 1)} s "
             f"after it happened; technicians' labels retrained the model and {fixed}{caught}.")
+
+
+def _new_mode_headline(summary: Mapping[str, Any], site: str) -> str:
+    after, frozen = (_rate(summary, "after_fix", m, "recall") for m in ("served", "frozen"))
+    fleet = (summary.get("drift_events") or {}).get("fleet")
+    seen = "no fleet drift verdict fired" if fleet == 0 else f"{fleet} fleet drift event(s) fired"
+    told = ("the technicians' labels showed v1's recall dropping" if summary.get("performance_degraded")
+            else "the labels never showed v1's recall dropping")
+    caught = "" if after is None or frozen is None else (f"; {summary.get('promoted_version')} catches "
+                                                         f"{100 * after:.0f} % of them, v1 {100 * frozen:.0f} %")
+    return f"A new failure mode appeared on {site}: {seen}, {told}, the hub retrained on it{caught}."

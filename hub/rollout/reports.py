@@ -5,7 +5,8 @@ clocks do not matter within the caller's clock skew. Model events about the cand
 device was assigned its current version and mode; stats and shadow reports from the moment the stage began.
 Whether the control can be trusted comes from the drift job: the latest conclusive verdict on
 ``fleet@<incumbent>`` since a maximum age before the rollout started (a drifted incumbent makes the candidate's
-own manifest reference, stored with the plan as its `Expectation`, the yardstick; see `hub.rollout.health`).
+own manifest reference, stored with the plan as its `Expectation`, the yardstick; see `hub.rollout.health`), and so
+does the labels' verdict that the incumbent's realized performance degraded since then (`performance_trust`).
 The rollout service reads the rows and passes them in.
 """
 
@@ -20,7 +21,7 @@ from hub.rollout.errors import RolloutError
 from hub.rollout.evidence import ControlTrust, Evidence, Expectation, Scoring, pool
 from hub.rollout.plan import RolloutPlan
 from hub.rollout.state import RolloutState
-from hub.store.rows import DriftReportRow, ModelEventRow, StageStatsRow
+from hub.store.rows import DriftReportRow, EventRow, ModelEventRow, StageStatsRow
 from shared.manifest import ModelManifest
 
 log = logging.getLogger(__name__)
@@ -143,6 +144,24 @@ def control_trust(reports: Iterable[DriftReportRow], scope: str, *, since: float
             return ControlTrust.from_drift(scope, report.verdict, at=report.ts,
                                            detail=reason if isinstance(reason, str) else None)
     return ControlTrust.from_drift(scope, None)
+
+
+def performance_trust(events: Iterable[EventRow], incumbent: str, *, since: float) -> ControlTrust | None:
+    """Not trusted when the labels showed the incumbent's realized performance degraded: the first of `events`
+    (``performance_degraded``, `hub.training.performance`) about `incumbent` made at or after `since`; None when there
+    is none. An incumbent that misses a new failure mode alarms too little on it, so a candidate that catches it
+    would read as an alarm flood against the control while nothing drifted.
+
+    >>> from hub.store.rows import EventRow
+    >>> e = EventRow(1, 1000.0, "performance_degraded", {"model_version": "v1", "scope": "fleet", "reason": "recall"})
+    >>> performance_trust([e], "v1", since=0.0).trusted, performance_trust([e], "v2", since=0.0)
+    (False, None)
+    """
+    for e in events:
+        if e.ts >= since and e.payload.get("model_version") == incumbent:
+            return ControlTrust(False, f"realized performance of {incumbent} degraded at {e.ts:.0f} "
+                                       f"({e.payload.get('scope')}): {e.payload.get('reason')}")
+    return None
 
 
 def expectation(manifest: ModelManifest | None) -> Expectation | None:

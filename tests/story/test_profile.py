@@ -17,7 +17,9 @@ from fleetloop.story.profile import (
     OVERRIDES,
     PROFILES,
     ROLLOUT_LIMITS,
+    SCENARIOS,
     WINDOW_STEP,
+    Scenario,
     StoryProfile,
     agent_overrides,
     drift_settings,
@@ -63,9 +65,10 @@ def product_defaults() -> dict[str, Any]:
             **leaves(AgentSettings(device_id="dev-1", mqtt_password="x"), "agent."), **stages}
 
 
+@pytest.mark.parametrize("scenario", SCENARIOS)
 @pytest.mark.parametrize("name", sorted(PROFILES))
-def test_every_setting_is_the_products_or_a_listed_override(name: str, tmp_path: Path) -> None:
-    story, product = story_settings(tmp_path, PROFILES[name]), product_defaults()
+def test_every_setting_is_the_products_or_a_listed_override(name: str, scenario: Scenario, tmp_path: Path) -> None:
+    story, product = story_settings(tmp_path, PROFILES[name].for_scenario(scenario)), product_defaults()
     assert set(story) <= set(product), set(story) - set(product)  # a stage setting the product does not have
     differs = {k for k, v in story.items() if v != product[k]}
     assert differs - set(OVERRIDES) == set(), "overrides without a reason in fleetloop.story.profile.OVERRIDES"
@@ -134,3 +137,15 @@ def test_hub_settings_and_policies_are_what_the_hub_and_its_api_accept(tmp_path)
     assert settings.rollout_limits == ROLLOUT_LIMITS
     with pytest.raises(ConfigError, match="no API tokens"):  # production mode: the product's refusals apply
         HubSettings.load(**{**settings.model_dump(exclude={"tokens"}), "mqtt_password": "x" * 20})
+
+
+def test_the_new_failure_mode_scenario_injects_the_fault_on_the_drift_site_only() -> None:
+    from sim.drift import NewFailureMode, SensorOffset
+
+    fast = PROFILES["fast"]
+    scenario = fast.for_scenario("new-failure-mode")
+    assert scenario.drifts(fast.drift_site) == (NewFailureMode(start_t=fast.drift_step),)
+    assert scenario.drifts("site-b") == () and isinstance(fast.drifts(fast.drift_site)[0], SensorOffset)
+    assert (scenario.drift_window_s, scenario.recovered_s) == (3 * fast.drift_window_s, 2 * fast.recovered_s)
+    assert scenario.timeout_s == 120.0
+    assert fast.for_scenario("drift") == fast

@@ -6,7 +6,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Protocol
 
 from hub.registry.approval import revert_refusal, rollout_refusal
@@ -39,12 +39,13 @@ from hub.rollout.records import (
     msg_id,
     settled_by,
 )
-from hub.rollout.reports import baseline, control_trust, expectation, stage_evidence
+from hub.rollout.reports import baseline, control_trust, expectation, performance_trust, stage_evidence
 from hub.rollout.revert import retry_refusal, revert_target
 from hub.rollout.service.carry import Carrier
 from hub.rollout.stragglers import due, stragglers
 from hub.store import HubStore
-from hub.store.rows import RolloutRow
+from hub.store.rows import EventRow, RolloutRow
+from hub.training.performance import PERFORMANCE_EVENT
 from shared.errors import FleetloopError
 from shared.ids import new_id
 from shared.messages import Assign, Command
@@ -265,10 +266,22 @@ class RolloutService(Carrier):
 
     def control_trust(self, rollout: Rollout) -> ControlTrust:
         """Whether the control (the incumbent) is a fair yardstick: the latest conclusive drift verdict on
-        ``fleet@<incumbent>`` made since `drift_max_age_s` before the rollout started."""
-        scope = f"fleet@{rollout.plan.incumbent}"
-        return control_trust(self.store.drift_reports(limit=100, scope=scope), scope,
-                             since=rollout.state.started_at - self.drift_max_age_s)
+        ``fleet@<incumbent>`` made since `drift_max_age_s` before the rollout started, and no ``performance_degraded``
+        event of the incumbent since then (the labels show it missing failures: its numbers mislead too)."""
+        scope, since = f"fleet@{rollout.plan.incumbent}", rollout.state.started_at - self.drift_max_age_s
+        trust = control_trust(self.store.drift_reports(limit=100, scope=scope), scope, since=since)
+        if not trust.trusted:
+            return trust
+        return performance_trust(self._performance_events(), rollout.plan.incumbent, since=since) or trust
+
+    def _performance_events(self) -> Iterator[EventRow]:
+        cursor = 0
+        while True:  # one event per degraded (version, scope): a handful
+            page = self.store.events(kind=PERFORMANCE_EVENT, since_id=cursor, limit=500)
+            yield from page
+            if len(page) < 500:
+                return
+            cursor = page[-1].id
 
     # -- operator actions ----------------------------------------------------------------------------------
     def pause(self, rollout_id: str, *, actor: str, reason: str) -> Rollout:

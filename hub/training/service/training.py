@@ -10,6 +10,7 @@ the job, the registry record and the model's manifest.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -149,9 +150,13 @@ class TrainingService:
             monitor(self.store, label_set_id, self.settings.performance, now=now)
         degraded, cursor_after = self._performance_events(start, active)
         drift, scopes = 0, list[str]()
+        # An operator who re-took the active version's drift reference declared the fleet as it was then normal:
+        # drift judged before that (against the replaced reference) asks for no retrain.
+        retaken = self.store.drift_references(active, limit=1) if active is not None else []
+        since_ts = retaken[0].ts if retaken else -math.inf
         while True:
             page = self.store.events(kind=DRIFT_EVENT, since_id=cursor, limit=_EVENT_PAGE)
-            counted = [str(e.payload.get("scope")) for e in page]
+            counted = [str(e.payload.get("scope")) for e in page if e.ts >= since_ts]
             counted = [s for s in counted if counts_for_retrain(self.settings.triggers, s, active)]
             drift += len(counted)
             scopes.extend(counted)

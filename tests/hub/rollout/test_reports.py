@@ -6,9 +6,9 @@ import dataclasses
 
 from hub.rollout import Scoring, next_step, start
 from hub.rollout.records import Rollout, event_record, registry_move, settled_by
-from hub.rollout.reports import assigned_since, baseline, control_trust, stage_evidence
+from hub.rollout.reports import assigned_since, baseline, control_trust, performance_trust, stage_evidence
 from hub.store import DriftReportRow, ModelEventRow
-from hub.store.rows import RolloutRow, StageStatsRow
+from hub.store.rows import EventRow, RolloutRow, StageStatsRow
 from tests.hub.rollout.factories import T0, evidence, make_plan
 
 
@@ -44,6 +44,19 @@ def test_control_trust_takes_the_newest_conclusive_verdict_within_its_age() -> N
     assert not control_trust(newest_first, "fleet@v1", since=150).trusted
     assert control_trust(newest_first[2:], "fleet@v1", since=50).trusted
     assert control_trust(newest_first, "fleet@v1", since=250).reason == "no drift verdict on fleet@v1"
+
+
+def test_an_incumbent_whose_realized_performance_degraded_is_no_yardstick() -> None:
+    """The labels showed v1 missing failures (a new failure mode, no drift): a candidate that catches them alarms
+    more than v1 on the same machines, so v1's numbers cannot judge it; an older event, or another version's, can."""
+    def degraded(ts: float, version: str) -> EventRow:
+        return EventRow(int(ts), ts, "performance_degraded",
+                        {"model_version": version, "scope": "cohort:site-a", "reason": "recall 0.64 against 0.81"})
+
+    events = [degraded(100, "v1"), degraded(200, "v0")]
+    trust = performance_trust(events, "v1", since=50)
+    assert trust is not None and not trust.trusted and "recall 0.64 against 0.81" in trust.reason
+    assert performance_trust(events, "v1", since=150) is None and performance_trust(events, "v2", since=0) is None
 
 
 def test_records_of_a_decision() -> None:

@@ -45,3 +45,28 @@ def test_a_drop_against_the_gate_time_figures_is_an_event_and_a_trigger(drifted_
                       total_labels=inputs.total_labels, drift_events=0, schedule_due=False, manual=False,
                       performance_events=inputs.performance_events)
     assert (decision.fire, decision.kind) == (True, "performance")
+
+
+def test_the_labels_of_a_block_that_count_are_a_draw_not_the_first_ones() -> None:
+    """20 healthy windows of one device in one block, the first 5 (just after a repair, spanning the failure) alarmed:
+    the 5 that count are drawn by trace-id hash, not taken in time order, so the block reads 1 in 4 alarmed, not all."""
+    from hub.store.rows import LabelItemRow, PredictionRow
+    from hub.training.performance import realized
+
+    def item(i: int) -> LabelItemRow:
+        return LabelItemRow(trace_id=f"t{i:03d}", device_id="d1", label=0, weight=1.0, confidence=1.0,
+                            n_annotations=1, cohort="site-a", model_version="v1")
+
+    def prediction(i: int) -> PredictionRow:
+        return PredictionRow(trace_id=f"t{i:03d}", msg_id=f"m{i}", kind="sample", device_id="d1", ts=1000.0 + i,
+                             received_at=1000.0 + i, model_version="v1", unit=None, window_start=990.0 + i,
+                             window_end=1000.0 + i, score=0.9 if i < 5 else 0.1, threshold=0.5, decision=i < 5,
+                             reason="random", features=())
+
+    items = [item(i) for i in range(20)]
+    predictions = {f"t{i:03d}": prediction(i) for i in range(20)}
+    fleet = next(f for f in realized(items, predictions, {"v1": (0.8, 0.02)}, PerformanceSettings(block_s=3600.0))
+                 if f.scope == "fleet")
+    assert fleet.healthy == 5 and fleet.false_alarms < 5
+    assert realized(list(reversed(items)), predictions, {"v1": (0.8, 0.02)},
+                    PerformanceSettings(block_s=3600.0))[0].false_alarms == fleet.false_alarms  # order-free

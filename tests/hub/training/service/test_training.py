@@ -11,7 +11,7 @@ import pytest
 from hub.labels.service import LabelSettings
 from hub.registry.service import Registry
 from hub.registry.signing import SigningKey
-from hub.store.rows import DRIFT_EVENT, IngestRecord
+from hub.store.rows import DRIFT_EVENT, DriftReferenceRow, IngestRecord
 from hub.store.sqlite import SqliteHubStore
 from hub.training.errors import RetrainBlockedError, TrainingBusyError, UnknownLabelSetError
 from hub.training.service import TrainingService
@@ -179,3 +179,23 @@ def test_drift_of_a_version_no_longer_active_does_not_retrain() -> None:
     assert not counts_for_retrain(both, "fleet@v1", "v2")  # devices still on v1 during a rollout
     assert not counts_for_retrain(both, "device:d1@v2", "v2")
     assert counts_for_retrain(TriggerPolicy(), "fleet@v7", None)  # no active version yet: any
+
+
+def test_drift_judged_before_the_operator_retook_the_reference_does_not_retrain(store, tmp_path,
+                                                                                 initial_model_dir) -> None:
+    """An operator who re-took the active version's drift reference declared the fleet as it then was normal: the
+    drift events before it (judged against the replaced reference) ask for no retrain; those after it do."""
+    svc = service(store, tmp_path)
+    svc.retrainer.registry.register(initial_model_dir, actor="test", reason="the initial model", status="active")
+    active = svc.retrainer.registry.active_version()
+    assert active is not None
+    label(store, 6)  # enough labels overall, too few new ones to fire on labels
+    store.record_event(DRIFT_EVENT, {"scope": f"fleet@{active}", "report_id": 1}, ts=T0)
+    store.save_drift_reference(DriftReferenceRow(
+        id=0, version=active, ts=T0 + 10, actor="operator:ana", reason="commissioning", start=T0 - H, end=T0,
+        devices=None, device_baselines=True, windows=500, summary={}, counts={}))
+    assert svc.inputs(T0 + H).drift_events == 0 and svc.check(T0 + H) is None
+
+    store.record_event(DRIFT_EVENT, {"scope": f"fleet@{active}", "report_id": 2}, ts=T0 + 20)
+    assert svc.inputs(T0 + H).drift_events == 1 and svc.check(T0 + H) is not None
+    assert triggers(store)[-1]["kind"] == "drift"
