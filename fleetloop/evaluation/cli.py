@@ -11,8 +11,9 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import get_args
 
-from fleetloop.evaluation.settings import DEFAULT_FLEET, DEFAULT_TRAIN_REF, PROFILES, config_for
+from fleetloop.evaluation.settings import DEFAULT_FLEET, DEFAULT_TRAIN_REF, PROFILES, LabelPolicy, config_for
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                    "(default 7)")
     c.add_argument("--label-budget", type=float, metavar="F", help="labels at most this share of the fleet's "
                    "predictions (default 0.25)")
+    c.add_argument("--label-policy", choices=get_args(LabelPolicy), help="which windows of a failed engine "
+                   "technicians label: select, the hub's label-selection policy (a random fifth, then by operating "
+                   "regime in turn, closest to the threshold first); even, an evenly spaced share (default select)")
     c.add_argument("--label-delay", type=int, metavar="CYCLES", help="cycles between an engine's failure and its "
                    "labels (default 20)")
     c.add_argument("--workdir", type=Path, metavar="DIR", help="keep the broker, hub, models and gateway data here "
@@ -57,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
     data = args.data if args.data is not None else default_datasets_dir() / "cmapss"
     config = config_for("fast" if args.fast else "default", data, train_ref=args.train_ref, fleet=args.fleet,
                         devices=args.devices, engines=args.engines, rate=args.rate, seed=args.seed,
-                        label_budget=args.label_budget, label_delay=args.label_delay, workdir=args.workdir)
+                        label_budget=args.label_budget, label_policy=args.label_policy, label_delay=args.label_delay,
+                        workdir=args.workdir)
     report = run_eval(config)
     sys.stdout.write(report.table() + "\n")
     if args.json:

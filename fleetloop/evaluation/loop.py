@@ -41,6 +41,7 @@ from fleetloop.evaluation.plan import (
     FleetPlan,
     ReplayClock,
     engine_lengths,
+    engine_regimes,
     label_offset,
     label_share,
     labelled,
@@ -189,6 +190,7 @@ class LoopRun:
         self.operator: Operator | None = None
         self.started = time.time()
         self.clock = ReplayClock(config.rate)
+        self._thresholds: dict[str, float] = {}
 
     def start(self) -> None:
         config, broker = self.config, self.broker
@@ -215,11 +217,22 @@ class LoopRun:
             self.procs[gateway.device_id] = self._launch(gateway.device_id, hub.registry.path("v1"), key)
         self.started = time.time()
         self.desk = Desk(self.plan, self.workdir / "gateways", settings.topics, config.horizon, self.share,
-                         config.label_delay, config.seed, clock=self.clock)
+                         config.label_delay, config.seed, clock=self.clock, policy=config.label_policy,
+                         threshold_of=self._threshold, regimes=engine_regimes(config.fleet_path))
         self.operator = Operator(hub, self.settings, self.desk, self.plan, config.rate)
         self.jobs = [Periodic("technicians", 0.25, self.desk.run), Periodic("operator", 0.5, self.operator.run)]
         for job in self.jobs:
             job.start()
+
+    def _threshold(self, version: str) -> float:
+        """A registered version's decision threshold (the technicians' desk ranks windows by it)."""
+        assert self.hub is not None
+        if version not in self._thresholds:
+            manifest = self.hub.registry.manifest(version)
+            if manifest is None:
+                return 0.5
+            self._thresholds[version] = manifest.threshold
+        return self._thresholds[version]
 
     def _launch(self, device_id: str, model_dir: Path, key: str) -> subprocess.Popen[bytes]:
         folder = self.workdir / "gateways" / device_id
@@ -302,6 +315,8 @@ class LoopRun:
             "details": {"devices": len(self.plan.gateways), "engines": len(self.plan.engines),
                         "feedback_engines": len(self.plan.feedback_units), "seed": self.config.seed,
                         "rate": self.config.rate, "label_share_of_feedback_windows": round(self.share, 4),
+                        "label_policy": self.config.label_policy, "label_budget": self.config.label_budget,
+                        "failures_labelled": len(self.desk.failures), "random_labels": self.desk.random_labels,
                         "versions": [f"{j.result_version or '…'}:{j.trigger}:{j.gate_verdict or j.status}"
                                      for j in reversed(jobs)], "deployed": deployed,
                         "hub_estimated_f1": None if hub_estimate is None else hub_estimate.estimated["f1"],

@@ -49,7 +49,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from hub.app.settings import DriftSettings
 from hub.labels.service import LabelSettings
@@ -57,6 +57,9 @@ from hub.rollout import HealthLimits, StageName, StagePolicy
 from hub.training.settings import GateSettings, TrainingSettings
 from hub.training.triggers import TriggerPolicy
 from shared.errors import ConfigError
+
+LabelPolicy = Literal["select", "even"]
+"""Which windows of a failed engine technicians label: the hub's label-selection policy, or an evenly spaced share."""
 
 DEFAULT_TRAIN_REF = "train_FD001.txt"
 DEFAULT_FLEET = "train_FD002.txt"
@@ -80,6 +83,7 @@ class EvalConfig:
     seed: int = 7
     feedback_fraction: float = 0.5
     label_budget: float = 0.25
+    label_policy: LabelPolicy = "select"
     label_delay: int = 20  # cycles after an engine's failure before its labels are sent
     base_weight: float = 0.3  # of each base-set row (TrainingSettings.sim_weight); 0: field labels only
     workdir: Path | None = None
@@ -91,6 +95,8 @@ class EvalConfig:
             raise ConfigError("--rate must be a positive number of cycles per second")
         if self.base_weight < 0 or not math.isfinite(self.base_weight):
             raise ConfigError("the base-set weight must be a finite number >= 0")
+        if self.label_policy not in get_args(LabelPolicy):
+            raise ConfigError(f"--label-policy must be select or even, not {self.label_policy!r}")
         if self.label_delay < 0 or self.horizon < 1 or self.window_size < 2 or self.window_step < 1:
             raise ConfigError("--label-delay must be >= 0, the horizon >= 1, the window >= 2 cycles, its step >= 1")
 
