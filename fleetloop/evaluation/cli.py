@@ -46,6 +46,10 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     c.add_argument("--label-policy", choices=get_args(LabelPolicy), help="which windows of a failed engine "
                    "technicians label: select, the hub's label-selection policy (a random fifth, then by operating "
                    "regime in turn, closest to the threshold first); even, an evenly spaced share (default select)")
+    c.add_argument("--free-run", action="store_true", help="let gateways replay at their own pace and the hub "
+                   "run its triggers and rollouts on their wall-clock periods (default: lockstep, the replay held at "
+                   "milestones of half an engine life while technicians, retrains and rollouts catch up, so a seed "
+                   "gives the same run on a slow or a fast machine)")
     c.add_argument("--label-delay", type=int, metavar="CYCLES", help="cycles between an engine's failure and its "
                    "labels (default 20)")
     c.add_argument("--workdir", type=Path, metavar="DIR", help="keep the broker, hub, models and gateway data here "
@@ -62,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
     config = config_for("fast" if args.fast else "default", data, train_ref=args.train_ref, fleet=args.fleet,
                         devices=args.devices, engines=args.engines, rate=args.rate, seed=args.seed,
                         label_budget=args.label_budget, label_policy=args.label_policy, label_delay=args.label_delay,
+                        lockstep=False if args.free_run else None,
                         workdir=args.workdir)
     report = run_eval(config)
     sys.stdout.write(report.table() + "\n")

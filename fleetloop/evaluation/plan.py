@@ -114,6 +114,24 @@ def windows_of(cycles: int, window: WindowSpec) -> int:
     return 0 if cycles < window.size else (cycles - window.size) // window.step + 1
 
 
+def last_window_end(gateway: Gateway, position: int, window: WindowSpec) -> int:
+    """The replay position of the last window a gateway emits by reading `position` (0 before its first): where
+    its prediction log stands once it has replayed that far.
+
+    >>> g = Gateway("gw", (Engine(1, 10, True), Engine(2, 10, False)))
+    >>> spec = WindowSpec(sensors=["a"], size=5, step=2)
+    >>> [last_window_end(g, p, spec) for p in (4, 6, 13, 14, 20)]
+    [0, 5, 9, 9, 19]
+    """
+    best = 0
+    for engine, offset in zip(gateway.engines, gateway.offsets().values(), strict=True):
+        if offset + window.size > position or engine.cycles < window.size:
+            continue
+        last = min(engine.cycles, position - offset)
+        best = offset + window.size + (last - window.size) // window.step * window.step
+    return best
+
+
 def plan_fleet(lengths: Mapping[int, int], *, devices: int, seed: int, feedback_fraction: float = 0.5,
                n_engines: int | None = None) -> FleetPlan:
     """Split the engines (`lengths`: id -> cycles) into feedback and evaluation and deal them to gateways.

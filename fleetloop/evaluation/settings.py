@@ -5,6 +5,12 @@ cycle is one flight, so an engine's whole life (~200 cycles) passes in about fiv
 one with ``--fast``). The product's defaults are sized for hours and days; `loop_settings` rescales each one
 to engine lives and to the phases of the replay, and these are the values and the reasons:
 
+- **lockstep** (the default; ``--free-run`` turns it off): the replay is held every half engine life while the
+  technicians label, the hub's triggers are checked, a retrain that fires is trained and gated, and the rollouts
+  are judged (`fleetloop.evaluation.conductor`), so a seed gives the same run on a slow or a fast machine. The
+  wall-clock waits below get data-time stand-ins: the retrain cooldown is a quarter of the replay's readings, a
+  rollout stage advances on its windows alone (no minimum watch, a timeout of the whole run), and the agents
+  report stats every 0.25 s (a milestone waits for the report that covers its last windows);
 - **agents**: stats every second (drift and rollouts judge on several reports per engine life), commits
   every 50 ms, a 5% random sample of predictions (the hub's unbiased slice; technicians label traces on the
   gateways anyway), a health check over 10 windows and a 1 s download retry;
@@ -30,7 +36,7 @@ to engine lives and to the phases of the replay, and these are the values and th
   of recall from an incumbent alarming on 30% or more of healthy windows) lets a fix that alarms sensibly
   replace it, and still refuses one that never alarms; a later candidate may not buy recall from a working fix;
 - **rollout**: canary on a quarter of the gateways for one engine life and half an engine's windows, then
-  the fleet for half an engine life; 30 s timeouts (wall clock, on a shared two-core machine). The health
+  the fleet for half an engine life; 30 s timeouts (wall clock, on a shared two-core machine; free-running). The health
   limits are the product's but for latency (200 ms: gateways share two cores with the hub here) and the windows a
   side before anomaly rates are compared, which scale with the clock like the stages: half an engine's windows,
   the canary's own minimum (500 in the product, hours of a plant's windows; in the fast replay more than the
@@ -84,6 +90,7 @@ class EvalConfig:
     feedback_fraction: float = 0.5
     label_budget: float = 0.25
     label_policy: LabelPolicy = "select"
+    lockstep: bool = True  # the replay held at milestones while the hub catches up (conductor); False: free-running
     label_delay: int = 20  # cycles after an engine's failure before its labels are sent
     base_weight: float = 0.3  # of each base-set row (TrainingSettings.sim_weight); 0: field labels only
     workdir: Path | None = None
@@ -123,7 +130,7 @@ class EvalConfig:
 # a faster replay, a window every second cycle, which halves what every model trains on).
 PROFILES: dict[str, dict[str, Any]] = {
     "default": {"devices": 8, "engines": None, "rate": 40.0, "window_step": 1},
-    "fast": {"devices": 5, "max_engines": 140, "rate": 250.0, "window_step": 2, "base_weight": 0.0, "timeout_s": 300.0},
+    "fast": {"devices": 5, "max_engines": 140, "rate": 250.0, "window_step": 2, "base_weight": 0.0, "timeout_s": 600.0},
 }
 
 
@@ -146,6 +153,8 @@ class LoopSettings:
     canary: float
     engine_s: float  # wall seconds of one average engine life
     labels: LabelSettings
+    milestone: int = 0  # lockstep: readings between milestones (0: free-running)
+    cooldown: int = 0  # lockstep: readings between two retrains (the trigger cooldown on the data clock)
 
 
 def loop_settings(config: EvalConfig, *, mean_cycles: float, replay_s: float, expected_labels: int,
@@ -161,7 +170,7 @@ def loop_settings(config: EvalConfig, *, mean_cycles: float, replay_s: float, ex
                                    gate.min_positive_blocks / eval_fraction * per_engine))
     first = min(max(for_gate, math.ceil(0.3 * expected_labels)), math.ceil(0.7 * expected_labels))
     triggers = TriggerPolicy(min_total_labels=first, min_new_labels=max(1, math.ceil(0.8 * (expected_labels - first))),
-                             cooldown_s=0.25 * replay_s, schedule_interval_s=None)
+                             cooldown_s=0.0 if config.lockstep else 0.25 * replay_s, schedule_interval_s=None)
     training = TrainingSettings(
         seed=config.seed, base_set=f"cmapss:{config.train_ref_path.resolve()}",
         sim_weight=config.base_weight,
@@ -169,13 +178,19 @@ def loop_settings(config: EvalConfig, *, mean_cycles: float, replay_s: float, ex
         triggers=triggers, gate=gate,
     )
     drift = DriftSettings(window_s=5 * engine_s, interval_s=1.0, min_samples=300)
+    watch, timeout = (0.0, config.timeout_s) if config.lockstep else (1.0, 30.0)
     policies: dict[StageName, StagePolicy] = {
-        "canary": StagePolicy(min_duration_s=engine_s, min_windows=max(10, int(engine_windows / 2)), timeout_s=30.0),
-        "fleet": StagePolicy(min_duration_s=engine_s / 2, min_windows=max(5, int(engine_windows / 4)),
-                             timeout_s=30.0),
+        "canary": StagePolicy(min_duration_s=watch * engine_s, min_windows=max(10, int(engine_windows / 2)),
+                              timeout_s=timeout),
+        "fleet": StagePolicy(min_duration_s=watch * engine_s / 2, min_windows=max(5, int(engine_windows / 4)),
+                             timeout_s=timeout),
     }
     limits = HealthLimits(latency_p99_ms=200.0, min_rate_windows=max(40, int(engine_windows / 2)))
-    agent = {"stats_interval_s": 1.0, "commit_interval_s": 0.05, "sample_rate": 0.05, "health_windows": 10,
+    agent = {"stats_interval_s": 0.25 if config.lockstep else 1.0,
+             "commit_interval_s": 0.05, "sample_rate": 0.05, "health_windows": 10,
              "fetch_retry_s": 1.0, "asset_type": "turbofan", "site": Path(config.fleet).stem.replace("_", "-")}
     labels = LabelSettings(max_device_votes=max(LabelSettings().max_device_votes, expected_labels))
-    return LoopSettings(training, drift, policies, limits, agent, canary=0.25, engine_s=engine_s, labels=labels)
+    milestone = max(1, round(mean_cycles / 2)) if config.lockstep else 0
+    cooldown = round(0.25 * replay_s * config.rate) if config.lockstep else 0
+    return LoopSettings(training, drift, policies, limits, agent, canary=0.25, engine_s=engine_s, labels=labels,
+                        milestone=milestone, cooldown=cooldown)
