@@ -10,7 +10,10 @@ to engine lives and to the phases of the replay, and these are the values and th
   are judged (`fleetloop.evaluation.conductor`), so a seed gives the same run on a slow or a fast machine. The
   wall-clock waits below get data-time stand-ins: the retrain cooldown is a quarter of the replay's readings, a
   rollout stage advances on its windows alone (no minimum watch, a timeout of the whole run), and the agents
-  report stats every 0.25 s (a milestone waits for the report that covers its last windows);
+  report stats every 0.25 s (a milestone waits for the report that covers its last windows). Drift, still judged
+  on the wall clock, looks back 20 engine lives' wall time instead of 5: held, the replay covers a life in 2-5
+  times its wall time, and a drift window short of 300 windows gives no verdict, so the rollout's control (the
+  drifted v1) passed for trusted and a good fix failed its canary for alarming less than v1;
 - **agents**: stats every second (drift and rollouts judge on several reports per engine life), commits
   every 50 ms, a 5% random sample of predictions (the hub's unbiased slice; technicians label traces on the
   gateways anyway), a health check over 10 windows and a 1 s download retry;
@@ -89,7 +92,7 @@ class EvalConfig:
     seed: int = 7
     feedback_fraction: float = 0.5
     label_budget: float = 0.25
-    label_policy: LabelPolicy = "select"
+    label_policy: LabelPolicy = "even"
     lockstep: bool = True  # the replay held at milestones while the hub catches up (conductor); False: free-running
     label_delay: int = 20  # cycles after an engine's failure before its labels are sent
     base_weight: float = 0.3  # of each base-set row (TrainingSettings.sim_weight); 0: field labels only
@@ -177,7 +180,9 @@ def loop_settings(config: EvalConfig, *, mean_cycles: float, replay_s: float, ex
         sim_horizon=config.horizon, split_block_s=engine_s, check_interval_s=1.0, latency_runs=100,
         triggers=triggers, gate=gate,
     )
-    drift = DriftSettings(window_s=5 * engine_s, interval_s=1.0, min_samples=300)
+    # held at milestones, the replay covers an engine life in 2-5 times its wall time: a window of 20 lives' wall
+    # time still holds the 300 windows a verdict needs, so the rollouts' control trust sees drift throughout
+    drift = DriftSettings(window_s=(20 if config.lockstep else 5) * engine_s, interval_s=1.0, min_samples=300)
     watch, timeout = (0.0, config.timeout_s) if config.lockstep else (1.0, 30.0)
     policies: dict[StageName, StagePolicy] = {
         "canary": StagePolicy(min_duration_s=watch * engine_s, min_windows=max(10, int(engine_windows / 2)),

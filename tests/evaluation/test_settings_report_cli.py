@@ -65,6 +65,7 @@ def test_loop_settings_scale_to_engine_lives_and_replay_phases() -> None:
                          expected_labels=10_000, positive_rate=0.15, engine_windows=196, feedback_engines=100)
     assert (held.milestone, held.cooldown, held.training.triggers.cooldown_s) == (100, 1200, 0.0)  # 30 s at 40/s
     assert held.policies["canary"].min_duration_s == 0.0 and held.policies["canary"].min_windows == 98
+    assert held.drift.window_s == pytest.approx(100.0)  # 20 engine lives: held, the replay is slower
     assert held.policies["fleet"].timeout_s == config.timeout_s and held.agent["stats_interval_s"] == 0.25
     assert (s.milestone, s.cooldown) == (0, 0)
 
