@@ -13,7 +13,9 @@ to engine lives and to the phases of the replay, and these are the values and th
   report stats every 0.25 s (a milestone waits for the report that covers its last windows). Drift, still judged
   on the wall clock, looks back 20 engine lives' wall time instead of 5: held, the replay covers a life in 2-5
   times its wall time, and a drift window short of 300 windows gives no verdict, so the rollout's control (the
-  drifted v1) passed for trusted and a good fix failed its canary for alarming less than v1;
+  drifted v1) passed for trusted and a good fix failed its canary for alarming less than v1. Latency budgets (the
+  hub's health limits, the gateways' own health check) are 5 s: the load of a shared machine must not decide a
+  rollout;
 - **agents**: stats every second (drift and rollouts judge on several reports per engine life), commits
   every 50 ms, a 5% random sample of predictions (the hub's unbiased slice; technicians label traces on the
   gateways anyway), a health check over 10 windows and a 1 s download retry;
@@ -69,6 +71,9 @@ from shared.errors import ConfigError
 
 LabelPolicy = Literal["select", "even"]
 """Which windows of a failed engine technicians label: the hub's label-selection policy, or an evenly spaced share."""
+
+LOCKSTEP_LATENCY_MS = 5000.0
+"""Lockstep: the latency budget of the hub's health limits and the gateways' own health check (see loop_settings)."""
 
 DEFAULT_TRAIN_REF = "train_FD001.txt"
 DEFAULT_FLEET = "train_FD002.txt"
@@ -190,9 +195,13 @@ def loop_settings(config: EvalConfig, *, mean_cycles: float, replay_s: float, ex
         "fleet": StagePolicy(min_duration_s=watch * engine_s / 2, min_windows=max(5, int(engine_windows / 4)),
                              timeout_s=timeout),
     }
-    limits = HealthLimits(latency_p99_ms=200.0, min_rate_windows=max(40, int(engine_windows / 2)))
+    # lockstep: latency is the shared machine's load, not the model's; it must not decide a rollout (seen at load
+    # 55: a gateway's own health check failed v2 on a p95 of 130 ms and rolled it back)
+    latency = LOCKSTEP_LATENCY_MS if config.lockstep else 200.0
+    limits = HealthLimits(latency_p99_ms=latency, min_rate_windows=max(40, int(engine_windows / 2)))
     agent = {"stats_interval_s": 0.25 if config.lockstep else 1.0,
-             "commit_interval_s": 0.05, "sample_rate": 0.05, "health_windows": 10,
+             "commit_interval_s": 0.05, **({"health_latency_ms": LOCKSTEP_LATENCY_MS} if config.lockstep else {}),
+             "sample_rate": 0.05, "health_windows": 10,
              "fetch_retry_s": 1.0, "asset_type": "turbofan", "site": Path(config.fleet).stem.replace("_", "-")}
     labels = LabelSettings(max_device_votes=max(LabelSettings().max_device_votes, expected_labels))
     milestone = max(1, round(mean_cycles / 2)) if config.lockstep else 0

@@ -66,6 +66,7 @@ def test_loop_settings_scale_to_engine_lives_and_replay_phases() -> None:
     assert (held.milestone, held.cooldown, held.training.triggers.cooldown_s) == (100, 1200, 0.0)  # 30 s at 40/s
     assert held.policies["canary"].min_duration_s == 0.0 and held.policies["canary"].min_windows == 98
     assert held.drift.window_s == pytest.approx(100.0)  # 20 engine lives: held, the replay is slower
+    assert held.limits.latency_p99_ms == held.agent["health_latency_ms"] == 5000.0  # load must not decide
     assert held.policies["fleet"].timeout_s == config.timeout_s and held.agent["stats_interval_s"] == 0.25
     assert (s.milestone, s.cooldown) == (0, 0)
 
