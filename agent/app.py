@@ -35,7 +35,8 @@ def build_source(agent_settings: AgentSettings) -> SensorSource:
         from agent.sources.replay import CmapssSource
 
         assert settings.path is not None
-        return CmapssSource(settings.path, units=settings.units, rate=settings.rate, start_ts=settings.start_ts)
+        return CmapssSource(settings.path, units=settings.units, rate=settings.rate, start_ts=settings.start_ts,
+                            hold_path=settings.hold_path)
     if settings.kind == "csv":
         from agent.sources.replay import CsvSource
 

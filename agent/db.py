@@ -198,16 +198,18 @@ class AgentDB:
         value = self.get_state(NEXT_SEQ_KEY)
         return int(value) if value is not None else 1
 
-    def mark_delivered(self, row_ids: Sequence[int], now: float, wait_s: float, max_wait_s: float) -> None:
-        """The broker acked these rows: keep them until the hub acks, resending after `wait_s` × 2^attempts
-        (capped at `max_wait_s`) if it never does."""
-        if not row_ids:
+    def mark_delivered(self, rows: Sequence[tuple[int, int | None]], now: float, wait_s: float,
+                       max_wait_s: float) -> None:
+        """The broker acked these rows (id, seq as sent): keep them until the hub acks, resending after
+        `wait_s` × 2^attempts (capped at `max_wait_s`) if it never does. The seq must match: a row the hub acked
+        meanwhile is gone, and a new row may have taken its id (it has not been sent, or has another seq)."""
+        if not rows:
             return
         with self._transaction():
             self.conn.executemany(
                 "UPDATE outbox SET delivered = ?, attempts = attempts + 1, "
-                "next_attempt = ? + min(?, ? * (1 << min(attempts, 16))) WHERE id = ?",
-                [(now, now, max_wait_s, wait_s, i) for i in row_ids],
+                "next_attempt = ? + min(?, ? * (1 << min(attempts, 16))) WHERE id = ? AND seq = ?",
+                [(now, now, max_wait_s, wait_s, i, seq) for i, seq in rows],
             )
 
     def delete_sequences(self, ranges: Sequence[tuple[int, int]]) -> int:

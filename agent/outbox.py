@@ -68,7 +68,9 @@ class Forwarder:
         self.max_rows = max_rows
         self.hub_ack_timeout_s = hub_ack_timeout_s
         self.hub_ack_max_s = hub_ack_max_s
-        self._inflight: dict[int, tuple[int, float]] = {}  # mid -> (row id, sent at)
+        # mid -> (row id, sent at, seq): a row id alone is not enough, SQLite reuses the id of a deleted last row
+        # (the hub's ack may delete a row before its PUBACK is collected, and a new row takes its id)
+        self._inflight: dict[int, tuple[int, float, int | None]] = {}
         self.stats = ForwarderStats()
 
     @classmethod
@@ -92,13 +94,13 @@ class Forwarder:
         free = self.window - len(self._inflight)
         if free <= 0:
             return
-        in_flight_rows = {row for row, _ in self._inflight.values()}
+        in_flight_rows = {row for row, _, _ in self._inflight.values()}
         for row in self.db.stamp_sequences(self.db.due_outbox(now, free, exclude=in_flight_rows)):
             info = self.link.publish(row.topic, row.payload, qos=1, retain=row.retain)
             if info.rc != mqtt.MQTT_ERR_SUCCESS:
                 self._backoff(row.id, row.attempts, now)
                 break
-            self._inflight[info.mid] = (row.id, now)
+            self._inflight[info.mid] = (row.id, now, row.seq)
             self.stats.sent += 1
 
     def trim(self) -> None:
@@ -128,7 +130,7 @@ class Forwarder:
         return found
 
     def _collect_acks(self, now: float) -> None:
-        done: list[int] = []
+        done: list[tuple[int, int | None]] = []
         while True:
             try:
                 mid = self.link.acked.get_nowait()
@@ -136,7 +138,7 @@ class Forwarder:
                 break
             entry = self._inflight.pop(mid, None)
             if entry is not None:
-                done.append(entry[0])
+                done.append((entry[0], entry[2]))
         if done:  # delivered to the broker; the row stays until the hub acknowledges it
             self.db.mark_delivered(done, now, self.hub_ack_timeout_s, self.hub_ack_max_s)
             self.stats.acked += len(done)
@@ -144,9 +146,9 @@ class Forwarder:
     def _expire(self, now: float) -> None:
         """Rows unacknowledged for ack_timeout of *connected* time are sent again."""
         since = self.link.connected_since
-        stale = [mid for mid, (_, sent) in self._inflight.items() if now - max(sent, since) > self.ack_timeout_s]
+        stale = [mid for mid, (_, sent, _) in self._inflight.items() if now - max(sent, since) > self.ack_timeout_s]
         for mid in stale:
-            row_id, _ = self._inflight.pop(mid)
+            row_id, _, _ = self._inflight.pop(mid)
             self._backoff(row_id, 0, now)
             self.stats.retried += 1
 

@@ -40,6 +40,10 @@ class SourceSettings(Settings, kw_only=True):
     time_column: Annotated[str | None, Meta(description="CSV time column (csv)")] = None
     sensors: Annotated[list[str] | None, Meta(description="CSV columns to use (csv)")] = None
     limit: Annotated[int, Meta(ge=1, description="stop after this many readings")] | None = None
+    hold_path: Annotated[Path | None, Meta(
+        description="cmapss: a file holding how many readings the replay may release so far; past "
+        "it the replay waits (the agent keeps running) until the file allows more (an evaluation that steps a fleet "
+        "in lockstep writes it)")] = None
 
     def problems(self) -> list[str]:
         if self.kind in ("cmapss", "csv") and self.path is None:

@@ -7,6 +7,7 @@ never raises once it is open.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import logging
 import math
@@ -56,16 +57,44 @@ class _Pacer:
         return True
 
 
+class _Hold:
+    """How many readings a replay may release, read from a file someone else writes (missing or unreadable: 0)."""
+
+    POLL_S = 0.01
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._allowed = 0
+
+    def allows(self, n: int, timeout: float) -> bool:
+        """Whether reading `n` (1-based) may go, waiting up to `timeout` for the file to allow it."""
+        deadline = time.monotonic() + max(timeout, 0.0)
+        while True:
+            if n <= self._allowed:
+                return True
+            with contextlib.suppress(OSError, ValueError):  # not written yet, or mid-write: ask again
+                self._allowed = int(self.path.read_text(encoding="utf-8").strip() or 0)
+            if n <= self._allowed:
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(self.POLL_S, left))
+
+
 class _FileSource:
     """Streaming, pacing and bad-row accounting shared by the file sources."""
 
     sensors: list[str]
     bad_rows: int
 
-    def __init__(self, path: str | os.PathLike[str], rate: float, what: str) -> None:
+    def __init__(self, path: str | os.PathLike[str], rate: float, what: str,
+                 hold_path: str | os.PathLike[str] | None = None) -> None:
         self.path = Path(path)
         self.bad_rows = 0
         self._pacer = _Pacer(rate)
+        self._hold = None if hold_path is None else _Hold(Path(hold_path))
+        self.released = 0
         self._exhausted = False
         try:
             self._file: IO[str] = open(self.path, encoding="utf-8-sig", errors="replace", newline="")  # noqa: SIM115
@@ -79,7 +108,11 @@ class _FileSource:
         return self._exhausted
 
     def read(self, timeout: float) -> Reading | None:
-        if self._exhausted or not self._pacer.wait_turn(timeout):
+        if self._exhausted:
+            return None
+        if self._hold is not None and not self._hold.allows(self.released + 1, timeout):
+            return None
+        if not self._pacer.wait_turn(timeout):
             return None
         try:
             reading = self._next_reading()
@@ -88,6 +121,8 @@ class _FileSource:
             reading = None
         if reading is None:
             self.close()
+        else:
+            self.released += 1
         return reading
 
     def __iter__(self) -> Iterator[Reading]:
@@ -131,17 +166,20 @@ class CmapssSource(_FileSource):
     stamped ``start_ts + i / rate`` (``start_ts + i`` when `rate` is 0), so engines replayed one after the
     other get increasing, plausible timestamps and a reading's position in the replay is ``(ts - start_ts)
     * rate``. Windows still never span two engines: they are kept apart by `unit`, not by time.
+
+    With `hold_path`, the replay releases only as many readings as that file says (see `_Hold`).
     """
 
     def __init__(self, path: str | os.PathLike[str], units: Iterable[int | str] | None = None,
-                 rate: float = 0.0, *, start_ts: float | None = None) -> None:
+                 rate: float = 0.0, *, start_ts: float | None = None,
+                 hold_path: str | os.PathLike[str] | None = None) -> None:
         try:
             self.units = None if units is None else {str(int(u)) for u in units}
         except ValueError:
             raise SourceError(f"C-MAPSS unit ids are integers, not {units!r}") from None
         if start_ts is not None and not math.isfinite(start_ts):
             raise SourceError(f"start_ts must be a finite time, not {start_ts}")
-        super().__init__(path, rate, "C-MAPSS")
+        super().__init__(path, rate, "C-MAPSS", hold_path)
         self.sensors = list(CMAPSS_SENSORS)
         self.start_ts = start_ts
         self._clock_rate = rate if rate > 0 else 1.0

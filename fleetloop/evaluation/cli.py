@@ -11,8 +11,9 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import get_args
 
-from fleetloop.evaluation.settings import DEFAULT_FLEET, DEFAULT_TRAIN_REF, PROFILES, config_for
+from fleetloop.evaluation.settings import DEFAULT_FLEET, DEFAULT_TRAIN_REF, PROFILES, LabelPolicy, config_for
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,13 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                    "(default 7)")
     c.add_argument("--label-budget", type=float, metavar="F", help="labels at most this share of the fleet's "
                    "predictions (default 0.25)")
+    c.add_argument("--label-policy", choices=get_args(LabelPolicy), help="which windows of a failed engine "
+                   "technicians label: even, an evenly spaced share (default); select, the hub's label-selection "
+                   "policy (a random fifth, then by operating regime in turn, closest to the threshold first)")
+    c.add_argument("--free-run", action="store_true", help="let gateways replay at their own pace and the hub "
+                   "run its triggers and rollouts on their wall-clock periods (default: lockstep, the replay held at "
+                   "milestones of half an engine life while technicians, retrains and rollouts catch up, so a seed "
+                   "gives the same run on a slow or a fast machine)")
     c.add_argument("--label-delay", type=int, metavar="CYCLES", help="cycles between an engine's failure and its "
                    "labels (default 20)")
     c.add_argument("--feature-set", type=int, choices=(1, 2), metavar="N", help="1: window features of the raw "
@@ -60,8 +68,9 @@ def run(args: argparse.Namespace) -> int:
     data = args.data if args.data is not None else default_datasets_dir() / "cmapss"
     config = config_for("fast" if args.fast else "default", data, train_ref=args.train_ref, fleet=args.fleet,
                         devices=args.devices, engines=args.engines, rate=args.rate, seed=args.seed,
-                        label_budget=args.label_budget, label_delay=args.label_delay, workdir=args.workdir,
-                        feature_set=args.feature_set)
+                        label_budget=args.label_budget, label_policy=args.label_policy, label_delay=args.label_delay,
+                        lockstep=False if args.free_run else None, feature_set=args.feature_set,
+                        workdir=args.workdir)
     report = run_eval(config)
     sys.stdout.write(report.table() + "\n")
     if args.json:

@@ -7,7 +7,10 @@
    each replaying its own C-MAPSS file (`plan.write_replay`) at `rate` cycles per second.
 3. Technicians (`technicians.Desk`) label feedback engines after they fail; the hub's own trigger job retrains
    on drift and labels, gates the candidate and registers it. An operator (`operator.Operator`) rolls out the newest
-   candidate that passed the gate (the gate's verdict only): canary, then the fleet.
+   candidate that passed the gate (the gate's verdict only): canary, then the fleet. By default the replay runs
+   in lockstep (`conductor.Conductor`): held every half engine life while technicians, triggers, retrains and
+   rollouts act, so the run depends on the seed, not on the machine's speed; ``--free-run`` lets the gateways
+   replay at their own pace and the hub's jobs run on their periods.
 4. When every gateway has replayed its engines, the run stops and every model is scored offline on the
    evaluation engines (`report`): v1 (static), the version the registry has active (the loop's), and an oracle
    trained by the same recipe on every window of every feedback engine.
@@ -38,11 +41,13 @@ import numpy as np
 from pydantic import SecretStr
 
 from fleetloop.devbroker import HUB_USER, DevBroker
+from fleetloop.evaluation.conductor import DRIVEN_JOBS, Conductor
 from fleetloop.evaluation.operator import Operator
 from fleetloop.evaluation.plan import (
     FleetPlan,
     ReplayClock,
     engine_lengths,
+    engine_regimes,
     label_offset,
     label_share,
     labelled,
@@ -211,8 +216,11 @@ class LoopRun:
         self.jobs: list[Periodic] = []
         self.desk: Desk | None = None
         self.operator: Operator | None = None
+        self.conductor: Conductor | None = None
         self.started = time.time()
         self.clock = ReplayClock(config.rate)
+        self.window = WindowSpec(sensors=list(CMAPSS_SENSORS), size=config.window_size, step=config.window_step)
+        self._thresholds: dict[str, float] = {}
 
     def start(self) -> None:
         config, broker = self.config, self.broker
@@ -227,7 +235,7 @@ class LoopRun:
             training=self.settings.training, labels=self.settings.labels, rollout_tick_s=0.5,
             trace_request_interval_s=0.5,
         )
-        hub = self.hub = HubService(settings)
+        hub = self.hub = HubService(settings, driven=DRIVEN_JOBS if self.settings.milestone else ())
         hub.registry.register(self.v1_dir, actor="operator:eval", status="active",
                               reason=f"C-MAPSS v1 trained on {config.train_ref} only")
         api.start(hub)
@@ -239,11 +247,28 @@ class LoopRun:
             self.procs[gateway.device_id] = self._launch(gateway.device_id, hub.registry.path("v1"), key)
         self.started = time.time()
         self.desk = Desk(self.plan, self.workdir / "gateways", settings.topics, config.horizon, self.share,
-                         config.label_delay, config.seed, clock=self.clock)
+                         config.label_delay, config.seed, clock=self.clock, policy=config.label_policy,
+                         threshold_of=self._threshold, regimes=engine_regimes(config.fleet_path))
         self.operator = Operator(hub, self.settings, self.desk, self.plan, config.rate)
+        if self.settings.milestone:
+            self.conductor = Conductor(
+                hub, self.plan, self.desk, self.operator, self.procs, self.workdir / "gateways", self.window,
+                step=self.settings.milestone, cooldown=self.settings.cooldown,
+                stats_s=float(self.settings.agent["stats_interval_s"]), train_timeout_s=config.timeout_s)
+            return
         self.jobs = [Periodic("technicians", 0.25, self.desk.run), Periodic("operator", 0.5, self.operator.run)]
         for job in self.jobs:
             job.start()
+
+    def _threshold(self, version: str) -> float:
+        """A registered version's decision threshold (the technicians' desk ranks windows by it)."""
+        assert self.hub is not None
+        if version not in self._thresholds:
+            manifest = self.hub.registry.manifest(version)
+            if manifest is None:
+                return 0.5
+            self._thresholds[version] = manifest.threshold
+        return self._thresholds[version]
 
     def _launch(self, device_id: str, model_dir: Path, key: str) -> subprocess.Popen[bytes]:
         folder = self.workdir / "gateways" / device_id
@@ -253,7 +278,8 @@ class LoopRun:
             "mqtt_host": self.broker.host, "mqtt_port": self.broker.port, "initial_model": str(model_dir),
             "model_public_key": key, **self.settings.agent,
             "source": {"kind": "cmapss", "path": str(replay), "rate": self.config.rate,
-                       "start_ts": self.clock.epoch},
+                       "start_ts": self.clock.epoch,
+                       **({"hold_path": str(folder / "hold")} if self.settings.milestone else {})},
         }
         (folder / "agent.toml").write_text(to_toml(config))
         env = {**os.environ, PASSWORD_ENV: self.broker.password(device_id)}
@@ -267,6 +293,15 @@ class LoopRun:
         """Until every gateway has replayed its engines (or the timeout), with a progress line now and then."""
         deadline = time.monotonic() + self.config.timeout_s
         next_line = time.monotonic() + self.config.progress_s
+
+        def progress() -> None:
+            nonlocal next_line
+            if time.monotonic() >= next_line:
+                log.info("%s", self.progress_line())
+                next_line = time.monotonic() + self.config.progress_s
+
+        if self.conductor is not None:
+            self.conductor.run(deadline, progress)
         while any(p.poll() is None for p in self.procs.values()):
             if time.monotonic() > deadline:
                 raise FleetloopError(f"the evaluation did not finish within {self.config.timeout_s:.0f} s")
@@ -326,6 +361,11 @@ class LoopRun:
             "details": {"devices": len(self.plan.gateways), "engines": len(self.plan.engines),
                         "feedback_engines": len(self.plan.feedback_units), "seed": self.config.seed,
                         "rate": self.config.rate, "label_share_of_feedback_windows": round(self.share, 4),
+                        "label_policy": self.config.label_policy, "label_budget": self.config.label_budget,
+                        "failures_labelled": len(self.desk.failures), "random_labels": self.desk.random_labels,
+                        "lockstep": self.conductor is not None,
+                        "milestones": self.conductor.milestones if self.conductor else None,
+                        "held_s": round(self.conductor.waited_s, 1) if self.conductor else None,
                         "versions": [f"{j.result_version or '…'}:{j.trigger}:{j.gate_verdict or j.status}"
                                      for j in reversed(jobs)], "deployed": deployed,
                         "hub_estimated_f1": None if hub_estimate is None else hub_estimate.estimated["f1"],

@@ -11,8 +11,9 @@
 - Every gateway's readings are stamped with one data clock (`ReplayClock`): its i-th reading at a fixed epoch
   plus ``i / rate``. The hub splits labelled traffic by data time, so the frozen evaluation slice depends on
   the plan and the seed only, never on when the processes happened to run.
-- Technicians label an evenly spaced share of each feedback engine's windows (`label_share`), chosen so that
-  labels stay within a budget of all the predictions the fleet makes.
+- Technicians label a share of each feedback engine's windows (`label_share`), chosen so that labels stay
+  within a budget of all the predictions the fleet makes: those the hub's label-selection policy picks, or an
+  evenly spaced share (`labelled`).
 
 Pure, but for `write_replay`, which writes a gateway's replay file.
 """
@@ -113,6 +114,24 @@ def windows_of(cycles: int, window: WindowSpec) -> int:
     return 0 if cycles < window.size else (cycles - window.size) // window.step + 1
 
 
+def last_window_end(gateway: Gateway, position: int, window: WindowSpec) -> int:
+    """The replay position of the last window a gateway emits by reading `position` (0 before its first): where
+    its prediction log stands once it has replayed that far.
+
+    >>> g = Gateway("gw", (Engine(1, 10, True), Engine(2, 10, False)))
+    >>> spec = WindowSpec(sensors=["a"], size=5, step=2)
+    >>> [last_window_end(g, p, spec) for p in (4, 6, 13, 14, 20)]
+    [0, 5, 9, 9, 19]
+    """
+    best = 0
+    for engine, offset in zip(gateway.engines, gateway.offsets().values(), strict=True):
+        if offset + window.size > position or engine.cycles < window.size:
+            continue
+        last = min(engine.cycles, position - offset)
+        best = offset + window.size + (last - window.size) // window.step * window.step
+    return best
+
+
 def plan_fleet(lengths: Mapping[int, int], *, devices: int, seed: int, feedback_fraction: float = 0.5,
                n_engines: int | None = None) -> FleetPlan:
     """Split the engines (`lengths`: id -> cycles) into feedback and evaluation and deal them to gateways.
@@ -195,6 +214,25 @@ def engine_lengths(path: Path) -> dict[int, int]:
     if not lengths:
         raise SourceError(f"{path} holds no C-MAPSS rows")
     return lengths
+
+
+def engine_regimes(path: Path) -> dict[int, list[str]]:
+    """The operating regime of every cycle of every engine in a C-MAPSS text file: its first operating setting
+    (altitude, in thousands of feet) rounded, which tells FD002's six regimes apart (FD001 flies one).
+
+    >>> import tempfile, pathlib
+    >>> f = pathlib.Path(tempfile.mkdtemp()) / "t.txt"
+    >>> _ = f.write_text("1 1 42.0049 0.84 100.0 1\\n1 2 10.0018 0.25 100.0 1\\n2 1 0.0023 0.0 100.0 1\\n")
+    >>> engine_regimes(f)
+    {1: ['42', '10'], 2: ['0']}
+    """
+    regimes: dict[int, list[str]] = {}
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            fields = line.split()
+            if len(fields) >= 3:
+                regimes.setdefault(_int(fields[0]), []).append(str(round(float(fields[2]))))
+    return regimes
 
 
 def write_replay(source: Path, gateway: Gateway, out: Path) -> Path:

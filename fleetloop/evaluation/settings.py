@@ -5,6 +5,17 @@ cycle is one flight, so an engine's whole life (~200 cycles) passes in about fiv
 one with ``--fast``). The product's defaults are sized for hours and days; `loop_settings` rescales each one
 to engine lives and to the phases of the replay, and these are the values and the reasons:
 
+- **lockstep** (the default; ``--free-run`` turns it off): the replay is held every half engine life while the
+  technicians label, the hub's triggers are checked, a retrain that fires is trained and gated, and the rollouts
+  are judged (`fleetloop.evaluation.conductor`), so a seed gives the same run on a slow or a fast machine. The
+  wall-clock waits below get data-time stand-ins: the retrain cooldown is a quarter of the replay's readings, a
+  rollout stage advances on its windows alone (no minimum watch, a timeout of the whole run), and the agents
+  report stats every 0.25 s (a milestone waits for the report that covers its last windows). Drift, still judged
+  on the wall clock, looks back 20 engine lives' wall time instead of 5: held, the replay covers a life in 2-5
+  times its wall time, and a drift window short of 300 windows gives no verdict, so the rollout's control (the
+  drifted v1) passed for trusted and a good fix failed its canary for alarming less than v1. Latency budgets (the
+  hub's health limits, the gateways' own health check) are 5 s: the load of a shared machine must not decide a
+  rollout;
 - **agents**: stats every second (drift and rollouts judge on several reports per engine life), commits
   every 50 ms, a 5% random sample of predictions (the hub's unbiased slice; technicians label traces on the
   gateways anyway), a health check over 10 windows and a 1 s download retry;
@@ -30,7 +41,7 @@ to engine lives and to the phases of the replay, and these are the values and th
   of recall from an incumbent alarming on 30% or more of healthy windows) lets a fix that alarms sensibly
   replace it, and still refuses one that never alarms; a later candidate may not buy recall from a working fix;
 - **rollout**: canary on a quarter of the gateways for one engine life and half an engine's windows, then
-  the fleet for half an engine life; 30 s timeouts (wall clock, on a shared two-core machine). The health
+  the fleet for half an engine life; 30 s timeouts (wall clock, on a shared two-core machine; free-running). The health
   limits are the product's but for latency (200 ms: gateways share two cores with the hub here) and the windows a
   side before anomaly rates are compared, which scale with the clock like the stages: half an engine's windows,
   the canary's own minimum (500 in the product, hours of a plant's windows; in the fast replay more than the
@@ -49,7 +60,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from hub.app.settings import DriftSettings
 from hub.labels.service import LabelSettings
@@ -58,6 +69,12 @@ from hub.training.settings import GateSettings, TrainingSettings
 from hub.training.triggers import TriggerPolicy
 from shared.errors import ConfigError
 from shared.features import FEATURE_SETS
+
+LabelPolicy = Literal["select", "even"]
+"""Which windows of a failed engine technicians label: the hub's label-selection policy, or an evenly spaced share."""
+
+LOCKSTEP_LATENCY_MS = 5000.0
+"""Lockstep: the latency budget of the hub's health limits and the gateways' own health check (see loop_settings)."""
 
 DEFAULT_TRAIN_REF = "train_FD001.txt"
 DEFAULT_FLEET = "train_FD002.txt"
@@ -82,6 +99,8 @@ class EvalConfig:
     seed: int = 7
     feedback_fraction: float = 0.5
     label_budget: float = 0.25
+    label_policy: LabelPolicy = "even"
+    lockstep: bool = True  # the replay held at milestones while the hub catches up (conductor); False: free-running
     label_delay: int = 20  # cycles after an engine's failure before its labels are sent
     base_weight: float = 0.3  # of each base-set row (TrainingSettings.sim_weight); 0: field labels only
     workdir: Path | None = None
@@ -93,6 +112,8 @@ class EvalConfig:
             raise ConfigError("--rate must be a positive number of cycles per second")
         if self.base_weight < 0 or not math.isfinite(self.base_weight):
             raise ConfigError("the base-set weight must be a finite number >= 0")
+        if self.label_policy not in get_args(LabelPolicy):
+            raise ConfigError(f"--label-policy must be select or even, not {self.label_policy!r}")
         if self.label_delay < 0 or self.horizon < 1 or self.window_size < 2 or self.window_step < 1:
             raise ConfigError("--label-delay must be >= 0, the horizon >= 1, the window >= 2 cycles, its step >= 1")
         if self.feature_set not in FEATURE_SETS:
@@ -121,7 +142,7 @@ class EvalConfig:
 # a faster replay, a window every second cycle, which halves what every model trains on).
 PROFILES: dict[str, dict[str, Any]] = {
     "default": {"devices": 8, "engines": None, "rate": 40.0, "window_step": 1},
-    "fast": {"devices": 5, "max_engines": 140, "rate": 250.0, "window_step": 2, "base_weight": 0.0, "timeout_s": 300.0},
+    "fast": {"devices": 5, "max_engines": 140, "rate": 250.0, "window_step": 2, "base_weight": 0.0, "timeout_s": 600.0},
 }
 
 
@@ -144,6 +165,8 @@ class LoopSettings:
     canary: float
     engine_s: float  # wall seconds of one average engine life
     labels: LabelSettings
+    milestone: int = 0  # lockstep: readings between milestones (0: free-running)
+    cooldown: int = 0  # lockstep: readings between two retrains (the trigger cooldown on the data clock)
 
 
 def loop_settings(config: EvalConfig, *, mean_cycles: float, replay_s: float, expected_labels: int,
@@ -159,21 +182,33 @@ def loop_settings(config: EvalConfig, *, mean_cycles: float, replay_s: float, ex
                                    gate.min_positive_blocks / eval_fraction * per_engine))
     first = min(max(for_gate, math.ceil(0.3 * expected_labels)), math.ceil(0.7 * expected_labels))
     triggers = TriggerPolicy(min_total_labels=first, min_new_labels=max(1, math.ceil(0.8 * (expected_labels - first))),
-                             cooldown_s=0.25 * replay_s, schedule_interval_s=None)
+                             cooldown_s=0.0 if config.lockstep else 0.25 * replay_s, schedule_interval_s=None)
     training = TrainingSettings(
         seed=config.seed, base_set=f"cmapss:{config.train_ref_path.resolve()}",
         sim_weight=config.base_weight,
         sim_horizon=config.horizon, split_block_s=engine_s, check_interval_s=1.0, latency_runs=100,
         triggers=triggers, gate=gate,
     )
-    drift = DriftSettings(window_s=5 * engine_s, interval_s=1.0, min_samples=300)
+    # held at milestones, the replay covers an engine life in 2-5 times its wall time: a window of 20 lives' wall
+    # time still holds the 300 windows a verdict needs, so the rollouts' control trust sees drift throughout
+    drift = DriftSettings(window_s=(20 if config.lockstep else 5) * engine_s, interval_s=1.0, min_samples=300)
+    watch, timeout = (0.0, config.timeout_s) if config.lockstep else (1.0, 30.0)
     policies: dict[StageName, StagePolicy] = {
-        "canary": StagePolicy(min_duration_s=engine_s, min_windows=max(10, int(engine_windows / 2)), timeout_s=30.0),
-        "fleet": StagePolicy(min_duration_s=engine_s / 2, min_windows=max(5, int(engine_windows / 4)),
-                             timeout_s=30.0),
+        "canary": StagePolicy(min_duration_s=watch * engine_s, min_windows=max(10, int(engine_windows / 2)),
+                              timeout_s=timeout),
+        "fleet": StagePolicy(min_duration_s=watch * engine_s / 2, min_windows=max(5, int(engine_windows / 4)),
+                             timeout_s=timeout),
     }
-    limits = HealthLimits(latency_p99_ms=200.0, min_rate_windows=max(40, int(engine_windows / 2)))
-    agent = {"stats_interval_s": 1.0, "commit_interval_s": 0.05, "sample_rate": 0.05, "health_windows": 10,
+    # lockstep: latency is the shared machine's load, not the model's; it must not decide a rollout (seen at load
+    # 55: a gateway's own health check failed v2 on a p95 of 130 ms and rolled it back)
+    latency = LOCKSTEP_LATENCY_MS if config.lockstep else 200.0
+    limits = HealthLimits(latency_p99_ms=latency, min_rate_windows=max(40, int(engine_windows / 2)))
+    agent = {"stats_interval_s": 0.25 if config.lockstep else 1.0,
+             "commit_interval_s": 0.05, **({"health_latency_ms": LOCKSTEP_LATENCY_MS} if config.lockstep else {}),
+             "sample_rate": 0.05, "health_windows": 10,
              "fetch_retry_s": 1.0, "asset_type": "turbofan", "site": Path(config.fleet).stem.replace("_", "-")}
     labels = LabelSettings(max_device_votes=max(LabelSettings().max_device_votes, expected_labels))
-    return LoopSettings(training, drift, policies, limits, agent, canary=0.25, engine_s=engine_s, labels=labels)
+    milestone = max(1, round(mean_cycles / 2)) if config.lockstep else 0
+    cooldown = round(0.25 * replay_s * config.rate) if config.lockstep else 0
+    return LoopSettings(training, drift, policies, limits, agent, canary=0.25, engine_s=engine_s, labels=labels,
+                        milestone=milestone, cooldown=cooldown)

@@ -2,11 +2,16 @@
 
 An engine of a training file fails at its last cycle. Once a gateway's replay is `delay` cycles past that
 (its own clock: readings replayed, read from the agent's prediction log), the technician at that gateway
-reads the engine's logged predictions, labels an evenly spaced share of them (`plan.labelled`) — ``fault``
+reads the engine's logged predictions, labels a share of them — ``fault``
 when the window ends within `horizon` cycles of the failure, else ``no_fault`` — and records each label with
 ``fleetloop agent annotate``'s code path (`agent.app.record_annotation`): stored in the agent's database and
 queued in its outbox, which the running agent publishes to the hub over MQTT. The hub joins each label to its
 trace, asking the gateway to upload the traces it has not seen. Evaluation engines are never labelled.
+
+Which windows: with the ``select`` policy, those the hub's label-selection policy (`hub.labels.selection`) ranks
+first among the engine's windows (a seeded random slice, then by operating regime in turn, shadow disagreement and
+closeness to the threshold of the model that scored each window); with ``even``, an evenly spaced share
+(`plan.labelled`). Either way the same number of windows per engine.
 
 The agent's own process keeps writing the same SQLite file (WAL): reads here are read-only connections, and
 the annotation writes are short transactions, as when a technician runs the CLI next to a running agent.
@@ -17,6 +22,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +30,8 @@ from typing import Any
 from agent.app import record_annotation
 from agent.db import AgentDB
 from fleetloop.evaluation.plan import FleetPlan, Gateway, ReplayClock, label_offset, labelled
+from fleetloop.evaluation.settings import LabelPolicy
+from hub.labels.selection import Candidate, budget_for, select
 from shared.messages import Annotation
 from shared.topics import Topics
 
@@ -52,6 +60,11 @@ class Desk:
     delay: int
     seed: int
     clock: ReplayClock | None = None  # the gateways' data clock; None: a window's end is its engine's cycle
+    policy: LabelPolicy = "even"
+    threshold_of: Callable[[str], float] | None = None  # a model version's threshold (for `select`)
+    regimes: dict[int, list[str]] = field(default_factory=dict)  # unit -> operating regime of each cycle (1-based)
+    failures: set[int] = field(default_factory=set)  # engines with at least one ``fault`` label sent
+    random_labels: int = 0  # labels the policy drew at random (the unbiased slice)
     labelled_engines: set[int] = field(default_factory=set)
     progress: dict[str, Progress] = field(default_factory=dict)
     sent: int = 0
@@ -92,15 +105,16 @@ class Desk:
         return progress
 
     def _label(self, gateway: Gateway, unit: int, cycles: int, now: float) -> int:
-        rows = self._query(gateway.device_id, "SELECT trace_id, window_end FROM predictions WHERE unit = ? "
-                           "ORDER BY window_end, id", str(unit))
-        chosen = labelled(len(rows), self.share, label_offset(self.seed, unit))
+        rows = self._query(gateway.device_id, "SELECT trace_id, window_end, score, shadow_score, model_version, "
+                           "shadow_version FROM predictions WHERE unit = ? ORDER BY window_end, id", str(unit))
+        offset = gateway.offsets()[unit]
+        cycles_of = [self._position(gateway, unit, float(r[1])) - offset for r in rows]
+        chosen = self._choose(gateway, unit, rows, cycles_of)
         db = self._db(gateway.device_id)
         technician = f"tech-{gateway.device_id}"
-        offset = gateway.offsets()[unit]
-        for i in chosen.tolist():
-            trace_id, window_end = rows[i]
-            cycle = self._position(gateway, unit, float(window_end)) - offset
+        for i in chosen:
+            trace_id = rows[i][0]
+            cycle = cycles_of[i]
             fault = cycles - cycle <= self.horizon
             annotation = Annotation(
                 device_id=gateway.device_id, ts=time.time(), trace_id=trace_id, label="fault" if fault else "no_fault",
@@ -109,9 +123,29 @@ class Desk:
             )
             record_annotation(db, self.topics, annotation)
             self.faults += fault
+            if fault:
+                self.failures.add(unit)
         log.debug("%s: engine %d failed at cycle %d; %d of its %d windows labelled", gateway.device_id, unit,
                   cycles, len(chosen), len(rows))
         return len(chosen)
+
+    def _choose(self, gateway: Gateway, unit: int, rows: list[tuple[Any, ...]], cycles_of: list[int]) -> list[int]:
+        """Indices (into `rows`) of the windows to label, as the policy picks them."""
+        if self.policy == "even":
+            return [int(i) for i in labelled(len(rows), self.share, label_offset(self.seed, unit))]
+        regimes = self.regimes.get(unit, [])
+        threshold = self.threshold_of or (lambda version: 0.5)
+        candidates = [
+            Candidate(str(i), score=_finite(score), threshold=threshold(version), device=gateway.device_id,
+                      ts=float(end), cohort=regimes[cycle - 1] if 0 < cycle <= len(regimes) else None,
+                      shadow_score=None if shadow is None else float(shadow),
+                      shadow_threshold=threshold(shadow_version) if shadow_version else None)
+            for i, ((_, end, score, shadow, version, shadow_version), cycle) in enumerate(zip(rows, cycles_of,
+                                                                                              strict=True))
+        ]
+        picks = select(candidates, budget_for(self.share, len(rows)), seed=f"{self.seed}:{unit}")
+        self.random_labels += sum(p.reason == "random" for p in picks)
+        return sorted(int(p.candidate.key) for p in picks)
 
     def _position(self, gateway: Gateway, unit: int, window_end: float) -> int:
         """Readings the gateway had replayed when it logged the window ending at `window_end`."""
@@ -137,3 +171,7 @@ class Desk:
         for db in self._dbs.values():
             db.close()
         self._dbs.clear()
+
+
+def _finite(score: object) -> float:
+    return float(score) if isinstance(score, (int, float)) else float("nan")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from collections.abc import Collection
 from typing import TYPE_CHECKING
 
 from hub.app.leader import Leadership
@@ -33,9 +34,12 @@ log = logging.getLogger(__name__)
 class HubService:
     """The hub's `Services` + ingest worker + periodic jobs. `start()`, `stop()`; `app()` is its HTTP API."""
 
-    def __init__(self, settings: HubSettings, store: HubStore | None = None, *, jobs: bool = True) -> None:
+    def __init__(self, settings: HubSettings, store: HubStore | None = None, *, jobs: bool = True,
+                 driven: Collection[str] = ()) -> None:
         """`jobs=False`: a plain ingest worker (``hub ingest``): no periodic jobs, no training worker, no
-        resync of retained assignments; the ``hub serve`` processes do those, one at a time (`leader`)."""
+        resync of retained assignments; the ``hub serve`` processes do those, one at a time (`leader`).
+        `driven`: names of periodic jobs (``retrain-triggers``, ``rollouts``) the caller runs itself, when it
+        chooses (an evaluation that steps its fleet in lockstep calls ``training.check`` and ``rollouts.tick``)."""
         self.settings = settings
         self.runs_jobs = jobs
         self.services = services = build_services(settings, store=store, client_id=commands_client_id(settings),
@@ -73,6 +77,7 @@ class HubService:
             Periodic("incidents", settings.incidents.interval_s, self.incidents.run, lead),
             Periodic("incident-notifications", settings.incidents.notify_interval_s, self.notifier.run, lead),
         ] if jobs else []
+        self.jobs = [job for job in self.jobs if job.name not in driven]
         health = services.health  # what /health judges beyond the store
         health.add_connection("ingest", self.worker.session)
         health.add_connection("commands", self.commands)

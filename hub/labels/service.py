@@ -3,7 +3,9 @@
 `hub.labels` is pure; this module is the thin layer that feeds it from a `HubStore` and persists what it
 returns, so the API (and later a scheduled job) run the same code. Time is passed in (``now``), never read.
 It also picks what technicians should label next (`labeling_queue`): anomalies, low-confidence samples
-and a random baseline slice without an annotation yet (DESIGN.md, "Feedback quality").
+and a random baseline slice without an annotation yet (DESIGN.md, "Feedback quality"), in the order of their
+reason, or (``queue_policy = "select"``) as the label-selection policy ranks them under a budget
+(`hub.labels.selection`).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from hub.labels.attribution import MAX_PER_DEVICE, cap_device_votes
 from hub.labels.consensus import AGREEMENT_THRESHOLD, FLAG_BELOW, MIN_COMPARED
 from hub.labels.join import contested
 from hub.labels.labelset import MAX_COHORT_SHARE
+from hub.labels.selection import RANDOM_SHARE, Candidate, PickReason, budget_for, select
 from hub.labels.signals import trainable_signals
 from hub.store.ports import HubStore
 from hub.store.rows import (
@@ -73,6 +76,18 @@ class LabelSettings(BaseModel):
     max_device_votes: int = Field(default=MAX_PER_DEVICE, ge=0, description="device-sent (MQTT) annotations "
                                   "of one device that may enter a label set, oldest first, a range annotation with "
                                   "every window it covers (hub.labels.attribution)")
+
+    queue_policy: Literal["reason", "select"] = Field(
+        default="reason", description="how the labeling queue ranks: by reason (anomalies, then low confidence, "
+        "then the random slice), or by the label-selection policy (hub.labels.selection: a seeded random share kept "
+        "for unbiased estimates, then device and cohort in turn, closest to the threshold first) under queue_budget")
+    queue_budget: float = Field(
+        default=1.0, gt=0.0, le=1.0, description="with queue_policy select: the share of the unlabelled candidates "
+        "(anomalies, low-confidence and random samples within the TTL) the queue offers technicians")
+    queue_random_share: float = Field(default=RANDOM_SHARE, ge=0.0, le=1.0, description="with queue_policy "
+                                      "select: the share of the queue drawn at random (recorded as pick=random)")
+    queue_pool: int = Field(default=5000, ge=1, description="with queue_policy select: the most candidates of each "
+                            "reason the policy ranks")
 
     @field_validator("trainable_signals")
     @classmethod
@@ -256,6 +271,7 @@ def missing_traces(
 class QueueEntry:
     reason: QueueReason
     prediction: PredictionRow
+    pick: PickReason | None = None  # why the label-selection policy picked it (queue_policy select)
 
 
 def queue_reason(p: PredictionRow) -> QueueReason | None:
@@ -301,8 +317,15 @@ def labeling_queue(
     store: HubStore, settings: LabelSettings, *, now: float, limit: int, device_id: str | None = None,
     since: float | None = None,
 ) -> list[QueueEntry]:
-    """Unannotated predictions within the TTL (and made at ``ts >= since``), in `prioritise` order, at most `limit`."""
+    """Unannotated predictions within the TTL (and made at ``ts >= since``), in `prioritise` order, at most `limit`;
+    with ``queue_policy = "select"``, as `select_queue` ranks them."""
     oldest = now - settings.ttl_s if since is None else max(since, now - settings.ttl_s)
+    if settings.queue_policy == "select":
+        pool = [p for reason in QUEUE_ORDER
+                for p in store.unlabelled_predictions(reason, since=oldest, device_id=device_id,
+                                                      limit=settings.queue_pool)]
+        cohorts = {d.device_id: d.cohort for d in store.devices()}
+        return select_queue(pool, cohorts, settings, limit=limit)
     candidates: list[PredictionRow] = []
     for reason in QUEUE_ORDER:
         if len(candidates) >= limit:
@@ -311,6 +334,20 @@ def labeling_queue(
             store.unlabelled_predictions(reason, since=oldest, device_id=device_id, limit=limit)
         )
     return prioritise(candidates, limit)
+
+
+def select_queue(pool: Sequence[PredictionRow], cohorts: Mapping[str, str | None], settings: LabelSettings, *,
+                 limit: int) -> list[QueueEntry]:
+    """The top of `pool` by the label-selection policy, at most ``queue_budget`` of it and `limit` (seeded by the
+    pool itself, so the same pool gives the same queue)."""
+    entries = {p.trace_id: QueueEntry(reason, p) for p in pool if (reason := queue_reason(p)) is not None}
+    candidates = [Candidate(e.prediction.trace_id, e.prediction.score, e.prediction.threshold, e.prediction.device_id,
+                            e.prediction.ts, cohort=cohorts.get(e.prediction.device_id))
+                  for e in entries.values()]
+    budget = min(limit, budget_for(settings.queue_budget, len(candidates)))
+    seed = min(entries, default="")
+    picks = select(candidates, budget, seed=seed, random_share=settings.queue_random_share)
+    return [QueueEntry(entries[p.candidate.key].reason, entries[p.candidate.key].prediction, p.reason) for p in picks]
 
 
 def annotation_status(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -101,3 +102,19 @@ def test_state_set_and_delete(tmp_path):
     db.set_state({"a": "1", "b": "2"})
     db.set_state({"a": None, "b": "3"})
     assert (db.get_state("a"), db.get_state("b")) == (None, "3")
+
+
+def test_a_late_broker_ack_never_marks_a_new_row_that_took_the_acked_rows_id(tmp_path: Path) -> None:
+    db = AgentDB(tmp_path / "agent.db")
+    db.enqueue([_msg(1)])
+    (sent,) = db.stamp_sequences(db.due_outbox(now=1e12, limit=10))
+    assert sent.seq is not None and db.delete_sequences([(sent.seq, sent.seq)]) == 1  # the hub acked it first
+    db.enqueue([_msg(1)])
+    (fresh,) = db.due_outbox(now=1e12, limit=10)
+    assert fresh.id == sent.id and fresh.seq is None  # SQLite reused the id of the deleted last row
+    db.mark_delivered([(sent.id, sent.seq)], now=1.0, wait_s=120.0, max_wait_s=3600.0)  # the broker's late ack
+    assert db.awaiting_hub() == 0 and len(db.due_outbox(now=2.0, limit=10)) == 1  # the new row still goes now
+    (stamped,) = db.stamp_sequences(db.due_outbox(now=2.0, limit=10))
+    db.mark_delivered([(stamped.id, stamped.seq)], now=3.0, wait_s=120.0, max_wait_s=3600.0)
+    assert db.awaiting_hub() == 1
+    db.close()

@@ -71,6 +71,19 @@ def test_cmapss_malformed_rows_are_counted_and_skipped(tmp_path: Path, caplog: p
     assert "train.txt:2" in caplog.text and "train.txt:3" in caplog.text
 
 
+def test_a_hold_file_lets_the_replay_release_only_what_it_allows(tmp_path: Path) -> None:
+    path = tmp_path / "train.txt"
+    path.write_text("".join(f"1 {c} 0.1 0.2 100.0 " + " ".join(["1.5"] * 21) + "\n" for c in range(1, 6)))
+    hold = tmp_path / "hold"
+    source = CmapssSource(path, hold_path=hold)
+    assert source.read(0.02) is None and not source.exhausted  # no file yet: nothing released, still running
+    hold.write_text("2")
+    assert [r.ts for r in (source.read(0.02), source.read(0.02))] == [1.0, 2.0]  # type: ignore[union-attr]
+    assert source.read(0.02) is None and source.released == 2
+    hold.write_text("99")
+    assert [r.ts for r in source] == [3.0, 4.0, 5.0] and source.exhausted
+
+
 def test_missing_files_raise_source_error(tmp_path: Path) -> None:
     with pytest.raises(SourceError, match="does not exist"):
         CmapssSource(tmp_path / "nope.txt")

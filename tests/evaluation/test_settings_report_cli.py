@@ -33,7 +33,7 @@ def test_profiles_and_overrides() -> None:
 
 
 def test_loop_settings_scale_to_engine_lives_and_replay_phases() -> None:
-    config = config_for("default", Path("/data"))
+    config = config_for("default", Path("/data"), lockstep=False)
     s = loop_settings(config, mean_cycles=200.0, replay_s=120.0, expected_labels=10_000, positive_rate=0.15,
                       engine_windows=196, feedback_engines=100)
     assert s.engine_s == pytest.approx(5.0)  # 200 cycles at 40 per second
@@ -60,6 +60,15 @@ def test_loop_settings_scale_to_engine_lives_and_replay_phases() -> None:
     many = loop_settings(config, mean_cycles=200.0, replay_s=20.0, expected_labels=12_000, positive_rate=0.15,
                          engine_windows=98, feedback_engines=120)
     assert many.training.triggers.min_total_labels == 5000  # 1.5 * 10 / 0.3 engines of 100 labels
+    # lockstep (the default): the waits on the wall clock become waits on the data clock, held at milestones
+    held = loop_settings(config_for("default", Path("/data")), mean_cycles=200.0, replay_s=120.0,
+                         expected_labels=10_000, positive_rate=0.15, engine_windows=196, feedback_engines=100)
+    assert (held.milestone, held.cooldown, held.training.triggers.cooldown_s) == (100, 1200, 0.0)  # 30 s at 40/s
+    assert held.policies["canary"].min_duration_s == 0.0 and held.policies["canary"].min_windows == 98
+    assert held.drift.window_s == pytest.approx(100.0)  # 20 engine lives: held, the replay is slower
+    assert held.limits.latency_p99_ms == held.agent["health_latency_ms"] == 5000.0  # load must not decide
+    assert held.policies["fleet"].timeout_s == config.timeout_s and held.agent["stats_interval_s"] == 0.25
+    assert (s.milestone, s.cooldown) == (0, 0)
 
 
 def report() -> EvalReport:

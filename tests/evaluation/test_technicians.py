@@ -91,3 +91,19 @@ def test_each_label_leaves_through_the_agents_outbox(tmp_path: Path) -> None:
     assert faults == technicians.faults and 0 < faults < sent
     assert np.all([json.loads(r.payload)["trace_id"].startswith("gw-0-") for r in rows])
     technicians.close()
+
+
+def test_the_select_policy_labels_as_many_windows_by_the_hubs_policy_and_counts_failures(tmp_path: Path) -> None:
+    plan = plan_fleet({1: 60, 2: 70, 3: 80, 4: 90}, devices=1, seed=SEED)
+    (gateway,) = plan.gateways
+    db = AgentDB(tmp_path / gateway.device_id / "agent.db")
+    log_predictions(db, gateway, until=gateway.cycles)
+    regimes = {e.unit: ["a", "b"] * e.cycles for e in gateway.engines}
+    technicians = Desk(plan, tmp_path, Topics("fleetloop"), HORIZON, SHARE, DELAY, SEED, policy="select",
+                       threshold_of=lambda version: 0.4, regimes=regimes)
+    sent = technicians.run(0.0)
+    feedback = [e for e in gateway.engines if e.feedback]
+    assert sent == len(labels_in(db)) == sum(-(-(e.cycles - SIZE + 1) // 2) for e in feedback)  # ceil(share * n)
+    assert technicians.failures == {e.unit for e in feedback}  # every failure gets a fault label
+    assert 0 < technicians.random_labels < sent
+    technicians.close()

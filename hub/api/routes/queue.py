@@ -26,7 +26,9 @@ def get_queue(
                                          "(a technician's desk that has worked the older ones)")] = None,
 ) -> list[QueueItem]:
     """Predictions without an annotation yet and younger than the label TTL: anomalies (highest score first),
-    then low-confidence samples (closest to the threshold first), then the random baseline slice (newest first).
+    then low-confidence samples (closest to the threshold first), then the random baseline slice (newest first);
+    or, with the hub's ``labels.queue_policy = "select"``, as the label-selection policy ranks them under
+    ``labels.queue_budget`` (``pick`` says why each was chosen).
     Page with ``offset`` (the queue is ranked over ``offset + limit`` candidates, then cut).
     """
     return [
@@ -34,7 +36,7 @@ def get_queue(
             trace_id=e.prediction.trace_id, device_id=e.prediction.device_id, ts=e.prediction.ts,
             window_end=e.prediction.window_end,
             score=e.prediction.score, threshold=e.prediction.threshold, kind=e.prediction.kind, reason=e.reason,
-            model_version=e.prediction.model_version,
+            model_version=e.prediction.model_version, pick=e.pick,
         )
         for e in labeling_queue(store, labels, now=now, limit=offset + limit, device_id=device_id,
                                 since=since)[offset:]

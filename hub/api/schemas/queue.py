@@ -21,3 +21,6 @@ class QueueItem(Public):
     kind: Literal["anomaly", "sample"]
     reason: QueueReason = Field(description="anomaly, low_confidence or random (the baseline slice)")
     model_version: str | None
+    pick: Literal["random", "disagreement", "uncertainty"] | None = Field(
+        default=None, description="why the label-selection policy picked it (the hub's labels.queue_policy select; "
+        "random: the unbiased slice); null when the queue ranks by reason")

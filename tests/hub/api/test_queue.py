@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import doctest
+from pathlib import Path
 
 import hub.labels.service
-from tests.hub.api.conftest import T0, Hub, anomaly, online, sample
+from tests.hub.api.conftest import T0, Hub, anomaly, online, running_hub, sample
 
 
 def test_queue_order_and_what_it_leaves_out(hub: Hub) -> None:
@@ -34,7 +35,7 @@ def test_queue_order_and_what_it_leaves_out(hub: Hub) -> None:
     first = queue[0]
     assert first == {"trace_id": a_top.trace_id, "device_id": "pump-1", "ts": T0 + 2, "window_end": T0 + 2,
                      "score": 0.95,
-                     "threshold": 0.5, "kind": "anomaly", "reason": "anomaly", "model_version": "v1"}
+                     "threshold": 0.5, "kind": "anomaly", "reason": "anomaly", "model_version": "v1", "pick": None}
     assert [q["trace_id"] for q in tech.get("/queue", params={"limit": 4}).json()] == [
         p.trace_id for p in expected[:4]
     ]
@@ -62,6 +63,17 @@ def test_queue_since_leaves_older_predictions_out(hub: Hub) -> None:
     assert [q["trace_id"] for q in tech.get("/queue", params={"since": T0 + 2}).json()] == [newer.trace_id]
     assert tech.get("/queue", params={"since": T0 + 3}).json() == []
     assert tech.get("/queue", params={"limit": 501}).status_code == 422
+
+
+def test_select_policy_offers_a_budget_of_the_candidates_random_share_first_then_closest(tmp_path: Path) -> None:
+    with running_hub(tmp_path / "hub.db", queue_policy="select", queue_budget=0.5, queue_random_share=0.25) as hub:
+        rows = [sample(score=0.5 + i / 100, reason="low_confidence", ts=T0 + i) for i in range(8)]
+        hub.ingest(online(), *rows)
+        queue = hub.client("technician").get("/queue").json()
+        assert len(queue) == 4  # half of the 8 candidates
+        assert queue[0]["pick"] == "random" and [q["pick"] for q in queue[1:]] == ["uncertainty"] * 3
+        closest = sorted((r for r in rows if r.trace_id != queue[0]["trace_id"]), key=lambda r: r.score)[:3]
+        assert [q["trace_id"] for q in queue[1:]] == [r.trace_id for r in closest]
 
 
 def test_labels_service_doctests() -> None:
