@@ -57,7 +57,7 @@ def decode_delivery(
     if d.error is not None:
         return internal_error(d, received_at, d.error)
     decoded = decode_message(topics, d.topic, d.payload, retained=d.retained, received_at=received_at,
-                             max_bytes=max_bytes, max_skew_s=max_skew_s)
+                             max_bytes=max_bytes, max_skew_s=max_skew_s, content_type=d.content_type)
     head = d.payload[:PAYLOAD_HEAD_BYTES] if decoded.record is not None else b""
     return Item(d.mid, d.qos, d.generation, decoded, d.topic, head, len(d.payload), d.retained)
 

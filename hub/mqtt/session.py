@@ -27,7 +27,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from hub.app.health import ConnectionState
-from infra.mqtt import build_client, close_client
+from infra.mqtt import build_client, close_client, hub_properties, message_property
 from shared.errors import TopicError
 from shared.topics import Kind, Topics
 
@@ -53,6 +53,7 @@ class Delivery:
     retained: bool = False
     skip: bool = False
     error: str | None = None
+    content_type: str | None = None  # MQTT 5 content type: the payload's wire format (`shared.codec.format_of`)
 
 
 class Acknowledgeable(Protocol):
@@ -156,10 +157,11 @@ class IngestSession:
         return sent
 
     def publish(self, topic: str, payload: bytes) -> bool:
-        """Publish QoS 1 on this session's connection (the hub's acks to devices); False when not connected."""
+        """Publish QoS 1 on this session's connection (the hub's acks to devices), saying which wire formats the
+        hub decodes (`shared.codec.ACCEPTS_PROPERTY`); False when not connected."""
         if not self.connected.is_set():
             return False
-        return self.client.publish(topic, payload, qos=1).rc == mqtt.MQTT_ERR_SUCCESS
+        return self.client.publish(topic, payload, qos=1, properties=hub_properties()).rc == mqtt.MQTT_ERR_SUCCESS
 
     # -- paho callbacks (network thread) ---------------------------------------------------------
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
@@ -223,7 +225,8 @@ class IngestSession:
             topic = message._topic.decode("utf-8", "replace")  # the broker should have refused it
         retained = bool(message.retain)
         skip = self._duplicate_copy(topic, retained, _subscription_ids(message))
-        return Delivery(message.mid, message.qos, generation, topic, payload, retained, skip)
+        return Delivery(message.mid, message.qos, generation, topic, payload, retained, skip,
+                        content_type=message_property(message, "content_type"))
 
     def _duplicate_copy(self, topic: str, retained: bool, sub_ids: set[int]) -> bool:
         """A status that also arrives through the other subscription, where it is ingested.
