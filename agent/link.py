@@ -101,8 +101,9 @@ class Link:
 
     def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False,
                 fmt: WireFormat = "json") -> mqtt.MQTTMessageInfo:
-        """Publish `payload`, encoded in `fmt` (its MQTT 5 content type says so)."""
-        props = publish_properties(content_type=CONTENT_TYPES[fmt])
+        """Publish `payload`, encoded in `fmt`: MessagePack with its MQTT 5 content type, JSON without one (what no
+        content type means, and the hub's paho parses every property of every message in Python)."""
+        props = None if fmt == "json" else publish_properties(content_type=CONTENT_TYPES[fmt])
         return self.client.publish(topic, payload, qos=qos, retain=retain, properties=props)
 
     def publish_status(self, state: str = "online") -> mqtt.MQTTMessageInfo:
