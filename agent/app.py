@@ -105,6 +105,7 @@ def build_agent(settings: AgentSettings, source: SensorSource | None = None, *, 
             password=settings.mqtt_password.get_secret_value() if settings.mqtt_password else None,
             keepalive=settings.mqtt_keepalive,
             tls_ca=str(settings.mqtt_tls_ca) if settings.mqtt_tls_ca else None,
+            wire_format=settings.wire_format,
         )
     agent = Agent(settings, src, db, store, link)
     if link is not None:

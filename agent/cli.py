@@ -226,7 +226,7 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from agent.db import AgentDB
+    from agent.db import WIRE_FORMAT_KEY, AgentDB
     from agent.models.store import ModelStore
 
     _, data_dir, _ = _local(args)
@@ -234,7 +234,7 @@ def _status(args: argparse.Namespace) -> int:
     store = ModelStore(data_dir / "models", db)
     print(json.dumps({
         "predictions": db.prediction_count(), "outbox": db.outbox_size(), "outbox_awaiting_hub": db.awaiting_hub(),
-        "next_seq": db.next_seq(),
+        "next_seq": db.next_seq(), "wire_format": db.get_state(WIRE_FORMAT_KEY),
         "active_model": store.active_version, "previous_model": store.previous_version,
         "db_bytes": db.used_bytes(), "integrity": "ok" if db.integrity_ok() else "FAILED",
     }, indent=2))

@@ -31,6 +31,7 @@ PRIORITY_SAMPLE = 4
 
 
 NEXT_SEQ_KEY = "outbox.next_seq"
+WIRE_FORMAT_KEY = "link.wire_format"  # the format outbox messages last went in (`agent.outbox.Forwarder`)
 
 
 class PredictionRow(NamedTuple):

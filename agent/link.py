@@ -12,14 +12,14 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from infra.mqtt import build_client, close_client
-from shared.codec import encode
+from infra.mqtt import build_client, close_client, message_property, publish_properties
+from shared.codec import ACCEPTS_PROPERTY, CONTENT_TYPES, WireFormat, accepted_formats, encode
 from shared.messages import Status
 from shared.topics import Kind, Topics
 
@@ -32,7 +32,10 @@ class Link:
     """One device's MQTT session.
 
     `acked` receives the mid of every publish the broker acknowledged; `inbound` receives
-    ``(kind, payload)`` for hub → device messages.
+    ``(kind, payload)`` for hub → device messages. `wire_format()` is the format outbox messages go in: with
+    ``"auto"``, MessagePack while the latest hub command (acks are commands) said the hub decodes it
+    (`shared.codec.ACCEPTS_PROPERTY`), JSON before any and after one that did not (an older hub took over).
+    Retained model assignments are not asked: one can outlive the hub that published it.
     """
 
     def __init__(
@@ -47,11 +50,14 @@ class Link:
         keepalive: int = 30,
         tls_ca: str | None = None,
         status_fields: Callable[[], dict[str, Any]] = dict,
+        wire_format: Literal["auto", "json", "msgpack"] = "auto",
     ) -> None:
         self.device_id = device_id
         self.topics = topics
         self.host, self.port, self.keepalive = host, port, keepalive
         self.status_fields = status_fields
+        self.wire_format_setting = wire_format
+        self.hub_accepts: frozenset[WireFormat] | None = None  # None until a hub command arrived (network thread)
         self.acked: queue.SimpleQueue[int] = queue.SimpleQueue()
         self.inbound: queue.SimpleQueue[tuple[Kind, bytes]] = queue.SimpleQueue()
         self.connected = threading.Event()
@@ -86,8 +92,19 @@ class Link:
     def is_connected(self) -> bool:
         return self.connected.is_set() and self.client.is_connected()
 
-    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> mqtt.MQTTMessageInfo:
-        return self.client.publish(topic, payload, qos=qos, retain=retain)
+    def wire_format(self) -> WireFormat:
+        """The format outbox messages go in now (see the class docstring)."""
+        if self.wire_format_setting != "auto":
+            return self.wire_format_setting
+        accepts = self.hub_accepts
+        return "msgpack" if accepts is not None and "msgpack" in accepts else "json"
+
+    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False,
+                fmt: WireFormat = "json") -> mqtt.MQTTMessageInfo:
+        """Publish `payload`, encoded in `fmt`: MessagePack with its MQTT 5 content type, JSON without one (what no
+        content type means, and the hub's paho parses every property of every message in Python)."""
+        props = None if fmt == "json" else publish_properties(content_type=CONTENT_TYPES[fmt])
+        return self.client.publish(topic, payload, qos=qos, retain=retain, properties=props)
 
     def publish_status(self, state: str = "online") -> mqtt.MQTTMessageInfo:
         status = Status(device_id=self.device_id, ts=time.time(), state=state, **self.status_fields())  # type: ignore[arg-type]
@@ -119,6 +136,8 @@ class Link:
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         try:
             parsed = self.topics.parse(message.topic)
+            if parsed.kind is Kind.CMD:
+                self.hub_accepts = accepted_formats(message_property(message, ACCEPTS_PROPERTY))
             self.inbound.put((parsed.kind, bytes(message.payload)))
         except Exception as exc:
             log.warning("dropped a message on %s: %s", message.topic, exc)

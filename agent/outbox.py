@@ -10,15 +10,18 @@ client, are retried with exponential backoff. Receivers dedupe by msg_id, so a r
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
 import paho.mqtt.client as mqtt
 
-from agent.db import AgentDB
+from agent.db import WIRE_FORMAT_KEY, AgentDB
 from agent.settings import AgentSettings
+from shared.codec import WireFormat, transcode
+from shared.errors import DecodeError
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +32,10 @@ class Publisher(Protocol):
     acked: queue.SimpleQueue[int]
     connected_since: float
 
-    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> mqtt.MQTTMessageInfo: ...
+    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False,
+                fmt: WireFormat = "json") -> mqtt.MQTTMessageInfo: ...
+
+    def wire_format(self) -> WireFormat: ...
 
     def is_connected(self) -> bool: ...
 
@@ -72,6 +78,7 @@ class Forwarder:
         # (the hub's ack may delete a row before its PUBACK is collected, and a new row takes its id)
         self._inflight: dict[int, tuple[int, float, int | None]] = {}
         self.stats = ForwarderStats()
+        self.wire_format: WireFormat | None = None  # the format the latest row went in
 
     @classmethod
     def from_settings(cls, db: AgentDB, link: Publisher, settings: AgentSettings) -> Forwarder:
@@ -95,13 +102,30 @@ class Forwarder:
         if free <= 0:
             return
         in_flight_rows = {row for row, _, _ in self._inflight.values()}
+        fmt = self._format()
         for row in self.db.stamp_sequences(self.db.due_outbox(now, free, exclude=in_flight_rows)):
-            info = self.link.publish(row.topic, row.payload, qos=1, retain=row.retain)
+            payload, sent_as = row.payload, cast(WireFormat, "json")
+            if fmt != "json" and not row.retain:  # a retained message is read by anyone, later: JSON
+                # a row that is not JSON (damaged) goes as it is, for the hub to dead-letter
+                with contextlib.suppress(DecodeError):
+                    payload, sent_as = transcode(row.payload, fmt), fmt
+            info = self.link.publish(row.topic, payload, qos=1, retain=row.retain, fmt=sent_as)
             if info.rc != mqtt.MQTT_ERR_SUCCESS:
                 self._backoff(row.id, row.attempts, now)
                 break
             self._inflight[info.mid] = (row.id, now, row.seq)
             self.stats.sent += 1
+
+    def _format(self) -> WireFormat:
+        """The link's wire format, logged and kept in the agent's state (``fleetloop agent status``) when it
+        changes."""
+        fmt = self.link.wire_format()
+        if fmt != self.wire_format:
+            log.info("outbox messages go to the hub as %s%s", fmt,
+                     " (the hub decodes it)" if fmt == "msgpack" else "")
+            self.db.set_state({WIRE_FORMAT_KEY: fmt})
+            self.wire_format = fmt
+        return fmt
 
     def trim(self) -> None:
         """Keep the outbox bounded; the lowest-priority, oldest rows go first."""

@@ -115,6 +115,9 @@ class AgentSettings(EnvSettings, kw_only=True):
     hub_ack_timeout_s: Annotated[float, Meta(gt=0, description="a message the broker acknowledged but the hub did "
                                              "not is sent again after this (then doubling)")] = 120.0
     hub_ack_max_s: Annotated[float, Meta(gt=0, description="longest wait between such resends")] = 3600.0
+    wire_format: Annotated[Literal["auto", "json", "msgpack"], Meta(
+        description="how outbox messages go to the hub: auto = MessagePack while the hub says it decodes it (on its "
+        "acks and commands), JSON otherwise; json = always JSON (readable, for debugging); msgpack = always")] = "auto"
 
     def problems(self) -> list[str]:
         problems = []

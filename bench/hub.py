@@ -8,6 +8,10 @@ Everything runs on loopback against a private `DevBroker` (never the machine's b
 2. hub: the same stream into a real `IngestWorker` and a fresh SQLite file, once with ``batch_size=1``
    and once with ``batch_size=100``. msgs/s = N / (go → last message committed); lost = acknowledged by
    the broker to the publisher but not in the database.
+
+Steps 1 and 2 run once per wire format (``--formats json,msgpack``): the payloads are encoded in it and published
+with its MQTT 5 content type, as agents send them, to the raw subscriber and the hub alike (batch=1 only for the
+first format). ``ingest_vs_raw`` is the hub's rate at batch 100 over the raw subscriber's, in the same format.
 3. drift: `fleet_reports` over 1,000 synthetic device sketches x 24 features, and `DriftService.run` on a
    store holding 1,000 devices' stats (read, sketch, compare, store 1,000+ reports, set gauges).
 
@@ -17,7 +21,9 @@ hub's rate. The publisher runs in its own process, so the measuring process hold
     .venv/bin/python bench/hub.py [--messages N] [--devices K] [--json]
 
 With ``--json`` the last line of stdout is one JSON object (``raw_msgs_per_s``, ``hub_msgs_per_s``,
-``hub_msgs_per_s_batch1``, ``lost``, ``fleet_drift_s``, ``drift_service_s``, …). Progress goes to stderr.
+``ingest_vs_raw`` (= ``hub_vs_raw``), ``hub_msgs_per_s_batch1``, ``lost``, ``fleet_drift_s``, ``drift_service_s``,
+…, for the first format; ``formats``: per format, the rates, ``ingest_vs_raw`` and CPU µs per message).
+Progress goes to stderr.
 """
 
 from __future__ import annotations
@@ -109,8 +115,9 @@ def draw_stats(rng: np.random.Generator, manifest: ModelManifest, device: str, p
                  latency_p50_ms=0.41, latency_p99_ms=1.7)
 
 
-def payloads(prefix: str, devices: list[str], n: int, seed: int) -> list[tuple[str, str, bytes]]:
-    """(device, topic, payload) for `n` messages: anomalies with 24 features, every 10th a Stats message."""
+def payloads(prefix: str, devices: list[str], n: int, seed: int, fmt: str = "json") -> list[tuple[str, str, bytes]]:
+    """(device, topic, payload) for `n` messages in wire format `fmt`: anomalies with 24 features, every 10th a
+    Stats message."""
     from shared.codec import encode
     from shared.ids import new_id
     from shared.messages import Anomaly
@@ -132,14 +139,19 @@ def payloads(prefix: str, devices: list[str], n: int, seed: int) -> list[tuple[s
                               window_start=now - 30, window_end=now, unit="pump-1", score=score, threshold=0.5,
                               decision=True, features=rng.normal(size=24).astype(np.float32).tolist())
             kind = Kind.ANOMALY
-        out.append((device, topics.topic(device, kind), encode(message)))
+        out.append((device, topics.topic(device, kind), encode(message, fmt)))  # type: ignore[arg-type]
     return out
 
 
 # -- child: the devices -------------------------------------------------------------------------------
 def run_publisher(job: dict[str, Any]) -> dict[str, Any]:
     """Connect K device clients, say ``ready``, wait for ``go`` on stdin, publish everything at QoS 1."""
-    messages = payloads(job["prefix"], list(job["devices"]), job["messages"], job["seed"])
+    from infra.mqtt import publish_properties
+    from shared.codec import CONTENT_TYPES
+
+    messages = payloads(job["prefix"], list(job["devices"]), job["messages"], job["seed"], job["format"])
+    # as agents send: MessagePack with its content type, JSON without one
+    props = None if job["format"] == "json" else publish_properties(content_type=CONTENT_TYPES[job["format"]])
     clients: dict[str, mqtt.Client] = {}
     connected = threading.Semaphore(0)
     for device, password in job["devices"].items():
@@ -159,7 +171,7 @@ def run_publisher(job: dict[str, Any]) -> dict[str, Any]:
     if sys.stdin.readline().strip() != "go":
         raise SystemExit("publisher: no go")
     started = time.perf_counter()
-    infos = [clients[device].publish(topic, payload, qos=1) for device, topic, payload in messages]
+    infos = [clients[device].publish(topic, payload, qos=1, properties=props) for device, topic, payload in messages]
     queued = time.perf_counter() - started
     deadline = time.monotonic() + PASS_TIMEOUT_S
     for info in infos:
@@ -202,9 +214,9 @@ class Publisher:
         return result
 
 
-def publisher_job(broker: Any, n: int, seed: int) -> dict[str, Any]:
+def publisher_job(broker: Any, n: int, seed: int, fmt: str) -> dict[str, Any]:
     return {"host": broker.host, "port": broker.port, "prefix": broker.prefix, "messages": n, "seed": seed,
-            "devices": {d: broker.password(d) for d in broker.devices}}
+            "format": fmt, "devices": {d: broker.password(d) for d in broker.devices}}
 
 
 def cpu_times() -> dict[str, float]:
@@ -244,7 +256,7 @@ def wait_until(done: Any, progress: Any, timeout: float = PASS_TIMEOUT_S, stall_
             break
 
 
-def raw_pass(broker: Any, workdir: Path, n: int, seed: int) -> dict[str, Any]:
+def raw_pass(broker: Any, workdir: Path, n: int, seed: int, fmt: str = "json") -> dict[str, Any]:
     """A do-nothing subscriber on a shared subscription: what the broker and paho deliver at most."""
     from fleetloop.devbroker import HUB_USER
     from shared.topics import Kind, Topics
@@ -268,7 +280,7 @@ def raw_pass(broker: Any, workdir: Path, n: int, seed: int) -> dict[str, Any]:
     client.subscribe([(f"$share/benchraw/{topics.all_devices(k)}", 1) for k in (Kind.ANOMALY, Kind.STATS)])
     if not ready.wait(10):
         raise SystemExit("raw subscriber did not subscribe")
-    publisher = Publisher(workdir / "raw.json", publisher_job(broker, n, seed))
+    publisher = Publisher(workdir / "raw.json", publisher_job(broker, n, seed, fmt))
     before = cpu_times()
     t0 = publisher.go()
     wait_until(lambda: count[0] >= n, lambda: count[0])
@@ -277,19 +289,20 @@ def raw_pass(broker: Any, workdir: Path, n: int, seed: int) -> dict[str, Any]:
     client.disconnect()
     client.loop_stop()
     elapsed = last[0] - t0
-    log.info("raw: %d of %d received in %.2f s", count[0], pub["published"], elapsed)
+    log.info("raw %s: %d of %d received in %.2f s", fmt, count[0], pub["published"], elapsed)
     return {"received": count[0], "published": pub["published"], "s": elapsed, "msgs_per_s": count[0] / elapsed,
             "publish_msgs_per_s": pub["published"] / pub["publish_s"], "payload_bytes": pub["payload_bytes"],
             "cpu_us": cpu}
 
 
-def hub_pass(broker: Any, workdir: Path, n: int, seed: int, batch_size: int, run: int = 0) -> dict[str, Any]:
+def hub_pass(broker: Any, workdir: Path, n: int, seed: int, batch_size: int, run: int = 0,
+             fmt: str = "json") -> dict[str, Any]:
     """The real IngestWorker into a fresh SQLite file; rate to the last commit, and what is missing."""
     from fleetloop.devbroker import HUB_USER
     from hub.mqtt import IngestWorker
     from hub.store.sqlite import SqliteHubStore
 
-    store = SqliteHubStore(workdir / f"hub-batch{batch_size}-{run}.db")
+    store = SqliteHubStore(workdir / f"hub-{fmt}-batch{batch_size}-{run}.db")
     last_commit = [0.0]
     worker = IngestWorker(host=broker.host, port=broker.port, username=HUB_USER,
                           password=broker.password(HUB_USER), prefix=broker.prefix, store=store,
@@ -299,7 +312,7 @@ def hub_pass(broker: Any, workdir: Path, n: int, seed: int, batch_size: int, run
     try:
         if not worker.wait_ready(10):
             raise SystemExit("ingest worker did not connect")
-        publisher = Publisher(workdir / f"hub{batch_size}-{run}.json", publisher_job(broker, n, seed))
+        publisher = Publisher(workdir / f"hub{batch_size}-{run}.json", publisher_job(broker, n, seed, fmt))
         before = cpu_times()
         t0 = publisher.go()
 
@@ -323,8 +336,8 @@ def hub_pass(broker: Any, workdir: Path, n: int, seed: int, batch_size: int, run
     store.close()
     stored = counts.anomalies + counts.stats
     elapsed = last_commit[0] - t0
-    log.info("hub batch %d: %d of %d stored in %.2f s (%d batches)", batch_size, stored, pub["published"], elapsed,
-             stats.batches)
+    log.info("hub %s batch %d: %d of %d stored in %.2f s (%d batches)", fmt, batch_size, stored, pub["published"],
+             elapsed, stats.batches)
     return {"stored": stored, "published": pub["published"], "lost": pub["published"] - stored,
             "dead_letters": counts.dead_letters, "duplicates": sum(stats.duplicates.values()), "s": elapsed,
             "msgs_per_s": stats.processed / elapsed, "batches": stats.batches, "cpu_us": cpu,
@@ -335,15 +348,19 @@ def ingest_breakdown(workdir: Path, prefix: str, n: int = 2000) -> dict[str, flo
     """Per-message costs of the ingest path without MQTT: decode+validate, and the store at batch 1 and 100."""
     from hub.mqtt.decoding import decode_message
     from hub.store.sqlite import SqliteHubStore
+    from shared.codec import CONTENT_TYPES
     from shared.topics import Topics
 
     topics = Topics(prefix)
-    items = payloads(prefix, [f"bench-{i:03d}" for i in range(10)], n, seed=99)
-    t = time.perf_counter()
-    decoded = [decode_message(topics, topic, payload, retained=False, received_at=0.0) for _, topic, payload in items]
-    decode_us = (time.perf_counter() - t) / n * 1e6
+    out: dict[str, float] = {}
+    for fmt in ("msgpack", "json"):
+        items = payloads(prefix, [f"bench-{i:03d}" for i in range(10)], n, seed=99, fmt=fmt)
+        now = time.time()  # as received at once: decoding refuses messages stamped minutes after it (clock_skew)
+        t = time.perf_counter()
+        decoded = [decode_message(topics, topic, payload, retained=False, received_at=now,
+                                  content_type=CONTENT_TYPES[fmt]) for _, topic, payload in items]
+        out["decode_us_per_msg" + ("" if fmt == "json" else f"_{fmt}")] = (time.perf_counter() - t) / n * 1e6
     records = [d.record for d in decoded if d.record is not None]
-    out = {"decode_us_per_msg": decode_us}
     for batch in (1, 100):
         store = SqliteHubStore(workdir / f"breakdown-{batch}.db")
         t = time.perf_counter()
@@ -442,23 +459,45 @@ def day_of_stats_rows() -> int:
     return int(DriftSettings().window_s / interval)
 
 
-def report(n: int, k: int, raw: dict[str, Any], b1: dict[str, Any], b100: dict[str, Any], drift: dict[str, Any],
-           breakdown: dict[str, float], mosquitto: str) -> tuple[str, dict[str, Any]]:
+def format_summary(raw: dict[str, Any], b100: dict[str, Any], n: int) -> dict[str, Any]:
+    """One wire format's passes: rates, the hub's over the raw subscriber's, CPU per message."""
+    return {
+        "raw_msgs_per_s": round(raw["msgs_per_s"], 1),
+        "hub_msgs_per_s": round(b100["msgs_per_s"], 1),
+        "ingest_vs_raw": round(b100["msgs_per_s"] / raw["msgs_per_s"], 3),
+        "raw_cpu_us_per_msg": round(raw["cpu_us"]["process"], 1),
+        "hub_cpu_us_per_msg": round(b100["cpu_us"]["process"], 1),
+        "hub_network_thread_us_per_msg": round(b100["cpu_us"]["network"], 1),
+        "hub_writer_thread_us_per_msg": round(b100["cpu_us"]["writer"], 1),
+        "hub_mean_batch": round(b100["stored"] / max(1, b100["batches"]), 1),
+        "lost": b100["lost"],
+        "payload_bytes_mean": round(raw["payload_bytes"] / n, 1),
+        "raw_msgs_per_s_runs": raw["all_msgs_per_s"],
+        "hub_msgs_per_s_runs": b100["all_msgs_per_s"],
+    }
+
+
+def report(n: int, k: int, passes: dict[str, tuple[dict[str, Any], dict[str, Any]]], b1: dict[str, Any],
+           drift: dict[str, Any], breakdown: dict[str, float], mosquitto: str) -> tuple[str, dict[str, Any]]:
+    """The table and the JSON summary; `passes` maps each wire format to its (raw, batch=100) results, the first
+    format's also being the summary's top-level numbers (batch=1 ran in that format)."""
+    first = next(iter(passes))
+    raw, b100 = passes[first]
     ratio = b100["msgs_per_s"] / raw["msgs_per_s"]
-    lost = b1["lost"] + b100["lost"]
+    lost = b1["lost"] + sum(b["lost"] for _, b in passes.values())
     read_us_per_row = drift["drift_read_s"] / drift["drift_service_rows"] * 1e6
     per_day = day_of_stats_rows()
     summary: dict[str, Any] = {
-        "raw_msgs_per_s": round(raw["msgs_per_s"], 1),
-        "hub_msgs_per_s": round(b100["msgs_per_s"], 1),
+        **format_summary(raw, b100, n),  # the first format's rates, ratio and CPU at the top level
         "hub_msgs_per_s_batch1": round(b1["msgs_per_s"], 1),
         "hub_vs_raw": round(ratio, 3),
+        "format": first,
         "hub_batch1_vs_raw": round(b1["msgs_per_s"] / raw["msgs_per_s"], 3),
         "lost": lost,
         "lost_batch1": b1["lost"],
         "lost_batch100": b100["lost"],
         "raw_received": raw["received"],
-        "dead_letters": b1["dead_letters"] + b100["dead_letters"],
+        "dead_letters": b1["dead_letters"] + sum(b["dead_letters"] for _, b in passes.values()),
         "fleet_drift_s": round(drift["fleet_drift_s"], 4),
         "drift_service_s": round(drift["drift_service_s"], 4),
         "drift_read_s": round(drift["drift_read_s"], 4),
@@ -467,19 +506,12 @@ def report(n: int, k: int, raw: dict[str, Any], b1: dict[str, Any], b100: dict[s
         "drift_service_rows": drift["drift_service_rows"],
         "drift_default_window_rows": per_day * DRIFT_DEVICES,
         "publish_msgs_per_s": round(raw["publish_msgs_per_s"], 1),
-        "raw_cpu_us_per_msg": round(raw["cpu_us"]["process"], 1),
-        "hub_cpu_us_per_msg": round(b100["cpu_us"]["process"], 1),
         "hub_cpu_us_per_msg_batch1": round(b1["cpu_us"]["process"], 1),
-        "hub_network_thread_us_per_msg": round(b100["cpu_us"]["network"], 1),
-        "hub_writer_thread_us_per_msg": round(b100["cpu_us"]["writer"], 1),
-        "hub_mean_batch": round(b100["stored"] / max(1, b100["batches"]), 1),
-        "raw_msgs_per_s_runs": raw["all_msgs_per_s"],
-        "hub_msgs_per_s_runs": b100["all_msgs_per_s"],
         "hub_msgs_per_s_batch1_runs": b1["all_msgs_per_s"],
         "messages": n,
         "devices": k,
-        "payload_bytes_mean": round(raw["payload_bytes"] / n, 1),
         **{key: round(v, 2) for key, v in breakdown.items()},
+        "formats": {fmt: format_summary(r, b, n) for fmt, (r, b) in passes.items()},
     }
     met = {"hub_vs_raw": ratio >= TARGETS["hub_vs_raw"], "lost": lost == 0,
            "fleet_drift_s": drift["fleet_drift_s"] < TARGETS["fleet_drift_s"]}
@@ -489,23 +521,29 @@ def report(n: int, k: int, raw: dict[str, Any], b1: dict[str, Any], b100: dict[s
     lines = [
         f"fleetloop hub benchmark: Python {platform.python_version()}, {mosquitto}, {os.cpu_count()} CPUs, loopback",
         f"{n:,} messages (QoS 1; 1 in {STATS_EVERY} Stats with 24x{N_BINS} bins, the rest Anomaly with 24 features; "
-        f"mean {summary['payload_bytes_mean']:.0f} B) from {k} device clients in a separate process",
-        f"fastest of {len(raw['all_msgs_per_s'])} interleaved passes per consumer (msgs/s of every pass: raw "
-        f"{_runs(raw)}; batch=1 {_runs(b1)}; batch=100 {_runs(b100)}); lost counts every pass",
+        "mean " + ", ".join(f"{fmt} {s['payload_bytes_mean']:.0f} B" for fmt, s in summary["formats"].items())
+        + f") from {k} device clients in a separate process",
+        "fastest of the interleaved passes per consumer (msgs/s of every pass: " + "; ".join(
+            f"{fmt} raw {_runs(r)}, batch=100 {_runs(b)}" for fmt, (r, b) in passes.items())
+        + f"; {first} batch=1 {_runs(b1)}); lost counts every pass",
         "",
-        f"{'consumer':<28}{'msgs/s':>9}{'vs raw':>8}{'stored':>8}{'lost':>6}{'seconds':>9}"
+        f"{'consumer':<33}{'msgs/s':>9}{'vs raw':>8}{'stored':>8}{'lost':>6}{'seconds':>9}"
         f"{'CPU us/msg':>12}{'network':>9}{'writer':>8}{'batch':>7}",
-        f"{'raw paho subscriber':<28}{raw['msgs_per_s']:>9,.0f}{1:>8.2f}{'-':>8}{'-':>6}{raw['s']:>9.2f}"
-        f"{raw['cpu_us']['process']:>12.1f}{raw['cpu_us']['network']:>9.1f}{'-':>8}{'-':>7}",
     ]
-    for name, r in (("hub IngestWorker batch=1", b1), ("hub IngestWorker batch=100", b100)):
-        lines.append(f"{name:<28}{r['msgs_per_s']:>9,.0f}{r['msgs_per_s'] / raw['msgs_per_s']:>8.2f}"
-                     f"{r['stored']:>8,}{r['lost']:>6}{r['s']:>9.2f}{r['cpu_us']['process']:>12.1f}"
-                     f"{r['cpu_us']['network']:>9.1f}{r['cpu_us']['writer']:>8.1f}"
-                     f"{r['stored'] / max(1, r['batches']):>7.1f}")
+    for fmt, (r_raw, r_hub) in passes.items():
+        lines.append(f"{fmt + ' raw paho subscriber':<33}{r_raw['msgs_per_s']:>9,.0f}{1:>8.2f}{'-':>8}{'-':>6}"
+                     f"{r_raw['s']:>9.2f}{r_raw['cpu_us']['process']:>12.1f}{r_raw['cpu_us']['network']:>9.1f}"
+                     f"{'-':>8}{'-':>7}")
+        hubs = [(f"{fmt} IngestWorker batch=1", b1)] if fmt == first else []
+        for name, r in [*hubs, (f"{fmt} IngestWorker batch=100", r_hub)]:
+            lines.append(f"{name:<33}{r['msgs_per_s']:>9,.0f}{r['msgs_per_s'] / r_raw['msgs_per_s']:>8.2f}"
+                         f"{r['stored']:>8,}{r['lost']:>6}{r['s']:>9.2f}{r['cpu_us']['process']:>12.1f}"
+                         f"{r['cpu_us']['network']:>9.1f}{r['cpu_us']['writer']:>8.1f}"
+                         f"{r['stored'] / max(1, r['batches']):>7.1f}")
     lines += [
         "",
-        f"ingest path without MQTT, one thread: decode+validate {d['decode_us_per_msg']:.1f} us/msg; store "
+        f"ingest path without MQTT, one thread: decode+validate {d['decode_us_per_msg']:.1f} us/msg JSON, "
+        f"{d['decode_us_per_msg_msgpack']:.1f} MessagePack; store "
         f"{d['store_us_per_msg_batch1']:.1f} us/msg at batch 1, {d['store_us_per_msg_batch100']:.1f} at batch 100",
         "",
         f"fleet drift, {DRIFT_DEVICES:,} devices x 24 features x {N_BINS} bins, "
@@ -519,7 +557,9 @@ def report(n: int, k: int, raw: dict[str, Any], b1: dict[str, Any], b100: dict[s
         f"{per_day * DRIFT_DEVICES:,} rows: about {per_day * DRIFT_DEVICES * read_us_per_row / 1e6:,.0f} s "
         "just to read them",
         "",
-        f"targets: hub >= {TARGETS['hub_vs_raw']}x raw {verdict[met['hub_vs_raw']]} ({ratio:.2f}x); 0 lost "
+        f"targets: hub >= {TARGETS['hub_vs_raw']}x raw {verdict[met['hub_vs_raw']]} ({first} {ratio:.2f}x"
+        + "".join(f", {fmt} {s['ingest_vs_raw']:.2f}x" for fmt, s in summary["formats"].items() if fmt != first)
+        + "); 0 lost "
         f"{verdict[met['lost']]} ({lost}); fleet drift < {TARGETS['fleet_drift_s']:g} s "
         f"{verdict[met['fleet_drift_s']]} (fleet_reports {drift['fleet_drift_s']:.3f} s; DriftService.run "
         f"{drift['drift_service_s']:.3f} s)",
@@ -545,6 +585,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=2, help="passes per consumer; the fastest is reported and "
                         "messages lost in any pass count")
     parser.add_argument("--seed", type=int, default=7, help="payload seed")
+    parser.add_argument("--formats", default="json,msgpack", help="wire formats to measure, comma-separated; the "
+                        "first also runs batch=1 and gives the top-level JSON numbers (default json,msgpack)")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     parser.add_argument("--publish", type=Path, help=argparse.SUPPRESS)  # internal: the publisher child
     args = parser.parse_args(argv)
@@ -554,6 +596,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if min(args.messages, args.devices, args.repeat) < 1:
         parser.error("--messages, --devices and --repeat must be at least 1")
+    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
+    if not formats or any(f not in ("json", "msgpack") for f in formats):
+        parser.error("--formats takes json and/or msgpack")
 
     from fleetloop.devbroker import DevBroker
 
@@ -563,15 +608,19 @@ def main(argv: list[str] | None = None) -> int:
         with DevBroker(workdir / "broker", devices=devices) as broker:
             mosquitto = subprocess.run([broker.mosquitto, "-h"], capture_output=True, text=True)
             version = (mosquitto.stdout + mosquitto.stderr or "mosquitto").splitlines()[0]
-            runs: dict[str, list[dict[str, Any]]] = {"raw": [], "b1": [], "b100": []}
+            runs: dict[str, list[dict[str, Any]]] = {"b1": []}
             for run in range(args.repeat):  # interleaved, so a busy moment on the machine hits every consumer
-                runs["raw"].append(raw_pass(broker, workdir, args.messages, args.seed))
-                runs["b1"].append(hub_pass(broker, workdir, args.messages, args.seed, 1, run))
-                runs["b100"].append(hub_pass(broker, workdir, args.messages, args.seed, 100, run))
-        raw, b1, b100 = (best(runs[key]) for key in ("raw", "b1", "b100"))
+                for fmt in formats:
+                    runs.setdefault(f"raw-{fmt}", []).append(raw_pass(broker, workdir, args.messages, args.seed, fmt))
+                    if fmt == formats[0]:
+                        runs["b1"].append(hub_pass(broker, workdir, args.messages, args.seed, 1, run, fmt))
+                    runs.setdefault(f"b100-{fmt}", []).append(
+                        hub_pass(broker, workdir, args.messages, args.seed, 100, run, fmt))
+        passes = {fmt: (best(runs[f"raw-{fmt}"]), best(runs[f"b100-{fmt}"])) for fmt in formats}
+        b1 = best(runs["b1"])
         breakdown = ingest_breakdown(workdir, broker.prefix)
         drift = drift_pass(workdir, args.seed)
-    table, summary = report(args.messages, args.devices, raw, b1, b100, drift, breakdown, version)
+    table, summary = report(args.messages, args.devices, passes, b1, drift, breakdown, version)
     sys.stdout.write(table)
     if args.json:
         sys.stdout.write(json.dumps(summary) + "\n")

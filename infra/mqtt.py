@@ -11,7 +11,10 @@ import ssl
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+
+from shared.codec import ACCEPTS_PROPERTY, accepts_value
 
 
 def build_client(
@@ -55,3 +58,35 @@ def close_client(client: mqtt.Client, properties: Properties | None = None) -> N
     client.disconnect(properties=properties)
     client.loop_stop()
     client._reset_sockets(sockpair_only=True)
+
+
+def publish_properties(*, content_type: str | None = None, user: dict[str, str] | None = None) -> Properties:
+    """MQTT 5 PUBLISH properties: the payload's content type (`shared.codec.CONTENT_TYPES`) and user properties
+    (the hub's `shared.codec.ACCEPTS_PROPERTY`)."""
+    props = Properties(PacketTypes.PUBLISH)
+    if content_type is not None:
+        props.ContentType = content_type
+    if user:
+        props.UserProperty = list(user.items())
+    return props
+
+
+def message_property(message: mqtt.MQTTMessage, name: str) -> str | None:
+    """A received message's content type (``name="content_type"``) or the value of user property `name`; None if
+    it has none (an MQTT 3 client, a sender that does not set it)."""
+    props = getattr(message, "properties", None)
+    if props is None:
+        return None
+    if name == "content_type":
+        value = getattr(props, "ContentType", None)
+        return value if isinstance(value, str) else None
+    for key, value in getattr(props, "UserProperty", None) or ():
+        if key == name:
+            return str(value)
+    return None
+
+
+def hub_properties() -> Properties:
+    """The properties of a hub → device message: the wire formats this hub decodes (`shared.codec`), so an agent in
+    ``wire_format = "auto"`` may switch to MessagePack."""
+    return publish_properties(user={ACCEPTS_PROPERTY: accepts_value()})

@@ -26,8 +26,8 @@ class ContractError(FleetloopError):
 class DecodeError(ContractError):
     """Bytes that cannot be decoded into a valid message.
 
-    `reason` is a short stable code (``too_large``, ``bad_json``, ``schema``, ``device_mismatch``,
-    ``unknown_topic``) used as a metrics label and in dead-letter rows.
+    `reason` is a short stable code (``too_large``, ``bad_json``, ``bad_msgpack``, ``content_type``, ``schema``,
+    ``device_mismatch``, ``unknown_topic``) used as a metrics label and in dead-letter rows.
     """
 
     def __init__(self, reason: str, detail: str) -> None:

@@ -44,7 +44,24 @@ def from_dict(cls: type[S], data: Mapping[str, Any]) -> S:
 
 
 def finite(values: Iterable[float | None], what: str) -> None:
-    """Raise ValueError unless every value that is not None is a finite number (no NaN, no infinity)."""
+    """Raise ValueError unless every value that is not None is a finite number (no NaN, no infinity).
+
+    Runs on every message decoded (feature vectors included), so it first tries one C-level sum: a NaN or an
+    infinity makes it non-finite or raise; only a sum that fails that way (or a None) is checked value by value.
+
+    >>> finite([1.0, 2.5e300, -1e308, -1e308], "x")
+    >>> finite((1.0, None), "x")
+    >>> finite([1.0, float("nan")], "features")
+    Traceback (most recent call last):
+    ValueError: features must be finite numbers
+    """
+    if not isinstance(values, list | tuple):
+        values = tuple(values)
+    try:
+        if math.isfinite(math.fsum(values)):  # type: ignore[arg-type]
+            return
+    except (TypeError, ValueError, OverflowError):  # a None; inf + -inf; a finite sum beyond float's range
+        pass
     if not all(v is None or math.isfinite(v) for v in values):
         raise ValueError(f"{what} must be finite numbers")
 

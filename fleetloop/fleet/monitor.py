@@ -17,8 +17,8 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from infra.mqtt import build_client, close_client
-from shared.codec import decode_topic
+from infra.mqtt import build_client, close_client, message_property
+from shared.codec import decode_topic, format_of
 from shared.errors import ConfigError, DecodeError
 from shared.messages import Anomaly, ModelEvent, Sample, Stats, Status
 from shared.topics import DEFAULT_PREFIX, Kind, Topics
@@ -140,7 +140,8 @@ class FleetMonitor:
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         try:
-            decoded = decode_topic(self.topics, message.topic, bytes(message.payload))
+            fmt = format_of(message_property(message, "content_type"))  # agents send MessagePack to a hub that takes it
+            decoded = decode_topic(self.topics, message.topic, bytes(message.payload), fmt=fmt)
             with self._lock:
                 self._tally(decoded)
         except DecodeError as exc:

@@ -1,8 +1,9 @@
 """What one inbound MQTT message becomes: a record to store or a dead letter with a reason. Pure; no I/O.
 
-Reason codes are `DecodeError.reason` (``too_large``, ``bad_json``, ``schema``, ``device_mismatch``,
-``unknown_topic``) plus the hub's: ``retained`` (a device retained a data message, which the broker would
-replay to every new subscriber), ``clock_skew`` (a message stamped more than `max_skew_s` after the hub
+Reason codes are `DecodeError.reason` (``too_large``, ``bad_json``, ``bad_msgpack``, ``content_type``,
+``schema``, ``device_mismatch``, ``unknown_topic``) plus the hub's: ``retained`` (a device retained a data
+message, which the broker would replay to every new subscriber),
+``clock_skew`` (a message stamped more than `max_skew_s` after the hub
 received it: a device clock gone wrong, or a message built to sort after everything else), ``rate_limited``
 (`hub.mqtt.ratelimit`) and ``internal`` (a bug: the message is kept for a look). A status from the future is
 not refused but stamped with the hub's receive time, so presence keeps following the device.
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 
 from hub.labels.attribution import device_annotator
 from hub.store.rows import DEAD_LETTER_PAYLOAD_BYTES, DeadLetter, DeviceMessage, IngestRecord
-from shared.codec import MAX_PAYLOAD_BYTES, decode_topic
+from shared.codec import MAX_PAYLOAD_BYTES, WireFormat, decode_parsed, decode_untyped, format_of
 from shared.errors import DecodeError, TopicError
 from shared.messages import Annotation, Message, Status
 from shared.topics import DEVICE_TO_HUB, Kind, Topics
@@ -53,8 +54,10 @@ def decode_message(
     received_at: float,
     max_bytes: int = MAX_PAYLOAD_BYTES,
     max_skew_s: float = MAX_SKEW_S,
+    content_type: str | None = None,
 ) -> Decoded:
-    """Validate a message from a device topic; anything that is not a valid device → hub message is refused.
+    """Validate a message from a device topic, in the wire format its MQTT `content_type` names (none: JSON);
+    anything that is not a valid device → hub message is refused.
 
     >>> t = Topics("fleetloop")
     >>> d = decode_message(t, "fleetloop/dev-1/anomaly", b"{", retained=False, received_at=0.0)
@@ -79,10 +82,12 @@ def decode_message(
     if retained and kind is not Kind.STATUS:
         detail = f"a retained {kind.value} message: only status is retained (the broker would replay it forever)"
         return Decoded(name, dead_letter=dead_letter(topic, payload, "retained", detail, received_at, device_id))
+    fmt: WireFormat = "json"
     try:
-        message = decode_topic(topics, topic, payload, max_bytes=max_bytes)
+        fmt = format_of(content_type)
+        message = decode_parsed(parsed, payload, max_bytes=max_bytes, fmt=fmt)
     except DecodeError as exc:
-        seq = claimed_seq(payload) if len(payload) <= max_bytes else None
+        seq = claimed_seq(payload, fmt) if len(payload) <= max_bytes and exc.reason != "content_type" else None
         return Decoded(name, dead_letter=dead_letter(topic, payload, exc.reason, exc.detail, received_at,
                                                            device_id), seq=seq)
     assert isinstance(message, Message)  # every DEVICE_TO_HUB kind decodes to a device Message
@@ -100,8 +105,8 @@ def decode_message(
     return Decoded(name, record=IngestRecord(device_message, received_at))
 
 
-def claimed_seq(payload: bytes) -> int | None:
-    """The ``seq`` a refused payload claims, if it is a JSON object with a valid one, else None.
+def claimed_seq(payload: bytes, fmt: WireFormat = "json") -> int | None:
+    """The ``seq`` a refused payload claims, if it is an object (in `fmt`) with a valid one, else None.
 
     The hub acknowledges the seq of a message it dead-lettered (it was received and recorded): otherwise the
     device keeps it and resends it forever. A retained message is not acknowledged (the broker replays it).
@@ -110,8 +115,8 @@ def claimed_seq(payload: bytes) -> int | None:
     (7, None, None, None)
     """
     try:
-        data = json.loads(payload)
-    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError; a deeply nested payload recurses
+        data = json.loads(payload) if fmt == "json" else decode_untyped(payload, fmt)
+    except (ValueError, RecursionError, DecodeError):  # UnicodeDecodeError is a ValueError; deep nesting recurses
         return None
     seq = data.get("seq") if isinstance(data, dict) else None
     return seq if isinstance(seq, int) and not isinstance(seq, bool) and 1 <= seq < 2**63 else None

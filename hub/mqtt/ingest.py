@@ -34,7 +34,7 @@ from hub.mqtt.decoding import MAX_SKEW_S, Decoded, dead_letter
 from hub.mqtt.ratelimit import DeviceRateLimiter, rate_lane
 from hub.mqtt.session import Delivery, IngestSession
 from hub.store.ports import HubStore
-from shared.codec import MAX_PAYLOAD_BYTES, encode
+from shared.codec import CONTENT_TYPES, MAX_PAYLOAD_BYTES, encode
 from shared.errors import TopicError
 from shared.messages import Command
 from shared.topics import Kind, Topics
@@ -126,6 +126,7 @@ class IngestWorker:
         group_tag = hashlib.sha256(share_group.encode()).hexdigest()[:8] if share_group else "solo"
         self.client_id = client_id or f"fleetloop-ingest-{group_tag}-{socket.gethostname()}"[:128]
         self.acks_sent = 0
+        self.device_formats: dict[str, str] = {}  # device id → content type of its latest stored message
 
         self._cond = threading.Condition()  # guards the counters below and signals progress
         self._received: Counter[str] = Counter()
@@ -303,12 +304,21 @@ class IngestWorker:
                 item = internal_error(delivery, received_at, repr(exc))
             except Exception:  # pragma: no cover - nothing left to record; acknowledge and move on
                 item = Item(delivery.mid, delivery.qos, delivery.generation, None)
+        if item.decoded is not None and item.decoded.record is not None:
+            self._note_format(item.decoded.record.message.device_id, delivery.content_type)
         with self._cond:
             self._pending += 1
             if item.decoded is not None:
                 self._received[item.decoded.kind] += 1
             self._last_received = time.monotonic()
         self.writer.put(item)
+
+    def _note_format(self, device_id: str, content_type: str | None) -> None:
+        """Log the wire format each device's messages come in, when it is first seen and when it changes."""
+        fmt = content_type or CONTENT_TYPES["json"]
+        if self.device_formats.get(device_id) != fmt:
+            log.info("ingest: %s sends %s", device_id, fmt)
+            self.device_formats[device_id] = fmt
 
     def _rate_limit(self, d: Delivery, received_at: float) -> Item | None:
         """None if the message may pass; else what it becomes: the first refusal of an episode a ``rate_limited``

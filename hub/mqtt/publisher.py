@@ -15,7 +15,7 @@ from hub.app.health import ConnectionState
 from hub.app.settings import HubSettings
 from hub.labels.service import LabelSettings, missing_traces, range_predictions
 from hub.store import HubStore
-from infra.mqtt import build_client, close_client
+from infra.mqtt import build_client, close_client, hub_properties
 from shared.codec import encode
 from shared.messages import Assign, Command
 from shared.topics import Kind, Topics
@@ -75,7 +75,8 @@ class CommandPublisher:
         """Queue a command for a device; False when the client could not take it (it is retried later)."""
         if not self.connected.is_set():
             return False
-        info = self.client.publish(self.topics.topic(device_id, Kind.CMD), encode(command), qos=1)
+        info = self.client.publish(self.topics.topic(device_id, Kind.CMD), encode(command), qos=1,
+                                   properties=hub_properties())
         return info.rc == mqtt.MQTT_ERR_SUCCESS
 
     def publish(self, topic: str, payload: bytes) -> bool:

@@ -10,7 +10,9 @@ Several workers with the same `share_group` split the traffic (MQTT 5 shared sub
 subscriptions get no retained messages (MQTT 5; mosquitto 2.0 sends them anyway), so each session also
 subscribes to the status topics directly (subscription identifier `SNAPSHOT_SUB_ID`) and keeps only the
 *retained* statuses from it: the presence snapshot at startup. Live statuses are taken from the shared
-subscription; the other copy of each is marked `Delivery.skip` (acknowledged, not ingested).
+subscription; the other copy of each is marked `Delivery.skip` (acknowledged, not ingested). The shared
+subscription carries no identifier: paho parses every property of every message in Python (15-25 µs each on the
+development machine), and a copy without `SNAPSHOT_SUB_ID` is the shared one.
 """
 
 from __future__ import annotations
@@ -27,13 +29,13 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from hub.app.health import ConnectionState
-from infra.mqtt import build_client, close_client
+from infra.mqtt import build_client, close_client, hub_properties, message_property
 from shared.errors import TopicError
 from shared.topics import Kind, Topics
 
 log = logging.getLogger(__name__)
 
-SHARED_SUB_ID = 1
+SHARED_SUB_ID = 1  # no longer set (see the module docstring); messages a session queued before may still carry it
 SNAPSHOT_SUB_ID = 2
 
 
@@ -53,6 +55,7 @@ class Delivery:
     retained: bool = False
     skip: bool = False
     error: str | None = None
+    content_type: str | None = None  # MQTT 5 content type: the payload's wire format (`shared.codec.format_of`)
 
 
 class Acknowledgeable(Protocol):
@@ -156,10 +159,11 @@ class IngestSession:
         return sent
 
     def publish(self, topic: str, payload: bytes) -> bool:
-        """Publish QoS 1 on this session's connection (the hub's acks to devices); False when not connected."""
+        """Publish QoS 1 on this session's connection (the hub's acks to devices), saying which wire formats the
+        hub decodes (`shared.codec.ACCEPTS_PROPERTY`); False when not connected."""
         if not self.connected.is_set():
             return False
-        return self.client.publish(topic, payload, qos=1).rc == mqtt.MQTT_ERR_SUCCESS
+        return self.client.publish(topic, payload, qos=1, properties=hub_properties()).rc == mqtt.MQTT_ERR_SUCCESS
 
     # -- paho callbacks (network thread) ---------------------------------------------------------
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
@@ -173,10 +177,7 @@ class IngestSession:
         self.connected.set()
         log.info("ingest worker %s connected to %s:%d (session present: %s)", self.client_id, self.host, self.port,
                  flags.session_present)
-        shared = Properties(PacketTypes.SUBSCRIBE)
-        shared.SubscriptionIdentifier = SHARED_SUB_ID
-        mids = [client.subscribe([(f, 1) for f in self.topics.hub_subscriptions(self.share_group)],
-                                 properties=shared)[1]]
+        mids = [client.subscribe([(f, 1) for f in self.topics.hub_subscriptions(self.share_group)])[1]]
         if self.share_group:
             snapshot = Properties(PacketTypes.SUBSCRIBE)
             snapshot.SubscriptionIdentifier = SNAPSHOT_SUB_ID
@@ -206,8 +207,9 @@ class IngestSession:
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         """Hand the message on; never raises into paho (a message that cannot be read is delivered with `error`)."""
-        with self._ack_lock:
-            generation = self._generation
+        # No lock: reading the int is atomic, and `_ack_lock` only keeps increments from interleaving with `ack`;
+        # taking it here made every message wait while the writer sent a batch's PUBACKs.
+        generation = self._generation
         try:
             delivery = self._read(message, generation)
         except Exception as exc:  # a bug in reading must not stop the session or lose the message's ack
@@ -223,7 +225,8 @@ class IngestSession:
             topic = message._topic.decode("utf-8", "replace")  # the broker should have refused it
         retained = bool(message.retain)
         skip = self._duplicate_copy(topic, retained, _subscription_ids(message))
-        return Delivery(message.mid, message.qos, generation, topic, payload, retained, skip)
+        return Delivery(message.mid, message.qos, generation, topic, payload, retained, skip,
+                        content_type=message_property(message, "content_type"))
 
     def _duplicate_copy(self, topic: str, retained: bool, sub_ids: set[int]) -> bool:
         """A status that also arrives through the other subscription, where it is ingested.

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 from agent.app import build_agent
 from agent.db import AgentDB
 from hub.mqtt.ingest import IngestWorker
 from hub.store import open_store
-from shared.codec import decode, encode
+from shared.codec import encode
 from shared.messages import Anomaly, Command, Sample, Stats, Status
 from tests.agent.helpers import agent_settings, anomaly_trace_ids
 from tests.fixtures.broker import HUB_USER, Collector, subscribe
@@ -45,7 +43,7 @@ def test_predictions_are_logged_and_anomalies_arrive_with_their_trace_ids(
         return {m.json()["trace_id"] for m in msgs if m.topic.endswith("/anomaly")}
 
     collector.wait_for(lambda msgs: anomalies(msgs) >= logged, timeout=10)
-    received = [decode(Anomaly, m.payload) for m in collector.messages if m.topic.endswith("/anomaly")]
+    received = [m.decode(Anomaly) for m in collector.messages if m.topic.endswith("/anomaly")]
     assert {a.trace_id for a in received} == logged
     first = received[0]
     row = db.prediction(first.trace_id)
@@ -53,19 +51,19 @@ def test_predictions_are_logged_and_anomalies_arrive_with_their_trace_ids(
     assert abs(row["score"] - first.score) < 1e-9 and first.score >= first.threshold
     assert len(first.features) == len(agent.model.manifest.feature_names)
 
-    samples = [decode(Sample, m.payload) for m in collector.messages if m.topic.endswith("/sample")]
+    samples = [m.decode(Sample) for m in collector.messages if m.topic.endswith("/sample")]
     assert samples and all(not s.decision for s in samples)
-    stats = [decode(Stats, m.payload) for m in collector.messages if m.topic.endswith("/stats")]
+    stats = [m.decode(Stats) for m in collector.messages if m.topic.endswith("/stats")]
     assert sum(s.windows for s in stats) == 800
     manifest = agent.model.manifest
     assert all(len(h) == len(e) + 1 for h, e in zip(stats[-1].feature_hist, manifest.reference.bin_edges,
                                                         strict=True))
     assert sum(s.anomalies for s in stats) == len(logged)
     # not a retained status an earlier test on this session's broker left for dev-1: only what this agent sent
-    statuses = [decode(Status, m.payload) for m in collector.messages if m.topic.endswith("/status") and not m.retain]
+    statuses = [m.decode(Status) for m in collector.messages if m.topic.endswith("/status") and not m.retain]
     assert statuses[0].state == "online" and statuses[0].model_version == "v1"
     assert statuses[-1].state == "offline"  # clean stop says offline too
-    events = [json.loads(m.payload) for m in collector.messages if m.topic.endswith("/model/event")]
+    events = [m.json() for m in collector.messages if m.topic.endswith("/model/event")]
     assert events and events[0]["event"] == "loaded"
 
 
@@ -86,7 +84,7 @@ def test_retained_status_and_last_will(tmp_path, broker, mqtt_clients, initial_m
     late = Collector()  # a subscriber arriving afterwards learns the state from the retained message
     subscribe(mqtt_clients.connect(broker, HUB_USER, collector=late), "fleetloop/dev-2/status")
     (message,) = late.wait_count(1, timeout=5)
-    assert message.retain and decode(Status, message.payload).state == "offline"
+    assert message.retain and message.decode(Status).state == "offline"
 
 def test_hub_can_ask_for_traces_and_bad_commands_are_dropped(tmp_path, broker, mqtt_clients, initial_model_dir):
     settings = agent_settings(tmp_path, broker, "dev-6", initial_model_dir, sample_rate=0.0)
@@ -105,7 +103,7 @@ def test_hub_can_ask_for_traces_and_bad_commands_are_dropped(tmp_path, broker, m
     agent.run(duration_s=3, drain_s=5)
     assert agent.counters.extra.get("bad_inbound") == 1
     def requested(msgs):
-        return [s for s in (decode(Sample, m.payload) for m in msgs) if s.reason == "requested"]
+        return [s for s in (m.decode(Sample) for m in msgs) if s.reason == "requested"]
 
     samples = requested(collector.wait_for(lambda msgs: len(requested(msgs)) >= 3, timeout=10))
     assert {s.trace_id for s in samples} == set(wanted)

@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from fleetloop.devbroker import HUB_USER
-from shared.codec import decode
 from shared.messages import Stats
 from sim import SENSORS
 from tests.field.harness import FieldFleet, fleetloop
@@ -124,7 +123,7 @@ def test_a_full_disk_degrades_reports_and_recovers(field_fleet: FieldFleet, smal
     subscribe(hub, f"{fleet.broker.prefix}/{device}/stats")
 
     def seen() -> list[Stats]:
-        return [decode(Stats, m.payload) for m in collector.messages]
+        return [m.decode(Stats) for m in collector.messages]
 
     proc = fleet.start_agent(device, data_dir=str(data_dir), sample_rate=1.0,  # the default 8 MB disk reserve
                              source={"kind": "sim", "rate": 400, "seed": 5})

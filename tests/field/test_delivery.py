@@ -3,7 +3,6 @@ broker acknowledged it is found by its sequence number and resent; a broker kill
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sqlite3
@@ -15,7 +14,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from shared.codec import encode
+from infra.mqtt import message_property
+from shared.codec import decode_untyped, encode, format_of
 from shared.ids import new_id
 from shared.messages import ModelEvent, Sample
 from shared.topics import Kind, Topics
@@ -143,7 +143,7 @@ class _Observer:
         kind = TOPICS.parse(message.topic).kind
         if kind not in (Kind.ANOMALY, Kind.SAMPLE, Kind.STATS, Kind.MODEL_EVENT):
             return
-        body = json.loads(message.payload)
+        body = decode_untyped(message.payload, format_of(message_property(message, "content_type")))
         key = (kind.value, body["trace_id"] if kind in (Kind.ANOMALY, Kind.SAMPLE) else body["msg_id"])
         with self.lock:
             self.keys.add(key)

@@ -8,9 +8,28 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.codec import decode, decode_topic, encode
+from shared.codec import (
+    FORMATS,
+    accepted_formats,
+    accepts_value,
+    decode,
+    decode_topic,
+    encode,
+    format_of,
+    transcode,
+)
 from shared.errors import DecodeError
-from shared.messages import Annotation, Anomaly, Assign, Command, ModelEvent, Sample, Stats, Status
+from shared.messages import (
+    Annotation,
+    Anomaly,
+    Assign,
+    Command,
+    ModelEvent,
+    RawWindow,
+    Sample,
+    Stats,
+    Status,
+)
 from shared.topics import Kind, Topics
 
 finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
@@ -53,12 +72,26 @@ messages = st.one_of(
               sha256=st.from_regex(r"\A[0-9a-f]{64}\Z"), signature=text, url=text),
     st.builds(Command, ts=finite, cmd=st.sampled_from(["rollback", "upload_traces"]),
               trace_ids=st.lists(st.text(max_size=10), max_size=5)),
+    st.builds(Command, ts=finite, cmd=st.just("ack"), seq_ranges=st.lists(
+        st.integers(min_value=1, max_value=2**40).map(lambda n: (n, n + 3)), max_size=5)),
+    st.builds(RawWindow, trace_id=st.text(min_size=1, max_size=40), unit=st.none() | st.text(max_size=10),
+              **common).map(lambda w: RawWindow(
+                  **{**{f: getattr(w, f) for f in w.__struct_fields__}, "sensors": ["a", "b"],
+                     "timestamps": [w.ts, w.ts + 1.0], "values": [[1.5, -2.0], [0.0, 3.25]]})),
 )
 
 
 @given(messages)
 def test_round_trip(message):
     assert decode(type(message), encode(message)) == message
+
+
+@given(messages)
+def test_round_trip_msgpack(message):
+    """Both formats carry the same messages: encoded directly, or converted from the JSON an agent's outbox keeps."""
+    assert decode(type(message), encode(message, "msgpack"), fmt="msgpack") == message
+    assert decode(type(message), transcode(encode(message), "msgpack"), fmt="msgpack") == message
+    assert len(encode(message, "msgpack")) <= len(encode(message))
 
 
 def _anomaly(**kw):
@@ -136,3 +169,46 @@ def test_topic_kind_table_is_complete():
     from shared.messages import MESSAGE_TYPES
 
     assert set(MESSAGE_TYPES) == set(Kind)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_the_contract_holds_in_both_formats(fmt):
+    """schema_version, unknown fields and field types are checked whatever the format, with one error type."""
+    body = json.loads(encode(_anomaly()))
+    for change, reason in (({"surprise": 1}, "schema"), ({"schema_version": 2}, "schema"),
+                           ({"score": "high"}, "schema"), ({"decision": 1}, "schema")):
+        payload = transcode(json.dumps({**body, **change}).encode(), fmt)
+        with pytest.raises(DecodeError) as err:
+            decode(Anomaly, payload, fmt=fmt)
+        assert err.value.reason == reason, change
+
+
+@pytest.mark.parametrize(("payload", "reason"), [(b"\xc1", "bad_msgpack"), (b"\x85\xa3", "bad_msgpack"),
+                                                 (encode(_anomaly()), "schema"), (b"\x90", "schema")])
+def test_malformed_msgpack_has_its_reason(payload, reason):
+    """Bytes that are not MessagePack, cut short, or JSON labelled MessagePack (its ``{`` reads as the number 123)."""
+    with pytest.raises(DecodeError) as err:
+        decode(Anomaly, payload, fmt="msgpack")
+    assert err.value.reason == reason
+
+
+def test_format_negotiation_values():
+    assert [format_of(ct) for ct in (None, "", "application/json", "application/msgpack")] == [
+        "json", "json", "json", "msgpack"]
+    with pytest.raises(DecodeError) as err:
+        format_of("application/cbor")
+    assert err.value.reason == "content_type"
+    assert accepted_formats(accepts_value()) == frozenset(FORMATS)
+    assert accepted_formats(None) == accepted_formats("json") == frozenset({"json"})
+    with pytest.raises(DecodeError) as err:
+        transcode(b"{not json", "msgpack")
+    assert err.value.reason == "bad_json"
+
+
+def test_docstring_examples_run() -> None:
+    import doctest
+
+    import shared.codec
+
+    result = doctest.testmod(shared.codec)
+    assert result.attempted >= 5 and result.failed == 0
