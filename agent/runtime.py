@@ -309,8 +309,10 @@ class Agent:
                batch_ts: list[float], started: float) -> None:
         """Score the windows (row in the batch, unit, Emitted, index in it) with their features, then log, queue
         and count them; `started` is when their readings were taken up (`perf_counter`)."""
-        finite_rows = np.isfinite(features).all(axis=1)
-        if not finite_rows.all():  # float32 overflow (a slope or spread of huge values): not scoreable
+        # one window (a live source's): a float64 sum of float32 values cannot overflow, so it is finite iff they are
+        if not (math.isfinite(sum(features[0].tolist())) if len(features) == 1 else np.isfinite(features).all()):
+            # float32 overflow (a slope or spread of huge values): not scoreable
+            finite_rows = np.isfinite(features).all(axis=1)
             for _ in range(len(finite_rows) - int(np.count_nonzero(finite_rows))):
                 self._skip_reading("window features overflow float32")
             keep = np.flatnonzero(finite_rows)
@@ -523,10 +525,10 @@ class Agent:
         """Queue the logged predictions with these trace ids for the hub (see `Exchange.upload_traces`)."""
         return self.exchange.upload_traces(trace_ids)
 
-    def _read(self, timeout: float, windows_left: int | None = None) -> ReadingBatch | None:
+    def _read(self, timeout: float, windows_left: int | None = None) -> Reading | ReadingBatch | None:
         """The readings ready now: the first waits up to `timeout`; at most as many as keep a transaction within
         `commit_every` windows (and within `windows_left`: a reading completes one window at most). A source with
-        ``read_many`` hands them over in bulk, others one by one."""
+        ``read_many`` hands them over in bulk, others one by one (a lone reading as it is: a live source's)."""
         limit = max(1, min(self.settings.commit_every - len(self._pending_rows),
                            windows_left if windows_left is not None else sys.maxsize))
         read_many = getattr(self.source, "read_many", None)
@@ -539,6 +541,8 @@ class Agent:
         readings = [first]
         while len(readings) < limit and (more := self.source.read(0.0)) is not None:
             readings.append(more)
+        if len(readings) == 1:
+            return first  # `process` checks it
         try:
             if not any(reading_problem(r) for r in readings):
                 return ReadingBatch.of(readings)

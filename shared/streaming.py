@@ -32,6 +32,12 @@ _EPS = float(np.finfo(np.float64).eps)
 # A window is recomputed with `extract` when the float64 error bound of its variance or slope exceeds this share of
 # the value: 2^-28 is 16x finer than float32 rounding (2^-24), so the float32 features agree to rounding.
 _SAFE = 2.0**-28
+def _frozen(a: np.ndarray) -> np.ndarray:
+    a.flags.writeable = False
+    return a
+
+
+_ZERO = _frozen(np.zeros(1, dtype=np.intp))  # `push_one`'s Emitted.ends and block_of: shared, read-only
 _N_SUMS = 3  # sum of d, of d^2 and of r * d, with d = x - anchor and r the index in the block
 
 
@@ -102,6 +108,7 @@ class WindowState:
         self._carry_hi = np.full(width, -np.inf)
         self._py: list[list[float]] | None = None  # the carry as lists while `push_one` feeds the state
         self._r = np.arange(size, dtype=np.float64)[:, None]
+        self._locals = [_frozen(np.array([r], dtype=np.intp)) for r in range(size)]  # `push_one`'s Emitted.local
         self._tbar = (size - 1) / 2.0
         self._tt = size * (size * size - 1) / 12.0  # sum of (t - tbar)^2 over a window
 
@@ -191,11 +198,10 @@ class WindowState:
             unsure = unsure or var * _SAFE < k_err * reach * reach or \
                 abs(slope) * _SAFE < k_err * reach * size * size / tt
             feats += (a + mean_d, math.sqrt(var if var > 0.0 else 0.0), lo, hi, last, slope)
-        features = np.array(feats).astype(np.float32).reshape(1, -1)
+        features = np.array([feats]).astype(np.float32)
         start = ptimes[e] if e < size else float(cur.times[0])
-        local = np.array([e - 1], dtype=np.intp)
-        emitted = Emitted(np.zeros(1, dtype=np.intp), features, np.array([start]),
-                          [(prev.times, prev.rows), (cur.times, cur.rows)], np.zeros(1, dtype=np.intp), local)
+        emitted = Emitted(_ZERO, features, np.array([start]), [(prev.times, prev.rows), (cur.times, cur.rows)],
+                          _ZERO, self._locals[e - 1])
         if unsure:
             features[0] = extract(emitted.window(0)[1][None])
         return emitted

@@ -44,7 +44,7 @@ class Windower:
 
         The same as `push_many` of one row, without its batch machinery (`WindowState.push_one`)."""
         row = values if self._identity else values[self.columns]
-        if not (math.isfinite(ts) and np.isfinite(row).all()):
+        if not (math.isfinite(ts) and all(map(math.isfinite, row.tolist()))):  # a few sensors: no numpy calls
             self.bad_readings += 1
             return None
         return self._state(unit).push_one(row, ts)
