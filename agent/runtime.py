@@ -215,17 +215,23 @@ class Agent:
             self.counters.readings += 1
             self._skip_reading(problem)
             return
-        self.process_batch(ReadingBatch.of([reading]))
+        self._process_one(float(reading.ts), np.asarray(reading.values, dtype=np.float64), reading.unit)
 
     def process_batch(self, batch: ReadingBatch) -> None:
         """Handle readings that arrived together, in order, as `process` would one by one: the windows they complete
         are scored in one onnxruntime call. During a model's health check, one reading at a time (a failed check
         swaps the model back between two windows), and under feature set 2 (its history features are
         those after each window's last reading)."""
-        if len(batch) > 1 and (self.models.health is not None or self.regime_pipeline is not None):
-            for i in range(len(batch)):
-                self._process_rows(ReadingBatch(batch.ts[i : i + 1], batch.values[i : i + 1],
-                                                batch.units[i : i + 1] if batch.units is not None else None))
+        if len(batch) == 1 or self.models.health is not None or self.regime_pipeline is not None:
+            ts, units = batch.ts.tolist(), batch.units
+            for i, t in enumerate(ts):
+                unit = units[i] if units is not None else None
+                problem = reading_problem(Reading(t, batch.values[i], unit))
+                if problem is not None:
+                    self.counters.readings += 1
+                    self._skip_reading(problem)
+                else:
+                    self._process_one(t, batch.values[i], unit)
             return
         self._process_rows(batch)
 
@@ -266,30 +272,47 @@ class Agent:
         found.sort(key=lambda w: w[0])
         return found
 
-    def _process_rows(self, batch: ReadingBatch) -> None:
-        self.counters.readings += len(batch)
+    def _process_one(self, ts: float, values: np.ndarray, unit: str | None) -> None:
+        """One usable reading (`reading_problem` passed): `_process_rows` of a batch of one without the batch
+        machinery (no ReadingBatch, no masks: `Windower.push`)."""
+        self.counters.readings += 1
         started = time.perf_counter()
-        rows = self._usable(batch)
-        if self.regime_pipeline is not None:  # feature set 2, one reading: regime-normalised before windowing
-            if rows is not None and not len(rows):
-                return
-            normalised = self.regime_pipeline.reading(batch.values[0], batch.units[0] if batch.units else None)
+        if self.regime_pipeline is not None:  # feature set 2: regime-normalised before windowing
+            normalised = self.regime_pipeline.reading(values, unit)
             if normalised is None:
                 self.windower.bad_readings += 1
                 return
-            batch, rows = ReadingBatch(batch.ts, normalised.reshape(1, -1), batch.units), None
-        windows = self._windows(batch, rows)
+            values = normalised
+        out = self.windower.push(ts, values, unit)
+        if out is None:
+            return
+        features = out.features
+        if self.regime_pipeline is not None:  # its unit's history after its last reading appended
+            features = self.regime_pipeline.features(features[0], unit).reshape(1, -1)
+        self._score([(0, unit, out, 0)], features, True, [ts], started)
+
+    def _process_rows(self, batch: ReadingBatch) -> None:
+        """Readings of a batch (feature set 1, no health check): their windows are scored together."""
+        self.counters.readings += len(batch)
+        started = time.perf_counter()
+        windows = self._windows(batch, self._usable(batch))
         if not windows:
             return
-        groups = {id(out) for _, _, out, _ in windows}  # one Emitted per unit
-        if len(groups) == 1:
+        one_unit = len({id(out) for _, _, out, _ in windows}) == 1  # one Emitted per unit
+        if one_unit:
             features = windows[0][2].features  # all of its windows, in order
         else:
             features = np.concatenate([out.features[j : j + 1] for _, _, out, j in windows])
-        if self.regime_pipeline is not None:  # one window: its unit's history after its last reading appended
-            features = self.regime_pipeline.features(features[0], windows[0][1]).reshape(1, -1)
-        finite_rows = np.isfinite(features).all(axis=1)
-        if not finite_rows.all():  # float32 overflow (a slope or spread of huge values): not scoreable
+        self._score(windows, features, one_unit, batch.ts.tolist(), started)
+
+    def _score(self, windows: list[tuple[int, str | None, Emitted, int]], features: np.ndarray, one_unit: bool,
+               batch_ts: list[float], started: float) -> None:
+        """Score the windows (row in the batch, unit, Emitted, index in it) with their features, then log, queue
+        and count them; `started` is when their readings were taken up (`perf_counter`)."""
+        # one window (a live source's): a float64 sum of float32 values cannot overflow, so it is finite iff they are
+        if not (math.isfinite(sum(features[0].tolist())) if len(features) == 1 else np.isfinite(features).all()):
+            # float32 overflow (a slope or spread of huge values): not scoreable
+            finite_rows = np.isfinite(features).all(axis=1)
             for _ in range(len(finite_rows) - int(np.count_nonzero(finite_rows))):
                 self._skip_reading("window features overflow float32")
             keep = np.flatnonzero(finite_rows)
@@ -314,8 +337,7 @@ class Agent:
         keep_raw = self.settings.raw_windows_keep > 0
         now = time.time()
         device_id, pending, reason_of, shadow = self.device_id, self._pending_rows, self.sampler.reason, models.shadow
-        batch_ts = batch.ts.tolist()
-        if len(groups) == 1 and len(windows) == len(windows[0][2]):  # one unit, none dropped
+        if one_unit and len(windows) == len(windows[0][2]):  # one unit, none dropped
             window_starts = windows[0][2].starts.tolist()
         else:
             window_starts = [float(out.starts[j]) for _, _, out, j in windows]
@@ -503,10 +525,10 @@ class Agent:
         """Queue the logged predictions with these trace ids for the hub (see `Exchange.upload_traces`)."""
         return self.exchange.upload_traces(trace_ids)
 
-    def _read(self, timeout: float, windows_left: int | None = None) -> ReadingBatch | None:
+    def _read(self, timeout: float, windows_left: int | None = None) -> Reading | ReadingBatch | None:
         """The readings ready now: the first waits up to `timeout`; at most as many as keep a transaction within
         `commit_every` windows (and within `windows_left`: a reading completes one window at most). A source with
-        ``read_many`` hands them over in bulk, others one by one."""
+        ``read_many`` hands them over in bulk, others one by one (a lone reading as it is: a live source's)."""
         limit = max(1, min(self.settings.commit_every - len(self._pending_rows),
                            windows_left if windows_left is not None else sys.maxsize))
         read_many = getattr(self.source, "read_many", None)
@@ -519,6 +541,8 @@ class Agent:
         readings = [first]
         while len(readings) < limit and (more := self.source.read(0.0)) is not None:
             readings.append(more)
+        if len(readings) == 1:
+            return first  # `process` checks it
         try:
             if not any(reading_problem(r) for r in readings):
                 return ReadingBatch.of(readings)

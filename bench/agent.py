@@ -92,7 +92,11 @@ def run_child(job: dict[str, Any]) -> dict[str, Any]:
     values = np.load(job["readings"])
     settings = AgentSettings(device_id="bench-0", dev_mode=True, data_dir=Path(job["data_dir"]),
                              initial_model=Path(job["model_dir"]), commit_every=job["batch"])
-    agent = build_agent(settings, ArraySource(job["sensors"], values), connect=False)
+    source = ArraySource(job["sensors"], values)
+    if job.get("live"):  # a live source: one reading ready a loop turn, so one a process_batch() call
+        many = source.read_many
+        source.read_many = lambda max_n, timeout: many(1, timeout)  # type: ignore[method-assign]
+    agent = build_agent(settings, source, connect=False)
     if job["scorer"] in ("sklearn", "sklearn-rows"):
         with open(job["estimator"], "rb") as fh:
             scorer = SklearnScorer(pickle.load(fh), rowwise=job["scorer"] == "sklearn-rows")
@@ -346,7 +350,7 @@ def measure(workdir: Path, name: str, base: dict[str, Any], **job: Any) -> dict[
 
 
 def report(onnx: dict[str, Any], skl: dict[str, Any], rows: dict[str, Any], cpu: int, n_sensors: int,
-           gateway: dict[str, Any], batch: int) -> tuple[str, dict[str, Any]]:
+           gateway: dict[str, Any], batch: int, live: bool = False) -> tuple[str, dict[str, Any]]:
     """The human table and the JSON summary (headline numbers are the onnxruntime pipeline's)."""
     speedup = onnx["windows_per_s"] / skl["windows_per_s"]
     summary: dict[str, Any] = {
@@ -371,6 +375,7 @@ def report(onnx: dict[str, Any], skl: dict[str, Any], rows: dict[str, Any], cpu:
         "speedup_vs_rowwise": round(onnx["windows_per_s"] / rows["windows_per_s"], 2),
         "cpu_speedup_vs_rowwise": round(onnx["cpu_windows_per_s"] / rows["cpu_windows_per_s"], 2),
         "batch": batch,
+        "live": live,
         "windows_per_call": round(onnx["windows_per_call"], 1),
         "process_ms_per_window": round(onnx["process_ms_per_window"], 5),
         "load_average": [round(x, 2) for x in os.getloadavg()],
@@ -405,8 +410,10 @@ def report(onnx: dict[str, Any], skl: dict[str, Any], rows: dict[str, Any], cpu:
         f"one core (CPU {cpu})",
         f"window {WINDOW_SIZE} readings x {n_sensors} sensors, step {WINDOW_STEP}: one window per reading, "
         "so windows/s = readings/s",
-        f"readings scored together: up to {batch} (commit_every), {onnx['windows_per_call']:.0f} windows a "
-        f"process_batch() call on average; load average {', '.join(f'{x:.2f}' for x in os.getloadavg())}",
+        (f"--live: one reading a process_batch() call (a live source), commit_every {batch}"
+         if live else f"readings scored together: up to {batch} (commit_every)")
+        + f", {onnx['windows_per_call']:.0f} windows a process_batch() call on average; "
+        f"load average {', '.join(f'{x:.2f}' for x in os.getloadavg())}",
         "",
         f"{'pipeline':<18}{'windows/s':>10}{'CPU w/s':>9}{'p50 ms':>8}{'p99 ms':>8}{'commit ms/win':>14}"
         f"{'commit p99 ms':>14}{'RSS MB':>8}{'windows':>9}",
@@ -490,6 +497,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="also run a cProfile'd onnxruntime child")
     parser.add_argument("--batch", type=int, default=DEFAULT_BATCH,
                         help="readings scored together at most (the agent's commit_every)")
+    parser.add_argument("--live", action="store_true",
+                        help="hand readings over one a call, as a live source does (commit_every stays --batch)")
     parser.add_argument("--repeat", type=int, default=5, help="agent restarts timed (the median is reported)")
     parser.add_argument("--run-seconds", type=float, default=DEFAULT_RUN_SECONDS,
                         help="how long the real agent runs before its RSS is read")
@@ -523,7 +532,8 @@ def main(argv: list[str] | None = None) -> int:
         readings = max(args.windows, args.sklearn_windows) + WARMUP_WINDOWS + WINDOW_SIZE - 1
         prepared = spawn("--prepare", workdir / "prepare.json",
                          {"workdir": str(workdir), "seed": args.seed, "readings": readings})
-        base = {**prepared, "cpu": args.cpu, "warmup": WARMUP_WINDOWS, "profile": False, "batch": args.batch}
+        base = {**prepared, "cpu": args.cpu, "warmup": WARMUP_WINDOWS, "profile": False, "batch": args.batch,
+                "live": args.live}
         onnx = measure(workdir, "onnxruntime", base, scorer="onnx", windows=args.windows)
         skl = measure(workdir, "sklearn", base, scorer="sklearn", windows=args.sklearn_windows)
         rows = measure(workdir, "sklearn-rows", base, scorer="sklearn-rows", windows=args.sklearn_windows)
@@ -531,7 +541,8 @@ def main(argv: list[str] | None = None) -> int:
         gateway = {"start_s": measure_start(workdir, base, args.repeat),
                    "run_rss_mb": measure_running_rss(workdir, prepared["model_dir"], args.run_seconds, 1),
                    "run_seconds": args.run_seconds, "install_mb": install_mb, "install_distributions": dists}
-        table, summary = report(onnx, skl, rows, args.cpu, len(prepared["sensors"]), gateway, args.batch)
+        table, summary = report(onnx, skl, rows, args.cpu, len(prepared["sensors"]), gateway, args.batch,
+                                args.live)
         sys.stdout.write(table)
         if args.profile:
             prof = measure(workdir, "profile", base, scorer="onnx", windows=args.windows, profile=True)

@@ -22,6 +22,8 @@ rounding) is recomputed with `extract` itself, and a constant sensor gets its ex
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from shared.features import STATS, extract
@@ -30,7 +32,16 @@ _EPS = float(np.finfo(np.float64).eps)
 # A window is recomputed with `extract` when the float64 error bound of its variance or slope exceeds this share of
 # the value: 2^-28 is 16x finer than float32 rounding (2^-24), so the float32 features agree to rounding.
 _SAFE = 2.0**-28
+def _frozen(a: np.ndarray) -> np.ndarray:
+    a.flags.writeable = False
+    return a
+
+
+_ZERO = _frozen(np.zeros(1, dtype=np.intp))  # `push_one`'s Emitted.ends and block_of: shared, read-only
 _N_SUMS = 3  # sum of d, of d^2 and of r * d, with d = x - anchor and r the index in the block
+
+
+_Lists = tuple[list[list[list[float]]], list[list[float]], list[list[float]], list[float], list[float]]
 
 
 class _Block:
@@ -40,7 +51,7 @@ class _Block:
     (0, +inf, -inf), which a window lying wholly in the next block reads.
     """
 
-    __slots__ = ("anchor", "hi", "lo", "rows", "sums", "times")
+    __slots__ = ("anchor", "hi", "lists", "lo", "rows", "sums", "times")
 
     def __init__(self, anchor: np.ndarray, rows: np.ndarray, times: np.ndarray, sums: np.ndarray | None = None,
                  lo: np.ndarray | None = None, hi: np.ndarray | None = None) -> None:
@@ -49,6 +60,7 @@ class _Block:
         self.sums = np.zeros((_N_SUMS, size + 1, width)) if sums is None else sums
         self.lo = np.full((size + 1, width), np.inf) if lo is None else lo
         self.hi = np.full((size + 1, width), -np.inf) if hi is None else hi
+        self.lists: _Lists | None = None  # the suffixes as Python floats, for `WindowState.push_one`
 
     @classmethod
     def empty(cls, size: int, width: int) -> _Block:
@@ -94,20 +106,116 @@ class WindowState:
         self._carry = np.zeros((_N_SUMS, width))
         self._carry_lo = np.full(width, np.inf)
         self._carry_hi = np.full(width, -np.inf)
+        self._py: list[list[float]] | None = None  # the carry as lists while `push_one` feeds the state
         self._r = np.arange(size, dtype=np.float64)[:, None]
+        self._locals = [_frozen(np.array([r], dtype=np.intp)) for r in range(size)]  # `push_one`'s Emitted.local
         self._tbar = (size - 1) / 2.0
         self._tt = size * (size * size - 1) / 12.0  # sum of (t - tbar)^2 over a window
 
     def push(self, row: np.ndarray, ts: float = 0.0) -> np.ndarray | None:
         """Add one reading (``width`` floats); return the ``(width * 6,)`` float32 features if a window ends here."""
-        out = self.push_many(np.asarray(row, dtype=np.float64).reshape(1, -1), np.array([ts], dtype=np.float64))
-        return out.features[0] if len(out) else None
+        out = self.push_one(row, ts)
+        return out.features[0] if out is not None else None
+
+    def push_one(self, row: np.ndarray, ts: float = 0.0) -> Emitted | None:
+        """Add one reading; return the window it ends (an `Emitted` of one), else None.
+
+        What `push_many` does for one row, bit for bit, but in Python floats: a live agent gets its readings one at a
+        time, and numpy's per-call overhead on ``width``-long vectors costs more than the arithmetic. The carried
+        prefixes live in Python lists until the next `push_many` (see `_carried`); the previous block's suffixes are
+        turned into lists once per block. ``min``/``max`` mirror numpy's ``minimum``/``maximum`` (which return the
+        second operand on a tie, so signed zeros come out the same)."""
+        xs = np.asarray(row, dtype=np.float64)
+        if xs.shape != (self.width,):
+            raise ValueError(f"expected {self.width} readings, got shape {xs.shape}")
+        x: list[float] = xs.tolist()
+        size, local, cur = self.size, self.count % self.size, self._cur
+        carried = self._py if self._py is not None else self._carried()
+        c0, c1, c2, clo, chi, anchor = carried
+        if local == 0:
+            cur.anchor = xs.copy()
+            anchor[:] = x
+        cur.rows[local] = xs
+        cur.times[local] = ts
+        r = float(local)
+        for j, v in enumerate(x):
+            d = v - anchor[j]
+            c0[j] += d
+            c1[j] += d * d
+            c2[j] += d * r
+            if not clo[j] < v:
+                clo[j] = v
+            if not chi[j] > v:
+                chi[j] = v
+        out = None
+        if self.count == self._next_due:
+            self._next_due += self.step
+            out = self._one_window(local + 1, x, c0, c1, c2, clo, chi, anchor)
+        self.count += 1
+        if local == size - 1:
+            self._suffix(cur)
+            self._roll(cur)
+        return out
+
+    def _carried(self) -> list[list[float]]:
+        """The carried prefixes and the current block's anchor as Python lists (authoritative until `push_many`)."""
+        carry = self._carry.tolist()
+        self._py = [carry[0], carry[1], carry[2], self._carry_lo.tolist(), self._carry_hi.tolist(),
+                    self._cur.anchor.tolist()]
+        return self._py
+
+    def _one_window(self, e: int, x: list[float], c0: list[float], c1: list[float], c2: list[float],
+                    clo: list[float], chi: list[float], anchor: list[float]) -> Emitted:
+        """`_features` for the one window whose current-block part ends at local ``e - 1``: the same operations in
+        the same order, on Python floats."""
+        size, prev, cur = self.size, self._prev, self._cur
+        if prev.lists is None:
+            prev.lists = (prev.sums.tolist(), prev.lo.tolist(), prev.hi.tolist(), prev.anchor.tolist(),
+                          prev.times.tolist())
+        sums, plo_, phi_, panchor, ptimes = prev.lists
+        qs0, qs1, qs2, qlo_, qhi_ = sums[0][e], sums[1][e], sums[2][e], plo_[e], phi_[e]
+        q = float(size - e)
+        tbar, tt, k_err = self._tbar, self._tt, 8.0 * size * _EPS
+        feats: list[float] = []
+        unsure = False
+        for j, last in enumerate(x):
+            a = anchor[j]
+            dk = panchor[j] - a
+            p1, q1 = c0[j], qs0[j]
+            s1 = p1 + q1 + q * dk
+            s2 = c1[j] + qs1[j] + 2.0 * dk * q1 + q * dk * dk
+            st = (qs2[j] - e * q1 + dk * q * (q - 1.0) / 2.0) + (q * p1 + c2[j])
+            lo = qlo_[j] if qlo_[j] < clo[j] else clo[j]
+            hi = qhi_[j] if qhi_[j] > chi[j] else chi[j]
+            mean_d = s1 / size
+            var = s2 / size - mean_d * mean_d
+            slope = (st - tbar * s1) / tt
+            if lo == hi:  # a constant sensor: its exact features
+                feats += (lo, 0.0, lo, hi, last, 0.0)
+                continue
+            r_hi, r_lo = abs(hi - a), abs(lo - a)
+            reach = (r_hi if r_hi > r_lo else r_lo) + (abs(dk) if q > 0 else 0.0)
+            unsure = unsure or var * _SAFE < k_err * reach * reach or \
+                abs(slope) * _SAFE < k_err * reach * size * size / tt
+            feats += (a + mean_d, math.sqrt(var if var > 0.0 else 0.0), lo, hi, last, slope)
+        features = np.array([feats]).astype(np.float32)
+        start = ptimes[e] if e < size else float(cur.times[0])
+        emitted = Emitted(_ZERO, features, np.array([start]), [(prev.times, prev.rows), (cur.times, cur.rows)],
+                          _ZERO, self._locals[e - 1])
+        if unsure:
+            features[0] = extract(emitted.window(0)[1][None])
+        return emitted
 
     def push_many(self, rows: np.ndarray, times: np.ndarray | None = None) -> Emitted:
         """Add ``(n, width)`` readings in order (and their times); return the windows they complete.
 
         The same as pushing them one by one, bit for bit; O(n + windows) work plus O(size) per block completed.
         """
+        if self._py is not None:  # prefixes carried by `push_one`: back into arrays
+            c0, c1, c2, clo, chi, _ = self._py
+            self._carry = np.array([c0, c1, c2])
+            self._carry_lo, self._carry_hi = np.array(clo), np.array(chi)
+            self._py = None
         x = np.asarray(rows, dtype=np.float64)
         n, size, width = len(x), self.size, self.width
         if x.ndim != 2 or width != x.shape[1]:
@@ -242,6 +350,7 @@ class WindowState:
         self._carry = np.zeros((_N_SUMS, self.width))
         self._carry_lo = np.full(self.width, np.inf)
         self._carry_hi = np.full(self.width, -np.inf)
+        self._py = None
 
     def _features(self, e: np.ndarray, psums: np.ndarray, plo: np.ndarray, phi: np.ndarray, qsums: np.ndarray,
                   qlo: np.ndarray, qhi: np.ndarray, prev_anchor: np.ndarray, anchor: np.ndarray,

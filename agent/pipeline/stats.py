@@ -51,7 +51,10 @@ class StatsAccumulator:
             done += take
             if self._n == CHUNK:
                 self._fold()
-        self._latency[(self._lat_n + np.arange(min(k, LATENCY_SAMPLES))) % LATENCY_SAMPLES] = latency_s
+        if k == 1:  # a live source's window: no index array
+            self._latency[self._lat_n % LATENCY_SAMPLES] = latency_s
+        else:
+            self._latency[(self._lat_n + np.arange(min(k, LATENCY_SAMPLES))) % LATENCY_SAMPLES] = latency_s
         self._lat_n += k
         self.windows += k
         self.anomalies += anomalies

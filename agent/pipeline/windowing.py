@@ -6,6 +6,7 @@ only put together when asked for (an alarm window the hub may fetch).
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Sequence
 
@@ -39,9 +40,14 @@ class Windower:
         self.bad_readings = 0
 
     def push(self, ts: float, values: np.ndarray, unit: str | None = None) -> Emitted | None:
-        """Add one reading; return the window it completes (features, start, readings on demand), else None."""
-        out = self.push_many(np.array([ts], dtype=np.float64), np.asarray(values).reshape(1, -1), unit)
-        return out if len(out) else None
+        """Add one reading; return the window it completes (features, start, readings on demand), else None.
+
+        The same as `push_many` of one row, without its batch machinery (`WindowState.push_one`)."""
+        row = values if self._identity else values[self.columns]
+        if not (math.isfinite(ts) and all(map(math.isfinite, row.tolist()))):  # a few sensors: no numpy calls
+            self.bad_readings += 1
+            return None
+        return self._state(unit).push_one(row, ts)
 
     def push_many(self, ts: np.ndarray, values: np.ndarray, unit: str | None = None) -> Emitted:
         """Add ``(n, source sensors)`` readings of one unit, in order; return the windows they complete.
@@ -56,6 +62,13 @@ class Windower:
             rows, ts = rows[keep], ts[keep]
         else:
             keep = None
+        out = self._state(unit).push_many(rows, ts)
+        if keep is not None:
+            out.ends = keep[out.ends]
+        return out
+
+    def _state(self, unit: str | None) -> WindowState:
+        """`unit`'s streaming state (new if unseen), marked most recently seen."""
         state = self._states.get(unit)
         if state is None:
             state = self._states[unit] = WindowState(self.spec.size, self.spec.step, len(self.columns))
@@ -63,7 +76,4 @@ class Windower:
                 self._states.popitem(last=False)
         elif len(self._states) > 1:
             self._states.move_to_end(unit)
-        out = state.push_many(rows, ts)
-        if keep is not None:
-            out.ends = keep[out.ends]
-        return out
+        return state

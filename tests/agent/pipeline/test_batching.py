@@ -18,11 +18,20 @@ class _OneByOne(ArraySource):
     read_many = None  # the agent drains it with read(0), as it does a sensor source
 
 
-def _run(tmp_path: Path, model: Path, source: ArraySource, name: str) -> tuple[list[tuple], int, int]:
+def _run(tmp_path: Path, model: Path, source: ArraySource, name: str, live: bool = False) -> tuple[list[tuple], int,
+                                                                                                  int]:
+    """Run an agent over `source`: its loop, or (`live`) `Agent.process` reading by reading, as a live source's
+    agent sees them one at a time."""
     settings = AgentSettings(device_id="dev-batch", dev_mode=True, data_dir=tmp_path / name, initial_model=model,
                              sample_rate=0.3, raw_windows_keep=50)
     agent = build_agent(settings, source, connect=False)
-    counters = agent.run(drain_s=0.0)
+    if live:
+        while (reading := source.read(0.0)) is not None:
+            agent.process(reading)
+        agent.commit()
+        counters = agent.counters
+    else:
+        counters = agent.run(drain_s=0.0)
     rows = agent.db.query("SELECT unit, window_start, window_end, features, score, decision, reported "
                           "FROM predictions ORDER BY id", [])
     raw = agent.db.query("SELECT times, readings FROM raw_windows ORDER BY ts, trace_id", [])
@@ -39,5 +48,7 @@ def test_bulk_and_one_by_one_agree(tmp_path: Path, initial_model_dir: Path) -> N
     ts = np.arange(n, dtype=np.float64)
     bulk = _run(tmp_path, initial_model_dir, ArraySource(SENSORS, values, ts, units), "bulk")
     single = _run(tmp_path, initial_model_dir, _OneByOne(SENSORS, values, ts, units), "single")
+    live = _run(tmp_path, initial_model_dir, ArraySource(SENSORS, values, ts, units), "live", live=True)
     assert bulk[0] and bulk[1] and bulk[2]  # predictions, samples and alarm windows all occur
     assert bulk == single
+    assert bulk == live  # one reading a call (Windower.push, WindowState.push_one): the same bytes
