@@ -124,7 +124,10 @@ class DriftService:
                 skipped.append(Skipped(version, fold.rows, f"drift statistics failed: {exc}"))
                 continue
             for report, reference in reports:
-                out.append(self._save(report, reference, version, start, now))
+                data = report.to_dict()
+                data.update(model_version=version, window_start=start, window_end=now, reference=dict(reference))
+                out.append(data)
+        self._save(out, now)
 
         for s in skipped:
             log.warning("drift: skipped %d stats row(s) of model version %s: %s", s.rows, s.model_version, s.reason)
@@ -162,15 +165,13 @@ class DriftService:
                 own=own, **kw)]
         return [(dataclasses.replace(r, scope=f"{r.scope}@{version}"), info) for r, info in pairs]
 
-    def _save(
-        self, report: DriftReport, reference: Mapping[str, Any], version: str, start: float, now: float
-    ) -> dict[str, Any]:
-        data = report.to_dict()
-        data.update(model_version=version, window_start=start, window_end=now, reference=dict(reference))
-        data["report_id"] = self.store.save_drift_report(data, report.scope, report.verdict, now)
-        if self.metrics is not None and not report.scope.startswith("device:"):
-            self.metrics.set_drift_report(data)  # fleet and cohorts only: one series per device would explode
-        return data
+    def _save(self, reports: list[dict[str, Any]], now: float) -> None:
+        """Store a run's reports in one write (ids into each report), then publish the fleet's and cohorts'."""
+        ids = self.store.save_drift_reports([(d, d["scope"], d["verdict"]) for d in reports], now)
+        for data, report_id in zip(reports, ids, strict=True):
+            data["report_id"] = report_id
+            if self.metrics is not None and not data["scope"].startswith("device:"):
+                self.metrics.set_drift_report(data)  # fleet and cohorts only: one series per device would explode
 
     # -- references taken from the fleet ------------------------------------------------------------
     def take_reference(

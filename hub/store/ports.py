@@ -233,6 +233,11 @@ class DriftStore(Protocol):
         """
         ...
 
+    def save_drift_reports(self, reports: Sequence[tuple[Mapping[str, Any], str, str]], ts: float) -> list[int]:
+        """Store (report, scope, verdict) triples as `save_drift_report` does, all in one transaction; their ids in
+        order. What a fleet's drift run writes: one report per device, cohort and the fleet."""
+        ...
+
     def drift_reports(self, limit: int = 100, scope: str | None = None) -> list[DriftReportRow]:
         """Newest first."""
         ...
