@@ -12,8 +12,10 @@ device and cohort baselines when asked, `hub.drift.baselines`), else its manifes
 field, taken by ``hub:auto``. Each stored report says which reference it was compared with.
 
 A run reads the window's stats already summed per device, version and histogram layout
-(`IngestStore.stats_sums`: hourly roll-ups for the hours it covers whole, raw rows at its ends, no JSON), so a
-day of per-minute stats from 10,000 devices (14.4 million rows) is ~250,000 roll-ups read. Taking a reference
+(`IngestStore.stats_sums`: roll-ups cumulative within each UTC day, `hub.store.rollup`; no JSON). With
+``drift.whole_hours`` (the default) the window starts on an hour, so a day of per-minute stats from 10,000
+devices (14.4 million rows) is ~30,000 roll-ups read (each day's latest, less the one before the start) and,
+when the window ends now, no raw row at all. The run's reports are stored in one write. Taking a reference
 judges each period's health, so it reads the rows themselves, in slices of `read_chunk_s`, folding them into
 one running sum per device as it goes. All statistics live in `hub.drift`; this module only does the I/O.
 """
@@ -35,6 +37,7 @@ from hub.drift.fold import Skipped, StatsFold, device_sketches, slices
 from hub.errors import DriftReferenceError, RegistryError
 from hub.registry.references import ManifestSource
 from hub.store.ports import HubStore
+from hub.store.rollup import hour_start
 from hub.store.rows import Device, DriftReferenceRow, StatsRow
 from shared.manifest import ModelManifest
 
@@ -77,13 +80,18 @@ class DriftService:
         self._auto_done: set[str] = set()  # versions auto_references is done with
 
     def run(self, now: float) -> list[dict[str, Any]]:
-        """Reports for ``[now - window_s, now)``, per model version: fleet, cohorts, devices; each one stored.
+        """Reports for ``[now - window_s, now)``, per model version: fleet, cohorts, devices; all stored in one write.
+
+        With ``drift.whole_hours`` (the default) the window starts on the hour ``now - window_s`` falls in, so
+        it is up to an hour longer and is read from roll-ups alone (`window_start` says where it started).
 
         A ``drift`` verdict also records a ``drift_detected`` event (atomically, in the store). Returns the
         stored reports (``DriftReport.to_dict()`` plus ``model_version``, ``window_start``, ``window_end``
         and ``report_id``), ordered by model version, then fleet, cohorts and devices.
         """
         start = now - self.settings.window_s
+        if self.settings.whole_hours:
+            start = hour_start(start)
         folds: dict[str, StatsFold] = {}
         unknown: Counter[str] = Counter()
         unversioned = n_rows = 0
