@@ -34,6 +34,7 @@ from hub.app.settings import DriftSettings
 from hub.drift import DriftReport, Sketch, fleet_reports
 from hub.drift.baselines import Baselines, Source, baseline_reports, healthy_rows
 from hub.drift.fold import Skipped, StatsFold, device_sketches, slices
+from hub.drift.report import paused_gc
 from hub.errors import DriftReferenceError, RegistryError
 from hub.registry.references import ManifestSource
 from hub.store.ports import HubStore
@@ -87,8 +88,13 @@ class DriftService:
 
         A ``drift`` verdict also records a ``drift_detected`` event (atomically, in the store). Returns the
         stored reports (``DriftReport.to_dict()`` plus ``model_version``, ``window_start``, ``window_end``
-        and ``report_id``), ordered by model version, then fleet, cohorts and devices.
+        and ``report_id``), ordered by model version, then fleet, cohorts and devices. Runs with the cyclic
+        garbage collector paused (`paused_gc`: a fleet's run builds millions of small objects, none cyclic).
         """
+        with paused_gc():
+            return self._run(now)
+
+    def _run(self, now: float) -> list[dict[str, Any]]:
         start = now - self.settings.window_s
         if self.settings.whole_hours:
             start = hour_start(start)

@@ -109,7 +109,9 @@ class IngestStore(Protocol):
 
     def stats_sums(self, start: float, end: float) -> list[StatsSum]:
         """Stats whose period ends in ``[start, end)`` summed per device, model version and histogram layout
-        (read from hourly roll-ups where the window covers whole hours: `hub.store.rollup`); by device, version."""
+        (read from roll-ups cumulative within each UTC day, ≤ 2 per device and day, with raw rows added or
+        subtracted at ragged ends: `hub.store.rollup`; a window from an hour to now reads no raw row); by device,
+        version."""
         ...
 
     def annotations(
