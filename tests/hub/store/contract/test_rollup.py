@@ -14,7 +14,17 @@ import pytest
 from hub.store.ports import HubStore
 from hub.store.postgres import schema as postgres_schema
 from hub.store.retention import Cutoffs
-from hub.store.rollup import HOUR_S, day_start, flat_counts, full_hours, hour_of, json_row_deltas, layout_of
+from hub.store.rollup import (
+    HOUR_S,
+    Delta,
+    cumulate,
+    day_start,
+    flat_counts,
+    full_hours,
+    hour_of,
+    json_row_deltas,
+    layout_of,
+)
 from hub.store.sqlite import SqliteHubStore
 from hub.store.sqlite import schema as sqlite_schema
 from tests.hub.store.messages import rec, stats
@@ -130,3 +140,21 @@ def test_the_migration_makes_the_hourly_sums_before_it_cumulative(store: HubStor
             postgres_schema.cumulative_rollups(conn)
     for start, end in [(H0 - 3 * HOUR_S, H0 + 3 * HOUR_S), (H0 - 9000.5, H0 + 4000.25)]:
         assert summed(store, start, end) == row_sums(store, start, end)
+
+
+def test_cumulate_adds_a_late_hour_to_every_later_roll_up_and_starts_a_new_hour_from_the_one_before() -> None:
+    def sums(n: int) -> tuple[int, int, int, np.ndarray]:
+        return n, 10 * n, n, np.array([n, 2 * n])
+
+    def delta(n: int) -> Delta:
+        d = Delta()
+        d.add(10 * n, n, np.array([n, 2 * n]))
+        d.rows = n
+        return d
+
+    out = cumulate(sums(1), [(5, sums(3)), (6, sums(4)), (9, sums(7))], [(5, delta(1)), (8, delta(2))])
+    got = [(hour, s[0], s[1], s[3].tolist(), new) for hour, s, new in out]
+    assert got == [(5, 4, 40, [4, 8], False), (6, 5, 50, [5, 10], False),  # held + the hour-5 row
+                   (8, 7, 70, [7, 14], True),  # new: hour 6's held sums + both rows
+                   (9, 10, 100, [10, 20], False)]
+    assert [(h, s[0], new) for h, s, new in cumulate(sums(2), [], [(3, delta(1))])] == [(3, 3, True)]
