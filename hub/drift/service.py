@@ -13,7 +13,7 @@ field, taken by ``hub:auto``. Each stored report says which reference it was com
 
 A run reads the window's stats already summed per device, version and histogram layout
 (`IngestStore.stats_sums`: roll-ups cumulative within each UTC day, `hub.store.rollup`; no JSON). With
-``drift.whole_hours`` (the default) the window starts on an hour, so a day of per-minute stats from 10,000
+``drift.whole_hours`` (the default) a day's window starts on an hour, so a day of per-minute stats from 10,000
 devices (14.4 million rows) is ~30,000 roll-ups read (each day's latest, less the one before the start) and,
 when the window ends now, no raw row at all. The run's reports are stored in one write. Taking a reference
 judges each period's health, so it reads the rows themselves, in slices of `read_chunk_s`, folding them into
@@ -52,6 +52,7 @@ __all__ = ["AUTO_ACTOR", "DriftService", "Skipped", "cohort_map", "cohort_of", "
 TOP_FEATURES = 3  # drifted features shown per scope by `format_table`
 READ_CHUNK_S = 600.0  # stats read per store query: 10 minutes of the fleet's rows
 AUTO_ACTOR = "hub:auto"  # who takes a reference automatically (drift.auto_reference_s)
+HOURS_SLACK = 24  # drift.whole_hours lengthens a window by at most 1/HOURS_SLACK of it
 DISPERSION_SLICES = 8  # time slices of a reference window whose differences measure each scope's dispersion
 
 
@@ -83,8 +84,9 @@ class DriftService:
     def run(self, now: float) -> list[dict[str, Any]]:
         """Reports for ``[now - window_s, now)``, per model version: fleet, cohorts, devices; all stored in one write.
 
-        With ``drift.whole_hours`` (the default) the window starts on the hour ``now - window_s`` falls in, so
-        it is up to an hour longer and is read from roll-ups alone (`window_start` says where it started).
+        With ``drift.whole_hours`` (the default) the window starts on the hour ``now - window_s`` falls in when
+        that lengthens it by at most 1/`HOURS_SLACK` (a day's window: up to an hour), and is read from roll-ups
+        alone (`window_start` says where it started); a short window (the demo's) starts exactly.
 
         A ``drift`` verdict also records a ``drift_detected`` event (atomically, in the store). Returns the
         stored reports (``DriftReport.to_dict()`` plus ``model_version``, ``window_start``, ``window_end``
@@ -96,7 +98,7 @@ class DriftService:
 
     def _run(self, now: float) -> list[dict[str, Any]]:
         start = now - self.settings.window_s
-        if self.settings.whole_hours:
+        if self.settings.whole_hours and start - hour_start(start) <= self.settings.window_s / HOURS_SLACK:
             start = hour_start(start)
         folds: dict[str, StatsFold] = {}
         unknown: Counter[str] = Counter()

@@ -128,8 +128,7 @@ def test_stats_drawn_from_the_reference_do_not_drift(
     assert all(r["drifted_features"] == [] and r["model_version"] == "v1" for r in reports)
     assert by_scope(reports)["fleet@v1"]["n_current"] == 6 * 3 * 200
     assert by_scope(reports)["cohort:site-a/pump@v1"]["n_current"] == 3 * 3 * 200
-    # the window starts on the hour (drift.whole_hours): T0 - WINDOW_S is mid-hour
-    assert (reports[0]["window_start"], reports[0]["window_end"]) == ((T0 - WINDOW_S) // 3600 * 3600, T0)
+    assert (reports[0]["window_start"], reports[0]["window_end"]) == (T0 - WINDOW_S, T0)
     stored = store.drift_reports()
     assert sorted(r.scope for r in stored) == sorted(SCOPES)
     assert {r.id for r in stored} == {r["report_id"] for r in reports}
@@ -194,15 +193,18 @@ def test_settings_decide_the_window_and_thresholds(
     fleet(store, manifest, seed=4, rows=3)  # period ends T0-600, T0-1200, T0-1800
     rng = np.random.default_rng(4)
     ingest(store, [draw_stats(rng, manifest, "dev-0", T0 - WINDOW_S - 1), draw_stats(rng, manifest, "dev-0", T0)])
-    half_hour = DriftService(store, ReferenceLibrary(models_dir),
-                             DriftSettings(window_s=1500, min_samples=3000, whole_hours=False))
+    half_hour = DriftService(store, ReferenceLibrary(models_dir), DriftSettings(window_s=1500, min_samples=3000))
     reports = by_scope(half_hour.run(T0))
     assert reports["fleet@v1"]["n_current"] == 6 * 2 * 200  # [T0-1500, T0): two rows per device
     assert reports["fleet@v1"]["verdict"] == "insufficient_data"
     assert reports["fleet@v1"]["min_samples"] == 3000
-    # whole hours (the default): from the hour T0-1500 falls in, T0-4400, so T0-1800 and T0-WINDOW_S-1 count too
-    hours = DriftService(store, ReferenceLibrary(models_dir), DriftSettings(window_s=1500)).run(T0)
-    assert (hours[0]["window_start"], hours[0]["n_current"]) == (T0 - 4400, (6 * 3 + 1) * 200)
+    # drift.whole_hours (the default) starts a window on its hour only when that adds at most 1/24 of it: a
+    # half-hour window starts exactly (above), one of 24 h from the hour its start falls in (T0 is 800 s past one)
+    day = DriftService(store, ReferenceLibrary(models_dir), DriftSettings(window_s=86_400 + 700)).run(T0)
+    assert (day[0]["window_start"], day[0]["n_current"]) == (T0 - 86_400 - 800, (6 * 3 + 1) * 200)
+    exact = DriftService(store, ReferenceLibrary(models_dir),
+                         DriftSettings(window_s=86_400 + 700, whole_hours=False)).run(T0)
+    assert exact[0]["window_start"] == T0 - 86_400 - 700
     assert by_scope(service(store, models_dir, test="ks").run(T0))["fleet@v1"]["test"] == "ks"
 
 
