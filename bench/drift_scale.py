@@ -2,17 +2,18 @@
 
 Loads ``--devices`` devices × 24 h of stats (one row a minute, 24 features × 10 bins, as agents send them) through
 `ingest_batch`, time-major (each batch holds one minute of many devices, as a live hub's batches do, so every
-row updates its device's hourly roll-up), then times, with a window ending mid-hour (both ends read raw):
+row updates its device's roll-up of the hour), then times, with a window ending mid-hour:
 
-* ``read_s``: `IngestStore.stats_sums` alone (what the drift run reads: roll-ups of the 23 whole hours and the
-  raw rows of the two partial ones);
+* ``read_s``: `IngestStore.stats_sums` over what the drift run reads (``drift.whole_hours``: from the hour the
+  window starts in to now): roll-ups cumulative within each UTC day, 3 per device (each day's latest, less the
+  one before the start hour), no raw row; ``read_exact_s``: the window started exactly (~20 raw rows a device
+  subtracted too);
 * ``run_s``: the whole `DriftService.run` (reading, the statistics, storing one report per device, cohort and
-  the fleet).
+  the fleet in one write).
 
-Both grow linearly with devices (the roll-ups read are 24 per device, the raw ends ~60 rows per device, the
-reports one per device), so the 10,000-device figures are the measured ones × 10,000 / devices; ``--check``
-reruns at half the devices to show the scaling is linear. ``load_us_per_row`` is the ingest cost of a stats row
-with its roll-up (the write side of the trade).
+Both grow linearly with devices (3 roll-ups and one report per device), so the 10,000-device figures are the
+measured ones × 10,000 / devices; ``--check`` reruns at half the devices to show the scaling is linear.
+``load_us_per_row`` is the ingest cost of a stats row with its roll-up (the write side of the trade).
 
     .venv/bin/python bench/drift_scale.py [--devices 1000] [--backends sqlite,postgres] [--json]
 """
