@@ -2,17 +2,18 @@
 
 Loads ``--devices`` devices × 24 h of stats (one row a minute, 24 features × 10 bins, as agents send them) through
 `ingest_batch`, time-major (each batch holds one minute of many devices, as a live hub's batches do, so every
-row updates its device's hourly roll-up), then times, with a window ending mid-hour (both ends read raw):
+row updates its device's roll-up of the hour), then times, with a window ending mid-hour:
 
-* ``read_s``: `IngestStore.stats_sums` alone (what the drift run reads: roll-ups of the 23 whole hours and the
-  raw rows of the two partial ones);
+* ``read_s``: `IngestStore.stats_sums` over what the drift run reads (``drift.whole_hours``: from the hour the
+  window starts in to now): roll-ups cumulative within each UTC day, 3 per device (each day's latest, less the
+  one before the start hour), no raw row; ``read_exact_s``: the window started exactly (~20 raw rows a device
+  subtracted too);
 * ``run_s``: the whole `DriftService.run` (reading, the statistics, storing one report per device, cohort and
-  the fleet).
+  the fleet in one write).
 
-Both grow linearly with devices (the roll-ups read are 24 per device, the raw ends ~60 rows per device, the
-reports one per device), so the 10,000-device figures are the measured ones × 10,000 / devices; ``--check``
-reruns at half the devices to show the scaling is linear. ``load_us_per_row`` is the ingest cost of a stats row
-with its roll-up (the write side of the trade).
+Both grow linearly with devices (3 roll-ups and one report per device), so the 10,000-device figures are the
+measured ones × 10,000 / devices; ``--check`` reruns at half the devices to show the scaling is linear.
+``load_us_per_row`` is the ingest cost of a stats row with its roll-up (the write side of the trade).
 
     .venv/bin/python bench/drift_scale.py [--devices 1000] [--backends sqlite,postgres] [--json]
 """
@@ -80,10 +81,11 @@ def load(store: Any, devices: int, now: float, seed: int = 5) -> tuple[int, floa
 
 def bulk_load(store: Any, devices: int, now: float, seed: int = 5) -> tuple[int, float]:
     """The rows `load` stores, written in bulk (COPY on PostgreSQL): the stats rows as `batch_rows` makes them and
-    the hourly roll-ups `batch_deltas` makes of them (what ingest writes; tests/hub/store/contract/test_rollup.py
-    holds ingest's roll-ups to the rows' sums). For runs where the ingest path itself would take too long."""
+    the roll-ups `batch_deltas` makes of them, cumulative within each day (what ingest writes;
+    tests/hub/store/contract/test_rollup.py holds ingest's roll-ups to the rows' sums). For runs where the ingest
+    path itself would take too long."""
     from hub.store import IngestRecord
-    from hub.store.rollup import batch_deltas
+    from hub.store.rollup import batch_deltas, running_sums, sort_key
     from hub.store.sqlite.batch import batch_rows
     from shared.ids import new_id
     from shared.wire import replace
@@ -112,8 +114,10 @@ def bulk_load(store: Any, devices: int, now: float, seed: int = 5) -> tuple[int,
         rows += len(table)
         if m % 240 == 0:
             log.info("  bulk-loaded %d rows (%.0f s)", rows, time.perf_counter() - t)
+    hourly = sorted(deltas.items(), key=lambda kv: sort_key(kv[0]))  # made cumulative within each day, as stored
+    running = running_sums((None, *key, d.rows, d.windows, d.anomalies, d.blob()) for key, d in hourly)
     _write(store, "INSERT INTO stats_hourly (device_id, model_version, layout, hour, rows, windows, anomalies, counts)",
-           [(*key, d.rows, d.windows, d.anomalies, d.blob()) for key, d in deltas.items()])
+           [(*key, *sums[1:]) for (key, _), sums in zip(hourly, running, strict=True)])
     return rows, time.perf_counter() - t
 
 
@@ -131,6 +135,7 @@ def measure(backend: str, devices: int, workdir: Path, url: str | None, bulk: bo
     from hub.app.settings import DriftSettings
     from hub.drift.service import DriftService
     from hub.registry.references import ReferenceLibrary
+    from hub.store.rollup import hour_start
     from shared.manifest import MANIFEST_FILE, dump_manifest
 
     models = workdir / f"models-{backend}-{devices}"
@@ -149,20 +154,25 @@ def measure(backend: str, devices: int, workdir: Path, url: str | None, bulk: bo
     now = (time.time() // 3600) * 3600 + 1234.5  # mid-hour: both window ends are read raw
     rows, load_s = (bulk_load if bulk else load)(store, devices, now)
     t = time.perf_counter()
-    sums = store.stats_sums(now - 86_400, now)
+    sums = store.stats_sums(hour_start(now - 86_400), now)  # what the run reads (drift.whole_hours)
     read_s = time.perf_counter() - t
+    t = time.perf_counter()
+    exact = store.stats_sums(now - 86_400, now)  # an exact start: ~20 raw rows a device subtracted
+    exact_s = time.perf_counter() - t
     service = DriftService(store, ReferenceLibrary(models), DriftSettings(window_s=86_400))
     t = time.perf_counter()
     reports = service.run(now)
     run_s = time.perf_counter() - t
     store.close()
     assert sum(s.rows for s in sums) == rows, "the roll-ups lost rows"
+    assert sum(s.rows for s in exact) == rows, "the exact read lost rows"
     log.info("%s, %d devices: %d rows loaded in %.0f s (%.0f us/row); read %.2f s, run %.2f s, %d reports", backend,
              devices, rows, load_s, load_s / rows * 1e6, read_s, run_s, len(reports))
     scale = 10_000 / devices
     return {"backend": backend, "devices": devices, "rows": rows, "loaded": "bulk" if bulk else "ingest_batch",
             "load_us_per_row": round(load_s / rows * 1e6, 1),
-            "read_s": round(read_s, 3), "run_s": round(run_s, 3), "reports": len(reports),
+            "read_s": round(read_s, 3), "read_exact_s": round(exact_s, 3), "run_s": round(run_s, 3),
+            "reports": len(reports),
             "read_s_at_10k": round(read_s * scale, 2), "run_s_at_10k": round(run_s * scale, 2)}
 
 

@@ -44,6 +44,10 @@ class DriftSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     window_s: float = Field(default=24 * 3600.0, gt=0, description="current window compared with the reference")
+    whole_hours: bool = Field(
+        default=True, description="start the window on the hour it starts in when that lengthens it by at most "
+        "1/24 (a 24 h window by up to an hour: its run then reads roll-ups only, ≤ 3 per device); false, or a "
+        "shorter window: start it exactly, adding or subtracting up to half an hour of raw stats rows per device")
     interval_s: float = Field(default=3600.0, gt=0, description="how often drift is evaluated")
     min_samples: int = Field(default=200, ge=1, description="fewer windows give insufficient_data, never drift")
     alpha: float = Field(default=0.01, gt=0, lt=1, description="false discovery rate across features (BH)")

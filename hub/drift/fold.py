@@ -83,11 +83,21 @@ class StatsFold:
         if self._bad_example is not None:
             reason = f"bins do not match the manifest, e.g. {self._why(*self._bad_example)}"
             skipped.append(Skipped(version, self._bad, reason))
-        offsets = list(itertools.accumulate(self.bins, initial=0))
+        # Every sum has the manifest's shape (`_fits`): scatter all devices' flat counts into zero-padded
+        # (features, bins) matrices at once, not through a Stats message per device (`Sketch.from_stats`).
+        devices = sorted(self._sums)
+        if not devices:
+            return {}, skipped
+        flat = np.stack([self._sums[d].counts for d in devices])
+        rows = np.repeat(np.arange(len(self.bins)), self.bins)
+        cols = np.concatenate([np.arange(n) for n in self.bins]) if self.bins else np.zeros(0, np.int64)
+        hists = np.zeros((len(devices), len(self.bins), max(self.bins, default=0)), np.int64)
+        hists[:, rows, cols] = flat[:, :self._width]
         out: dict[str, Sketch] = {}
-        for device, total in sorted(self._sums.items()):
+        for i, device in enumerate(devices):
+            total = self._sums[device]
             try:
-                out[device] = Sketch.from_stats(total.stats(offsets), self.manifest.reference)
+                out[device] = Sketch(hists[i], flat[i, self._width:], total.windows, total.anomalies)
             except ValueError as exc:  # counts a sketch refuses (the store never holds them)
                 skipped.append(Skipped(version, total.rows, f"device {device}: {exc}"))
         return out, skipped

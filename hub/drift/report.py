@@ -16,7 +16,9 @@ scipy call over it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import gc
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +27,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from hub.drift.divergence import js_distance_rows
 from hub.drift.fdr import bh_adjust
-from hub.drift.psi import PSI_SIGNIFICANT, psi_band, psi_rows
+from hub.drift.psi import PSI_MODERATE, PSI_SIGNIFICANT, psi_band, psi_rows
 from hub.drift.results import AnomalyRateChange, DriftReport, FeatureDrift, ScoreDrift, Test, Verdict
 from hub.drift.sketch import Sketch
 from hub.drift.stattests import chi_square_rows, ks_binned_rows, two_proportion_rows
@@ -296,9 +298,12 @@ def _evaluate(
         changed = (np.abs(effect) >= s.min_rate_effect) & (r_p <= s.alpha) & enough & known
         rate_cols = [rate_cur.tolist(), effect.tolist(), z.tolist(), r_p.tolist(), changed.tolist()]
 
+    moderate = s.psi_threshold * (PSI_MODERATE / PSI_SIGNIFICANT)  # psi_band's bands, for every cell at once
+    bands = np.where(psi >= s.psi_threshold, "significant", np.where(psi >= moderate, "moderate", "stable"))
     columns = [
         n_feature.tolist(),
         psi.tolist(),
+        bands.tolist(),
         js.tolist(),
         chi2.tolist(),
         dof.tolist(),
@@ -309,37 +314,45 @@ def _evaluate(
         drifted.tolist(),
     ]
     reports = []
-    for r, scope in enumerate(scopes):
-        features = tuple(
-            FeatureDrift(name, n, p, psi_band(p, s.psi_threshold), j, c, d, cp, k, kp, pa, dr)
-            for name, n, p, j, c, d, cp, k, kp, pa, dr in zip(names, *(col[r] for col in columns), strict=True)
-        )
-        score = None
-        if score_cols is not None:
-            sp, sj, spv, sd = (col[r] for col in score_cols)
-            score = ScoreDrift(sp, psi_band(sp, s.psi_threshold), sj, spv, sd)
-        rate = None
-        if rate_cols is not None and known[r]:
-            rc, ef, zz, rp, ch = (col[r] for col in rate_cols)
-            rate = AnomalyRateChange(rate_ref, rc, ef, zz, rp, ch)
-        verdict, reason = _verdict(ref.windows, int(windows[r]), features, score, rate, s)
-        reports.append(
-            DriftReport(
-                scope=scope,
-                verdict=verdict,
-                reason=reason,
-                n_reference=ref.windows,
-                n_current=int(windows[r]),
-                test=s.test,
-                alpha=s.alpha,
-                psi_threshold=s.psi_threshold,
-                min_samples=s.min_samples,
-                features=features,
-                score=score,
-                anomaly_rate=rate,
-            )
-        )
+    with paused_gc():
+        for r, scope in enumerate(scopes):
+            reports.append(_report(r, scope, names, columns, score_cols, rate_cols, rate_ref, known, ref, windows, s))
     return reports
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """No cyclic garbage collection inside: building a fleet's reports (~25 objects per scope, none cyclic, among
+    millions of floats from `tolist`) otherwise sets off full collections that cost as much as the building."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def _report(r: int, scope: str, names: list[str], columns: list[list[Any]], score_cols: list[list[Any]] | None,
+            rate_cols: list[list[Any]] | None, rate_ref: float, known: NDArray[np.bool_], ref: Sketch,
+            windows: NDArray[np.int64], s: _Settings) -> DriftReport:
+    """Row `r` of the statistics' columns as one scope's report."""
+    features = tuple(
+        FeatureDrift(name, n, p, band, j, c, d, cp, k, kp, pa, dr)
+        for name, n, p, band, j, c, d, cp, k, kp, pa, dr in zip(names, *(col[r] for col in columns), strict=True)
+    )
+    score = None
+    if score_cols is not None:
+        sp, sj, spv, sd = (col[r] for col in score_cols)
+        score = ScoreDrift(sp, psi_band(sp, s.psi_threshold), sj, spv, sd)
+    rate = None
+    if rate_cols is not None and known[r]:
+        rc, ef, zz, rp, ch = (col[r] for col in rate_cols)
+        rate = AnomalyRateChange(rate_ref, rc, ef, zz, rp, ch)
+    verdict, reason = _verdict(ref.windows, int(windows[r]), features, score, rate, s)
+    return DriftReport(scope=scope, verdict=verdict, reason=reason, n_reference=ref.windows,
+                       n_current=int(windows[r]), test=s.test, alpha=s.alpha, psi_threshold=s.psi_threshold,
+                       min_samples=s.min_samples, features=features, score=score, anomaly_rate=rate)
 
 
 def _verdict(

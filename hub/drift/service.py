@@ -12,8 +12,10 @@ device and cohort baselines when asked, `hub.drift.baselines`), else its manifes
 field, taken by ``hub:auto``. Each stored report says which reference it was compared with.
 
 A run reads the window's stats already summed per device, version and histogram layout
-(`IngestStore.stats_sums`: hourly roll-ups for the hours it covers whole, raw rows at its ends, no JSON), so a
-day of per-minute stats from 10,000 devices (14.4 million rows) is ~250,000 roll-ups read. Taking a reference
+(`IngestStore.stats_sums`: roll-ups cumulative within each UTC day, `hub.store.rollup`; no JSON). With
+``drift.whole_hours`` (the default) a day's window starts on an hour, so a day of per-minute stats from 10,000
+devices (14.4 million rows) is ~30,000 roll-ups read (each day's latest, less the one before the start) and,
+when the window ends now, no raw row at all. The run's reports are stored in one write. Taking a reference
 judges each period's health, so it reads the rows themselves, in slices of `read_chunk_s`, folding them into
 one running sum per device as it goes. All statistics live in `hub.drift`; this module only does the I/O.
 """
@@ -32,9 +34,11 @@ from hub.app.settings import DriftSettings
 from hub.drift import DriftReport, Sketch, fleet_reports
 from hub.drift.baselines import Baselines, Source, baseline_reports, healthy_rows
 from hub.drift.fold import Skipped, StatsFold, device_sketches, slices
+from hub.drift.report import paused_gc
 from hub.errors import DriftReferenceError, RegistryError
 from hub.registry.references import ManifestSource
 from hub.store.ports import HubStore
+from hub.store.rollup import hour_start
 from hub.store.rows import Device, DriftReferenceRow, StatsRow
 from shared.manifest import ModelManifest
 
@@ -48,6 +52,7 @@ __all__ = ["AUTO_ACTOR", "DriftService", "Skipped", "cohort_map", "cohort_of", "
 TOP_FEATURES = 3  # drifted features shown per scope by `format_table`
 READ_CHUNK_S = 600.0  # stats read per store query: 10 minutes of the fleet's rows
 AUTO_ACTOR = "hub:auto"  # who takes a reference automatically (drift.auto_reference_s)
+HOURS_SLACK = 24  # drift.whole_hours lengthens a window by at most 1/HOURS_SLACK of it
 DISPERSION_SLICES = 8  # time slices of a reference window whose differences measure each scope's dispersion
 
 
@@ -77,13 +82,24 @@ class DriftService:
         self._auto_done: set[str] = set()  # versions auto_references is done with
 
     def run(self, now: float) -> list[dict[str, Any]]:
-        """Reports for ``[now - window_s, now)``, per model version: fleet, cohorts, devices; each one stored.
+        """Reports for ``[now - window_s, now)``, per model version: fleet, cohorts, devices; all stored in one write.
+
+        With ``drift.whole_hours`` (the default) the window starts on the hour ``now - window_s`` falls in when
+        that lengthens it by at most 1/`HOURS_SLACK` (a day's window: up to an hour), and is read from roll-ups
+        alone (`window_start` says where it started); a short window (the demo's) starts exactly.
 
         A ``drift`` verdict also records a ``drift_detected`` event (atomically, in the store). Returns the
         stored reports (``DriftReport.to_dict()`` plus ``model_version``, ``window_start``, ``window_end``
-        and ``report_id``), ordered by model version, then fleet, cohorts and devices.
+        and ``report_id``), ordered by model version, then fleet, cohorts and devices. Runs with the cyclic
+        garbage collector paused (`paused_gc`: a fleet's run builds millions of small objects, none cyclic).
         """
+        with paused_gc():
+            return self._run(now)
+
+    def _run(self, now: float) -> list[dict[str, Any]]:
         start = now - self.settings.window_s
+        if self.settings.whole_hours and start - hour_start(start) <= self.settings.window_s / HOURS_SLACK:
+            start = hour_start(start)
         folds: dict[str, StatsFold] = {}
         unknown: Counter[str] = Counter()
         unversioned = n_rows = 0
@@ -124,7 +140,10 @@ class DriftService:
                 skipped.append(Skipped(version, fold.rows, f"drift statistics failed: {exc}"))
                 continue
             for report, reference in reports:
-                out.append(self._save(report, reference, version, start, now))
+                data = report.to_dict()
+                data.update(model_version=version, window_start=start, window_end=now, reference=dict(reference))
+                out.append(data)
+        self._save(out, now)
 
         for s in skipped:
             log.warning("drift: skipped %d stats row(s) of model version %s: %s", s.rows, s.model_version, s.reason)
@@ -162,15 +181,13 @@ class DriftService:
                 own=own, **kw)]
         return [(dataclasses.replace(r, scope=f"{r.scope}@{version}"), info) for r, info in pairs]
 
-    def _save(
-        self, report: DriftReport, reference: Mapping[str, Any], version: str, start: float, now: float
-    ) -> dict[str, Any]:
-        data = report.to_dict()
-        data.update(model_version=version, window_start=start, window_end=now, reference=dict(reference))
-        data["report_id"] = self.store.save_drift_report(data, report.scope, report.verdict, now)
-        if self.metrics is not None and not report.scope.startswith("device:"):
-            self.metrics.set_drift_report(data)  # fleet and cohorts only: one series per device would explode
-        return data
+    def _save(self, reports: list[dict[str, Any]], now: float) -> None:
+        """Store a run's reports in one write (ids into each report), then publish the fleet's and cohorts'."""
+        ids = self.store.save_drift_reports([(d, d["scope"], d["verdict"]) for d in reports], now)
+        for data, report_id in zip(reports, ids, strict=True):
+            data["report_id"] = report_id
+            if self.metrics is not None and not data["scope"].startswith("device:"):
+                self.metrics.set_drift_report(data)  # fleet and cohorts only: one series per device would explode
 
     # -- references taken from the fleet ------------------------------------------------------------
     def take_reference(

@@ -109,7 +109,9 @@ class IngestStore(Protocol):
 
     def stats_sums(self, start: float, end: float) -> list[StatsSum]:
         """Stats whose period ends in ``[start, end)`` summed per device, model version and histogram layout
-        (read from hourly roll-ups where the window covers whole hours: `hub.store.rollup`); by device, version."""
+        (read from roll-ups cumulative within each UTC day, ≤ 2 per device and day, with raw rows added or
+        subtracted at ragged ends: `hub.store.rollup`; a window from an hour to now reads no raw row); by device,
+        version."""
         ...
 
     def annotations(
@@ -231,6 +233,11 @@ class DriftStore(Protocol):
         A ``drift`` verdict also records a `DRIFT_EVENT` (report id, scope, reason, drifted features) in
         the same transaction, so a consumer of `events` never sees one without the other.
         """
+        ...
+
+    def save_drift_reports(self, reports: Sequence[tuple[Mapping[str, Any], str, str]], ts: float) -> list[int]:
+        """Store (report, scope, verdict) triples as `save_drift_report` does, all in one transaction; their ids in
+        order. What a fleet's drift run writes: one report per device, cohort and the fleet."""
         ...
 
     def drift_reports(self, limit: int = 100, scope: str | None = None) -> list[DriftReportRow]:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import psycopg
 
 from hub.store.postgres.connection import PostgresConnection
-from hub.store.rows import DRIFT_EVENT, DriftReportRow, EventRow
+from hub.store.rows import DRIFT_EVENT, DriftReportRow, EventRow, drift_event, report_json
 
 
 def insert_event(conn: psycopg.Connection[Any], ts: float, kind: str, payload: Mapping[str, Any]) -> int:
@@ -25,18 +25,26 @@ class DriftQueries(PostgresConnection):
     """`DriftStore` on PostgreSQL (a mixin of `PostgresHubStore`)."""
 
     def save_drift_report(self, report: Mapping[str, Any], scope: str, verdict: str, ts: float) -> int:
+        return self.save_drift_reports([(report, scope, verdict)], ts)[0]
+
+    def save_drift_reports(self, reports: Sequence[tuple[Mapping[str, Any], str, str]], ts: float) -> list[int]:
+        """One multi-row insert: identities are drawn in the rows' order (``ORDER BY n``), so the ids sorted are
+        the reports' ids in order, whatever other writers draw in between."""
+        if not reports:
+            return []
         with self._write() as conn:
-            row = conn.execute(
-                "INSERT INTO drift_reports (ts, scope, verdict, report) VALUES (%s, %s, %s, %s) RETURNING id",
-                (ts, scope, verdict, json.dumps(report, allow_nan=False)),
-            ).fetchone()
-            assert row is not None
-            report_id = int(row[0])
-            if verdict == "drift":
-                insert_event(conn, ts, DRIFT_EVENT, {
-                    "report_id": report_id, "scope": scope, "reason": report.get("reason"),
-                    "drifted_features": report.get("drifted_features", [])})
-        return report_id
+            rows = conn.execute(
+                "INSERT INTO drift_reports (ts, scope, verdict, report) SELECT %s, s, v, r "
+                "FROM unnest(%s::text[], %s::text[], %s::text[]) WITH ORDINALITY AS t(s, v, r, n) ORDER BY n "
+                "RETURNING id",
+                (ts, [s for _, s, _ in reports], [v for _, _, v in reports], [report_json(r) for r, _, _ in reports]),
+            ).fetchall()
+            ids = sorted(int(r[0]) for r in rows)
+            drifts = [(ts, DRIFT_EVENT, drift_event(i, s, r)) for i, (r, s, v) in zip(ids, reports, strict=True)
+                      if v == "drift"]
+            if drifts:
+                conn.cursor().executemany("INSERT INTO events (ts, kind, payload) VALUES (%s, %s, %s)", drifts)
+        return ids
 
     def drift_reports(self, limit: int = 100, scope: str | None = None) -> list[DriftReportRow]:
         where, params = ("WHERE scope = %s", [scope]) if scope is not None else ("", [])

@@ -10,6 +10,7 @@ A batch with anomalies holds the `ANOMALY_ORDER` lock, so ``predictions.seq`` or
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from operator import itemgetter
@@ -27,7 +28,7 @@ from hub.store.postgres.common import (
 )
 from hub.store.postgres.connection import PostgresConnection, lock
 from hub.store.presence import Presence, applied, status_applies
-from hub.store.rollup import batch_deltas, read_sums, sort_key
+from hub.store.rollup import DAY_HOURS, Sums, batch_deltas, blob_sums, cumulate, day_groups, read_sums, sums_blob
 from hub.store.rows import (
     DEAD_LETTER_PAYLOAD_BYTES,
     AnnotationRow,
@@ -64,17 +65,16 @@ _STATS_SQL = (
     "windows, anomalies, samples, bad_readings, bad_rows, inference_errors, nan_scores, feature_hist, score_hist, "
     f"latency_p50_ms, latency_p99_ms, layout, counts) {_values(20)} ON CONFLICT (msg_id) DO NOTHING RETURNING msg_id"
 )
-_HOURLY_KEY = "device_id, model_version, layout, hour"
-_HOURLY_INSERT_SQL = (
-    f"INSERT INTO stats_hourly ({_HOURLY_KEY}, rows, windows, anomalies, counts) {_values(8)} "
-    f"ON CONFLICT ({_HOURLY_KEY}) DO NOTHING RETURNING {_HOURLY_KEY}"
-)
-_HOURLY_HELD_SQL = (
-    "SELECT h.id, h.device_id, h.model_version, h.layout, h.hour, h.rows, h.windows, h.anomalies, h.counts "
-    "FROM stats_hourly h JOIN unnest(%s::text[], %s::text[], %s::text[], %s::bigint[]) AS k(d, v, l, hr) "
-    "ON h.device_id = k.d AND h.model_version IS NOT DISTINCT FROM k.v AND h.layout = k.l AND h.hour = k.hr "
-    "ORDER BY h.device_id, h.model_version, h.layout, h.hour FOR UPDATE OF h"
-)
+_GROUPS = ("unnest(%s::text[], %s::text[], %s::text[], %s::bigint[], %s::bigint[]) "
+           "WITH ORDINALITY AS k(d, v, l, lo, hi, n)")
+_GROUP_MATCH = ("h.device_id = k.d AND h.model_version IS NOT DISTINCT FROM k.v AND h.layout = k.l "
+                "AND h.hour >= k.lo AND h.hour < k.hi")
+# each group's roll-ups from its first delta's hour to the end of its day; and its latest one before that hour
+_HELD_SQL = (f"SELECT k.n, h.id, h.hour, h.rows, h.windows, h.anomalies, h.counts FROM {_GROUPS} "
+             f"JOIN stats_hourly h ON {_GROUP_MATCH} ORDER BY k.n, h.hour")
+_BASE_SQL = (f"SELECT DISTINCT ON (k.n) k.n, h.rows, h.windows, h.anomalies, h.counts FROM {_GROUPS} "
+             f"JOIN stats_hourly h ON {_GROUP_MATCH} ORDER BY k.n, h.hour DESC")
+ROLLUP_LOCKS = 0x726F6C6C  # the advisory lock class ('roll') of the (device, version, layout, day) roll-up locks
 _ANNOTATION_SQL = (
     f"INSERT INTO annotations ({ANNOTATION_COLUMNS}) {_values(15)} ON CONFLICT (annotation_id) DO NOTHING"
 )
@@ -140,19 +140,52 @@ def _returned(cur: psycopg.Cursor[Any], sql: str, rows: Sequence[tuple[Any, ...]
 
 
 def _roll_up(cur: psycopg.Cursor[Any], new_stats: list[tuple[Any, ...]]) -> None:
-    """Add new stats rows to their hourly roll-ups: new roll-ups are inserted, held ones locked (in one key order,
-    so two workers wait for each other, never deadlock), added to and written back."""
-    deltas = dict(sorted(batch_deltas(new_stats).items(), key=lambda kv: sort_key(kv[0])))
-    if not deltas:
+    """Add new stats rows to their day's cumulative roll-ups (`hub.store.rollup.cumulate`).
+
+    A row adds to its hour's roll-up and every later one of its day, and a new hour's roll-up starts from the
+    day's latest before it, so a writer holds each (device, version, layout, day) it touches: a transaction
+    advisory lock per group, taken in ascending lock-id order (two workers wait for each other, never deadlock;
+    a hash collision only makes two groups wait for each other). Then one read of the held roll-ups, one of the
+    bases where a new hour starts, and the inserts and updates, each one pipelined statement."""
+    groups = day_groups(batch_deltas(new_stats))
+    if not groups:
         return
-    inserted = {tuple(r) for r in _returned(cur, _HOURLY_INSERT_SQL, [
-        (*key, d.rows, d.windows, d.anomalies, d.blob()) for key, d in deltas.items()])}
-    rest = [key for key in deltas if key not in inserted]
-    if not rest:
-        return
-    held = cur.execute(_HOURLY_HELD_SQL, [list(col) for col in zip(*rest, strict=True)]).fetchall()
-    cur.executemany("UPDATE stats_hourly SET rows = %s, windows = %s, anomalies = %s, counts = %s WHERE id = %s",
-                    [(*deltas[(r[1], r[2], r[3], r[4])].merged(r[5], r[6], r[7], r[8]), r[0]) for r in held])
+    cur.execute("SELECT pg_advisory_xact_lock(%s::int, x) FROM unnest(%s::int[]) AS x",
+                (ROLLUP_LOCKS, sorted({_lock_id(key, day) for key, day, _ in groups})))
+    cols: list[list[Any]] = [[key[i] for key, _, _ in groups] for i in range(3)]
+    firsts = [deltas[0][0] for _, _, deltas in groups]
+    held: dict[int, list[tuple[int, int, Sums]]] = {}
+    for n, row_id, hour, rows, windows, anomalies, blob in cur.execute(
+            _HELD_SQL, [*cols, firsts, [day + DAY_HOURS for _, day, _ in groups]]).fetchall():
+        held.setdefault(n - 1, []).append((row_id, hour, blob_sums(rows, windows, anomalies, blob)))
+    need = [i for i, first in enumerate(firsts) if not held.get(i) or held[i][0][1] != first]
+    bases: dict[int, Sums] = {}
+    if need:
+        picked = [[col[i] for i in need] for col in cols]
+        for n, rows, windows, anomalies, blob in cur.execute(
+                _BASE_SQL, [*picked, [groups[i][1] for i in need], [firsts[i] for i in need]]).fetchall():
+            bases[need[n - 1]] = blob_sums(rows, windows, anomalies, blob)
+    inserts, updates = [], []
+    for i, (key, _, deltas) in enumerate(groups):
+        mine = held.get(i, [])
+        ids = {hour: row_id for row_id, hour, _ in mine}
+        for hour, sums, new in cumulate(bases.get(i), [(hour, v) for _, hour, v in mine], deltas):
+            if new:
+                inserts.append((*key, hour, *sums_blob(sums)))
+            else:
+                updates.append((*sums_blob(sums), ids[hour]))
+    if inserts:
+        cur.executemany("INSERT INTO stats_hourly (device_id, model_version, layout, hour, rows, windows, anomalies, "
+                        f"counts) {_values(8)}", inserts)
+    if updates:
+        cur.executemany("UPDATE stats_hourly SET rows = %s, windows = %s, anomalies = %s, counts = %s WHERE id = %s",
+                        updates)
+
+
+def _lock_id(key: tuple[str, str | None, str], day: int) -> int:
+    """A roll-up group's advisory lock id (signed 32 bits; stable across processes, unlike `hash`)."""
+    digest = hashlib.blake2b(repr((*key, day)).encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "little", signed=True)
 
 
 class IngestQueries(PostgresConnection):

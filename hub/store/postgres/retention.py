@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from hub.store.postgres.connection import PostgresConnection
 from hub.store.retention import Cutoffs, Pruned
-from hub.store.rollup import hours_before
+from hub.store.rollup import rollup_days_before
 from hub.store.sqlite.retention import prune_ended_incidents
 
 # A sample nothing refers to: no annotation names it (by trace or by its device's time range), no label set
@@ -45,8 +45,8 @@ class RetentionQueries(PostgresConnection):
             "id <= coalesce((SELECT id FROM (SELECT id, sum(length(payload) + length(detail)) OVER (ORDER BY id DESC) "
             "AS kept FROM dead_letters) k WHERE kept > %s ORDER BY id DESC LIMIT 1), -1)",
             [dead_letters_max_bytes], batch_rows)
-        # the hourly roll-ups of the hours wholly before the stats cutoff (not counted: they are not stats rows)
-        self._delete_batches("stats_hourly", "id", "hour < %s", [hours_before(cutoffs.stats)], batch_rows)
+        # the roll-ups of the days wholly before the stats cutoff (cumulative within a day; not counted: not stats rows)
+        self._delete_batches("stats_hourly", "id", "hour < %s", [rollup_days_before(cutoffs.stats)], batch_rows)
         return Pruned(
             dead_letters=dead,
             events=self._delete_batches("events", "id", "ts < %s", [cutoffs.events], batch_rows),

@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 
 from hub.store.postgres.connection import lock
-from hub.store.rollup import json_row_deltas
+from hub.store.rollup import json_row_deltas, running_sums
 
 MIGRATIONS_TABLE = "fleetloop_migrations"
 
@@ -393,6 +393,14 @@ MIGRATIONS: tuple[tuple[str, tuple[Step, ...]], ...] = (
         "CREATE INDEX stats_hourly_hour ON stats_hourly (hour)",
         lambda conn: _backfill_rollups(conn),
     )),
+    # Roll-ups cumulative within their UTC day (hub.store.rollup): a window's sums are each day's latest roll-up
+    # less the one before its start, ≤ 3 per device for a day's drift run; the index on (hour, key) finds each
+    # day's latest roll-up without reading them all.
+    ("m013_cumulative_rollups", (
+        lambda conn: cumulative_rollups(conn),
+        "DROP INDEX stats_hourly_hour",
+        "CREATE INDEX stats_hourly_latest ON stats_hourly (hour, device_id, model_version, layout)",
+    )),
 )
 
 
@@ -407,6 +415,17 @@ def _backfill_rollups(conn: psycopg.Connection[Any]) -> None:
             "INSERT INTO stats_hourly (device_id, model_version, layout, hour, rows, windows, anomalies, counts) "
             "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
             [(*key, d.rows, d.windows, d.anomalies, d.blob()) for key, d in deltas.items()])
+
+
+def cumulative_rollups(conn: psycopg.Connection[Any]) -> None:
+    """The hourly sums stored made running sums within their day (m013)."""
+    with conn.cursor(name="m013_rollups") as held:
+        held.execute("SELECT id, device_id, model_version, layout, hour, rows, windows, anomalies, counts "
+                     "FROM stats_hourly ORDER BY device_id, model_version, layout, hour")
+        rows = [(*r[1:], r[0]) for r in running_sums(held)]
+    with conn.cursor() as cur:
+        cur.executemany("UPDATE stats_hourly SET rows = %s, windows = %s, anomalies = %s, counts = %s WHERE id = %s",
+                        rows)
 
 
 def migrate(conn: psycopg.Connection[object]) -> list[str]:
@@ -431,4 +450,4 @@ def migrate(conn: psycopg.Connection[object]) -> list[str]:
     return applied
 
 
-__all__ = ["MIGRATIONS", "MIGRATIONS_TABLE", "migrate"]
+__all__ = ["MIGRATIONS", "MIGRATIONS_TABLE", "cumulative_rollups", "migrate"]

@@ -45,7 +45,9 @@ from hub.store.rows.ingest import (
     StatsRow,
     StatsSum,
     StoreCounts,
+    drift_event,
     layout_bins,
+    report_json,
 )
 from hub.store.rows.labels import (
     ExclusionRow,
@@ -123,5 +125,7 @@ __all__ = [
     "StatsSum",
     "StoreCounts",
     "TrainingJobRow",
+    "drift_event",
     "layout_bins",
+    "report_json",
 ]

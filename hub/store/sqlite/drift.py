@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from hub.store.rows import DRIFT_EVENT, DriftReportRow, EventRow
+from hub.store.rows import DRIFT_EVENT, DriftReportRow, EventRow, drift_event, report_json
 from hub.store.sqlite.connection import SqliteConnection
 
 
@@ -15,18 +15,19 @@ class DriftQueries(SqliteConnection):
     """`DriftStore` on SQLite (a mixin of `SqliteHubStore`)."""
 
     def save_drift_report(self, report: Mapping[str, Any], scope: str, verdict: str, ts: float) -> int:
+        return self.save_drift_reports([(report, scope, verdict)], ts)[0]
+
+    def save_drift_reports(self, reports: Sequence[tuple[Mapping[str, Any], str, str]], ts: float) -> list[int]:
+        ids = []
         with self._write() as conn:
-            cur = conn.execute(
-                "INSERT INTO drift_reports (ts, scope, verdict, report) VALUES (?, ?, ?, ?)",
-                (ts, scope, verdict, json.dumps(report, allow_nan=False)),
-            )
-            report_id = int(cur.lastrowid or 0)
-            if verdict == "drift":
-                payload = {"report_id": report_id, "scope": scope, "reason": report.get("reason"),
-                           "drifted_features": report.get("drifted_features", [])}
-                conn.execute("INSERT INTO events (ts, kind, payload) VALUES (?, ?, ?)",
-                             (ts, DRIFT_EVENT, json.dumps(payload, allow_nan=False)))
-        return report_id
+            for report, scope, verdict in reports:
+                cur = conn.execute("INSERT INTO drift_reports (ts, scope, verdict, report) VALUES (?, ?, ?, ?)",
+                                   (ts, scope, verdict, report_json(report)))
+                ids.append(int(cur.lastrowid or 0))
+                if verdict == "drift":
+                    conn.execute("INSERT INTO events (ts, kind, payload) VALUES (?, ?, ?)",
+                                 (ts, DRIFT_EVENT, drift_event(ids[-1], scope, report)))
+        return ids
 
     def drift_reports(self, limit: int = 100, scope: str | None = None) -> list[DriftReportRow]:
         where, params = ("WHERE scope = ?", [scope]) if scope is not None else ("", [])

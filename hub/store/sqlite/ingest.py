@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from hub.store.presence import Presence, applied, status_applies
-from hub.store.rollup import batch_deltas, read_sums, sort_key
+from hub.store.rollup import DAY_HOURS, batch_deltas, blob_sums, cumulate, day_groups, read_sums, sums_blob
 from hub.store.rows import (
     DEAD_LETTER_PAYLOAD_BYTES,
     AnnotationRow,
@@ -91,19 +91,30 @@ def write_rows(conn: sqlite3.Connection, rows: BatchRows) -> tuple[dict[str, int
     return stored, duplicates, sum(_apply_status(conn, r) for r in rows.statuses)
 
 
+_HELD_SQL = ("SELECT id, hour, rows, windows, anomalies, counts FROM stats_hourly WHERE device_id = ? "
+             "AND model_version IS ? AND layout = ? AND hour >= ? AND hour < ? ORDER BY hour")
+
+
 def _roll_up(conn: sqlite3.Connection, new_stats: list[tuple[Any, ...]]) -> None:
-    """Add new stats rows to their hourly roll-ups (read, add, write: SQLite has one writer at a time)."""
-    for key, delta in sorted(batch_deltas(new_stats).items(), key=lambda kv: sort_key(kv[0])):
-        device, version, layout, hour = key
-        held = conn.execute("SELECT id, rows, windows, anomalies, counts FROM stats_hourly WHERE device_id = ? "
-                            "AND model_version IS ? AND layout = ? AND hour = ?", key).fetchone()
-        if held is None:
-            conn.execute("INSERT INTO stats_hourly (device_id, model_version, layout, hour, rows, windows, anomalies, "
-                         "counts) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                         (device, version, layout, hour, delta.rows, delta.windows, delta.anomalies, delta.blob()))
-        else:
-            conn.execute("UPDATE stats_hourly SET rows = ?, windows = ?, anomalies = ?, counts = ? WHERE id = ?",
-                         (*delta.merged(held[1], held[2], held[3], held[4]), held[0]))
+    """Add new stats rows to their day's cumulative roll-ups (`hub.store.rollup.cumulate`: the roll-up of each
+    row's hour and every later one of its day; read, add, write: SQLite has one writer at a time)."""
+    for (device, version, layout), day, deltas in day_groups(batch_deltas(new_stats)):
+        first, end = deltas[0][0], day + DAY_HOURS
+        held = conn.execute(_HELD_SQL, (device, version, layout, first, end)).fetchall()
+        base = None
+        if not held or held[0][1] != first:
+            before = conn.execute(_HELD_SQL.replace("ORDER BY hour", "ORDER BY hour DESC LIMIT 1"),
+                                  (device, version, layout, day, first)).fetchone()
+            base = None if before is None else blob_sums(*before[2:])
+        ids = {r[1]: r[0] for r in held}
+        for hour, sums, new in cumulate(base, [(r[1], blob_sums(*r[2:])) for r in held], deltas):
+            if new:
+                conn.execute("INSERT INTO stats_hourly (device_id, model_version, layout, hour, rows, windows, "
+                             "anomalies, counts) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                             (device, version, layout, hour, *sums_blob(sums)))
+            else:
+                conn.execute("UPDATE stats_hourly SET rows = ?, windows = ?, anomalies = ?, counts = ? WHERE id = ?",
+                             (*sums_blob(sums), ids[hour]))
 
 
 class IngestQueries(SqliteConnection):

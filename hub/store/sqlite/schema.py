@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 from sqlite_utils import Database, Migrations
 
-from hub.store.rollup import json_row_deltas
+from hub.store.rollup import json_row_deltas, running_sums
 
 migrations = Migrations("fleetloop.hub")
 
@@ -483,3 +485,21 @@ def m012_stats_rollup(db: Database) -> None:
         "INSERT INTO stats_hourly (device_id, model_version, layout, hour, rows, windows, anomalies, counts) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         [(*key, d.rows, d.windows, d.anomalies, d.blob()) for key, d in json_row_deltas(old).items()])
+
+
+@migrations()
+def m013_cumulative_rollups(db: Database) -> None:
+    # Roll-ups cumulative within their UTC day (hub.store.rollup): a window's sums are each day's latest roll-up
+    # less the one before its start, ≤ 3 per device for a day's drift run. The hourly sums stored are made
+    # running sums here; the index on (hour, key) finds each day's latest roll-up without reading them all.
+    cumulative_rollups(db.conn)
+    db.execute("DROP INDEX stats_hourly_hour")
+    db.execute("CREATE INDEX stats_hourly_latest ON stats_hourly (hour, device_id, model_version, layout)")
+
+
+def cumulative_rollups(conn: sqlite3.Connection) -> None:
+    """The hourly sums stored made running sums within their day (m013)."""
+    rows = conn.execute("SELECT id, device_id, model_version, layout, hour, rows, windows, anomalies, counts "
+                        "FROM stats_hourly ORDER BY device_id, model_version, layout, hour").fetchall()
+    conn.executemany("UPDATE stats_hourly SET rows = ?, windows = ?, anomalies = ?, counts = ? WHERE id = ?",
+                     [(*r[1:], r[0]) for r in running_sums(rows)])

@@ -1,4 +1,4 @@
-"""The drift run's read through hourly roll-ups (`IngestStore.stats_sums`) against the old read of every stats row:
+"""The drift run's read through cumulative roll-ups (`IngestStore.stats_sums`) against the old read of every stats row:
 same sketches, same reports, same skipped rows, over a day with ragged ends, redeliveries, odd bins and old rows."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from hub.drift.fold import StatsFold, device_sketches
 from hub.drift.service import DriftService, cohort_map
 from hub.registry.references import ReferenceLibrary
 from hub.store import IngestRecord
+from hub.store.rollup import hour_start
 from hub.store.sqlite import SqliteHubStore
 from shared.manifest import ModelManifest
 from shared.wire import replace
@@ -54,13 +55,15 @@ def old_read(store: SqliteHubStore, manifest: ModelManifest, start: float, end: 
     return sketches, skipped
 
 
-@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize("seed, whole_hours", [(1, False), (2, True)])
 def test_roll_ups_give_the_sketches_and_reports_of_the_rows(
-    store: SqliteHubStore, models_dir: Path, manifest: ModelManifest, seed: int
+    store: SqliteHubStore, models_dir: Path, manifest: ModelManifest, seed: int, whole_hours: bool
 ) -> None:
+    """Exact ends (whole_hours off): the start's partial hour is added raw, the rows after the end (up to T0)
+    subtracted from the end hour's roll-up; whole hours: the window starts on the hour and reads no raw start."""
     a_day(store, manifest, seed)
-    now = T0 - 1234.5  # mid-hour: both ends of the window are read raw, the 23 hours between from roll-ups
-    start = now - DAY_S
+    now = T0 - 1234.5  # mid-hour, with rows after it in its hour
+    start = hour_start(now - DAY_S) if whole_hours else now - DAY_S
     sketches, skipped = old_read(store, manifest, start, now)
 
     fold = StatsFold(manifest)
@@ -75,10 +78,12 @@ def test_roll_ups_give_the_sketches_and_reports_of_the_rows(
         assert (new[device].windows, new[device].anomalies) == (sketch.windows, sketch.anomalies)
     assert sum(b.rows for b in bad) == skipped["bad_bins"] == 1
 
-    service = DriftService(store, ReferenceLibrary(models_dir), DriftSettings(window_s=DAY_S))
+    service = DriftService(store, ReferenceLibrary(models_dir), DriftSettings(window_s=DAY_S,
+                                                                              whole_hours=whole_hours))
     old_reports = service._reports(manifest, sketches, cohort_map(store.devices()))
     reports = service.run(now)
     assert [r["scope"] for r in reports] == [r.scope for r, _ in old_reports]
+    assert reports[0]["window_start"] == start
     for stored, (old, _) in zip(reports, old_reports, strict=True):
         want = old.to_dict()
         assert {k: stored[k] for k in want} == want

@@ -198,6 +198,13 @@ def test_settings_decide_the_window_and_thresholds(
     assert reports["fleet@v1"]["n_current"] == 6 * 2 * 200  # [T0-1500, T0): two rows per device
     assert reports["fleet@v1"]["verdict"] == "insufficient_data"
     assert reports["fleet@v1"]["min_samples"] == 3000
+    # drift.whole_hours (the default) starts a window on its hour only when that adds at most 1/24 of it: a
+    # half-hour window starts exactly (above), one of 24 h from the hour its start falls in (T0 is 800 s past one)
+    day = DriftService(store, ReferenceLibrary(models_dir), DriftSettings(window_s=86_400 + 700)).run(T0)
+    assert (day[0]["window_start"], day[0]["n_current"]) == (T0 - 86_400 - 800, (6 * 3 + 1) * 200)
+    exact = DriftService(store, ReferenceLibrary(models_dir),
+                         DriftSettings(window_s=86_400 + 700, whole_hours=False)).run(T0)
+    assert exact[0]["window_start"] == T0 - 86_400 - 700
     assert by_scope(service(store, models_dir, test="ks").run(T0))["fleet@v1"]["test"] == "ks"
 
 

@@ -52,3 +52,18 @@ def test_stats_ends_bound_a_versions_stats(store: HubStore) -> None:
     assert store.stats_ends("v1") == (T0 + 60, T0 + 600)
     assert store.stats_ends("v2") == (T0 + 9000, T0 + 9000)
     assert store.stats_ends("v3") is None
+
+
+def test_a_runs_reports_are_saved_in_one_write_with_their_ids_in_order(store: HubStore) -> None:
+    reports = [({"scope": f"device:d{i}", "verdict": v, "reason": f"r{i}", "drifted_features": ["f"] if v == "drift"
+                 else [], "psi": float("nan") if i == 1 else 0.5}, f"device:d{i}", v)
+               for i, v in enumerate(["no_drift", "drift", "insufficient_data", "drift"])]
+    first = store.save_drift_report({"scope": "fleet"}, "fleet", "no_drift", T0)
+    ids = store.save_drift_reports(reports, T0 + 1)
+    assert len(ids) == 4 and ids == sorted(ids) and ids[0] > first
+    rows = {r.id: r for r in store.drift_reports()}
+    assert [(rows[i].scope, rows[i].verdict, rows[i].ts) for i in ids] == [(s, v, T0 + 1) for _, s, v in reports]
+    assert rows[ids[1]].report["psi"] is None  # a non-finite float is stored as null
+    assert [(e.payload["report_id"], e.payload["scope"]) for e in store.events(kind=DRIFT_EVENT)] == [
+        (ids[1], "device:d1"), (ids[3], "device:d3")]
+    assert store.save_drift_reports([], T0) == []
