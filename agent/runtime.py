@@ -223,15 +223,9 @@ class Agent:
         swaps the model back between two windows), and under feature set 2 (its history features are
         those after each window's last reading)."""
         if len(batch) == 1 or self.models.health is not None or self.regime_pipeline is not None:
-            ts, units = batch.ts.tolist(), batch.units
-            for i, t in enumerate(ts):
-                unit = units[i] if units is not None else None
-                problem = reading_problem(Reading(t, batch.values[i], unit))
-                if problem is not None:
-                    self.counters.readings += 1
-                    self._skip_reading(problem)
-                else:
-                    self._process_one(t, batch.values[i], unit)
+            units = batch.units
+            for i, t in enumerate(batch.ts.tolist()):
+                self.process(Reading(t, batch.values[i], units[i] if units is not None else None))
             return
         self._process_rows(batch)
 
