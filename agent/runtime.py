@@ -33,6 +33,7 @@ from agent.dbfile import DatabaseCorruptError, StorageFullError, translate
 from agent.exchange import Exchange
 from agent.guard import ErrorTally
 from agent.link import Link
+from agent.memory import release_library_pages
 from agent.models.fetch import ArtifactFetcher, UrlFetcher
 from agent.models.health import HealthCriteria
 from agent.models.manager import ModelEventKind, ModelManager
@@ -118,6 +119,8 @@ class Agent:
         store.clean_staging()  # what a kill -9 left mid-download or mid-install
         self.model = self._initial_model()
         self._bind(self.model, time.time())
+        self._release_due = math.inf
+        self._arm_release()
         fetcher = fetcher or UrlFetcher(timeout_s=settings.fetch_timeout_s,
                                         max_bytes=int(settings.fetch_max_mb * 1024 * 1024))
         trial = (TrialLimits(settings.model_trial_memory_mb, settings.model_trial_timeout_s)
@@ -186,6 +189,18 @@ class Agent:
         self.model = model
         self._bind(model, now, keep_windows=same_windows)
         self._announce()
+        self._arm_release()
+
+    def _arm_release(self) -> None:
+        """Hand loading-only library pages back `release_pages_after_s` from now (see `agent.memory`)."""
+        after = self.settings.release_pages_after_s
+        self._release_due = time.time() + after if after is not None else math.inf
+
+    def _release_pages(self) -> None:
+        self._release_due = math.inf
+        released = release_library_pages()
+        if released is not None:
+            log.info("%s", released)
 
     def _announce(self) -> None:
         """Re-publish the retained status so the hub sees the serving/shadow version at once."""
@@ -490,6 +505,8 @@ class Agent:
                             self.forwarder.trim()
                         next_retention = now + RETENTION_EVERY_S
                     self.storage.tick(now)
+                    if now >= self._release_due:
+                        self._release_pages()
                 except Exception as exc:  # the last resort: count, log once per kind, go on (see _step_failed)
                     self._step_failed(exc)
                     stop.wait(PUMP_EVERY_S)  # no hot spin on a step that keeps failing

@@ -93,6 +93,10 @@ class AgentSettings(EnvSettings, kw_only=True):
         gt=0, description="longest a trial (load + warm-up) takes")] = 120.0
     health_rss_growth_mb: Annotated[float, Meta(gt=0, description="resident memory a swapped-in model may add "
                                                 "during its health check (None: not watched)")] | None = 256.0
+    release_pages_after_s: Annotated[float, Meta(gt=0, description="seconds after start, and after each model "
+                                                 "swap, when the library pages touched only while loading are "
+                                                 "handed back to the kernel (Linux 5.4+, agent/memory.py); None: "
+                                                 "never")] | None = 20.0
 
     sample_rate: Annotated[float, Meta(ge=0.0, le=1.0, description="random share of predictions sent")] = 0.01
     low_confidence_per_min: Annotated[int, Meta(ge=0, description="cap on low-confidence samples")] = 60
