@@ -41,7 +41,7 @@ _ZERO = _frozen(np.zeros(1, dtype=np.intp))  # `push_one`'s Emitted.ends and blo
 _N_SUMS = 3  # sum of d, of d^2 and of r * d, with d = x - anchor and r the index in the block
 
 
-_Lists = tuple[list[list[list[float]]], list[list[float]], list[list[float]], list[float], list[float]]
+_Lists = tuple[list[float], list[float]]
 
 
 class _Block:
@@ -60,7 +60,7 @@ class _Block:
         self.sums = np.zeros((_N_SUMS, size + 1, width)) if sums is None else sums
         self.lo = np.full((size + 1, width), np.inf) if lo is None else lo
         self.hi = np.full((size + 1, width), -np.inf) if hi is None else hi
-        self.lists: _Lists | None = None  # the suffixes as Python floats, for `WindowState.push_one`
+        self.lists: _Lists | None = None  # anchor and times as Python floats, for `WindowState.push_one`
 
     @classmethod
     def empty(cls, size: int, width: int) -> _Block:
@@ -108,6 +108,7 @@ class WindowState:
         self._carry_hi = np.full(width, -np.inf)
         self._py: list[list[float]] | None = None  # the carry as lists while `push_one` feeds the state
         self._r = np.arange(size, dtype=np.float64)[:, None]
+        self._terms = np.empty((_N_SUMS, size, width))  # `_suffix`'s scratch
         self._locals = [_frozen(np.array([r], dtype=np.intp)) for r in range(size)]  # `push_one`'s Emitted.local
         self._tbar = (size - 1) / 2.0
         self._tt = size * (size * size - 1) / 12.0  # sum of (t - tbar)^2 over a window
@@ -123,7 +124,7 @@ class WindowState:
         What `push_many` does for one row, bit for bit, but in Python floats: a live agent gets its readings one at a
         time, and numpy's per-call overhead on ``width``-long vectors costs more than the arithmetic. The carried
         prefixes live in Python lists until the next `push_many` (see `_carried`); the previous block's suffixes are
-        turned into lists once per block. ``min``/``max`` mirror numpy's ``minimum``/``maximum`` (which return the
+        read a row at a time. ``min``/``max`` mirror numpy's ``minimum``/``maximum`` (which return the
         second operand on a tie, so signed zeros come out the same)."""
         xs = np.asarray(row, dtype=np.float64)
         if xs.shape != (self.width,):
@@ -170,10 +171,12 @@ class WindowState:
         the same order, on Python floats."""
         size, prev, cur = self.size, self._prev, self._cur
         if prev.lists is None:
-            prev.lists = (prev.sums.tolist(), prev.lo.tolist(), prev.hi.tolist(), prev.anchor.tolist(),
-                          prev.times.tolist())
-        sums, plo_, phi_, panchor, ptimes = prev.lists
-        qs0, qs1, qs2, qlo_, qhi_ = sums[0][e], sums[1][e], sums[2][e], plo_[e], phi_[e]
+            prev.lists = (prev.anchor.tolist(), prev.times.tolist())
+        panchor, ptimes = prev.lists
+        # this window's row of the suffixes only: converting whole blocks at once made every block's first window
+        # the slowest (a latency spike once a block, not a cost a reading)
+        qs0, qs1, qs2 = prev.sums[:, e].tolist()
+        qlo_, qhi_ = prev.lo[e].tolist(), prev.hi[e].tolist()
         q = float(size - e)
         tbar, tt, k_err = self._tbar, self._tt, 8.0 * size * _EPS
         feats: list[float] = []
@@ -334,13 +337,16 @@ class WindowState:
 
     def _suffix(self, b: _Block) -> None:
         """Fill a complete block's suffix accumulations (row ``size`` stays empty)."""
-        d = b.rows - b.anchor
-        b.sums[0, :-1] = np.cumsum(d[::-1], axis=0)[::-1]
-        b.sums[1, :-1] = np.cumsum((d * d)[::-1], axis=0)[::-1]
-        b.sums[2, :-1] = np.cumsum((d * self._r)[::-1], axis=0)[::-1]
+        # into preallocated arrays and straight into the block's (reversed views): a live agent pays this once a
+        # block, inside one reading's latency
+        terms = self._terms
+        d = np.subtract(b.rows, b.anchor, out=terms[0])
+        np.multiply(d, d, out=terms[1])
+        np.multiply(d, self._r, out=terms[2])
+        np.cumsum(terms[:, ::-1], axis=1, out=b.sums[:, -2::-1])
         b.sums[:, -1] = 0.0
-        b.lo[:-1] = np.minimum.accumulate(b.rows[::-1], axis=0)[::-1]
-        b.hi[:-1] = np.maximum.accumulate(b.rows[::-1], axis=0)[::-1]
+        np.minimum.accumulate(b.rows[::-1], axis=0, out=b.lo[-2::-1])
+        np.maximum.accumulate(b.rows[::-1], axis=0, out=b.hi[-2::-1])
         b.lo[-1], b.hi[-1] = np.inf, -np.inf
 
     def _roll(self, done: _Block) -> None:
