@@ -352,8 +352,11 @@ def measure(workdir: Path, name: str, base: dict[str, Any], **job: Any) -> dict[
 
 
 def report(onnx: dict[str, Any], skl: dict[str, Any], rows: dict[str, Any], cpu: int, n_sensors: int,
-           gateway: dict[str, Any], batch: int, live: bool = False) -> tuple[str, dict[str, Any]]:
-    """The human table and the JSON summary (headline numbers are the onnxruntime pipeline's)."""
+           gateway: dict[str, Any], batch: int, live: bool = False,
+           live_onnx: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+    """The human table and the JSON summary (headline numbers are the onnxruntime pipeline's). `live_onnx` is the
+    onnxruntime pipeline fed one reading a call (a batched run's companion): its p99 is a window's latency."""
+    latency = live_onnx or onnx  # a window's own latency: one reading a call (batched, it waits for its batch)
     speedup = onnx["windows_per_s"] / skl["windows_per_s"]
     summary: dict[str, Any] = {
         "windows_per_s": round(onnx["windows_per_s"], 1),
@@ -398,9 +401,13 @@ def report(onnx: dict[str, Any], skl: dict[str, Any], rows: dict[str, Any], cpu:
         "install_distributions": gateway["install_distributions"],
         "cpu": cpu,
     }
+    if live_onnx is not None:
+        summary.update({"live_windows_per_s": round(live_onnx["windows_per_s"], 1),
+                        "live_p50_ms": round(live_onnx["p50_ms"], 4), "live_p99_ms": round(live_onnx["p99_ms"], 4),
+                        "live_max_ms": round(live_onnx["max_ms"], 3)})
     met = {
         "windows_per_s": onnx["windows_per_s"] >= TARGETS["windows_per_s"],
-        "p99_ms": onnx["p99_ms"] <= TARGETS["p99_ms"],
+        "p99_ms": latency["p99_ms"] <= TARGETS["p99_ms"],
         "rss_mb": onnx["rss_mb"] <= TARGETS["rss_mb"],
         "speedup": speedup >= TARGETS["speedup"],
         "start_s": gateway["start_s"] <= TARGETS["start_s"],
@@ -422,7 +429,10 @@ def report(onnx: dict[str, Any], skl: dict[str, Any], rows: dict[str, Any], cpu:
         f"{'pipeline':<18}{'windows/s':>10}{'CPU w/s':>9}{'p50 ms':>8}{'p99 ms':>8}{'commit ms/win':>14}"
         f"{'commit p99 ms':>14}{'RSS MB':>8}{'windows':>9}",
     ]
-    for name, r in (("onnxruntime", onnx), ("scikit-learn", skl), ("scikit-learn 1/call", rows)):
+    runs = [("onnxruntime", onnx), ("scikit-learn", skl), ("scikit-learn 1/call", rows)]
+    if live_onnx is not None:
+        runs.insert(1, ("onnxruntime live", live_onnx))
+    for name, r in runs:
         lines.append(
             f"{name:<18}{r['windows_per_s']:>10,.0f}{r['cpu_windows_per_s']:>9,.0f}{r['p50_ms']:>8.3f}"
             f"{r['p99_ms']:>8.3f}{r['commit_ms_per_window']:>14.4f}{r['commit_p99_ms']:>14.2f}{r['rss_mb']:>8.1f}"
@@ -436,7 +446,8 @@ def report(onnx: dict[str, Any], skl: dict[str, Any], rows: dict[str, Any], cpu:
         f"  {summary['speedup_vs_rowwise']:.1f}x ({summary['cpu_speedup_vs_rowwise']:.1f}x on CPU time) over "
         "scikit-learn scoring one window a call (how the pipeline scored before it batched)",
         f"targets: >= {TARGETS['windows_per_s']:,.0f} windows/s {verdict[met['windows_per_s']]}; "
-        f"p99 <= {TARGETS['p99_ms']:g} ms {verdict[met['p99_ms']]}; RSS <= {TARGETS['rss_mb']:.0f} MB "
+        f"p99 <= {TARGETS['p99_ms']:g} ms{' (live)' if live_onnx else ''} {verdict[met['p99_ms']]}; "
+        f"RSS <= {TARGETS['rss_mb']:.0f} MB "
         f"{verdict[met['rss_mb']]}; >= {TARGETS['speedup']:.0f}x scikit-learn {verdict[met['speedup']]}",
         "",
         f"{'gateway':<13}{'start s':>10}{'run RSS MB':>12}{'install MB':>12}",
@@ -454,7 +465,8 @@ def report(onnx: dict[str, Any], skl: dict[str, Any], rows: dict[str, Any], cpu:
         "           the call began): windowing, features, scoring, decisions, pending rows and outbox messages",
         f"           ({100 * summary['anomaly_rate']:.1f}% anomalies, {100 * summary['sample_rate']:.1f}% samples); "
         f"no SQLite. Per window that is {1000 * onnx['process_ms_per_window']:.1f} us; a smaller --batch trades "
-        "throughput for latency",
+        "throughput for latency" + ("; `onnxruntime live` is fed one reading a call, as a live source feeds it, "
+                                    "so its p99 is a window's own latency (the p99 target's)" if live_onnx else ""),
         "commit     all commit() time / windows, and p99 of commit() calls (one transaction per <= 256 windows;",
         "           WAL auto-checkpoints with their fsync happen inside some commits)",
         f"RSS        ru_maxrss of each child (MiB), including {onnx['bench_buffers_mb']:.1f} MiB of benchmark buffers "
@@ -540,6 +552,8 @@ def main(argv: list[str] | None = None) -> int:
         base = {**prepared, "cpu": args.cpu, "warmup": WARMUP_WINDOWS, "profile": False, "batch": args.batch,
                 "live": args.live}
         onnx = measure(workdir, "onnxruntime", base, scorer="onnx", windows=args.windows)
+        live_onnx = None if args.live else measure(workdir, "onnxruntime-live", {**base, "live": True},
+                                                   scorer="onnx", windows=args.windows)
         skl = measure(workdir, "sklearn", base, scorer="sklearn", windows=args.sklearn_windows)
         rows = measure(workdir, "sklearn-rows", base, scorer="sklearn-rows", windows=args.sklearn_windows)
         install_mb, dists = install_size_mb()
@@ -548,7 +562,7 @@ def main(argv: list[str] | None = None) -> int:
                    "run_rss_anon_mb": running["RssAnon"], "run_rss_file_mb": running["RssFile"],
                    "run_seconds": args.run_seconds, "install_mb": install_mb, "install_distributions": dists}
         table, summary = report(onnx, skl, rows, args.cpu, len(prepared["sensors"]), gateway, args.batch,
-                                args.live)
+                                args.live, live_onnx)
         sys.stdout.write(table)
         if args.profile:
             prof = measure(workdir, "profile", base, scorer="onnx", windows=args.windows, profile=True)
