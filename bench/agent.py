@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -334,6 +335,29 @@ def install_size_mb(extra: str = "agent") -> tuple[float, list[str]]:
     return sum(seen.values()) / 2**20, sorted(seen)
 
 
+def wheel_install_mb(dists: list[str], platform_tag: str, python: str = platform.python_version()) -> float:
+    """Installed bytes (MiB) of `dists` on another platform (e.g. a Raspberry Pi's ``manylinux_2_28_aarch64``):
+    the versions installed here, as that platform's wheels (pip download from the configured index, no install),
+    each wheel's uncompressed files summed (what its RECORD lists). Raises SystemExit with pip's words if the index
+    cannot serve them."""
+    pins = [f"{d}=={metadata.version(d)}" for d in dists]
+    # the older manylinux tags too: some of the agent's wheels are built for them only
+    tags = [platform_tag] + (["manylinux_2_17_aarch64", "manylinux2014_aarch64"] if "aarch64" in platform_tag else [])
+    with tempfile.TemporaryDirectory(prefix="fleetloop-wheels-") as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
+               "--python-version", python, "--implementation", "cp", "-d", tmp, *pins]
+        for tag in tags:
+            cmd[4:4] = ["--platform", tag]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if out.returncode != 0:
+            raise SystemExit(f"pip could not download {platform_tag} wheels:\n{out.stderr[-2000:]}")
+        total = 0
+        for wheel in Path(tmp).glob("*.whl"):
+            with zipfile.ZipFile(wheel) as zf:
+                total += sum(info.file_size for info in zf.infolist())
+    return total / 2**20
+
+
 def _dist_bytes(dist: metadata.Distribution) -> int:
     total = 0
     for f in dist.files or []:
@@ -398,6 +422,9 @@ def report(onnx: dict[str, Any], skl: dict[str, Any], rows: dict[str, Any], cpu:
         "run_rss_file_mb": round(gateway["run_rss_file_mb"], 1),
         "run_seconds": gateway["run_seconds"],
         "install_mb": round(gateway["install_mb"], 1),
+        "install_platform": gateway["install_platform"],
+        "install_platform_mb": (None if gateway["install_platform_mb"] is None
+                                else round(gateway["install_platform_mb"], 1)),
         "install_distributions": gateway["install_distributions"],
         "cpu": cpu,
     }
@@ -413,6 +440,8 @@ def report(onnx: dict[str, Any], skl: dict[str, Any], rows: dict[str, Any], cpu:
         "start_s": gateway["start_s"] <= TARGETS["start_s"],
         "run_rss_mb": gateway["run_rss_mb"] <= TARGETS["run_rss_mb"],
         "install_mb": gateway["install_mb"] <= TARGETS["install_mb"],
+        "install_platform_mb": gateway["install_platform_mb"] is not None
+        and gateway["install_platform_mb"] <= TARGETS["install_mb"],
     }
     summary["targets_met"] = met
     lines = [
@@ -454,7 +483,10 @@ def report(onnx: dict[str, Any], skl: dict[str, Any], rows: dict[str, Any], cpu:
         f"{'agent':<13}{gateway['start_s']:>10.3f}{gateway['run_rss_mb']:>12.1f}{gateway['install_mb']:>12.1f}",
         f"targets: start <= {TARGETS['start_s']:g} s {verdict[met['start_s']]}; running RSS <= "
         f"{TARGETS['run_rss_mb']:.0f} MB {verdict[met['run_rss_mb']]}; install <= {TARGETS['install_mb']:.0f} MB "
-        f"{verdict[met['install_mb']]}",
+        f"{verdict[met['install_mb']]} here ({platform.machine()})"
+        + ("" if gateway["install_platform_mb"] is None else
+           f", {verdict[met['install_platform_mb']]} on {gateway['install_platform']} "
+           f"({gateway['install_platform_mb']:.1f} MB of its wheels)"),
         "",
         "windows/s  measured windows / wall time of Agent.run(): read, process, commit, housekeeping (no MQTT);",
         "           build, model load and 1,000 warm-up windows are not timed",
@@ -517,6 +549,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--live", action="store_true",
                         help="hand readings over one a call, as a live source does (commit_every stays --batch)")
     parser.add_argument("--repeat", type=int, default=5, help="agent restarts timed (the median is reported)")
+    parser.add_argument("--install-platform", default="manylinux_2_28_aarch64", metavar="TAG",
+                        help="also size the agent's install for this platform's wheels (a Raspberry Pi's by default; "
+                             "pip downloads them); 'none' skips it")
     parser.add_argument("--run-seconds", type=float, default=DEFAULT_RUN_SECONDS,
                         help="how long the real agent runs before its RSS is read")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
@@ -560,7 +595,10 @@ def main(argv: list[str] | None = None) -> int:
         running = measure_running_rss(workdir, prepared["model_dir"], args.run_seconds, 1)
         gateway = {"start_s": measure_start(workdir, base, args.repeat), "run_rss_mb": running["VmRSS"],
                    "run_rss_anon_mb": running["RssAnon"], "run_rss_file_mb": running["RssFile"],
-                   "run_seconds": args.run_seconds, "install_mb": install_mb, "install_distributions": dists}
+                   "run_seconds": args.run_seconds, "install_mb": install_mb, "install_distributions": dists,
+                   "install_platform": None if args.install_platform == "none" else args.install_platform,
+                   "install_platform_mb": None if args.install_platform == "none"
+                   else wheel_install_mb(dists, args.install_platform)}
         table, summary = report(onnx, skl, rows, args.cpu, len(prepared["sensors"]), gateway, args.batch,
                                 args.live, live_onnx)
         sys.stdout.write(table)
