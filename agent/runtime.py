@@ -197,6 +197,9 @@ class Agent:
         self._release_due = time.time() + after if after is not None else math.inf
 
     def _release_pages(self) -> None:
+        if self.models.health is not None:  # pages read back in would count against a swapped-in model's latency
+            self._arm_release()
+            return
         self._release_due = math.inf
         released = release_library_pages()
         if released is not None:

@@ -13,6 +13,7 @@ import numpy as np
 
 from agent.app import build_agent
 from agent.memory import clean_file_mappings
+from agent.models.health import HealthEvidence
 from agent.settings import AgentSettings
 from agent.sources.memory import ArraySource
 from sim import SENSORS
@@ -71,7 +72,7 @@ def test_released_pages_leave_the_process_and_scoring_unchanged(initial_model_di
     assert result["same"]
 
 
-def test_the_agent_releases_once_settled_and_again_after_a_swap(tmp_path, initial_model_dir, caplog) -> None:
+def test_released_once_settled_again_after_a_swap_not_in_a_health_check(tmp_path, initial_model_dir, caplog) -> None:
     settings = AgentSettings(device_id="dev-mem", dev_mode=True, data_dir=tmp_path / "a",
                              initial_model=initial_model_dir, release_pages_after_s=1e-6)
     values = np.random.default_rng(0).normal(size=(200, len(SENSORS))) + 20
@@ -82,6 +83,12 @@ def test_the_agent_releases_once_settled_and_again_after_a_swap(tmp_path, initia
     assert agent._release_due == float("inf")  # once, not on every step
     agent.switch_model(agent.model)
     assert agent._release_due < float("inf")  # a swap loads code again: released again once it settles
+
+    agent.models.health = HealthEvidence(baseline_rss_mb=None)  # a swapped-in model under its health check
+    caplog.clear()
+    agent._release_pages()
+    assert not any(r.getMessage().startswith("released") for r in caplog.records)
+    assert agent._release_due < float("inf")  # put off until the check is over, not dropped
 
     never = build_agent(AgentSettings(device_id="dev-mem2", dev_mode=True, data_dir=tmp_path / "b",
                                       initial_model=initial_model_dir, release_pages_after_s=None),
