@@ -5,7 +5,8 @@ resident after `import onnxruntime`, though scoring a tree ensemble uses a small
 interpreter are alike, on a smaller scale). Those pages are clean copies of the files on disk, so after the
 agent has settled, `release_library_pages` asks the kernel to reclaim them (``madvise(MADV_PAGEOUT)``, Linux
 5.4+): the pages scoring still uses come straight back (minor faults from the page cache, or a read from the SD
-card if the cache dropped them), the rest stay out. Measured on x86_64 with the sim source: resident memory
+card if the cache dropped them: a one-off cost, which is why the agent never releases while a swapped-in model is
+under its health check), the rest stay out. Measured on x86_64 with the sim source: resident memory
 91 -> 47 MB at once, ~59 MB once scoring has touched what it needs (`bench/agent.py`'s ``run_rss_mb``).
 
 Only read-only, file-backed mappings without anonymous (copy-on-write) pages are advised, so nothing is ever
