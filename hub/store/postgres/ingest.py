@@ -251,6 +251,26 @@ class IngestQueries(PostgresConnection):
                "ORDER BY ts, trace_id LIMIT %s")
         return [prediction_from_row(r) for r in self._read(sql, [*params, limit])]
 
+    def received_predictions(
+        self,
+        *,
+        received_since: float,
+        ts_since: float,
+        kind: PredictionKind,
+        reason: str | None = None,
+        device_ids: Sequence[str] | None = None,
+        limit: int,
+    ) -> list[PredictionRow]:
+        where: list[str] = ["ts >= %s", "received_at >= %s", "kind = %s"]
+        params: list[Any] = [ts_since, received_since, kind]
+        if reason is not None:
+            where.append("reason = %s")
+            params.append(reason)
+        any_of(where, params, "device_id", device_ids)
+        sql = (f"SELECT {PREDICTION_COLUMNS} FROM predictions WHERE {' AND '.join(where)} "
+               "ORDER BY ts DESC, trace_id LIMIT %s")
+        return [prediction_from_row(r) for r in self._read(sql, [*params, limit])]
+
     def stats_between(self, start: float, end: float, device_ids: Sequence[str] | None = None) -> list[StatsRow]:
         where, params = ["period_end >= %s", "period_end < %s"], [start, end]
         any_of(where, params, "device_id", device_ids)

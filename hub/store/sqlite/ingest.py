@@ -181,6 +181,25 @@ class IngestQueries(SqliteConnection):
         sql = f"SELECT * FROM predictions WHERE {' AND '.join(where)} ORDER BY ts, trace_id LIMIT ?"
         return [prediction_from_row(r) for r in self._read(sql, [*params, -1 if limit is None else limit])]
 
+    def received_predictions(
+        self,
+        *,
+        received_since: float,
+        ts_since: float,
+        kind: PredictionKind,
+        reason: str | None = None,
+        device_ids: Sequence[str] | None = None,
+        limit: int,
+    ) -> list[PredictionRow]:
+        where: list[str] = ["ts >= ?", "received_at >= ?", "kind = ?"]
+        params: list[Any] = [ts_since, received_since, kind]
+        if reason is not None:
+            where.append("reason = ?")
+            params.append(reason)
+        _in(where, params, "device_id", device_ids)
+        sql = f"SELECT * FROM predictions WHERE {' AND '.join(where)} ORDER BY ts DESC, trace_id LIMIT ?"
+        return [prediction_from_row(r) for r in self._read(sql, [*params, limit])]
+
     def stats_between(self, start: float, end: float, device_ids: Sequence[str] | None = None) -> list[StatsRow]:
         where, params = ["period_end >= ?", "period_end < ?"], [start, end]
         _in(where, params, "device_id", device_ids)

@@ -72,7 +72,8 @@ def test_drifted_control_judges_a_self_consistent_candidate_against_its_own_refe
     state, d = next_step(plan, state, drift_fix_evidence(plan), AFTER, trust=DRIFTED)
     assert (d.kind, d.stage) == ("advance", "fleet"), d.reason
     assert d.yardstick == Yardstick(
-        "expectation", f"control not trusted ({DRIFTED.reason}): judged against the candidate's own reference")
+        "expectation", f"control not trusted ({DRIFTED.reason}): judged against the candidate's own reference",
+        EXPECTED)
     assert d.numbers["anomaly_rate_ratio"] == pytest.approx(1.0)
     assert d.numbers["expected_anomaly_rate"] == pytest.approx(0.2)
     assert d.numbers["control_anomaly_rate"] == pytest.approx(0.005)  # shown, not judged on
