@@ -46,8 +46,10 @@ to engine lives and to the phases of the replay, and these are the values and th
   side before anomaly rates are compared, which scale with the clock like the stages: half an engine's windows,
   the canary's own minimum (500 in the product, hours of a plant's windows; in the fast replay more than the
   replay has left after the retrain, so a passed fix sometimes never finished its canary). The control is v1,
-  which drifted, so the hub judges the fix's anomaly
-  rate and scores against the fix's own reference (`hub.rollout`'s yardstick);
+  which drifted, so the hub judges the fix's anomaly rate and scores against the fix's own scores on the vectors
+  the stage's gateways sent during the stage (`hub.rollout.traffic`; the canary's engines may be near the end of
+  their lives, where a right model alarms often), which needs `min_traffic_samples` random vectors: the agents'
+  5% of the windows rates are compared on, at least 10 (else the fleet's, else the fix's manifest reference);
 - **labels**: the technicians label at the gateway (``fleetloop agent annotate``'s path), so the hub attributes
   their labels to the device (`hub.labels.attribution`); the product's cap on one device's votes in a label set
   (`max_device_votes`, 200, against a flooding device) would keep all but 1,000 of the run's labels out, so it

@@ -226,3 +226,15 @@ def test_only_vectors_of_the_candidates_features_are_scored(initial_model_dir: P
     assert same_features(manifest, child)  # a retrain keeps its parent's window and regime statistics
     other = msgspec.structs.replace(manifest, window=msgspec.structs.replace(manifest.window, step=2))
     assert not same_features(manifest, other)
+
+
+def test_the_cli_shows_what_a_traffic_yardstick_measured() -> None:
+    from hub.app.render import rollout_text
+
+    plan, state = canary_plan()
+    _, d = next_step(plan, state, drift_fix_evidence(plan), AFTER, trust=DRIFTED, expectation=on_traffic("stage"))
+    text = rollout_text({"id": "r-1", "candidate": "v2", "incumbent": "v1", "status": "running", "stage": "fleet",
+                         "decision": d.to_dict(), "limits": {}, "stages": [], "history": []})
+    assert "judged against the expectation: control not trusted" in text
+    assert ("expected  anomaly rate 0.200 on 260 vectors from fan-2, press-1, pump-4, received 1970-01-01T00:16:40Z to "
+            "1970-01-01T00:36:40Z (windows of data time 1970-01-01T00:16:10Z to 1970-01-01T00:36:35Z)") in text
