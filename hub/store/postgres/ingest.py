@@ -247,9 +247,7 @@ class IngestQueries(PostgresConnection):
             where.append("kind = %s")
             params.append(kind)
         any_of(where, params, "device_id", device_ids)
-        sql = (f"SELECT {PREDICTION_COLUMNS} FROM predictions WHERE {' AND '.join(where)} "
-               "ORDER BY ts, trace_id LIMIT %s")
-        return [prediction_from_row(r) for r in self._read(sql, [*params, limit])]
+        return self._predictions(where, params, "ts, trace_id", limit)
 
     def received_predictions(
         self,
@@ -267,8 +265,10 @@ class IngestQueries(PostgresConnection):
             where.append("reason = %s")
             params.append(reason)
         any_of(where, params, "device_id", device_ids)
-        sql = (f"SELECT {PREDICTION_COLUMNS} FROM predictions WHERE {' AND '.join(where)} "
-               "ORDER BY ts DESC, trace_id LIMIT %s")
+        return self._predictions(where, params, "ts DESC, trace_id", limit)
+
+    def _predictions(self, where: list[str], params: list[Any], order: str, limit: int | None) -> list[PredictionRow]:
+        sql = f"SELECT {PREDICTION_COLUMNS} FROM predictions WHERE {' AND '.join(where)} ORDER BY {order} LIMIT %s"
         return [prediction_from_row(r) for r in self._read(sql, [*params, limit])]
 
     def stats_between(self, start: float, end: float, device_ids: Sequence[str] | None = None) -> list[StatsRow]:

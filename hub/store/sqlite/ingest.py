@@ -178,8 +178,7 @@ class IngestQueries(SqliteConnection):
             where.append("kind = ?")
             params.append(kind)
         _in(where, params, "device_id", device_ids)
-        sql = f"SELECT * FROM predictions WHERE {' AND '.join(where)} ORDER BY ts, trace_id LIMIT ?"
-        return [prediction_from_row(r) for r in self._read(sql, [*params, -1 if limit is None else limit])]
+        return self._predictions(where, params, "ts, trace_id", -1 if limit is None else limit)
 
     def received_predictions(
         self,
@@ -197,7 +196,10 @@ class IngestQueries(SqliteConnection):
             where.append("reason = ?")
             params.append(reason)
         _in(where, params, "device_id", device_ids)
-        sql = f"SELECT * FROM predictions WHERE {' AND '.join(where)} ORDER BY ts DESC, trace_id LIMIT ?"
+        return self._predictions(where, params, "ts DESC, trace_id", limit)
+
+    def _predictions(self, where: list[str], params: list[Any], order: str, limit: int) -> list[PredictionRow]:
+        sql = f"SELECT * FROM predictions WHERE {' AND '.join(where)} ORDER BY {order} LIMIT ?"
         return [prediction_from_row(r) for r in self._read(sql, [*params, limit])]
 
     def stats_between(self, start: float, end: float, device_ids: Sequence[str] | None = None) -> list[StatsRow]:
