@@ -46,8 +46,10 @@ to engine lives and to the phases of the replay, and these are the values and th
   side before anomaly rates are compared, which scale with the clock like the stages: half an engine's windows,
   the canary's own minimum (500 in the product, hours of a plant's windows; in the fast replay more than the
   replay has left after the retrain, so a passed fix sometimes never finished its canary). The control is v1,
-  which drifted, so the hub judges the fix's anomaly
-  rate and scores against the fix's own reference (`hub.rollout`'s yardstick);
+  which drifted, so the hub judges the fix's anomaly rate and scores against the fix's own scores on the vectors
+  the stage's gateways sent during the stage (`hub.rollout.traffic`; the canary's engines may be near the end of
+  their lives, where a right model alarms often), which needs `min_traffic_samples` random vectors: the agents'
+  5% of the windows rates are compared on, at least 10 (else the fleet's, else the fix's manifest reference);
 - **labels**: the technicians label at the gateway (``fleetloop agent annotate``'s path), so the hub attributes
   their labels to the device (`hub.labels.attribution`); the product's cap on one device's votes in a label set
   (`max_device_votes`, 200, against a flooding device) would keep all but 1,000 of the run's labels out, so it
@@ -75,6 +77,9 @@ LabelPolicy = Literal["select", "even"]
 
 LOCKSTEP_LATENCY_MS = 5000.0
 """Lockstep: the latency budget of the hub's health limits and the gateways' own health check (see loop_settings)."""
+
+SAMPLE_RATE = 0.05
+"""The agents' random share of predictions sent to the hub (see loop_settings)."""
 
 DEFAULT_TRAIN_REF = "train_FD001.txt"
 DEFAULT_FLEET = "train_FD002.txt"
@@ -202,10 +207,13 @@ def loop_settings(config: EvalConfig, *, mean_cycles: float, replay_s: float, ex
     # lockstep: latency is the shared machine's load, not the model's; it must not decide a rollout (seen at load
     # 55: a gateway's own health check failed v2 on a p95 of 130 ms and rolled it back)
     latency = LOCKSTEP_LATENCY_MS if config.lockstep else 200.0
-    limits = HealthLimits(latency_p99_ms=latency, min_rate_windows=max(40, int(engine_windows / 2)))
+    rate_windows = max(40, int(engine_windows / 2))
+    # the random vectors the agents send of the windows a rate is compared on (at least 10) make the traffic yardstick
+    limits = HealthLimits(latency_p99_ms=latency, min_rate_windows=rate_windows,
+                          min_traffic_samples=max(10, round(SAMPLE_RATE * rate_windows)))
     agent = {"stats_interval_s": 0.25 if config.lockstep else 1.0,
              "commit_interval_s": 0.05, **({"health_latency_ms": LOCKSTEP_LATENCY_MS} if config.lockstep else {}),
-             "sample_rate": 0.05, "health_windows": 10,
+             "sample_rate": SAMPLE_RATE, "health_windows": 10,
              "fetch_retry_s": 1.0, "asset_type": "turbofan", "site": Path(config.fleet).stem.replace("_", "-")}
     labels = LabelSettings(max_device_votes=max(LabelSettings().max_device_votes, expected_labels))
     milestone = max(1, round(mean_cycles / 2)) if config.lockstep else 0

@@ -241,6 +241,12 @@ def rollout_text(r: Mapping[str, Any]) -> str:
     yardstick = decision.get("yardstick")
     if yardstick:
         lines.append(f"  judged against the {yardstick.get('basis')}: {yardstick.get('reason')}")
+        expect = yardstick.get("expectation") or {}
+        if expect.get("source") in ("stage", "fleet"):  # measured on the stage's traffic: whose, and when
+            lines.append(f"  expected  anomaly rate {_num(expect.get('anomaly_rate'))} on {expect.get('vectors')} "
+                         f"vectors from {', '.join(expect.get('devices') or [])}, received {iso(expect.get('since'))}"
+                         f" to {iso(expect.get('until'))} (windows of data time {iso(expect.get('data_from'))} to "
+                         f"{iso(expect.get('data_to'))})")
     numbers = decision.get("numbers") or {}
     if numbers:
         lines.append("  numbers   " + "  ".join(f"{k}={_num(v)}" for k, v in sorted(numbers.items())))

@@ -4,6 +4,8 @@
   `StagePolicy` (durations, windows, reporting, timeouts), `HealthLimits`.
 - `evidence`: what devices report during a stage (`Evidence`, `Scoring`), whether the control can be trusted
   (`ControlTrust`), the candidate's own `Expectation`, and the `Yardstick` a stage was judged against.
+- `traffic`: the candidate's expectation on the stage's traffic (its scores on the vectors devices sent), the
+  yardstick when the control is not trusted.
 - `health`: `assess` turns evidence into failures (roll back now) and holds (do not advance yet).
 - `machine`: `start` and `next_step`; `actions`: `pause`, `resume`, `promote`, `rollback`, `abort`.
 - `state`: `RolloutState`, `Decision`, `Command`, `Transition`, each with `to_dict` / `from_dict`.
@@ -11,7 +13,8 @@
 - `reports`: a stage's `Evidence`, the baseline, `ControlTrust` and `Expectation` from the hub store's rows.
 - `records`: what a rollout leaves behind (the stored `Rollout`, hub events, registry moves, assignment ids).
 - `errors`: `RolloutError` and the service's `RolloutNotFound`, `RolloutConflict`.
-- `service`: `RolloutService`, the one module here that touches the store, the registry and the broker.
+- `service`: `RolloutService`, the one package here that touches the store, the registry and the broker (and
+  `TrafficYardstick`, which scores the candidate with onnxruntime on the stage's traffic).
 - `settings`: `HealthLimitsSettings`, the validated limits of `HubSettings.rollout_limits`.
 
 Apart from `service`, no clock, broker or database: callers pass `now` and evidence in, persist the state

@@ -9,7 +9,8 @@ stage, and in the shadow stage the very devices that run the candidate in shadow
 The control is only a fair yardstick while the incumbent works: when the fleet drifted away from the
 incumbent's training data, the incumbent is what is broken, and a candidate retrained on recent data
 *should* score differently. `ControlTrust` carries the hub's verdict on that (its latest drift report on
-the incumbent); `Expectation` is the candidate's own yardstick from its manifest, judged against instead.
+the incumbent); `Expectation` is the candidate's own yardstick, judged against instead: its scores on the stage's
+traffic (`hub.rollout.traffic`) when the hub holds enough of it, else its manifest's reference.
 """
 
 from __future__ import annotations
@@ -100,10 +101,21 @@ def pool(scorings: Iterable[Scoring]) -> Scoring:
     return out
 
 
+Source = Literal["reference", "stage", "fleet"]
+"""Where an `Expectation` comes from: the manifest's reference, or the candidate scored on the traffic of the stage's
+devices (or of the fleet's) during the stage (`hub.rollout.traffic`)."""
+
+
 @dataclass(frozen=True)
 class Expectation:
-    """What a model expects of its own scoring, from its manifest: the reference score histogram (field
-    traffic scored by the model when it was made) and the share of it at or above the decision threshold.
+    """What a model expects of its own scoring: the share of windows at or above its decision threshold and the
+    histogram of its scores.
+
+    From its manifest (``source`` ``reference``: field traffic scored by the model when it was made), or from the
+    traffic the candidate sees (``stage``, ``fleet``: the candidate scored at the hub on the feature vectors devices
+    sent during the stage, `hub.rollout.traffic`); then `vectors` were scored (`samples` of them the devices' random
+    slice), from `devices`, received between `since` and `until` (hub clock), windows of data time `data_from` to
+    `data_to`.
 
     >>> e = Expectation.from_reference([0.25, 0.5, 0.75], [40, 30, 20, 10], threshold=0.5)
     >>> e.anomaly_rate, e.score_hist
@@ -112,12 +124,22 @@ class Expectation:
 
     anomaly_rate: float
     score_hist: tuple[int, ...]
+    source: Source = "reference"
+    vectors: int = 0
+    samples: int = 0
+    devices: tuple[str, ...] = ()
+    since: float | None = None
+    until: float | None = None
+    data_from: float | None = None
+    data_to: float | None = None
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.anomaly_rate) and 0.0 <= self.anomaly_rate <= 1.0):
             raise RolloutError(f"an expected anomaly rate lies in [0, 1], got {self.anomaly_rate}")
         if any(c < 0 for c in self.score_hist) or not sum(self.score_hist):
             raise RolloutError("an expected score histogram needs non-negative counts, not all zero")
+        if self.source not in ("reference", "stage", "fleet"):
+            raise RolloutError(f"unknown expectation source {self.source!r}")
 
     @classmethod
     def from_reference(cls, score_bin_edges: Sequence[float], score_histogram: Sequence[int], threshold: float
@@ -142,12 +164,34 @@ class Expectation:
         total = sum(hist)
         return cls(above / total if total else 0.0, hist)
 
+    @property
+    def traffic(self) -> bool:
+        """Whether it was measured on the traffic of the stage (its own devices' or the fleet's)."""
+        return self.source != "reference"
+
+    def describe(self) -> str:
+        """What it is, for a decision's yardstick: the reference, or which vectors of whose traffic."""
+        if not self.traffic:
+            return "the candidate's own reference"
+        whose = "its stage's devices" if self.source == "stage" else "the fleet"
+        return (f"the candidate's scores on the traffic of {whose} during the stage: {self.vectors} feature vectors "
+                f"({self.samples} of the random slice) from {len(self.devices)} device(s)")
+
     def to_dict(self) -> dict[str, Any]:
-        return {"anomaly_rate": self.anomaly_rate, "score_hist": list(self.score_hist)}
+        out: dict[str, Any] = {"anomaly_rate": self.anomaly_rate, "score_hist": list(self.score_hist)}
+        if self.traffic:
+            out.update(source=self.source, vectors=self.vectors, samples=self.samples, devices=list(self.devices),
+                       since=self.since, until=self.until, data_from=self.data_from, data_to=self.data_to)
+        return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Expectation:
-        return cls(float(d["anomaly_rate"]), tuple(int(c) for c in d["score_hist"]))
+        def opt(key: str) -> float | None:
+            return None if d.get(key) is None else float(d[key])
+
+        return cls(float(d["anomaly_rate"]), tuple(int(c) for c in d["score_hist"]), d.get("source", "reference"),
+                   int(d.get("vectors", 0)), int(d.get("samples", 0)), tuple(str(x) for x in d.get("devices", ())),
+                   opt("since"), opt("until"), opt("data_from"), opt("data_to"))
 
 
 @dataclass(frozen=True)
@@ -179,21 +223,27 @@ class Yardstick:
     """What the candidate's anomaly rate and score distribution were judged against, and why.
 
     ``control``: the incumbent's live numbers (or the kept control, or the plan's baseline); ``expectation``:
-    the candidate's own reference, when the control is not trusted.
+    the candidate's own, when the control is not trusted: `expectation` is it (its manifest reference, or its
+    scores on the stage's traffic, with the vectors, devices and period it was measured on).
     """
 
     basis: Basis
     reason: str
+    expectation: Expectation | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"basis": self.basis, "reason": self.reason}
+        out: dict[str, Any] = {"basis": self.basis, "reason": self.reason}
+        if self.expectation is not None:
+            out["expectation"] = self.expectation.to_dict()
+        return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Yardstick:
         basis = d["basis"]
         if basis not in ("control", "expectation"):
             raise RolloutError(f"unknown yardstick {basis!r}")
-        return cls(basis, str(d["reason"]))
+        expect = d.get("expectation")
+        return cls(basis, str(d["reason"]), None if expect is None else Expectation.from_dict(expect))
 
 
 @dataclass(frozen=True)

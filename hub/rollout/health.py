@@ -6,9 +6,10 @@ missing or not-yet-good-enough evidence: devices silent or short of windows, lat
 score distribution too far from the control's, too much shadow disagreement, an anomaly rate somewhat off.
 
 The anomaly-rate and score-distribution rules need a yardstick. It is the control (the incumbent's numbers)
-while the control is trusted; when it is not (`ControlTrust`: the incumbent drifted) and the plan carries
-the candidate's `Expectation`, the candidate is judged against its own reference instead, and shadow
-disagreement with the broken incumbent no longer holds the stage. The device failures (refusals, failed
+while the control is trusted; when it is not (`ControlTrust`: the incumbent drifted) and there is an
+`Expectation` of the candidate, the candidate is judged against it instead (its scores on the stage's traffic,
+measured by the service, else its manifest's reference), and shadow disagreement with the broken incumbent no
+longer holds the stage. The device failures (refusals, failed
 health checks, self-rollbacks, NaN scores, inference errors) do not depend on any yardstick. A refusal that
 is only a failed download counts as an infrastructure failure too (``infra_failures``): a rollback made of
 nothing else may be retried (`hub.rollout.revert`).
@@ -115,15 +116,19 @@ def assess(
     if control is not None:
         numbers["control_anomaly_rate"] = control.anomaly_rate
     if not trust.trusted and expectation is not None:
-        yardstick = Yardstick("expectation", f"control not trusted ({trust.reason}): judged against the "
-                                             "candidate's own reference")
+        yardstick = Yardstick("expectation", f"control not trusted ({trust.reason}): judged against "
+                                             f"{expectation.describe()}", expectation)
         numbers["expected_anomaly_rate"] = expectation.anomaly_rate
+        if expectation.traffic:
+            numbers["expected_vectors"] = expectation.vectors
+        against = {"reference": "reference", "stage": "traffic", "fleet": "fleet traffic"}[expectation.source]
         if pooled.windows < limits.min_rate_windows:
-            holds.append(f"too few windows to compare with the candidate's reference: {pooled.windows}, "
+            holds.append(f"too few windows to compare with {expectation.describe()}: {pooled.windows}, "
                          f"need {limits.min_rate_windows}")
         else:
-            failures_, holds_ = _compare(pooled, expectation.anomaly_rate, expectation.score_hist, "reference",
-                                         limits, numbers, shadow=shadow)
+            # its own devices' traffic of the same period is no long-run mix: alarming far less than that is a fault
+            failures_, holds_ = _compare(pooled, expectation.anomaly_rate, expectation.score_hist, against,
+                                         limits, numbers, shadow=shadow, quiet_holds=expectation.source != "stage")
             failures += failures_
             holds += holds_
     else:
@@ -137,7 +142,7 @@ def assess(
             )
         else:
             failures_, holds_ = _compare(pooled, control.anomaly_rate, control.score_hist, "control", limits,
-                                         numbers, shadow=shadow)
+                                         numbers, shadow=shadow, quiet_holds=False)
             failures += failures_
             holds += holds_
 
@@ -190,8 +195,10 @@ def _compare(
     numbers: dict[str, float],
     *,
     shadow: bool,
+    quiet_holds: bool,
 ) -> tuple[list[str], list[str]]:
-    """The candidate's anomaly rate and score histogram against a yardstick's (`against` names it)."""
+    """The candidate's anomaly rate and score histogram against a yardstick's (`against` names it); `quiet_holds`:
+    fewer alarms than the yardstick beyond the rollback factor hold instead of failing (a long-run or other mix)."""
     failures: list[str] = []
     holds: list[str] = []
     floor = limits.anomaly_rate_floor
@@ -199,9 +206,10 @@ def _compare(
     off = max(ratio, 1.0 / ratio)
     numbers.update(anomaly_rate=cand.anomaly_rate, anomaly_rate_ratio=ratio)
     what = f"anomaly rate {cand.anomaly_rate:.4f} vs {against} {rate:.4f} (×{ratio:.2f})"
-    if off > limits.rollback_anomaly_factor and ratio < 1.0 and against == "reference":
-        holds.append(f"{what}: beyond ×{limits.rollback_anomaly_factor:g}, but fewer alarms than a long-run "
-                     "reference is held on, not rolled back (rolled back if it lasts until the stage's timeout)")
+    if off > limits.rollback_anomaly_factor and ratio < 1.0 and quiet_holds:
+        mix = "a long-run reference" if against == "reference" else "other devices' traffic"
+        holds.append(f"{what}: beyond ×{limits.rollback_anomaly_factor:g}, but fewer alarms than {mix} "
+                     "is held on, not rolled back (rolled back if it lasts until the stage's timeout)")
     elif off > limits.rollback_anomaly_factor:
         failures.append(f"{what}: beyond ×{limits.rollback_anomaly_factor:g}")
     elif off > limits.anomaly_rate_factor:
@@ -216,7 +224,7 @@ def _compare(
             raise RolloutError(
                 f"candidate and control score histograms have {len(cand.score_hist)} and {len(hist)} bins"
             )
-        holds.append(f"the candidate's score histogram has {len(cand.score_hist)} bins, its reference {len(hist)}")
+        holds.append(f"the candidate's score histogram has {len(cand.score_hist)} bins, its {against} {len(hist)}")
     else:
         value = psi(hist, cand.score_hist).value
         numbers["score_psi"] = value

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 
 from hub.rollout._transitions import assign_commands, back, guard, move, summarise
-from hub.rollout.evidence import ControlTrust, DeviceSummary, Evidence
+from hub.rollout.evidence import ControlTrust, DeviceSummary, Evidence, Expectation
 from hub.rollout.health import assess
 from hub.rollout.plan import RolloutPlan
 from hub.rollout.state import SYSTEM, Decision, RolloutState, Transition
@@ -46,18 +46,20 @@ def next_step(
     now: float,
     *,
     trust: ControlTrust | None = None,
+    expectation: Expectation | None = None,
 ) -> tuple[RolloutState, Decision]:
     """Judge the current stage on `evidence` (per device, counted since the stage began) and decide.
 
-    `trust` is the hub's verdict on the control (None: trusted); an untrusted control makes the plan's
-    `expectation` of the candidate the yardstick (see `hub.rollout.health`). Raises RolloutError on a
-    finished rollout, another rollout's state, or `now` before the last update.
+    `trust` is the hub's verdict on the control (None: trusted); an untrusted control makes the candidate's
+    `expectation` the yardstick: the one given (its scores on the stage's traffic, `hub.rollout.traffic`), else
+    the plan's (its manifest reference; see `hub.rollout.health`). Raises RolloutError on a finished rollout,
+    another rollout's state, or `now` before the last update.
     """
     guard(plan, state, now, "step")
     stage = plan.stage(state.stage)
     policy = stage.policy
     a = assess(stage, plan.limits, evidence, state.control or plan.baseline, trust=trust,
-               expectation=plan.expectation)
+               expectation=expectation or plan.expectation)
     ys = a.yardstick
     elapsed = state.stage_elapsed(now)
     numbers = {

@@ -80,11 +80,16 @@ class HealthLimits:
       in a few hundred windows is not a factor of infinity;
     - `max_disagreement` 0.05: more than one shadow window in twenty decided differently is more change
       than a retrain should bring;
-    - rates and histograms are compared only once each side has `min_rate_windows` 500 windows.
+    - rates and histograms are compared only once each side has `min_rate_windows` 500 windows;
+    - `min_traffic_samples` 50: when the control is not trusted, the candidate's scores on the stage's traffic
+      stand in for its reference only once the devices' random slice holds this many of the vectors scored
+      (`hub.rollout.traffic`; at the agents' 1% sample, 5,000 windows).
 
     When the control is not trusted (the incumbent drifted), the same factors and PSI limit apply to the
-    candidate against its own expectation (`Expectation`) instead, with one difference: fewer alarms than
-    expected beyond `rollback_anomaly_factor` holds the stage instead of rolling back. The expectation is a
+    candidate against its own expectation (`Expectation`) instead: its scores on the feature vectors its stage's
+    devices sent during the stage (else the fleet's, else its manifest's reference), with one difference unless it
+    is its own devices' traffic: fewer alarms than expected beyond `rollback_anomaly_factor` holds the stage
+    instead of rolling back. The expectation is a
     long-run mix (the training set's, or the field's of the past days), and a fleet that is healthier right
     now alarms less (replaying C-MAPSS, a fix's fleet stage alarmed on 2% of windows against an expected 14%
     while its engines were young, and was rolled back). A stage that stays that quiet until `timeout_s` is
@@ -99,6 +104,7 @@ class HealthLimits:
     anomaly_rate_floor: float = 0.005
     max_disagreement: float = 0.05
     min_rate_windows: int = 500
+    min_traffic_samples: int = 50
 
     def __post_init__(self) -> None:
         values = self.to_dict()
@@ -119,12 +125,14 @@ class HealthLimits:
             "anomaly_rate_floor": self.anomaly_rate_floor,
             "max_disagreement": self.max_disagreement,
             "min_rate_windows": self.min_rate_windows,
+            "min_traffic_samples": self.min_traffic_samples,
         }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> HealthLimits:
-        floats = {k: float(v) for k, v in d.items() if k != "min_rate_windows"}
-        return cls(**floats, min_rate_windows=int(d["min_rate_windows"]))
+        counts = ("min_rate_windows", "min_traffic_samples")  # plans stored before min_traffic_samples: the default
+        values: dict[str, Any] = {k: int(v) if k in counts else float(v) for k, v in d.items()}
+        return cls(**values)
 
 
 @dataclass(frozen=True)

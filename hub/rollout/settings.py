@@ -32,7 +32,7 @@ class HealthLimitsSettings(BaseModel):
     latency_p99_ms: LatencyMs = Field(default=_D.latency_p99_ms, description="p99 latency budget (ms) per device")
     max_error_rate: Share = Field(default=_D.max_error_rate, description="inference errors per window tolerated")
     max_score_psi: Psi = Field(default=_D.max_score_psi, description="score-distribution PSI vs the yardstick "
-                               "(control, or the candidate's reference when the control drifted) before holding")
+                               "(control, or the candidate's own expectation when the control drifted) before holding")
     anomaly_rate_factor: Factor = Field(default=_D.anomaly_rate_factor, description="anomaly rate this many "
                                         "times off the yardstick's (either way) holds the stage")
     rollback_anomaly_factor: Factor = Field(default=_D.rollback_anomaly_factor, description="anomaly rate this "
@@ -44,6 +44,9 @@ class HealthLimitsSettings(BaseModel):
                                     "models may decide differently")
     min_rate_windows: Windows = Field(default=_D.min_rate_windows, description="windows each side needs before "
                                       "rates and histograms are compared")
+    min_traffic_samples: Windows = Field(default=_D.min_traffic_samples, description="random-slice feature vectors "
+                                         "of the stage's traffic the candidate is scored on before its scores there "
+                                         "stand in for its reference (control not trusted)")
 
     @model_validator(mode="after")
     def _factors(self) -> HealthLimitsSettings:

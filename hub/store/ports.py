@@ -103,6 +103,21 @@ class IngestStore(Protocol):
         """Predictions with ``start <= ts < end``, oldest first."""
         ...
 
+    def received_predictions(
+        self,
+        *,
+        received_since: float,
+        ts_since: float,
+        kind: PredictionKind,
+        reason: str | None = None,
+        device_ids: Sequence[str] | None = None,
+        limit: int,
+    ) -> list[PredictionRow]:
+        """Predictions of `kind` (and `reason`, when given) the hub received at or after `received_since` and the
+        device stamped at or after `ts_since` (the caller's clock skew before it), newest first, at most `limit`:
+        a rollout stage's traffic (`hub.rollout.service.traffic`)."""
+        ...
+
     def stats_between(self, start: float, end: float, device_ids: Sequence[str] | None = None) -> list[StatsRow]:
         """Stats whose period ends in ``[start, end)``, oldest first."""
         ...

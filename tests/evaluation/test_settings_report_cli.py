@@ -49,8 +49,9 @@ def test_loop_settings_scale_to_engine_lives_and_replay_phases() -> None:
     assert s.policies["canary"].min_duration_s == pytest.approx(5.0) and s.policies["canary"].min_windows == 98
     assert s.limits.anomaly_rate_factor == HealthLimits().anomaly_rate_factor and s.canary == 0.25
     # the product's limits, but for the latency budget of gateways sharing two cores with the hub and the windows
-    # before anomaly rates are compared, which scale with the clock like the canary's own minimum (98 here)
-    assert s.limits == replace(HealthLimits(), latency_p99_ms=200.0, min_rate_windows=98)
+    # before anomaly rates are compared, which scale with the clock like the canary's own minimum (98 here), and the
+    # random vectors of the traffic yardstick (5% of those, at least 10)
+    assert s.limits == replace(HealthLimits(), latency_p99_ms=200.0, min_rate_windows=98, min_traffic_samples=10)
     assert s.agent["stats_interval_s"] == 1.0 and s.agent["site"] == "train-FD002"
     # few labels: the first retrain waits for what the gate needs, at most 70% of them
     small = loop_settings(config, mean_cycles=200.0, replay_s=20.0, expected_labels=1000, positive_rate=0.15,

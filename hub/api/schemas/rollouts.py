@@ -44,6 +44,7 @@ class LimitsCreate(BaseModel):
     anomaly_rate_floor: Floor | None = None
     max_disagreement: Share | None = None
     min_rate_windows: Windows | None = None
+    min_traffic_samples: Windows | None = None
 
     def over(self, defaults: HealthLimits) -> HealthLimits:
         """`defaults` with these limits replaced; RolloutError when the result is inconsistent."""

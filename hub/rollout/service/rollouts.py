@@ -42,6 +42,7 @@ from hub.rollout.records import (
 from hub.rollout.reports import baseline, control_trust, expectation, performance_trust, stage_evidence
 from hub.rollout.revert import retry_refusal, revert_target
 from hub.rollout.service.carry import Carrier
+from hub.rollout.service.traffic import TrafficYardstick
 from hub.rollout.stragglers import due, stragglers
 from hub.store import HubStore
 from hub.store.rows import EventRow, RolloutRow
@@ -106,6 +107,7 @@ class RolloutService(Carrier):
         self._unsent = False  # a publish the client could not take: resync once it is connected
         self._resynced_at = clock()
         self._sent: dict[str, tuple[str, float]] = {}  # device → msg_id and time of the last assignment sent
+        self.traffic = TrafficYardstick(store, registry, clock_skew_s=clock_skew_s)
 
     # -- reads -------------------------------------------------------------------------------------------
     def get(self, rollout_id: str) -> Rollout:
@@ -228,8 +230,11 @@ class RolloutService(Carrier):
             for row in self.store.rollouts(status="running"):
                 rollout = Rollout.from_row(row)
                 at = max(now, rollout.state.updated_at)
-                state, decision = next_step(rollout.plan, rollout.state, self.evidence(rollout), at,
-                                            trust=self.control_trust(rollout))
+                trust = self.control_trust(rollout)
+                # a drifted control: the candidate's expectation on the stage's traffic, else its plan's reference
+                expect = None if trust.trusted else self.traffic.expectation(rollout.plan, rollout.state, at)
+                state, decision = next_step(rollout.plan, rollout.state, self.evidence(rollout), at, trust=trust,
+                                            expectation=expect)
                 changed = decision.kind != "wait"
                 if not self._save(rollout, state, decision, event=changed):
                     log.info("rollout %s changed while it was judged; judged again next tick", rollout.id)

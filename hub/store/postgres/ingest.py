@@ -247,8 +247,28 @@ class IngestQueries(PostgresConnection):
             where.append("kind = %s")
             params.append(kind)
         any_of(where, params, "device_id", device_ids)
-        sql = (f"SELECT {PREDICTION_COLUMNS} FROM predictions WHERE {' AND '.join(where)} "
-               "ORDER BY ts, trace_id LIMIT %s")
+        return self._predictions(where, params, "ts, trace_id", limit)
+
+    def received_predictions(
+        self,
+        *,
+        received_since: float,
+        ts_since: float,
+        kind: PredictionKind,
+        reason: str | None = None,
+        device_ids: Sequence[str] | None = None,
+        limit: int,
+    ) -> list[PredictionRow]:
+        where: list[str] = ["ts >= %s", "received_at >= %s", "kind = %s"]
+        params: list[Any] = [ts_since, received_since, kind]
+        if reason is not None:
+            where.append("reason = %s")
+            params.append(reason)
+        any_of(where, params, "device_id", device_ids)
+        return self._predictions(where, params, "ts DESC, trace_id", limit)
+
+    def _predictions(self, where: list[str], params: list[Any], order: str, limit: int | None) -> list[PredictionRow]:
+        sql = f"SELECT {PREDICTION_COLUMNS} FROM predictions WHERE {' AND '.join(where)} ORDER BY {order} LIMIT %s"
         return [prediction_from_row(r) for r in self._read(sql, [*params, limit])]
 
     def stats_between(self, start: float, end: float, device_ids: Sequence[str] | None = None) -> list[StatsRow]:

@@ -178,8 +178,29 @@ class IngestQueries(SqliteConnection):
             where.append("kind = ?")
             params.append(kind)
         _in(where, params, "device_id", device_ids)
-        sql = f"SELECT * FROM predictions WHERE {' AND '.join(where)} ORDER BY ts, trace_id LIMIT ?"
-        return [prediction_from_row(r) for r in self._read(sql, [*params, -1 if limit is None else limit])]
+        return self._predictions(where, params, "ts, trace_id", -1 if limit is None else limit)
+
+    def received_predictions(
+        self,
+        *,
+        received_since: float,
+        ts_since: float,
+        kind: PredictionKind,
+        reason: str | None = None,
+        device_ids: Sequence[str] | None = None,
+        limit: int,
+    ) -> list[PredictionRow]:
+        where: list[str] = ["ts >= ?", "received_at >= ?", "kind = ?"]
+        params: list[Any] = [ts_since, received_since, kind]
+        if reason is not None:
+            where.append("reason = ?")
+            params.append(reason)
+        _in(where, params, "device_id", device_ids)
+        return self._predictions(where, params, "ts DESC, trace_id", limit)
+
+    def _predictions(self, where: list[str], params: list[Any], order: str, limit: int) -> list[PredictionRow]:
+        sql = f"SELECT * FROM predictions WHERE {' AND '.join(where)} ORDER BY {order} LIMIT ?"
+        return [prediction_from_row(r) for r in self._read(sql, [*params, limit])]
 
     def stats_between(self, start: float, end: float, device_ids: Sequence[str] | None = None) -> list[StatsRow]:
         where, params = ["period_end >= ?", "period_end < ?"], [start, end]

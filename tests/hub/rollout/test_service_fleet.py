@@ -13,12 +13,16 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from fleetloop.devbroker import DevBroker
 from hub.store.rows import ROLLOUT_EVENT
+from models.onnx_export import onnx_scores, onnx_session
+from models.version import read_version
+from shared.ids import new_id
 from shared.manifest import MANIFEST_FILE
-from shared.messages import Stats, Status
+from shared.messages import Anomaly, Sample, Stats, Status
 from tests.fixtures.broker import HUB_USER, Collector, connect_client, subscribe
 from tests.hub.rollout.test_service import T0, World, open_world
 
@@ -110,6 +114,53 @@ def test_drift_verdict_on_the_incumbent_picks_the_yardstick(world: World, verdic
     assert audit.details["yardstick"] == decision.yardstick.to_dict()
     assert w.store.events(kind=ROLLOUT_EVENT)[-1].payload["yardstick"] == decision.yardstick.to_dict()
     assert w.service.get(rollout.id).decision == decision
+
+
+def test_a_drifted_control_judges_the_canary_on_its_own_traffic(world: World) -> None:
+    """Canary devices replaying machines near the end of their lives alarm on a third of their windows, ×7 the
+    reference v2 was made with (which rolled such canaries back): v2 scored at the hub on the vectors those devices
+    sent during the stage expects just that, so the canary advances, and the yardstick says what it measured."""
+    w = world
+    w.store.save_drift_report({"scope": "fleet@v1", "verdict": "drift", "reason": "drift in 5 of 12 features"},
+                              "fleet@v1", "drift", T0 - 600)
+    rollout = w.service.start("v2", actor="operator:ana", reason="drift fix", canary=0.2)
+    canary = rollout.plan.stage("canary").devices
+    w.advance(10)
+    for d in canary:
+        w.swapped(d)
+    w.advance(60)
+    manifest, onnx = read_version(w.registry.path("v2"))
+    lo, hi = (np.array([e[i] for e in manifest.reference.bin_edges]) for i in (0, -1))
+    rng, session, rates = np.random.default_rng(3), onnx_session(onnx), []
+    for d in canary:  # every alarm and every fourth window (the random slice) reach the hub, as agents send them
+        X = (lo + 3.5 * (hi - lo) * rng.random((200, len(lo)))).astype(np.float32)
+        scores = onnx_scores(session, X)
+        alarm = scores >= manifest.threshold
+        common = {"device_id": d, "ts": w.clock.now, "model_version": "v2", "threshold": manifest.threshold}
+        w.ingest(*[
+            Anomaly(**common, trace_id=new_id(), window_start=j, window_end=j + 5, score=float(s), decision=True,
+                    features=x.tolist(), sampled=j % 4 == 0) if a else
+            Sample(**common, trace_id=new_id(), window_start=j, window_end=j + 5, score=float(s), decision=False,
+                   features=x.tolist(), reason="random")
+            for j, (x, s, a) in enumerate(zip(X, scores, alarm, strict=True)) if a or j % 4 == 0])
+        hist = np.bincount(np.searchsorted(manifest.reference.score_bin_edges, scores, side="right"),
+                           minlength=len(REF_HIST))
+        stats(w, d, "v2", int(alarm.sum()), hist.tolist())
+        rates.append(alarm.mean())
+    for d in fleet_of(w):
+        if d not in canary:
+            stats(w, d, "v1", 2, CONTROL_HIST)
+    assert np.mean(rates) > 0.3  # against the reference's 4.5%: beyond ×5
+    [decision] = w.service.tick()
+    assert decision.kind == "advance", decision.reason
+    expect = decision.yardstick.expectation if decision.yardstick else None
+    assert expect is not None and expect.source == "stage" and expect.devices == canary
+    assert expect.samples == 100 and (expect.since, expect.until) == (T0, w.clock.now)
+    assert (expect.data_from, expect.data_to) == (0.0, 204.0)
+    assert expect.anomaly_rate == pytest.approx(np.mean(rates))
+    assert decision.numbers["anomaly_rate_ratio"] == pytest.approx(1.0)
+    assert decision.numbers["score_psi"] < 0.2  # the quiet windows' histogram is estimated from a quarter of them
+    assert "scores on the traffic of its stage's devices during the stage" in decision.yardstick.reason  # type: ignore[union-attr]
 
 
 # -- late joiners -------------------------------------------------------------------------------------------------

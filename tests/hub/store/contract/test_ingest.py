@@ -84,3 +84,25 @@ def test_range_queries_filter_by_time_kind_and_device(store: HubStore) -> None:
     store.ingest_batch([rec(annotation("dev-1", ts=T0 + i)) for i in range(5)])
     assert len(store.annotations(since=T0 + 1, until=T0 + 4)) == 3
     assert len(store.annotations(device_id="dev-1", limit=2)) == 2
+
+
+def test_received_predictions_are_a_stages_traffic_newest_first(store: HubStore) -> None:
+    """What the hub received since a stage began, by kind and reason, stamped no earlier than the clock skew allows."""
+    early, late = anomaly("dev-1", ts=T0), anomaly("dev-2", ts=T0 + 5)
+    before, stale = anomaly("dev-3", ts=T0 + 3), anomaly("dev-1", ts=T0 - 100)
+    rand, unsure = sample("dev-1", ts=T0 + 2), replace(sample("dev-1", ts=T0 + 4), reason="low_confidence")
+    store.ingest_batch([rec(early, T0 + 1), rec(late, T0 + 6), rec(before, T0 - 5), rec(stale, T0 + 50),
+                        rec(rand, T0 + 30), rec(unsure, T0 + 30)])
+
+    def got(**kw: object) -> list[str]:
+        args: dict = {"received_since": T0, "ts_since": T0 - 10, "kind": "anomaly", "limit": 10, **kw}
+        return [p.trace_id for p in store.received_predictions(**args)]
+
+    assert got() == [late.trace_id, early.trace_id]  # newest first; received earlier or stamped too early: out
+    assert got(limit=1) == [late.trace_id]
+    assert got(device_ids=["dev-1", "dev-3"]) == [early.trace_id] and got(device_ids=[]) == []
+    assert got(kind="sample") == [unsure.trace_id, rand.trace_id]
+    assert got(kind="sample", reason="random") == [rand.trace_id]
+    [row] = store.received_predictions(received_since=T0 + 20, ts_since=T0 - 10, kind="sample", reason="random",
+                                       limit=10)
+    assert row.features == tuple(rand.features) and row.received_at == T0 + 30

@@ -1,0 +1,108 @@
+"""The candidate's expected scoring on the traffic a stage sees: a yardstick for when the control is not trusted.
+
+A drifted incumbent cannot say how often a fix should alarm, and the fix's manifest reference is a long-run mix of
+its training traffic, not of what the stage's devices replay right now (engines near the end of their lives alarm
+far more often, rightly). So the hub scores the candidate itself on the feature vectors the devices sent during the
+stage, and judges the devices' reported anomaly rate and score histogram against that.
+
+Devices send every window their serving model alarms on, and a random slice of all windows (`agent` sampling:
+every window with the same probability): two strata of each served version's windows, counted by its stats.
+
+    expected alarms = A · (share of the alarm vectors the candidate alarms on)
+                    + (N - A) · (share of the random vectors the served model did not alarm on that it alarms on)
+
+with ``N`` windows and ``A`` alarms of the served version (from its stats); the score histogram likewise. When the
+candidate is the served model (an active stage) the first share is 1 and the second 0 wherever the device and the hub
+score alike, so the check there is that the devices do what the model does (right features, right artifact, right
+counts), not whether the model is right: that is the gate's, on labels. Vectors of a version whose features differ
+from the candidate's (another feature set, window or regime statistics) cannot be scored and are left to the caller
+to leave out (`same_features`).
+
+Pure: `hub.rollout.service.traffic` reads the vectors and stats and scores the candidate with onnxruntime.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from hub.rollout.evidence import Expectation, Source
+from shared.manifest import ModelManifest
+
+
+@dataclass(frozen=True)
+class Served:
+    """One served version's traffic on the devices: its windows and alarms (stats), and the candidate's scores on
+    the vectors the hub holds of it: those it alarmed on (`alarm_scores`; `alarm_random` of them also drawn into the
+    random slice) and the random slice of those it did not (`quiet_scores`)."""
+
+    version: str
+    windows: int
+    anomalies: int
+    alarm_scores: np.ndarray
+    quiet_scores: np.ndarray
+    alarm_random: int = 0
+
+    @property
+    def samples(self) -> int:
+        return len(self.quiet_scores) + self.alarm_random
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Whose traffic and when (see `Expectation`)."""
+
+    source: Source
+    devices: tuple[str, ...]
+    since: float
+    until: float
+    data_from: float | None = None
+    data_to: float | None = None
+
+
+def same_features(a: ModelManifest, b: ModelManifest) -> bool:
+    """Whether vectors a device computed serving `a` are what `b` scores: the same window (sensors, size, step,
+    feature set) and the same regime statistics (a retrain keeps its parent's)."""
+    return a.window == b.window and a.regimes == b.regimes
+
+
+def expected_on_traffic(served: Sequence[Served], score_bin_edges: Sequence[float], threshold: float,
+                        provenance: Provenance, *, min_samples: int) -> Expectation | None:
+    """The candidate's expected anomaly rate and score histogram (over `score_bin_edges`, as agents count them)
+    on the served versions' windows; None when the random slice holds fewer than `min_samples` vectors, or no
+    version's windows can be estimated (alarms counted but none of their vectors held, or quiet windows but no
+    random vector of them).
+
+    >>> s = Served("v1", windows=100, anomalies=10, alarm_scores=np.array([0.9] * 10),
+    ...            quiet_scores=np.array([0.1, 0.1, 0.1, 0.7]), alarm_random=1)
+    >>> e = expected_on_traffic([s], [0.5], 0.5, Provenance("stage", ("d1",), 0.0, 60.0), min_samples=5)
+    >>> round(e.anomaly_rate, 3), e.score_hist, e.vectors, e.samples
+    (0.325, (68, 32), 14, 5)
+    """
+    edges = np.asarray(score_bin_edges, dtype=np.float64)
+    hist = np.zeros(len(edges) + 1, dtype=np.float64)
+    alarms = windows = 0.0
+    vectors = samples = 0
+    for s in served:
+        n, a = max(s.windows, 0), min(max(s.anomalies, 0), max(s.windows, 0))
+        if n == 0 or (a and not len(s.alarm_scores)) or (n - a and not len(s.quiet_scores)):
+            continue
+        for scores, weight in ((s.alarm_scores, a / max(len(s.alarm_scores), 1)),
+                               (s.quiet_scores, (n - a) / max(len(s.quiet_scores), 1))):
+            scores = np.asarray(scores, dtype=np.float64)
+            hist += weight * np.bincount(np.searchsorted(edges, scores, side="right"), minlength=len(hist))
+            alarms += weight * float(np.count_nonzero(scores >= threshold))
+        windows += n
+        vectors += len(s.alarm_scores) + len(s.quiet_scores)
+        samples += s.samples
+    counts = tuple(int(c) for c in np.rint(hist))
+    if samples < min_samples or not windows or not sum(counts):
+        return None
+    p = provenance
+    return Expectation(min(alarms / windows, 1.0), counts, p.source, vectors, samples, p.devices, p.since, p.until,
+                       p.data_from, p.data_to)
+
+
+__all__ = ["Provenance", "Served", "expected_on_traffic", "same_features"]
