@@ -54,7 +54,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                    "labels (default 20)")
     c.add_argument("--feature-set", type=int, choices=(1, 2), metavar="N", help="1: window features of the raw "
                    "readings; 2: readings normalised by operating regime, window features, then 15/30-cycle means, "
-                   "an EWM per sensor and time in service (default 1)")
+                   "an EWM per sensor and time in service (default 2; --fast 1)")
     c.add_argument("--workdir", type=Path, metavar="DIR", help="keep the broker, hub, models and gateway data here "
                    "(default: a temporary directory, removed afterwards)")
     c.add_argument("--json", action="store_true", help="print the result as one JSON object, last")
