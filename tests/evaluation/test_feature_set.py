@@ -22,6 +22,8 @@ from tests.fixtures.regimes import REGIME_SETTINGS, regime_rows
 def test_feature_set_is_validated() -> None:
     assert config_for("fast", Path("."), feature_set=2).feature_set == 2
     assert config_for("fast", Path(".")).feature_set == 1
+    assert config_for("default", Path(".")).feature_set == 2  # the full run measures set 2; --fast keeps set 1
+    assert config_for("default", Path("."), feature_set=1).feature_set == 1
     with pytest.raises(ConfigError, match="--feature-set"):
         config_for("fast", Path("."), feature_set=3)
 
