@@ -5,7 +5,7 @@
 - `evidence`: what devices report during a stage (`Evidence`, `Scoring`), whether the control can be trusted
   (`ControlTrust`), the candidate's own `Expectation`, and the `Yardstick` a stage was judged against.
 - `traffic`: the candidate's expectation on the stage's traffic (its scores on the vectors devices sent), the
-  yardstick when the control is not trusted.
+  yardstick when the control is not trusted, and its label-free `Estimate` there (evidence that may hold a stage).
 - `health`: `assess` turns evidence into failures (roll back now) and holds (do not advance yet).
 - `machine`: `start` and `next_step`; `actions`: `pause`, `resume`, `promote`, `rollback`, `abort`.
 - `state`: `RolloutState`, `Decision`, `Command`, `Transition`, each with `to_dict` / `from_dict`.
@@ -24,7 +24,15 @@ raise `RolloutError`.
 
 from hub.rollout.actions import abort, pause, promote, resume, rollback
 from hub.rollout.errors import RolloutConflict, RolloutError, RolloutNotFound
-from hub.rollout.evidence import ControlTrust, DeviceSummary, Evidence, Expectation, Scoring, Yardstick
+from hub.rollout.evidence import (
+    ControlTrust,
+    DeviceSummary,
+    Estimate,
+    Evidence,
+    Expectation,
+    Scoring,
+    Yardstick,
+)
 from hub.rollout.health import Assessment, assess
 from hub.rollout.machine import next_step, start
 from hub.rollout.plan import (
@@ -47,6 +55,7 @@ __all__ = [
     "ControlTrust",
     "Decision",
     "DeviceSummary",
+    "Estimate",
     "Evidence",
     "Expectation",
     "HealthLimits",

@@ -194,6 +194,60 @@ class Expectation:
                    opt("since"), opt("until"), opt("data_from"), opt("data_to"))
 
 
+EstimateStatus = Literal["ok", "no_calibration", "too_few_samples", "too_few_failures", "unscored"]
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """The candidate's label-free performance on the stage's traffic (`hub.rollout.traffic.estimate_on_traffic`):
+    its calibrated scores on the vectors the devices sent say how many of the windows are failures and which of them
+    it alarms on. `status` ``ok`` carries the figures (None where undefined); any other says why there are none
+    (`reason`). `failure_share` is the share of the traffic's windows expected to be failures; `gate_recall` and
+    `gate_false_alarm_rate` the candidate's gate-time figures (its gate decision's, else its manifest's), what the
+    estimate is held against (`hub.rollout.health`).
+
+    >>> Estimate("ok", "on 80 random vectors", recall=0.9, f1=0.8).to_dict()["recall"]
+    0.9
+    """
+
+    status: EstimateStatus
+    reason: str
+    recall: float | None = None
+    precision: float | None = None
+    false_alarm_rate: float | None = None
+    f1: float | None = None
+    failure_share: float | None = None
+    source: Source | None = None
+    vectors: int = 0
+    samples: int = 0
+    calibrated_on: str | None = None
+    gate_recall: float | None = None
+    gate_false_alarm_rate: float | None = None
+
+    def __post_init__(self) -> None:
+        figures = (self.recall, self.precision, self.false_alarm_rate, self.f1, self.failure_share,
+                   self.gate_recall, self.gate_false_alarm_rate)
+        if any(v is not None and not (math.isfinite(v) and -1e-9 <= v <= 1.0 + 1e-9) for v in figures):
+            raise RolloutError(f"estimated figures lie in [0, 1], got {figures}")
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f: getattr(self, f) for f in self.__dataclass_fields__}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Estimate:
+        def opt(key: str) -> float | None:
+            return None if d.get(key) is None else float(d[key])
+
+        return cls(d["status"], str(d["reason"]), opt("recall"), opt("precision"), opt("false_alarm_rate"),
+                   opt("f1"), opt("failure_share"), d.get("source"), int(d.get("vectors", 0)),
+                   int(d.get("samples", 0)), d.get("calibrated_on"), opt("gate_recall"),
+                   opt("gate_false_alarm_rate"))
+
+
 @dataclass(frozen=True)
 class ControlTrust:
     """Whether the control (the incumbent's numbers) is a fair yardstick for the candidate, and why.

@@ -13,6 +13,11 @@ longer holds the stage. The device failures (refusals, failed
 health checks, self-rollbacks, NaN scores, inference errors) do not depend on any yardstick. A refusal that
 is only a failed download counts as an infrastructure failure too (``infra_failures``): a rollback made of
 nothing else may be retried (`hub.rollout.revert`).
+
+Whatever the yardstick, the candidate's label-free `Estimate` on the stage's traffic (its calibrated scores on the
+vectors the devices sent) is recorded, and holds the stage when its recall or F1 falls more than
+`estimate_max_drop` below what the candidate's gate-time figures give on that traffic: a hold, never a failure by
+itself (an estimate is weaker evidence than labels; a stage held until its timeout still rolls back).
 """
 
 from __future__ import annotations
@@ -23,7 +28,16 @@ from dataclasses import dataclass
 
 from hub.drift.psi import psi
 from hub.rollout.errors import RolloutError
-from hub.rollout.evidence import ControlTrust, DeviceSummary, Evidence, Expectation, Scoring, Yardstick, pool
+from hub.rollout.evidence import (
+    ControlTrust,
+    DeviceSummary,
+    Estimate,
+    Evidence,
+    Expectation,
+    Scoring,
+    Yardstick,
+    pool,
+)
 from hub.rollout.plan import HealthLimits, StagePlan
 from hub.rollout.revert import fetch_failure
 
@@ -31,7 +45,8 @@ from hub.rollout.revert import fetch_failure
 @dataclass(frozen=True)
 class Assessment:
     """What the evidence says about a stage; `control` is the live control when it was large enough;
-    `yardstick` what the anomaly rate and score distribution were judged against, and why."""
+    `yardstick` what the anomaly rate and score distribution were judged against, and why; `estimate` the
+    candidate's label-free performance on the stage's traffic (or why there is none)."""
 
     failures: tuple[str, ...]
     holds: tuple[str, ...]
@@ -39,6 +54,7 @@ class Assessment:
     devices: tuple[DeviceSummary, ...]
     control: Scoring | None
     yardstick: Yardstick | None = None
+    estimate: Estimate | None = None
 
     @property
     def healthy(self) -> bool:
@@ -53,12 +69,14 @@ def assess(
     *,
     trust: ControlTrust | None = None,
     expectation: Expectation | None = None,
+    estimate: Estimate | None = None,
 ) -> Assessment:
     """Judge the stage's devices on `evidence` (devices outside the stage only feed the control).
 
     The control pools every `Evidence.incumbent`; when it has fewer than `limits.min_rate_windows`
     windows, `fallback_control` (the last live control, or the plan's baseline) stands in. When `trust`
-    says the control is not trusted and there is an `expectation`, that is the yardstick instead.
+    says the control is not trusted and there is an `expectation`, that is the yardstick instead. An `estimate`
+    (the candidate's label-free figures on the stage's traffic) is recorded and may hold (`estimate_holds`).
     """
     policy, inside = stage.policy, set(stage.devices)
     failures: list[str] = []
@@ -154,6 +172,9 @@ def assess(
         if rate > limits.max_disagreement and yardstick.basis == "control":
             holds.append(f"shadow disagreement {rate:.3f} over {limits.max_disagreement:g}")
 
+    if estimate is not None:
+        holds += estimate_holds(estimate, limits.estimate_max_drop, numbers)
+
     numbers["failures"], numbers["infra_failures"] = len(failures), unfetched  # all infra: may be retried
     return Assessment(
         failures=tuple(failures),
@@ -162,7 +183,58 @@ def assess(
         devices=tuple(summaries),
         control=live if live.windows >= limits.min_rate_windows else None,
         yardstick=yardstick,
+        estimate=estimate,
     )
+
+
+def gate_f1_on(share: float, recall: float, false_alarm_rate: float) -> float | None:
+    """The F1 that `recall` and `false_alarm_rate` give on traffic where a `share` of the windows are failures (F1
+    moves with the share of failures; recall and the false-alarm rate do not).
+
+    >>> round(gate_f1_on(0.1, 0.8, 0.02), 4)
+    0.8081
+    """
+    tp, fp, fn = share * recall, (1.0 - share) * false_alarm_rate, share * (1.0 - recall)
+    return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn > 0 else None
+
+
+def estimate_holds(estimate: Estimate, max_drop: float, numbers: dict[str, float]) -> list[str]:
+    """Holds (never failures) when the estimated recall, or F1, is more than `max_drop` below the candidate's
+    gate-time recall, or the F1 its gate-time recall and false-alarm rate give at the traffic's share of failures;
+    the estimate's figures go into `numbers`.
+
+    >>> e = Estimate("ok", "on 80 vectors", recall=0.5, f1=0.55, failure_share=0.1, gate_recall=0.8,
+    ...              gate_false_alarm_rate=0.02)
+    >>> numbers = {}
+    >>> [hold] = estimate_holds(e, 0.2, numbers)
+    >>> hold[hold.index("recall"):hold.index(" (")]
+    "recall 0.500 vs 0.800 at the gate, F1 0.550 vs 0.808 at the gate's recall and false-alarm rate on it"
+    >>> round(numbers["gate_f1_on_traffic"], 3), estimate_holds(e, 0.4, {})
+    (0.808, [])
+    """
+    if not estimate.ok:
+        return []
+    figures = {"recall": estimate.recall, "precision": estimate.precision,
+               "false_alarm_rate": estimate.false_alarm_rate, "f1": estimate.f1}
+    numbers.update({f"estimated_{k}": v for k, v in figures.items() if v is not None})
+    numbers["estimate_samples"] = estimate.samples
+    if estimate.failure_share is not None:
+        numbers["estimated_failure_share"] = estimate.failure_share
+    share, recall, far = estimate.failure_share, estimate.gate_recall, estimate.gate_false_alarm_rate
+    gate_f1 = None if share is None or recall is None or far is None else gate_f1_on(share, recall, far)
+    if estimate.gate_recall is not None:
+        numbers["gate_recall"] = estimate.gate_recall
+    if gate_f1 is not None:
+        numbers["gate_f1_on_traffic"] = gate_f1
+    low = []
+    if estimate.recall is not None and recall is not None and estimate.recall < recall - max_drop:
+        low.append(f"recall {estimate.recall:.3f} vs {recall:.3f} at the gate")
+    if estimate.f1 is not None and gate_f1 is not None and estimate.f1 < gate_f1 - max_drop:
+        low.append(f"F1 {estimate.f1:.3f} vs {gate_f1:.3f} at the gate's recall and false-alarm rate on it")
+    if not low:
+        return []
+    return [f"label-free estimate on the stage's traffic: {', '.join(low)} (more than {max_drop:g} below; "
+            f"{estimate.reason})"]
 
 
 def _device_failure(ev: Evidence, cand: Scoring, limits: HealthLimits) -> str | None:

@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from dataclasses import replace
 
 from hub.rollout._transitions import assign_commands, back, guard, move, summarise
-from hub.rollout.evidence import ControlTrust, DeviceSummary, Evidence, Expectation
-from hub.rollout.health import assess
+from hub.rollout.evidence import ControlTrust, DeviceSummary, Estimate, Evidence, Expectation
+from hub.rollout.health import Assessment, assess
 from hub.rollout.plan import RolloutPlan
 from hub.rollout.state import SYSTEM, Decision, RolloutState, Transition
 
@@ -47,19 +47,26 @@ def next_step(
     *,
     trust: ControlTrust | None = None,
     expectation: Expectation | None = None,
+    estimate: Estimate | None = None,
 ) -> tuple[RolloutState, Decision]:
     """Judge the current stage on `evidence` (per device, counted since the stage began) and decide.
 
     `trust` is the hub's verdict on the control (None: trusted); an untrusted control makes the candidate's
     `expectation` the yardstick: the one given (its scores on the stage's traffic, `hub.rollout.traffic`), else
-    the plan's (its manifest reference; see `hub.rollout.health`). Raises RolloutError on a finished rollout,
+    the plan's (its manifest reference; see `hub.rollout.health`). `estimate`, the candidate's label-free figures on
+    the stage's traffic, is recorded in the decision and may hold the stage. Raises RolloutError on a finished rollout,
     another rollout's state, or `now` before the last update.
     """
     guard(plan, state, now, "step")
+    a = assess(plan.stage(state.stage), plan.limits, evidence, state.control or plan.baseline, trust=trust,
+               expectation=expectation or plan.expectation, estimate=estimate)
+    new, decision = _decide(plan, state, a, now)
+    return new, replace(decision, estimate=a.estimate)
+
+
+def _decide(plan: RolloutPlan, state: RolloutState, a: Assessment, now: float) -> tuple[RolloutState, Decision]:
     stage = plan.stage(state.stage)
     policy = stage.policy
-    a = assess(stage, plan.limits, evidence, state.control or plan.baseline, trust=trust,
-               expectation=expectation or plan.expectation)
     ys = a.yardstick
     elapsed = state.stage_elapsed(now)
     numbers = {

@@ -83,7 +83,13 @@ class HealthLimits:
     - rates and histograms are compared only once each side has `min_rate_windows` 500 windows;
     - `min_traffic_samples` 50: when the control is not trusted, the candidate's scores on the stage's traffic
       stand in for its reference only once the devices' random slice holds this many of the vectors scored
-      (`hub.rollout.traffic`; at the agents' 1% sample, 5,000 windows).
+      (`hub.rollout.traffic`; at the agents' 1% sample, 5,000 windows);
+    - `estimate_max_drop` 0.2: the candidate's label-free estimate on the stage's traffic (`Estimate`) holds the
+      stage when its recall, or its F1, is more than this below what its gate-time recall and false-alarm rate give
+      on that traffic. Never a rollback by itself: an estimate is weaker evidence than labels (it holds while the
+      calibration's score -> failure map holds). 0.2 is wide on purpose: the estimate rests on a stage's few
+      random vectors and a calibration fitted on a few hundred labelled rows, so only a drop that large says the
+      model misses failures it was gated on catching rather than noise.
 
     When the control is not trusted (the incumbent drifted), the same factors and PSI limit apply to the
     candidate against its own expectation (`Expectation`) instead: its scores on the feature vectors its stage's
@@ -105,6 +111,7 @@ class HealthLimits:
     max_disagreement: float = 0.05
     min_rate_windows: int = 500
     min_traffic_samples: int = 50
+    estimate_max_drop: float = 0.2
 
     def __post_init__(self) -> None:
         values = self.to_dict()
@@ -126,6 +133,7 @@ class HealthLimits:
             "max_disagreement": self.max_disagreement,
             "min_rate_windows": self.min_rate_windows,
             "min_traffic_samples": self.min_traffic_samples,
+            "estimate_max_drop": self.estimate_max_drop,
         }
 
     @classmethod

@@ -68,6 +68,7 @@ def event_record(plan: RolloutPlan, state: RolloutState, decision: Decision, rea
         "status": state.status, "decision": decision.kind, "reason": reason,
         "numbers": finite(decision.numbers),
         "yardstick": None if decision.yardstick is None else decision.yardstick.to_dict(),
+        "estimate": None if decision.estimate is None else decision.estimate.to_dict(),
     }
 
 
@@ -81,6 +82,8 @@ def registry_move(rollout: Rollout, decision: Decision) -> RegistryMove:
     }
     if decision.yardstick is not None:
         details["yardstick"] = decision.yardstick.to_dict()
+    if decision.estimate is not None:
+        details["estimate"] = decision.estimate.to_dict()
     reason = f"{last.reason}: {rollout.row.reason}" if last.action == "start" else last.reason
     # a rollback for failed downloads only says nothing about the model: it stays a candidate, to be retried
     rolled_back = "candidate" if infra_failure(decision) else "rolled_back"

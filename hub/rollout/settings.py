@@ -47,6 +47,9 @@ class HealthLimitsSettings(BaseModel):
     min_traffic_samples: Windows = Field(default=_D.min_traffic_samples, description="random-slice feature vectors "
                                          "of the stage's traffic the candidate is scored on before its scores there "
                                          "stand in for its reference (control not trusted)")
+    estimate_max_drop: Share = Field(default=_D.estimate_max_drop, description="the candidate's label-free recall "
+                                     "or F1 on the stage's traffic this far below its gate-time figures holds the "
+                                     "stage (never rolls back by itself)")
 
     @model_validator(mode="after")
     def _factors(self) -> HealthLimitsSettings:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 from hub.rollout.errors import RolloutError
-from hub.rollout.evidence import DeviceSummary, Scoring, Yardstick
+from hub.rollout.evidence import DeviceSummary, Estimate, Scoring, Yardstick
 from hub.rollout.plan import Mode, StageName
 
 Status = Literal["running", "completed", "rolled_back", "aborted"]
@@ -52,7 +52,8 @@ class Decision:
     """What to do now, why, and the numbers behind it; `stage` is the stage after the decision.
 
     `yardstick` says what the stage's anomaly rate and score distribution were judged against (None for
-    decisions that judged no evidence: start and operator actions).
+    decisions that judged no evidence: start and operator actions); `estimate` the candidate's label-free figures on
+    the stage's traffic, or why there are none (None: not measured).
     """
 
     kind: DecisionKind
@@ -62,6 +63,7 @@ class Decision:
     commands: tuple[Command, ...] = ()
     numbers: Mapping[str, float] = field(default_factory=dict)
     yardstick: Yardstick | None = None
+    estimate: Estimate | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -72,11 +74,12 @@ class Decision:
             "commands": [c.to_dict() for c in self.commands],
             "numbers": {k: v for k, v in self.numbers.items() if math.isfinite(v)},
             "yardstick": None if self.yardstick is None else self.yardstick.to_dict(),
+            "estimate": None if self.estimate is None else self.estimate.to_dict(),
         }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Decision:
-        yardstick = d.get("yardstick")
+        yardstick, estimate = d.get("yardstick"), d.get("estimate")
         return cls(
             kind=_literal(d["kind"], DecisionKind),
             reason=str(d["reason"]),
@@ -85,6 +88,7 @@ class Decision:
             commands=tuple(Command.from_dict(c) for c in d["commands"]),
             numbers={str(k): float(v) for k, v in d["numbers"].items()},
             yardstick=None if yardstick is None else Yardstick.from_dict(yardstick),
+            estimate=None if estimate is None else Estimate.from_dict(estimate),
         )
 
 

@@ -18,6 +18,11 @@ counts), not whether the model is right: that is the gate's, on labels. Vectors 
 from the candidate's (another feature set, window or regime statistics) cannot be scored and are left to the caller
 to leave out (`same_features`).
 
+The same scores give the candidate's label-free performance on that traffic (`estimate_on_traffic`): with its
+calibration (`shared.manifest.Calibration`, fitted on labelled rows it did not train on) each vector's chance of being
+a failure, and with its threshold its decision, so expected true and false alarms and misses follow per stratum,
+weighted as above (confidence-based performance estimation, as `hub.training.estimate` does on the served scores).
+
 Pure: `hub.rollout.service.traffic` reads the vectors and stats and scores the candidate with onnxruntime.
 """
 
@@ -28,8 +33,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hub.rollout.evidence import Expectation, Source
-from shared.manifest import ModelManifest
+from hub.rollout.evidence import Estimate, Expectation, Source
+from hub.training.estimate import calibrated, rates
+from shared.manifest import Calibration, ModelManifest
+
+MIN_EXPECTED_FAILURES = 5.0
+"""Fewer failures than this expected among the vectors scored: no recall or F1 (a handful of likely failures make a
+recall of noise)."""
 
 
 @dataclass(frozen=True)
@@ -105,4 +115,54 @@ def expected_on_traffic(served: Sequence[Served], score_bin_edges: Sequence[floa
                        p.data_from, p.data_to)
 
 
-__all__ = ["Provenance", "Served", "expected_on_traffic", "same_features"]
+def estimate_on_traffic(served: Sequence[Served], calibration: Calibration | None, threshold: float,
+                        source: Source, *, min_samples: int) -> Estimate:
+    """The candidate's expected recall, precision, false-alarm rate and F1 on the served versions' windows (each
+    stratum weighted as in `expected_on_traffic`), its decision ``score >= threshold``; a status and no figures when
+    there is no `calibration`, the random slice holds fewer than `min_samples` vectors or fewer than
+    `MIN_EXPECTED_FAILURES` failures are expected among the vectors.
+
+    >>> cal = Calibration(x=[0.0, 1.0], y=[0.0, 1.0], fitted_on="eval", n=100, n_positive=20)
+    >>> s = Served("v1", windows=100, anomalies=10, alarm_scores=np.array([0.9] * 10),
+    ...            quiet_scores=np.array([0.1] * 36 + [0.7] * 4), alarm_random=1)
+    >>> e = estimate_on_traffic([s], cal, 0.5, "stage", min_samples=5)
+    >>> e.status, round(e.recall, 3), round(e.false_alarm_rate, 3), round(e.failure_share, 3)
+    ('ok', 0.654, 0.048, 0.234)
+    """
+    samples = sum(s.samples for s in served)
+    vectors = sum(len(s.alarm_scores) + len(s.quiet_scores) for s in served)
+    where = f"{vectors} vectors ({samples} of the random slice) of the {source}'s traffic"
+    if calibration is None:
+        return Estimate("no_calibration", "the candidate's manifest has no calibration", source=source,
+                        vectors=vectors, samples=samples)
+    if samples < min_samples:
+        return Estimate("too_few_samples", f"{where}, need {min_samples} of the random slice", source=source,
+                        vectors=vectors, samples=samples, calibrated_on=calibration.fitted_on)
+    tp = fp = fn = tn = 0.0
+    expected_failures = 0.0
+    for s in served:
+        n, a = max(s.windows, 0), min(max(s.anomalies, 0), max(s.windows, 0))
+        if n == 0 or (a and not len(s.alarm_scores)) or (n - a and not len(s.quiet_scores)):
+            continue
+        for scores, weight in ((s.alarm_scores, a / max(len(s.alarm_scores), 1)),
+                               (s.quiet_scores, (n - a) / max(len(s.quiet_scores), 1))):
+            scores = np.asarray(scores, dtype=np.float64)
+            p, alarm = calibrated(calibration, scores), scores >= threshold
+            expected_failures += float(p.sum())
+            tp += weight * float(p[alarm].sum())
+            fp += weight * float((1.0 - p[alarm]).sum())
+            fn += weight * float(p[~alarm].sum())
+            tn += weight * float((1.0 - p[~alarm]).sum())
+    total = tp + fp + fn + tn
+    if expected_failures < MIN_EXPECTED_FAILURES or not total:
+        return Estimate("too_few_failures", f"{expected_failures:.1f} failures expected among {where}, need "
+                        f"{MIN_EXPECTED_FAILURES:g}", source=source, vectors=vectors, samples=samples,
+                        calibrated_on=calibration.fitted_on)
+    r = rates(tp, fp, fn, tn)
+    return Estimate("ok", f"on {where}, calibrated on the {calibration.fitted_on} slice", r["recall"],
+                    r["precision"], r["false_alarm_rate"], r["f1"], (tp + fn) / total, source, vectors, samples,
+                    calibration.fitted_on)
+
+
+__all__ = ["MIN_EXPECTED_FAILURES", "Provenance", "Served", "estimate_on_traffic", "expected_on_traffic",
+           "same_features"]

@@ -45,6 +45,7 @@ class LimitsCreate(BaseModel):
     max_disagreement: Share | None = None
     min_rate_windows: Windows | None = None
     min_traffic_samples: Windows | None = None
+    estimate_max_drop: Share | None = None
 
     def over(self, defaults: HealthLimits) -> HealthLimits:
         """`defaults` with these limits replaced; RolloutError when the result is inconsistent."""

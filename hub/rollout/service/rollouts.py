@@ -231,10 +231,11 @@ class RolloutService(Carrier):
                 rollout = Rollout.from_row(row)
                 at = max(now, rollout.state.updated_at)
                 trust = self.control_trust(rollout)
-                # a drifted control: the candidate's expectation on the stage's traffic, else its plan's reference
-                expect = None if trust.trusted else self.traffic.expectation(rollout.plan, rollout.state, at)
+                # a drifted control: the candidate's expectation on the stage's traffic, else its plan's reference;
+                # whatever the control, its label-free estimate there (one read and scoring for both)
+                expect, estimate = self.traffic.measure(rollout.plan, rollout.state, at, expect=not trust.trusted)
                 state, decision = next_step(rollout.plan, rollout.state, self.evidence(rollout), at, trust=trust,
-                                            expectation=expect)
+                                            expectation=expect, estimate=estimate)
                 changed = decision.kind != "wait"
                 if not self._save(rollout, state, decision, event=changed):
                     log.info("rollout %s changed while it was judged; judged again next tick", rollout.id)

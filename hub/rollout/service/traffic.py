@@ -4,6 +4,9 @@ The traffic is what the hub received since the stage began (hub clock, as the st
 lockstep replay that is the data since the milestone the stage began at), of the stage's own devices, else of the
 whole fleet when they sent too few random vectors, else nothing (the plan's reference stays the yardstick). Only
 vectors of versions whose features are the candidate's count (`same_features`).
+
+The same read and scores give the candidate's label-free `Estimate` there (`estimate_on_traffic`, with the calibration
+of its manifest), beside its gate-time recall and false-alarm rate (`gate_time_figures`): `measure` returns both.
 """
 
 from __future__ import annotations
@@ -12,17 +15,19 @@ import logging
 import math
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 import onnxruntime as ort
 
 from hub.registry.service import Registry
-from hub.rollout.evidence import Expectation, Source
+from hub.rollout.evidence import Estimate, Expectation, Source
 from hub.rollout.plan import RolloutPlan
 from hub.rollout.state import RolloutState
-from hub.rollout.traffic import Provenance, Served, expected_on_traffic, same_features
+from hub.rollout.traffic import Provenance, Served, estimate_on_traffic, expected_on_traffic, same_features
 from hub.store import HubStore
 from hub.store.rows import PredictionRow
+from hub.training.performance import gate_time_figures
 from models.onnx_export import onnx_scores, onnx_session
 from models.version import read_version
 from shared.errors import FleetloopError
@@ -32,7 +37,8 @@ log = logging.getLogger(__name__)
 
 MAX_VECTORS = 5_000
 """Of each stratum (alarms, random slice) at most this many of the newest vectors are read and scored per judgement
-(every `rollout_tick_s`, only while the control is not trusted): a rate from 5,000 random vectors is within ±0.01."""
+(every `rollout_tick_s`, while the control is not trusted or the candidate has a calibration): a rate from 5,000
+random vectors is within ±0.01."""
 
 
 class TrafficYardstick:
@@ -48,24 +54,53 @@ class TrafficYardstick:
     def expectation(self, plan: RolloutPlan, state: RolloutState, now: float) -> Expectation | None:
         """On the stage devices' traffic, else the fleet's; None when neither holds `min_traffic_samples` random
         vectors of the candidate's features (or the candidate's artifact cannot be read)."""
+        return self.measure(plan, state, now)[0]
+
+    def measure(self, plan: RolloutPlan, state: RolloutState, now: float, *, expect: bool = True,
+                ) -> tuple[Expectation | None, Estimate]:
+        """The candidate's `expectation` (when `expect`) and its label-free `Estimate` from one read and scoring of
+        the stage's traffic (else the fleet's: the first holding `min_traffic_samples` random vectors). Nothing is
+        read when no expectation is asked for and the candidate has no calibration to estimate with."""
         try:
             candidate, session = self._session(plan.candidate)
         except (FleetloopError, OSError, ValueError) as exc:
             log.warning("cannot score %s on the stage's traffic: %s", plan.candidate, exc)
-            return None
+            return None, Estimate("unscored", f"cannot score the candidate at the hub: {exc}")
+        calibration = candidate.calibration
+        if calibration is None and not expect:
+            return None, Estimate("no_calibration", "the candidate's manifest has no calibration")
         stage = plan.stage(state.stage)
         scopes: list[tuple[Source, Sequence[str]]] = [("stage", stage.devices)]
         if set(stage.devices) != set(plan.fleet):
             scopes.append(("fleet", plan.fleet))
+        minimum = plan.limits.min_traffic_samples
+        estimate = Estimate("too_few_samples", "no vector of the candidate's features from the stage's traffic")
         for source, devices in scopes:
-            expect = self._on(source, devices, candidate, session, state.entered_at, now,
-                              plan.limits.min_traffic_samples)
-            if expect is not None:
-                return expect
-        return None
+            read = self._on(source, devices, candidate, session, state.entered_at, now)
+            if read is None:
+                continue
+            served, provenance = read
+            expectation = None if not expect else expected_on_traffic(
+                served, candidate.reference.score_bin_edges, candidate.threshold, provenance, min_samples=minimum)
+            estimate = estimate_on_traffic(served, calibration, candidate.threshold, source, min_samples=minimum)
+            if expectation is not None if expect else estimate.status != "too_few_samples":
+                return expectation, self._gated(plan.candidate, estimate)
+            log.debug("%s traffic of %s: too few vectors to judge %s on", source, ", ".join(sorted(devices)),
+                      candidate.version)
+        return None, self._gated(plan.candidate, estimate)
+
+    def _gated(self, version: str, estimate: Estimate) -> Estimate:
+        """`estimate` with the candidate's gate-time recall and false-alarm rate beside it."""
+        row = self.store.model_version(version)
+        if row is None or not estimate.ok:
+            return estimate
+        recall, far = gate_time_figures(row)
+        return replace(estimate, gate_recall=recall, gate_false_alarm_rate=far)
 
     def _on(self, source: Source, devices: Sequence[str], candidate: ModelManifest, session: ort.InferenceSession,
-            since: float, now: float, min_samples: int) -> Expectation | None:
+            since: float, now: float) -> tuple[list[Served], Provenance] | None:
+        """The served versions' traffic of `devices` since `since`, with the candidate's scores on its vectors; None
+        when the hub holds no vector of the candidate's features."""
         ids = sorted(devices)
         alarm_rows = self.store.received_predictions(received_since=since, ts_since=since - self.clock_skew_s,
                                                      kind="anomaly", device_ids=ids, limit=self.max_vectors)
@@ -108,12 +143,7 @@ class TrafficYardstick:
         ends = [r.window_end for r in rows if math.isfinite(r.window_end)]
         provenance = Provenance(source, tuple(sorted({r.device_id for r in rows})), since, now,
                                 min(starts) if starts else None, max(ends) if ends else None)
-        expect = expected_on_traffic(served, candidate.reference.score_bin_edges, candidate.threshold, provenance,
-                                     min_samples=min_samples)
-        if expect is None:
-            log.debug("%s traffic of %s: too few vectors (%d alarms, %d random) to judge %s on", source,
-                      ", ".join(ids), len(alarms), len(quiet), candidate.version)
-        return expect
+        return served, provenance
 
     def _manifest(self, version: str) -> ModelManifest | None:
         if version not in self._manifests:
