@@ -232,6 +232,19 @@ def rollouts_table(rollouts: Sequence[Mapping[str, Any]], all_ids: Sequence[str]
     return table(["ID", "CANDIDATE", "OVER", "STATUS", "STAGE", "UPDATED", "DECISION"], rows)
 
 
+def estimate_text(e: Mapping[str, Any]) -> str:
+    """A decision's label-free estimate of the candidate on the stage's traffic, against its gate-time figures."""
+    if e.get("status") != "ok":
+        return f"none ({str(e.get('status')).replace('_', ' ')}: {e.get('reason')})"
+
+    def fig(v: object) -> str:
+        return "-" if v is None else _num(v)
+
+    return (f"recall {fig(e.get('recall'))} (gate {fig(e.get('gate_recall'))}), F1 {fig(e.get('f1'))}, "
+            f"precision {fig(e.get('precision'))}, false-alarm rate {fig(e.get('false_alarm_rate'))} "
+            f"(gate {fig(e.get('gate_false_alarm_rate'))}), no labels: {e.get('reason')}")
+
+
 def rollout_text(r: Mapping[str, Any]) -> str:
     lines = [f"rollout {r['id']}: {r['candidate']} over {r['incumbent']}, {r['status']}, stage {r['stage']}"
              + ("  (paused)" if r.get("paused") else ""),
@@ -247,6 +260,9 @@ def rollout_text(r: Mapping[str, Any]) -> str:
                          f"vectors from {', '.join(expect.get('devices') or [])}, received {iso(expect.get('since'))}"
                          f" to {iso(expect.get('until'))} (windows of data time {iso(expect.get('data_from'))} to "
                          f"{iso(expect.get('data_to'))})")
+    estimate = decision.get("estimate")
+    if estimate:
+        lines.append("  estimate  " + estimate_text(estimate))
     numbers = decision.get("numbers") or {}
     if numbers:
         lines.append("  numbers   " + "  ".join(f"{k}={_num(v)}" for k, v in sorted(numbers.items())))

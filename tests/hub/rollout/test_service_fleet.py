@@ -33,12 +33,17 @@ CONTROL_HIST = [700, 200, 50, 20, 10, 7, 5, 3, 2, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 
 _tags = itertools.count()
 
 
+CALIBRATION = {"x": [0.0, 1.0], "y": [0.0, 1.0], "fitted_on": "eval", "n": 400, "n_positive": 80}
+"""v2's scores taken as its chance of a failure: enough to estimate it on the stage's traffic without labels."""
+
+
 def retrained(src: Path, dst: Path) -> Path:
     """v1's model re-versioned as v2, with the reference and threshold a retrain on drifted data gave it."""
     shutil.copytree(src, dst)
     manifest = json.loads((dst / MANIFEST_FILE).read_text())
     manifest["version"], manifest["threshold"] = "v2", 0.5
     manifest["reference"]["score_histogram"] = REF_HIST
+    manifest["calibration"] = CALIBRATION
     (dst / MANIFEST_FILE).write_text(json.dumps(manifest))
     return dst
 
@@ -161,6 +166,11 @@ def test_a_drifted_control_judges_the_canary_on_its_own_traffic(world: World) ->
     assert decision.numbers["anomaly_rate_ratio"] == pytest.approx(1.0)
     assert decision.numbers["score_psi"] < 0.2  # the quiet windows' histogram is estimated from a quarter of them
     assert "scores on the traffic of its stage's devices during the stage" in decision.yardstick.reason  # type: ignore[union-attr]
+    # the same read and scores, through v2's calibration: its label-free estimate there, recorded beside
+    estimate = decision.estimate
+    assert estimate is not None and estimate.status == "ok", estimate
+    assert (estimate.source, estimate.samples, estimate.vectors) == ("stage", expect.samples, expect.vectors)
+    assert decision.numbers["estimated_recall"] == estimate.recall
 
 
 # -- late joiners -------------------------------------------------------------------------------------------------
