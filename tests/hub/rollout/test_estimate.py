@@ -24,7 +24,7 @@ def good(**kwargs: float) -> Estimate:
     values = {"recall": 0.82, "precision": 0.7, "false_alarm_rate": 0.03, "f1": 0.75, "failure_share": 0.1,
               "gate_recall": 0.85, "gate_false_alarm_rate": 0.03, **kwargs}
     return Estimate("ok", "on 240 vectors (60 of the random slice) of the stage's traffic", source="stage",
-                    vectors=240, samples=60, calibrated_on="eval", **values)  # type: ignore[arg-type]
+                    vectors=240, samples=60, calibrated_on="eval", **values)
 
 
 def canary(estimate: Estimate | None, now: float = AFTER, **limits: float) -> Decision:
