@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 
 from hub.api.deps import AUTH_RESPONSES, NowDep, Reader, ServicesDep, StoreDep
 from hub.training.performance import PERFORMANCE_EVENT
-from hub.training.service.performance import estimates_now, realized_now
+from hub.training.service.performance import performance_now
 
 router = APIRouter(prefix="/performance", tags=["performance"], responses=AUTH_RESPONSES)
 
@@ -28,13 +28,10 @@ def realized_performance(
     ``estimates`` of recall, precision, false-alarm rate and F1 from the random samples each version scored and its
     calibration, with the estimate's ``error`` against the realized figures where there are any
     (`hub.training.estimate`)."""
-    label_sets = store.label_sets(limit=1)
-    settings = services.settings.training.performance
-    figures = [] if not label_sets else realized_now(store, label_sets[0].id, settings)
-    estimated = estimates_now(store, label_sets[0].id if label_sets else None, settings, now=now, figures=figures)
+    label_set_id, figures, estimated = performance_now(store, services.settings.training.performance, now=now)
     events = store.events(kind=PERFORMANCE_EVENT, limit=1000)
     return {
-        "label_set_id": label_sets[0].id if label_sets else None, "ts": now,
+        "label_set_id": label_set_id, "ts": now,
         "figures": [f.to_dict() for f in figures if version is None or f.version == version],
         "estimates": [e.to_dict() for e in estimated if version is None or e.version == version],
         "events": [{"id": e.id, "ts": e.ts, **e.payload} for e in events

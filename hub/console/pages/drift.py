@@ -1,5 +1,6 @@
 """Drift: a feature × time heat map of PSI per scope, and the latest verdict with its test and threshold in
-words."""
+words; beside it each version's label-free performance estimate per scope, its realized figures once labels came back
+and the estimate's error (the same figures as ``GET /performance``, `performance_now`)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
-from hub.api.deps import StoreDep
+from hub.api.deps import NowDep, StoreDep
 from hub.console.charts import heat
 from hub.console.deps import ConsoleDep, Viewer, render
 from hub.console.words import drift_words
+from hub.training.service.performance import performance_now
 
 router = APIRouter()
 
@@ -37,7 +39,7 @@ def heat_rows(reports: list[dict[str, Any]]) -> list[tuple[str, list[tuple[float
 
 
 @router.get("/drift")
-def drift_page(request: Request, session: Viewer, console: ConsoleDep, store: StoreDep,
+def drift_page(request: Request, session: Viewer, console: ConsoleDep, store: StoreDep, now: NowDep,
                scope: Annotated[str, Query(min_length=1, max_length=200)] = "fleet") -> HTMLResponse:
     recent = store.drift_reports(limit=SCOPES_SCANNED)
     latest: dict[str, Any] = {}
@@ -45,6 +47,7 @@ def drift_page(request: Request, session: Viewer, console: ConsoleDep, store: St
         latest.setdefault(row.scope, row)
     rows = store.drift_reports(limit=COLUMNS, scope=scope)[::-1]  # oldest first, left to right
     reports = [r.report for r in rows]
+    _, _, estimates = performance_now(store, console.settings.training.performance, now=now)
     return render(request, console, "drift.html", session, scope=scope, scopes=sorted(latest.values(),
                   key=lambda r: (r.verdict != "drift", r.scope)), times=[r.ts for r in rows], heat=heat_rows(reports),
-                  words=drift_words(reports[-1]) if reports else None)
+                  words=drift_words(reports[-1]) if reports else None, estimates=estimates)

@@ -59,6 +59,16 @@ def _all_events(store: HubStore) -> Iterable[EventRow]:
         cursor = page[-1].id
 
 
+def performance_now(store: HubStore, settings: PerformanceSettings, *, now: float,
+                    ) -> tuple[str | None, list[RealizedPerformance], list[PerformanceEstimate]]:
+    """The latest label set's id, every version's realized figures on it, and every version's label-free estimate
+    beside them: what ``GET /performance`` and the console show (reads only)."""
+    label_sets = store.label_sets(limit=1)
+    label_set_id = label_sets[0].id if label_sets else None
+    figures = [] if label_set_id is None else realized_now(store, label_set_id, settings)
+    return label_set_id, figures, estimates_now(store, label_set_id, settings, now=now, figures=figures)
+
+
 def estimates_now(store: HubStore, label_set_id: str | None, settings: PerformanceSettings, *, now: float,
                   figures: list[RealizedPerformance] | None = None) -> list[PerformanceEstimate]:
     """Every version's label-free estimate over the random samples of the last `estimate_window_s` (by the devices'

@@ -1,5 +1,6 @@
 """``GET /performance``: realized figures per version and scope from the latest label set, the label-free estimates
-from the random samples each version scored and its calibration, and the estimate's error once labels are in."""
+from the random samples each version scored and its calibration, and the estimate's error once labels are in; the
+console and the CLI show the same."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from shared.manifest import Calibration
 from shared.messages import Annotation
 from shared.wire import replace
 from tests.hub.api.conftest import T0, TOKEN, Hub, anomaly, online, sample
+from tests.hub.console.conftest import sign_in
 
 # score -> probability: the score itself (a perfectly calibrated model), fitted on 200 slice rows
 IDENTITY = Calibration(x=[0.0, 1.0], y=[0.0, 1.0], fitted_on="eval", n=200, n_positive=40)
@@ -65,6 +67,15 @@ def test_estimates_before_labels_then_realized_figures_and_the_error(
     assert realized["recall"] == 1.0 and realized["false_alarm_rate"] == pytest.approx(8 / 28)  # 0.5-0.7 alarmed
     assert fleet["error"]["f1"] == pytest.approx(fleet["estimated"]["f1"] - realized["f1"])
     assert viewer.get("/performance", params={"version": "v9"}).json()["estimates"] == []
+
+    # the console's drift page shows the same beside drift: estimate, realized figures and the error
+    page = sign_in(hub, "viewer").get("/console/drift").text
+    row = page[page.index('<tr data-version="v1" data-scope="fleet">'):]
+    row = row[:row.index("</tr>")]
+    shown = [fleet["estimated"]["f1"], fleet["estimated"]["recall"], fleet["estimated"]["false_alarm_rate"],
+             realized["f1"], realized["recall"], realized["false_alarm_rate"]]
+    assert [f"<td>{v:.3f}</td>" in row for v in shown] == [True] * 6 and "<td>40</td>" in row
+    assert f"<td>{fleet['error']['f1']:+.3f}</td>" in row and "ok (40 windows)" in row
 
     # the CLI prints the same, one row per version and scope
     monkeypatch.setenv("FLEETLOOP_HUB_URL", hub.url)
