@@ -19,7 +19,7 @@ import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from hub.rollout.errors import RolloutError
 
@@ -229,6 +229,8 @@ class Estimate:
                    self.gate_recall, self.gate_false_alarm_rate)
         if any(v is not None and not (math.isfinite(v) and -1e-9 <= v <= 1.0 + 1e-9) for v in figures):
             raise RolloutError(f"estimated figures lie in [0, 1], got {figures}")
+        if self.status not in get_args(EstimateStatus):
+            raise RolloutError(f"unknown estimate status {self.status!r}")
 
     @property
     def ok(self) -> bool:

@@ -28,7 +28,7 @@ Pure: `hub.rollout.service.traffic` reads the vectors and stats and scores the c
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,6 +78,18 @@ def same_features(a: ModelManifest, b: ModelManifest) -> bool:
     return a.window == b.window and a.regimes == b.regimes
 
 
+def _strata(served: Sequence[Served]) -> Iterator[tuple[Served, int, tuple[tuple[np.ndarray, float], ...]]]:
+    """Each served version whose windows can be estimated, its windows, and its two strata: the candidate's scores on
+    its alarm vectors and on its random quiet ones, each with the windows one vector stands for. Left out: versions
+    with alarms counted but none of their vectors held, or quiet windows but no random vector of them."""
+    for s in served:
+        n, a = max(s.windows, 0), min(max(s.anomalies, 0), max(s.windows, 0))
+        if n == 0 or (a and not len(s.alarm_scores)) or (n - a and not len(s.quiet_scores)):
+            continue
+        yield s, n, ((np.asarray(s.alarm_scores, dtype=np.float64), a / max(len(s.alarm_scores), 1)),
+                     (np.asarray(s.quiet_scores, dtype=np.float64), (n - a) / max(len(s.quiet_scores), 1)))
+
+
 def expected_on_traffic(served: Sequence[Served], score_bin_edges: Sequence[float], threshold: float,
                         provenance: Provenance, *, min_samples: int) -> Expectation | None:
     """The candidate's expected anomaly rate and score histogram (over `score_bin_edges`, as agents count them)
@@ -95,13 +107,8 @@ def expected_on_traffic(served: Sequence[Served], score_bin_edges: Sequence[floa
     hist = np.zeros(len(edges) + 1, dtype=np.float64)
     alarms = windows = 0.0
     vectors = samples = 0
-    for s in served:
-        n, a = max(s.windows, 0), min(max(s.anomalies, 0), max(s.windows, 0))
-        if n == 0 or (a and not len(s.alarm_scores)) or (n - a and not len(s.quiet_scores)):
-            continue
-        for scores, weight in ((s.alarm_scores, a / max(len(s.alarm_scores), 1)),
-                               (s.quiet_scores, (n - a) / max(len(s.quiet_scores), 1))):
-            scores = np.asarray(scores, dtype=np.float64)
+    for s, n, strata in _strata(served):
+        for scores, weight in strata:
             hist += weight * np.bincount(np.searchsorted(edges, scores, side="right"), minlength=len(hist))
             alarms += weight * float(np.count_nonzero(scores >= threshold))
         windows += n
@@ -140,13 +147,8 @@ def estimate_on_traffic(served: Sequence[Served], calibration: Calibration | Non
                         vectors=vectors, samples=samples, calibrated_on=calibration.fitted_on)
     tp = fp = fn = tn = 0.0
     expected_failures = 0.0
-    for s in served:
-        n, a = max(s.windows, 0), min(max(s.anomalies, 0), max(s.windows, 0))
-        if n == 0 or (a and not len(s.alarm_scores)) or (n - a and not len(s.quiet_scores)):
-            continue
-        for scores, weight in ((s.alarm_scores, a / max(len(s.alarm_scores), 1)),
-                               (s.quiet_scores, (n - a) / max(len(s.quiet_scores), 1))):
-            scores = np.asarray(scores, dtype=np.float64)
+    for _, _, strata in _strata(served):
+        for scores, weight in strata:
             p, alarm = calibrated(calibration, scores), scores >= threshold
             expected_failures += float(p.sum())
             tp += weight * float(p[alarm].sum())
