@@ -10,6 +10,7 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from hub.api.deps import NowDep, RolloutsDep, ServicesDep
+from hub.app.render import estimate_text
 from hub.console.deps import PREFIX, ConsoleDep, ConsoleError, Form, Operator, Viewer, field, render, see_other
 from hub.console.session import Session
 from hub.console.words import decision_words
@@ -40,7 +41,8 @@ def _actor(session: Session) -> str:
 
 
 def _progress(r: Rollout, now: float) -> dict[str, Any]:
-    """What the live fragment shows: each stage with its devices, the current stage's per-device summary."""
+    """What the live fragment shows: each stage with its devices, the current stage's per-device summary, and the
+    candidate's label-free estimate on the stage's traffic as the last judgement recorded it."""
     summaries = {d.device_id: d for d in r.state.devices}
     names = [s.name for s in r.plan.stages]
     current = names.index(r.state.stage) if r.state.stage in names else 0
@@ -50,9 +52,11 @@ def _progress(r: Rollout, now: float) -> dict[str, Any]:
         stages.append({"name": s.name, "mode": s.mode, "policy": s.policy,
                        "state": "done" if done else ("current" if i == current else "waiting"),
                        "devices": [(d, summaries.get(d) if i == current else None) for d in s.devices]})
+    estimate = None if r.decision is None or r.decision.estimate is None else r.decision.estimate.to_dict()
     return {"stages": stages, "elapsed": r.state.stage_elapsed(now),
             "words": decision_words(None if r.decision is None else r.decision.to_dict(), paused=r.state.paused,
-                                    status=r.state.status)}
+                                    status=r.state.status),
+            "estimate": None if estimate is None else estimate_text(estimate)}
 
 
 @router.get("/rollouts")

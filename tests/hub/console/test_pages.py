@@ -100,6 +100,7 @@ def test_a_forged_or_tampered_cookie_is_not_a_session(hub: Hub) -> None:
 def test_every_page_renders_for_every_role(hub: Hub, rollouts: RolloutService, role: str) -> None:
     ids = make_incidents(hub)
     started = rollouts.start("v2", actor="operator:ana", reason="drift at plant-a", canary=["pump-1"])
+    rollouts.tick(hub.clock.now + 1)  # a judged decision: with the candidate's label-free estimate, or why none
     client = sign_in(hub, role)
     for path in (*PAGES, f"/console/incidents/{ids['pump-3']}", f"/console/rollouts/{started.id}",
                  f"/console/rollouts/{started.id}/live", "/console/models", "/console/models/v1",
@@ -116,6 +117,8 @@ def test_every_page_renders_for_every_role(hub: Hub, rollouts: RolloutService, r
     assert "pump-2" in fleet and "pump-1" not in fleet
     live = client.get(f"/console/rollouts/{started.id}/live").text
     assert "<html" not in live and 'data-stage="canary"' in live
+    assert ("The candidate's label-free estimate on the stage's traffic: none (no calibration: the candidate&#39;s "
+            "manifest has no calibration)") in live
     assert ("Pause</button>" in live) == (role == "operator")  # buttons only for operators
     resolve_buttons = 'value="confirmed_fault"' in client.get(f"/console/incidents/{ids['pump-3']}").text
     assert resolve_buttons == (role != "viewer")
