@@ -10,7 +10,9 @@ under its health check), the rest stay out. Measured on x86_64 with the sim sour
 91 -> 47 MB at once, ~59 MB once scoring has touched what it needs (`bench/agent.py`'s ``run_rss_mb``).
 
 Only read-only, file-backed mappings without anonymous (copy-on-write) pages are advised, so nothing is ever
-pushed to swap. Where the advice is unknown (older kernels, other systems, some emulators) nothing happens and
+pushed to swap. The kernel leaves alone pages another process maps too: the drop is for an agent that is its
+libraries' only user, as on a gateway; several agents on one host (or in containers of one image) share those pages
+and keep them. Where the advice is unknown (older kernels, other systems, some emulators) nothing happens and
 the agent runs as before. Standard library only (ctypes is imported when it runs).
 """
 
