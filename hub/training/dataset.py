@@ -273,9 +273,13 @@ class Feedback:
 def feedback_rows(items: Sequence[LabelItemRow], predictions: Mapping[str, PredictionRow], n_features: int,
                   feedback_weight: float) -> Feedback:
     """The label set's `items` joined to the features of their `predictions` (by trace id); labels without a
-    prediction, or whose features are not this model's inputs, are dropped and counted."""
+    prediction, or whose features are not this model's inputs, are dropped and counted.
+
+    Rows come in data order (device, unit, window end; trace id last), not in trace-id order: a trace id is the
+    agent's clock when it scored (UUIDv7), so the same windows scored by gateways running side by side would come in
+    another order each run, and a fit or a bootstrap that sees its rows in another order is another fit."""
     kept, missing, wrong_width = [], 0, 0
-    for item in items:  # by trace_id: a deterministic order
+    for item in items:
         p = predictions.get(item.trace_id)
         if p is None:
             missing += 1
@@ -283,6 +287,7 @@ def feedback_rows(items: Sequence[LabelItemRow], predictions: Mapping[str, Predi
             wrong_width += 1  # an older feature set: not this model's inputs
         else:
             kept.append((item, p))
+    kept.sort(key=lambda ip: (ip[1].device_id, ip[1].unit or "", ip[1].window_end, ip[0].trace_id))
     n = len(kept)
     rows = SourceRows(
         source="field",

@@ -47,6 +47,16 @@ def test_feedback_joins_labels_to_features_and_counts_what_it_drops() -> None:
     assert fb.dropped == {"field_missing_prediction": 1, "field_wrong_feature_count": 1}
 
 
+def test_feedback_rows_come_in_data_order_whatever_the_trace_ids() -> None:
+    # trace ids are the agents' scoring clocks: two runs of the same replay give them in another order
+    ends = {"a": 30.0, "b": 10.0, "c": 20.0}
+    predictions = {t: _prediction(t, ts) for t, ts in ends.items()}
+    once = feedback_rows([_item(t, 1) for t in "abc"], predictions, 2, 1.0)
+    again = feedback_rows([_item(t, 1) for t in "cab"], predictions, 2, 1.0)
+    assert once.rows.trace_id.tolist() == again.rows.trace_id.tolist() == ["b", "c", "a"]
+    assert once.ts.tolist() == [10.0, 20.0, 30.0]
+
+
 def test_assembled_sets_keep_the_slice_apart_and_count_it() -> None:
     items = [_item(f"t{i}", i % 2) for i in range(20)]
     fb = feedback_rows(items, {f"t{i}": _prediction(f"t{i}", 100.0 * i) for i in range(20)}, 2, 1.0)
