@@ -40,6 +40,7 @@ from hub.rollout.evidence import (
 )
 from hub.rollout.plan import HealthLimits, StagePlan
 from hub.rollout.revert import fetch_failure
+from hub.training.estimate import rates
 
 
 @dataclass(frozen=True)
@@ -194,8 +195,8 @@ def gate_f1_on(share: float, recall: float, false_alarm_rate: float) -> float | 
     >>> round(gate_f1_on(0.1, 0.8, 0.02), 4)
     0.8081
     """
-    tp, fp, fn = share * recall, (1.0 - share) * false_alarm_rate, share * (1.0 - recall)
-    return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn > 0 else None
+    return rates(share * recall, (1.0 - share) * false_alarm_rate, share * (1.0 - recall),
+                 (1.0 - share) * (1.0 - false_alarm_rate))["f1"]
 
 
 def estimate_holds(estimate: Estimate, max_drop: float, numbers: dict[str, float]) -> list[str]:

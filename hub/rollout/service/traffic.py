@@ -51,11 +51,6 @@ class TrafficYardstick:
         self._manifests: dict[str, ModelManifest | None] = {}
         self._sessions: dict[str, tuple[ModelManifest, ort.InferenceSession]] = {}
 
-    def expectation(self, plan: RolloutPlan, state: RolloutState, now: float) -> Expectation | None:
-        """On the stage devices' traffic, else the fleet's; None when neither holds `min_traffic_samples` random
-        vectors of the candidate's features (or the candidate's artifact cannot be read)."""
-        return self.measure(plan, state, now)[0]
-
     def measure(self, plan: RolloutPlan, state: RolloutState, now: float, *, expect: bool = True,
                 ) -> tuple[Expectation | None, Estimate]:
         """The candidate's `expectation` (when `expect`) and its label-free `Estimate` from one read and scoring of
