@@ -81,7 +81,10 @@ class StoryOutcome:
     injected_at: float | None = None
     drift_detected_at: float | None = None
     drift_features: list[str] = field(default_factory=list)
-    retrain: dict[str, Any] | None = None  # the drift retrain's job, as the API shows it
+    retrain: dict[str, Any] | None = None  # the drift retrain's job, as the API shows it (the last attempt)
+    # what the hub's first retrain of the fix was triggered by (drift, performance, ...): a retry the operator asks
+    # for after the gate blocked a candidate is ``manual``, but the fix started with the hub's trigger
+    trigger: str | None = None
     candidate: str | None = None
     gate: dict[str, Any] | None = None  # the candidate's gate decision
     promoted_version: str | None = None
@@ -262,6 +265,7 @@ class Story:
         could not judge (too few failures) needs no operator: the hub retrains on its own at a quarter more."""
         first = self.wait(lambda: self.operator.jobs(limit=1) or None, "the hub to trigger a retrain")
         job = first[0]
+        self.outcome.trigger = job["trigger"]
         for attempt in range(1, RETRAIN_ATTEMPTS + 1):
             labels = self._labels(job.get("label_set_id"))
             self.timeline.add("retrain_started", f"retrain triggered ({job['trigger']}: {job['reason']}) on {labels} "

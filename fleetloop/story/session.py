@@ -311,7 +311,7 @@ class _Session:
             "scenario": self.p.scenario,
             "performance_degraded": o.performance,
             "drift_events": o.drift_events,
-            "retrain_trigger": (o.retrain or {}).get("trigger"),
+            "retrain_trigger": o.trigger,
             "drift_detected": o.drift_detected_at is not None,
             "promoted_version": o.promoted_version,
             "bad_candidate_rejected": o.bad_refused,
