@@ -44,8 +44,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     c.add_argument("--label-budget", type=float, metavar="F", help="labels at most this share of the fleet's "
                    "predictions (default 0.25)")
     c.add_argument("--label-policy", choices=get_args(LabelPolicy), help="which windows of a failed engine "
-                   "technicians label: even, an evenly spaced share (default); select, the hub's label-selection "
-                   "policy (a random fifth, then by operating regime in turn, closest to the threshold first)")
+                   "technicians label: select, the hub's label-selection policy (a random fifth, then by operating "
+                   "regime in turn, closest to the threshold first; the default); even, an evenly spaced share "
+                   "(--fast's default)")
     c.add_argument("--free-run", action="store_true", help="let gateways replay at their own pace and the hub "
                    "run its triggers and rollouts on their wall-clock periods (default: lockstep, the replay held at "
                    "milestones of half an engine life while technicians, retrains and rollouts catch up, so a seed "

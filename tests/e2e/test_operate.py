@@ -61,11 +61,14 @@ HUB_OVERRIDES: dict[str, tuple[str, str]] = {
 }
 
 
+POLL_S = 1.5  # each check runs the CLI, ~0.5 s of a core: polled faster, it starves the tests beside this one
+
+
 def wait_until(check: Callable[[], Any], what: str, timeout: float) -> Any:
     deadline = time.monotonic() + timeout
     while not (result := check()):
         assert time.monotonic() < deadline, f"no {what} after {timeout:.0f} s"
-        time.sleep(0.5)
+        time.sleep(POLL_S)
     return result
 
 

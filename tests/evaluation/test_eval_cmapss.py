@@ -36,8 +36,8 @@ def eval_command(*args: str) -> list[str]:
 
 
 def test_fast_eval_the_loop_beats_the_static_model(cmapss_dir: Path, tmp_path: Path) -> None:
-    done = subprocess.run(eval_command("--fast", "--engines", ENGINES, "--data", str(cmapss_dir), "--json"), capture_output=True,
-                          text=True, timeout=540, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    done = subprocess.run(eval_command("--fast", "--engines", ENGINES, "--data", str(cmapss_dir), "--json"),
+                          capture_output=True, text=True, timeout=540, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.strip().splitlines()
     result = json.loads(lines[-1])

@@ -26,6 +26,9 @@ def test_profiles_and_overrides() -> None:
     assert fast.base_weight == 0.0 and config_for("default", Path("/data")).base_weight == 0.3
     assert fast.fleet_path == Path("/data/train_FD002.txt") and fast.train_ref_path == Path("/data/train_FD001.txt")
     assert set(PROFILES) == {"default", "fast"}
+    # the full run labels as the hub's policy asks (issue 14); --fast evenly; --label-policy overrides either
+    assert (config_for("default", Path("/data")).label_policy, fast.label_policy) == ("select", "even")
+    assert config_for("default", Path("/data"), label_policy="even").label_policy == "even"
     with pytest.raises(ConfigError, match="--rate"):
         EvalConfig(data_dir=Path("/data"), rate=0.0)
     with pytest.raises(ConfigError, match="--label-delay"):
