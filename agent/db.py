@@ -355,6 +355,7 @@ class AgentDB:
         return rows[0] if rows else None
 
     def predictions_between(self, start_ts: float, end_ts: float) -> list[dict[str, Any]]:
+        """Predictions with `ts` in [start_ts, end_ts], oldest first: a scan (only alarm rows are indexed by time)."""
         return self.query("SELECT * FROM predictions WHERE ts BETWEEN ? AND ? ORDER BY ts", [start_ts, end_ts])
 
     # -- key/value state ----------------------------------------------------------------------
