@@ -40,8 +40,9 @@ class PredictionRow(NamedTuple):
     The hot path builds plain tuples in this order instead (`PredictionValues`), of values sqlite3 binds as they
     are: exact str, int, float and bytearray. Anything else (None, a bool, bytes, and a row that is a tuple
     subclass, as this one is) goes through sqlite3's adapter lookup first: it made a row's bind and insert twice as
-    slow (2.6 against 1.2 us, in memory). So the statement stores '' as NULL in shadow_version and reported (neither
-    is ever empty), SQLite stores a NaN score as NULL, and decision may be 0 or 1; None, bools and bytes work too,
+    slow (2.6 against 1.2 us, in memory). So a NULL in a text column (unit, shadow_version, reported) is spelled 0,
+    which the statement's NULLIF(?, 0) stores as NULL (an int never equals a text, so no unit, version or reason is
+    taken for it), SQLite stores a NaN score as NULL, and decision may be 0 or 1; None, bools and bytes work too,
     only slower.
     """
 
@@ -60,8 +61,8 @@ class PredictionRow(NamedTuple):
     reported: str | None = None  # sent to the hub when scored, and why (anomaly, random, low_confidence)
 
 
-PredictionValues = tuple[str, str, float, str | None, float, float, str, bytes | bytearray, float | None, int,
-                         str | None, float | None, str | None]
+PredictionValues = tuple[str, str, float, str | int | None, float, float, str, bytes | bytearray, float | None, int,
+                         str | int | None, float | None, str | int | None]
 """A `PredictionRow` as a plain tuple: what the agent's hot path hands `AgentDB.write_batch`."""
 
 
@@ -103,7 +104,7 @@ class OutboxMessage:
 _PREDICTION_SQL = (
     "INSERT OR IGNORE INTO predictions (trace_id, device_id, ts, unit, window_start, window_end, "
     "model_version, features, score, decision, shadow_version, shadow_score, reported) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULLIF(?, ''), ?, NULLIF(?, ''))"  # '' for NULL: see PredictionRow
+    "VALUES (?, ?, ?, NULLIF(?, 0), ?, ?, ?, ?, ?, ?, NULLIF(?, 0), ?, NULLIF(?, 0))"  # 0 for NULL: see PredictionRow
 )
 _RAW_WINDOW_SQL = (
     "INSERT OR IGNORE INTO raw_windows (trace_id, ts, unit, sensors, times, readings) VALUES (?, ?, ?, ?, ?, ?)"
