@@ -26,7 +26,7 @@ from agent.db import (
     PRIORITY_STATS,
     AgentDB,
     OutboxMessage,
-    PredictionRow,
+    PredictionValues,
     RawWindowRow,
 )
 from agent.dbfile import DatabaseCorruptError, StorageFullError, translate
@@ -108,7 +108,7 @@ class Agent:
         self.errors = ErrorTally(log)
         self.sampler = Sampler(settings.sample_rate, settings.low_confidence_per_min,
                                f"{settings.device_id}:{settings.source.seed}")
-        self._pending_rows: list[PredictionRow] = []
+        self._pending_rows: list[PredictionValues] = []
         self._pending_msgs: list[OutboxMessage] = []
         self._pending_raw: list[RawWindowRow] = []
         self._raw_since_prune = 0
@@ -353,7 +353,8 @@ class Agent:
             window_starts = windows[0][2].starts.tolist()
         else:
             window_starts = [float(out.starts[j]) for _, _, out, j in windows]
-        blob, width = features.tobytes(), features.shape[1] * features.itemsize
+        # bytearray, 0 for a NULL text and NaN: values sqlite3 binds as they are (see agent.db.PredictionRow)
+        blob, width = bytearray(features.tobytes()), features.shape[1] * features.itemsize
         finite_scores = []
         anomalies = 0
         checking = models.health is not None
@@ -363,14 +364,16 @@ class Agent:
             anomaly = finite and score >= threshold
             trace_id = new_id()
             window_start, window_end = window_starts[i], batch_ts[row]
-            shadow_version = shadow_score = None
+            shadow_version: str | int = 0
+            shadow_score: float | None = math.nan
             if shadow is not None:
                 shadow_version, shadow_score = models.score_shadow(features[i], score, anomaly)
             reason: SampleReason | None = reason_of(score, anomaly, threshold, margin) if finite else None
             reported = "anomaly" if anomaly else reason
-            pending.append(PredictionRow(
-                trace_id, device_id, now, unit, window_start, window_end, version, blob[i * width : (i + 1) * width],
-                score if finite else None, anomaly, shadow_version, shadow_score, reported,
+            pending.append((
+                trace_id, device_id, now, 0 if unit is None else unit, window_start, window_end, version,
+                blob[i * width : (i + 1) * width], score if finite else math.nan, 1 if anomaly else 0, shadow_version,
+                shadow_score, reported or 0,
             ))
             if anomaly and keep_raw:  # an alarm window: keep its readings for the hub
                 times, readings = out.window(j)

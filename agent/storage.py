@@ -17,7 +17,7 @@ import sqlite3
 import time
 from collections.abc import Sequence
 
-from agent.db import PRIORITY_MODEL_EVENT, PRIORITY_STATS, AgentDB, OutboxMessage, PredictionRow, RawWindowRow
+from agent.db import PRIORITY_MODEL_EVENT, PRIORITY_STATS, AgentDB, OutboxMessage, PredictionValues, RawWindowRow
 from agent.dbfile import StorageFullError
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ class Storage:
             self._ensure_reserve()
 
     # -- writes ---------------------------------------------------------------------------------------
-    def write_batch(self, rows: Sequence[PredictionRow], messages: Sequence[OutboxMessage],
+    def write_batch(self, rows: Sequence[PredictionValues], messages: Sequence[OutboxMessage],
                     raw: Sequence[RawWindowRow] = ()) -> int:
         """Write a batch (and any held messages); on a full disk make room, else drop and hold. Return dropped.
 
@@ -90,7 +90,7 @@ class Storage:
         if dropped:
             log.warning("disk full: dropped %d rows (%d so far)", dropped, self.dropped)
 
-    def _drop_and_hold(self, rows: Sequence[PredictionRow], messages: list[OutboxMessage]) -> int:
+    def _drop_and_hold(self, rows: Sequence[PredictionValues], messages: list[OutboxMessage]) -> int:
         keep = [m for m in messages if m.priority <= PRIORITY_MODEL_EVENT or m.priority == PRIORITY_STATS]
         overflow = max(0, len(keep) - MAX_HELD)
         self._held = keep[overflow:]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sqlite3
 from pathlib import Path
 
@@ -74,6 +75,30 @@ def test_batch_is_atomic(tmp_path):
     assert db.prediction_count() == 3  # the failed batch left nothing behind
     assert db.outbox_size() == 1
     assert db.prediction(rows[1].trace_id)["model_version"] == "v1"  # type: ignore[index]
+
+
+def test_a_plain_row_of_bind_ready_values_stores_the_same_as_a_prediction_row(tmp_path):
+    """The hot path's spelling (0 and NaN for NULL, 0/1, bytearray) and the readable one give the same row."""
+    db = AgentDB(tmp_path / "a.db")
+    features = np.arange(36, dtype=np.float32).tobytes()
+    readable = [PredictionRow(new_id(), "dev-1", 5.0, None, 1.0, 2.0, "v1", features, None, True),
+                PredictionRow(new_id(), "dev-1", 5.0, "0", 1.0, 2.0, "v1", features, 0.25, False, "v2", 0.5,
+                              "random")]
+    plain = [(new_id(), "dev-1", 5.0, 0, 1.0, 2.0, "v1", bytearray(features), math.nan, 1, 0, math.nan, 0),
+             (new_id(), "dev-1", 5.0, "0", 1.0, 2.0, "v1", bytearray(features), 0.25, 0, "v2", 0.5, "random")]
+    db.write_batch([*readable, *plain], [])
+    for a, b in zip(readable, plain, strict=True):
+        got_a, got_b = db.prediction(a.trace_id), db.prediction(b[0])
+        assert got_a is not None and got_b is not None
+        for row in (got_a, got_b):
+            del row["id"], row["trace_id"]
+        assert got_a == got_b
+    nulls = db.prediction(plain[0][0])
+    assert nulls is not None
+    assert (nulls["unit"], nulls["score"], nulls["shadow_version"], nulls["shadow_score"], nulls["reported"]) == \
+        (None,) * 5
+    assert nulls["features"] == features and nulls["decision"] == 1
+    assert db.prediction(plain[1][0])["unit"] == "0"  # type: ignore[index]  # a text "0" is a unit, not NULL
 
 
 def test_retention_by_rows_keeps_newest(tmp_path):

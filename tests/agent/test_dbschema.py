@@ -11,6 +11,7 @@ from sqlite_utils import Database, Migrations
 
 from agent import dbschema
 from agent.db import AgentDB
+from agent.logview import anomalies
 
 
 def _sqlite_utils_migrations() -> Migrations:
@@ -69,3 +70,26 @@ def test_a_failed_migration_leaves_no_trace_and_stays_pending(tmp_path: Path,
     assert conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'half'").fetchone() is None
     assert dbschema.applied(conn) == [name for name, _ in dbschema.MIGRATIONS[:-1]]
     conn.close()
+
+
+def test_a_database_from_before_the_alarm_index_keeps_its_rows_and_trades_the_ts_index(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    with monkeypatch.context() as m:
+        m.setattr(dbschema, "MIGRATIONS", dbschema.MIGRATIONS[:4])  # through m004_raw_windows
+        dbschema.apply(conn)
+    conn.executemany("INSERT INTO predictions (trace_id, device_id, ts, window_start, window_end, model_version, "
+                     "features, score, decision) VALUES (?, 'd1', ?, 0, 0, 'v1', x'00', 0.5, ?)",
+                     [(f"t{i}", float(i), i % 3 == 0) for i in range(10)])
+    conn.close()
+    db = AgentDB(path)
+    indexes = {r[0] for r in db.conn.execute("SELECT name FROM sqlite_master WHERE tbl_name = 'predictions' "
+                                             "AND type = 'index' AND sql IS NOT NULL")}
+    assert indexes == {"predictions_alarms"}
+    assert db.prediction_count() == 10
+    assert [r["trace_id"] for r in anomalies(db, limit=3, start=1.0)] == ["t9", "t6", "t3"]
+    plan = db.conn.execute("EXPLAIN QUERY PLAN SELECT ts FROM predictions WHERE decision = 1 AND ts >= 1 "
+                           "ORDER BY ts DESC").fetchall()
+    assert "predictions_alarms" in plan[0][3]
+    db.close()
