@@ -107,6 +107,7 @@ class WindowState:
         self._carry_lo = np.full(width, np.inf)
         self._carry_hi = np.full(width, -np.inf)
         self._py: list[list[float]] | None = None  # the carry as lists while `push_one` feeds the state
+        self._spare: _Block | None = None  # the next block, allocated by `push_one` mid-block, not at its close
         self._r = np.arange(size, dtype=np.float64)[:, None]
         self._terms = np.empty((_N_SUMS, size, width))  # `_suffix`'s scratch
         self._locals = [_frozen(np.array([r], dtype=np.intp)) for r in range(size)]  # `push_one`'s Emitted.local
@@ -155,7 +156,9 @@ class WindowState:
         self.count += 1
         if local == size - 1:
             self._suffix(cur)
-            self._roll(cur)
+            self._roll(cur, lists=True)
+        elif local == size >> 1 and self._spare is None:  # a reading with no block work: the next block's arrays
+            self._spare = _Block.empty(size, self.width)
         return out
 
     def _carried(self) -> list[list[float]]:
@@ -336,23 +339,28 @@ class WindowState:
         return due
 
     def _suffix(self, b: _Block) -> None:
-        """Fill a complete block's suffix accumulations (row ``size`` stays empty)."""
+        """Fill a complete block's suffix accumulations (row ``size`` stays empty: nothing writes it)."""
         # into preallocated arrays and straight into the block's (reversed views): a live agent pays this once a
-        # block, inside one reading's latency
+        # block, inside one reading's latency. add.accumulate is cumsum's arithmetic without its wrapper (1.2 us)
         terms = self._terms
         d = np.subtract(b.rows, b.anchor, out=terms[0])
         np.multiply(d, d, out=terms[1])
         np.multiply(d, self._r, out=terms[2])
-        np.cumsum(terms[:, ::-1], axis=1, out=b.sums[:, -2::-1])
-        b.sums[:, -1] = 0.0
+        np.add.accumulate(terms[:, ::-1], axis=1, out=b.sums[:, -2::-1])
         np.minimum.accumulate(b.rows[::-1], axis=0, out=b.lo[-2::-1])
         np.maximum.accumulate(b.rows[::-1], axis=0, out=b.hi[-2::-1])
-        b.lo[-1], b.hi[-1] = np.inf, -np.inf
 
-    def _roll(self, done: _Block) -> None:
-        """`done` (complete, suffixes filled) becomes the previous block; a new empty block starts."""
+    def _roll(self, done: _Block, *, lists: bool = False) -> None:
+        """`done` (complete, suffixes filled) becomes the previous block; a new empty block starts (the spare one
+        `push_one` made mid-block, if any). With `lists` (`push_one`) the carry starts as Python lists, else as
+        arrays."""
         self._prev = done
-        self._cur = _Block.empty(self.size, self.width)
+        self._cur = self._spare if self._spare is not None else _Block.empty(self.size, self.width)
+        self._spare = None
+        if lists:
+            w = self.width
+            self._py = [[0.0] * w, [0.0] * w, [0.0] * w, [math.inf] * w, [-math.inf] * w, [0.0] * w]
+            return
         self._carry = np.zeros((_N_SUMS, self.width))
         self._carry_lo = np.full(self.width, np.inf)
         self._carry_hi = np.full(self.width, -np.inf)
