@@ -109,7 +109,7 @@ class Agent:
         self.sampler = Sampler(settings.sample_rate, settings.low_confidence_per_min,
                                f"{settings.device_id}:{settings.source.seed}")
         self._pending_rows: list[PredictionRow] = []
-        self._pending_msgs: list[OutboxMessage] = []
+        self._pending_msgs: list[tuple[Message, Kind, int]] = []  # encoded by `commit`, off the readings' path
         self._pending_raw: list[RawWindowRow] = []
         self._raw_since_prune = 0
         self._pending_since = 0.0
@@ -426,7 +426,7 @@ class Agent:
             kind, priority = Kind.SAMPLE, PRIORITY_SAMPLE
             self.counters.samples += 1
             self.stats.samples += 1
-        self._pending_msgs.append(self.outbox_message(message, kind, priority))
+        self._pending_msgs.append((message, kind, priority))  # validated now, encoded by the commit that keeps it
 
     def outbox_message(self, message: Message, kind: Kind, priority: int) -> OutboxMessage:
         return OutboxMessage(message.msg_id, self.topics.topic(self.device_id, kind), encode(message), priority)
@@ -435,9 +435,11 @@ class Agent:
         self.storage.write_batch((), [self.outbox_message(message, kind, priority)])
 
     def commit(self) -> None:
-        """Write pending predictions and their outbox messages in one transaction."""
+        """Write pending predictions and their outbox messages in one transaction (the messages are encoded here: a
+        window's latency pays for building and validating its message, not for its bytes)."""
         if self._pending_rows or self._pending_msgs:
-            self.storage.write_batch(self._pending_rows, self._pending_msgs, self._pending_raw)
+            messages = [self.outbox_message(*pending) for pending in self._pending_msgs]
+            self.storage.write_batch(self._pending_rows, messages, self._pending_raw)
             self._raw_since_prune += len(self._pending_raw)
             self._pending_rows = []
             self._pending_msgs = []
@@ -463,9 +465,7 @@ class Agent:
             log.warning("skipped %d readings with missing, NaN, inf or out-of-range values or bad unit names and %d "
                         "malformed source rows so far this period", self.stats.bad_readings, self.stats.bad_rows)
             self._logged_bad_rows = bad_rows
-        self._pending_msgs.append(
-            self.outbox_message(self.stats.flush(now, self.model.version), Kind.STATS, PRIORITY_STATS)
-        )
+        self._pending_msgs.append((self.stats.flush(now, self.model.version), Kind.STATS, PRIORITY_STATS))
         self._stats_due = now + self.settings.stats_interval_s
 
     def run(self, stop: threading.Event | None = None, *, max_windows: int | None = None,
