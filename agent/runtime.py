@@ -376,11 +376,10 @@ class Agent:
                 score if finite else None, anomaly, shadow_version, shadow_score, reported,
             ))
             if anomaly and keep_raw:  # an alarm window: keep its readings for the hub
-                times, readings = out.window(j)
+                times, readings = out.window_bytes(j)
                 if self.regime_pipeline is not None:  # the readings as the source gave them, not normalised
-                    readings = self.regime_pipeline.raw_window(unit)
-                self._pending_raw.append(RawWindowRow(trace_id, now, unit, self._sensor_names,
-                                                      times.astype("<f8").tobytes(), readings.astype("<f8").tobytes()))
+                    readings = self.regime_pipeline.raw_window(unit).astype("<f8").tobytes()
+                self._pending_raw.append(RawWindowRow(trace_id, now, unit, self._sensor_names, times, readings))
             if finite:
                 if reported is not None:
                     self._queue_prediction(trace_id, now, window_start, window_end, unit, score, anomaly,

@@ -23,6 +23,7 @@ rounding) is recomputed with `extract` itself, and a constant sensor gets its ex
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 
@@ -37,6 +38,7 @@ def _frozen(a: np.ndarray) -> np.ndarray:
     return a
 
 
+_LITTLE = sys.byteorder == "little"  # block arrays are native float64: their bytes are already "<f8"
 _ZERO = _frozen(np.zeros(1, dtype=np.intp))  # `push_one`'s Emitted.ends and block_of: shared, read-only
 _N_SUMS = 3  # sum of d, of d^2 and of r * d, with d = x - anchor and r the index in the block
 
@@ -86,6 +88,16 @@ class Emitted:
         b, r = int(self._block_of[i]), int(self._local[i])
         (t0, x0), (t1, x1) = self._blocks[b], self._blocks[b + 1]
         return np.concatenate((t0[r + 1 :], t1[: r + 1])), np.concatenate((x0[r + 1 :], x1[: r + 1]))
+
+    def window_bytes(self, i: int) -> tuple[bytes, bytes]:
+        """`window(i)` as little-endian float64 bytes, times then readings (row-major): what the agent keeps of an
+        alarm window, without building the arrays first (half the cost)."""
+        if not _LITTLE:
+            times, readings = self.window(i)
+            return times.astype("<f8").tobytes(), readings.astype("<f8").tobytes()
+        b, r = int(self._block_of[i]), int(self._local[i])
+        (t0, x0), (t1, x1) = self._blocks[b], self._blocks[b + 1]
+        return t0[r + 1 :].tobytes() + t1[: r + 1].tobytes(), x0[r + 1 :].tobytes() + x1[: r + 1].tobytes()
 
 
 class WindowState:
