@@ -211,7 +211,7 @@ class WindowState:
             if lo == hi:  # a constant sensor: its exact features
                 feats += (lo, 0.0, lo, hi, last, 0.0)
                 continue
-            r_hi, r_lo = abs(hi - a), abs(lo - a)
+            r_hi, r_lo = hi - a, a - lo  # |hi - a| and |lo - a| exactly: the window holds the anchor, lo <= a <= hi
             reach = (r_hi if r_hi > r_lo else r_lo) + (abs(dk) if q > 0 else 0.0)
             unsure = unsure or var * _SAFE < k_err * reach * reach or \
                 abs(slope) * _SAFE < k_err * reach * size * size / tt

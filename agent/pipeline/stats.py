@@ -47,6 +47,11 @@ class StatsAccumulator:
         """Record scored windows at once: ``features (k, n)``, their scores, how many were anomalies, and the
         latency of each (the same for all: their batch's share)."""
         k, done = len(scores), 0
+        if k == 1 and self._n < CHUNK - 1:  # a live source's window: no slices
+            self._rows[self._n] = features[0]
+            self._scores[self._n] = scores[0]
+            self._n += 1
+            done = 1
         while done < k:
             take = min(k - done, CHUNK - self._n)
             self._rows[self._n : self._n + take] = features[done : done + take]
