@@ -451,6 +451,7 @@ class Agent:
                 self.db.prune_raw_windows(max(0, self.settings.raw_windows_keep))
                 self._raw_since_prune = 0
             self.counters.commits += 1
+            self.stats.fold_early()
             self._rewarm()
         self._pending_since = 0.0
 

@@ -23,6 +23,8 @@ def test_histograms_count_every_window_once_one_at_a_time_or_in_batches(initial_
     for take in [1] * (CHUNK + 5) + [CHUNK - 5, 7, 1, 1, 300]:  # one a call, then a batch over a chunk boundary
         stats.add_many(rows[i : i + take], scores[i : i + take].tolist(), 0, 1e-5)
         i += take
+        if i > 2 * CHUNK:  # as the agent after a commit
+            stats.fold_early()
     stats.add_many(rows[i:], scores[i:].tolist(), 0, 1e-5)  # the rest, folded by flush
     message = stats.flush(1.0)
     want = [histogram_counts(rows[:, j], edges).tolist() for j, edges in enumerate(stats.edges)]
