@@ -53,7 +53,7 @@ class _Block:
     (0, +inf, -inf), which a window lying wholly in the next block reads.
     """
 
-    __slots__ = ("anchor", "hi", "lists", "lo", "rows", "sums", "times")
+    __slots__ = ("anchor", "hi", "lists", "lo", "own", "rows", "sums", "times")
 
     def __init__(self, anchor: np.ndarray, rows: np.ndarray, times: np.ndarray, sums: np.ndarray | None = None,
                  lo: np.ndarray | None = None, hi: np.ndarray | None = None) -> None:
@@ -63,10 +63,13 @@ class _Block:
         self.lo = np.full((size + 1, width), np.inf) if lo is None else lo
         self.hi = np.full((size + 1, width), -np.inf) if hi is None else hi
         self.lists: _Lists | None = None  # anchor and times as Python floats, for `WindowState.push_one`
+        self.own = False  # its arrays are its own, not views of a batch's: `WindowState._roll` may reuse them
 
     @classmethod
     def empty(cls, size: int, width: int) -> _Block:
-        return cls(np.zeros(width), np.zeros((size, width)), np.zeros(size))
+        block = cls(np.zeros(width), np.zeros((size, width)), np.zeros(size))
+        block.own = True
+        return block
 
 
 class Emitted:
@@ -119,7 +122,6 @@ class WindowState:
         self._carry_lo = np.full(width, np.inf)
         self._carry_hi = np.full(width, -np.inf)
         self._py: list[list[float]] | None = None  # the carry as lists while `push_one` feeds the state
-        self._spare: _Block | None = None  # the next block, allocated by `push_one` mid-block, not at its close
         self._r = np.arange(size, dtype=np.float64)[:, None]
         self._terms = np.empty((_N_SUMS, size, width))  # `_suffix`'s scratch
         self._locals = [_frozen(np.array([r], dtype=np.intp)) for r in range(size)]  # `push_one`'s Emitted.local
@@ -169,8 +171,6 @@ class WindowState:
         if local == size - 1:
             self._suffix(cur)
             self._roll(cur, lists=True)
-        elif local == size >> 1 and self._spare is None:  # a reading with no block work: the next block's arrays
-            self._spare = _Block.empty(size, self.width)
         return out
 
     def _carried(self) -> list[list[float]]:
@@ -363,12 +363,16 @@ class WindowState:
         np.maximum.accumulate(b.rows[::-1], axis=0, out=b.hi[-2::-1])
 
     def _roll(self, done: _Block, *, lists: bool = False) -> None:
-        """`done` (complete, suffixes filled) becomes the previous block; a new empty block starts (the spare one
-        `push_one` made mid-block, if any). With `lists` (`push_one`) the carry starts as Python lists, else as
-        arrays."""
-        self._prev = done
-        self._cur = self._spare if self._spare is not None else _Block.empty(self.size, self.width)
-        self._spare = None
+        """`done` (complete, suffixes filled) becomes the previous block; a new empty block starts, in the arrays of
+        the block `done` replaces when they are its own (an `Emitted` is valid until the next push, and a block's
+        rows are each written before they are read, its empty suffix row never): allocating them cost a live
+        reading 10 us. With `lists` (`push_one`) the carry starts as Python lists, else as arrays."""
+        old, self._prev = self._prev, done
+        if old.own and old is not done:
+            old.lists = None
+            self._cur = old
+        else:
+            self._cur = _Block.empty(self.size, self.width)
         if lists:
             w = self.width
             self._py = [[0.0] * w, [0.0] * w, [0.0] * w, [math.inf] * w, [-math.inf] * w, [0.0] * w]
