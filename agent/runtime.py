@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
@@ -109,7 +110,8 @@ class Agent:
         self.sampler = Sampler(settings.sample_rate, settings.low_confidence_per_min,
                                f"{settings.device_id}:{settings.source.seed}")
         self._pending_rows: list[PredictionRow] = []
-        self._pending_msgs: list[tuple[Message, Kind, int]] = []  # encoded by `commit`, off the readings' path
+        # built (predictions) and encoded by `commit`, off the readings' path
+        self._pending_msgs: list[tuple[Message, Kind, int] | partial[tuple[Message, Kind, int]]] = []
         self._pending_raw: list[RawWindowRow] = []
         self._raw_since_prune = 0
         self._pending_since = 0.0
@@ -412,23 +414,43 @@ class Agent:
         self, trace_id: str, now: float, window_start: float, window_end: float, unit: str | None, score: float,
         anomaly: bool, features: np.ndarray, reason: SampleReason | None,
     ) -> None:
-        common = {
-            "device_id": self.device_id, "ts": now, "model_version": self.model.version, "trace_id": trace_id,
-            "window_start": window_start, "window_end": window_end, "unit": unit, "score": score,
-            "threshold": self.model.threshold, "decision": anomaly, "features": features.tolist(),
-        }
-        message: Message
+        """Count an anomaly or a sample and queue its message: `_prediction_message` builds it at the commit that
+        keeps it with its prediction row (the same transaction), off the window's path."""
         if anomaly:
-            message = Anomaly(sampled=reason == "random", **common)
-            kind, priority = Kind.ANOMALY, PRIORITY_ANOMALY
             self.counters.anomalies += 1
         else:
-            assert reason is not None
-            message = Sample(reason=reason, **common)
-            kind, priority = Kind.SAMPLE, PRIORITY_SAMPLE
             self.counters.samples += 1
             self.stats.samples += 1
-        self._pending_msgs.append((message, kind, priority))  # validated now, encoded by the commit that keeps it
+        model = self.model
+        self._pending_msgs.append(partial(self._prediction_message, new_id(), trace_id, now, window_start, window_end,
+                                          unit, score, anomaly, features, reason, model.version, model.threshold))
+
+    def _prediction_message(
+        self, msg_id: str, trace_id: str, now: float, window_start: float, window_end: float, unit: str | None,
+        score: float, anomaly: bool, features: np.ndarray, reason: SampleReason | None, version: str, threshold: float,
+    ) -> tuple[Message, Kind, int]:
+        common = {
+            "msg_id": msg_id, "device_id": self.device_id, "ts": now, "model_version": version, "trace_id": trace_id,
+            "window_start": window_start, "window_end": window_end, "unit": unit, "score": score,
+            "threshold": threshold, "decision": anomaly, "features": features.tolist(),
+        }
+        if anomaly:
+            return Anomaly(sampled=reason == "random", **common), Kind.ANOMALY, PRIORITY_ANOMALY
+        assert reason is not None
+        return Sample(reason=reason, **common), Kind.SAMPLE, PRIORITY_SAMPLE
+
+    def _outbox_rows(self) -> list[OutboxMessage]:
+        """The pending messages, built and encoded; one the contract refuses (a score outside [0, 1]) is logged and
+        counted, and its window's prediction row is kept."""
+        rows = []
+        for pending in self._pending_msgs:
+            try:
+                rows.append(self.outbox_message(*(pending if isinstance(pending, tuple) else pending())))
+            except ValueError as exc:
+                refused = self.counters.extra["refused_messages"] = self.counters.extra.get("refused_messages", 0) + 1
+                if refused <= 5 or refused % 1000 == 0:
+                    log.error("a message was refused by the wire contract (%d so far): %s", refused, exc)
+        return rows
 
     def outbox_message(self, message: Message, kind: Kind, priority: int) -> OutboxMessage:
         return OutboxMessage(message.msg_id, self.topics.topic(self.device_id, kind), encode(message), priority)
@@ -437,11 +459,10 @@ class Agent:
         self.storage.write_batch((), [self.outbox_message(message, kind, priority)])
 
     def commit(self) -> None:
-        """Write pending predictions and their outbox messages in one transaction (the messages are encoded here: a
-        window's latency pays for building and validating its message, not for its bytes)."""
+        """Write pending predictions and their outbox messages in one transaction (the messages are built and encoded
+        here: a window's latency does not pay for them)."""
         if self._pending_rows or self._pending_msgs:
-            messages = [self.outbox_message(*pending) for pending in self._pending_msgs]
-            self.storage.write_batch(self._pending_rows, messages, self._pending_raw)
+            self.storage.write_batch(self._pending_rows, self._outbox_rows(), self._pending_raw)
             self._raw_since_prune += len(self._pending_raw)
             self._pending_rows = []
             self._pending_msgs = []
