@@ -216,7 +216,7 @@ class WindowState:
             unsure = unsure or var * _SAFE < k_err * reach * reach or \
                 abs(slope) * _SAFE < k_err * reach * size * size / tt
             feats += (a + mean_d, math.sqrt(var if var > 0.0 else 0.0), lo, hi, last, slope)
-        features = np.array([feats]).astype(np.float32)
+        features = np.array([feats], dtype=np.float32)  # the same rounding as astype, half the cost
         start = ptimes[e] if e < size else float(cur.times[0])
         emitted = Emitted(_ZERO, features, np.array([start]), [(prev.times, prev.rows), (cur.times, cur.rows)],
                           _ZERO, self._locals[e - 1])
