@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
@@ -109,10 +110,12 @@ class Agent:
         self.sampler = Sampler(settings.sample_rate, settings.low_confidence_per_min,
                                f"{settings.device_id}:{settings.source.seed}")
         self._pending_rows: list[PredictionValues] = []
-        self._pending_msgs: list[OutboxMessage] = []
+        # built (predictions) and encoded by `commit`, off the readings' path
+        self._pending_msgs: list[tuple[Message, Kind, int] | partial[tuple[Message, Kind, int]]] = []
         self._pending_raw: list[RawWindowRow] = []
         self._raw_since_prune = 0
         self._pending_since = 0.0
+        self._last_features: np.ndarray | None = None  # the last window scored: `commit` re-warms the model on it
         self._source_bad_rows = 0
         self._storage_dropped = 0  # storage.dropped already reported in stats
         self._logged_bad_rows = 0
@@ -173,6 +176,7 @@ class Agent:
             self.windower = Windower(model.manifest.window, sensors)
         self._sensor_names = json.dumps(list(model.manifest.window.sensors))
         self.stats = StatsAccumulator(model.manifest, self.device_id, now)
+        self._last_features = None
         self._stats_due = now + self.settings.stats_interval_s
 
     def switch_model(self, model: OnnxModel) -> None:
@@ -353,6 +357,7 @@ class Agent:
             window_starts = windows[0][2].starts.tolist()
         else:
             window_starts = [float(out.starts[j]) for _, _, out, j in windows]
+        self._last_features = features[-1:]
         # bytearray, 0 for a NULL text and NaN: values sqlite3 binds as they are (see agent.db.PredictionRow)
         blob, width = bytearray(features.tobytes()), features.shape[1] * features.itemsize
         finite_scores = []
@@ -376,11 +381,10 @@ class Agent:
                 shadow_score, reported or 0,
             ))
             if anomaly and keep_raw:  # an alarm window: keep its readings for the hub
-                times, readings = out.window(j)
+                times, readings = out.window_bytes(j)
                 if self.regime_pipeline is not None:  # the readings as the source gave them, not normalised
-                    readings = self.regime_pipeline.raw_window(unit)
-                self._pending_raw.append(RawWindowRow(trace_id, now, unit, self._sensor_names,
-                                                      times.astype("<f8").tobytes(), readings.astype("<f8").tobytes()))
+                    readings = self.regime_pipeline.raw_window(unit).astype("<f8").tobytes()
+                self._pending_raw.append(RawWindowRow(trace_id, now, unit, self._sensor_names, times, readings))
             if finite:
                 if reported is not None:
                     self._queue_prediction(trace_id, now, window_start, window_end, unit, score, anomaly,
@@ -413,23 +417,43 @@ class Agent:
         self, trace_id: str, now: float, window_start: float, window_end: float, unit: str | None, score: float,
         anomaly: bool, features: np.ndarray, reason: SampleReason | None,
     ) -> None:
-        common = {
-            "device_id": self.device_id, "ts": now, "model_version": self.model.version, "trace_id": trace_id,
-            "window_start": window_start, "window_end": window_end, "unit": unit, "score": score,
-            "threshold": self.model.threshold, "decision": anomaly, "features": features.tolist(),
-        }
-        message: Message
+        """Count an anomaly or a sample and queue its message: `_prediction_message` builds it at the commit that
+        keeps it with its prediction row (the same transaction), off the window's path."""
         if anomaly:
-            message = Anomaly(sampled=reason == "random", **common)
-            kind, priority = Kind.ANOMALY, PRIORITY_ANOMALY
             self.counters.anomalies += 1
         else:
-            assert reason is not None
-            message = Sample(reason=reason, **common)
-            kind, priority = Kind.SAMPLE, PRIORITY_SAMPLE
             self.counters.samples += 1
             self.stats.samples += 1
-        self._pending_msgs.append(self.outbox_message(message, kind, priority))
+        model = self.model
+        self._pending_msgs.append(partial(self._prediction_message, new_id(), trace_id, now, window_start, window_end,
+                                          unit, score, anomaly, features, reason, model.version, model.threshold))
+
+    def _prediction_message(
+        self, msg_id: str, trace_id: str, now: float, window_start: float, window_end: float, unit: str | None,
+        score: float, anomaly: bool, features: np.ndarray, reason: SampleReason | None, version: str, threshold: float,
+    ) -> tuple[Message, Kind, int]:
+        common = {
+            "msg_id": msg_id, "device_id": self.device_id, "ts": now, "model_version": version, "trace_id": trace_id,
+            "window_start": window_start, "window_end": window_end, "unit": unit, "score": score,
+            "threshold": threshold, "decision": anomaly, "features": features.tolist(),
+        }
+        if anomaly:
+            return Anomaly(sampled=reason == "random", **common), Kind.ANOMALY, PRIORITY_ANOMALY
+        assert reason is not None
+        return Sample(reason=reason, **common), Kind.SAMPLE, PRIORITY_SAMPLE
+
+    def _outbox_rows(self) -> list[OutboxMessage]:
+        """The pending messages, built and encoded; one the contract refuses (a score outside [0, 1]) is logged and
+        counted, and its window's prediction row is kept."""
+        rows = []
+        for pending in self._pending_msgs:
+            try:
+                rows.append(self.outbox_message(*(pending if isinstance(pending, tuple) else pending())))
+            except ValueError as exc:
+                refused = self.counters.extra["refused_messages"] = self.counters.extra.get("refused_messages", 0) + 1
+                if refused <= 5 or refused % 1000 == 0:
+                    log.error("a message was refused by the wire contract (%d so far): %s", refused, exc)
+        return rows
 
     def outbox_message(self, message: Message, kind: Kind, priority: int) -> OutboxMessage:
         return OutboxMessage(message.msg_id, self.topics.topic(self.device_id, kind), encode(message), priority)
@@ -438,9 +462,10 @@ class Agent:
         self.storage.write_batch((), [self.outbox_message(message, kind, priority)])
 
     def commit(self) -> None:
-        """Write pending predictions and their outbox messages in one transaction."""
+        """Write pending predictions and their outbox messages in one transaction (the messages are built and encoded
+        here: a window's latency does not pay for them)."""
         if self._pending_rows or self._pending_msgs:
-            self.storage.write_batch(self._pending_rows, self._pending_msgs, self._pending_raw)
+            self.storage.write_batch(self._pending_rows, self._outbox_rows(), self._pending_raw)
             self._raw_since_prune += len(self._pending_raw)
             self._pending_rows = []
             self._pending_msgs = []
@@ -450,7 +475,18 @@ class Agent:
                 self.db.prune_raw_windows(max(0, self.settings.raw_windows_keep))
                 self._raw_since_prune = 0
             self.counters.commits += 1
+            self.stats.fold_early()
+            self._rewarm()
         self._pending_since = 0.0
+
+    def _rewarm(self) -> None:
+        """Score the last window again, result unused: a transaction pushes the model's tables out of the CPU
+        caches, and the next window paid for reading them back (onnxruntime 8 -> 42 us)."""
+        if self._last_features is not None:
+            try:
+                self.model.rewarm(self._last_features)
+            except Exception:  # onnxruntime errors are untyped; a warm-up never matters
+                self._last_features = None
 
     # -- housekeeping ---------------------------------------------------------------------------
     def flush_stats(self, now: float) -> None:
@@ -466,9 +502,7 @@ class Agent:
             log.warning("skipped %d readings with missing, NaN, inf or out-of-range values or bad unit names and %d "
                         "malformed source rows so far this period", self.stats.bad_readings, self.stats.bad_rows)
             self._logged_bad_rows = bad_rows
-        self._pending_msgs.append(
-            self.outbox_message(self.stats.flush(now, self.model.version), Kind.STATS, PRIORITY_STATS)
-        )
+        self._pending_msgs.append((self.stats.flush(now, self.model.version), Kind.STATS, PRIORITY_STATS))
         self._stats_due = now + self.settings.stats_interval_s
 
     def run(self, stop: threading.Event | None = None, *, max_windows: int | None = None,

@@ -107,19 +107,23 @@ def run_child(job: dict[str, Any]) -> dict[str, Any]:
     # one entry per window, preallocated: no per-window allocation. A window's latency is the process_batch() call
     # that scored it (its last reading was there when the call began); its cost is that call's time / its windows.
     latency_ns = np.zeros(warmup + windows, dtype=np.int64)
+    thread_ns = np.zeros(warmup + windows, dtype=np.int64)  # the same calls on this thread's CPU clock
     cost_ns = np.zeros(warmup + windows, dtype=np.float64)
     calls: list[int] = []  # windows per call that produced any
     commit_ns: list[int] = []
     counters, process, commit, clock = agent.counters, agent.process_batch, agent.commit, time.perf_counter_ns
+    thread_clock = time.thread_time_ns
 
     def timed_process(batch: Any) -> None:
         before = counters.windows
-        started = clock()
+        started, cpu_started = clock(), thread_clock()
         process(batch)
+        cpu = thread_clock() - cpu_started
         elapsed = clock() - started
         made = counters.windows - before
         if made:  # only calls that produced (scored) windows
             latency_ns[before : counters.windows] = elapsed
+            thread_ns[before : counters.windows] = cpu
             cost_ns[before : counters.windows] = elapsed / made
             calls.append(made)
 
@@ -155,6 +159,7 @@ def run_child(job: dict[str, Any]) -> dict[str, Any]:
     cpu_seconds = (usage.ru_utime + usage.ru_stime) - (usage_before.ru_utime + usage_before.ru_stime)
     measured = counters.windows - first
     lat = latency_ns[first : counters.windows] / 1e6
+    lat_cpu = thread_ns[first : counters.windows] / 1e6
     commits = np.asarray(commit_ns, dtype=np.float64) / 1e6
     agent.db.close()
     return {
@@ -169,6 +174,9 @@ def run_child(job: dict[str, Any]) -> dict[str, Any]:
         "p50_ms": float(np.percentile(lat, 50)),
         "p99_ms": float(np.percentile(lat, 99)),
         "max_ms": float(lat.max()),
+        # on the thread's CPU clock: time the core was taken away does not count (another process's cache use does)
+        "cpu_p50_ms": float(np.percentile(lat_cpu, 50)),
+        "cpu_p99_ms": float(np.percentile(lat_cpu, 99)),
         "process_ms_per_window": float(cost_ns[first : counters.windows].sum()) / 1e6 / measured,
         "windows_per_call": float(np.mean(calls)) if calls else 0.0,
         "commit_ms_per_window": float(commits.sum()) / measured,
@@ -180,7 +188,7 @@ def run_child(job: dict[str, Any]) -> dict[str, Any]:
         "rss_mb": usage.ru_maxrss / 1024.0,  # KiB on Linux
         "rss_warm_mb": warm_rss_kib / 1024.0,
         "hwm_mb": hwm_kib / 1024.0,
-        "bench_buffers_mb": (values.nbytes + latency_ns.nbytes + cost_ns.nbytes) / 2**20,
+        "bench_buffers_mb": (values.nbytes + latency_ns.nbytes + thread_ns.nbytes + cost_ns.nbytes) / 2**20,
         "heavy_modules": sorted({m.split(".")[0] for m in sys.modules} & set(HEAVY)),
         "cpu": job["cpu"],
     }
@@ -431,7 +439,9 @@ def report(onnx: dict[str, Any], skl: dict[str, Any], rows: dict[str, Any], cpu:
     if live_onnx is not None:
         summary.update({"live_windows_per_s": round(live_onnx["windows_per_s"], 1),
                         "live_p50_ms": round(live_onnx["p50_ms"], 4), "live_p99_ms": round(live_onnx["p99_ms"], 4),
-                        "live_max_ms": round(live_onnx["max_ms"], 3)})
+                        "live_max_ms": round(live_onnx["max_ms"], 3),
+                        "live_cpu_p50_ms": round(live_onnx["cpu_p50_ms"], 4),
+                        "live_cpu_p99_ms": round(live_onnx["cpu_p99_ms"], 4)})
     met = {
         "windows_per_s": onnx["windows_per_s"] >= TARGETS["windows_per_s"],
         "p99_ms": latency["p99_ms"] <= TARGETS["p99_ms"],
@@ -494,11 +504,14 @@ def report(onnx: dict[str, Any], skl: dict[str, Any], rows: dict[str, Any], cpu:
         f"{100 * onnx['cpu_share']:.0f}% of the wall time",
         f"           ({onnx['preempted']:,} involuntary switches): well below 100% means something else used the core",
         "p50/p99    a window's latency: the process_batch() call that scored it (its readings were all there when",
-        "           the call began): windowing, features, scoring, decisions, pending rows and outbox messages",
+        "           the call began): windowing, features, scoring, decisions, pending rows and queued outbox messages",
         f"           ({100 * summary['anomaly_rate']:.1f}% anomalies, {100 * summary['sample_rate']:.1f}% samples); "
-        f"no SQLite. Per window that is {1000 * onnx['process_ms_per_window']:.1f} us; a smaller --batch trades "
+        "no SQLite: the commit builds and encodes the messages.",
+        f"           Per window that is {1000 * onnx['process_ms_per_window']:.1f} us; a smaller --batch trades "
         "throughput for latency" + ("; `onnxruntime live` is fed one reading a call, as a live source feeds it, "
                                     "so its p99 is a window's own latency (the p99 target's)" if live_onnx else ""),
+        *([f"           live on the thread's CPU clock (the core taken away does not count): p50 "
+           f"{live_onnx['cpu_p50_ms']:.3f} ms, p99 {live_onnx['cpu_p99_ms']:.3f} ms"] if live_onnx else []),
         "commit     all commit() time / windows, and p99 of commit() calls (one transaction per <= 256 windows;",
         "           WAL auto-checkpoints with their fsync happen inside some commits)",
         f"RSS        ru_maxrss of each child (MiB), including {onnx['bench_buffers_mb']:.1f} MiB of benchmark buffers "

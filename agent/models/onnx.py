@@ -65,3 +65,7 @@ class OnnxModel:
         """Positive-class probability for each row of a ``(n, n_features)`` float32 array."""
         out = self.session.run(self._outputs, {self._input: features})[0]
         return out[:, -1] if out.ndim == 2 else out
+
+    def rewarm(self, features: np.ndarray) -> None:
+        """Run the model on `features`, result unused: brings its tables back into the CPU caches (not a scoring)."""
+        self.session.run(self._outputs, {self._input: features})

@@ -40,7 +40,8 @@ class Windower:
         self.bad_readings = 0
 
     def push(self, ts: float, values: np.ndarray, unit: str | None = None) -> Emitted | None:
-        """Add one reading; return the window it completes (features, start, readings on demand), else None.
+        """Add one reading; return the window it completes (features, start, readings on demand), else None. The
+        result is only valid until the next push.
 
         The same as `push_many` of one row, without its batch machinery (`WindowState.push_one`)."""
         row = values if self._identity else values[self.columns]

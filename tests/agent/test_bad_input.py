@@ -70,3 +70,19 @@ def test_inference_errors_are_counted_not_fatal(tmp_path, initial_model_dir):
     spec = agent.model.manifest.window
     assert counters.windows + counters.inference_errors == (200 - spec.size) // spec.step + 1
     assert _stats(agent).inference_errors == counters.inference_errors
+
+
+def test_a_message_the_contract_refuses_is_counted_and_its_window_still_logged(tmp_path, initial_model_dir, caplog):
+    # messages are built at the commit: a score outside [0, 1] (a model bug) loses the message, not the transaction
+    settings = AgentSettings(device_id="dev-refused", dev_mode=True, data_dir=tmp_path, initial_model=initial_model_dir,
+                             sample_rate=0.0)
+    values = np.random.default_rng(2).normal(size=(100, len(SENSORS)))
+    agent = build_agent(settings, ArraySource(SENSORS, values), connect=False)
+    agent.model.score = lambda features: np.full(len(features), 1.5)  # type: ignore[method-assign]
+    with caplog.at_level(logging.ERROR, logger="agent.runtime"):
+        counters = agent.run()
+    assert counters.windows == counters.anomalies > 0
+    assert counters.extra["refused_messages"] == counters.anomalies
+    assert agent.db.query("SELECT count(*) AS n FROM predictions", [])[0]["n"] == counters.windows
+    assert not [r for r in agent.db.due_outbox(1e12, 1000) if r.topic.endswith("/anomaly")]
+    assert "refused by the wire contract" in caplog.text

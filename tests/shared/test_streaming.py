@@ -48,6 +48,7 @@ def stream(x: np.ndarray, size: int, step: int, cuts: list[int]) -> tuple[np.nda
             times, rows = out.window(j)
             assert out.starts[j] == times[0] == e - size + 1
             assert np.array_equal(rows, x[e - size + 1 : e + 1])
+            assert out.window_bytes(j) == (times.astype("<f8").tobytes(), rows.astype("<f8").tobytes())
         i, k = i + n, k + 1
     return np.concatenate(ends), np.concatenate(feats)
 

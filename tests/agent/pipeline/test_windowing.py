@@ -14,10 +14,12 @@ def test_windows_match_offline_sliding_windows():
     rng = np.random.default_rng(0)
     series = rng.normal(size=(40, 3))  # source columns a, b, c
     w = Windower(spec, ["a", "b", "c"])
-    emitted = [out for i, row in enumerate(series) if (out := w.push(float(i), row)) is not None]
+    # a window's readings and features, taken when it is emitted (an Emitted is valid until the next push)
+    emitted = [(out.window(0)[1], out.features[0]) for i, row in enumerate(series)
+               if (out := w.push(float(i), row)) is not None]
     offline = sliding_windows(series[:, [1, 0]], spec)
-    np.testing.assert_array_equal(np.stack([out.window(0)[1] for out in emitted]), offline)
-    np.testing.assert_allclose(np.stack([out.features[0] for out in emitted]), extract(offline), rtol=2**-22)
+    np.testing.assert_array_equal(np.stack([readings for readings, _ in emitted]), offline)
+    np.testing.assert_allclose(np.stack([features for _, features in emitted]), extract(offline), rtol=2**-22)
     batched = w.push_many(np.arange(40.0, 80.0), series)  # the same readings again, handed over at once
     assert batched.ends.tolist() == [i for i in range(40) if (40 + i - 4) % 2 == 0]
 
