@@ -54,10 +54,13 @@ HUB_OVERRIDES: dict[str, tuple[str, str]] = {
     # offset, over seconds: the comparison says nothing about the model. The point here is the operator's path;
     # tests/hub/rollout and the closed loop test the judgement.
     "rollout_limits": (json.dumps({"anomaly_rate_factor": 1000, "rollback_anomaly_factor": 1000,
-                                   "max_score_psi": 100, "latency_p99_ms": 1000, "min_rate_windows": 50}),
+                                   "max_score_psi": 100, "latency_p99_ms": 1000, "min_rate_windows": 50,
+                                   "estimate_max_drop": 1}),
                        "seconds of a four-device fleet, half of it drifted, must not hold or roll back the rollout; "
                        "the rates are compared once each side has a few seconds of windows (the default, 500, "
-                       "is more than 12 s of one canary here, for a comparison the factors above make moot)"),
+                       "is more than 12 s of one canary here, for a comparison the factors above make moot); the "
+                       "candidate's label-free estimate on that traffic (its recall once read 0.43 against 0.80 at "
+                       "the gate, under a 60 degree offset) does not hold a stage either: a drop of 1 never happens"),
 }
 
 
