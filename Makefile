@@ -1,9 +1,6 @@
 # The two commands a newcomer needs: `make demo` (the local fleet) and `make test` (the whole suite).
 PYTHON ?= python3
 # Test files run in parallel (pytest-xdist), one worker per core; a file stays on one worker (module fixtures).
-# --no-loadscope-reorder: xdist would otherwise hand out the files with the most tests first, which put the one-test
-# end-to-end files (1-2 minutes each) at the end of the run, one worker busy and the other idle; the slow files
-# first (tests/fixtures/order.py) is the order they are handed out in.
 TEST_WORKERS ?= auto
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -40,7 +37,7 @@ lint: install
 	$(BIN)/mypy agent hub shared infra
 
 test: install mosquitto postgres chromium lint
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

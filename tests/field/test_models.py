@@ -24,7 +24,7 @@ from shared.wire import replace
 from tests.field.harness import FieldFleet
 from tests.field.hungry import hungry_version
 from tests.field.oomkiller import OomKiller
-from tests.fixtures.broker import HUB_USER, Collector, close_client, connect_client, publish, subscribe
+from tests.fixtures.broker import HUB_USER, Collector, Received, close_client, connect_client, publish, subscribe
 
 pytestmark = pytest.mark.slow
 
@@ -108,8 +108,14 @@ class Attacker:
     def publish(self, payload: bytes | Assign) -> None:
         publish(self.client, self.topic, payload if isinstance(payload, bytes) else encode(payload), retain=True)
 
-    def captured(self, version: str) -> bytes:
-        return [m.payload for m in self.seen.messages if m.payload and m.json()["version"] == version][-1]
+    def captured(self, version: str, timeout: float = 30.0) -> bytes:
+        """The last assignment of `version` seen on the topic, waiting for one: a device may report serving it
+        before this client's network thread has handed the message over, on a loaded machine."""
+
+        def of_version(messages: list[Received]) -> list[bytes]:
+            return [m.payload for m in messages if m.payload and m.json()["version"] == version]
+
+        return of_version(self.seen.wait_for(lambda messages: bool(of_version(messages)), timeout))[-1]
 
     def close(self) -> None:
         close_client(self.client)
