@@ -138,6 +138,31 @@ def series_features(readings: np.ndarray, spec: WindowSpec,
     return np.concatenate([window, history], axis=1), ends
 
 
+def context_features(readings: np.ndarray, spec: WindowSpec, regimes: RegimeStats, service: int) -> np.ndarray:
+    """Feature set 2's features of the window that ends at the last of one unit's raw `readings` (``(time,
+    sensors)``, oldest first, columns in ``spec.sensors`` order, at least ``spec.size`` of them), normalised by
+    `regimes`, when the unit had seen `service` readings before the first of them.
+
+    With the whole history (`service` 0) this is `series_features`'s last row, bit for bit; with
+    `shared.history.CONTEXT` readings before the window (what an agent's raw window carries,
+    `shared.messages.RawWindow`) the 15- and 30-reading means are exact and the EWM, started at the first reading
+    given, within 3e-6 of the agent's. So the hub can restate a field window under regime statistics other than
+    those it was scored with.
+    """
+    x = np.asarray(readings, dtype=np.float64)
+    if spec.feature_set_version != REGIMES:
+        raise ValueError("context features are feature set 2's")
+    if x.ndim != 2 or x.shape[1] != len(spec.sensors) or x.shape[0] < spec.size:
+        raise ValueError(f"need at least {spec.size} readings of {len(spec.sensors)} sensors, got shape {x.shape}")
+    if service < 0:
+        raise ValueError("service counts readings: it is not negative")
+    z = RegimeTransform(regimes, setting_columns(regimes, spec.sensors))(x)
+    window = extract(z[-spec.size:]).reshape(-1)
+    history = history_features(z)[-1]
+    history[-1] += service
+    return np.concatenate([window, history.astype(np.float32)])
+
+
 def histogram_counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """Counts of `values` in the open-ended bins defined by `edges`: ``len(edges) + 1`` bins.
 

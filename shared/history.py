@@ -28,6 +28,10 @@ SPANS = (15, 30)  # readings per history mean
 EWM_SPAN = 10  # readings: alpha = 2 / (span + 1)
 ALPHA = 2.0 / (EWM_SPAN + 1)
 STATS = (*(f"mean{n}" for n in SPANS), "ewm")
+CONTEXT = 64
+"""Readings kept before a window's first (feature set 2's raw windows, `shared.features.context_features`): with
+them the history features can be recomputed from raw readings alone; the EWM, started this far back, is within
+``(1 - ALPHA) ** CONTEXT`` (3e-6) of the whole history's."""
 SERVICE = "service"
 
 

@@ -515,6 +515,10 @@ class RawWindowStore(Protocol):
 
     def raw_window(self, trace_id: str) -> RawWindowRow | None: ...
 
+    def stored_raw_windows(self, *, since: float, limit: int = 10_000) -> list[RawWindowRow]:
+        """Stored windows received at or after `since`, the newest first (at most `limit`)."""
+        ...
+
     def due_raw_windows(self, *, asked_before: float, limit: int = 500) -> list[RawWindowRow]:
         """Requests not answered and not sent since `asked_before` (never sent first), oldest first."""
         ...

@@ -9,8 +9,16 @@ import msgspec
 import numpy as np
 import pytest
 
-from shared.features import REGIMES, WindowSpec, extract, feature_names, series_features, sliding_windows
-from shared.history import SPANS, UnitHistory, history_features, history_names
+from shared.features import (
+    REGIMES,
+    WindowSpec,
+    context_features,
+    extract,
+    feature_names,
+    series_features,
+    sliding_windows,
+)
+from shared.history import CONTEXT, SPANS, UnitHistory, history_features, history_names
 from shared.manifest import MANIFEST_FILE, ModelManifest, dump_manifest, load_manifest
 from shared.regimes import RegimeStats, RegimeTransform, setting_columns
 
@@ -77,3 +85,26 @@ def test_a_feature_set_1_manifest_is_written_without_the_regimes_field(initial_m
     manifest = load_manifest(raw)
     assert manifest.regimes is None and dump_manifest(manifest, indent=2) + b"\n" == raw
     assert list(json.loads(raw)) == [f for f in ModelManifest.__struct_fields__ if f != "regimes"]
+
+
+def test_context_features_restate_a_window_from_its_raw_readings():
+    """The hub's way back from an agent's raw window (readings with `CONTEXT` before the window, and how many came
+    before those) to the window's features, under any regime statistics: the whole history gives the batch row
+    bit for bit; a cut history, the same row within the EWM's 3e-6."""
+    spec = WindowSpec(sensors=SENSORS, size=8, step=1, feature_set_version=REGIMES)
+    x = np.random.default_rng(3).normal(15.0, 20.0, (300, 3))
+    features, _ = series_features(x, spec, STATS)
+    assert np.array_equal(context_features(x, spec, STATS, 0), features[-1])
+    keep = spec.size + CONTEXT
+    cut = context_features(x[-keep:], spec, STATS, len(x) - keep)
+    assert cut[-1] == features[-1, -1] == len(x)  # time in service counts the readings before the cut
+    assert np.allclose(cut, features[-1], rtol=0, atol=1e-4)
+    assert not np.array_equal(cut, context_features(x[-keep:], spec, STATS, 0))
+    other = RegimeStats(settings=["alt"], scale=[10.0], centroids=[[0.0], [30.0]],
+                        mean=[[1.0, 6.0, 90.0], [29.0, 45.0, 2.0]], std=[[2.0, 1.0, 3.0], [1.0, 5.0, 2.0]],
+                        counts=[5, 5])
+    assert np.array_equal(context_features(x, spec, other, 0), series_features(x, spec, other)[0][-1])
+    with pytest.raises(ValueError, match="at least 8 readings"):
+        context_features(x[:5], spec, STATS, 0)
+    with pytest.raises(ValueError, match="feature set 2"):
+        context_features(x, WindowSpec(sensors=SENSORS, size=8, step=1), STATS, 0)

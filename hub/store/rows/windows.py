@@ -24,3 +24,4 @@ class RawWindowRow:
     sensors: tuple[str, ...] = ()
     timestamps: tuple[float, ...] = ()
     values: tuple[tuple[float, ...], ...] = ()
+    service: int | None = None  # feature set 2: readings before the first here (`shared.messages.RawWindow`)

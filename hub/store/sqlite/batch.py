@@ -99,7 +99,8 @@ def batch_rows(records: Sequence[IngestRecord]) -> BatchRows:
                 m.msg_id, m.device_id, m.ts, at, m.model_version, m.event, m.version, m.detail, _json_text(m.metrics),
             ))
         elif isinstance(m, RawWindow):
-            body = json.dumps({"sensors": m.sensors, "timestamps": m.timestamps, "values": m.values})
+            body = json.dumps({"sensors": m.sensors, "timestamps": m.timestamps, "values": m.values,
+                               "service": m.service})
             out.windows.append((m.trace_id, m.device_id, "stored" if m.available else "unavailable", at, at, m.unit,
                                 body if m.available else None))
         elif isinstance(m, Status):

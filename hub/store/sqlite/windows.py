@@ -41,7 +41,7 @@ def _row(r: Any) -> RawWindowRow:
     body = json.loads(r[7]) if r[7] else {}
     return RawWindowRow(
         r[0], r[1], r[2], r[3], r[4], r[5], r[6], tuple(body.get("sensors", ())),
-        tuple(body.get("timestamps", ())), tuple(tuple(v) for v in body.get("values", ())),
+        tuple(body.get("timestamps", ())), tuple(tuple(v) for v in body.get("values", ())), body.get("service"),
     )
 
 
@@ -59,6 +59,12 @@ class WindowQueries:
     def raw_window(self: _Connected, trace_id: str) -> RawWindowRow | None:
         rows = self._read(f"SELECT {_COLUMNS} FROM raw_windows WHERE trace_id = {self.P}", [trace_id])
         return _row(rows[0]) if rows else None
+
+    def stored_raw_windows(self: _Connected, *, since: float, limit: int = 10_000) -> list[RawWindowRow]:
+        p = self.P
+        rows = self._read(f"SELECT {_COLUMNS} FROM raw_windows WHERE state = 'stored' AND received_ts >= {p} "
+                          f"ORDER BY received_ts DESC, trace_id LIMIT {p}", [since, limit])
+        return [_row(r) for r in rows]
 
     def due_raw_windows(self: _Connected, *, asked_before: float, limit: int = 500) -> list[RawWindowRow]:
         p = self.P

@@ -54,3 +54,17 @@ def test_unanswered_requests_are_asked_again_then_given_up_and_pruned(store: Hub
     store.request_raw_windows([("c", "dev-1")], ts=300.0)
     assert store.prune_raw_windows(before_ts=200.0) == 2
     assert store.raw_window("a") is None and store.raw_window("c") is not None
+
+
+def test_stored_windows_are_listed_newest_first_with_their_history_count(store: HubStore) -> None:
+    """What the hub learns regime statistics from (`hub.training.regimes`): every stored window since a time,
+    with how many readings its unit had seen before it (feature set 2's `service`)."""
+    with_context = RawWindow(device_id="dev-1", ts=50.0, trace_id="ctx", unit="u1", sensors=["t"],
+                             timestamps=[1.0, 2.0], values=[[0.5, 0.75]], service=40)
+    store.ingest_batch([IngestRecord(_window("old"), 100.0), IngestRecord(_window("gone", available=False), 110.0),
+                        IngestRecord(with_context, 120.0)])
+    assert [r.trace_id for r in store.stored_raw_windows(since=0.0)] == ["ctx", "old"]
+    assert [r.trace_id for r in store.stored_raw_windows(since=0.0, limit=1)] == ["ctx"]
+    assert [r.trace_id for r in store.stored_raw_windows(since=101.0)] == ["ctx"]
+    ctx, old = store.stored_raw_windows(since=0.0)
+    assert ctx.service == 40 and old.service is None
