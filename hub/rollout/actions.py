@@ -11,6 +11,7 @@ from dataclasses import replace
 
 from hub.rollout._transitions import back, guard, move
 from hub.rollout.errors import RolloutError
+from hub.rollout.machine import system_paused
 from hub.rollout.plan import RolloutPlan
 from hub.rollout.state import Decision, RolloutState, Transition
 
@@ -53,10 +54,14 @@ def resume(
 def promote(
     plan: RolloutPlan, state: RolloutState, now: float, actor: str, reason: str
 ) -> tuple[RolloutState, Decision]:
-    """Skip the rest of the current stage: on to the next one, or complete after the fleet stage."""
+    """Skip the rest of the current stage: on to the next one, or complete after the fleet stage. A rollout the
+    system paused (a stage its label-free estimate alone held to the timeout) is promoted without a resume: that
+    pause waits for exactly this decision."""
     guard(plan, state, now, "promote")
-    if state.paused:
+    if state.paused and not system_paused(state):
         raise RolloutError(f"rollout {state.rollout_id} is paused: resume it before promoting")
+    if state.paused:
+        state = replace(state, paused=False, paused_at=None)
     return move(plan, state, now, actor, "promote", _why(actor, "promoted", reason), {})
 
 

@@ -17,7 +17,8 @@ nothing else may be retried (`hub.rollout.revert`).
 Whatever the yardstick, the candidate's label-free `Estimate` on the stage's traffic (its calibrated scores on the
 vectors the devices sent) is recorded, and holds the stage when its recall or F1 falls more than
 `estimate_max_drop` below what the candidate's gate-time figures give on that traffic: a hold, never a failure by
-itself (an estimate is weaker evidence than labels; a stage held until its timeout still rolls back).
+itself (an estimate is weaker evidence than labels, and least sure under the covariate drift that rollouts follow:
+a stage held by it alone until its timeout is paused for an operator, not rolled back, `hub.rollout.machine`).
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ class Assessment:
     control: Scoring | None
     yardstick: Yardstick | None = None
     estimate: Estimate | None = None
+    label_free_holds: tuple[str, ...] = ()  # the holds the label-free estimate alone makes (also in `holds`)
 
     @property
     def healthy(self) -> bool:
@@ -173,8 +175,8 @@ def assess(
         if rate > limits.max_disagreement and yardstick.basis == "control":
             holds.append(f"shadow disagreement {rate:.3f} over {limits.max_disagreement:g}")
 
-    if estimate is not None:
-        holds += estimate_holds(estimate, limits.estimate_max_drop, numbers)
+    label_free = estimate_holds(estimate, limits.estimate_max_drop, numbers) if estimate is not None else []
+    holds += label_free
 
     numbers["failures"], numbers["infra_failures"] = len(failures), unfetched  # all infra: may be retried
     return Assessment(
@@ -185,6 +187,7 @@ def assess(
         control=live if live.windows >= limits.min_rate_windows else None,
         yardstick=yardstick,
         estimate=estimate,
+        label_free_holds=tuple(label_free),
     )
 
 

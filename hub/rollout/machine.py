@@ -6,7 +6,10 @@ timestamps), persists the returned state and carries out the decision's commands
 Per step, in this order: a failure on any stage device rolls the stage back at once (even while paused:
 safety does not wait for an operator); a paused rollout waits; a stage with no holds left that has been
 watched `min_duration_s` advances (or completes after the fleet); a stage still holding at `timeout_s`
-rolls back; otherwise wait.
+rolls back, unless the candidate's label-free estimate is all that holds it: then the system pauses the rollout
+for an operator (an estimate is the weakest evidence, and least sure under the drift that a retrain answers; the
+operator promotes, which also ends that pause, or rolls back, and labels that arrive meanwhile still judge it);
+otherwise wait.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 
 from hub.rollout._transitions import assign_commands, back, guard, move, summarise
-from hub.rollout.evidence import ControlTrust, DeviceSummary, Estimate, Evidence, Expectation
+from hub.rollout.evidence import ControlTrust, DeviceSummary, Estimate, Evidence, Expectation, Yardstick
 from hub.rollout.health import Assessment, assess
 from hub.rollout.plan import RolloutPlan
 from hub.rollout.state import SYSTEM, Decision, RolloutState, Transition
@@ -92,6 +95,26 @@ def _decide(plan: RolloutPlan, state: RolloutState, a: Assessment, now: float) -
         )
         return move(plan, state, now, SYSTEM, "advance" if nxt else "complete", reason, numbers, ys)
     if elapsed >= policy.timeout_s:
+        if set(holds) <= set(a.label_free_holds):
+            return estimate_pause(state, now, f"{stage.name} still held at its {policy.timeout_s:.0f} s timeout "
+                                  f"by the label-free estimate alone ({summarise(holds)}): paused for an operator "
+                                  "to promote or roll back", numbers, ys)
         reason = f"{stage.name} timed out after {elapsed:.0f} s: {summarise(holds)}"
         return back(plan, state, now, SYSTEM, "timeout", reason, numbers, ys)
     return state, Decision("wait", summarise(holds), stage.name, now, numbers=numbers, yardstick=ys)
+
+
+def estimate_pause(state: RolloutState, now: float, reason: str, numbers: Mapping[str, float],
+                   ys: Yardstick | None) -> tuple[RolloutState, Decision]:
+    """The system's pause of a stage its label-free estimate alone held to the timeout (`system_paused`)."""
+    new = replace(state, paused=True, paused_at=now, updated_at=now,
+                  history=(*state.history, Transition(now, SYSTEM, "pause", state.stage, state.stage, "running",
+                                                      reason)))
+    return new, Decision("wait", reason, state.stage, now, numbers=numbers, yardstick=ys)
+
+
+def system_paused(state: RolloutState) -> bool:
+    """Paused by the system (`estimate_pause`), not by an operator: the last pause in the history is the system's."""
+    pauses = [t for t in state.history if t.action == "pause"]
+    return state.paused and bool(pauses) and pauses[-1].actor == SYSTEM
+

@@ -87,7 +87,8 @@ class HealthLimits:
     - `estimate_max_drop` 0.2: the candidate's label-free estimate on the stage's traffic (`Estimate`) holds the
       stage when its recall, or its F1, is more than this below what its gate-time recall and false-alarm rate give
       on that traffic. Never a rollback by itself: an estimate is weaker evidence than labels (it holds while the
-      calibration's score -> failure map holds). 0.2 is wide on purpose: the estimate rests on a stage's few
+      calibration's score -> failure map holds), so a stage it alone holds to `timeout_s` is paused for an
+      operator instead (`hub.rollout.machine`). 0.2 is wide on purpose: the estimate rests on a stage's few
       random vectors and a calibration fitted on a few hundred labelled rows, so only a drop that large says the
       model misses failures it was gated on catching rather than noise.
 

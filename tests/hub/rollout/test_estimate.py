@@ -9,8 +9,12 @@ import numpy as np
 import pytest
 
 from hub.app.render import rollout_text
-from hub.rollout import Decision, Estimate, HealthLimits, next_step, start
+from hub.rollout import Decision, Estimate, HealthLimits, RolloutPlan, RolloutState, next_step, start
+from hub.rollout.actions import pause, promote, rollback
+from hub.rollout.errors import RolloutError
 from hub.rollout.health import gate_f1_on
+from hub.rollout.machine import system_paused
+from hub.rollout.state import SYSTEM
 from hub.rollout.traffic import Served, estimate_on_traffic
 from shared.manifest import Calibration
 from tests.hub.rollout.factories import LIMITS, T0, evidence, make_plan
@@ -71,9 +75,48 @@ def test_an_estimate_far_below_the_gate_holds_the_stage_but_never_rolls_it_back(
     assert d.kind == "wait" and why in d.reason and "more than 0.2 below" in d.reason
     assert d.estimate is not None and d.numbers["failures"] == 0
     assert canary(good(**low), estimate_max_drop=0.6).kind == "advance"  # the named limit decides
-    # even a candidate estimated to catch nothing is only held; the stage's timeout rolls it back, as any hold
+    # even a candidate estimated to catch nothing is only held, and at the stage's timeout paused for an operator
     assert canary(good(recall=0.0, f1=0.0)).kind == "wait"
-    assert canary(good(recall=0.0, f1=0.0), now=T0 + 7200).kind == "rollback"
+    assert canary(good(recall=0.0, f1=0.0), now=T0 + 7200).kind == "wait"
+
+
+def _held_to_the_timeout(**estimate: float) -> tuple[RolloutPlan, RolloutState, Decision]:
+    plan = make_plan(shadow=False)
+    state, _ = start(plan, T0)
+    state, d = next_step(plan, state, evidence(plan, "canary"), AFTER, estimate=good(**estimate))
+    assert d.kind == "wait" and not state.paused
+    state, d = next_step(plan, state, evidence(plan, "canary"), T0 + 7200, estimate=good(**estimate))
+    return plan, state, d
+
+
+def test_a_stage_held_by_the_estimate_alone_is_paused_at_its_timeout_for_an_operator() -> None:
+    """An estimate is the weakest evidence, and least sure under the covariate drift that rollouts follow: held by
+    it alone to the timeout, the stage waits for an operator; promoting ends that pause, a rollback ends it too."""
+    plan, state, d = _held_to_the_timeout(recall=0.3)
+    assert state.paused and system_paused(state) and state.status == "running"
+    assert "by the label-free estimate alone" in d.reason and "paused for an operator" in d.reason
+    assert state.history[-1].actor == SYSTEM and state.history[-1].action == "pause"
+    # while paused the system keeps waiting (failures would still roll back)
+    later, again = next_step(plan, state, evidence(plan, "canary"), T0 + 9000, estimate=good(recall=0.3))
+    assert again.kind == "wait" and later.paused
+    promoted, p = promote(plan, later, T0 + 9100, "alice", "checked the alarms by hand")
+    assert p.kind == "advance" and promoted.stage == "fleet" and not promoted.paused
+    assert promoted.history[-1].actor == "alice"
+    _, r = rollback(plan, state, T0 + 9100, "alice", "the estimate was right")
+    assert r.kind == "rollback"
+    # an operator's own pause still needs a resume before a promote
+    mine, _ = pause(plan, start(plan, T0)[0], T0 + 10, "bob", "lunch")
+    assert not system_paused(mine)
+    with pytest.raises(RolloutError, match="resume it before promoting"):
+        promote(plan, mine, T0 + 20, "bob", "go")
+
+
+def test_a_stage_held_by_labelled_evidence_too_still_rolls_back_at_its_timeout() -> None:
+    plan = make_plan(shadow=False)
+    state, _ = start(plan, T0)
+    few = evidence(plan, "canary", windows=1)  # too little traffic: a hold that is not the estimate's
+    state, d = next_step(plan, state, few, T0 + 7200, estimate=good(recall=0.3))
+    assert d.kind == "rollback" and "timed out" in d.reason and not state.paused
 
 
 def test_no_estimate_no_hold_and_the_record_says_why() -> None:
