@@ -118,7 +118,7 @@ def _register(hub: HubClient, args: argparse.Namespace) -> int:
 
 def retrain(args: argparse.Namespace) -> int:
     """Exit 0 once the hub judged the candidate (whatever the verdict); 1 refused or the job failed."""
-    body = {"reason": args.reason, "label_set_id": args.label_set, **_actor(args)}
+    body = {"reason": args.reason, "label_set_id": args.label_set, "regimes": args.regimes, **_actor(args)}
     with _client(args) as hub:
         accepted = hub.post("/retrain", {k: v for k, v in body.items() if v is not None})
         if args.no_wait:
