@@ -80,6 +80,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     retrain.add_argument("--no-wait", action="store_true", help="print the queued job and return")
     retrain.add_argument("--timeout", type=float, default=1800.0, help="longest wait for the job (s; default 1800)")
 
+    client("regimes", "the active model's operating regimes (feature set 2) beside what the devices' raw windows "
+           "give: field readings per regime, the share far from every regime, the regimes the field alone shows")
+
     models = client("models", "the model registry: versions, status, gate verdicts, audit trail; register one")
     models.add_argument("version", nargs="?", help="show one version with its gate decision and audit trail")
     models.add_argument("--register", type=Path, metavar="DIR",

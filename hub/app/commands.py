@@ -69,6 +69,13 @@ def performance(args: argparse.Namespace) -> int:
     return 0
 
 
+def regimes(args: argparse.Namespace) -> int:
+    with _client(args) as hub:
+        body = hub.get("/regimes")
+    _json(body) if args.json else _out(render.regimes_text(body))
+    return 0
+
+
 def dead_letters(args: argparse.Namespace) -> int:
     with _client(args) as hub:
         rows = hub.get("/dead-letters", limit=args.limit, reason=args.reason)
@@ -279,6 +286,6 @@ def incidents(args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "devices": devices, "drift": drift, "performance": performance, "dead-letters": dead_letters,
-    "models": models, "retrain": retrain,
+    "models": models, "retrain": retrain, "regimes": regimes,
     "rollout": rollout, "reference": reference, "incidents": incidents,
 }

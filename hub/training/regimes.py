@@ -158,3 +158,70 @@ def restated_features(row: RawWindowRow | None, spec: WindowSpec, stats: RegimeS
     if got is None or got[1].shape[0] < spec.size:
         return None
     return np.asarray(context_features(got[1], spec, stats, row.service), dtype=np.float32)
+
+
+# --- the field against the active statistics (`fleetloop hub regimes`) --------------------------------------------
+
+FAR_SPREADS = 4.0
+"""A field reading is far from the active regimes when its scaled distance (`RegimeStats.scale`) to the nearest
+active centroid is more than this many times that regime's own spread of the settings (the readings it was fitted
+on): the sign that the field runs in regimes the model has not seen."""
+MIN_SPREAD = 1e-6  # scaled: a regime whose settings never moved still allows rounding
+
+
+@dataclass(frozen=True)
+class RegimeComparison:
+    """The active version's regime statistics beside what the field's raw windows give: the field's readings per
+    active regime, how many are far from every active centroid (`FAR_SPREADS`), and the regimes k-means finds in
+    the field's readings alone (`found`; None without field readings)."""
+
+    version: str
+    active: RegimeStats
+    devices: int
+    windows: int
+    readings: int
+    per_active: list[int]
+    far_per_active: list[int]
+    found: RegimeStats | None
+
+    @property
+    def far_share(self) -> float | None:
+        """The share of field readings far from every active centroid; None without field readings."""
+        return sum(self.far_per_active) / self.readings if self.readings else None
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-safe, for the API and ``--json``."""
+        a = self.active
+        return {
+            "version": self.version, "settings": list(a.settings), "far_spreads": FAR_SPREADS,
+            "field": {"devices": self.devices, "windows": self.windows, "readings": self.readings,
+                      "far_share": self.far_share},
+            "active": [{"centroid": c, "fitted_readings": n, "field_readings": f, "field_far": far}
+                       for c, n, f, far in zip(a.centroids, a.counts, self.per_active, self.far_per_active,
+                                               strict=True)],
+            "found": None if self.found is None else [
+                {"centroid": c, "field_readings": n} for c, n in zip(self.found.centroids, self.found.counts,
+                                                                     strict=True)],
+        }
+
+
+def compare_regimes(version: str, active: RegimeStats, field_data: FieldReadings, sensors: Sequence[str],
+                    found: RegimeStats | None) -> RegimeComparison:
+    """Each field reading's nearest active regime and whether it is far from it (`FAR_SPREADS` times the regime's
+    scaled spread of its settings, from the active statistics' own per-regime std of those sensors)."""
+    columns = [list(sensors).index(s) for s in active.settings]
+    scale = np.asarray(active.scale, dtype=np.float64)
+    centroids = np.asarray(active.centroids, dtype=np.float64) / scale
+    spread = np.sqrt(((np.asarray(active.std, dtype=np.float64)[:, columns] / scale) ** 2).sum(axis=1))
+    limit = FAR_SPREADS * np.maximum(spread, MIN_SPREAD)
+    per_active = np.zeros(active.n_regimes, np.int64)
+    far = np.zeros(active.n_regimes, np.int64)
+    for series in field_data.series.values():
+        settings = series[:, columns] / scale
+        distance = np.sqrt(((settings[:, None, :] - centroids[None, :, :]) ** 2).sum(axis=2))
+        nearest = np.argmin(distance, axis=1)
+        per_active += np.bincount(nearest, minlength=active.n_regimes)
+        far += np.bincount(nearest[distance[np.arange(len(nearest)), nearest] > limit[nearest]],
+                           minlength=active.n_regimes)
+    return RegimeComparison(version, active, field_data.devices, field_data.windows, field_data.readings,
+                            per_active.tolist(), far.tolist(), found)

@@ -9,7 +9,7 @@ import pytest
 from hub.store.rows import RawWindowRow
 from hub.training.dataset import Feedback, SourceRows
 from hub.training.errors import RetrainError
-from hub.training.regimes import NO_RAW_WINDOW, field_readings, learn_regimes, restate_feedback
+from hub.training.regimes import NO_RAW_WINDOW, compare_regimes, field_readings, learn_regimes, restate_feedback
 from infra.datasets import CMAPSS_SENSORS
 from models.regimes import fit_regimes
 from shared.features import REGIMES, WindowSpec, series_features
@@ -100,3 +100,22 @@ def test_restated_rows_equal_the_batch_features_of_the_series_and_rows_without_a
     assert not np.allclose(restated.rows.X, as_scored[[rows[k] for k in kept]], atol=1e-2)  # other statistics
     assert np.array_equal(record.as_scored["t149"], as_scored[rows[3]].astype(np.float32))
     assert set(record.as_scored) == {"t4", "t40", "t149"}
+
+
+def test_field_readings_at_an_operating_point_the_active_regimes_never_saw_are_counted_far() -> None:
+    x = engines(regime_rows(4, seed=6))
+    seen = {u: r[np.abs(r[:, 0] - 20.0) > 1.0] for u, r in x.items()}  # all but the middle operating point
+    active = fit_regimes(seen.values(), SPEC.sensors, settings=SETTINGS)
+    assert active.n_regimes == 2
+    rows = [raw_window(f"t{u}", "gw", str(u), r, 0, len(r) - 1) for u, r in x.items()]
+    field = field_readings(rows, SPEC.sensors)
+    new = int(sum((np.abs(r[:, 0] - 20.0) < 1.0).sum() for r in x.values()))
+    assert 0 < new < field.readings
+
+    view = compare_regimes("v3", active, field, SPEC.sensors, found=None)
+    assert sum(view.per_active) == field.readings and sum(view.far_per_active) == new
+    assert view.far_share == pytest.approx(new / field.readings)
+    body = view.to_dict()
+    assert body["field"] == {"devices": 1, "windows": 4, "readings": field.readings, "far_share": view.far_share}
+    assert [r["fitted_readings"] for r in body["active"]] == active.counts and body["found"] is None
+    assert compare_regimes("v3", active, field_readings([], SPEC.sensors), SPEC.sensors, None).far_share is None

@@ -5,14 +5,21 @@ in three regimes and uploads the raw windows (with the readings before them) of 
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
+from pydantic import SecretStr
 
+from fleetloop.cli import main
+from hub.api import create_app
+from hub.app.settings import HubSettings
 from hub.labels.service import LabelSettings, validate_and_save
 from hub.registry.service import Registry
 from hub.registry.signing import SigningKey
@@ -31,6 +38,7 @@ from shared.manifest import ModelManifest
 from shared.messages import Annotation, RawWindow, Sample, Status
 from tests.evaluation.synthetic import synthetic_rows, write_cmapss
 from tests.fixtures.regimes import REGIME_SETTINGS, regime_rows
+from tests.hub.api.conftest import TOKEN, TOKENS, serve
 from tests.hub.training.conftest import World as SimWorld
 
 WINDOW = WindowSpec(sensors=list(CMAPSS_SENSORS), size=5, step=2, feature_set_version=REGIMES)
@@ -171,3 +179,33 @@ def test_a_feature_set_1_parent_is_refused_clearly(drifted: SimWorld) -> None:
                                         label_set_id=drifted.label_set_id, regimes="field")
     assert job.status == "failed" and job.details["regimes"] == "field"
     assert "feature set 2's; the parent v1 uses feature set 1" in (job.error or "")
+
+
+def test_the_regimes_view_shows_the_field_far_from_the_active_regime_and_the_regimes_it_runs_in(
+        fleet: Fleet, drifted: SimWorld, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """`fleetloop hub regimes` against a real API: v1 knows one regime, the field runs in three; read-only."""
+    hub_settings = HubSettings(tokens=TOKENS, mqtt_password=SecretStr("secret"))
+    for key in [k for k in os.environ if k.startswith("FLEETLOOP_HUB_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("FLEETLOOP_HUB_TOKEN", TOKEN["viewer"])
+    versions = [r.version for r in fleet.store.model_versions()]
+    with serve(create_app(hub_settings, fleet.store, clock=lambda: NOW, registry=fleet.registry)) as url:
+        monkeypatch.setenv("FLEETLOOP_HUB_URL", url)
+        assert main(["hub", "regimes", "--json"]) == 0
+        body = json.loads(capsys.readouterr().out)
+        assert main(["hub", "regimes"]) == 0
+        text = capsys.readouterr().out
+    with serve(create_app(hub_settings, drifted.store, clock=drifted.clock, registry=drifted.registry)) as url:
+        set_1 = httpx.get(f"{url}/regimes", headers={"Authorization": f"Bearer {TOKEN['viewer']}"})
+    assert body["version"] == "v1" and body["settings"] == ["op1", "op2", "op3"]
+    field = body["field"]
+    assert (field["devices"], field["windows"], field["readings"]) == (4, fleet.windows, fleet.readings)
+    (only,) = body["active"]  # v1's one regime: every field reading is nearest it
+    assert only["fitted_readings"] == sum(fleet.v1.regimes.counts) and only["field_readings"] == fleet.readings  # type: ignore[union-attr]
+    assert field["far_share"] > 0.6  # two of the field's three operating points are far from v1's
+    assert len(body["found"]) == len(REGIME_SETTINGS)
+    assert np.allclose(sorted(r["centroid"][0] for r in body["found"]), REGIME_SETTINGS[:, 0], atol=0.01)
+    assert "active v1: 1 regime(s) over op1, op2, op3" in text and "the field alone gives 3 regime(s)" in text
+    assert f"{field['far_share']:.1%} far from every active regime" in text
+    assert [r.version for r in fleet.store.model_versions()] == versions  # read-only: nothing registered
+    assert set_1.status_code == 409 and "feature set 1" in set_1.json()["detail"]
