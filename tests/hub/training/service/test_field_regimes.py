@@ -167,6 +167,26 @@ def test_the_gate_scores_the_incumbent_on_the_features_it_was_scored_with(fleet:
     assert cand["f1"] > inc["f1"], (cand, inc)
 
 
+def test_judged_by_device_k_fold_both_sides_score_every_restated_row_each_on_its_own_features(
+        fleet: Fleet, field_job: TrainingJobRow) -> None:
+    """A slice too small for the gate's minimums, all labelled rows enough: k-fold by device over the restated rows,
+    the incumbent on the features it scored them with."""
+    gate_settings = GateSettings(latency_budget_ms=1000.0, min_positives=300)
+    job = service(fleet, settings(gate=gate_settings)).retrain_now(actor="test", reason="k-fold", now=NOW,
+                                                                    regimes="field")
+    assert job.status == "succeeded", job.error
+    gate = fleet.registry.get(job.result_version or "").gate or {}
+    assert gate["split"]["method"] == "device_kfold" and gate["features"] == "own"
+    windowed = [t for k, t in enumerate(sorted(fleet.y)) if k % NO_WINDOW_EVERY]
+    y = np.array([fleet.y[t] for t in windowed], bool)
+    manifest, onnx = read_version(fleet.registry.path("v1"))
+    alarms = onnx_scores(onnx_session(onnx), np.stack([fleet.X[t] for t in windowed])) >= manifest.threshold
+    inc, cand = gate["incumbent"], gate["candidate"]
+    assert (inc["n_pos"], inc["n_neg"]) == (cand["n_pos"], cand["n_neg"]) == (int(y.sum()), int((~y).sum()))
+    assert inc["recall"] == pytest.approx(float(alarms[y].mean()))
+    assert inc["false_alarm_rate"] == pytest.approx(float(alarms[~y].mean()))
+
+
 def test_too_few_field_readings_refuse_the_retrain(fleet: Fleet) -> None:
     job = service(fleet, settings(regimes="field", regimes_min_readings=10**6)).retrain_now(
         actor="test", reason="too few", now=NOW)
