@@ -29,6 +29,7 @@ from hub.registry.service import Registry
 from hub.rollout.service import RolloutService
 from hub.store.ports import HubStore
 from hub.store.rows import TrainingJobRow
+from hub.training.settings import RegimeSource
 from hub.training.triggers import TriggerOutcome
 
 if TYPE_CHECKING:
@@ -39,7 +40,8 @@ class TrainingControl(Protocol):
     """What the routes need of `hub.training.service.TrainingService` (not imported here: it brings
     scikit-learn, and the API loads without it)."""
 
-    def request(self, *, actor: str, reason: str, now: float, label_set_id: str | None = None) -> TriggerOutcome: ...
+    def request(self, *, actor: str, reason: str, now: float, label_set_id: str | None = None,
+                regimes: RegimeSource | None = None) -> TriggerOutcome: ...
 
     def job(self, job_id: str) -> TrainingJobRow | None: ...
 

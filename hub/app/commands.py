@@ -69,6 +69,13 @@ def performance(args: argparse.Namespace) -> int:
     return 0
 
 
+def regimes(args: argparse.Namespace) -> int:
+    with _client(args) as hub:
+        body = hub.get("/regimes")
+    _json(body) if args.json else _out(render.regimes_text(body))
+    return 0
+
+
 def dead_letters(args: argparse.Namespace) -> int:
     with _client(args) as hub:
         rows = hub.get("/dead-letters", limit=args.limit, reason=args.reason)
@@ -118,7 +125,7 @@ def _register(hub: HubClient, args: argparse.Namespace) -> int:
 
 def retrain(args: argparse.Namespace) -> int:
     """Exit 0 once the hub judged the candidate (whatever the verdict); 1 refused or the job failed."""
-    body = {"reason": args.reason, "label_set_id": args.label_set, **_actor(args)}
+    body = {"reason": args.reason, "label_set_id": args.label_set, "regimes": args.regimes, **_actor(args)}
     with _client(args) as hub:
         accepted = hub.post("/retrain", {k: v for k, v in body.items() if v is not None})
         if args.no_wait:
@@ -279,6 +286,6 @@ def incidents(args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "devices": devices, "drift": drift, "performance": performance, "dead-letters": dead_letters,
-    "models": models, "retrain": retrain,
+    "models": models, "retrain": retrain, "regimes": regimes,
     "rollout": rollout, "reference": reference, "incidents": incidents,
 }

@@ -53,6 +53,28 @@ def performance_table(body: Mapping[str, Any]) -> str:
     return table(head, rows)
 
 
+def regimes_text(body: Mapping[str, Any]) -> str:
+    """The active version's regimes (centroid, readings fitted on, field readings nearest, of them far), the share of
+    field readings far from every active centroid, and the regimes the field's readings alone give."""
+    field, settings = body["field"], ", ".join(body["settings"])
+
+    def at(centroid: Sequence[float]) -> str:
+        return "(" + ", ".join(f"{v:.4g}" for v in centroid) + ")"
+
+    rows = [[i, at(r["centroid"]), r["fitted_readings"], r["field_readings"], r["field_far"]]
+            for i, r in enumerate(body["active"])]
+    far = field["far_share"]
+    lines = [f"active {body['version']}: {len(rows)} regime(s) over {settings}",
+             table(["REGIME", "CENTROID", "FITTED", "FIELD", "FIELD_FAR"], rows),
+             f"field: {field['readings']} readings in {field['windows']} raw windows from {field['devices']} devices; "
+             + ("no raw windows with the window's sensors yet (devices upload them when the hub asks)" if far is None
+                else f"{far:.1%} far from every active regime (beyond {body['far_spreads']:g}x its spread)")]
+    if body.get("found"):
+        lines.append(f"the field alone gives {len(body['found'])} regime(s): "
+                     + "; ".join(f"{at(r['centroid'])} {r['field_readings']} readings" for r in body["found"]))
+    return "\n".join(lines)
+
+
 # --- devices and dead letters ---------------------------------------------------------------------------------
 def devices_table(devices: Sequence[Mapping[str, Any]]) -> str:
     rows = [[d["device_id"], "online" if d.get("online") else "offline", d.get("model_version"),

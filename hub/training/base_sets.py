@@ -30,6 +30,7 @@ from hub.training.settings import TrainingSettings
 from shared.errors import SourceError
 from shared.features import FEATURE_SET_VERSION, WindowSpec
 from shared.manifest import ModelManifest
+from shared.regimes import RegimeStats
 
 SIM = "sim"
 CMAPSS = "cmapss:"
@@ -74,8 +75,10 @@ def resolve_cmapss(name: str) -> Path:
     return path
 
 
-def base_set(parent: ModelManifest, settings: TrainingSettings, window: WindowSpec) -> tuple[SimSpec, SourceRows]:
-    """The base set's description and rows for a retrain from `parent` with `settings`."""
+def base_set(parent: ModelManifest, settings: TrainingSettings, window: WindowSpec,
+             regimes: RegimeStats | None = None) -> tuple[SimSpec, SourceRows]:
+    """The base set's description and rows for a retrain from `parent` with `settings`; feature set 2's rows are
+    normalised by `regimes` (default: the parent's; `hub.training.regimes` learns others from the field)."""
     name = base_set_name(parent, settings)
     if name == SIM:
         if window.feature_set_version != FEATURE_SET_VERSION:
@@ -85,20 +88,21 @@ def base_set(parent: ModelManifest, settings: TrainingSettings, window: WindowSp
         return spec, base_rows(spec, window, weight=settings.sim_weight,
                                validation_fraction=settings.validation_fraction, seed=settings.seed)
     if name.startswith(CMAPSS) and len(name) > len(CMAPSS):
-        return cmapss_rows(name, parent, settings, window)
+        return cmapss_rows(name, parent, settings, window, parent.regimes if regimes is None else regimes)
     raise RetrainError(f"unknown base set {name!r}: use {SIM!r} or '{CMAPSS}<file>'")
 
 
-def cmapss_rows(name: str, parent: ModelManifest, settings: TrainingSettings,
-                window: WindowSpec) -> tuple[CmapssSpec, SourceRows]:
-    """Every window of every engine of the file, labelled from its end of life, for fitting only.
+def cmapss_rows(name: str, parent: ModelManifest, settings: TrainingSettings, window: WindowSpec,
+                regimes: RegimeStats | None) -> tuple[CmapssSpec, SourceRows]:
+    """Every window of every engine of the file, labelled from its end of life, for fitting only; feature set 2's
+    normalised by `regimes` (the parent's, or those a retrain learned from the field).
 
     None of them chooses the threshold: that is tuned on the field's validation labels, where the fleet is.
     A C-MAPSS base set is one file's operating conditions; after a shift to others its F1 optimum sits
     elsewhere (on FD001 base rows + FD002 feedback, threshold tuning on both cost 0.02-0.04 F1 on FD002
     evaluation engines against tuning on the feedback alone).
     """
-    from models.cmapss import engine_windows, load_engines  # scikit-learn side, like the simulator's base set
+    from models.cmapss import engine_windows  # scikit-learn side, like the simulator's base set
 
     path = resolve_cmapss(name)
     horizon = settings.sim_horizon
@@ -106,17 +110,14 @@ def cmapss_rows(name: str, parent: ModelManifest, settings: TrainingSettings,
         recorded = parent.training.params.get("horizon")
         horizon = int(recorded) if isinstance(recorded, int | float) and not isinstance(recorded, bool) \
             else _DEFAULT_CMAPSS_HORIZON
-    try:
-        engines = load_engines(path)
-    except SourceError as exc:
-        raise RetrainError(f"base set {name!r}: {exc}") from None
+    engines = _load(name, path)
     units = sorted(engines)
     spec = CmapssSpec(n_machines=len(units), steps=sum(len(v) for v in engines.values()), horizon=horizon,
                       seed=settings.seed, path=name.removeprefix(CMAPSS))
     if settings.sim_weight <= 0:
         return spec, SourceRows.empty("sim", window.n_features)
     try:
-        data = engine_windows(engines, units, window, horizon, parent.regimes)  # feature set 2: the parent's
+        data = engine_windows(engines, units, window, horizon, regimes)
     except ValueError as exc:  # the parent's window names sensors a C-MAPSS replay does not have
         raise RetrainError(f"base set {name!r} cannot make the parent's windows: {exc}") from None
     n = len(data)
@@ -126,3 +127,30 @@ def cmapss_rows(name: str, parent: ModelManifest, settings: TrainingSettings,
         trace_id=np.full(n, ""), validation=np.zeros(n, bool), unbiased=np.ones(n, bool),
     )
     return spec, rows
+
+
+def base_readings(parent: ModelManifest, settings: TrainingSettings, window: WindowSpec) -> list[np.ndarray]:
+    """The base set's raw readings, one ``(cycles, sensors)`` array per engine in `window`'s sensor order: what
+    regime statistics learned from the field are fitted on beside the field's own readings, so the base set's
+    regimes stay represented. A C-MAPSS base set only (the simulator makes feature set 1, which has no regimes)."""
+    from infra.datasets import CMAPSS_SENSORS
+
+    name = base_set_name(parent, settings)
+    if not name.startswith(CMAPSS) or len(name) == len(CMAPSS):
+        raise RetrainError(f"regimes learned from the field need a C-MAPSS base set; this retrain's is {name!r}: "
+                           "set training.base_set to a C-MAPSS file")
+    missing = [s for s in window.sensors if s not in CMAPSS_SENSORS]
+    if missing:
+        raise RetrainError(f"base set {name!r} has no sensor(s) {missing} of the parent's window")
+    columns = [CMAPSS_SENSORS.index(s) for s in window.sensors]
+    engines = _load(name, resolve_cmapss(name))
+    return [engines[u][:, columns] for u in sorted(engines)]
+
+
+def _load(name: str, path: Path) -> dict[int, np.ndarray]:
+    from models.cmapss import load_engines
+
+    try:
+        return load_engines(path)
+    except SourceError as exc:
+        raise RetrainError(f"base set {name!r}: {exc}") from None

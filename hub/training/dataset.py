@@ -124,6 +124,10 @@ class SourceRows:
     def __len__(self) -> int:
         return int(self.y.shape[0])
 
+    def take(self, mask: np.ndarray, **changes: np.ndarray) -> SourceRows:
+        """The rows `mask` keeps, with `changes` (already of the kept rows) replacing columns."""
+        return _take(self, mask, **changes)
+
     @classmethod
     def empty(cls, source: Source, n_features: int) -> SourceRows:
         return cls(source, np.empty((0, n_features), np.float32), np.empty(0, np.int64), np.empty(0),
@@ -189,6 +193,11 @@ class EvalSet:
     def __len__(self) -> int:
         return int(self.y.shape[0])
 
+    def take(self, mask: np.ndarray, X: np.ndarray) -> EvalSet:
+        """The rows `mask` keeps, with features `X` (of the kept rows)."""
+        return EvalSet(X=X, y=self.y[mask], cohort=self.cohort[mask], trace_id=self.trace_id[mask],
+                       device_id=self.device_id[mask], groups=self.groups[mask])
+
 
 @dataclass(frozen=True)
 class SimSpec:
@@ -214,6 +223,15 @@ class Datasets:
     field_device_id: np.ndarray = field(default_factory=lambda: np.empty(0, str))  # of `training.field` rows
     split: SplitPlan | None = None  # how the gate judges it (`hub.training.split`)
     weighting: SampleWeighting | None = None  # base set against field (`hub.training.weighting`), for the manifest
+    # regimes learned from the field (`hub.training.regimes`): the field rows' X are restated; these are their
+    # features as the incumbent scored them, by trace id. None: the rows are as scored.
+    as_scored: Mapping[str, np.ndarray] | None = None
+
+    def incumbent_X(self, rows: EvalSet) -> np.ndarray:
+        """The incumbent's inputs for `rows` (of this dataset's field rows): their features as it scored them."""
+        if self.as_scored is None:
+            return rows.X
+        return np.array([self.as_scored[str(t)] for t in rows.trace_id], dtype=np.float32).reshape(rows.X.shape)
 
 
 def sim_spec(parent: ModelManifest, settings: TrainingSettings) -> SimSpec:

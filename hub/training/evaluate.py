@@ -81,15 +81,21 @@ def gate_candidate(
     far_floor: FarFloor | None = None,
     candidate_scores: np.ndarray | None = None,
     split: Mapping[str, Any] | None = None,
+    incumbent_X: np.ndarray | None = None,
 ) -> GateRun:
     """Score both artifacts on `evaluation`, time the candidate, and run the gate (`far_floor`: the
     incumbent's false-alarm rate before its drift, `hub.training.far_floor`).
 
     `candidate_scores`: the candidate side's scores when they do not come from its artifact (out-of-fold
     scores of a k-fold cross-evaluation, `hub.training.crossval`); `split`: how the rows were chosen, recorded.
+    `incumbent_X`: the incumbent's own features of the same rows when they differ from the candidate's
+    (``evaluation.X``): a candidate with regime statistics learned from the field is judged on the rows restated
+    under them, the incumbent on what it was scored with (`hub.training.regimes`).
     """
+    if incumbent_X is not None and incumbent_X.shape[0] != len(evaluation):
+        raise ValueError(f"incumbent_X has {incumbent_X.shape[0]} rows; the slice has {len(evaluation)}")
     s_cand = score(candidate_onnx, evaluation.X) if candidate_scores is None else candidate_scores
-    s_inc = score(incumbent_onnx, evaluation.X)
+    s_inc = score(incumbent_onnx, evaluation.X if incumbent_X is None else incumbent_X)
     cohorts = evaluation.cohort if len(evaluation) else None
     thresholds = (candidate_threshold, incumbent_threshold)
     cand, inc, tables = metrics_on_slice(evaluation.y, s_cand, s_inc, thresholds, cohorts)
@@ -121,6 +127,8 @@ def gate_candidate(
         "far_floor": None if far_floor is None else asdict(far_floor),
         "split": None if split is None else dict(split),
     }
+    if incumbent_X is not None:
+        record["features"] = "own"  # each model scored on its own features of the slice's rows
     return GateRun(decision, _json_safe(record), s_cand, s_inc)
 
 

@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     from hub.gate.verdict import GateConfig
 
 ParamValue = float | int | str | None
+RegimeSource = Literal["parent", "field"]
+"""Where a retrain's feature set 2 regime statistics come from (`hub.training.regimes`)."""
 
 
 class GateSettings(BaseModel):
@@ -114,6 +116,16 @@ class TrainingSettings(BaseModel):
     sim_seed: int | None = Field(default=None, ge=0)
     base_set: str | None = Field(default=None, description="what retrains start from: 'sim' (the simulator) or "
                                  "'cmapss:<file>' (hub.training.base_sets); None: the parent model's base set")
+    regimes: RegimeSource = Field(default="parent", description="feature set 2's regime statistics "
+                                                "of a retrained model: 'parent' keeps the parent's; 'field' learns "
+                                                "them from the devices' raw windows and the base set, and restates "
+                                                "the field's rows under them (hub.training.regimes)")
+    regimes_since_s: float | None = Field(default=None, gt=0, allow_inf_nan=False, description="'field' regimes "
+                                          "learn from raw windows received this far back; None: the label TTL")
+    regimes_min_readings: int = Field(default=500, ge=1, description="'field' regimes need at least this many "
+                                      "distinct field readings, else the retrain is refused")
+    regimes_max_windows: int = Field(default=2000, ge=1, le=100_000, description="'field' regimes learn from at "
+                                     "most this many raw windows (the newest)")
     reference_min_rows: int = Field(default=500, ge=1, description="random-sample field rows needed to take the "
                                     "drift reference from the field instead of the whole training set (the "
                                     "labelled ones, else the hub's random samples, labelled or not)")

@@ -14,6 +14,7 @@ from hub.api.routes import (
     models,
     performance,
     queue,
+    regimes,
     retrain,
     rollouts,
     traces,
@@ -33,6 +34,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     models.router,
     rollouts.router,
     retrain.router,
+    regimes.router,
     deadletters.router,
 )
 

@@ -39,7 +39,7 @@ def request_retrain(body: RetrainCreate, principal: Operator, training: Training
     ``retrain_trigger`` event; the job then trains, converts, checks parity, registers and gates a candidate."""
     try:
         outcome = training.request(actor=_actor(principal, body.actor), reason=body.reason, now=now,
-                                   label_set_id=body.label_set_id)
+                                   label_set_id=body.label_set_id, regimes=body.regimes)
     except TrainingBusyError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
     except RetrainBlockedError as exc:

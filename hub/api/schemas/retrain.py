@@ -9,11 +9,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from hub.api.schemas.base import Public
 from hub.api.schemas.models import GateSummaryPublic
 from hub.store.rows import TrainingJobRow
+from hub.training.settings import RegimeSource
 
 
 class RetrainCreate(BaseModel):
-    """Why (required), who (optional, recorded as ``operator:<actor>``) and which label set (default: the
-    current annotations, validated now)."""
+    """Why (required), who (optional, recorded as ``operator:<actor>``), which label set (default: the
+    current annotations, validated now) and where the regime statistics come from (recorded on the job)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -21,6 +22,9 @@ class RetrainCreate(BaseModel):
     actor: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$",
                               description="who asks, as stated by the caller (tokens carry only a role)")
     label_set_id: str | None = Field(default=None, min_length=1, max_length=64)
+    regimes: RegimeSource | None = Field(default=None, description="feature set 2's regime statistics of the "
+                                         "candidate: 'parent' keeps the active model's, 'field' learns them from the "
+                                         "devices' raw windows; default: the hub's training.regimes")
 
 
 class TriggerPublic(Public):

@@ -1,19 +1,21 @@
 """What a retrain reads from the store: the label set and its predictions for the training set, the frozen
 evaluation slice (stored the first time a trace is seen, split with a block adapted to the traffic, and
-judged by k-fold by device when it is too small: `hub.training.split`), and the incumbent's drift reports and served
-decisions for the false-alarm floor. The logic over those rows is pure: `hub.training.dataset`,
-`hub.training.far_floor`.
+judged by k-fold by device when it is too small: `hub.training.split`), the incumbent's drift reports and served
+decisions for the false-alarm floor, and the devices' raw windows when regime statistics are learned from the field.
+The logic over those rows is pure: `hub.training.dataset`, `hub.training.far_floor`, `hub.training.regimes`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 
 import numpy as np
 
 from hub.gate.verdict import FarFloor
 from hub.store.ports import HubStore
-from hub.training.base_sets import base_set
+from hub.store.rows import RawWindowRow
+from hub.training.base_sets import base_readings, base_set
 from hub.training.dataset import (
     Datasets,
     EvalSet,
@@ -23,10 +25,12 @@ from hub.training.dataset import (
     propose_eval_split,
     split_keys,
 )
-from hub.training.errors import UnknownLabelSetError
+from hub.training.errors import RetrainError, UnknownLabelSetError
 from hub.training.far_floor import floor_from_decisions, healthy_cohorts, onset_from_reports
+from hub.training.regimes import FieldRegimes, field_readings, learn_regimes, restate_feedback
 from hub.training.settings import TrainingSettings
 from hub.training.split import SplitPlan, adaptive_block, choose_method
+from shared.features import REGIMES
 from shared.manifest import ModelManifest
 
 _REPORTS = 1000
@@ -57,11 +61,23 @@ def build_datasets(
     settings: TrainingSettings,
     max_cohort_share: float,
     now: float,
+    regimes: FieldRegimes | None = None,
 ) -> Datasets:
-    """The training set and the frozen evaluation slice for one label set and one parent model."""
+    """The training set and the frozen evaluation slice for one label set and one parent model.
+
+    With `regimes` (learned from the field, `learn_field_regimes`) the base set is featurised with them and every
+    field row is restated from its trace's raw window before anything is split (`hub.training.regimes`): rows without
+    one are dropped, so the slice, the k-fold rows (``data.labelled``) and the weights are all of the restated rows,
+    and ``Datasets.as_scored`` keeps each one's features as the incumbent scored them."""
     window = parent.window
-    spec, sim = base_set(parent, settings, window)  # "sim" (the simulator) or "cmapss:<file>"
+    # "sim" (the simulator) or "cmapss:<file>"
+    spec, sim = base_set(parent, settings, window, None if regimes is None else regimes.stats)
     feedback = load_feedback(store, label_set_id, window.n_features, settings.feedback_weight)
+    as_scored = None
+    if regimes is not None:
+        windows = stored_windows(store, feedback.rows.trace_id.tolist(), regimes.raw_windows)
+        feedback, restatement = restate_feedback(feedback, windows, window, regimes.stats)
+        as_scored = restatement.as_scored
     block = adaptive_block(feedback.device_id, feedback.ts, feedback.window_s, configured=settings.split_block_s,
                            target_blocks=settings.split_target_blocks)
     keys = split_keys(feedback, block.block_s)
@@ -72,7 +88,36 @@ def build_datasets(
     plan = choose_method(block, eval_y=data.evaluation.y, eval_groups=data.evaluation.groups, all_y=feedback.rows.y,
                          all_groups=keys, all_devices=feedback.device_id, max_folds=settings.kfold_max_folds,
                          minimums=(g.min_positives, g.min_negatives, g.min_positive_blocks, g.min_negative_blocks))
-    return replace(data, split=plan)
+    return replace(data, split=plan, as_scored=as_scored)
+
+
+def learn_field_regimes(store: HubStore, parent: ModelManifest, settings: TrainingSettings, *,
+                        since: float) -> FieldRegimes:
+    """Regime statistics for a retrain from `parent`, learned from the raw windows received since `since` (at most
+    ``settings.regimes_max_windows``, the newest) and the base set's readings. RetrainError for a parent that is not
+    of feature set 2, a base set that is not C-MAPSS, or too few field readings."""
+    window = parent.window
+    if window.feature_set_version != REGIMES or parent.regimes is None:
+        raise RetrainError(f"regimes from the field are feature set {REGIMES}'s; the parent {parent.version} uses "
+                           f"feature set {window.feature_set_version}, which has no regime statistics: retrain with "
+                           "the parent's regimes")
+    rows = store.stored_raw_windows(since=since, limit=settings.regimes_max_windows)
+    field = field_readings(rows, window.sensors)
+    base = base_readings(parent, settings, window)
+    stats = learn_regimes(field, base, window.sensors, parent.regimes.settings,
+                          min_readings=settings.regimes_min_readings, seed=settings.seed)
+    return FieldRegimes(stats, devices=field.devices, windows=field.windows, readings=field.readings,
+                        base_readings=sum(len(b) for b in base), raw_windows={r.trace_id: r for r in rows})
+
+
+def stored_windows(store: HubStore, trace_ids: list[str], known: Mapping[str, RawWindowRow]) -> dict[str, RawWindowRow]:
+    """The stored raw window of each trace that has one: from `known` (already read), else asked of the store."""
+    out: dict[str, RawWindowRow] = {}
+    for trace in trace_ids:
+        row = known.get(trace) or store.raw_window(trace)
+        if row is not None and row.state == "stored":
+            out[trace] = row
+    return out
 
 
 def drift_onset(store: HubStore, version: str) -> float | None:

@@ -8,6 +8,11 @@ recorded with every number: a passing model stays ``candidate`` (eligible for ro
 becomes ``rejected`` and is never deployed, one the slice cannot judge becomes ``insufficient_data`` (not
 deployed either, but not found worse). How the gate's rows were chosen (`hub.training.split`) goes with it.
 Same inputs and seed give the same ONNX bytes.
+
+Feature set 2's regime statistics are the parent's, unless the job (or ``TrainingSettings.regimes``) says
+``field``: then they are learned from the devices' raw windows and the base set, the field's rows are restated
+under them, the candidate's manifest carries them, and the gate scores each model on its own features of the same
+rows (`hub.training.regimes`).
 """
 
 from __future__ import annotations
@@ -32,7 +37,8 @@ from hub.training.crossval import out_of_fold_scores
 from hub.training.dataset import Datasets
 from hub.training.errors import RetrainError
 from hub.training.evaluate import GateRun, gate_candidate, score
-from hub.training.service.loading import build_datasets, far_before_drift
+from hub.training.regimes import NO_RAW_WINDOW, FieldRegimes
+from hub.training.service.loading import build_datasets, far_before_drift, learn_field_regimes
 from hub.training.settings import ParamValue, TrainingSettings
 from models.calibration import fit_calibration
 from models.onnx_export import ParityReport, parity_check, to_onnx_bytes
@@ -69,6 +75,9 @@ _PROGRESS = dict(STAGES)
 VERDICT_STATUS = {"pass": "candidate", "fail": "rejected", "insufficient_data": "insufficient_data"}
 """The candidate's registry status after each gate verdict: only a pass can be rolled out; a slice too small to
 judge is ``insufficient_data``, its own status, never ``rejected`` (which says the gate found it worse)."""
+REGIMES_DETAIL = "regimes"
+"""A job's details key naming where its regime statistics come from ("parent" or "field"; absent: the settings')."""
+REGIME_SOURCES = ("parent", "field")
 
 
 def _quiet(stage: str, progress: float) -> None:
@@ -145,8 +154,14 @@ class Retrainer:
         assert parent is not None  # the registry just named it
 
         timer.stage("dataset")
+        learned = None
+        if regimes_source(job, s) == "field":
+            since = now - (s.regimes_since_s if s.regimes_since_s is not None else self.labels.ttl_s)
+            learned = learn_field_regimes(self.store, parent, s, since=since)
+            log.info("retrain %s: %d regimes learned from %d field readings (%d raw windows, %d devices)", job.id,
+                     learned.stats.n_regimes, learned.readings, learned.windows, learned.devices)
         data = build_datasets(self.store, label_set_id=label_set_id, parent=parent, settings=s,
-                              max_cohort_share=self.labels.max_cohort_share, now=now)
+                              max_cohort_share=self.labels.max_cohort_share, now=now, regimes=learned)
         ts, evaluation = data.training, data.evaluation
         X, y, w, val = ts.X, ts.y, ts.weight, ts.validation
         if self.label_transform is not None:
@@ -170,7 +185,8 @@ class Retrainer:
                               max_abs_diff=s.gate.max_parity_abs_diff, max_label_flips=s.gate.max_parity_flips)
 
         timer.stage("manifest")
-        manifest = self._manifest(job, data, parent, incumbent, onnx_bytes, threshold, y, parity.as_dict(), now)
+        manifest = self._manifest(job, data, parent, incumbent, onnx_bytes, threshold, y, parity.as_dict(), now,
+                                  learned)
 
         timer.stage("register")
         staged = self.staging_dir / f"{manifest.version}-{job.id}"
@@ -213,6 +229,7 @@ class Retrainer:
     def _manifest(
         self, job: TrainingJobRow, data: Datasets, parent: ModelManifest, incumbent: str, onnx_bytes: bytes,
         threshold: float, y: np.ndarray, parity: dict[str, float | int], now: float,
+        learned: FieldRegimes | None = None,
     ) -> ModelManifest:
         s, ts, evaluation = self.settings, data.training, data.evaluation
         fit = ~ts.validation
@@ -230,7 +247,7 @@ class Retrainer:
         # enough of it (labelled or not: a reference needs no label), else the whole training set (the
         # simulator alone, on a first retrain).
         field_ref = ts.field.X[ts.field.unbiased]
-        if len(field_ref) < s.reference_min_rows:
+        if len(field_ref) < s.reference_min_rows and learned is None:  # stored samples: under the parent's regimes
             field_ref = self._random_traffic(ts.X.shape[1], now)
         ref_X, ref_from = (field_ref, "field_random") if len(field_ref) >= s.reference_min_rows else (ts.X, "training")
         reference = reference_from_features(ref_X, score(onnx_bytes, ref_X))
@@ -247,6 +264,14 @@ class Retrainer:
             "reference_from": ref_from, "label_transform": "none" if self.label_transform is None else "custom",
             "job_id": job.id,
         }
+        if learned is not None:
+            recorded.update({
+                "regimes_from": "field", "regimes_field_devices": learned.devices,
+                "regimes_field_windows": learned.windows, "regimes_field_readings": learned.readings,
+                "regimes_base_readings": learned.base_readings, "n_regimes": learned.stats.n_regimes,
+                "regimes_restated": len(ts.field) + len(evaluation),
+                "regimes_dropped": data.counts.get(NO_RAW_WINDOW, 0),
+            })
         return build_manifest(
             version=self.store.reserve_model_version(job.id),
             onnx_bytes=onnx_bytes, family=s.family, window=parent.window, threshold=threshold,
@@ -259,8 +284,9 @@ class Retrainer:
             # rows the metrics are on: the frozen slice, never the rows the model was fitted on
             calibration=fit_calibration(m_y, m_s, on),
             # feature set 2: the field's features were computed with the parent's regime statistics, so the child
-            # keeps them (the hub cannot re-normalise a feature vector; see shared.regimes)
-            regimes=parent.regimes,
+            # keeps them (the hub cannot re-normalise a feature vector; see shared.regimes), unless it learned new
+            # ones from the field and restated the field's rows from their raw windows (hub.training.regimes)
+            regimes=parent.regimes if learned is None else learned.stats,
         )
 
     def _random_traffic(self, n_features: int, now: float) -> np.ndarray:
@@ -278,7 +304,11 @@ class Retrainer:
 
     def _gate(self, data: Datasets, manifest: ModelManifest, onnx_bytes: bytes, incumbent: str,
               parity: ParityReport, label_set_id: str, y: np.ndarray, fit: np.ndarray) -> GateRun:
-        """On the frozen slice, or (`hub.training.split`) by k-fold by device on every labelled row."""
+        """On the frozen slice, or (`hub.training.split`) by k-fold by device on every labelled row.
+
+        With regimes learned from the field, both the slice and the k-fold's labelled rows are the restated ones
+        (`build_datasets` restates before splitting, so the two stay consistent): the candidate (and each fold's
+        model) is scored on them, the incumbent on the features it was scored with (``Datasets.as_scored``)."""
         inc_manifest, inc_bytes = read_version(self.registry.path(incumbent))  # verifies its sha256
         s, config = self.settings, self.settings.gate.config()
         floor = far_before_drift(self.store, incumbent, label_set_id, min_negatives=config.min_negatives,
@@ -295,7 +325,16 @@ class Retrainer:
             incumbent_onnx=inc_bytes, incumbent_threshold=inc_manifest.threshold, incumbent_version=incumbent,
             parity=parity, config=config, latency_runs=s.latency_runs, far_floor=floor, candidate_scores=scores,
             split=None if data.split is None else data.split.to_dict(),
+            incumbent_X=None if data.as_scored is None else data.incumbent_X(evaluation),
         )
+
+
+def regimes_source(job: TrainingJobRow, settings: TrainingSettings) -> str:
+    """Where `job`'s regime statistics come from: its details' ``regimes`` (as requested), else the settings'."""
+    source = job.details.get(REGIMES_DETAIL) or settings.regimes
+    if source not in REGIME_SOURCES:
+        raise RetrainError(f"regimes {source!r}: use one of {', '.join(REGIME_SOURCES)}")
+    return str(source)
 
 
 class _Timer:

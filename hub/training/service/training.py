@@ -24,9 +24,9 @@ from hub.training.errors import RetrainBlockedError, TrainingBusyError, UnknownL
 from hub.training.performance import PERFORMANCE_EVENT
 from hub.training.service.intake import Registered, register_model
 from hub.training.service.performance import monitor
-from hub.training.service.retrain import LabelTransform, Retrainer
+from hub.training.service.retrain import REGIMES_DETAIL, LabelTransform, Retrainer
 from hub.training.service.worker import TrainingWorker, execute_job
-from hub.training.settings import TrainingSettings
+from hub.training.settings import RegimeSource, TrainingSettings
 from hub.training.triggers import (
     TRIGGER_EVENT,
     TriggerDecision,
@@ -77,20 +77,24 @@ class TrainingService:
         self.worker.stop(timeout)
 
     # -- triggers ----------------------------------------------------------------------------------
-    def request(self, *, actor: str, reason: str, now: float, label_set_id: str | None = None) -> TriggerOutcome:
-        """A manual retrain, queued on the worker: overrides the cooldown, not the minimum of labels.
+    def request(self, *, actor: str, reason: str, now: float, label_set_id: str | None = None,
+                regimes: RegimeSource | None = None) -> TriggerOutcome:
+        """A manual retrain, queued on the worker: overrides the cooldown, not the minimum of labels. `regimes`:
+        where feature set 2's regime statistics come from ("parent" or "field"; None: the settings'), recorded on
+        the job.
 
         Raises TrainingBusyError (a job is queued or running), RetrainBlockedError (too few labels),
         UnknownLabelSetError. The request is recorded as an event in every case but the last.
         """
         outcome = self._manual(actor=actor, reason=reason, now=now, label_set_id=label_set_id)
-        self.worker.submit("manual", actor, reason, **_job_fields(outcome, now))
+        self.worker.submit("manual", actor, reason, **_job_fields(outcome, now, regimes))
         return outcome
 
-    def retrain_now(self, *, actor: str, reason: str, now: float, label_set_id: str | None = None) -> TrainingJobRow:
+    def retrain_now(self, *, actor: str, reason: str, now: float, label_set_id: str | None = None,
+                    regimes: RegimeSource | None = None) -> TrainingJobRow:
         """A manual retrain run in the calling thread (the CLI): same guards, events and job row as `request`."""
         outcome = self._manual(actor=actor, reason=reason, now=now, label_set_id=label_set_id)
-        job = self.worker.new_job("manual", actor, reason, **_job_fields(outcome, now))
+        job = self.worker.new_job("manual", actor, reason, **_job_fields(outcome, now, regimes))
         return execute_job(self.store, job.id, self.retrainer.run, clock=self.clock)
 
     def check(self, now: float) -> str | None:
@@ -246,8 +250,12 @@ def _history(jobs: list[TrainingJobRow]) -> tuple[TrainingJobRow | None, Trainin
     return judged, unjudged
 
 
-def _job_fields(outcome: TriggerOutcome, now: float) -> dict[str, Any]:
-    """The job a fired trigger queues: named in advance (its event records the id), created at `now`."""
+def _job_fields(outcome: TriggerOutcome, now: float, regimes: RegimeSource | None = None) -> dict[str, Any]:
+    """The job a fired trigger queues: named in advance (its event records the id), created at `now`; `regimes`
+    (when asked for) in its details, where the retrain reads it (`hub.training.service.retrain.regimes_source`)."""
+    details: dict[str, Any] = {"trigger": outcome.decision.to_dict()}
+    if regimes is not None:
+        details[REGIMES_DETAIL] = regimes
     return {"trigger_id": outcome.trigger_id, "label_set_id": outcome.inputs.label_set_id,
-            "drift_cursor": outcome.inputs.drift_cursor, "details": {"trigger": outcome.decision.to_dict()},
-            "job_id": outcome.job_id, "created_ts": now}
+            "drift_cursor": outcome.inputs.drift_cursor, "details": details, "job_id": outcome.job_id,
+            "created_ts": now}

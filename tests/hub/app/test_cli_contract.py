@@ -32,6 +32,8 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, Any]]:
             return httpx.Response(200, json=ROLLOUTS)
         if request.url.path == "/models":
             return httpx.Response(201, json={"version": "v7", "status": "candidate", "gate_verdict": "skipped"})
+        if request.url.path == "/retrain":
+            return httpx.Response(202, json={"job_id": "job-1", "total_labels": 9, "new_labels": 4})
         if request.url.path.startswith("/drift/reference"):
             return httpx.Response(200, json={"version": "v1", "windows": 12, "taken_by": "operator", "ts": 0.0})
         return httpx.Response(201, json={"id": "ro-x", "candidate": "v1", "incumbent": "v2", "status": "running",
@@ -66,6 +68,15 @@ def test_reference_take_sends_the_window_in_unix_seconds(sent: list, capsys: pyt
                  "--reason", "r"]) == 0
     assert (sent[-1][2]["start"], sent[-1][2]["end"]) == (1732356000.0, 1732363200.0)
     assert main(["hub", "reference", "show", "v1"]) == 0 and sent[-1][:2] == ("GET", "/drift/reference/v1")
+
+
+def test_retrain_sends_where_the_regimes_come_from_only_when_asked(sent: list,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["hub", "retrain", "--reason", "new regimes", "--regimes", "field", "--no-wait"]) == 0
+    assert sent[-1] == ("POST", "/retrain", {"reason": "new regimes", "regimes": "field"})
+    assert "retrain job job-1 queued" in capsys.readouterr().out
+    assert main(["hub", "retrain", "--reason", "again", "--no-wait"]) == 0
+    assert sent[-1] == ("POST", "/retrain", {"reason": "again"})
 
 
 def test_revert_and_retry_by_prefix(sent: list, capsys: pytest.CaptureFixture[str]) -> None:

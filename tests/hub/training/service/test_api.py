@@ -100,6 +100,23 @@ def test_a_guard_refuses_with_400_and_says_which(drifted: World) -> None:
     assert drifted.store.events(kind=TRIGGER_EVENT)[-1].payload["outcome"] == "blocked"
 
 
+def test_the_regimes_asked_for_are_recorded_on_the_job_and_a_feature_set_1_parent_fails_it_clearly(
+        drifted: World) -> None:
+    service = drifted.service()
+    service.start()
+    try:
+        with api(drifted, service) as client:
+            bad = client["operator"].post("/retrain", json={"reason": "x", "regimes": "nearby"})
+            accepted = client["operator"].post("/retrain", json={"reason": "new regimes", "regimes": "field"})
+            assert accepted.status_code == 202, accepted.text
+            job = service.wait(accepted.json()["job_id"], timeout=60)
+    finally:
+        service.stop()
+    assert bad.status_code == 422
+    assert job.status == "failed" and job.details["regimes"] == "field" and job.result_version is None
+    assert "regimes from the field are feature set 2's" in (job.error or "")
+
+
 @pytest.mark.parametrize("path", ["/retrain", "/retrain/some-job"])
 def test_without_training_the_routes_answer_503(drifted: World, path: str) -> None:
     with api(drifted, None) as client:
