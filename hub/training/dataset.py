@@ -286,6 +286,15 @@ class Feedback:
     ts: np.ndarray  # data time: each row's window_end
     dropped: dict[str, int]
     window_s: np.ndarray = field(default_factory=lambda: np.empty(0))  # each row's window length (s)
+    model_version: np.ndarray = field(default_factory=lambda: np.empty(0, str))  # the version that scored each row
+
+    def take(self, keep: np.ndarray, X: np.ndarray | None = None, **dropped: int) -> Feedback:
+        """The rows `keep` keeps (with features `X` of the kept rows, if given), `dropped` added to the counts."""
+        n = len(self.rows)
+        return Feedback(self.rows.take(keep) if X is None else self.rows.take(keep, X=X), self.device_id[keep],
+                        self.ts[keep], {**self.dropped, **dropped},
+                        self.window_s[keep] if len(self.window_s) == n else self.window_s,
+                        self.model_version[keep] if len(self.model_version) == n else self.model_version)
 
 
 def feedback_rows(items: Sequence[LabelItemRow], predictions: Mapping[str, PredictionRow], n_features: int,
@@ -321,7 +330,8 @@ def feedback_rows(items: Sequence[LabelItemRow], predictions: Mapping[str, Predi
     return Feedback(rows, np.array([p.device_id for _, p in kept], dtype=str),
                     np.array([p.window_end for _, p in kept], dtype=np.float64),
                     {"field_missing_prediction": missing, "field_wrong_feature_count": wrong_width},
-                    np.array([p.window_end - p.window_start for _, p in kept], dtype=np.float64))
+                    np.array([p.window_end - p.window_start for _, p in kept], dtype=np.float64),
+                    np.array([p.model_version or "" for _, p in kept], dtype=str))
 
 
 def _take(rows: SourceRows, mask: np.ndarray, **changes: np.ndarray) -> SourceRows:

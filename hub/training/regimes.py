@@ -17,18 +17,22 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from hub.store.rows import RawWindowRow
 from hub.training.dataset import Feedback
 from hub.training.errors import RetrainError
-from shared.features import WindowSpec, context_features
+from shared.features import REGIMES, WindowSpec, context_features
+from shared.manifest import ModelManifest
 from shared.regimes import RegimeStats
 
 NO_RAW_WINDOW = "field_no_raw_window"
 """The count (in a retrain's counts) of labelled field rows dropped because no raw window could restate them."""
+OTHER_INPUTS = "field_other_inputs"
+"""The count of labelled field rows dropped because a version with other inputs scored them and no raw window could
+restate them as the parent's (`as_parent_scored`)."""
 
 
 @dataclass(frozen=True)
@@ -141,12 +145,24 @@ def restate_feedback(feedback: Feedback, windows: Mapping[str, RawWindowRow], sp
             keep[i], X[i] = True, features
     as_scored = {str(t): rows.X[i] for i, t in enumerate(rows.trace_id.tolist()) if keep[i]}
     dropped = int((~keep).sum())
-    kept = replace(
-        feedback, rows=rows.take(keep, X=X[keep]), device_id=feedback.device_id[keep], ts=feedback.ts[keep],
-        dropped={**feedback.dropped, NO_RAW_WINDOW: dropped},
-        window_s=feedback.window_s[keep] if len(feedback.window_s) == len(rows) else feedback.window_s,
-    )
+    kept = feedback.take(keep, X[keep], **{NO_RAW_WINDOW: dropped})
     return kept, Restatement(restated=int(keep.sum()), dropped=dropped, as_scored=as_scored)
+
+
+def as_parent_scored(feedback: Feedback, same_inputs: np.ndarray, windows: Mapping[str, RawWindowRow],
+                     parent: ModelManifest) -> Feedback:
+    """The field rows as `parent` would have scored them. A row scored by a version with other inputs (another
+    window, or other regime statistics: a version before or after regimes learned from the field; `same_inputs`
+    False) is restated under the parent's statistics from its trace's raw window, or dropped and counted
+    (`OTHER_INPUTS`): features computed under other statistics are another model's inputs, though as wide."""
+    keep = same_inputs.copy()
+    X = feedback.rows.X.copy()
+    if parent.regimes is not None and parent.window.feature_set_version == REGIMES:
+        for i in np.flatnonzero(~same_inputs):
+            features = restated_features(windows.get(str(feedback.rows.trace_id[i])), parent.window, parent.regimes)
+            if features is not None:
+                keep[i], X[i] = True, features
+    return feedback.take(keep, X[keep], **{OTHER_INPUTS: int((~keep).sum())})
 
 
 def restated_features(row: RawWindowRow | None, spec: WindowSpec, stats: RegimeStats) -> np.ndarray | None:

@@ -27,11 +27,11 @@ from hub.training.dataset import (
 )
 from hub.training.errors import RetrainError, UnknownLabelSetError
 from hub.training.far_floor import floor_from_decisions, healthy_cohorts, onset_from_reports
-from hub.training.regimes import FieldRegimes, field_readings, learn_regimes, restate_feedback
+from hub.training.regimes import FieldRegimes, as_parent_scored, field_readings, learn_regimes, restate_feedback
 from hub.training.settings import TrainingSettings
 from hub.training.split import SplitPlan, adaptive_block, choose_method
 from shared.features import REGIMES
-from shared.manifest import ModelManifest
+from shared.manifest import ModelManifest, load_manifest
 
 _REPORTS = 1000
 
@@ -73,9 +73,14 @@ def build_datasets(
     # "sim" (the simulator) or "cmapss:<file>"
     spec, sim = base_set(parent, settings, window, None if regimes is None else regimes.stats)
     feedback = load_feedback(store, label_set_id, window.n_features, settings.feedback_weight)
+    same = same_inputs(store, parent, feedback.model_version)
+    known = {} if regimes is None else regimes.raw_windows
+    traces = feedback.rows.trace_id if regimes is not None else feedback.rows.trace_id[~same]
+    windows = stored_windows(store, traces.tolist(), known) if len(traces) else {}
+    if not same.all():  # rows another version scored under other regime statistics: the parent's inputs first
+        feedback = as_parent_scored(feedback, same, windows, parent)
     as_scored = None
     if regimes is not None:
-        windows = stored_windows(store, feedback.rows.trace_id.tolist(), regimes.raw_windows)
         feedback, restatement = restate_feedback(feedback, windows, window, regimes.stats)
         as_scored = restatement.as_scored
     block = adaptive_block(feedback.device_id, feedback.ts, feedback.window_s, configured=settings.split_block_s,
@@ -89,6 +94,21 @@ def build_datasets(
                          all_groups=keys, all_devices=feedback.device_id, max_folds=settings.kfold_max_folds,
                          minimums=(g.min_positives, g.min_negatives, g.min_positive_blocks, g.min_negative_blocks))
     return replace(data, split=plan, as_scored=as_scored)
+
+
+def same_inputs(store: HubStore, parent: ModelManifest, versions: np.ndarray) -> np.ndarray:
+    """Whether the version that scored each row had `parent`'s inputs: the same window and regime statistics (a
+    version before or after regimes learned from the field has other statistics, and features of the same width).
+    A version the registry does not hold, or none recorded, counts as the parent's, as before versions differed."""
+    alike: dict[str, bool] = {}
+    for version in set(versions.tolist()):
+        row = store.model_version(version) if version else None
+        if row is None:
+            alike[version] = True
+            continue
+        manifest = load_manifest(row.manifest)
+        alike[version] = (manifest.window, manifest.regimes) == (parent.window, parent.regimes)
+    return np.array([alike[v] for v in versions.tolist()], dtype=bool)
 
 
 def learn_field_regimes(store: HubStore, parent: ModelManifest, settings: TrainingSettings, *,

@@ -92,9 +92,7 @@ def fleet_messages(engines: dict[int, np.ndarray], v1: ModelManifest) -> tuple[l
     return messages, {"X": X, "y": y, "windows": windows, "unwindowed": unwindowed, "readings": len(covered)}
 
 
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
-    root = tmp_path_factory.mktemp("field-regimes")
+def make_fleet(root: Path) -> Fleet:
     base_file = write_cmapss(root / "data" / "train_ONE.txt", synthetic_rows(30, seed=3))  # one regime, as FD001
     v1 = build_cmapss(root / "v1", path=base_file, seed=3, window=WINDOW, params=SMALL)
     assert v1.regimes is not None and v1.regimes.n_regimes == 1
@@ -106,8 +104,14 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     messages, made = fleet_messages(engines, v1)
     store.ingest_batch([IngestRecord(m, T0 + 1e6) for m in messages])
     validate_and_save(store, LabelSettings(), now=NOW)
-    yield Fleet(v1, store, registry, root, made["X"], made["y"], made["windows"], made["readings"], made["unwindowed"])
-    store.close()
+    return Fleet(v1, store, registry, root, made["X"], made["y"], made["windows"], made["readings"], made["unwindowed"])
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    made = make_fleet(tmp_path_factory.mktemp("field-regimes"))
+    yield made
+    made.store.close()
 
 
 def settings(**overrides: Any) -> TrainingSettings:
@@ -229,3 +233,25 @@ def test_the_regimes_view_shows_the_field_far_from_the_active_regime_and_the_reg
     assert f"{field['far_share']:.1%} far from every active regime" in text
     assert [r.version for r in fleet.store.model_versions()] == versions  # read-only: nothing registered
     assert set_1.status_code == 409 and "feature set 1" in set_1.json()["detail"]
+
+
+def test_after_a_field_regimes_version_rows_the_old_one_scored_are_restated_or_dropped(tmp_path: Path) -> None:
+    """Once the version with the field's regimes is active, a retrain from it (its regimes kept) must not train on
+    the features v1 computed under its one regime, though they are as wide: rows with a raw window are restated under
+    the new version's statistics, the rest dropped and counted."""
+    own = make_fleet(tmp_path)
+    try:
+        learned = service(own, settings()).retrain_now(actor="test", reason="field", now=NOW, regimes="field")
+        assert learned.status == "succeeded", learned.error
+        v2 = learned.result_version or ""
+        own.registry.activate(v2, actor="test", action="activate", reason="the field's regimes")
+        job = service(own, settings()).retrain_now(actor="test", reason="more labels", now=NOW + 10)
+        assert job.status == "succeeded", job.error
+        m = own.registry.manifest(job.result_version or "")
+        v2_manifest = own.registry.manifest(v2)
+        assert m is not None and v2_manifest is not None and m.parent_version == v2
+        assert m.regimes == v2_manifest.regimes and "regimes_from" not in m.training.params  # the parent's kept
+        assert job.details["counts"]["field_other_inputs"] == own.unwindowed  # v1's rows without a raw window
+        assert m.training.params["n_field"] + m.training.params["n_eval"] == len(own.y) - own.unwindowed
+    finally:
+        own.store.close()
