@@ -68,7 +68,10 @@ PredictionValues = tuple[str, str, float, str | int | None, float, float, str, b
 
 @dataclass(frozen=True, slots=True)
 class RawWindowRow:
-    """The raw readings of one scored window: `times` float64 per reading, `readings` float64 rows (row-major)."""
+    """The raw readings of one scored window: `times` float64 per reading, `readings` float64 rows (row-major).
+
+    Alarm windows and random-sample windows are two rings of `AgentSettings.raw_windows_keep` each
+    (`AgentDB.prune_raw_windows`): however many samples are drawn, they never push an alarm's readings out."""
 
     trace_id: str
     ts: float
@@ -76,6 +79,10 @@ class RawWindowRow:
     sensors: str  # JSON list of the window's sensor names, in column order
     times: bytes
     readings: bytes
+    alarm: bool = True  # an alarm window (else one drawn into the random slice only)
+    # feature set 2: the readings run back `shared.history.CONTEXT` (or fewer) before the window, and the unit had
+    # seen `service` readings before the first of them (`shared.messages.RawWindow.service`); None: the window alone
+    service: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +114,8 @@ _PREDICTION_SQL = (
     "VALUES (?, ?, ?, NULLIF(?, 0), ?, ?, ?, ?, ?, ?, NULLIF(?, 0), ?, NULLIF(?, 0))"  # 0 for NULL: see PredictionRow
 )
 _RAW_WINDOW_SQL = (
-    "INSERT OR IGNORE INTO raw_windows (trace_id, ts, unit, sensors, times, readings) VALUES (?, ?, ?, ?, ?, ?)"
+    "INSERT OR IGNORE INTO raw_windows (trace_id, ts, unit, sensors, times, readings, alarm, service) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _OUTBOX_SQL = "INSERT INTO outbox (msg_id, topic, payload, priority, retain, created) VALUES (?, ?, ?, ?, ?, ?)"
 
@@ -144,7 +152,8 @@ class AgentDB:
         with self._transaction():
             if raw:
                 self.conn.executemany(
-                    _RAW_WINDOW_SQL, [(r.trace_id, r.ts, r.unit, r.sensors, r.times, r.readings) for r in raw]
+                    _RAW_WINDOW_SQL,
+                    [(r.trace_id, r.ts, r.unit, r.sensors, r.times, r.readings, int(r.alarm), r.service) for r in raw],
                 )
             if predictions:
                 self.conn.executemany(_PREDICTION_SQL, predictions)
@@ -281,7 +290,8 @@ class AgentDB:
             dropped = 0
             for count_sql, delete_sql, params in (
                 ("SELECT count(*) FROM raw_windows",
-                 "DELETE FROM raw_windows WHERE trace_id IN (SELECT trace_id FROM raw_windows ORDER BY ts LIMIT ?)",
+                 "DELETE FROM raw_windows WHERE trace_id IN (SELECT trace_id FROM raw_windows ORDER BY alarm, ts "
+                 "LIMIT ?)",
                  ()),
                 ("SELECT count(*) FROM predictions",
                  "DELETE FROM predictions WHERE id IN (SELECT id FROM predictions ORDER BY id LIMIT ?)", ()),
@@ -322,17 +332,19 @@ class AgentDB:
         return deleted
 
     def prune_raw_windows(self, keep: int) -> int:
-        """Keep only the newest `keep` raw windows; return how many went."""
+        """Keep only the newest `keep` alarm windows and the newest `keep` random-sample windows (two rings: a
+        sample never crowds an alarm out); return how many went."""
         with self._transaction():
-            return self.conn.execute(
-                "DELETE FROM raw_windows WHERE trace_id NOT IN (SELECT trace_id FROM raw_windows ORDER BY ts DESC "
-                "LIMIT ?)", (keep,),
-            ).rowcount
+            return sum(self.conn.execute(
+                "DELETE FROM raw_windows WHERE alarm = ? AND trace_id NOT IN (SELECT trace_id FROM raw_windows "
+                "WHERE alarm = ? ORDER BY ts DESC LIMIT ?)", (alarm, alarm, keep),
+            ).rowcount for alarm in (1, 0))
 
     def raw_window(self, trace_id: str) -> RawWindowRow | None:
-        row = self.conn.execute("SELECT trace_id, ts, unit, sensors, times, readings FROM raw_windows "
+        row = self.conn.execute("SELECT trace_id, ts, unit, sensors, times, readings, alarm, service FROM raw_windows "
                                 "WHERE trace_id = ?", (trace_id,)).fetchone()
-        return None if row is None else RawWindowRow(row[0], row[1], row[2], row[3], bytes(row[4]), bytes(row[5]))
+        return None if row is None else RawWindowRow(row[0], row[1], row[2], row[3], bytes(row[4]), bytes(row[5]),
+                                                     bool(row[6]), row[7])
 
     def _delete_oldest(self, n: int) -> int:
         with self._transaction():

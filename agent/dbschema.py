@@ -161,3 +161,13 @@ def m005_alarm_index(db: sqlite3.Connection) -> None:
     # index the ts of alarm rows alone. An index entry on every row was a tenth of a prediction's insert.
     db.execute("DROP INDEX IF EXISTS predictions_ts")
     db.execute("CREATE INDEX predictions_alarms ON predictions (ts) WHERE decision = 1")
+
+
+@migration
+def m006_raw_window_context(db: sqlite3.Connection) -> None:
+    # Raw windows of random samples too (the unbiased slice the hub learns regime statistics from), in a ring of their
+    # own: alarm 1 for an alarm window (every window kept before), 0 for a sample. service: feature set 2's readings
+    # run `shared.history.CONTEXT` back before the window, and the unit had seen this many before the first of them
+    # (`shared.messages.RawWindow.service`); NULL: the readings are the window alone.
+    db.execute("ALTER TABLE raw_windows ADD COLUMN alarm INTEGER NOT NULL DEFAULT 1")
+    db.execute("ALTER TABLE raw_windows ADD COLUMN service INTEGER")

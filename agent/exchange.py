@@ -135,7 +135,10 @@ class Exchange:
         return found
 
     def raw_window(self, trace_id: str) -> RawWindow:
-        """The stored raw window of `trace_id` as a message (columns per sensor), or one saying it is not here."""
+        """The stored raw window of `trace_id` as a message (columns per sensor, and under feature set 2 the count
+        of the unit's readings before the first), or one saying it is not here. A feature set 2 window's context
+        readings were already cut to what one message carries when it was kept (`RegimePipeline.keep`); a window
+        too large by itself is refused with a warning."""
         row = self.agent.db.raw_window(trace_id)
         now = time.time()
         if row is None:
@@ -150,5 +153,5 @@ class Exchange:
         return RawWindow(
             device_id=self.agent.device_id, ts=now, model_version=self.agent.model.version, trace_id=trace_id,
             unit=row.unit, sensors=sensors, timestamps=np.frombuffer(row.times, dtype="<f8").tolist(),
-            values=readings.T.tolist(),
+            values=readings.T.tolist(), service=row.service,
         )

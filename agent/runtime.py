@@ -294,7 +294,7 @@ class Agent:
         self.counters.readings += 1
         started = time.perf_counter()
         if self.regime_pipeline is not None:  # feature set 2: regime-normalised before windowing
-            normalised = self.regime_pipeline.reading(values, unit)
+            normalised = self.regime_pipeline.reading(ts, values, unit)
             if normalised is None:
                 self.windower.bad_readings += 1
                 return
@@ -380,11 +380,8 @@ class Agent:
                 blob[i * width : (i + 1) * width], score if finite else math.nan, 1 if anomaly else 0, shadow_version,
                 shadow_score, reported or 0,
             ))
-            if anomaly and keep_raw:  # an alarm window: keep its readings for the hub
-                times, readings = out.window_bytes(j)
-                if self.regime_pipeline is not None:  # the readings as the source gave them, not normalised
-                    readings = self.regime_pipeline.raw_window(unit).astype("<f8").tobytes()
-                self._pending_raw.append(RawWindowRow(trace_id, now, unit, self._sensor_names, times, readings))
+            if keep_raw and (anomaly or reason == "random"):  # alarms and the unbiased slice: readings for the hub
+                self._pending_raw.append(self._raw_row(trace_id, now, unit, out, j, anomaly))
             if finite:
                 if reported is not None:
                     self._queue_prediction(trace_id, now, window_start, window_end, unit, score, anomaly,
@@ -405,6 +402,18 @@ class Agent:
         if finite_scores:
             picked = features if len(finite_scores) == len(windows) else features[finite_scores]
             self.stats.add_many(picked, [scores[i] for i in finite_scores], anomalies, latency_s)
+
+    def _raw_row(self, trace_id: str, now: float, unit: str | None, out: Emitted, j: int,
+                 alarm: bool) -> RawWindowRow:
+        """The readings of window `j` of `out` to keep for the hub: the window's (feature set 1), or under feature
+        set 2 the readings as the source gave them (not normalised) with the context before the window and the
+        count of readings before that (`RegimePipeline.raw_window`)."""
+        if self.regime_pipeline is None:
+            times, readings = out.window_bytes(j)
+            return RawWindowRow(trace_id, now, unit, self._sensor_names, times, readings, alarm=alarm)
+        raw = self.regime_pipeline.raw_window(unit)
+        return RawWindowRow(trace_id, now, unit, self._sensor_names, raw.times.astype("<f8").tobytes(),
+                            raw.readings.astype("<f8").tobytes(), alarm=alarm, service=raw.service)
 
     def _skip_reading(self, why: str) -> None:
         """Count a reading that cannot be scored (it shows in the stats' bad_readings); log the first few."""
@@ -470,7 +479,8 @@ class Agent:
             self._pending_rows = []
             self._pending_msgs = []
             self._pending_raw = []
-            # the ring holds at most raw_windows_keep × 1.25 windows between two prunes, even in an alarm storm
+            # each ring (alarms, samples) holds at most raw_windows_keep × 1.25 windows between two prunes, even in an
+            # alarm storm
             if self._raw_since_prune >= max(1, self.settings.raw_windows_keep // 4):
                 self.db.prune_raw_windows(max(0, self.settings.raw_windows_keep))
                 self._raw_since_prune = 0

@@ -109,8 +109,10 @@ class AgentSettings(EnvSettings, kw_only=True):
                                            "disk degrades (oldest rows dropped) instead of stopping writes; "
                                            "0 = none")] = 8.0
     outbox_max_rows: Annotated[int, Meta(ge=100)] = 200_000
-    # raw readings of the newest alarm windows kept for the hub to ask for (``upload_windows``); 0 keeps none.
-    # A window of 64 readings × 6 sensors takes ~3.6 KB, so the default holds ~0.7 MB at most.
+    # raw readings of the newest alarm windows kept for the hub to ask for (``upload_windows``), and as many of the
+    # newest random-sample windows in a ring of their own (agent.db.RawWindowRow); 0 keeps none. A window of 64
+    # readings × 6 sensors takes ~3.6 KB, so the default holds ~1.4 MB at most (feature set 2 keeps 64 readings
+    # before each window too: ~2x a 64-reading window's).
     raw_windows_keep: Annotated[int, Meta(ge=0)] = 200
     publish_window: Annotated[int, Meta(ge=1, le=10_000, description="unacknowledged messages at most")] = 100
     ack_timeout_s: Positive = 30.0

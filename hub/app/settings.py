@@ -153,6 +153,12 @@ class HubSettings(BaseSettings):
                                          "window of open incidents and re-send unanswered window requests")
     raw_window_retention_days: float = Field(default=30.0, gt=0, description="how long raw sensor windows (and "
                                              "requests for them) are kept")
+    raw_window_learn_per_pass: int = Field(
+        default=50, ge=0, description="random-slice windows (the unbiased field readings feature set 2's regime "
+        "statistics are learnt from) asked of devices at most each raw-window pass, the newest first; 0 = none")
+    raw_window_learn_lookback_s: float = Field(
+        default=86400.0, gt=0, description="how far back the random slice's windows are asked for (a device keeps "
+        "only its newest sampled windows: agent raw_windows_keep)")
 
     @model_validator(mode="after")
     def _secure(self) -> HubSettings:

@@ -156,7 +156,8 @@ def build_services(
         commands = CommandPublisher(settings, client_id=client_id)
         traces = TraceRequester(store, settings.labels, commands.send)
         windows = WindowRequester(store, commands.send, retention_s=settings.raw_window_retention_days * 86400.0,
-                                  clock=clock)
+                                  learn_per_pass=settings.raw_window_learn_per_pass,
+                                  learn_lookback_s=settings.raw_window_learn_lookback_s, clock=clock)
     reg = rollouts = trainer = None
     if registry:
         from hub.app.artifacts import check_artifact

@@ -1,6 +1,7 @@
-"""The job that asks devices for raw sensor windows: on demand (a technician opens a trace) and for the alarm
-window each open incident shows; requests are re-sent until answered, given up after a few asks, and pruned after
-the retention period."""
+"""The job that asks devices for raw sensor windows: on demand (a technician opens a trace), for the alarm
+window each open incident shows, and for the newest windows of the random slice (the unbiased field readings the
+hub learns feature set 2's regime statistics from, `hub.training`); requests are re-sent until answered, given up
+after a few asks, and pruned after the retention period."""
 
 from __future__ import annotations
 
@@ -21,12 +22,19 @@ class WindowRequester:
     """Sends ``upload_windows`` commands for the raw windows the hub wants (`hub.store.sqlite.windows`)."""
 
     def __init__(self, store: HubStore, send: Callable[[str, Command], bool], *, retry_s: float = 120.0,
-                 max_asks: int = 3, retention_s: float = 30 * 86400.0, clock: Callable[[], float] = time.time) -> None:
+                 max_asks: int = 3, retention_s: float = 30 * 86400.0, learn_per_pass: int = 0,
+                 learn_lookback_s: float = 86400.0, clock: Callable[[], float] = time.time) -> None:
+        """`learn_per_pass`: random-slice windows asked for at most each pass (0: none), the newest first among
+        those scored within `learn_lookback_s` (and the retention period): a device keeps only its newest sampled
+        windows (`AgentSettings.raw_windows_keep`), so older ones are mostly gone, and the bound keeps the pass's
+        scan of the predictions short."""
         self.store = store
         self.send = send
         self.retry_s = retry_s
         self.max_asks = max_asks
         self.retention_s = retention_s
+        self.learn_per_pass = learn_per_pass
+        self.learn_lookback_s = learn_lookback_s
         self.clock = clock
         self.requested = 0
 
@@ -37,8 +45,9 @@ class WindowRequester:
             self._ask({device_id: [trace_id]}, now)
 
     def run(self, now: float) -> int:
-        """One pass: request the window each active incident shows, re-send unanswered requests, give up on the
-        ones asked `max_asks` times, prune old rows (first). Returns how many trace ids were asked for."""
+        """One pass: request the window each active incident shows and up to `learn_per_pass` of the random
+        slice's not asked for yet, re-send unanswered requests, give up on the ones asked `max_asks` times, prune
+        old rows (first). Returns how many trace ids were asked for."""
         self.store.prune_raw_windows(before_ts=now - self.retention_s)
         incidents = self.store.active_incidents()[:INCIDENTS_PER_PASS]
         wanted = []
@@ -46,6 +55,9 @@ class WindowRequester:
             windows = self.store.incident_windows(incident.id)
             if windows:
                 wanted.append((max(windows, key=lambda w: w.score).trace_id, incident.device_id))
+        if self.learn_per_pass > 0:
+            since = now - min(self.retention_s, self.learn_lookback_s)
+            wanted += self.store.random_windows_unasked(since=since, limit=self.learn_per_pass)
         self.store.request_raw_windows(wanted, ts=now)
         self.store.expire_raw_window_requests(max_asks=self.max_asks, asked_before=now - self.retry_s, ts=now)
         by_device: dict[str, list[str]] = {}

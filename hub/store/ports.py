@@ -519,6 +519,12 @@ class RawWindowStore(Protocol):
         """Stored windows received at or after `since`, the newest first (at most `limit`)."""
         ...
 
+    def random_windows_unasked(self, *, since: float, limit: int) -> list[tuple[str, str]]:
+        """(trace id, device id) of the predictions drawn into the random slice (reason ``random``: samples and the
+        alarms drawn with them) scored at or after `since` (their `ts`) that no raw window row names yet (never
+        asked, or asked and pruned), the newest first (at most `limit`)."""
+        ...
+
     def due_raw_windows(self, *, asked_before: float, limit: int = 500) -> list[RawWindowRow]:
         """Requests not answered and not sent since `asked_before` (never sent first), oldest first."""
         ...

@@ -17,6 +17,7 @@ from agent.db import (
     AgentDB,
     OutboxMessage,
     PredictionRow,
+    RawWindowRow,
 )
 from shared.ids import new_id
 
@@ -120,6 +121,27 @@ def test_retention_by_bytes_bounds_the_file(tmp_path):
     db.enforce_retention(max_rows=10**9, max_bytes=limit)
     assert db.used_bytes() <= limit
     assert db.prediction_count() > 0
+
+
+def _raw(trace_id: str, ts: float, *, alarm: bool, service: int | None = None) -> RawWindowRow:
+    return RawWindowRow(trace_id, ts, "u1", '["a"]', np.array([ts]).tobytes(), np.array([ts]).tobytes(), alarm,
+                        service)
+
+
+def test_random_samples_never_crowd_the_alarms_raw_windows_out(tmp_path):
+    """Two rings of `keep` each: a flood of newer samples leaves the older alarms, and a full disk takes samples
+    first."""
+    db = AgentDB(tmp_path / "a.db")
+    db.write_batch((), (), [_raw(f"a{i}", float(i), alarm=True) for i in range(6)]
+                   + [_raw(f"s{i}", 100.0 + i, alarm=False, service=i) for i in range(20)])
+    assert db.prune_raw_windows(4) == 2 + 16
+    kept = [r[0] for r in db.conn.execute("SELECT trace_id FROM raw_windows ORDER BY ts")]
+    assert kept == ["a2", "a3", "a4", "a5", "s16", "s17", "s18", "s19"]
+    assert db.raw_window("s17") == _raw("s17", 117.0, alarm=False, service=17)
+    assert db.raw_window("a3") == _raw("a3", 3.0, alarm=True)
+    db.drop_for_space(min_priority=PRIORITY_SAMPLE, share=0.5, at_least=4)
+    assert [r[0] for r in db.conn.execute("SELECT trace_id FROM raw_windows ORDER BY ts")] == ["a2", "a3", "a4", "a5"]
+    db.close()
 
 
 def test_state_set_and_delete(tmp_path):

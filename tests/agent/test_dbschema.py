@@ -72,13 +72,20 @@ def test_a_failed_migration_leaves_no_trace_and_stays_pending(tmp_path: Path,
     conn.close()
 
 
+def _migrated_through(path: Path, last: str, monkeypatch: pytest.MonkeyPatch) -> sqlite3.Connection:
+    """A database as an agent made it before the migrations after `last` existed (an autocommit connection)."""
+    names = [name for name, _ in dbschema.MIGRATIONS]
+    conn = sqlite3.connect(path, isolation_level=None)
+    with monkeypatch.context() as m:
+        m.setattr(dbschema, "MIGRATIONS", dbschema.MIGRATIONS[:names.index(last) + 1])
+        dbschema.apply(conn)
+    return conn
+
+
 def test_a_database_from_before_the_alarm_index_keeps_its_rows_and_trades_the_ts_index(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "old.db"
-    conn = sqlite3.connect(path, isolation_level=None)
-    with monkeypatch.context() as m:
-        m.setattr(dbschema, "MIGRATIONS", dbschema.MIGRATIONS[:4])  # through m004_raw_windows
-        dbschema.apply(conn)
+    conn = _migrated_through(path, "m004_raw_windows", monkeypatch)
     conn.executemany("INSERT INTO predictions (trace_id, device_id, ts, window_start, window_end, model_version, "
                      "features, score, decision) VALUES (?, 'd1', ?, 0, 0, 'v1', x'00', 0.5, ?)",
                      [(f"t{i}", float(i), i % 3 == 0) for i in range(10)])
@@ -92,4 +99,19 @@ def test_a_database_from_before_the_alarm_index_keeps_its_rows_and_trades_the_ts
     plan = db.conn.execute("EXPLAIN QUERY PLAN SELECT ts FROM predictions WHERE decision = 1 AND ts >= 1 "
                            "ORDER BY ts DESC").fetchall()
     assert "predictions_alarms" in plan[0][3]
+    db.close()
+
+
+def test_raw_windows_from_before_the_random_slice_stay_alarms_without_context(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """m006 on a database with raw windows: each kept so far was an alarm's, of the window alone."""
+    path = tmp_path / "old.db"
+    conn = _migrated_through(path, "m005_alarm_index", monkeypatch)
+    conn.execute("INSERT INTO raw_windows (trace_id, ts, unit, sensors, times, readings) "
+                 "VALUES ('t1', 5.0, 'u1', '[\"a\"]', x'00', x'01')")
+    conn.close()
+    db = AgentDB(path)
+    assert dbschema.applied(db.conn)[-1] == "m006_raw_window_context"
+    row = db.raw_window("t1")
+    assert row is not None and (row.alarm, row.service, row.times, row.readings) == (True, None, b"\x00", b"\x01")
     db.close()

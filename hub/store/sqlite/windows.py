@@ -66,6 +66,13 @@ class WindowQueries:
                           f"ORDER BY received_ts DESC, trace_id LIMIT {p}", [since, limit])
         return [_row(r) for r in rows]
 
+    def random_windows_unasked(self: _Connected, *, since: float, limit: int) -> list[tuple[str, str]]:
+        p = self.P
+        rows = self._read(f"SELECT trace_id, device_id FROM predictions WHERE reason = 'random' AND ts >= {p} AND "
+                          "NOT EXISTS (SELECT 1 FROM raw_windows WHERE raw_windows.trace_id = predictions.trace_id) "
+                          f"ORDER BY ts DESC, trace_id LIMIT {p}", [since, limit])
+        return [(str(r[0]), str(r[1])) for r in rows]
+
     def due_raw_windows(self: _Connected, *, asked_before: float, limit: int = 500) -> list[RawWindowRow]:
         p = self.P
         rows = self._read(f"SELECT {_COLUMNS} FROM raw_windows WHERE state = 'requested' AND "

@@ -44,6 +44,26 @@ def test_every_window_is_drawn_at_the_same_rate_and_drawn_anomalies_are_marked(t
         m.sampled for m in none if isinstance(m, Anomaly))
 
 
+def test_the_random_slice_keeps_its_raw_windows_beside_the_alarms(tmp_path, initial_model_dir):
+    """The random slice's readings are what the hub learns regime statistics from: each drawn window keeps its raw
+    window (feature set 1: the window alone, no `service`), marked apart from the alarms' ring."""
+    settings = AgentSettings(device_id="dev-s", dev_mode=True, data_dir=tmp_path, initial_model=initial_model_dir,
+                             sample_rate=0.3, raw_windows_keep=1000,
+                             source={"kind": "sim", "rate": 0, "seed": 3, "sim_config": FAST_LIVES})
+    agent = build_agent(settings, connect=False)
+    agent.run(max_windows=400)
+    reported = dict(agent.db.conn.execute("SELECT trace_id, reported FROM predictions").fetchall())
+    kept = dict(agent.db.conn.execute("SELECT trace_id, alarm FROM raw_windows").fetchall())
+    assert set(kept) == {t for t, why in reported.items() if why in ("anomaly", "random")}
+    assert {kept[t] for t, why in reported.items() if why == "random"} == {0}
+    assert {kept[t] for t, why in reported.items() if why == "anomaly"} == {1}
+    drawn = next(t for t, why in reported.items() if why == "random")
+    message = agent.exchange.raw_window(drawn)
+    size = agent.model.manifest.window.size
+    assert message.available and message.service is None and len(message.timestamps) == size
+    agent.db.close()
+
+
 def test_the_hub_counts_drawn_anomalies_in_its_random_slice_but_queues_them_as_anomalies(tmp_path):
     common = {"device_id": "d", "ts": 1.0, "window_start": 0.0, "window_end": 1.0, "score": 0.9, "threshold": 0.5,
               "decision": True, "features": [0.1]}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from hub.store.ports import HubStore
 from hub.store.rows import IngestRecord
-from shared.messages import RawWindow
+from shared.messages import Anomaly, RawWindow, Sample
 
 
 def _window(trace_id: str, device_id: str = "dev-1", *, available: bool = True) -> RawWindow:
@@ -68,3 +68,25 @@ def test_stored_windows_are_listed_newest_first_with_their_history_count(store: 
     assert [r.trace_id for r in store.stored_raw_windows(since=101.0)] == ["ctx"]
     ctx, old = store.stored_raw_windows(since=0.0)
     assert ctx.service == 40 and old.service is None
+
+
+def test_the_random_slice_without_a_raw_window_is_listed_newest_first(store: HubStore) -> None:
+    """What the hub asks devices for to learn regime statistics from: random-slice predictions (samples and the
+    alarms drawn with them) since a time that no raw window row names yet."""
+    common = {"window_start": 0.0, "window_end": 1.0, "score": 0.2, "threshold": 0.5, "features": [0.1]}
+    store.ingest_batch([IngestRecord(m, 500.0) for m in (
+        Sample(device_id="dev-1", ts=100.0, trace_id="old", reason="random", decision=False, **common),
+        Sample(device_id="dev-2", ts=200.0, trace_id="s1", reason="random", decision=False, **common),
+        Sample(device_id="dev-1", ts=210.0, trace_id="low", reason="low_confidence", decision=False, **common),
+        Anomaly(device_id="dev-1", ts=220.0, trace_id="drawn", sampled=True, decision=True, **common),
+        Anomaly(device_id="dev-1", ts=230.0, trace_id="alarm", decision=True, **common),
+        Sample(device_id="dev-1", ts=240.0, trace_id="asked", reason="random", decision=False, **common),
+        Sample(device_id="dev-2", ts=250.0, trace_id="s2", reason="random", decision=False, **common),
+    )])
+    store.request_raw_windows([("asked", "dev-1")], ts=500.0)
+    assert store.random_windows_unasked(since=150.0, limit=10) == [("s2", "dev-2"), ("drawn", "dev-1"),
+                                                                   ("s1", "dev-2")]
+    assert store.random_windows_unasked(since=0.0, limit=2) == [("s2", "dev-2"), ("drawn", "dev-1")]
+    assert [t for t, _ in store.random_windows_unasked(since=0.0, limit=10)][-1] == "old"
+    store.request_raw_windows(store.random_windows_unasked(since=0.0, limit=10), ts=501.0)
+    assert store.random_windows_unasked(since=0.0, limit=10) == []
