@@ -186,7 +186,7 @@ class RawWindow(Message, frozen=True, kw_only=True, forbid_unknown_fields=True):
         default_factory=list)
     values: Annotated[list[list[float]], msgspec.Meta(max_length=256)] = msgspec.field(default_factory=list)
     # Feature set 2 (`shared.features.context_features`): the readings the unit's history held before the first of
-    # these; the readings then run back past the window's start (up to `HISTORY_CONTEXT` more), so the hub can
+    # these; the readings then run back past the window's start (up to `shared.history.CONTEXT` more), so the hub can
     # compute the window's features under other regime statistics. None: the readings are the window alone.
     service: Annotated[int, msgspec.Meta(ge=0)] | None = None
 
