@@ -74,9 +74,10 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     retrain.add_argument("--reason", required=True, help="why (recorded with the model version)")
     retrain.add_argument("--label-set", help="train on this label set (default: validate labels now)")
     retrain.add_argument("--actor", help="who asks (recorded as operator:<actor>)")
-    retrain.add_argument("--regimes", choices=["parent", "field"], help="feature set 2's regime statistics: keep "
-                         "the active model's (parent), or learn them from the devices' raw windows (field); default: "
-                         "the hub's training.regimes")
+    retrain.add_argument("--regimes", choices=["parent", "field", "auto"],
+                         help="feature set 2's regime statistics: keep the active model's (parent), learn them from "
+                         "the devices' raw windows (field), or learn them only when the field runs far from the "
+                         "active model's (auto); default: the hub's training.regimes")
     retrain.add_argument("--no-wait", action="store_true", help="print the queued job and return")
     retrain.add_argument("--timeout", type=float, default=1800.0, help="longest wait for the job (s; default 1800)")
 

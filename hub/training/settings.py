@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from hub.gate.verdict import GateConfig
 
 ParamValue = float | int | str | None
-RegimeSource = Literal["parent", "field"]
+RegimeSource = Literal["parent", "field", "auto"]
 """Where a retrain's feature set 2 regime statistics come from (`hub.training.regimes`)."""
 
 
@@ -119,11 +119,16 @@ class TrainingSettings(BaseModel):
     regimes: RegimeSource = Field(default="parent", description="feature set 2's regime statistics "
                                                 "of a retrained model: 'parent' keeps the parent's; 'field' learns "
                                                 "them from the devices' raw windows and the base set, and restates "
-                                                "the field's rows under them (hub.training.regimes)")
+                                                "the field's rows under them (hub.training.regimes); 'auto' learns "
+                                                "them when the field runs far from the parent's (regimes_far_share)")
     regimes_since_s: float | None = Field(default=None, gt=0, allow_inf_nan=False, description="'field' regimes "
                                           "learn from raw windows received this far back; None: the label TTL")
     regimes_min_readings: int = Field(default=500, ge=1, description="'field' regimes need at least this many "
                                       "distinct field readings, else the retrain is refused")
+    regimes_far_share: float = Field(default=0.1, ge=0.0, le=1.0, description="'auto' learns the field's regimes "
+                                     "when more than this share of the field's raw readings lie far from every one "
+                                     "of the parent's (hub.training.regimes.FAR_SPREADS) and there are "
+                                     "regimes_min_readings of them; else it keeps the parent's")
     regimes_max_windows: int = Field(default=2000, ge=1, le=100_000, description="'field' regimes learn from at "
                                      "most this many raw windows (the newest)")
     reference_min_rows: int = Field(default=500, ge=1, description="random-sample field rows needed to take the "

@@ -27,7 +27,14 @@ from hub.training.dataset import (
 )
 from hub.training.errors import RetrainError, UnknownLabelSetError
 from hub.training.far_floor import floor_from_decisions, healthy_cohorts, onset_from_reports
-from hub.training.regimes import FieldRegimes, as_parent_scored, field_readings, learn_regimes, restate_feedback
+from hub.training.regimes import (
+    FieldRegimes,
+    as_parent_scored,
+    compare_regimes,
+    field_readings,
+    learn_regimes,
+    restate_feedback,
+)
 from hub.training.settings import TrainingSettings
 from hub.training.split import SplitPlan, adaptive_block, choose_method
 from shared.features import REGIMES
@@ -109,6 +116,20 @@ def same_inputs(store: HubStore, parent: ModelManifest, versions: np.ndarray) ->
         manifest = load_manifest(row.manifest)
         alike[version] = (manifest.window, manifest.regimes) == (parent.window, parent.regimes)
     return np.array([alike[v] for v in versions.tolist()], dtype=bool)
+
+
+def field_far_share(store: HubStore, parent: ModelManifest, settings: TrainingSettings, *,
+                    since: float) -> float | None:
+    """The share of the field's raw readings (windows received since `since`) far from every one of `parent`'s
+    regimes (`hub.training.regimes.compare_regimes`): what ``regimes = "auto"`` decides on. None when the parent
+    has no regime statistics or the field fewer than ``settings.regimes_min_readings`` readings."""
+    if parent.regimes is None or parent.window.feature_set_version != REGIMES:
+        return None
+    sensors = parent.window.sensors
+    field = field_readings(store.stored_raw_windows(since=since, limit=settings.regimes_max_windows), sensors)
+    if field.readings < settings.regimes_min_readings:
+        return None
+    return compare_regimes(parent.version, parent.regimes, field, sensors, None).far_share
 
 
 def learn_field_regimes(store: HubStore, parent: ModelManifest, settings: TrainingSettings, *,

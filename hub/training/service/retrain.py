@@ -10,9 +10,9 @@ deployed either, but not found worse). How the gate's rows were chosen (`hub.tra
 Same inputs and seed give the same ONNX bytes.
 
 Feature set 2's regime statistics are the parent's, unless the job (or ``TrainingSettings.regimes``) says
-``field``: then they are learned from the devices' raw windows and the base set, the field's rows are restated
-under them, the candidate's manifest carries them, and the gate scores each model on its own features of the same
-rows (`hub.training.regimes`).
+``field``, or ``auto`` and the field's raw readings lie far from the parent's regimes: then they are learned from
+the devices' raw windows and the base set, the field's rows are restated under them, the candidate's manifest
+carries them, and the gate scores each model on its own features of the same rows (`hub.training.regimes`).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from hub.training.dataset import Datasets
 from hub.training.errors import RetrainError
 from hub.training.evaluate import GateRun, gate_candidate, score
 from hub.training.regimes import NO_RAW_WINDOW, FieldRegimes
-from hub.training.service.loading import build_datasets, far_before_drift, learn_field_regimes
+from hub.training.service.loading import build_datasets, far_before_drift, field_far_share, learn_field_regimes
 from hub.training.settings import ParamValue, TrainingSettings
 from models.calibration import fit_calibration
 from models.onnx_export import ParityReport, parity_check, to_onnx_bytes
@@ -77,7 +77,7 @@ VERDICT_STATUS = {"pass": "candidate", "fail": "rejected", "insufficient_data": 
 judge is ``insufficient_data``, its own status, never ``rejected`` (which says the gate found it worse)."""
 REGIMES_DETAIL = "regimes"
 """A job's details key naming where its regime statistics come from ("parent" or "field"; absent: the settings')."""
-REGIME_SOURCES = ("parent", "field")
+REGIME_SOURCES = ("parent", "field", "auto")
 
 
 def _quiet(stage: str, progress: float) -> None:
@@ -154,9 +154,15 @@ class Retrainer:
         assert parent is not None  # the registry just named it
 
         timer.stage("dataset")
-        learned = None
-        if regimes_source(job, s) == "field":
-            since = now - (s.regimes_since_s if s.regimes_since_s is not None else self.labels.ttl_s)
+        learned, far_share = None, None
+        source = regimes_source(job, s)
+        since = now - (s.regimes_since_s if s.regimes_since_s is not None else self.labels.ttl_s)
+        if source == "auto":
+            far_share = field_far_share(self.store, parent, s, since=since)
+            source = "field" if far_share is not None and far_share > s.regimes_far_share else "parent"
+            log.info("retrain %s: regimes auto: %s of the field's readings far from the parent's regimes: %s", job.id,
+                     "none" if far_share is None else f"{far_share:.1%}", source)
+        if source == "field":
             learned = learn_field_regimes(self.store, parent, s, since=since)
             log.info("retrain %s: %d regimes learned from %d field readings (%d raw windows, %d devices)", job.id,
                      learned.stats.n_regimes, learned.readings, learned.windows, learned.devices)
@@ -186,7 +192,7 @@ class Retrainer:
 
         timer.stage("manifest")
         manifest = self._manifest(job, data, parent, incumbent, onnx_bytes, threshold, y, parity.as_dict(), now,
-                                  learned)
+                                  learned, far_share)
 
         timer.stage("register")
         staged = self.staging_dir / f"{manifest.version}-{job.id}"
@@ -229,7 +235,7 @@ class Retrainer:
     def _manifest(
         self, job: TrainingJobRow, data: Datasets, parent: ModelManifest, incumbent: str, onnx_bytes: bytes,
         threshold: float, y: np.ndarray, parity: dict[str, float | int], now: float,
-        learned: FieldRegimes | None = None,
+        learned: FieldRegimes | None = None, far_share: float | None = None,
     ) -> ModelManifest:
         s, ts, evaluation = self.settings, data.training, data.evaluation
         fit = ~ts.validation
@@ -264,6 +270,8 @@ class Retrainer:
             "reference_from": ref_from, "label_transform": "none" if self.label_transform is None else "custom",
             "job_id": job.id,
         }
+        if far_share is not None:  # 'auto' looked at the field: what it saw, whichever way it chose
+            recorded["regimes_far_share"] = round(far_share, 4)
         if learned is not None:
             recorded.update({
                 "regimes_from": "field", "regimes_field_devices": learned.devices,

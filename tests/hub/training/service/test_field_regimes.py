@@ -235,22 +235,28 @@ def test_the_regimes_view_shows_the_field_far_from_the_active_regime_and_the_reg
     assert set_1.status_code == 409 and "feature set 1" in set_1.json()["detail"]
 
 
-def test_after_a_field_regimes_version_rows_the_old_one_scored_are_restated_or_dropped(tmp_path: Path) -> None:
-    """Once the version with the field's regimes is active, a retrain from it (its regimes kept) must not train on
-    the features v1 computed under its one regime, though they are as wide: rows with a raw window are restated under
+def test_auto_learns_the_regimes_once_and_later_rows_of_the_old_version_are_restated_or_dropped(
+        tmp_path: Path) -> None:
+    """``regimes = "auto"``: v1's one regime leaves most field readings far away, so the first retrain learns the
+    field's; from that version the field is near, so the next keeps them. That next retrain must not train on the
+    features v1 computed under its one regime, though they are as wide: rows with a raw window are restated under
     the new version's statistics, the rest dropped and counted."""
     own = make_fleet(tmp_path)
     try:
-        learned = service(own, settings()).retrain_now(actor="test", reason="field", now=NOW, regimes="field")
+        learned = service(own, settings(regimes="auto")).retrain_now(actor="test", reason="auto", now=NOW)
         assert learned.status == "succeeded", learned.error
         v2 = learned.result_version or ""
+        v2_manifest = own.registry.manifest(v2)
+        assert v2_manifest is not None and v2_manifest.regimes is not None
+        assert v2_manifest.training.params["regimes_from"] == "field" and v2_manifest.regimes.n_regimes == 3
+        assert v2_manifest.training.params["regimes_far_share"] > 0.6  # two of three operating points unseen
         own.registry.activate(v2, actor="test", action="activate", reason="the field's regimes")
-        job = service(own, settings()).retrain_now(actor="test", reason="more labels", now=NOW + 10)
+        job = service(own, settings(regimes="auto")).retrain_now(actor="test", reason="more labels", now=NOW + 10)
         assert job.status == "succeeded", job.error
         m = own.registry.manifest(job.result_version or "")
-        v2_manifest = own.registry.manifest(v2)
-        assert m is not None and v2_manifest is not None and m.parent_version == v2
+        assert m is not None and m.parent_version == v2
         assert m.regimes == v2_manifest.regimes and "regimes_from" not in m.training.params  # the parent's kept
+        assert m.training.params["regimes_far_share"] <= 0.1
         assert job.details["counts"]["field_other_inputs"] == own.unwindowed  # v1's rows without a raw window
         assert m.training.params["n_field"] + m.training.params["n_eval"] == len(own.y) - own.unwindowed
     finally:
