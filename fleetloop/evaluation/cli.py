@@ -13,7 +13,14 @@ import sys
 from pathlib import Path
 from typing import get_args
 
-from fleetloop.evaluation.settings import DEFAULT_FLEET, DEFAULT_TRAIN_REF, PROFILES, LabelPolicy, config_for
+from fleetloop.evaluation.settings import (
+    DEFAULT_FLEET,
+    DEFAULT_TRAIN_REF,
+    PROFILES,
+    LabelPolicy,
+    RegimesFrom,
+    config_for,
+)
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +63,10 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     c.add_argument("--feature-set", type=int, choices=(1, 2), metavar="N", help="1: window features of the raw "
                    "readings; 2: readings normalised by operating regime, window features, then 15/30-cycle means, "
                    "an EWM per sensor and time in service (default 2; --fast 1)")
+    c.add_argument("--regimes", choices=get_args(RegimesFrom), help="feature set 2's operating regimes: "
+                   "commissioned, fitted before the run on the training file and the feedback engines' readings (the "
+                   "default); field, v1 knows the training file's only and the hub learns the fleet's from the raw "
+                   "windows the devices upload (training.regimes auto)")
     c.add_argument("--workdir", type=Path, metavar="DIR", help="keep the broker, hub, models and gateway data here "
                    "(default: a temporary directory, removed afterwards)")
     c.add_argument("--json", action="store_true", help="print the result as one JSON object, last")
@@ -70,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     config = config_for("fast" if args.fast else "default", data, train_ref=args.train_ref, fleet=args.fleet,
                         devices=args.devices, engines=args.engines, rate=args.rate, seed=args.seed,
                         label_budget=args.label_budget, label_policy=args.label_policy, label_delay=args.label_delay,
-                        lockstep=False if args.free_run else None, feature_set=args.feature_set,
+                        lockstep=False if args.free_run else None, feature_set=args.feature_set, regimes=args.regimes,
                         workdir=args.workdir)
     report = run_eval(config)
     sys.stdout.write(report.table() + "\n")

@@ -136,23 +136,30 @@ def run_eval(config: EvalConfig) -> EvalReport:
             log.info("scoring static, loop and oracle models on %d evaluation engines", len(plan.evaluation_units))
             v1_manifest, v1_bytes = read_version(v1_dir)
             loop_manifest, loop_bytes = outcome.pop("loop_model")
-            # feature set 2: static and loop normalise by v1's regime statistics (a retrain keeps its parent's),
-            # the oracle by its own
+            # feature set 2: each model normalises by its own regime statistics (v1's, the loop's: its parent's, or
+            # learned from the field; the oracle's)
             data = engine_windows(fleet, plan.evaluation_units, window, config.horizon, v1_manifest.regimes)
             oracle_X = data.X if oracle.regimes is None else \
                 engine_windows(fleet, plan.evaluation_units, window, config.horizon, oracle.regimes).X
+            loop_X = data.X if loop_manifest.regimes == v1_manifest.regimes else \
+                engine_windows(fleet, plan.evaluation_units, window, config.horizon, loop_manifest.regimes).X
             oracle_windows = sum(windows_of(e.cycles, window) for e in plan.engines if e.feedback)
             scores = [
                 score_model("static", v1_manifest.version, v1_bytes, v1_manifest.threshold, data.X, data.y,
                             f"trained on {config.train_ref} only"),
-                score_model("loop", loop_manifest.version, loop_bytes, loop_manifest.threshold, data.X, data.y,
+                score_model("loop", loop_manifest.version, loop_bytes, loop_manifest.threshold, loop_X, data.y,
                             "what the fleet serves at the end" if loop_manifest.version != v1_manifest.version
                             else "the loop never deployed a model"),
                 score_model("oracle", "oracle", oracle.onnx_bytes, oracle.threshold, oracle_X, data.y,
                             f"every window of the {len(plan.feedback_units)} feedback engines labelled "
                             f"({oracle_windows:,} labels)"),
             ]
-            outcome["details"].update(label_free_estimate(loop_manifest, loop_bytes, data.X, scores[1]))
+            outcome["details"].update(label_free_estimate(loop_manifest, loop_bytes, loop_X, scores[1]))
+            if config.regimes == "field":
+                outcome["details"]["regimes"] = {"from": "field", "v1": v1_manifest.regimes.n_regimes
+                                                 if v1_manifest.regimes else None,
+                                                 "loop": loop_manifest.regimes.n_regimes if loop_manifest.regimes
+                                                 else None}
     finally:
         if not config.workdir:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -170,7 +177,8 @@ def commissioned_regimes(config: EvalConfig, plan: FleetPlan, fleet: Mapping[int
     if window.feature_set_version != REGIMES:
         return None
     reference = load_engines(config.train_ref_path)
-    engines = {**{-u: r for u, r in reference.items()}, **{u: fleet[u] for u in plan.feedback_units}}
+    feedback = plan.feedback_units if config.regimes == "commissioned" else []  # "field": the hub learns them
+    engines = {**{-u: r for u, r in reference.items()}, **{u: fleet[u] for u in feedback}}
     return engine_regimes(engines, sorted(engines), window, config.seed)
 
 
@@ -234,6 +242,9 @@ class LoopRun:
             ingest_client_id="eval-ingest", artifact_base_url=api.url, drift=self.settings.drift,
             training=self.settings.training, labels=self.settings.labels, rollout_tick_s=0.5,
             trace_request_interval_s=0.5,
+            # the random slice's raw windows, asked for as they come: what the hub learns regimes from ("field");
+            # not asked for when the regimes were commissioned (nothing reads them)
+            raw_window_interval_s=1.0, raw_window_learn_per_pass=500 if config.regimes == "field" else 0,
         )
         hub = self.hub = HubService(settings, driven=DRIVEN_JOBS if self.settings.milestone else ())
         hub.registry.register(self.v1_dir, actor="operator:eval", status="active",

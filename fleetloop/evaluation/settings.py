@@ -73,6 +73,7 @@ from shared.errors import ConfigError
 from shared.features import FEATURE_SETS
 
 LabelPolicy = Literal["select", "even"]
+RegimesFrom = Literal["commissioned", "field"]
 """Which windows of a failed engine technicians label: the hub's label-selection policy, or an evenly spaced share."""
 
 LOCKSTEP_LATENCY_MS = 5000.0
@@ -105,6 +106,10 @@ class EvalConfig:
     feedback_fraction: float = 0.5
     label_budget: float = 0.25
     label_policy: LabelPolicy = "select"  # the hub's policy (issue 14: the evaluation labels as the product asks)
+    # feature set 2's regime statistics for v1: "commissioned" fits them on the training file and the feedback
+    # engines' readings (an operator's commissioning step); "field": on the training file alone, and the hub
+    # learns the fleet's from the devices' raw windows (TrainingSettings.regimes "auto", hub.training.regimes)
+    regimes: RegimesFrom = "commissioned"
     lockstep: bool = True  # the replay held at milestones while the hub catches up (conductor); False: free-running
     label_delay: int = 20  # cycles after an engine's failure before its labels are sent
     base_weight: float = 0.3  # of each base-set row (TrainingSettings.sim_weight); 0: field labels only
@@ -119,6 +124,8 @@ class EvalConfig:
             raise ConfigError("the base-set weight must be a finite number >= 0")
         if self.label_policy not in get_args(LabelPolicy):
             raise ConfigError(f"--label-policy must be select or even, not {self.label_policy!r}")
+        if self.regimes not in get_args(RegimesFrom):
+            raise ConfigError(f"--regimes must be commissioned or field, not {self.regimes!r}")
         if self.label_delay < 0 or self.horizon < 1 or self.window_size < 2 or self.window_step < 1:
             raise ConfigError("--label-delay must be >= 0, the horizon >= 1, the window >= 2 cycles, its step >= 1")
         if self.feature_set not in FEATURE_SETS:
@@ -198,7 +205,7 @@ def loop_settings(config: EvalConfig, *, mean_cycles: float, replay_s: float, ex
         seed=config.seed, base_set=f"cmapss:{config.train_ref_path.resolve()}",
         sim_weight=config.base_weight,
         sim_horizon=config.horizon, split_block_s=engine_s, check_interval_s=1.0, latency_runs=100,
-        triggers=triggers, gate=gate,
+        triggers=triggers, gate=gate, regimes="auto" if config.regimes == "field" else "parent",
     )
     # held at milestones, the replay covers an engine life in 2-5 times its wall time: a window of 20 lives' wall
     # time still holds the 300 windows a verdict needs, so the rollouts' control trust sees drift throughout
