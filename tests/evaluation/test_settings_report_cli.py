@@ -29,6 +29,10 @@ def test_profiles_and_overrides() -> None:
     # the full run labels as the hub's policy asks (issue 14); --fast evenly; --label-policy overrides either
     assert (config_for("default", Path("/data")).label_policy, fast.label_policy) == ("select", "even")
     assert config_for("default", Path("/data"), label_policy="even").label_policy == "even"
+    # feature set 2's regimes: commissioned before the run by default; learned by the hub from the field on request
+    assert config_for("default", Path("/data")).regimes == "commissioned"
+    with pytest.raises(ConfigError, match="--regimes must be commissioned or field"):
+        EvalConfig(data_dir=Path("/data"), regimes="learned")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="--rate"):
         EvalConfig(data_dir=Path("/data"), rate=0.0)
     with pytest.raises(ConfigError, match="--label-delay"):
@@ -56,6 +60,10 @@ def test_loop_settings_scale_to_engine_lives_and_replay_phases() -> None:
     # random vectors of the traffic yardstick (5% of those, at least 10)
     assert s.limits == replace(HealthLimits(), latency_p99_ms=200.0, min_rate_windows=98, min_traffic_samples=10)
     assert s.agent["stats_interval_s"] == 1.0 and s.agent["site"] == "train-FD002"
+    assert t.regimes == "parent"  # commissioned regimes: every retrain keeps v1's
+    field = loop_settings(replace(config, regimes="field"), mean_cycles=200.0, replay_s=120.0,
+                          expected_labels=10_000, positive_rate=0.15, engine_windows=196, feedback_engines=100)
+    assert field.training.regimes == "auto"  # the hub learns the fleet's when the field runs far from v1's
     # few labels: the first retrain waits for what the gate needs, at most 70% of them
     small = loop_settings(config, mean_cycles=200.0, replay_s=20.0, expected_labels=1000, positive_rate=0.15,
                           engine_windows=98, feedback_engines=50)
@@ -118,5 +126,5 @@ def test_help_names_the_options(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["eval", "cmapss", "--help"])
     out = capsys.readouterr().out
-    for option in ("--data", "--train-ref", "--fleet", "--fast", "--json", "--devices", "--label-budget"):
+    for option in ("--data", "--train-ref", "--fleet", "--fast", "--json", "--devices", "--label-budget", "--regimes"):
         assert option in out
