@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.fixtures.data",
     "tests.fixtures.order",
     "tests.fixtures.postgres",
+    "tests.fixtures.signals",
 ]
