@@ -89,7 +89,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     models.add_argument("--register", type=Path, metavar="DIR",
                         help="register and sign a version directory (a path on the hub's host); it is gated "
                              "against the active version unless --skip-gate")
-    models.add_argument("--skip-gate", action="store_true", help="register without the gate (needs --reason; "
+    models.add_argument("--skip-gate", action="store_true", help="register without the gate, or clear VERSION (a "
+                        "candidate, or one the gate could not judge for too few labels) unjudged (needs --reason; "
                         "recorded in the audit trail)")
     models.add_argument("--reason", help="why (required with --register)")
     models.add_argument("--status", help="list only versions with this status (candidate, active, …)")

@@ -93,7 +93,13 @@ def models(args: argparse.Namespace) -> int:
         if args.register:
             return _register(hub, args)
         if args.skip_gate:
-            raise ConfigError("--skip-gate applies to --register only")
+            if not args.version:
+                raise ConfigError("--skip-gate applies to --register DIR, or to a registered VERSION")
+            if not args.reason:
+                raise ConfigError("--skip-gate needs --reason (recorded as the version's gate decision)")
+            row = hub.post(f"/models/{args.version}/skip-gate", {"reason": args.reason, **_actor(args)})
+            _json(row) if args.json else _out(f"{row.get('version')}: gate skipped, {row.get('status')} (audited)")
+            return 0
         if args.version:
             detail = hub.get(f"/models/{args.version}")
             _json(detail) if args.json else _out(render.model_text(detail))

@@ -117,12 +117,17 @@ class Registry:
         return sorted(old)
 
     def skip_gate(self, version: str, *, actor: str, reason: str) -> ModelVersionRow:
-        """Clear a candidate for rollout without judging it: recorded as its gate decision and in its audit trail."""
+        """Clear a candidate for rollout without judging it: recorded as its gate decision and in its audit trail.
+
+        A version the gate could not judge (``insufficient_data``: too few labels, e.g. one with regime statistics
+        learned from the field before the technicians' labels came back) may be cleared too; one it found worse
+        (``rejected``) may not."""
         if not actor or not reason.strip():
             raise RegistryError("skipping the gate needs an actor and a reason")
         row = self.get(version)
-        if row.status != "candidate":
-            raise RegistryError(f"{version} is {row.status}: only a candidate's gate can be skipped")
+        if row.status not in ("candidate", "insufficient_data"):
+            raise RegistryError(f"{version} is {row.status}: only a candidate's gate, or one the gate could not judge "
+                                "(insufficient_data), can be skipped")
         gate = skipped_gate(actor=actor, reason=reason, ts=self.clock(), incumbent=self.active_version())
         log.warning("gate of %s skipped by %s: %s", version, actor, reason)
         return self.transition(version, "candidate", actor=actor, action="gate_skipped", reason=reason, gate=gate)

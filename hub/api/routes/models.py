@@ -8,6 +8,7 @@ secret, but a version the gate (or an operator) rejected was never approved: its
 
 ``POST /models`` (operators) registers a version made elsewhere through the same gate as a retrain, or with
 an audited ``skip_gate``: a rollout takes no candidate without a passed or skipped gate decision.
+``POST /models/{version}/skip-gate`` clears one already registered (a candidate, or one the gate could not judge).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from hub.api.deps import AUTH_RESPONSES, Operator, Reader, RegistryDep, Training
 from hub.api.schemas.models import (
     VERSION_PATTERN,
     AuditPublic,
+    GateSkip,
     GateSummaryPublic,
     ModelDetail,
     ModelPublic,
@@ -85,6 +87,28 @@ def get_model(version: Version, _: Reader, registry: RegistryDep) -> ModelDetail
         **ModelPublic.from_row(row).model_dump(), signature=row.signature, manifest=row.manifest, gate=row.gate,
         audit=[AuditPublic.from_row(a) for a in registry.store.model_audit(version=version, limit=10_000)],
     )
+
+
+@router.post(
+    "/{version}/skip-gate",
+    summary="Clear a registered version for rollout without the gate's judgement (audited)",
+    responses={**AUTH_RESPONSES, **error(404, "No such version in the registry"),
+               **error(409, "The version is neither a candidate nor one the gate could not judge (insufficient_data)"),
+               **error(400, "The body is not JSON"), **UNAVAILABLE},
+)
+def skip_gate(version: Version, body: GateSkip, principal: Operator, registry: RegistryDep) -> ModelPublic:
+    """A candidate, or a version the gate could not judge for too few labels (``insufficient_data``: say one with
+    regime statistics learned from the field before labels came back), becomes a ``candidate`` whose gate decision
+    is ``skipped``, with who and why in its audit trail; its rollout's stages (and the label-free estimate on their
+    traffic) still judge it. A version the gate found worse (``rejected``) cannot be cleared."""
+    if registry.store.model_version(version) is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no model version {version} in the registry")
+    actor = principal.role + (f":{body.actor}" if body.actor else "")
+    try:
+        row = registry.skip_gate(version, actor=actor, reason=body.reason)
+    except RegistryError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
+    return ModelPublic.from_row(row)
 
 
 @router.get(

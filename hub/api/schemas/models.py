@@ -85,6 +85,16 @@ class ModelRegister(BaseModel):
                               description="who registers, as stated by the caller (tokens carry only a role)")
 
 
+class GateSkip(BaseModel):
+    """Why a registered version is cleared for rollout without the gate's judgement (audited), and who says so."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=2000)
+    actor: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$",
+                              description="who skips the gate, as stated by the caller (tokens carry only a role)")
+
+
 class ModelRegistered(ModelPublic):
     """The registered version, its status after the gate, and the gate's decision in short."""
 

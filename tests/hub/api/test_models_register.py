@@ -83,3 +83,32 @@ def test_revert_and_retry_refuse_with_409_when_there_is_nothing_to_do(fleet: Hub
     refused = op.post(f"/rollouts/{rid}/retry", json={"reason": "again"})
     assert refused.status_code == 409 and "not an infrastructure failure" in refused.json()["detail"]
     assert fleet.client("viewer").post("/rollouts/revert", json={"reason": "x"}).status_code == 403
+
+
+def test_a_version_the_gate_could_not_judge_can_be_cleared_by_an_operator_with_a_reason(
+        fleet: Hub, initial_model_dir: Path, tmp_path: Path) -> None:
+    """``insufficient_data`` (too few labels, say a version with regimes learned from the field before any came back)
+    is not "found worse": an operator may clear it, audited; a rejected one may not be cleared."""
+    op, viewer = fleet.client("operator"), fleet.client("viewer")
+    made = op.post("/models", json={"path": str(variant(initial_model_dir, tmp_path / "v2", "v2")),
+                                    "reason": "regimes learned from the field"})
+    assert made.json()["status"] == "insufficient_data", made.text
+    assert viewer.post("/models/v2/skip-gate", json={"reason": "x"}).status_code == 403
+    assert op.post("/models/v2/skip-gate", json={}).status_code == 422  # the reason is required
+    assert op.post("/models/v9/skip-gate", json={"reason": "x"}).status_code == 404
+    cleared = op.post("/models/v2/skip-gate", json={"reason": "regimes checked by hand; canary watches",
+                                                   "actor": "ana"})
+    assert cleared.status_code == 200, cleared.text
+    assert (cleared.json()["status"], cleared.json()["gate_verdict"]) == ("candidate", "skipped")
+    audit = viewer.get("/models/v2").json()["audit"]
+    assert (audit[-1]["action"], audit[-1]["actor"], audit[-1]["to_status"]) == ("gate_skipped", "operator:ana",
+                                                                                 "candidate")
+    assert "regimes checked by hand" in audit[-1]["reason"]
+    started = op.post("/rollouts", json={"candidate": "v2", "reason": "canary first"})
+    assert started.status_code == 201, started.text
+    registry = fleet.services.registry
+    assert registry is not None
+    registry.register(variant(initial_model_dir, tmp_path / "v3", "v3"), actor="test", reason="worse",
+                      status="rejected")
+    refused = op.post("/models/v3/skip-gate", json={"reason": "try"})
+    assert refused.status_code == 409 and "v3 is rejected" in refused.json()["detail"]

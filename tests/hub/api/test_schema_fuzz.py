@@ -53,7 +53,8 @@ PUBLIC = {"GET /metrics", "GET /health", "GET /models/{version}/artifact"}
 TECHNICIAN = {"GET /queue", "POST /annotations", "POST /annotations/batch", "POST /incidents/{incident_id}/acknowledge",
               "POST /incidents/{incident_id}/resolve", "POST /incidents/resolve", "POST /incidents/missed",
               "POST /traces/{trace_id}/window"}
-OPERATOR = {"POST /labels/validate", "POST /drift/reference", "POST /models", "POST /rollouts", "POST /rollouts/revert",
+OPERATOR = {"POST /labels/validate", "POST /drift/reference", "POST /models", "POST /models/{version}/skip-gate",
+            "POST /rollouts", "POST /rollouts/revert",
             "POST /rollouts/{rollout_id}/retry", "POST /rollouts/{rollout_id}/{action}", "POST /retrain"}
 # Tables a technician's fuzzing may change: annotations and the hub events recording them; incidents (acknowledged,
 # resolved, a missed failure) with their history and the notifications each change queues; raw-window requests.

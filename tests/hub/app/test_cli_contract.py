@@ -32,6 +32,8 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, Any]]:
             return httpx.Response(200, json=ROLLOUTS)
         if request.url.path == "/models":
             return httpx.Response(201, json={"version": "v7", "status": "candidate", "gate_verdict": "skipped"})
+        if request.url.path.endswith("/skip-gate"):
+            return httpx.Response(200, json={"version": "v7", "status": "candidate", "gate_verdict": "skipped"})
         if request.url.path == "/retrain":
             return httpx.Response(202, json={"job_id": "job-1", "total_labels": 9, "new_labels": 4})
         if request.url.path.startswith("/drift/reference"):
@@ -52,6 +54,15 @@ def test_register_sends_an_absolute_path_and_the_skip(sent: list, tmp_path: Path
     assert "registered v7 (candidate), signed; gate: skipped" in capsys.readouterr().out
     assert main(["hub", "models", "--register", "v7"]) == 2  # a registration says why
     assert "--reason" in capsys.readouterr().err
+    # a registered version the gate could not judge, cleared with a reason (POST /models/{version}/skip-gate)
+    sent.clear()
+    assert main(["hub", "models", "v7", "--skip-gate", "--reason", "regimes checked"]) == 0
+    assert sent == [("POST", "/models/v7/skip-gate", {"reason": "regimes checked"})]
+    assert "v7: gate skipped, candidate (audited)" in capsys.readouterr().out
+    assert main(["hub", "models", "v7", "--skip-gate"]) == 2
+    assert "--skip-gate needs --reason" in capsys.readouterr().err
+    assert main(["hub", "models", "--skip-gate", "--reason", "x"]) == 2
+    assert "a registered VERSION" in capsys.readouterr().err
 
 
 def test_reference_take_sends_the_window_in_unix_seconds(sent: list, capsys: pytest.CaptureFixture[str]) -> None:
