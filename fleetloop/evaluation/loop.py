@@ -245,6 +245,7 @@ class LoopRun:
             # the random slice's raw windows, asked for as they come: what the hub learns regimes from ("field");
             # not asked for when the regimes were commissioned (nothing reads them)
             raw_window_interval_s=1.0, raw_window_learn_per_pass=500 if config.regimes == "field" else 0,
+            raw_window_learn_per_day=100_000,  # a run replays days of a fleet in minutes
         )
         hub = self.hub = HubService(settings, driven=DRIVEN_JOBS if self.settings.milestone else ())
         hub.registry.register(self.v1_dir, actor="operator:eval", status="active",

@@ -156,6 +156,9 @@ class HubSettings(BaseSettings):
     raw_window_learn_per_pass: int = Field(
         default=50, ge=0, description="random-slice windows (the unbiased field readings feature set 2's regime "
         "statistics are learnt from) asked of devices at most each raw-window pass, the newest first; 0 = none")
+    raw_window_learn_per_day: int = Field(
+        default=500, ge=0, description="random-slice windows asked for at most in any 24 hours: regime statistics "
+        "need a few hundred, and each is kept raw_window_retention_days")
     raw_window_learn_lookback_s: float = Field(
         default=86400.0, gt=0, description="how far back the random slice's windows are asked for (a device keeps "
         "only its newest sampled windows: agent raw_windows_keep)")

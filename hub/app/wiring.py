@@ -157,6 +157,7 @@ def build_services(
         traces = TraceRequester(store, settings.labels, commands.send)
         windows = WindowRequester(store, commands.send, retention_s=settings.raw_window_retention_days * 86400.0,
                                   learn_per_pass=settings.raw_window_learn_per_pass,
+                                  learn_per_day=settings.raw_window_learn_per_day,
                                   learn_lookback_s=settings.raw_window_learn_lookback_s, clock=clock)
     reg = rollouts = trainer = None
     if registry:

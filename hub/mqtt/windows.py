@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 
 from hub.store.ports import HubStore
@@ -15,6 +16,7 @@ from shared.messages import Command
 log = logging.getLogger(__name__)
 
 MAX_PER_COMMAND = 100
+DAY_S = 86400.0
 INCIDENTS_PER_PASS = 500
 
 
@@ -23,11 +25,14 @@ class WindowRequester:
 
     def __init__(self, store: HubStore, send: Callable[[str, Command], bool], *, retry_s: float = 120.0,
                  max_asks: int = 3, retention_s: float = 30 * 86400.0, learn_per_pass: int = 0,
-                 learn_lookback_s: float = 86400.0, clock: Callable[[], float] = time.time) -> None:
+                 learn_lookback_s: float = 86400.0, learn_per_day: int = 500,
+                 clock: Callable[[], float] = time.time) -> None:
         """`learn_per_pass`: random-slice windows asked for at most each pass (0: none), the newest first among
         those scored within `learn_lookback_s` (and the retention period): a device keeps only its newest sampled
         windows (`AgentSettings.raw_windows_keep`), so older ones are mostly gone, and the bound keeps the pass's
-        scan of the predictions short."""
+        scan of the predictions short. `learn_per_day`: at most this many in any 24 hours (counted since this job
+        started), so a large fleet's random slice does not fill the hub's disk with windows kept for
+        `retention_s`: regimes are learned from a few hundred (`hub.training.regimes`; 37 found C-MAPSS FD002's six)."""
         self.store = store
         self.send = send
         self.retry_s = retry_s
@@ -35,6 +40,8 @@ class WindowRequester:
         self.retention_s = retention_s
         self.learn_per_pass = learn_per_pass
         self.learn_lookback_s = learn_lookback_s
+        self.learn_per_day = learn_per_day
+        self._learn_asked: deque[float] = deque()  # when each random-slice window was asked for, the last 24 h
         self.clock = clock
         self.requested = 0
 
@@ -55,9 +62,14 @@ class WindowRequester:
             windows = self.store.incident_windows(incident.id)
             if windows:
                 wanted.append((max(windows, key=lambda w: w.score).trace_id, incident.device_id))
-        if self.learn_per_pass > 0:
+        while self._learn_asked and self._learn_asked[0] <= now - DAY_S:
+            self._learn_asked.popleft()
+        budget = min(self.learn_per_pass, self.learn_per_day - len(self._learn_asked))
+        if budget > 0:
             since = now - min(self.retention_s, self.learn_lookback_s)
-            wanted += self.store.random_windows_unasked(since=since, limit=self.learn_per_pass)
+            learn = self.store.random_windows_unasked(since=since, limit=budget)
+            self._learn_asked.extend(now for _ in learn)
+            wanted += learn
         self.store.request_raw_windows(wanted, ts=now)
         self.store.expire_raw_window_requests(max_asks=self.max_asks, asked_before=now - self.retry_s, ts=now)
         by_device: dict[str, list[str]] = {}

@@ -84,3 +84,26 @@ def test_the_job_asks_for_the_random_slices_newest_windows_a_few_a_pass(tmp_path
         stored = hub.store.stored_raw_windows(since=0.0)
         assert [(w.trace_id, w.service) for w in stored] == [("r4", 12)]
         assert hub.store.raw_window("near") is None and hub.store.raw_window("stale") is None
+
+
+def test_the_random_slice_is_asked_for_at_most_learn_per_day_windows_in_any_24_hours(tmp_path: Path) -> None:
+    """A large fleet's random slice would fill the hub's disk with windows kept for the retention period; regimes
+    need a few hundred. The daily cap counts what this job asked for in the last 24 hours."""
+    with running_hub(tmp_path / "hub.db") as hub:
+        assert hub.services.windows is not None and hub.services.windows.learn_per_day == 500  # the default
+        hub.store.ingest_batch([IngestRecord(_random_sample("pump-1", f"r{i}", T0 - 100.0 + i), T0)
+                                for i in range(8)])
+        asked: list[str] = []
+
+        def send(device: str, command: Command) -> bool:
+            asked.extend(command.trace_ids)
+            return True
+
+        job = WindowRequester(hub.store, send, retry_s=1e9, retention_s=30 * 86400.0, learn_per_pass=3,
+                              learn_per_day=4)
+        assert job.run(T0) == 3 and job.run(T0 + 30) == 1  # the day's fourth
+        assert job.run(T0 + 60) == 0 and len(asked) == 4
+        hub.store.ingest_batch([IngestRecord(_random_sample("pump-1", f"late{i}", T0 + 86400.0 + i), T0 + 86400.0)
+                                for i in range(5)])
+        assert job.run(T0 + 86400.0 + 30) == 3  # a day after the first asks, their budget is back
+        assert sorted(asked[-3:]) == ["late2", "late3", "late4"]  # the newest first
