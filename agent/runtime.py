@@ -54,7 +54,7 @@ from shared.codec import encode
 from shared.errors import ConfigError
 from shared.features import REGIMES
 from shared.ids import new_id
-from shared.manifest import ModelManifest
+from shared.manifest import ModelManifest, same_inputs
 from shared.messages import Anomaly, Message, ModelEvent, Sample
 from shared.streaming import Emitted
 from shared.topics import Kind, Topics
@@ -184,8 +184,7 @@ class Agent:
         now = time.time()
         self.flush_stats(now)
         self.commit()
-        same_windows = (model.manifest.window, model.manifest.regimes) == \
-            (self.model.manifest.window, self.model.manifest.regimes)
+        same_windows = same_inputs(model.manifest, self.model.manifest)
         if not same_windows:
             self.counters.extra["window_resets"] = self.counters.extra.get("window_resets", 0) + 1
             log.warning("model %s windows differently from %s: partial windows are dropped", model.version,

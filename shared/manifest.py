@@ -147,6 +147,12 @@ class ModelManifest(Wire, frozen=True, kw_only=True, forbid_unknown_fields=True)
 _MANIFEST_DECODER = msgspec.json.Decoder(ModelManifest)
 
 
+def same_inputs(a: ModelManifest, b: ModelManifest) -> bool:
+    """Whether feature vectors computed for `a` are what `b` scores: the same window (sensors, size, step, feature
+    set) and the same regime statistics (a retrain keeps its parent's, unless it learned the field's)."""
+    return a.window == b.window and a.regimes == b.regimes
+
+
 def load_manifest(data: bytes | str | Mapping[str, Any]) -> ModelManifest:
     """A manifest from its JSON (``manifest.json``) or its plain data (a stored row); ValueError if invalid.
 

@@ -35,7 +35,8 @@ import numpy as np
 
 from hub.rollout.evidence import Estimate, Expectation, Source
 from hub.training.estimate import calibrated, rates
-from shared.manifest import Calibration, ModelManifest
+from shared.manifest import Calibration
+from shared.manifest import same_inputs as same_features
 
 MIN_EXPECTED_FAILURES = 5.0
 """Fewer failures than this expected among the vectors scored: no recall or F1 (a handful of likely failures make a
@@ -70,12 +71,6 @@ class Provenance:
     until: float
     data_from: float | None = None
     data_to: float | None = None
-
-
-def same_features(a: ModelManifest, b: ModelManifest) -> bool:
-    """Whether vectors a device computed serving `a` are what `b` scores: the same window (sensors, size, step,
-    feature set) and the same regime statistics (a retrain keeps its parent's)."""
-    return a.window == b.window and a.regimes == b.regimes
 
 
 def _strata(served: Sequence[Served]) -> Iterator[tuple[Served, int, tuple[tuple[np.ndarray, float], ...]]]:

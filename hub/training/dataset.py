@@ -193,11 +193,6 @@ class EvalSet:
     def __len__(self) -> int:
         return int(self.y.shape[0])
 
-    def take(self, mask: np.ndarray, X: np.ndarray) -> EvalSet:
-        """The rows `mask` keeps, with features `X` (of the kept rows)."""
-        return EvalSet(X=X, y=self.y[mask], cohort=self.cohort[mask], trace_id=self.trace_id[mask],
-                       device_id=self.device_id[mask], groups=self.groups[mask])
-
 
 @dataclass(frozen=True)
 class SimSpec:

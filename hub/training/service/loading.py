@@ -28,6 +28,7 @@ from hub.training.dataset import (
 from hub.training.errors import RetrainError, UnknownLabelSetError
 from hub.training.far_floor import floor_from_decisions, healthy_cohorts, onset_from_reports
 from hub.training.regimes import (
+    FieldReadings,
     FieldRegimes,
     as_parent_scored,
     compare_regimes,
@@ -39,6 +40,7 @@ from hub.training.settings import TrainingSettings
 from hub.training.split import SplitPlan, adaptive_block, choose_method
 from shared.features import REGIMES
 from shared.manifest import ModelManifest, load_manifest
+from shared.manifest import same_inputs as same_manifest_inputs
 
 _REPORTS = 1000
 
@@ -104,46 +106,46 @@ def build_datasets(
 
 
 def same_inputs(store: HubStore, parent: ModelManifest, versions: np.ndarray) -> np.ndarray:
-    """Whether the version that scored each row had `parent`'s inputs: the same window and regime statistics (a
-    version before or after regimes learned from the field has other statistics, and features of the same width).
-    A version the registry does not hold, or none recorded, counts as the parent's, as before versions differed."""
+    """Whether the version that scored each row had `parent`'s inputs (`shared.manifest.same_inputs`: a version
+    before or after regimes learned from the field has other statistics, and features of the same width). A version
+    the registry does not hold, or none recorded, counts as the parent's, as before versions differed."""
     alike: dict[str, bool] = {}
     for version in set(versions.tolist()):
         row = store.model_version(version) if version else None
-        if row is None:
-            alike[version] = True
-            continue
-        manifest = load_manifest(row.manifest)
-        alike[version] = (manifest.window, manifest.regimes) == (parent.window, parent.regimes)
+        alike[version] = row is None or same_manifest_inputs(load_manifest(row.manifest), parent)
     return np.array([alike[v] for v in versions.tolist()], dtype=bool)
 
 
-def field_far_share(store: HubStore, parent: ModelManifest, settings: TrainingSettings, *,
-                    since: float) -> float | None:
-    """The share of the field's raw readings (windows received since `since`) far from every one of `parent`'s
-    regimes (`hub.training.regimes.compare_regimes`): what ``regimes = "auto"`` decides on. None when the parent
-    has no regime statistics or the field fewer than ``settings.regimes_min_readings`` readings."""
-    if parent.regimes is None or parent.window.feature_set_version != REGIMES:
-        return None
-    sensors = parent.window.sensors
-    field = field_readings(store.stored_raw_windows(since=since, limit=settings.regimes_max_windows), sensors)
-    if field.readings < settings.regimes_min_readings:
-        return None
-    return compare_regimes(parent.version, parent.regimes, field, sensors, None).far_share
-
-
-def learn_field_regimes(store: HubStore, parent: ModelManifest, settings: TrainingSettings, *,
-                        since: float) -> FieldRegimes:
-    """Regime statistics for a retrain from `parent`, learned from the raw windows received since `since` (at most
-    ``settings.regimes_max_windows``, the newest) and the base set's readings. RetrainError for a parent that is not
-    of feature set 2, a base set that is not C-MAPSS, or too few field readings."""
+def field_regime_windows(store: HubStore, parent: ModelManifest, settings: TrainingSettings, *,
+                         since: float) -> tuple[list[RawWindowRow], FieldReadings]:
+    """The raw windows received since `since` (at most ``settings.regimes_max_windows``, the newest) and their
+    readings of `parent`'s window sensors: what ``regimes = "field"`` learns from and ``"auto"`` decides on, read once.
+    RetrainError for a parent that is not of feature set 2."""
     window = parent.window
     if window.feature_set_version != REGIMES or parent.regimes is None:
         raise RetrainError(f"regimes from the field are feature set {REGIMES}'s; the parent {parent.version} uses "
                            f"feature set {window.feature_set_version}, which has no regime statistics: retrain with "
                            "the parent's regimes")
     rows = store.stored_raw_windows(since=since, limit=settings.regimes_max_windows)
-    field = field_readings(rows, window.sensors)
+    return rows, field_readings(rows, window.sensors)
+
+
+def field_far_share(parent: ModelManifest, field: FieldReadings, settings: TrainingSettings) -> float | None:
+    """The share of the field's readings far from every one of `parent`'s regimes
+    (`hub.training.regimes.compare_regimes`): what ``regimes = "auto"`` decides on. None when the field has fewer
+    than ``settings.regimes_min_readings`` readings."""
+    if parent.regimes is None or field.readings < settings.regimes_min_readings:
+        return None
+    return compare_regimes(parent.version, parent.regimes, field, parent.window.sensors, None).far_share
+
+
+def learn_field_regimes(parent: ModelManifest, settings: TrainingSettings, rows: list[RawWindowRow],
+                        field: FieldReadings) -> FieldRegimes:
+    """Regime statistics for a retrain from `parent` (of feature set 2, `field_regime_windows`), learned from the
+    field's raw windows `rows` (their readings `field`) and the base set's readings. RetrainError for a base set
+    that is not C-MAPSS, or too few field readings."""
+    assert parent.regimes is not None  # field_regime_windows refused a parent without them
+    window = parent.window
     base = base_readings(parent, settings, window)
     stats = learn_regimes(field, base, window.sensors, parent.regimes.settings,
                           min_readings=settings.regimes_min_readings, seed=settings.seed)

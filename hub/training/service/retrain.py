@@ -38,7 +38,13 @@ from hub.training.dataset import Datasets
 from hub.training.errors import RetrainError
 from hub.training.evaluate import GateRun, gate_candidate, score
 from hub.training.regimes import NO_RAW_WINDOW, FieldRegimes
-from hub.training.service.loading import build_datasets, far_before_drift, field_far_share, learn_field_regimes
+from hub.training.service.loading import (
+    build_datasets,
+    far_before_drift,
+    field_far_share,
+    field_regime_windows,
+    learn_field_regimes,
+)
 from hub.training.settings import ParamValue, TrainingSettings
 from models.calibration import fit_calibration
 from models.onnx_export import ParityReport, parity_check, to_onnx_bytes
@@ -156,16 +162,20 @@ class Retrainer:
         timer.stage("dataset")
         learned, far_share = None, None
         source = regimes_source(job, s)
-        since = now - (s.regimes_since_s if s.regimes_since_s is not None else self.labels.ttl_s)
-        if source == "auto":
-            far_share = field_far_share(self.store, parent, s, since=since)
-            source = "field" if far_share is not None and far_share > s.regimes_far_share else "parent"
-            log.info("retrain %s: regimes auto: %s of the field's readings far from the parent's regimes: %s", job.id,
-                     "none" if far_share is None else f"{far_share:.1%}", source)
-        if source == "field":
-            learned = learn_field_regimes(self.store, parent, s, since=since)
-            log.info("retrain %s: %d regimes learned from %d field readings (%d raw windows, %d devices)", job.id,
-                     learned.stats.n_regimes, learned.readings, learned.windows, learned.devices)
+        if source == "auto" and parent.regimes is None:
+            source = "parent"  # feature set 1: no regime statistics to learn
+        if source != "parent":
+            since = now - (s.regimes_since_s if s.regimes_since_s is not None else self.labels.ttl_s)
+            rows, field = field_regime_windows(self.store, parent, s, since=since)
+            if source == "auto":
+                far_share = field_far_share(parent, field, s)
+                source = "field" if far_share is not None and far_share > s.regimes_far_share else "parent"
+                log.info("retrain %s: regimes auto: %s of the field's readings far from the parent's regimes: %s",
+                         job.id, "none" if far_share is None else f"{far_share:.1%}", source)
+            if source == "field":
+                learned = learn_field_regimes(parent, s, rows, field)
+                log.info("retrain %s: %d regimes learned from %d field readings (%d raw windows, %d devices)",
+                         job.id, learned.stats.n_regimes, learned.readings, learned.windows, learned.devices)
         data = build_datasets(self.store, label_set_id=label_set_id, parent=parent, settings=s,
                               max_cohort_share=self.labels.max_cohort_share, now=now, regimes=learned)
         ts, evaluation = data.training, data.evaluation
