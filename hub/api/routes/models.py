@@ -19,10 +19,10 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 
 from hub.api.deps import AUTH_RESPONSES, Operator, Reader, RegistryDep, TrainingDep, error
+from hub.api.schemas.base import ActionBody
 from hub.api.schemas.models import (
     VERSION_PATTERN,
     AuditPublic,
-    GateSkip,
     GateSummaryPublic,
     ModelDetail,
     ModelPublic,
@@ -96,7 +96,7 @@ def get_model(version: Version, _: Reader, registry: RegistryDep) -> ModelDetail
                **error(409, "The version is neither a candidate nor one the gate could not judge (insufficient_data)"),
                **error(400, "The body is not JSON"), **UNAVAILABLE},
 )
-def skip_gate(version: Version, body: GateSkip, principal: Operator, registry: RegistryDep) -> ModelPublic:
+def skip_gate(version: Version, body: ActionBody, principal: Operator, registry: RegistryDep) -> ModelPublic:
     """A candidate, or a version the gate could not judge for too few labels (``insufficient_data``: say one with
     regime statistics learned from the field before labels came back), becomes a ``candidate`` whose gate decision
     is ``skipped``, with who and why in its audit trail; its rollout's stages (and the label-free estimate on their

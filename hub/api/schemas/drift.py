@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from hub.api.schemas.base import Public
+from hub.api.schemas.base import ActorName, Public
 from hub.store.rows import DriftReferenceRow, DriftReportRow
 
 
@@ -37,8 +37,8 @@ class DriftReferenceCreate(BaseModel):
     device_baselines: bool | None = Field(
         default=None, description="compare each device and cohort with its own baseline from this window "
         "(default: the hub's drift.device_baselines)")
-    actor: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$",
-                              description="who asks, as stated by the caller (recorded as operator:<actor>)")
+    actor: ActorName | None = Field(default=None, description="who asks, as stated by the caller (recorded as "
+                                    "operator:<actor>)")
 
     @model_validator(mode="after")
     def _window(self) -> DriftReferenceCreate:

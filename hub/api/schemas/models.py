@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from hub.api.schemas.base import Public
+from hub.api.schemas.base import ActorName, Public
 from hub.store import AuditRow, ModelVersionRow
 
 VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
@@ -81,18 +81,8 @@ class ModelRegister(BaseModel):
     reason: str = Field(min_length=1, max_length=2000)
     skip_gate: bool = Field(default=False, description="clear it for rollout unjudged; the reason is recorded as "
                             "its gate decision and in its audit trail")
-    actor: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$",
-                              description="who registers, as stated by the caller (tokens carry only a role)")
-
-
-class GateSkip(BaseModel):
-    """Why a registered version is cleared for rollout without the gate's judgement (audited), and who says so."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    reason: str = Field(min_length=1, max_length=2000)
-    actor: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$",
-                              description="who skips the gate, as stated by the caller (tokens carry only a role)")
+    actor: ActorName | None = Field(default=None, description="who registers, as stated by the caller (tokens carry "
+                                    "only a role)")
 
 
 class ModelRegistered(ModelPublic):

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from hub.api.schemas.base import Public
+from hub.api.schemas.base import ActorName, Public
 from hub.api.schemas.models import GateSummaryPublic
 from hub.store.rows import TrainingJobRow
 from hub.training.settings import RegimeSource
@@ -19,8 +19,8 @@ class RetrainCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: str = Field(min_length=1, max_length=2000)
-    actor: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$",
-                              description="who asks, as stated by the caller (tokens carry only a role)")
+    actor: ActorName | None = Field(default=None, description="who asks, as stated by the caller (tokens carry only "
+                                    "a role)")
     label_set_id: str | None = Field(default=None, min_length=1, max_length=64)
     regimes: RegimeSource | None = Field(default=None, description="feature set 2's regime statistics of the "
                                          "candidate: 'parent' keeps the active model's, 'field' learns them from the "

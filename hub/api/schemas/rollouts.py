@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from hub.api.schemas.base import DeviceId, Public
+from hub.api.schemas.base import ActionBody, DeviceId, Public
 from hub.api.schemas.models import VERSION_PATTERN
 from hub.rollout import HealthLimits, StageName
 from hub.rollout.service import Rollout
@@ -50,16 +50,6 @@ class LimitsCreate(BaseModel):
     def over(self, defaults: HealthLimits) -> HealthLimits:
         """`defaults` with these limits replaced; RolloutError when the result is inconsistent."""
         return override_limits(defaults, self.model_dump(exclude_none=True))
-
-
-class ActionBody(BaseModel):
-    """Why (required) and, optionally, who: recorded as ``operator:<actor>``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    reason: str = Field(min_length=1, max_length=2000)
-    actor: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$",
-                              description="who acts, as stated by the caller (tokens carry only a role)")
 
 
 class RolloutCreate(ActionBody):
