@@ -5,7 +5,8 @@
 from __future__ import annotations
 
 from hub.store.ports import HubStore
-from hub.training.regimes import RegimeComparison, compare_regimes, field_readings
+from hub.training.regimes import RegimeComparison, compare_regimes
+from hub.training.service.loading import field_regime_windows
 from hub.training.settings import TrainingSettings
 from shared.manifest import ModelManifest
 
@@ -21,7 +22,7 @@ def regimes_now(store: HubStore, manifest: ModelManifest, settings: TrainingSett
         raise ValueError(f"{manifest.version} uses feature set {manifest.window.feature_set_version}: it has no "
                          "regime statistics")
     sensors = manifest.window.sensors
-    field = field_readings(store.stored_raw_windows(since=since, limit=settings.regimes_max_windows), sensors)
+    _, field = field_regime_windows(store, manifest, settings, since=since)  # what a retrain would read
     found = fit_regimes(field.series.values(), sensors, settings=manifest.regimes.settings, seed=settings.seed) \
         if field.readings else None
     return compare_regimes(manifest.version, manifest.regimes, field, sensors, found)
