@@ -30,9 +30,13 @@ def report_json(value: Mapping[str, Any]) -> str:
 
 
 def drift_event(report_id: int, scope: str, report: Mapping[str, Any]) -> str:
-    """The `DRIFT_EVENT` payload of a stored report, as JSON text."""
+    """The `DRIFT_EVENT` payload of a stored report, as JSON text; `reference_id` names the stored reference it was
+    judged against (None: the manifest's), so a retrain trigger can tell drift judged against a reference an operator
+    has since replaced, however close the two writes came."""
+    reference = report.get("reference")
     return report_json({"report_id": report_id, "scope": scope, "reason": report.get("reason"),
-                        "drifted_features": report.get("drifted_features", [])})
+                        "drifted_features": report.get("drifted_features", []),
+                        "reference_id": reference.get("id") if isinstance(reference, Mapping) else None})
 
 
 SEQUENCE_GAP_EVENT = "sequence_gap"

@@ -10,7 +10,6 @@ the job, the registry record and the model's manifest.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 from hub.labels.service import LabelSettings, validate_and_save
 from hub.registry.service import Registry
 from hub.store.ports import HubStore
-from hub.store.rows import DRIFT_EVENT, TrainingJobRow
+from hub.store.rows import DRIFT_EVENT, DriftReferenceRow, EventRow, TrainingJobRow
 from hub.training.errors import RetrainBlockedError, TrainingBusyError, UnknownLabelSetError
 from hub.training.performance import PERFORMANCE_EVENT
 from hub.training.service.intake import Registered, register_model
@@ -157,10 +156,9 @@ class TrainingService:
         # An operator who re-took the active version's drift reference declared the fleet as it was then normal:
         # drift judged before that (against the replaced reference) asks for no retrain.
         retaken = self.store.drift_references(active, limit=1) if active is not None else []
-        since_ts = retaken[0].ts if retaken else -math.inf
         while True:
             page = self.store.events(kind=DRIFT_EVENT, since_id=cursor, limit=_EVENT_PAGE)
-            counted = [str(e.payload.get("scope")) for e in page if e.ts >= since_ts]
+            counted = [str(e.payload.get("scope")) for e in page if not retaken or _against(e, retaken[0])]
             counted = [s for s in counted if counts_for_retrain(self.settings.triggers, s, active)]
             drift += len(counted)
             scopes.extend(counted)
@@ -259,3 +257,11 @@ def _job_fields(outcome: TriggerOutcome, now: float, regimes: RegimeSource | Non
     return {"trigger_id": outcome.trigger_id, "label_set_id": outcome.inputs.label_set_id,
             "drift_cursor": outcome.inputs.drift_cursor, "details": details, "job_id": outcome.job_id,
             "created_ts": now}
+
+
+def _against(event: EventRow, reference: DriftReferenceRow) -> bool:
+    """Whether a drift event was judged against `reference` (the active version's, re-taken by an operator): by the
+    reference its report names; an event stored before payloads named it, by whether it came after the re-take."""
+    if "reference_id" in event.payload:
+        return event.payload["reference_id"] == reference.id
+    return event.ts >= reference.ts

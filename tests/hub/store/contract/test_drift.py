@@ -28,7 +28,7 @@ def test_drift_report_round_trips_and_its_verdict_is_an_event(store: HubStore) -
     # The verdict is an event, written with the report: what the retraining trigger consumes.
     [event] = store.events(kind=DRIFT_EVENT)
     assert event.payload == {"report_id": report_id, "scope": "fleet", "reason": report.reason,
-                             "drifted_features": ["temp.mean"]}
+                             "drifted_features": ["temp.mean"], "reference_id": None}  # judged against the manifest
     calm = fleet_reports(reference, {"dev-1": reference}, {}, ["temp.mean", "vib.mean"])[0]
     store.save_drift_report(calm.to_dict(), calm.scope, calm.verdict, T0 + 1)
     assert len(store.events(kind=DRIFT_EVENT)) == 1 and len(store.drift_reports()) == 2
@@ -56,7 +56,8 @@ def test_stats_ends_bound_a_versions_stats(store: HubStore) -> None:
 
 def test_a_runs_reports_are_saved_in_one_write_with_their_ids_in_order(store: HubStore) -> None:
     reports = [({"scope": f"device:d{i}", "verdict": v, "reason": f"r{i}", "drifted_features": ["f"] if v == "drift"
-                 else [], "psi": float("nan") if i == 1 else 0.5}, f"device:d{i}", v)
+                 else [], "psi": float("nan") if i == 1 else 0.5,
+                 "reference": {"source": "stored", "id": 7} if i == 3 else {"source": "manifest"}}, f"device:d{i}", v)
                for i, v in enumerate(["no_drift", "drift", "insufficient_data", "drift"])]
     first = store.save_drift_report({"scope": "fleet"}, "fleet", "no_drift", T0)
     ids = store.save_drift_reports(reports, T0 + 1)
@@ -66,4 +67,6 @@ def test_a_runs_reports_are_saved_in_one_write_with_their_ids_in_order(store: Hu
     assert rows[ids[1]].report["psi"] is None  # a non-finite float is stored as null
     assert [(e.payload["report_id"], e.payload["scope"]) for e in store.events(kind=DRIFT_EVENT)] == [
         (ids[1], "device:d1"), (ids[3], "device:d3")]
+    # each event names the reference its report was judged against (None: the manifest's)
+    assert [e.payload["reference_id"] for e in store.events(kind=DRIFT_EVENT)] == [None, 7]
     assert store.save_drift_reports([], T0) == []

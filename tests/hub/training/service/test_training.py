@@ -195,7 +195,12 @@ def test_drift_judged_before_the_operator_retook_the_reference_does_not_retrain(
         id=0, version=active, ts=T0 + 10, actor="operator:ana", reason="commissioning", start=T0 - H, end=T0,
         devices=None, device_baselines=True, windows=500, summary={}, counts={}))
     assert svc.inputs(T0 + H).drift_events == 0 and svc.check(T0 + H) is None
+    # a drift pass that began before the re-take writes its event just after it: still the replaced reference's
+    # (seen on CI: 6 ms after the re-take, a fleet event against the manifest's reference fired a drift retrain)
+    store.record_event(DRIFT_EVENT, {"scope": f"fleet@{active}", "report_id": 2, "reference_id": None}, ts=T0 + 11)
+    assert svc.inputs(T0 + H).drift_events == 0 and svc.check(T0 + H) is None
 
-    store.record_event(DRIFT_EVENT, {"scope": f"fleet@{active}", "report_id": 2}, ts=T0 + 20)
+    new = store.drift_references(active, limit=1)[0].id
+    store.record_event(DRIFT_EVENT, {"scope": f"fleet@{active}", "report_id": 3, "reference_id": new}, ts=T0 + 20)
     assert svc.inputs(T0 + H).drift_events == 1 and svc.check(T0 + H) is not None
     assert triggers(store)[-1]["kind"] == "drift"
