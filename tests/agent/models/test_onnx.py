@@ -26,3 +26,22 @@ def test_the_session_uses_the_small_device_options(initial_model_dir: Path) -> N
     expected = reference.run([manifest.output_name], {manifest.input_name: X})[0]
     expected = expected[:, -1] if expected.ndim == 2 else expected
     np.testing.assert_allclose(model.score(X), expected, rtol=1e-6, atol=1e-7)
+
+
+def test_one_window_at_a_time_scores_as_a_batch(initial_model_dir: Path) -> None:
+    """A live source's windows go one at a time through buffers bound once (IOBinding): each must score as it does in a
+    batch, and a returned score must not change when the next window is scored into the same buffer."""
+    model = OnnxModel(*read_version(initial_model_dir))
+    assert model._one is not None  # the initial model's output is a plain tensor: the bound path is taken
+    X = np.random.default_rng(5).normal(size=(50, model.n_features)).astype(np.float32)
+    batch = model.score(X)
+    singles = [model.score(X[i : i + 1]) for i in range(len(X))]
+    assert all(s.shape == (1,) for s in singles)
+    np.testing.assert_array_equal(np.concatenate(singles), batch)
+    # a float64 row is not silently cast on the bound path: onnxruntime refuses it, as for a batch
+    try:
+        model.score(X[:1].astype(np.float64))
+    except Exception as exc:  # onnxruntime's errors are untyped
+        assert "double" in str(exc) or "float" in str(exc)
+    else:
+        raise AssertionError("a float64 window was scored")
