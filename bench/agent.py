@@ -343,11 +343,20 @@ def install_size_mb(extra: str = "agent") -> tuple[float, list[str]]:
     return sum(seen.values()) / 2**20, sorted(seen)
 
 
-def wheel_install_mb(dists: list[str], platform_tag: str, python: str = platform.python_version()) -> float:
+def slim_saving_mb() -> float:
+    """MiB that ``fleetloop agent slim`` would remove from this interpreter's agent install (0 once slimmed)."""
+    from agent.slim import plan
+
+    return sum(r.size for r in plan()) / 2**20
+
+
+def wheel_install_mb(dists: list[str], platform_tag: str,
+                     python: str = platform.python_version()) -> tuple[float, float]:
     """Installed bytes (MiB) of `dists` on another platform (e.g. a Raspberry Pi's ``manylinux_2_28_aarch64``):
     the versions installed here, as that platform's wheels (pip download from the configured index, no install),
-    each wheel's uncompressed files summed (what its RECORD lists). Raises SystemExit with pip's words if the index
-    cannot serve them."""
+    each wheel's uncompressed files summed (what its RECORD lists); and the same after ``fleetloop agent slim``
+    (`agent.slim.removable` applied to each wheel's files). Raises SystemExit with pip's words if the index cannot
+    serve them."""
     pins = [f"{d}=={metadata.version(d)}" for d in dists]
     # the older manylinux tags too: some of the agent's wheels are built for them only
     tags = [platform_tag] + (["manylinux_2_17_aarch64", "manylinux2014_aarch64"] if "aarch64" in platform_tag else [])
@@ -359,11 +368,25 @@ def wheel_install_mb(dists: list[str], platform_tag: str, python: str = platform
         out = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if out.returncode != 0:
             raise SystemExit(f"pip could not download {platform_tag} wheels:\n{out.stderr[-2000:]}")
-        total = 0
+        total = slimmed = 0
         for wheel in Path(tmp).glob("*.whl"):
             with zipfile.ZipFile(wheel) as zf:
                 total += sum(info.file_size for info in zf.infolist())
-    return total / 2**20
+                slimmed += _slimmed_wheel_bytes(wheel.name.split("-")[0].lower(), zf)
+    return total / 2**20, slimmed / 2**20
+
+
+def _slimmed_wheel_bytes(dist: str, zf: zipfile.ZipFile) -> int:
+    """A wheel's installed bytes after `agent.slim` (its C-API check read from the wheel's own module)."""
+    from pathlib import PurePosixPath
+
+    from agent.slim import capi_unlinked, removable
+
+    infos = zf.infolist()
+    unlinked = all(capi_unlinked(zf.read(i)) for i in infos
+                   if PurePosixPath(i.filename).name.startswith("onnxruntime_pybind11_state"))
+    return sum(i.file_size for i in infos
+               if (why := removable(dist, PurePosixPath(i.filename))) is None or ("C-API" in why and not unlinked))
 
 
 def _dist_bytes(dist: metadata.Distribution) -> int:
@@ -430,9 +453,12 @@ def report(onnx: dict[str, Any], skl: dict[str, Any], rows: dict[str, Any], cpu:
         "run_rss_file_mb": round(gateway["run_rss_file_mb"], 1),
         "run_seconds": gateway["run_seconds"],
         "install_mb": round(gateway["install_mb"], 1),
+        "install_slim_mb": round(gateway["install_slim_mb"], 1),
         "install_platform": gateway["install_platform"],
         "install_platform_mb": (None if gateway["install_platform_mb"] is None
                                 else round(gateway["install_platform_mb"], 1)),
+        "install_platform_slim_mb": (None if gateway["install_platform_slim_mb"] is None
+                                     else round(gateway["install_platform_slim_mb"], 1)),
         "install_distributions": gateway["install_distributions"],
         "cpu": cpu,
     }
@@ -450,8 +476,11 @@ def report(onnx: dict[str, Any], skl: dict[str, Any], rows: dict[str, Any], cpu:
         "start_s": gateway["start_s"] <= TARGETS["start_s"],
         "run_rss_mb": gateway["run_rss_mb"] <= TARGETS["run_rss_mb"],
         "install_mb": gateway["install_mb"] <= TARGETS["install_mb"],
+        "install_slim_mb": gateway["install_slim_mb"] <= TARGETS["install_mb"],
         "install_platform_mb": gateway["install_platform_mb"] is not None
         and gateway["install_platform_mb"] <= TARGETS["install_mb"],
+        "install_platform_slim_mb": gateway["install_platform_slim_mb"] is not None
+        and gateway["install_platform_slim_mb"] <= TARGETS["install_mb"],
     }
     summary["targets_met"] = met
     lines = [
@@ -489,14 +518,17 @@ def report(onnx: dict[str, Any], skl: dict[str, Any], rows: dict[str, Any], cpu:
         f"RSS <= {TARGETS['rss_mb']:.0f} MB "
         f"{verdict[met['rss_mb']]}; >= {TARGETS['speedup']:.0f}x scikit-learn {verdict[met['speedup']]}",
         "",
-        f"{'gateway':<13}{'start s':>10}{'run RSS MB':>12}{'install MB':>12}",
-        f"{'agent':<13}{gateway['start_s']:>10.3f}{gateway['run_rss_mb']:>12.1f}{gateway['install_mb']:>12.1f}",
+        f"{'gateway':<13}{'start s':>10}{'run RSS MB':>12}{'install MB':>12}{'slimmed MB':>12}",
+        f"{'agent':<13}{gateway['start_s']:>10.3f}{gateway['run_rss_mb']:>12.1f}{gateway['install_mb']:>12.1f}"
+        f"{gateway['install_slim_mb']:>12.1f}",
         f"targets: start <= {TARGETS['start_s']:g} s {verdict[met['start_s']]}; running RSS <= "
         f"{TARGETS['run_rss_mb']:.0f} MB {verdict[met['run_rss_mb']]}; install <= {TARGETS['install_mb']:.0f} MB "
-        f"{verdict[met['install_mb']]} here ({platform.machine()})"
+        f"here ({platform.machine()}): as pip installs it {verdict[met['install_mb']]}, slimmed (`fleetloop agent "
+        f"slim`, as the agent image is) {verdict[met['install_slim_mb']]}"
         + ("" if gateway["install_platform_mb"] is None else
-           f", {verdict[met['install_platform_mb']]} on {gateway['install_platform']} "
-           f"({gateway['install_platform_mb']:.1f} MB of its wheels)"),
+           f"; on {gateway['install_platform']}: {verdict[met['install_platform_mb']]} "
+           f"({gateway['install_platform_mb']:.1f} MB of its wheels), slimmed "
+           f"{verdict[met['install_platform_slim_mb']]} ({gateway['install_platform_slim_mb']:.1f} MB)"),
         "",
         "windows/s  measured windows / wall time of Agent.run(): read, process, commit, housekeeping (no MQTT);",
         "           build, model load and 1,000 warm-up windows are not timed",
@@ -524,7 +556,8 @@ def report(onnx: dict[str, Any], skl: dict[str, Any], rows: dict[str, Any], cpu:
         f"{gateway['run_rss_file_mb']:.1f} library and file pages",
         f"install    installed size of the {len(gateway['install_distributions'])} distributions fleetloop[agent] "
         "needs (RECORD files;",
-        "           the project itself and Python excluded)",
+        "           the project itself and Python excluded); slimmed: without what `fleetloop agent slim` removes",
+        "           (onnxruntime's C-API library and model tooling, numpy's tests: see agent/slim.py)",
     ]
     return "\n".join(lines) + "\n", summary
 
@@ -605,13 +638,15 @@ def main(argv: list[str] | None = None) -> int:
         skl = measure(workdir, "sklearn", base, scorer="sklearn", windows=args.sklearn_windows)
         rows = measure(workdir, "sklearn-rows", base, scorer="sklearn-rows", windows=args.sklearn_windows)
         install_mb, dists = install_size_mb()
+        platform_mb: tuple[float | None, float | None] = (
+            (None, None) if args.install_platform == "none" else wheel_install_mb(dists, args.install_platform))
         running = measure_running_rss(workdir, prepared["model_dir"], args.run_seconds, 1)
         gateway = {"start_s": measure_start(workdir, base, args.repeat), "run_rss_mb": running["VmRSS"],
                    "run_rss_anon_mb": running["RssAnon"], "run_rss_file_mb": running["RssFile"],
                    "run_seconds": args.run_seconds, "install_mb": install_mb, "install_distributions": dists,
+                   "install_slim_mb": install_mb - slim_saving_mb(),
                    "install_platform": None if args.install_platform == "none" else args.install_platform,
-                   "install_platform_mb": None if args.install_platform == "none"
-                   else wheel_install_mb(dists, args.install_platform)}
+                   "install_platform_mb": platform_mb[0], "install_platform_slim_mb": platform_mb[1]}
         table, summary = report(onnx, skl, rows, args.cpu, len(prepared["sensors"]), gateway, args.batch,
                                 args.live, live_onnx)
         sys.stdout.write(table)

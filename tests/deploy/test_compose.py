@@ -424,6 +424,10 @@ def test_dockerfile_builds_lean_non_root_images() -> None:
     assert not [d for d in extras["agent"] if re.match(r"(scikit-learn|scipy|fastapi|uvicorn)\b", d)]
     agent_runs = " ".join(i for s in stage_chain("agent") for i in dockerfile_instructions(s, "RUN"))
     assert "[agent]" in agent_runs and not re.search(r"\[(hub|dev)\]|scikit|scipy|fastapi", agent_runs)
+    # slimmed after the install, in the same layer (a later layer's deletions would not shrink the image)
+    install = next(i for i in dockerfile_instructions("agent", "RUN") if "[agent]" in i)
+    assert install.index("[agent]") < install.index("fleetloop agent slim")
+    load_group("agent").build_parser("fleetloop agent").parse_args(["slim"])
     hub_runs = " ".join(dockerfile_instructions("hub", "RUN"))
     installed = set(re.search(r"\[([a-z,]+)\]", hub_runs)[1].split(","))  # type: ignore[index]
     assert "hub" in installed

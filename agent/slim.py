@@ -1,0 +1,138 @@
+"""Trim an agent install to what a gateway runs: ``fleetloop agent slim``.
+
+pip installs each wheel whole, and two of the agent's wheels carry large parts a gateway never runs:
+
+- **onnxruntime's C-API library** (``onnxruntime/capi/libonnxruntime.so.*``, ~35 MB on x86-64): a second copy of the
+  runtime for programs that link onnxruntime from C. The Python module (``onnxruntime_pybind11_state``) has the
+  runtime built in and does not link it; that is checked before the file is touched (the module must not name it).
+- **onnxruntime's model tooling** (the ``transformers``, ``quantization`` and ``tools`` packages, ~9 MB): graph
+  optimisers and quantisers, which run where models are made, never at inference.
+- **numpy's test suites** (every ``tests`` package under ``numpy``, ~17 MB).
+
+With them gone the agent install is ~106 MB on x86-64 instead of ~167 (``bench/agent.py`` reports both). Nothing
+the agent imports is removed: the Dockerfile's agent image is slimmed this way and the compose fleet runs from it,
+and ``tests/agent/test_slim.py`` scores a model from a slimmed copy. What was removed is listed in
+``FLEETLOOP_SLIM`` inside each distribution's ``.dist-info``; pip's RECORD still names the files, so
+``pip uninstall`` works, and ``pip install --force-reinstall --no-deps onnxruntime==V numpy==V`` puts them back.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path, PurePosixPath
+
+MARKER = "FLEETLOOP_SLIM"
+ORT_TOOLING = ("transformers", "quantization", "tools")
+_PYBIND_PREFIX = "onnxruntime_pybind11_state"
+_CAPI_NAME = b"libonnxruntime.so"
+
+
+def removable(dist: str, path: PurePosixPath) -> str | None:
+    """Why `path` (as a distribution's RECORD names it) is not needed on a gateway, or None to keep it. Pure: the
+    check that onnxruntime's Python module does not link its C-API library is `capi_unlinked`'s."""
+    parts = path.parts
+    if dist == "onnxruntime" and len(parts) >= 2 and parts[0] == "onnxruntime":
+        if parts[1] in ORT_TOOLING and len(parts) > 2:
+            return f"onnxruntime model tooling ({parts[1]})"
+        if parts[1] == "capi" and len(parts) == 3 and parts[2].startswith("libonnxruntime.so"):
+            return "onnxruntime C-API library (the Python module has the runtime built in)"
+    if dist == "numpy" and parts and parts[0] == "numpy" and "tests" in parts[1:-1]:
+        return "numpy test suite"
+    return None
+
+
+def capi_unlinked(pybind_module: bytes) -> bool:
+    """True if onnxruntime's Python extension module does not name the C-API library (so cannot load it)."""
+    return _CAPI_NAME not in pybind_module
+
+
+@dataclass(frozen=True)
+class Removal:
+    dist: str
+    version: str
+    path: Path  # the file
+    name: str  # as the distribution's RECORD names it
+    info: Path  # the distribution's .dist-info directory
+    size: int
+    reason: str
+
+
+def plan(site: Path | None = None) -> list[Removal]:
+    """The files `removable` picks from the installed numpy and onnxruntime (of `site`, a site-packages or
+    ``pip install --target`` directory, else this interpreter's) that exist."""
+    found: list[Removal] = []
+    for dist in ("onnxruntime", "numpy"):
+        found += _plan_dist(dist, site)
+    return found
+
+
+def _plan_dist(dist: str, site: Path | None) -> list[Removal]:
+    if site is not None:
+        distribution = next(iter(metadata.distributions(name=dist, path=[str(site)])), None)
+    else:
+        try:
+            distribution = metadata.distribution(dist)
+        except metadata.PackageNotFoundError:
+            distribution = None
+    if distribution is None:
+        return []
+    files = list(distribution.files or [])
+    located = {str(f): Path(str(distribution.locate_file(f))) for f in files}
+    record = next((f for f in files if f.name == "RECORD" and str(f.parent).endswith(".dist-info")), None)
+    if record is None:
+        return []
+    info = located[str(record)].parent
+    keep_capi = False
+    if dist == "onnxruntime":  # the C-API library goes only if no Python extension module names it
+        modules = [located[str(f)] for f in files if f.name.startswith(_PYBIND_PREFIX) and f.suffix in (".so", ".pyd")]
+        keep_capi = not modules or not all(m.is_file() and capi_unlinked(m.read_bytes()) for m in modules)
+    found = []
+    for f in files:
+        reason = removable(dist, PurePosixPath(str(f)))
+        if reason is None or (keep_capi and "C-API" in reason):
+            continue
+        path = located[str(f)]
+        if path.is_file() and not path.is_symlink():
+            found.append(Removal(dist, distribution.version, path, str(f), info, path.stat().st_size, reason))
+    return found
+
+
+def apply(removals: Iterable[Removal]) -> int:
+    """Delete the files and the directories they leave empty, and list them in each distribution's
+    ``FLEETLOOP_SLIM``. Returns the bytes freed. An OSError (say, no permission) propagates with its path."""
+    freed = 0
+    done: dict[Path, list[str]] = {}
+    dirs: set[Path] = set()
+    for r in removals:
+        r.path.unlink()
+        freed += r.size
+        done.setdefault(r.info, []).append(r.name)
+        dirs.add(r.path.parent)
+    for d in sorted(dirs, key=lambda p: len(p.parts), reverse=True):  # deepest first: parents empty after
+        for parent in (d, *d.parents):
+            try:
+                parent.rmdir()
+            except OSError:
+                break  # not empty: what is left there is still needed
+    for info, names in done.items():
+        marker = info / MARKER
+        previous: list[str] = json.loads(marker.read_text()) if marker.is_file() else []
+        marker.write_text(json.dumps(previous + names, indent=1) + "\n")
+    return freed
+
+
+def removed(site: Path | None = None) -> dict[str, list[str]]:
+    """What earlier slims removed, per distribution (from their FLEETLOOP_SLIM lists)."""
+    out: dict[str, list[str]] = {}
+    for dist in ("onnxruntime", "numpy"):
+        found = (metadata.distributions(name=dist, path=[str(site)]) if site is not None
+                 else metadata.distributions(name=dist))
+        for distribution in found:
+            text = distribution.read_text(MARKER)
+            if text:
+                out[dist] = json.loads(text)
+            break
+    return out
