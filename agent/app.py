@@ -53,6 +53,7 @@ def build_source(agent_settings: AgentSettings) -> SensorSource:
         agent_settings.mqtt_host, agent_settings.mqtt_port, settings.topic, settings.sensors,
         username=agent_settings.username, password=password.get_secret_value() if password else None,
         client_id=f"{device_id}-source",
+        tls_ca=str(agent_settings.mqtt_tls_ca) if agent_settings.mqtt_tls_ca else None,  # the link's broker and CA
     )
 
 

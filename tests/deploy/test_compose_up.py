@@ -13,11 +13,13 @@ shows up online at the hub; the simulator (`fleetloop sim publish`) publishes ov
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -253,6 +255,7 @@ def test_the_hub_the_simulator_and_an_agent_run_outside_dev_mode_over_tls(
 
         sim_args = up.args("simulator")
         sim_args[sim_args.index("--host") + 1], sim_args[sim_args.index("--port") + 1] = here["MQTT_HOST"], str(broker)
+        sim_args[sim_args.index("--rate") + 1] = "20"  # compose's 1 reading/s takes 30 s to a first window
         simulator = start("simulator", {}, sim_args)
         agent_env = up.env("agent") | {f"FLEETLOOP_AGENT_{k}": v for k, v in here.items()}
         agent_args = up.args("agent")
@@ -264,6 +267,19 @@ def test_the_hub_the_simulator_and_an_agent_run_outside_dev_mode_over_tls(
 
         seen = wait_for("the agent online at the hub", online, [hub, simulator, agent])
         assert [d["device_id"] for d in seen] == ["dev-0"]  # the first free slot
+        # its sensor readings come through the same TLS-only broker (the MQTT source): scored and logged
+        agent_db = up.path("agent", option(command(SERVICES["agent"]), "--data-root")) / "dev-0" / "agent.db"
+
+        def predictions() -> int:
+            if not agent_db.is_file():
+                return 0
+            with contextlib.closing(sqlite3.connect(f"file:{agent_db}?mode=ro", uri=True, timeout=5)) as db:
+                try:
+                    return int(db.execute("SELECT count(*) FROM predictions").fetchone()[0])
+                except sqlite3.OperationalError:  # not migrated yet
+                    return 0
+
+        assert wait_for("predictions from readings over TLS", predictions, [hub, simulator, agent]) > 0
     finally:
         results = {name: stop(proc) for name, proc in reversed(procs.items())}
     code, out, err = results["simulator"]
