@@ -11,7 +11,8 @@ bundled wheel in-process; the project goes in as a wheel built on the host). Ste
 1. rootfs (cached): mmdebstrap, merged-/usr links, qemu, resolv.conf and the host's CA bundle (pip's
    HTTPS), the standard library byte-compiled once (as Debian's postinst does on a real device).
 2. install: a fresh venv at ``/opt/fleetloop/venv`` (the README's path), ``pip install --only-binary=:all:
-   'fleetloop-….whl[agent]'`` from PyPI: every dependency must come as an aarch64 wheel (nothing compiled).
+   'fleetloop-….whl[agent]'`` from PyPI: every dependency must come as an aarch64 wheel (nothing compiled);
+   then ``fleetloop agent slim`` (unless ``--no-slim``), so what follows runs on the slimmed install.
 3. the agent, emulated: ``bench/agent.py``'s own ``--start`` and ``--child`` modes and ``install_size_mb``
    (the file is copied into the rootfs beside pyproject.toml, without the source tree, so the installed
    package is what runs) on a model the host trains with ``bench/agent.py --prepare``; then the smoke:
@@ -405,6 +406,9 @@ def report(r: dict[str, Any]) -> str:
         "",
         f"{'measure':<38}{'value':>12}  note",
         f"{'install MB (fleetloop[agent] closure)':<38}{r['install_mb']:>12.1f}  bench/agent.py's RECORD sum, real",
+        *([] if r["install_slim_mb"] is None else [
+            f"{'install MB after fleetloop agent slim':<38}{r['install_slim_mb']:>12.1f}  real; the runs below use it"
+        ]),
         f"{'venv MB (all files)':<38}{r['venv_mb']:>12.1f}  incl. pip and the project, real",
         f"{'install s':<38}{'reused' if r['install_s'] is None else format(r['install_s'], '.0f'):>12}  "
         "EMULATED pip + download (--no-compile)",
@@ -439,6 +443,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cpu", type=int, default=max(os.sched_getaffinity(0)), help="core for the hot path")
     parser.add_argument("--reuse-venv", action="store_true",
                         help="keep the emulated venv of a previous run (only this checkout's wheel is reinstalled)")
+    parser.add_argument("--no-slim", action="store_true",
+                        help="skip `fleetloop agent slim` after the install (the runs then use the whole install)")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = parser.parse_args(argv)
     if args.windows < 100 or args.repeat < 1 or args.smoke_seconds <= 0 or args.rate <= 0:
@@ -458,6 +464,12 @@ def main(argv: list[str] | None = None) -> int:
     installed = install_agent(guest, guest.guest(wheel), args.reuse_venv)
     stage_proof_files(guest)
     install_mb, dists = guest_install_mb(guest)
+    slim_mb, slim_said = None, None
+    if not args.no_slim:  # the README's optional step; everything below then runs on the slimmed install
+        slim_said = guest.run(f"{GUEST_VENV}/bin/python", "-c", "from fleetloop.cli import main; "
+                              "raise SystemExit(main())", "agent", "slim").strip().splitlines()[-1]
+        slim_mb = guest_install_mb(guest)[0]
+        log.info("fleetloop agent slim: %s (install %.1f -> %.1f MB)", slim_said, install_mb, slim_mb)
 
     readings = args.windows + WARMUP_WINDOWS + WINDOW_SIZE - 1
     prepared = spawn("--prepare", work / "prepare.json", {"workdir": str(work), "seed": 7, "readings": readings})
@@ -473,6 +485,7 @@ def main(argv: list[str] | None = None) -> int:
         "rootfs_build_s": round(rootfs_s, 1),
         "install_s": None if installed["install_s"] is None else round(installed["install_s"], 1),
         "install_mb": round(install_mb, 1), "install_distributions": dists,
+        "install_slim_mb": None if slim_mb is None else round(slim_mb, 1), "slim_output": slim_said,
         "venv_mb": round(dir_mb(guest.host(GUEST_VENV)), 1), "versions": installed["versions"],
         "start_s": round(start_s, 3), "start_cpu_s": round(start_cpu_s, 3), "repeat": args.repeat,
         "windows": hot["windows"],
