@@ -9,16 +9,18 @@ pip installs each wheel whole, and two of the agent's wheels carry large parts a
   optimisers and quantisers, which run where models are made, never at inference.
 - **numpy's test suites** (every ``tests`` package under ``numpy``, ~17 MB).
 
-With them gone the agent install is ~106 MB on x86-64 instead of ~167 (``bench/agent.py`` reports both). Nothing
-the agent imports is removed: the Dockerfile's agent image is slimmed this way and the compose fleet runs from it,
-and ``tests/agent/test_slim.py`` scores a model from a slimmed copy. What was removed is listed in
-``FLEETLOOP_SLIM`` inside each distribution's ``.dist-info``; pip's RECORD still names the files, so
-``pip uninstall`` works, and ``pip install --force-reinstall --no-deps onnxruntime==V numpy==V`` puts them back.
+With them gone the agent install is ~112 MB on x86-64 instead of ~167, and ~93 MB instead of ~129 on aarch64
+(``bench/agent.py`` reports both). Nothing the agent imports is removed: the Dockerfile's agent image is slimmed
+this way and the compose fleet runs from it, and ``tests/agent/test_slim.py`` scores a model from a slimmed copy.
+What was removed is listed in ``FLEETLOOP_SLIM`` inside each distribution's ``.dist-info`` (and RECORD names that
+list, as it names the files pip itself adds there, so ``pip uninstall`` removes it too); ``pip install
+--force-reinstall --no-deps onnxruntime==V numpy==V`` puts the files back.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import metadata
@@ -102,26 +104,41 @@ def _plan_dist(dist: str, site: Path | None) -> list[Removal]:
 
 def apply(removals: Iterable[Removal]) -> int:
     """Delete the files and the directories they leave empty, and list them in each distribution's
-    ``FLEETLOOP_SLIM``. Returns the bytes freed. An OSError (say, no permission) propagates with its path."""
+    ``FLEETLOOP_SLIM`` (what was deleted is listed even when a later file fails). Returns the bytes freed. An
+    OSError (say, no permission) propagates with its path."""
     freed = 0
     done: dict[Path, list[str]] = {}
     dirs: set[Path] = set()
-    for r in removals:
-        r.path.unlink()
-        freed += r.size
-        done.setdefault(r.info, []).append(r.name)
-        dirs.add(r.path.parent)
+    try:
+        for r in removals:
+            r.path.unlink()
+            freed += r.size
+            done.setdefault(r.info, []).append(r.name)
+            dirs.add(r.path.parent)
+    finally:
+        for info, names in done.items():
+            _note(info, names)
     for d in sorted(dirs, key=lambda p: len(p.parts), reverse=True):  # deepest first: parents empty after
         for parent in (d, *d.parents):
             try:
                 parent.rmdir()
             except OSError:
                 break  # not empty: what is left there is still needed
-    for info, names in done.items():
-        marker = info / MARKER
-        previous: list[str] = json.loads(marker.read_text()) if marker.is_file() else []
-        marker.write_text(json.dumps(previous + names, indent=1) + "\n")
     return freed
+
+
+def _note(info: Path, names: list[str]) -> None:
+    """Add `names` to the dist-info's FLEETLOOP_SLIM, and the list itself to its RECORD the first time."""
+    marker = info / MARKER
+    first = not marker.is_file()
+    previous: list[str] = [] if first else json.loads(marker.read_text())
+    marker.write_text(json.dumps(previous + names, indent=1) + "\n")
+    record = info / "RECORD"
+    if first and record.is_file():  # a new file, then renamed over RECORD: never writes into a file it shares
+        text = record.read_text(encoding="utf-8")
+        staged = record.with_name("RECORD.fleetloop-slim")
+        staged.write_text(text + ("" if text.endswith("\n") else "\n") + f"{info.name}/{MARKER},,\n", encoding="utf-8")
+        os.replace(staged, record)
 
 
 def removed(site: Path | None = None) -> dict[str, list[str]]:

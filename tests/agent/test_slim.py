@@ -55,7 +55,10 @@ def test_the_capi_library_stays_if_the_python_module_names_it() -> None:
 
 
 def _link_tree(src: Path, dst: Path) -> None:
-    shutil.copytree(src, dst, copy_function=os.link, symlinks=True)
+    """A copy of `src` whose files are hard links (no bytes copied), but for .dist-info directories, which are
+    copied: slim writes there, and a hard-linked RECORD is this venv's own."""
+    link = shutil.copy2 if src.name.endswith(".dist-info") else os.link
+    shutil.copytree(src, dst, copy_function=link, symlinks=True)
 
 
 @pytest.fixture(scope="module")
@@ -91,6 +94,10 @@ def test_a_slimmed_install_scores_as_the_full_one(slim_site: Path, initial_model
     assert (slim_site / "numpy" / "testing" / "__init__.py").is_file()
     listed = slim.removed(slim_site)
     assert sum(len(v) for v in listed.values()) == len(before)
+    for info in slim_site.glob("*.dist-info"):  # pip's RECORD names the list, so an uninstall removes it
+        assert (info / "RECORD").read_text().endswith(f"{info.name}/{slim.MARKER},,\n")
+    for info in SITE.glob("*.dist-info"):  # and this venv was never written to
+        assert not (info / slim.MARKER).exists() and slim.MARKER not in (info / "RECORD").read_text()
     assert slim.plan(slim_site) == []
     assert fleetloop(["agent", "slim", "--site", str(slim_site)]) == 0
     assert f"an earlier slim removed {len(before)} files" in capsys.readouterr().out
