@@ -9,6 +9,12 @@ card if the cache dropped them: a one-off cost, which is why the agent never rel
 under its health check), the rest stay out. Measured on x86_64 with the sim source: resident memory
 91 -> 47 MB at once, ~59 MB once scoring has touched what it needs (`bench/agent.py`'s ``run_rss_mb``).
 
+The kernel pages out a file's pages only for a process that owns the file or may write it (Linux 5.19+, so a
+process cannot evict another user's pages as a side channel): an agent whose libraries belong to another user (a
+venv installed by root, an image's packages) keeps them all resident, and says so once with what to change. The
+agent's user should own its install: the Dockerfile's agent image and the README's Raspberry Pi steps do that, and
+systemd's ``ProtectSystem=strict`` keeps the running service from writing it anyway.
+
 Only read-only, file-backed mappings without anonymous (copy-on-write) pages are advised, so nothing is ever
 pushed to swap. The kernel leaves alone pages another process maps too: the drop is for an agent that is its
 libraries' only user, as on a gateway; several agents on one host (or in containers of one image) share those pages
@@ -19,6 +25,7 @@ the agent runs as before. Standard library only (ctypes is imported when it runs
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,15 +38,22 @@ SMAPS = Path("/proc/self/smaps")
 
 @dataclass(frozen=True)
 class Released:
-    """What one release did: mappings advised, resident KiB before and right after."""
+    """What one release did: mappings advised, resident KiB before and right after, and the advised files this
+    process does not own (the kernel keeps their pages for it), largest resident first."""
 
     mappings: int
     rss_before_kib: int
     rss_after_kib: int
+    not_owned: tuple[str, ...] = ()
 
     def __str__(self) -> str:
-        return (f"released library pages of {self.mappings} mappings: resident "
+        text = (f"released library pages of {self.mappings} mappings: resident "
                 f"{self.rss_before_kib / 1024:.1f} -> {self.rss_after_kib / 1024:.1f} MiB")
+        if self.not_owned:
+            text += (f"; the kernel keeps the pages of {len(self.not_owned)} files this user (uid {os.geteuid()}) does "
+                     f"not own, e.g. {self.not_owned[0]}: install the agent as the user it runs as (README, "
+                     "'Running an agent on a Raspberry Pi')")
+        return text
 
 
 def clean_file_mappings(smaps: str) -> list[tuple[int, int]]:
@@ -87,6 +101,34 @@ def clean_file_mappings(smaps: str) -> list[tuple[int, int]]:
     return found
 
 
+def not_owned_files(smaps: str, uid: int | None = None, min_kib: int = 1024) -> tuple[str, ...]:
+    """Files behind `clean_file_mappings` with at least `min_kib` resident that `uid` (default: this process's
+    effective uid) does not own, largest first; () for root, whom the kernel lets page out anything."""
+    uid = os.geteuid() if uid is None else uid
+    if uid == 0:
+        return ()
+    resident: dict[str, int] = {}
+    path, rss = "", 0
+    for line in [*smaps.splitlines(), "0-0 ---p 0 0:0 0"]:  # a last header closes the last mapping
+        head, _, rest = line.partition(" ")
+        if "-" in head and not head.endswith(":"):
+            if path:
+                resident[path] = resident.get(path, 0) + rss
+            fields = rest.split(None, 4)
+            path = fields[4] if len(fields) == 5 and fields[4].startswith("/") and "w" not in fields[0] else ""
+            rss = 0
+        elif head == "Rss:":
+            rss = int(rest.split()[0])
+    owners: list[tuple[int, str]] = []
+    for name, kib in resident.items():
+        try:
+            if kib >= min_kib and os.stat(name).st_uid != uid:
+                owners.append((kib, name))
+        except OSError:  # deleted or unreadable since it was mapped
+            continue
+    return tuple(name for _, name in sorted(owners, reverse=True))
+
+
 def resident_kib() -> int:
     """This process's resident memory (VmRSS, KiB); 0 where /proc is missing."""
     try:
@@ -107,7 +149,8 @@ def release_library_pages() -> Released | None:
     import ctypes
 
     try:
-        ranges = clean_file_mappings(SMAPS.read_text())
+        smaps_text = SMAPS.read_text()
+        ranges = clean_file_mappings(smaps_text)
     except OSError as exc:
         log.debug("cannot read %s: %s", SMAPS, exc)
         return None
@@ -121,4 +164,4 @@ def release_library_pages() -> Released | None:
     if ranges and not advised:  # EINVAL throughout: the kernel does not know the advice
         log.info("the kernel refused MADV_PAGEOUT (errno %d): library pages stay resident", ctypes.get_errno())
         return None
-    return Released(advised, before, resident_kib())
+    return Released(advised, before, resident_kib(), not_owned_files(smaps_text))

@@ -579,6 +579,9 @@ def report(onnx: dict[str, Any], skl: dict[str, Any], rows: dict[str, Any], cpu:
         f"run RSS    VmRSS of `fleetloop agent run --dev` (sim source, default settings) after "
         f"{gateway['run_seconds']:g} s (MiB): {gateway['run_rss_anon_mb']:.1f} anonymous, "
         f"{gateway['run_rss_file_mb']:.1f} library and file pages",
+        f"           run as uid {os.geteuid()}: the agent hands back its loading-only library pages only if it owns "
+        "the files (or is root);",
+        "           as a user that does not own its install it keeps them (~25 MiB more: agent/memory.py, README)",
         f"install    installed size of the {len(gateway['install_distributions'])} distributions fleetloop[agent] "
         "needs (RECORD files;",
         "           the project itself and Python excluded); slimmed: without what `fleetloop agent slim` removes",

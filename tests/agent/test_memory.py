@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from agent.app import build_agent
 from agent.memory import clean_file_mappings
@@ -19,6 +22,7 @@ from agent.settings import AgentSettings
 from agent.sources.memory import ArraySource
 from sim import SENSORS
 
+ROOT = Path(__file__).resolve().parents[2]
 SMAPS = """\
 55d0-55e0 r--p 00000000 08:01 7 /usr/bin/python3.11
 Rss:                  64 kB
@@ -127,3 +131,58 @@ def test_doc_examples() -> None:
 
     result = doctest.testmod(agent.memory)
     assert result.attempted > 0 and result.failed == 0
+
+
+NOBODY = 65534
+
+
+def _release_as_nobody(site: Path | None, workdir: Path) -> dict[str, object]:
+    """A child running as uid 65534 imports numpy and onnxruntime (from `site` when given, else this venv's, which
+    root owns), scores with them, releases its library pages and reports what happened."""
+    shutil.copy2(ROOT / "agent" / "memory.py", workdir / "agent_memory.py")  # stdlib only: no checkout access needed
+    code = textwrap.dedent(f"""
+        import json, sys
+        sys.path[:0] = [{str(workdir)!r}] + ([{str(site)!r}] if {site is not None!r} else [])
+        import numpy, onnxruntime
+        from agent_memory import release_library_pages
+        released = release_library_pages()
+        print(json.dumps({{"ort": onnxruntime.__file__, "before": released.rss_before_kib,
+                          "after": released.rss_after_kib, "not_owned": list(released.not_owned),
+                          "said": str(released)}}))
+    """)
+    setpriv = shutil.which("setpriv")  # util-linux's: switching in preexec_fn could not exec this interpreter here
+    assert setpriv, "setpriv (util-linux) is needed to run a child as another user"
+    as_nobody = [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+    out = subprocess.run([*as_nobody, sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         check=False, cwd=workdir)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def test_pages_are_released_only_for_the_owner_of_the_library_files() -> None:
+    """Linux pages a file's pages out only for a process that owns the file or may write it: an agent running as a
+    user that does not own its install keeps them all and says what to change; one that owns them gets them back."""
+    if os.geteuid() != 0:
+        pytest.fail("this test switches a child to uid 65534: run the suite as root, as `make test` and CI do")
+    site = Path(np.__file__).resolve().parent.parent
+    work = Path(tempfile.mkdtemp(prefix="fleetloop-owner-"))
+    try:
+        os.chmod(work, 0o755)
+        root_owned = _release_as_nobody(None, work)
+        assert str(root_owned["ort"]).startswith(str(site))
+        assert any("onnxruntime" in p for p in root_owned["not_owned"]), root_owned  # type: ignore[union-attr]
+        assert "does not own" in str(root_owned["said"]) and "install the agent as the user" in str(root_owned["said"])
+        assert int(root_owned["before"]) - int(root_owned["after"]) < 4096, root_owned  # nothing much released
+
+        owned = work / "site"
+        for name in ("numpy", "numpy.libs", "onnxruntime"):
+            if (site / name).exists():
+                shutil.copytree(site / name, owned / name, symlinks=True)
+        for path in [owned, *owned.rglob("*")]:
+            os.chown(path, NOBODY, NOBODY, follow_symlinks=False)
+        mine = _release_as_nobody(owned, work)
+        assert str(mine["ort"]).startswith(str(owned))
+        assert not [p for p in mine["not_owned"] if str(owned) in p], mine  # type: ignore[union-attr]
+        assert int(mine["before"]) - int(mine["after"]) > 8192, mine  # onnxruntime's pages went (~15 MB here)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

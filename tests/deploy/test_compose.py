@@ -427,6 +427,9 @@ def test_dockerfile_builds_lean_non_root_images() -> None:
     # slimmed after the install, in the same layer (a later layer's deletions would not shrink the image)
     install = next(i for i in dockerfile_instructions("agent", "RUN") if "[agent]" in i)
     assert install.index("[agent]") < install.index("fleetloop agent slim")
+    # and its packages belong to the agent's user (the kernel pages out library pages only for their owner)
+    uid = re.search(r"useradd --uid (\d+) --gid (\d+)", DOCKERFILE.read_text())
+    assert uid and f"chown -R {uid[1]}:{uid[2]}" in install and "onnxruntime" in install.split("chown")[1]
     load_group("agent").build_parser("fleetloop agent").parse_args(["slim"])
     hub_runs = " ".join(dockerfile_instructions("hub", "RUN"))
     installed = set(re.search(r"\[([a-z,]+)\]", hub_runs)[1].split(","))  # type: ignore[index]
