@@ -9,7 +9,7 @@ card if the cache dropped them: a one-off cost, which is why the agent never rel
 under its health check), the rest stay out. Measured on x86_64 with the sim source: resident memory
 91 -> 47 MB at once, ~59 MB once scoring has touched what it needs (`bench/agent.py`'s ``run_rss_mb``).
 
-The kernel pages out a file's pages only for a process that owns the file or may write it (Linux 5.19+, so a
+The kernel pages out a file's pages only for a process that owns the file or may write it (Linux since 2021, so a
 process cannot evict another user's pages as a side channel): an agent whose libraries belong to another user (a
 venv installed by root, an image's packages) keeps them all resident, and says so once with what to change. The
 agent's user should own its install: the Dockerfile's agent image and the README's Raspberry Pi steps do that, and
