@@ -51,7 +51,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != HERE]
 
-from bench.agent import CHILD_ENV, WARMUP_WINDOWS, WINDOW_SIZE, spawn  # noqa: E402
+from bench.agent import CHILD_ENV, DEFAULT_BATCH, WARMUP_WINDOWS, WINDOW_SIZE, spawn  # noqa: E402
 
 log = logging.getLogger("bench.pi_proof")
 
@@ -282,7 +282,7 @@ def children_cpu_s() -> float:
 def hot_path(guest: Guest, base: dict[str, Any], windows: int, cpu: int) -> dict[str, Any]:
     """bench/agent.py's onnxruntime child, emulated: windows/s, p99 and ru_maxrss under qemu."""
     job = {**base, "data_dir": f"{GUEST_WORK}/db-hot", "profile_out": f"{GUEST_WORK}/hot.prof", "scorer": "onnx",
-           "windows": windows, "cpu": cpu}
+           "windows": windows, "cpu": cpu, "batch": DEFAULT_BATCH}
     result, _ = guest_bench(guest, "--child", job)
     log.info("hot path (emulated): %.0f windows/s, p99 %.3f ms", result["windows_per_s"], result["p99_ms"])
     return result
