@@ -36,23 +36,33 @@ MADV_PAGEOUT = 21  # linux/mman-common.h, Linux 5.4+
 SMAPS = Path("/proc/self/smaps")
 
 
+NOT_OWNED_WARN_KIB = 8 << 10  # warn when files of another user keep this much resident (the system's own python and
+#                                libcrypto keep ~5 MiB in a well-installed agent; onnxruntime alone is ~20 MiB)
+
+
 @dataclass(frozen=True)
 class Released:
     """What one release did: mappings advised, resident KiB before and right after, and the advised files this
-    process does not own (the kernel keeps their pages for it), largest resident first."""
+    process does not own (the kernel keeps their pages for it), largest resident first, with their resident KiB."""
 
     mappings: int
     rss_before_kib: int
     rss_after_kib: int
     not_owned: tuple[str, ...] = ()
+    not_owned_kib: int = 0
+
+    @property
+    def kept_for_owner(self) -> bool:
+        """Files of another user keep enough resident that the agent's install should change hands."""
+        return self.not_owned_kib >= NOT_OWNED_WARN_KIB
 
     def __str__(self) -> str:
         text = (f"released library pages of {self.mappings} mappings: resident "
                 f"{self.rss_before_kib / 1024:.1f} -> {self.rss_after_kib / 1024:.1f} MiB")
-        if self.not_owned:
-            text += (f"; the kernel keeps the pages of {len(self.not_owned)} files this user (uid {os.geteuid()}) does "
-                     f"not own, e.g. {self.not_owned[0]}: install the agent as the user it runs as (README, "
-                     "'Running an agent on a Raspberry Pi')")
+        if self.kept_for_owner:
+            text += (f"; the kernel keeps {self.not_owned_kib / 1024:.1f} MiB of {len(self.not_owned)} files this user "
+                     f"(uid {os.geteuid()}) does not own, e.g. {self.not_owned[0]}: install the agent as the user it "
+                     "runs as (README, 'Running an agent on a Raspberry Pi')")
         return text
 
 
@@ -101,12 +111,13 @@ def clean_file_mappings(smaps: str) -> list[tuple[int, int]]:
     return found
 
 
-def not_owned_files(smaps: str, uid: int | None = None, min_kib: int = 1024) -> tuple[str, ...]:
-    """Files behind `clean_file_mappings` with at least `min_kib` resident that `uid` (default: this process's
-    effective uid) does not own, largest first; () for root, whom the kernel lets page out anything."""
+def not_owned_files(smaps: str, uid: int | None = None, min_kib: int = 256) -> list[tuple[int, str]]:
+    """(resident KiB, path) of the read-only file mappings with at least `min_kib` resident whose file `uid`
+    (default: this process's effective uid) does not own, largest first; [] for root, whom the kernel lets page
+    out anything."""
     uid = os.geteuid() if uid is None else uid
     if uid == 0:
-        return ()
+        return []
     resident: dict[str, int] = {}
     path, rss = "", 0
     for line in [*smaps.splitlines(), "0-0 ---p 0 0:0 0"]:  # a last header closes the last mapping
@@ -126,7 +137,7 @@ def not_owned_files(smaps: str, uid: int | None = None, min_kib: int = 1024) -> 
                 owners.append((kib, name))
         except OSError:  # deleted or unreadable since it was mapped
             continue
-    return tuple(name for _, name in sorted(owners, reverse=True))
+    return sorted(owners, reverse=True)
 
 
 def resident_kib() -> int:
@@ -164,4 +175,6 @@ def release_library_pages() -> Released | None:
     if ranges and not advised:  # EINVAL throughout: the kernel does not know the advice
         log.info("the kernel refused MADV_PAGEOUT (errno %d): library pages stay resident", ctypes.get_errno())
         return None
-    return Released(advised, before, resident_kib(), not_owned_files(smaps_text))
+    not_owned = not_owned_files(smaps_text)
+    return Released(advised, before, resident_kib(), tuple(name for _, name in not_owned),
+                    sum(kib for kib, _ in not_owned))

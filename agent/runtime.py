@@ -206,7 +206,7 @@ class Agent:
         self._release_due = math.inf
         released = release_library_pages()
         if released is not None:
-            (log.warning if released.not_owned else log.info)("%s", released)
+            (log.warning if released.kept_for_owner else log.info)("%s", released)
 
     def _announce(self) -> None:
         """Re-publish the retained status so the hub sees the serving/shadow version at once."""

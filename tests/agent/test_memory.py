@@ -183,6 +183,7 @@ def test_pages_are_released_only_for_the_owner_of_the_library_files() -> None:
         mine = _release_as_nobody(owned, work)
         assert str(mine["ort"]).startswith(str(owned))
         assert not [p for p in mine["not_owned"] if str(owned) in p], mine  # type: ignore[union-attr]
+        assert "does not own" not in str(mine["said"]), mine  # the interpreter's own few MiB are no reason to warn
         assert int(mine["before"]) - int(mine["after"]) > 8192, mine  # onnxruntime's pages went (~15 MB here)
     finally:
         shutil.rmtree(work, ignore_errors=True)
