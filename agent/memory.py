@@ -36,8 +36,10 @@ MADV_PAGEOUT = 21  # linux/mman-common.h, Linux 5.4+
 SMAPS = Path("/proc/self/smaps")
 
 
-NOT_OWNED_WARN_KIB = 8 << 10  # warn when files of another user keep this much resident (the system's own python and
-#                                libcrypto keep ~5 MiB in a well-installed agent; onnxruntime alone is ~20 MiB)
+# Warn when files of another user hold this share of the read-only file pages: in a well-installed agent the
+# system's own python, libc and libcrypto hold ~7-9 MiB of ~25 (root owns them, and that is fine); a venv that
+# belongs to another user holds nearly all of them (onnxruntime alone is ~20 MiB).
+NOT_OWNED_WARN_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -50,17 +52,19 @@ class Released:
     rss_after_kib: int
     not_owned: tuple[str, ...] = ()
     not_owned_kib: int = 0
+    file_kib: int = 0  # resident KiB of all read-only file mappings before the release
 
     @property
     def kept_for_owner(self) -> bool:
-        """Files of another user keep enough resident that the agent's install should change hands."""
-        return self.not_owned_kib >= NOT_OWNED_WARN_KIB
+        """Files of another user hold so much that the agent's install should change hands."""
+        return self.not_owned_kib > 0 and self.not_owned_kib >= NOT_OWNED_WARN_SHARE * self.file_kib
 
     def __str__(self) -> str:
         text = (f"released library pages of {self.mappings} mappings: resident "
                 f"{self.rss_before_kib / 1024:.1f} -> {self.rss_after_kib / 1024:.1f} MiB")
         if self.kept_for_owner:
-            text += (f"; the kernel keeps {self.not_owned_kib / 1024:.1f} MiB of {len(self.not_owned)} files this user "
+            text += (f"; the kernel keeps {self.not_owned_kib / 1024:.1f} of {self.file_kib / 1024:.1f} MiB of library "
+                     f"pages, in {len(self.not_owned)} files this user "
                      f"(uid {os.geteuid()}) does not own, e.g. {self.not_owned[0]}: install the agent as the user it "
                      "runs as (README, 'Running an agent on a Raspberry Pi')")
         return text
@@ -111,13 +115,11 @@ def clean_file_mappings(smaps: str) -> list[tuple[int, int]]:
     return found
 
 
-def not_owned_files(smaps: str, uid: int | None = None, min_kib: int = 256) -> list[tuple[int, str]]:
+def not_owned_files(smaps: str, uid: int | None = None, min_kib: int = 256) -> tuple[list[tuple[int, str]], int]:
     """(resident KiB, path) of the read-only file mappings with at least `min_kib` resident whose file `uid`
-    (default: this process's effective uid) does not own, largest first; [] for root, whom the kernel lets page
-    out anything."""
+    (default: this process's effective uid) does not own, largest first ([] for root, whom the kernel lets page
+    out anything); and the resident KiB of all read-only file mappings."""
     uid = os.geteuid() if uid is None else uid
-    if uid == 0:
-        return []
     resident: dict[str, int] = {}
     path, rss = "", 0
     for line in [*smaps.splitlines(), "0-0 ---p 0 0:0 0"]:  # a last header closes the last mapping
@@ -130,6 +132,9 @@ def not_owned_files(smaps: str, uid: int | None = None, min_kib: int = 256) -> l
             rss = 0
         elif head == "Rss:":
             rss = int(rest.split()[0])
+    total = sum(resident.values())
+    if uid == 0:
+        return [], total
     owners: list[tuple[int, str]] = []
     for name, kib in resident.items():
         try:
@@ -137,7 +142,7 @@ def not_owned_files(smaps: str, uid: int | None = None, min_kib: int = 256) -> l
                 owners.append((kib, name))
         except OSError:  # deleted or unreadable since it was mapped
             continue
-    return sorted(owners, reverse=True)
+    return sorted(owners, reverse=True), total
 
 
 def resident_kib() -> int:
@@ -175,6 +180,6 @@ def release_library_pages() -> Released | None:
     if ranges and not advised:  # EINVAL throughout: the kernel does not know the advice
         log.info("the kernel refused MADV_PAGEOUT (errno %d): library pages stay resident", ctypes.get_errno())
         return None
-    not_owned = not_owned_files(smaps_text)
+    not_owned, file_kib = not_owned_files(smaps_text)
     return Released(advised, before, resident_kib(), tuple(name for _, name in not_owned),
-                    sum(kib for kib, _ in not_owned))
+                    sum(kib for kib, _ in not_owned), file_kib)
