@@ -16,8 +16,8 @@ install (``fleetloop[agent]``) pulls in, summed from their RECORD files.
     .venv/bin/python bench/agent.py [--windows N] [--json] [--seed S] [--cpu C] [--profile] [--repeat N]
 
 With ``--json`` the last line of stdout is one JSON object (``windows_per_s``, ``p99_ms``, ``rss_mb``,
-``start_s``, ``run_rss_mb``, ``install_mb``, ``sklearn_windows_per_s``, ``speedup``, …). Progress goes to
-stderr through logging.
+``start_s``, ``run_rss_mb``, ``install_mb``, ``install_slim_mb``, ``sklearn_windows_per_s``, ``speedup``, …).
+Progress goes to stderr through logging.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import pickle
 import platform
@@ -344,24 +343,6 @@ def install_size_mb(extra: str = "agent") -> tuple[float, list[str]]:
     return sum(seen.values()) / 2**20, sorted(seen)
 
 
-def machine_speed_us(cpu: int, runs: int = 2000) -> float:
-    """Median microseconds of a fixed pure-Python loop on `cpu`: the same work every run, so its time tells how fast
-    this (shared, virtual) machine is running right now. Rates measured in different spells compare through it."""
-    before = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {cpu})
-    try:
-        times = []
-        for _ in range(runs):
-            started = time.perf_counter_ns()
-            acc = 0.0
-            for i in range(300):
-                acc += i * 1.5
-            times.append(time.perf_counter_ns() - started)
-    finally:
-        os.sched_setaffinity(0, before)
-    return statistics.median(times) / 1000.0
-
-
 def slim_saving_mb() -> float:
     """MiB that ``fleetloop agent slim`` would remove from this interpreter's agent install (0 once slimmed)."""
     from agent.slim import plan
@@ -427,7 +408,7 @@ def measure(workdir: Path, name: str, base: dict[str, Any], **job: Any) -> dict[
 
 def report(onnx: dict[str, Any], skl: dict[str, Any], rows: dict[str, Any], cpu: int, n_sensors: int,
            gateway: dict[str, Any], batch: int, live: bool = False,
-           live_onnx: dict[str, Any] | None = None, machine_speed: float = math.nan) -> tuple[str, dict[str, Any]]:
+           live_onnx: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
     """The human table and the JSON summary (headline numbers are the onnxruntime pipeline's). `live_onnx` is the
     onnxruntime pipeline fed one reading a call (a batched run's companion): its p99 is a window's latency."""
     latency = live_onnx or onnx  # a window's own latency: one reading a call (batched, it waits for its batch)
@@ -458,7 +439,6 @@ def report(onnx: dict[str, Any], skl: dict[str, Any], rows: dict[str, Any], cpu:
         "windows_per_call": round(onnx["windows_per_call"], 1),
         "process_ms_per_window": round(onnx["process_ms_per_window"], 5),
         "load_average": [round(x, 2) for x in os.getloadavg()],
-        "machine_speed_us": round(machine_speed, 2),
         "cpu_speedup": round(onnx["cpu_windows_per_s"] / skl["cpu_windows_per_s"], 2),
         "windows": onnx["windows"],
         "sklearn_windows": skl["windows"],
@@ -514,8 +494,6 @@ def report(onnx: dict[str, Any], skl: dict[str, Any], rows: dict[str, Any], cpu:
          if live else f"readings scored together: up to {batch} (commit_every)")
         + f", {onnx['windows_per_call']:.0f} windows a process_batch() call on average; "
         f"load average {', '.join(f'{x:.2f}' for x in os.getloadavg())}",
-        f"machine speed: a fixed pure-Python loop took {machine_speed:.1f} us (median; the same work every run, so "
-        "a larger number is a slower spell of this shared VM, not slower code)",
         "",
         f"{'pipeline':<18}{'windows/s':>10}{'CPU w/s':>9}{'p50 ms':>8}{'p99 ms':>8}{'commit ms/win':>14}"
         f"{'commit p99 ms':>14}{'RSS MB':>8}{'windows':>9}",
@@ -660,13 +638,11 @@ def main(argv: list[str] | None = None) -> int:
                          {"workdir": str(workdir), "seed": args.seed, "readings": readings})
         base = {**prepared, "cpu": args.cpu, "warmup": WARMUP_WINDOWS, "profile": False, "batch": args.batch,
                 "live": args.live}
-        speed_before = machine_speed_us(args.cpu)
         onnx = measure(workdir, "onnxruntime", base, scorer="onnx", windows=args.windows)
         live_onnx = None if args.live else measure(workdir, "onnxruntime-live", {**base, "live": True},
                                                    scorer="onnx", windows=args.windows)
         skl = measure(workdir, "sklearn", base, scorer="sklearn", windows=args.sklearn_windows)
         rows = measure(workdir, "sklearn-rows", base, scorer="sklearn-rows", windows=args.sklearn_windows)
-        speed = (speed_before + machine_speed_us(args.cpu)) / 2
         install_mb, dists = install_size_mb()
         platform_mb: tuple[float | None, float | None] = (
             (None, None) if args.install_platform == "none" else wheel_install_mb(dists, args.install_platform))
@@ -678,7 +654,7 @@ def main(argv: list[str] | None = None) -> int:
                    "install_platform": None if args.install_platform == "none" else args.install_platform,
                    "install_platform_mb": platform_mb[0], "install_platform_slim_mb": platform_mb[1]}
         table, summary = report(onnx, skl, rows, args.cpu, len(prepared["sensors"]), gateway, args.batch,
-                                args.live, live_onnx, speed)
+                                args.live, live_onnx)
         sys.stdout.write(table)
         if args.profile:
             prof = measure(workdir, "profile", base, scorer="onnx", windows=args.windows, profile=True)
