@@ -27,7 +27,7 @@ from hub.training.service.retrain import VERDICT_STATUS
 from hub.training.settings import TrainingSettings
 from models.onnx_export import ParityReport
 from models.version import read_version
-from shared.manifest import ModelManifest
+from shared.manifest import ModelManifest, same_inputs
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +66,10 @@ def register_model(store: HubStore, registry: Registry, settings: TrainingSettin
                                "skip the gate with a reason")
         inc_manifest = registry.manifest(incumbent)
         assert inc_manifest is not None  # the registry just named it
-        if inc_manifest.window != manifest.window:
-            raise RetrainError(f"{manifest.version} reads other windows or features than the active {incumbent}: "
-                               "the gate cannot score both on the same slice; skip the gate with a reason")
+        if not same_inputs(inc_manifest, manifest):
+            what = "windows or features" if inc_manifest.window != manifest.window else "regime statistics"
+            raise RetrainError(f"{manifest.version} reads other {what} than the active {incumbent}: the gate cannot "
+                               "score both on the same slice; skip the gate with a reason")
     row = registry.register(path, actor=actor, reason=reason, status="candidate")
     if skip_gate:
         row = registry.skip_gate(row.version, actor=actor, reason=reason)
@@ -77,8 +78,7 @@ def register_model(store: HubStore, registry: Registry, settings: TrainingSettin
     try:
         inc_manifest_, inc_bytes = read_version(registry.path(incumbent))
         labels = store.label_sets(limit=1)
-        evaluation, plan = frozen_slice(store, labels[0].id if labels else None, manifest.window.n_features,
-                                        settings, now=now)
+        evaluation, plan = frozen_slice(store, labels[0].id if labels else None, inc_manifest_, settings, now=now)
         run = gate_candidate(evaluation, candidate_onnx=onnx_bytes, candidate_threshold=manifest.threshold,
                              incumbent_onnx=inc_bytes, incumbent_threshold=inc_manifest_.threshold,
                              incumbent_version=incumbent, parity=recorded_parity(manifest, settings),

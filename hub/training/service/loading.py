@@ -181,15 +181,22 @@ def far_before_drift(store: HubStore, incumbent: str, label_set_id: str, *, min_
                                 min_negatives=min_negatives, min_cohort_negatives=min_cohort_negatives)
 
 
-def frozen_slice(store: HubStore, label_set_id: str | None, n_features: int, settings: TrainingSettings, *,
+def frozen_slice(store: HubStore, label_set_id: str | None, parent: ModelManifest, settings: TrainingSettings, *,
                  now: float) -> tuple[EvalSet, SplitPlan]:
     """The frozen evaluation slice of a label set (new traces assigned as a retrain would), without a training
-    set: what a model made elsewhere is gated on. No k-fold (it cannot be refitted); None: no label set yet."""
+    set: what a model made elsewhere, with `parent`'s inputs, is gated on. Rows another version scored under other
+    inputs are restated as `parent`'s from their raw windows or dropped, as a retrain does (`as_parent_scored`). No
+    k-fold (it cannot be refitted); None: no label set yet."""
     empty = np.empty(0, str)
+    n_features = parent.window.n_features
     if label_set_id is None:
         feedback = feedback_rows([], {}, n_features, settings.feedback_weight)
     else:
         feedback = load_feedback(store, label_set_id, n_features, settings.feedback_weight)
+        same = same_inputs(store, parent, feedback.model_version)
+        if not same.all():
+            windows = stored_windows(store, feedback.rows.trace_id[~same].tolist(), {})
+            feedback = as_parent_scored(feedback, same, windows, parent)
     block = adaptive_block(feedback.device_id, feedback.ts, feedback.window_s, configured=settings.split_block_s,
                            target_blocks=settings.split_target_blocks)
     keys = split_keys(feedback, block.block_s) if len(feedback.rows) else empty

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from pydantic import SecretStr
 from fleetloop.cli import main
 from hub.api import create_app
 from hub.app.settings import HubSettings
+from hub.errors import RetrainError
 from hub.labels.service import LabelSettings, validate_and_save
 from hub.registry.service import Registry
 from hub.registry.signing import SigningKey
@@ -196,6 +198,21 @@ def test_too_few_field_readings_refuse_the_retrain(fleet: Fleet) -> None:
         actor="test", reason="too few", now=NOW)
     assert job.status == "failed" and job.result_version is None
     assert "at least 1000000 field readings" in (job.error or "")
+
+
+def test_a_model_made_elsewhere_with_other_regime_statistics_is_not_gated_on_the_incumbents_features(
+        fleet: Fleet, tmp_path: Path) -> None:
+    """Same window, same width, other regime statistics: the slice's stored features are v1's inputs, not its; the
+    gate would score it on the wrong inputs, so registering it is refused (skipping the gate stays possible)."""
+    other = tmp_path / "v1-other-regimes"
+    shutil.copytree(fleet.registry.path("v1"), other)
+    manifest = json.loads((other / "manifest.json").read_text())
+    manifest["version"] = "v1-other-regimes"
+    manifest["regimes"]["mean"] = [[m + 1.0 for m in row] for row in manifest["regimes"]["mean"]]
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(RetrainError, match="reads other regime statistics than the active v1"):
+        service(fleet, settings()).register_model(other, actor="operator:ana", reason="a lab model")
+    assert fleet.store.model_version("v1-other-regimes") is None
 
 
 def test_a_feature_set_1_parent_is_refused_clearly(drifted: SimWorld) -> None:
