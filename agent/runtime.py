@@ -243,12 +243,36 @@ class Agent:
         are scored in one onnxruntime call. During a model's health check, one reading at a time (a failed check
         swaps the model back between two windows), and under feature set 2 (its history features are
         those after each window's last reading)."""
+        if len(batch) == 1 and self.models.health is None and self.regime_pipeline is None:
+            self._process_single(batch)
+            return
         if len(batch) == 1 or self.models.health is not None or self.regime_pipeline is not None:
             units = batch.units
             for i, t in enumerate(batch.ts.tolist()):
                 self.process(Reading(t, batch.values[i], units[i] if units is not None else None))
             return
         self._process_rows(batch)
+
+    def _process_single(self, batch: ReadingBatch) -> None:
+        """A batch of one reading (a live source's), feature set 1, no health check: `process`'s checks, the
+        windower's and `WindowState.push_one`'s on one list of floats. A reading any of them would stop (a missing,
+        non-finite or out-of-range value, a bad time or unit) goes the careful way, `process`, which says why."""
+        ts, values = batch.ts.tolist()[0], batch.values[0]
+        unit = batch.units[0] if batch.units is not None else None
+        x = values.tolist()
+        usable = math.isfinite(ts) and (unit is None or unit_problem(unit) is None)
+        for v in x:
+            if not abs(v) <= FLOAT32_MAX:  # NaN and inf fail this too
+                usable = False
+                break
+        if not usable:
+            self.process(Reading(ts, values, unit))
+            return
+        self.counters.readings += 1
+        started = time.perf_counter()
+        out = self.windower.push_checked(ts, values, x, unit)
+        if out is not None:
+            self._score([(0, unit, out, 0)], out.features, True, [ts], started)
 
     def _usable(self, batch: ReadingBatch) -> np.ndarray | None:
         """Indices of the rows that may enter a window (None: all); the others are skipped with their reason."""

@@ -133,18 +133,22 @@ class WindowState:
         out = self.push_one(row, ts)
         return out.features[0] if out is not None else None
 
-    def push_one(self, row: np.ndarray, ts: float = 0.0) -> Emitted | None:
+    def push_one(self, row: np.ndarray, ts: float = 0.0, values: list[float] | None = None) -> Emitted | None:
         """Add one reading; return the window it ends (an `Emitted` of one), else None.
 
         What `push_many` does for one row, bit for bit, but in Python floats: a live agent gets its readings one at a
         time, and numpy's per-call overhead on ``width``-long vectors costs more than the arithmetic. The carried
         prefixes live in Python lists until the next `push_many` (see `_carried`); the previous block's suffixes are
         read a row at a time. ``min``/``max`` mirror numpy's ``minimum``/``maximum`` (which return the
-        second operand on a tie, so signed zeros come out the same)."""
-        xs = np.asarray(row, dtype=np.float64)
-        if xs.shape != (self.width,):
-            raise ValueError(f"expected {self.width} readings, got shape {xs.shape}")
-        x: list[float] = xs.tolist()
+        second operand on a tie, so signed zeros come out the same). `values`, when given, is `row` as a list of
+        floats, and `row` a float64 array of ``width`` (the caller has both: nothing is converted or checked)."""
+        if values is None:
+            xs = np.asarray(row, dtype=np.float64)
+            if xs.shape != (self.width,):
+                raise ValueError(f"expected {self.width} readings, got shape {xs.shape}")
+            x: list[float] = xs.tolist()
+        else:
+            xs, x = row, values
         size, local, cur = self.size, self.count % self.size, self._cur
         carried = self._py if self._py is not None else self._carried()
         c0, c1, c2, clo, chi, anchor = carried

@@ -36,6 +36,7 @@ class Windower:
         self.spec = spec
         self.columns = np.array([list(source_sensors).index(s) for s in spec.sensors], dtype=np.intp)
         self._identity = list(self.columns) == list(range(len(source_sensors)))
+        self._columns: list[int] = self.columns.tolist()
         self._states: OrderedDict[str | None, WindowState] = OrderedDict()
         self.bad_readings = 0
 
@@ -49,6 +50,13 @@ class Windower:
             self.bad_readings += 1
             return None
         return self._state(unit).push_one(row, ts)
+
+    def push_checked(self, ts: float, values: np.ndarray, x: list[float], unit: str | None = None) -> Emitted | None:
+        """`push` of a reading whose time and every value the caller found finite: `values` (float64, the source's
+        sensors) and the same as a list, `x`."""
+        if self._identity:
+            return self._state(unit).push_one(values, ts, x)
+        return self._state(unit).push_one(values[self.columns], ts, [x[c] for c in self._columns])
 
     def push_many(self, ts: np.ndarray, values: np.ndarray, unit: str | None = None) -> Emitted:
         """Add ``(n, source sensors)`` readings of one unit, in order; return the windows they complete.

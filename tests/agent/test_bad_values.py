@@ -14,7 +14,7 @@ import pytest
 from agent.app import build_agent
 from agent.runtime import Agent
 from agent.settings import AgentSettings
-from agent.sources.base import Reading
+from agent.sources.base import Reading, ReadingBatch
 from agent.sources.memory import ArraySource
 from agent.sources.mqtt import MqttSource
 from fleetloop.devbroker import HUB_USER, DevBroker
@@ -145,3 +145,41 @@ def test_mqtt_source_refuses_bad_units_and_values_at_the_edge(broker: DevBroker,
         assert source.bad_rows == 6
     finally:
         source.close()
+
+
+def test_a_live_source_s_readings_one_at_a_time_are_handled_as_process_handles_them(tmp_path, initial_model_dir):
+    """`process_batch` of one reading takes a shortcut (`Agent._process_single`): every reading the careful path
+    (`process`) would stop, it must stop the same way, and every window it scores must be the same window."""
+    rng = np.random.default_rng(4)
+    values = rng.normal(size=(400, len(SENSORS))) + 20
+    values[37, 2] = np.nan
+    values[90, 0] = np.inf
+    values[150, 4] = 1e39  # beyond float32
+    values[151, 1] = -np.inf
+    ts = np.arange(400, dtype=np.float64)
+    ts[200] = np.nan
+    units: list[str | None] = ["pump-1"] * 400
+    units[250] = "bad\nunit"
+    units[260] = "x" * 100
+    agents = []
+    for name in ("shortcut", "careful"):
+        settings = AgentSettings(device_id="dev-live", dev_mode=True, data_dir=tmp_path / name,
+                                 initial_model=initial_model_dir, sample_rate=0.2)
+        agent = build_agent(settings, ArraySource(SENSORS, values), connect=False)
+        for i in range(len(ts)):
+            if name == "shortcut":
+                agent.process_batch(ReadingBatch(ts[i : i + 1], values[i : i + 1], units[i : i + 1]))
+            else:
+                agent.process(Reading(float(ts[i]), values[i], units[i]))
+        agent.commit()
+        agents.append(agent)
+    shortcut, careful = agents
+    assert shortcut.counters.readings == careful.counters.readings == 400
+    assert shortcut.counters.windows == careful.counters.windows > 0
+    # refused where they enter: the value beyond float32, the NaN time and the two bad unit names
+    assert shortcut.counters.extra.get("refused_readings") == careful.counters.extra.get("refused_readings") == 4
+    assert shortcut.windower.bad_readings == careful.windower.bad_readings == 3  # missing: the NaN and the infs
+    assert shortcut.stats.bad_readings == careful.stats.bad_readings
+    columns = "window_start, window_end, unit, features, score, decision"
+    rows = [a.db.conn.execute(f"SELECT {columns} FROM predictions ORDER BY id").fetchall() for a in agents]
+    assert rows[0] == rows[1] and len(rows[0]) == shortcut.counters.windows
