@@ -515,6 +515,10 @@ class RawWindowStore(Protocol):
 
     def raw_window(self, trace_id: str) -> RawWindowRow | None: ...
 
+    def raw_windows_of(self, trace_ids: Sequence[str]) -> dict[str, RawWindowRow]:
+        """The rows of these traces that exist (any state), by trace id: one read for many traces."""
+        ...
+
     def stored_raw_windows(self, *, since: float, limit: int = 10_000) -> list[RawWindowRow]:
         """Stored windows received at or after `since`, the newest first (at most `limit`)."""
         ...

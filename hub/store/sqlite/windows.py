@@ -45,6 +45,9 @@ def _row(r: Any) -> RawWindowRow:
     )
 
 
+_IN_CHUNK = 500  # ids bound in one IN (...): well under SQLite's and PostgreSQL's limits
+
+
 class WindowQueries:
     """`RawWindowStore` for a store whose connection class sets `P` (a mixin of both hub stores)."""
 
@@ -59,6 +62,17 @@ class WindowQueries:
     def raw_window(self: _Connected, trace_id: str) -> RawWindowRow | None:
         rows = self._read(f"SELECT {_COLUMNS} FROM raw_windows WHERE trace_id = {self.P}", [trace_id])
         return _row(rows[0]) if rows else None
+
+    def raw_windows_of(self: _Connected, trace_ids: Sequence[str]) -> dict[str, RawWindowRow]:
+        out: dict[str, RawWindowRow] = {}
+        ids = sorted(set(trace_ids))
+        for i in range(0, len(ids), _IN_CHUNK):  # a few queries for a retrain's thousands of labelled traces
+            chunk = ids[i : i + _IN_CHUNK]
+            marks = ", ".join([self.P] * len(chunk))
+            for r in self._read(f"SELECT {_COLUMNS} FROM raw_windows WHERE trace_id IN ({marks})", chunk):
+                row = _row(r)
+                out[row.trace_id] = row
+        return out
 
     def stored_raw_windows(self: _Connected, *, since: float, limit: int = 10_000) -> list[RawWindowRow]:
         p = self.P

@@ -154,10 +154,12 @@ def learn_field_regimes(parent: ModelManifest, settings: TrainingSettings, rows:
 
 
 def stored_windows(store: HubStore, trace_ids: list[str], known: Mapping[str, RawWindowRow]) -> dict[str, RawWindowRow]:
-    """The stored raw window of each trace that has one: from `known` (already read), else asked of the store."""
+    """The stored raw window of each trace that has one: from `known` (already read), else read from the store in
+    one batch (`raw_windows_of`: one query a trace was slow on PostgreSQL for a retrain's label set)."""
+    asked = store.raw_windows_of([t for t in trace_ids if t not in known])
     out: dict[str, RawWindowRow] = {}
     for trace in trace_ids:
-        row = known.get(trace) or store.raw_window(trace)
+        row = known.get(trace) or asked.get(trace)
         if row is not None and row.state == "stored":
             out[trace] = row
     return out

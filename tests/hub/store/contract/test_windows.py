@@ -90,3 +90,16 @@ def test_the_random_slice_without_a_raw_window_is_listed_newest_first(store: Hub
     assert [t for t, _ in store.random_windows_unasked(since=0.0, limit=10)][-1] == "old"
     store.request_raw_windows(store.random_windows_unasked(since=0.0, limit=10), ts=501.0)
     assert store.random_windows_unasked(since=0.0, limit=10) == []
+
+
+def test_many_traces_windows_are_read_at_once(store: HubStore) -> None:
+    """`raw_windows_of`: what a retrain restates its labelled rows from, in a few reads instead of one a trace
+    (more traces than one IN (...) binds)."""
+    store.request_raw_windows([(f"tr-{i:04d}", "dev-1") for i in range(1200)], ts=100.0)
+    store.ingest_batch([IngestRecord(_window(f"tr-{i:04d}"), 120.0) for i in range(0, 1200, 3)])
+    asked = [f"tr-{i:04d}" for i in range(0, 1300, 2)] + ["tr-0000"]  # some never requested, one twice
+    got = store.raw_windows_of(asked)
+    assert set(got) == {t for t in asked if int(t[3:]) < 1200}
+    assert all(got[t].state == ("stored" if int(t[3:]) % 3 == 0 else "requested") for t in got)
+    assert got["tr-0600"] == store.raw_window("tr-0600")
+    assert store.raw_windows_of([]) == {}
