@@ -12,8 +12,8 @@ pip installs each wheel whole, and two of the agent's wheels carry large parts a
 With them gone the agent install is ~112 MB on x86-64 instead of ~167, and ~93 MB instead of ~129 on aarch64
 (``bench/agent.py`` reports both). Nothing the agent imports is removed: the Dockerfile's agent image is slimmed
 this way and the compose fleet runs from it, and ``tests/agent/test_slim.py`` scores a model from a slimmed copy.
-What was removed is listed in ``FLEETLOOP_SLIM`` inside each distribution's ``.dist-info`` (and RECORD names that
-list, as it names the files pip itself adds there, so ``pip uninstall`` removes it too); ``pip install
+What was removed is listed, with its size, in ``FLEETLOOP_SLIM`` inside each distribution's ``.dist-info`` (and RECORD
+names that list, as it names the files pip itself adds there, so ``pip uninstall`` removes it too); ``pip install
 --force-reinstall --no-deps onnxruntime==V numpy==V`` puts the files back.
 """
 
@@ -107,13 +107,13 @@ def apply(removals: Iterable[Removal]) -> int:
     ``FLEETLOOP_SLIM`` (what was deleted is listed even when a later file fails). Returns the bytes freed. An
     OSError (say, no permission) propagates with its path."""
     freed = 0
-    done: dict[Path, list[str]] = {}
+    done: dict[Path, list[dict[str, object]]] = {}
     dirs: set[Path] = set()
     try:
         for r in removals:
             r.path.unlink()
             freed += r.size
-            done.setdefault(r.info, []).append(r.name)
+            done.setdefault(r.info, []).append({"file": r.name, "bytes": r.size})
             dirs.add(r.path.parent)
     finally:
         for info, names in done.items():
@@ -127,12 +127,13 @@ def apply(removals: Iterable[Removal]) -> int:
     return freed
 
 
-def _note(info: Path, names: list[str]) -> None:
-    """Add `names` to the dist-info's FLEETLOOP_SLIM, and the list itself to its RECORD the first time."""
+def _note(info: Path, files: list[dict[str, object]]) -> None:
+    """Add `files` (name and bytes) to the dist-info's FLEETLOOP_SLIM, and the list itself to its RECORD the first
+    time."""
     marker = info / MARKER
     first = not marker.is_file()
-    previous: list[str] = [] if first else json.loads(marker.read_text())
-    marker.write_text(json.dumps(previous + names, indent=1) + "\n")
+    previous: list[dict[str, object]] = [] if first else json.loads(marker.read_text())
+    marker.write_text(json.dumps(previous + files) + "\n")
     record = info / "RECORD"
     if first and record.is_file():  # a new file, then renamed over RECORD: never writes into a file it shares
         text = record.read_text(encoding="utf-8")
@@ -142,14 +143,20 @@ def _note(info: Path, names: list[str]) -> None:
 
 
 def removed(site: Path | None = None) -> dict[str, list[str]]:
-    """What earlier slims removed, per distribution (from their FLEETLOOP_SLIM lists)."""
+    """What earlier slims removed, per distribution (the files their FLEETLOOP_SLIM lists name)."""
     out: dict[str, list[str]] = {}
     for dist in ("onnxruntime", "numpy"):
         found = (metadata.distributions(name=dist, path=[str(site)]) if site is not None
                  else metadata.distributions(name=dist))
         for distribution in found:
-            text = distribution.read_text(MARKER)
-            if text:
-                out[dist] = json.loads(text)
+            files = removed_files(distribution)
+            if files:
+                out[dist] = [name for name, _ in files]
             break
     return out
+
+
+def removed_files(distribution: metadata.Distribution) -> list[tuple[str, int]]:
+    """(file, bytes) an earlier slim removed from `distribution` ([] if none): what its size was as installed."""
+    text = distribution.read_text(MARKER)
+    return [(str(f["file"]), int(f["bytes"])) for f in json.loads(text)] if text else []

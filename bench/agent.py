@@ -314,9 +314,10 @@ def measure_running_rss(workdir: Path, model_dir: str, seconds: float, repeat: i
     return {key: statistics.median(values) for key, values in rss.items()}
 
 
-def install_size_mb(extra: str = "agent") -> tuple[float, list[str]]:
+def install_size_mb(extra: str = "agent", present: bool = False) -> tuple[float, list[str]]:
     """Installed bytes (MiB) of the distributions ``fleetloop[extra]`` needs: the requirements of this checkout's
-    pyproject.toml, their closure walked through the installed metadata, each distribution's RECORD summed."""
+    pyproject.toml, their closure walked through the installed metadata, each distribution's RECORD summed (as pip
+    installed them, files a slim removed included; with `present`, the files there now)."""
     import tomllib
 
     from packaging.requirements import Requirement
@@ -335,7 +336,7 @@ def install_size_mb(extra: str = "agent") -> tuple[float, list[str]]:
         if key in seen:
             continue
         dist = metadata.distribution(req.name)
-        seen[key] = _dist_bytes(dist)
+        seen[key] = _dist_bytes(dist, present)
         for spec in dist.requires or []:
             dep = Requirement(spec)
             if dep.marker is None or any(dep.marker.evaluate({"extra": e}) for e in req.extras | {""}):
@@ -389,13 +390,17 @@ def _slimmed_wheel_bytes(dist: str, zf: zipfile.ZipFile) -> int:
                if (why := removable(dist, PurePosixPath(i.filename))) is None or ("C-API" in why and not unlinked))
 
 
-def _dist_bytes(dist: metadata.Distribution) -> int:
+def _dist_bytes(dist: metadata.Distribution, present: bool = False) -> int:
+    """Bytes of `dist`'s files there now, and unless `present` those `fleetloop agent slim` removed (its list
+    records their sizes): the size as pip installed it."""
+    from agent.slim import removed_files
+
     total = 0
     for f in dist.files or []:
         path = Path(str(dist.locate_file(f)))
         if path.is_file():
             total += path.stat().st_size
-    return total
+    return total if present else total + sum(size for _, size in removed_files(dist))
 
 
 def measure(workdir: Path, name: str, base: dict[str, Any], **job: Any) -> dict[str, Any]:
@@ -650,7 +655,7 @@ def main(argv: list[str] | None = None) -> int:
         gateway = {"start_s": measure_start(workdir, base, args.repeat), "run_rss_mb": running["VmRSS"],
                    "run_rss_anon_mb": running["RssAnon"], "run_rss_file_mb": running["RssFile"],
                    "run_seconds": args.run_seconds, "install_mb": install_mb, "install_distributions": dists,
-                   "install_slim_mb": install_mb - slim_saving_mb(),
+                   "install_slim_mb": install_size_mb(present=True)[0] - slim_saving_mb(),
                    "install_platform": None if args.install_platform == "none" else args.install_platform,
                    "install_platform_mb": platform_mb[0], "install_platform_slim_mb": platform_mb[1]}
         table, summary = report(onnx, skl, rows, args.cpu, len(prepared["sensors"]), gateway, args.batch,

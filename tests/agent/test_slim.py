@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -94,6 +95,8 @@ def test_a_slimmed_install_scores_as_the_full_one(slim_site: Path, initial_model
     assert (slim_site / "numpy" / "testing" / "__init__.py").is_file()
     listed = slim.removed(slim_site)
     assert sum(len(v) for v in listed.values()) == len(before)
+    recorded = [f for d in metadata.distributions(path=[str(slim_site)]) for f in slim.removed_files(d)]
+    assert sum(size for _, size in recorded) == sum(r.size for r in before)  # the install's size stays known
     for info in slim_site.glob("*.dist-info"):  # pip's RECORD names the list, so an uninstall removes it
         assert (info / "RECORD").read_text().endswith(f"{info.name}/{slim.MARKER},,\n")
     for info in SITE.glob("*.dist-info"):  # and this venv was never written to
