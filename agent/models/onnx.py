@@ -62,10 +62,16 @@ class OnnxModel:
         # One RunOptions for every run: without one, onnxruntime makes a default one per call (~1 us).
         self._run_options = ort.RunOptions()
         self._one: _OneRow | None = None
-        warm = self.score(np.zeros((1, n_features), dtype=np.float32))  # warm-up: first run allocates
-        if warm.shape != (1,):
-            raise ModelLoadError(f"model {manifest.version}: output shape {warm.shape} is not one score per row")
-        self._one = _OneRow.bind(self.session, self._input, manifest.output_name, n_features)
+        zeros = np.zeros((1, n_features), dtype=np.float32)
+        try:  # warm-up (the first run allocates); its raw output shapes the bound buffers
+            raw = self.session.run(self._outputs, {self._input: zeros}, self._run_options)[0]
+        except Exception as exc:  # onnxruntime's errors are untyped
+            raise ModelLoadError(f"model {manifest.version}: onnxruntime cannot run it: {exc}") from exc
+        warm = raw[:, -1] if getattr(raw, "ndim", 0) == 2 else raw
+        if getattr(warm, "shape", None) != (1,):
+            raise ModelLoadError(f"model {manifest.version}: output shape {getattr(warm, 'shape', type(warm))} is not "
+                                 "one score per row")
+        self._one = _OneRow.bind(self.session, self._input, manifest.output_name, zeros, raw)
 
     def score(self, features: np.ndarray) -> np.ndarray:
         """Positive-class probability for each row of a ``(n, n_features)`` float32 array."""
@@ -103,13 +109,13 @@ class _OneRow:
         self.lock = threading.Lock()
 
     @classmethod
-    def bind(cls, session: ort.InferenceSession, input_name: str, output_name: str, n_features: int) -> _OneRow | None:
-        """The bound buffers, shaped by a run on zeros; None where the output is not a plain tensor (``run`` then)."""
-        x = np.zeros((1, n_features), dtype=np.float32)
+    def bind(cls, session: ort.InferenceSession, input_name: str, output_name: str, x: np.ndarray,
+             probe: object) -> _OneRow | None:
+        """The buffers bound: `x` (one row) as the input, and an output shaped as `probe`, the model's output for `x`
+        from ``run``; None where that is not a plain tensor (``run`` then)."""
+        if not isinstance(probe, np.ndarray) or probe.dtype.kind != "f":
+            return None
         try:
-            probe = session.run([output_name], {input_name: x})[0]
-            if not isinstance(probe, np.ndarray) or probe.dtype.kind != "f":
-                return None
             y = np.zeros_like(probe)
             values = ort.OrtValue.ortvalue_from_numpy(x), ort.OrtValue.ortvalue_from_numpy(y)
             binding = session.io_binding()

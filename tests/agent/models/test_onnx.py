@@ -7,9 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+import pytest
 
 from agent.models.onnx import OnnxModel
 from infra.versions import read_version
+from shared.errors import ModelLoadError
 
 
 def test_the_session_uses_the_small_device_options(initial_model_dir: Path) -> None:
@@ -45,3 +47,26 @@ def test_one_window_at_a_time_scores_as_a_batch(initial_model_dir: Path) -> None
         assert "double" in str(exc) or "float" in str(exc)
     else:
         raise AssertionError("a float64 window was scored")
+
+
+def test_a_model_that_fails_on_its_warm_up_is_refused_with_a_load_error(initial_model_dir: Path) -> None:
+    """A graph onnxruntime loads but cannot run (a Reshape the window's width does not divide) is refused at load with
+    ModelLoadError, as a graph it cannot load is, never an untyped onnxruntime error at the first window."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    manifest, _ = read_version(initial_model_dir)
+    width = len(manifest.feature_names)
+    assert width % 7 != 0  # the Reshape below cannot take one row
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", [manifest.input_name, "shape"], [manifest.output_name])],
+        "unrunnable",
+        [helper.make_tensor_value_info(manifest.input_name, TensorProto.FLOAT, [None, width])],
+        [helper.make_tensor_value_info(manifest.output_name, TensorProto.FLOAT, [None, None])],
+        [helper.make_tensor("shape", TensorProto.INT64, [2], [7, -1])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    with pytest.raises(ModelLoadError, match="cannot run it"):
+        OnnxModel(manifest, model.SerializeToString())
+    onnx.checker.check_model(model)  # a valid graph: only running it fails
