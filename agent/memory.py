@@ -27,8 +27,10 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,44 @@ class Released:
         return text
 
 
+class _Mapping(NamedTuple):
+    """One mapping in smaps text: its header's range, permissions and path ('' when it has none) and the KiB its
+    ``Rss`` and ``Anonymous`` lines count."""
+
+    start: int
+    end: int
+    perms: str
+    path: str
+    rss_kib: int
+    anonymous_kib: int
+
+    @property
+    def read_only_file(self) -> bool:
+        """Backed by a file (not ``[heap]``, ``[vvar]`` or anonymous) and not writable."""
+        return "w" not in self.perms and self.path.startswith("/")
+
+
+def _mappings(smaps: str) -> Iterator[_Mapping]:
+    """The mappings of `smaps` (``/proc/<pid>/smaps`` text) in order: the one parser of that text here."""
+    header: tuple[int, int, str, str] | None = None
+    rss = anonymous = 0
+    for line in smaps.splitlines():
+        head, _, rest = line.partition(" ")
+        if "-" in head and not head.endswith(":"):  # a mapping's header: range perms offset dev inode [path]
+            if header is not None:
+                yield _Mapping(*header, rss, anonymous)
+            fields = rest.split(None, 4)
+            start, end = (int(x, 16) for x in head.split("-"))
+            header = (start, end, fields[0], fields[4] if len(fields) == 5 else "")
+            rss = anonymous = 0
+        elif head == "Rss:":
+            rss = int(rest.split()[0])
+        elif head == "Anonymous:":
+            anonymous = int(rest.split()[0])
+    if header is not None:
+        yield _Mapping(*header, rss, anonymous)
+
+
 def clean_file_mappings(smaps: str) -> list[tuple[int, int]]:
     """(start, end) of the mappings in `smaps` (``/proc/<pid>/smaps`` text) that are read-only, backed by a file,
     resident and hold no anonymous (copied-on-write) pages: the ones whose pages can be dropped and re-read.
@@ -90,29 +130,7 @@ def clean_file_mappings(smaps: str) -> list[tuple[int, int]]:
     >>> [(hex(a), hex(b)) for a, b in clean_file_mappings(text)]
     [('0x7f00', '0x7f10')]
     """
-    found: list[tuple[int, int]] = []
-    current: tuple[int, int] | None = None
-    rss = anonymous = 0
-
-    def close() -> None:
-        if current is not None and rss > 0 and anonymous == 0:
-            found.append(current)
-
-    for line in smaps.splitlines():
-        head, _, rest = line.partition(" ")
-        if "-" in head and not head.endswith(":"):  # a mapping's header: range perms offset dev inode [path]
-            close()
-            fields = rest.split(None, 4)
-            path = fields[4] if len(fields) == 5 else ""
-            start, end = (int(x, 16) for x in head.split("-"))
-            current = (start, end) if "w" not in fields[0] and path.startswith("/") else None
-            rss = anonymous = 0
-        elif head == "Rss:":
-            rss = int(rest.split()[0])
-        elif head == "Anonymous:":
-            anonymous = int(rest.split()[0])
-    close()
-    return found
+    return [(m.start, m.end) for m in _mappings(smaps) if m.read_only_file and m.rss_kib > 0 and m.anonymous_kib == 0]
 
 
 def not_owned_files(smaps: str, uid: int | None = None, min_kib: int = 256) -> tuple[list[tuple[int, str]], int]:
@@ -121,17 +139,9 @@ def not_owned_files(smaps: str, uid: int | None = None, min_kib: int = 256) -> t
     out anything); and the resident KiB of all read-only file mappings."""
     uid = os.geteuid() if uid is None else uid
     resident: dict[str, int] = {}
-    path, rss = "", 0
-    for line in [*smaps.splitlines(), "0-0 ---p 0 0:0 0"]:  # a last header closes the last mapping
-        head, _, rest = line.partition(" ")
-        if "-" in head and not head.endswith(":"):
-            if path:
-                resident[path] = resident.get(path, 0) + rss
-            fields = rest.split(None, 4)
-            path = fields[4] if len(fields) == 5 and fields[4].startswith("/") and "w" not in fields[0] else ""
-            rss = 0
-        elif head == "Rss:":
-            rss = int(rest.split()[0])
+    for m in _mappings(smaps):
+        if m.read_only_file:
+            resident[m.path] = resident.get(m.path, 0) + m.rss_kib
     total = sum(resident.values())
     if uid == 0:
         return [], total

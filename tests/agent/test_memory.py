@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from agent.app import build_agent
-from agent.memory import clean_file_mappings
+from agent.memory import clean_file_mappings, not_owned_files
 from agent.models.health import HealthEvidence
 from agent.settings import AgentSettings
 from agent.sources.memory import ArraySource
@@ -48,6 +48,28 @@ Anonymous:            16 kB
 def test_only_resident_read_only_file_pages_nobody_wrote_are_chosen() -> None:
     # a path with spaces counts; not resident, pseudo-files, writable and copied-on-write (relro) mappings do not
     assert clean_file_mappings(SMAPS) == [(0x55D0, 0x55E0), (0x7F00, 0x7F40)]
+
+
+def _smaps(*mappings: tuple[str, str, str, int, int]) -> str:
+    """smaps text of (range, perms, path, Rss KiB, Anonymous KiB) mappings."""
+    return "".join(f"{span} {perms} 00000000 08:01 42 {path}\nRss: {rss:>20} kB\nAnonymous: {anonymous:>14} kB\n"
+                   for span, perms, path, rss, anonymous in mappings)
+
+
+def test_the_release_and_the_ownership_check_read_the_same_mappings(tmp_path: Path) -> None:
+    # not_owned_files sums, per file, every read-only file mapping: the ones clean_file_mappings picks and the
+    # copied-on-write and non-resident ones it leaves out; writable mappings and pseudo-files count in neither
+    lib, small = tmp_path / "lib x.so", tmp_path / "libsmall.so"
+    lib.write_bytes(b"")
+    small.write_bytes(b"")
+    text = _smaps(("1000-2000", "r-xp", str(lib), 300, 0), ("2000-3000", "r--p", str(lib), 100, 4),
+                  ("3000-4000", "rw-p", str(lib), 50, 0), ("4000-5000", "r--p", "[vvar]", 8, 0),
+                  ("5000-6000", "r--p", str(small), 16, 0), ("6000-7000", "r-xp", str(small), 0, 0))
+    assert clean_file_mappings(text) == [(0x1000, 0x2000), (0x5000, 0x6000)]
+    someone_else = os.geteuid() + 1
+    assert not_owned_files(text, uid=someone_else) == ([(400, str(lib))], 416)  # small is under min_kib
+    assert not_owned_files(text, uid=someone_else, min_kib=0) == ([(400, str(lib)), (16, str(small))], 416)
+    assert not_owned_files(text, uid=os.geteuid()) == ([], 416)
 
 
 def test_released_pages_leave_the_process_and_scoring_unchanged(initial_model_dir: Path, tmp_path: Path) -> None:
