@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from importlib import metadata
 from pathlib import Path, PurePosixPath
 
@@ -34,7 +35,7 @@ _CAPI_NAME = b"libonnxruntime.so"
 
 def removable(dist: str, path: PurePosixPath) -> str | None:
     """Why `path` (as a distribution's RECORD names it) is not needed on a gateway, or None to keep it. Pure: the
-    check that onnxruntime's Python module does not link its C-API library is `capi_unlinked`'s."""
+    check that onnxruntime's Python module does not link its C-API library is `capi_removable`'s."""
     parts = path.parts
     if dist == "onnxruntime" and len(parts) >= 2 and parts[0] == "onnxruntime":
         if parts[1] in ORT_TOOLING and len(parts) > 2:
@@ -49,6 +50,20 @@ def removable(dist: str, path: PurePosixPath) -> str | None:
 def capi_unlinked(pybind_module: bytes) -> bool:
     """True if onnxruntime's Python extension module does not name the C-API library (so cannot load it)."""
     return _CAPI_NAME not in pybind_module
+
+
+def capi_removable(files: Iterable[tuple[str, Callable[[], bytes | None]]]) -> bool:
+    """Whether onnxruntime's C-API library may go, given its distribution's files (an install's or a wheel's) as
+    (file name, reader) pairs, the reader giving the file's bytes or None if it cannot: only if a Python extension
+    module is among them and none names the library (`capi_unlinked`). Unsure (no module, one unreadable) keeps it."""
+    found = False
+    for name, read in files:
+        if name.startswith(_PYBIND_PREFIX) and PurePosixPath(name).suffix in (".so", ".pyd"):
+            module = read()
+            if module is None or not capi_unlinked(module):
+                return False
+            found = True
+    return found
 
 
 @dataclass(frozen=True)
@@ -87,19 +102,20 @@ def _plan_dist(dist: str, site: Path | None) -> list[Removal]:
     if record is None:
         return []
     info = located[str(record)].parent
-    keep_capi = False
-    if dist == "onnxruntime":  # the C-API library goes only if no Python extension module names it
-        modules = [located[str(f)] for f in files if f.name.startswith(_PYBIND_PREFIX) and f.suffix in (".so", ".pyd")]
-        keep_capi = not modules or not all(m.is_file() and capi_unlinked(m.read_bytes()) for m in modules)
+    capi_goes = dist == "onnxruntime" and capi_removable((f.name, partial(_read, located[str(f)])) for f in files)
     found = []
     for f in files:
         reason = removable(dist, PurePosixPath(str(f)))
-        if reason is None or (keep_capi and "C-API" in reason):
+        if reason is None or ("C-API" in reason and not capi_goes):
             continue
         path = located[str(f)]
         if path.is_file() and not path.is_symlink():
             found.append(Removal(dist, distribution.version, path, str(f), info, path.stat().st_size, reason))
     return found
+
+
+def _read(path: Path) -> bytes | None:
+    return path.read_bytes() if path.is_file() else None
 
 
 def apply(removals: Iterable[Removal]) -> int:

@@ -379,15 +379,15 @@ def wheel_install_mb(dists: list[str], platform_tag: str,
 
 def _slimmed_wheel_bytes(dist: str, zf: zipfile.ZipFile) -> int:
     """A wheel's installed bytes after `agent.slim` (its C-API check read from the wheel's own module)."""
+    from functools import partial
     from pathlib import PurePosixPath
 
-    from agent.slim import capi_unlinked, removable
+    from agent.slim import capi_removable, removable
 
     infos = zf.infolist()
-    unlinked = all(capi_unlinked(zf.read(i)) for i in infos
-                   if PurePosixPath(i.filename).name.startswith("onnxruntime_pybind11_state"))
+    capi_goes = capi_removable((PurePosixPath(i.filename).name, partial(zf.read, i)) for i in infos)
     return sum(i.file_size for i in infos
-               if (why := removable(dist, PurePosixPath(i.filename))) is None or ("C-API" in why and not unlinked))
+               if (why := removable(dist, PurePosixPath(i.filename))) is None or ("C-API" in why and not capi_goes))
 
 
 def _dist_bytes(dist: metadata.Distribution, present: bool = False) -> int:

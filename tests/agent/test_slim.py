@@ -55,6 +55,17 @@ def test_the_capi_library_stays_if_the_python_module_names_it() -> None:
     assert not slim.capi_unlinked(b"\0libstdc++.so.6\0libonnxruntime.so.1\0")
 
 
+
+def test_the_capi_library_goes_only_when_a_python_module_was_found_and_read() -> None:
+    module = "onnxruntime_pybind11_state.cpython-311-x86_64-linux-gnu.so"
+    unlinked, linked = b"\0libonnxruntime_providers_shared.so\0", b"\0libonnxruntime.so.1\0"
+    assert slim.capi_removable([("__init__.py", lambda: b""), (module, lambda: unlinked)])
+    assert not slim.capi_removable([("__init__.py", lambda: b"")])  # no module: unsure, so it stays
+    assert not slim.capi_removable([(module, lambda: linked)])
+    assert not slim.capi_removable([(module, lambda: None)])  # unreadable
+    assert not slim.capi_removable([(module, lambda: unlinked), ("onnxruntime_pybind11_state.pyd", lambda: linked)])
+    assert not slim.capi_removable([("onnxruntime_pybind11_state.pyi", lambda: unlinked)])  # a stub is no module
+
 def _link_tree(src: Path, dst: Path) -> None:
     """A copy of `src` whose files are hard links (no bytes copied), but for .dist-info directories, which are
     copied: slim writes there, and a hard-linked RECORD is this venv's own."""
