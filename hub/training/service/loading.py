@@ -81,13 +81,8 @@ def build_datasets(
     window = parent.window
     # "sim" (the simulator) or "cmapss:<file>"
     spec, sim = base_set(parent, settings, window, None if regimes is None else regimes.stats)
-    feedback = load_feedback(store, label_set_id, window.n_features, settings.feedback_weight)
-    same = same_inputs(store, parent, feedback.model_version)
-    known = {} if regimes is None else regimes.raw_windows
-    traces = feedback.rows.trace_id if regimes is not None else feedback.rows.trace_id[~same]
-    windows = stored_windows(store, traces.tolist(), known) if len(traces) else {}
-    if not same.all():  # rows another version scored under other regime statistics: the parent's inputs first
-        feedback = as_parent_scored(feedback, same, windows, parent)
+    feedback, windows = feedback_as_parent(store, label_set_id, parent, settings,
+                                           known_windows=None if regimes is None else regimes.raw_windows)
     as_scored = None
     if regimes is not None:
         feedback, restatement = restate_feedback(feedback, windows, window, regimes.stats)
@@ -103,6 +98,23 @@ def build_datasets(
                          all_groups=keys, all_devices=feedback.device_id, max_folds=settings.kfold_max_folds,
                          minimums=(g.min_positives, g.min_negatives, g.min_positive_blocks, g.min_negative_blocks))
     return replace(data, split=plan, as_scored=as_scored)
+
+
+def feedback_as_parent(
+    store: HubStore, label_set_id: str, parent: ModelManifest, settings: TrainingSettings, *,
+    known_windows: Mapping[str, RawWindowRow] | None = None,
+) -> tuple[Feedback, dict[str, RawWindowRow]]:
+    """The label set's feedback as `parent` would have scored it: rows another version scored under other inputs
+    (other regime statistics) restated from their raw windows, or dropped (`as_parent_scored`); and the stored raw
+    windows read for that. With `known_windows` (already read) every row's window is read, from those first, for a
+    restatement after this one (`restate_feedback`)."""
+    feedback = load_feedback(store, label_set_id, parent.window.n_features, settings.feedback_weight)
+    same = same_inputs(store, parent, feedback.model_version)
+    traces = feedback.rows.trace_id if known_windows is not None else feedback.rows.trace_id[~same]
+    windows = stored_windows(store, traces.tolist(), known_windows or {}) if len(traces) else {}
+    if not same.all():
+        feedback = as_parent_scored(feedback, same, windows, parent)
+    return feedback, windows
 
 
 def same_inputs(store: HubStore, parent: ModelManifest, versions: np.ndarray) -> np.ndarray:
@@ -194,11 +206,7 @@ def frozen_slice(store: HubStore, label_set_id: str | None, parent: ModelManifes
     if label_set_id is None:
         feedback = feedback_rows([], {}, n_features, settings.feedback_weight)
     else:
-        feedback = load_feedback(store, label_set_id, n_features, settings.feedback_weight)
-        same = same_inputs(store, parent, feedback.model_version)
-        if not same.all():
-            windows = stored_windows(store, feedback.rows.trace_id[~same].tolist(), {})
-            feedback = as_parent_scored(feedback, same, windows, parent)
+        feedback, _ = feedback_as_parent(store, label_set_id, parent, settings)
     block = adaptive_block(feedback.device_id, feedback.ts, feedback.window_s, configured=settings.split_block_s,
                            target_blocks=settings.split_target_blocks)
     keys = split_keys(feedback, block.block_s) if len(feedback.rows) else empty
