@@ -314,10 +314,10 @@ def measure_running_rss(workdir: Path, model_dir: str, seconds: float, repeat: i
     return {key: statistics.median(values) for key, values in rss.items()}
 
 
-def install_size_mb(extra: str = "agent", present: bool = False) -> tuple[float, list[str]]:
+def install_size_mb(extra: str = "agent") -> tuple[float, float, list[str]]:
     """Installed bytes (MiB) of the distributions ``fleetloop[extra]`` needs: the requirements of this checkout's
-    pyproject.toml, their closure walked through the installed metadata, each distribution's RECORD summed (as pip
-    installed them, files a slim removed included; with `present`, the files there now)."""
+    pyproject.toml, their closure walked through the installed metadata, each distribution's RECORD summed once
+    for two sizes: as pip installed them (files a slim removed included) and the files there now; and their names."""
     import tomllib
 
     from packaging.requirements import Requirement
@@ -326,7 +326,7 @@ def install_size_mb(extra: str = "agent", present: bool = False) -> tuple[float,
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     own = canonicalize_name(project["name"])
     todo = [Requirement(r) for r in [*project["dependencies"], *project["optional-dependencies"][extra]]]
-    seen: dict[str, int] = {}
+    seen: dict[str, tuple[int, int]] = {}
     while todo:
         req = todo.pop()
         key = canonicalize_name(req.name)
@@ -336,12 +336,12 @@ def install_size_mb(extra: str = "agent", present: bool = False) -> tuple[float,
         if key in seen:
             continue
         dist = metadata.distribution(req.name)
-        seen[key] = _dist_bytes(dist, present)
+        seen[key] = _dist_bytes(dist)
         for spec in dist.requires or []:
             dep = Requirement(spec)
             if dep.marker is None or any(dep.marker.evaluate({"extra": e}) for e in req.extras | {""}):
                 todo.append(dep)
-    return sum(seen.values()) / 2**20, sorted(seen)
+    return sum(i for i, _ in seen.values()) / 2**20, sum(p for _, p in seen.values()) / 2**20, sorted(seen)
 
 
 def slim_saving_mb() -> float:
@@ -390,9 +390,9 @@ def _slimmed_wheel_bytes(dist: str, zf: zipfile.ZipFile) -> int:
                if (why := removable(dist, PurePosixPath(i.filename))) is None or ("C-API" in why and not capi_goes))
 
 
-def _dist_bytes(dist: metadata.Distribution, present: bool = False) -> int:
-    """Bytes of `dist`'s files there now, and unless `present` those `fleetloop agent slim` removed (its list
-    records their sizes): the size as pip installed it."""
+def _dist_bytes(dist: metadata.Distribution) -> tuple[int, int]:
+    """Bytes of `dist` as pip installed it (its files there now and those `fleetloop agent slim` removed, whose
+    sizes its list records), and of its files there now."""
     from agent.slim import removed_files
 
     total = 0
@@ -400,7 +400,7 @@ def _dist_bytes(dist: metadata.Distribution, present: bool = False) -> int:
         path = Path(str(dist.locate_file(f)))
         if path.is_file():
             total += path.stat().st_size
-    return total if present else total + sum(size for _, size in removed_files(dist))
+    return total + sum(size for _, size in removed_files(dist)), total
 
 
 def measure(workdir: Path, name: str, base: dict[str, Any], **job: Any) -> dict[str, Any]:
@@ -648,14 +648,14 @@ def main(argv: list[str] | None = None) -> int:
                                                    scorer="onnx", windows=args.windows)
         skl = measure(workdir, "sklearn", base, scorer="sklearn", windows=args.sklearn_windows)
         rows = measure(workdir, "sklearn-rows", base, scorer="sklearn-rows", windows=args.sklearn_windows)
-        install_mb, dists = install_size_mb()
+        install_mb, present_mb, dists = install_size_mb()
         platform_mb: tuple[float | None, float | None] = (
             (None, None) if args.install_platform == "none" else wheel_install_mb(dists, args.install_platform))
         running = measure_running_rss(workdir, prepared["model_dir"], args.run_seconds, 1)
         gateway = {"start_s": measure_start(workdir, base, args.repeat), "run_rss_mb": running["VmRSS"],
                    "run_rss_anon_mb": running["RssAnon"], "run_rss_file_mb": running["RssFile"],
                    "run_seconds": args.run_seconds, "install_mb": install_mb, "install_distributions": dists,
-                   "install_slim_mb": install_size_mb(present=True)[0] - slim_saving_mb(),
+                   "install_slim_mb": present_mb - slim_saving_mb(),
                    "install_platform": None if args.install_platform == "none" else args.install_platform,
                    "install_platform_mb": platform_mb[0], "install_platform_slim_mb": platform_mb[1]}
         table, summary = report(onnx, skl, rows, args.cpu, len(prepared["sensors"]), gateway, args.batch,

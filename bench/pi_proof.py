@@ -234,15 +234,15 @@ def stage_proof_files(guest: Guest) -> None:
     shutil.copy2(ROOT / "pyproject.toml", proof / "pyproject.toml")
 
 
-def guest_install_mb(guest: Guest, present: bool = False) -> tuple[float, list[str]]:
-    """bench/agent.py's install_size_mb, run by the emulated interpreter over the venv's own metadata: as pip
-    installed it, or with `present` the files there now (after `fleetloop agent slim`)."""
+def guest_install_mb(guest: Guest) -> tuple[float, float, list[str]]:
+    """bench/agent.py's install_size_mb, run by the emulated interpreter over the venv's own metadata: MiB as pip
+    installed it and of the files there now (after `fleetloop agent slim`, the slimmed size), and the distributions."""
     code = ("import importlib.util, json, sys; "
             f"spec = importlib.util.spec_from_file_location('bench_agent', '{GUEST_PROOF}/bench/agent.py'); "
             "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m); "
-            f"print(json.dumps(m.install_size_mb(present={present!r})))")
-    mb, dists = json.loads(guest.run(f"{GUEST_VENV}/bin/python", "-c", code).strip().splitlines()[-1])
-    return float(mb), list(dists)
+            "print(json.dumps(m.install_size_mb()))")
+    installed, present, dists = json.loads(guest.run(f"{GUEST_VENV}/bin/python", "-c", code).strip().splitlines()[-1])
+    return float(installed), float(present), list(dists)
 
 
 def dir_mb(path: Path) -> float:
@@ -464,12 +464,12 @@ def main(argv: list[str] | None = None) -> int:
     wheel = build_wheel(work / "wheels")
     installed = install_agent(guest, guest.guest(wheel), args.reuse_venv)
     stage_proof_files(guest)
-    install_mb, dists = guest_install_mb(guest)
+    install_mb, _, dists = guest_install_mb(guest)
     slim_mb, slim_said = None, None
     if not args.no_slim:  # the README's optional step; everything below then runs on the slimmed install
         slim_said = guest.run(f"{GUEST_VENV}/bin/python", "-c", "from fleetloop.cli import main; "
                               "raise SystemExit(main())", "agent", "slim").strip().splitlines()[-1]
-        slim_mb = guest_install_mb(guest, present=True)[0]
+        slim_mb = guest_install_mb(guest)[1]
         log.info("fleetloop agent slim: %s (install %.1f -> %.1f MB)", slim_said, install_mb, slim_mb)
 
     readings = args.windows + WARMUP_WINDOWS + WINDOW_SIZE - 1
