@@ -144,6 +144,20 @@ def test_random_samples_never_crowd_the_alarms_raw_windows_out(tmp_path):
     db.close()
 
 
+def test_the_raw_window_rings_keep_the_last_written_and_zero_keeps_none(tmp_path):
+    """A batch's windows share one ts: the rings keep the last `keep` written of each kind, ties included."""
+    db = AgentDB(tmp_path / "a.db")
+    db.write_batch((), (), [_raw(f"a{i}", 5.0, alarm=True) for i in range(5)]
+                   + [_raw(f"s{i}", 5.0, alarm=False) for i in range(3)])
+    assert db.prune_raw_windows(2) == 3 + 1
+    kept = [r[0] for r in db.conn.execute("SELECT trace_id FROM raw_windows ORDER BY rowid")]
+    assert kept == ["a3", "a4", "s1", "s2"]
+    assert db.prune_raw_windows(2) == 0  # nothing beyond the rings
+    assert db.prune_raw_windows(0) == 4
+    assert db.conn.execute("SELECT count(*) FROM raw_windows").fetchone()[0] == 0
+    db.close()
+
+
 def test_state_set_and_delete(tmp_path):
     db = AgentDB(tmp_path / "a.db")
     db.set_state({"a": "1", "b": "2"})
