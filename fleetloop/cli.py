@@ -14,6 +14,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from types import ModuleType
+from typing import Any
 
 from shared.errors import FleetloopError
 
@@ -31,16 +32,28 @@ GROUPS: dict[str, tuple[str, str, str]] = {
 }
 
 
-def _top_parser() -> argparse.ArgumentParser:
-    from fleetloop import __version__
+class _Version(argparse.Action):
+    """``--version``: the installed version, looked up only when asked for (every command builds this parser)."""
 
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
+                         help="show the program's version number and exit", **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        from fleetloop import __version__
+
+        sys.stdout.write(f"fleetloop {__version__}\n")
+        parser.exit()
+
+
+def _top_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fleetloop",
         description="Predictive-maintenance feedback loop for industrial fleets.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="groups:\n" + "\n".join(f"  {name:<9} {h}" for name, (_, _, h) in GROUPS.items()),
     )
-    parser.add_argument("--version", action="version", version=f"fleetloop {__version__}")
+    parser.add_argument("--version", action=_Version)
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     parser.add_argument("group", choices=list(GROUPS), metavar="GROUP", help="one of: " + ", ".join(GROUPS))
     parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)

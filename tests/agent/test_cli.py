@@ -172,3 +172,21 @@ def test_models_install_checks_the_signature(tmp_path, initial_model_dir, capsys
     assert "signature" in capsys.readouterr().err
     assert main(["agent", "models", "install", str(signed), *local, "--public-key", key.public_key_text()]) == 0
     assert "installed v1" in capsys.readouterr().out
+
+
+def test_version_is_read_only_when_asked_for(capsys):
+    """``fleetloop --version`` prints the installed version; a command that does not ask never reads the package
+    metadata (importlib.metadata and the lookup were a few percent of an agent's start)."""
+    import subprocess
+    import sys
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code in (0, None)
+    assert capsys.readouterr().out.strip() == f"fleetloop {version('fleetloop')}"
+    code = ("import sys; from fleetloop.cli import _top_parser; import agent.app, agent.settings, sim; "
+            "_top_parser().parse_args(['agent', 'run']); "
+            "print('importlib.metadata' in sys.modules, 'sim.dataset' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "False"], out
