@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 
 HUB_ACTOR = "hub"
 MAX_PASSES_PER_RUN = 20  # a backlog is worked off in batches, without holding the job for ever
+# A technician's action re-reads the incident and tries again this many times when the grouping pass wrote it
+# meanwhile (a device still alarming adds windows every pass): the action is judged on the incident as it is now.
+ACTION_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -133,23 +136,42 @@ class IncidentService:
 
     def acknowledge(self, incident_id: str, *, who: str, now: float) -> IncidentRow:
         """Mark an open incident as taken by `who`; notified."""
-        row = self.get(incident_id)
-        new = lifecycle.acknowledge(row, who=who, now=now)
-        return self._write(new, "acknowledged", who, now, {})
+
+        def attempt() -> IncidentRow | None:
+            new = lifecycle.acknowledge(self.get(incident_id), who=who, now=now)
+            return self._try_write(new, "acknowledged", who, now, {})
+
+        return self._retrying(incident_id, attempt)
 
     def resolve(self, incident_id: str, *, verdict: str, who: str, now: float, fault_type: str | None = None,
                 note: str | None = None) -> IncidentRow:
         """Record a technician's verdict: the incident is resolved and each alarm window is annotated (one
         transaction with the annotations, which join by trace id like any other); notified."""
         verdicts.check(verdict, fault_type)
-        row = self.get(incident_id)
-        new = lifecycle.resolve(row, verdict=verdict, who=who, now=now, fault_type=fault_type, note=note)
-        traces = [m.trace_id for m in self.store.incident_windows(incident_id)]
-        annotations = verdicts.trace_annotations(row.id, row.device_id, traces, verdict=verdict, technician_id=who,
-                                                 now=now, fault_type=fault_type, note=note,
-                                                 model_version=row.model_version)
-        detail = {"verdict": verdict, "fault_type": fault_type, "note": note, "annotations": len(annotations)}
-        return self._write(new, "resolved", who, now, detail, [IngestRecord(a, received_at=now) for a in annotations])
+
+        def attempt() -> IncidentRow | None:
+            row = self.get(incident_id)
+            new = lifecycle.resolve(row, verdict=verdict, who=who, now=now, fault_type=fault_type, note=note)
+            traces = [m.trace_id for m in self.store.incident_windows(incident_id)]  # with any the pass just added
+            annotations = verdicts.trace_annotations(row.id, row.device_id, traces, verdict=verdict,
+                                                     technician_id=who, now=now, fault_type=fault_type, note=note,
+                                                     model_version=row.model_version)
+            detail = {"verdict": verdict, "fault_type": fault_type, "note": note, "annotations": len(annotations)}
+            return self._try_write(new, "resolved", who, now, detail,
+                                   [IngestRecord(a, received_at=now) for a in annotations])
+
+        return self._retrying(incident_id, attempt)
+
+    def _retrying(self, incident_id: str, attempt: Callable[[], IncidentRow | None]) -> IncidentRow:
+        """`attempt` (read, judge, write) until its write lands: a grouping pass that wrote the incident in between
+        (a device still alarming) is no reason to refuse a technician, whose action is judged again on the incident
+        as it is now (a state it no longer allows still raises). Gives up after `ACTION_ATTEMPTS`."""
+        for _ in range(ACTION_ATTEMPTS):
+            done = attempt()
+            if done is not None:
+                return done
+        raise IncidentStateError(f"incident {incident_id} kept changing meanwhile ({ACTION_ATTEMPTS} tries): look "
+                                 "at it again and retry")
 
     def resolve_many(self, incident_ids: Sequence[str], *, verdict: str, who: str, now: float,
                      fault_type: str | None = None, note: str | None = None) -> list[BatchOutcome]:
@@ -197,10 +219,18 @@ class IncidentService:
 
     def _write(self, row: IncidentRow, kind: str, who: str, now: float, detail: dict[str, Any],
                annotations: Sequence[IngestRecord] = ()) -> IncidentRow:
+        written = self._try_write(row, kind, who, now, detail, annotations)
+        if written is None:
+            raise IncidentStateError(f"incident {row.id} changed meanwhile: look at it again and retry")
+        return written
+
+    def _try_write(self, row: IncidentRow, kind: str, who: str, now: float, detail: dict[str, Any],
+                   annotations: Sequence[IngestRecord] = ()) -> IncidentRow | None:
+        """Write `row` with its event, notifications and annotations; None (nothing written) if it moved on."""
         event = IncidentEventRow(new_id(), row.id, now, kind, who, detail)
         drafts = notify.drafts(event, row, self.settings.sites, self._topic)
         if not self.store.write_incident(row, events=[event], notifications=drafts, annotations=annotations):
-            raise IncidentStateError(f"incident {row.id} changed meanwhile: look at it again and retry")
+            return None
         return self.get(row.id)
 
 

@@ -71,6 +71,42 @@ def test_a_technicians_change_during_a_pass_makes_the_pass_write_nothing_and_the
     assert (store.incident(incident.id).windows, store.incident(incident.id).state) == (4, "acknowledged")
 
 
+def test_a_pass_that_writes_the_incident_while_a_technician_acts_is_no_reason_to_refuse_her(store) -> None:
+    """A device still alarming: the grouping pass grows the incident between the technician's read and her write.
+    Her action is judged again on the incident as it is now and lands (the resolve labels the window the pass just
+    added too); a state it no longer allows still refuses it, and a store that moves every time gives up."""
+    _ingest(store, online("pump-1"), *[anomaly("pump-1", ts=T0 + i, trace_id=f"t{i}") for i in range(3)])
+    service = _service(store)
+    service.run(T0 + 10)
+    [incident] = store.incidents(IncidentQuery())
+    write, raced = store.write_incident, []
+
+    def racing_write(row, **kwargs):  # the pass lands first, once per action
+        if not raced or raced[-1] != row.state:
+            raced.append(row.state)
+            _ingest(store, anomaly("pump-1", ts=T0 + 20 + len(raced), trace_id=f"late{len(raced)}"))
+            service.run(T0 + 30)
+        return write(row, **kwargs)
+
+    store.write_incident = racing_write
+    acked = service.acknowledge(incident.id, who="alice", now=T0 + 40)
+    assert (acked.state, acked.acknowledged_by, acked.windows) == ("acknowledged", "alice", 4)
+    resolved = service.resolve(incident.id, verdict="confirmed_fault", who="alice", now=T0 + 50, fault_type="bearing")
+    assert (resolved.state, resolved.windows) == ("resolved", 5)
+    assert sorted(r.trace_id for r in store.annotations(device_id="pump-1")) == ["late1", "late2", "t0", "t1", "t2"]
+    assert [e.kind for e in store.incident_events(incident.id)] == ["opened", "acknowledged", "resolved"]
+    with pytest.raises(IncidentStateError, match="only an open incident"):
+        service.acknowledge(incident.id, who="bob", now=T0 + 60)  # judged on the incident as it is
+
+    _ingest(store, *[anomaly("pump-1", ts=T0 + 900 + i, trace_id=f"n{i}") for i in range(3)], at=T0 + 905)
+    service.run(T0 + 910)
+    [fresh] = store.incidents(IncidentQuery(states=("open",)))
+    store.write_incident = lambda row, **kwargs: False  # a store that has always moved on
+    with pytest.raises(IncidentStateError, match="kept changing meanwhile"):
+        service.acknowledge(fresh.id, who="alice", now=T0 + 920)
+    assert store.incident(fresh.id).state == "open"
+
+
 def test_resolving_labels_every_alarm_window_joined_by_trace_id_with_the_technicians_id(store) -> None:
     _ingest(store, online("pump-1"), *[anomaly("pump-1", ts=T0 + i, trace_id=f"t{i}") for i in range(4)])
     service = _service(store)
