@@ -26,8 +26,8 @@ from hub.console.session import COOKIE, SessionCodec, session_key
 log = logging.getLogger(__name__)
 
 
-def _sensor_plot(timestamps: Sequence[float], values: Sequence[float]) -> Markup:
-    return Markup(charts.sensor_plot(timestamps, values))  # safe: numbers and fixed strings only
+def _sensor_plot(timestamps: Sequence[float], values: Sequence[float], window_start: float | None = None) -> Markup:
+    return Markup(charts.sensor_plot(timestamps, values, window_start))  # safe: numbers and fixed strings only
 
 
 def _templates() -> Jinja2Templates:

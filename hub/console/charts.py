@@ -54,22 +54,34 @@ def score_timeline(points: Sequence[tuple[float, float, bool]], threshold: float
 SENSOR_WIDTH, SENSOR_HEIGHT = 360, 90
 
 
-def sensor_plot(timestamps: Sequence[float], values: Sequence[float]) -> str:
-    """One sensor's readings over a window as a small line plot, with its min and max at the left edge.
+def sensor_plot(timestamps: Sequence[float], values: Sequence[float], window_start: float | None = None) -> str:
+    """One sensor's readings over a window as a small line plot, with its min and max at the left edge. Readings
+    before `window_start` (the context a feature set 2 window comes with) are shaded, the window's start dashed.
 
     >>> svg = sensor_plot([0.0, 1.0, 2.0], [1.0, 3.0, 2.0])
-    >>> svg.count("<polyline"), ">3<" in svg, ">1<" in svg
-    (1, True, True)
+    >>> svg.count("<polyline"), ">3<" in svg, ">1<" in svg, 'class="context"' in svg
+    (1, True, True, False)
+    >>> 'class="context"' in sensor_plot([0.0, 1.0, 2.0], [1.0, 3.0, 2.0], window_start=1.0)
+    True
     """
     points = [(t, v) for t, v in zip(timestamps, values, strict=False) if math.isfinite(t) and math.isfinite(v)]
     w, h, pad = SENSOR_WIDTH, SENSOR_HEIGHT, 14
+    t0 = points[0][0] if points else 0.0
+    context = bool(points) and window_start is not None and math.isfinite(window_start) and t0 < window_start
+    label = "sensor readings, the context before the window shaded" if context else "sensor readings"
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" class="sensor" role="img" '
-             'aria-label="sensor readings">', f'<rect x="0" y="0" width="{w}" height="{h}" fill="#fff"/>']
+             f'aria-label="{label}">', f'<rect x="0" y="0" width="{w}" height="{h}" fill="#fff"/>']
     if not points:
         parts.append(f'<text x="{w / 2}" y="{h / 2}" text-anchor="middle" fill="#5b6475">no readings</text></svg>')
         return "".join(parts)
-    t0, t1 = points[0][0], points[-1][0]
+    t1 = points[-1][0]
     lo, hi = min(v for _, v in points), max(v for _, v in points)
+    if context:
+        assert window_start is not None
+        left, x = 4 * pad, _scale(min(window_start, t1), t0, t1, 4 * pad, w - pad)
+        parts.append(f'<rect class="context" x="{left}" y="0" width="{x - left:.1f}" height="{h}" fill="#eef1f5"/>'
+                     f'<line x1="{x:.1f}" x2="{x:.1f}" y1="0" y2="{h}" stroke="#5b6475" stroke-dasharray="3 3"/>'
+                     f'<text x="{x + 3:.1f}" y="{h - 3}" font-size="9" fill="#5b6475">window</text>')
     line = " ".join(f"{_scale(t, t0, t1, 4 * pad, w - pad):.1f},{_scale(v, lo, hi, h - pad, pad):.1f}"
                     for t, v in points)
     parts.append(f'<polyline points="{line}" fill="none" stroke="#1f5fbf" stroke-width="1.2"/>')

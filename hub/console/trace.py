@@ -30,6 +30,14 @@ class RawWindowView:
     values: tuple[tuple[float, ...], ...] = ()
     received_ts: float | None = None
     requested_ts: float | None = None
+    window_start: float | None = None  # the prediction's: readings before it are context (feature set 2)
+
+    @property
+    def context_readings(self) -> int:
+        """How many readings come before the window's first (the history feature set 2 sends with a window)."""
+        if self.window_start is None:
+            return 0
+        return sum(1 for t in self.timestamps if t < self.window_start)
 
 
 NO_WINDOW = RawWindowView("not_requested")
@@ -77,7 +85,7 @@ def readable_trace(services: Services, trace_id: str) -> ReadableTrace:
 def raw_window(services: Services, prediction: PredictionRow) -> RawWindowView:
     """The trace's raw window as the hub holds it (reading it never asks the device: see `request_window`)."""
     row = services.store.raw_window(prediction.trace_id)
-    return NO_WINDOW if row is None or row.device_id != prediction.device_id else _view(row)
+    return NO_WINDOW if row is None or row.device_id != prediction.device_id else _view(row, prediction.window_start)
 
 
 def request_window(services: Services, prediction: PredictionRow) -> RawWindowView | None:
@@ -88,9 +96,9 @@ def request_window(services: Services, prediction: PredictionRow) -> RawWindowVi
     return raw_window(services, prediction)
 
 
-def _view(row: RawWindowRow) -> RawWindowView:
+def _view(row: RawWindowRow, window_start: float | None = None) -> RawWindowView:
     if row.state == "stored":
         return RawWindowView("available", row.unit, row.sensors, row.timestamps, row.values, row.received_ts,
-                             row.requested_ts)
+                             row.requested_ts, window_start)
     state: WindowState = "requested" if row.state == "requested" else "not_available"
     return RawWindowView(state, row.unit, received_ts=row.received_ts, requested_ts=row.requested_ts)

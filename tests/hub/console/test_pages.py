@@ -384,3 +384,13 @@ def test_a_technician_asks_for_the_raw_window_then_the_trace_view_plots_it_per_s
     assert window["timestamps"] == times and window["timestamps_iso"][-1] == "2023-11-14T22:13:20Z"
     assert api.get(f"/traces/{shown['pump-1']}").json()["raw_window"]["state"] == "not_available"
     assert api.get(f"/traces/{shown['pump-2']}").json()["raw_window"]["state"] == "requested"
+
+    # feature set 2 sends the readings before the window too: they are shaded, the window's start marked and counted
+    start = hub.store.prediction(shown["pump-2"]).window_start  # type: ignore[union-attr]
+    context_times = [start - 2, start - 1, start, start + 1, start + 2]
+    hub.ingest(RawWindow(device_id="pump-2", ts=T0, trace_id=shown["pump-2"], sensors=["temp"],
+                         timestamps=context_times, values=[[20.0, 21.0, 22.0, 23.0, 24.0]]))
+    page = viewer.get(f"/console/incidents/{ids['pump-2']}").text
+    plots = page.split('id="raw-window"', 1)[1].split("</div>", 1)[0]
+    assert plots.count('class="context"') == 1 and "stroke-dasharray" in plots
+    assert "the window's 3 from" in page and "after 2 of context (shaded)" in page
