@@ -3,8 +3,13 @@
 The number of regimes is the smallest k (up to `max_regimes`) whose k-means leaves less than `tolerance` of the
 settings' total spread inside the clusters: C-MAPSS FD002's six flight conditions are found as six, while
 FD001's single condition (its settings only jitter) stays one regime, since no k explains noise that well.
-Each setting is divided by its spread first (a constant one by 1). Then every window sensor's mean and std per
-regime, over the same readings, in the window's sensor order.
+Each setting is divided by its spread first (a constant one by 1). A setting that only jitters around one value
+while others move between regimes (a recorded set point with sensor noise) would weigh as much as they do after
+that division, and its noise would keep every k above the tolerance: the regimes would merge into one. So only the
+settings that cluster on their own (k-means on the one setting reaches the tolerance) are clustered; the others
+sit at their mean in every centroid, which adds the same to a reading's distance from each regime and so never
+decides one. Then every window sensor's mean and std per regime, over the same readings, in the window's sensor
+order.
 """
 
 from __future__ import annotations
@@ -36,13 +41,18 @@ def fit_regimes(series: Iterable[np.ndarray], sensors: Sequence[str], *, setting
     spread = raw.std(axis=0)
     scale = np.where(spread > 1e-12, spread, 1.0)
     scaled = raw / scale
-    total = float(((scaled - scaled.mean(axis=0)) ** 2).sum())
-    centroids = scaled.mean(axis=0, keepdims=True)
-    if total > 0:
+    centre = scaled.mean(axis=0, keepdims=True)
+    centroids = centre
+    clustered = [j for j in range(len(columns)) if _clusters(scaled[:, j], seed, max_regimes, tolerance)]
+    if clustered:
+        part = scaled[:, clustered]
+        total = float(((part - part.mean(axis=0)) ** 2).sum())
         for k in range(2, max_regimes + 1):
-            km = KMeans(n_clusters=k, n_init=3, random_state=seed).fit(scaled)
+            km = KMeans(n_clusters=k, n_init=3, random_state=seed).fit(part)
             if km.inertia_ <= tolerance * total:
-                centroids = km.cluster_centers_[np.argsort(km.cluster_centers_[:, 0], kind="stable")]
+                found = km.cluster_centers_[np.argsort(km.cluster_centers_[:, 0], kind="stable")]
+                centroids = np.repeat(centre, k, axis=0)  # a setting that does not cluster: its mean everywhere
+                centroids[:, clustered] = found
                 break
     provisional = RegimeStats(settings=list(settings), scale=scale.tolist(), centroids=(centroids * scale).tolist(),
                               mean=[[0.0] * len(sensors)] * len(centroids), std=[[1.0] * len(sensors)] * len(centroids),
@@ -56,3 +66,21 @@ def fit_regimes(series: Iterable[np.ndarray], sensors: Sequence[str], *, setting
         std.append(mine.std(axis=0).tolist() if len(mine) else [1.0] * len(sensors))
     return RegimeStats(settings=list(settings), scale=scale.tolist(), centroids=(centroids * scale).tolist(),
                        mean=mean, std=std, counts=counts)
+
+
+STRUCTURE_SAMPLE = 20_000  # readings a setting's own clustering is judged on (seeded sample of more)
+
+
+def _clusters(values: np.ndarray, seed: int, max_regimes: int, tolerance: float) -> bool:
+    """Whether one (scaled) setting falls into at most `max_regimes` clusters that leave under `tolerance` of its
+    spread inside them: a setting that moves between operating points, not one that only jitters (or is constant)."""
+    if len(values) > STRUCTURE_SAMPLE:
+        values = np.random.default_rng(seed).choice(values, STRUCTURE_SAMPLE, replace=False)
+    column = values[:, None]
+    total = float(((column - column.mean()) ** 2).sum())
+    if total <= 0:
+        return False
+    for k in range(2, max_regimes + 1):
+        if KMeans(n_clusters=k, n_init=3, random_state=seed).fit(column).inertia_ <= tolerance * total:
+            return True
+    return False

@@ -30,6 +30,24 @@ def test_fit_regimes_finds_the_regimes_and_one_in_mere_jitter():
     assert fit_regimes(jitter, CMAPSS_SENSORS).n_regimes == 1
 
 
+def test_a_setting_that_only_jitters_does_not_merge_the_regimes_the_others_show():
+    """op3 recorded as 100 with sensor noise, op1 and op2 moving between three operating points: divided by its own
+    spread, op3's noise weighed as much as they do and no k met the tolerance (one regime). Now the regimes are found,
+    op3 sits at its mean in each centroid, and every reading lands in the regime of its operating point."""
+    rows = regime_rows(6, seed=5)
+    engines = [rows[rows[:, 0] == u, 2:].copy() for u in np.unique(rows[:, 0])]
+    rng = np.random.default_rng(1)
+    for e in engines:
+        e[:, 2] = 100.0 + rng.normal(0.0, 0.001, len(e))
+    stats = fit_regimes(engines, CMAPSS_SENSORS)
+    assert stats.n_regimes == len(REGIME_SETTINGS)
+    assert np.allclose([c[0] for c in stats.centroids], REGIME_SETTINGS[:, 0], atol=0.01)
+    assert len({c[2] for c in stats.centroids}) == 1 and abs(stats.centroids[0][2] - 100.0) < 0.001
+    every = np.concatenate(engines)
+    point = np.argmin(np.abs(every[:, :1] - REGIME_SETTINGS[:, 0]), axis=1)  # the operating point each reading had
+    assert sorted(stats.counts) == sorted(np.bincount(point).tolist())
+
+
 def test_a_feature_set_2_parent_windows_the_cmapss_base_set_with_its_regimes(tmp_path):
     window = WindowSpec(sensors=list(CMAPSS_SENSORS), size=5, step=3, feature_set_version=REGIMES)
     path = write_cmapss(tmp_path / "train_REG.txt", regime_rows(6, seed=2))
