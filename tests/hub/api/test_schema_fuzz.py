@@ -130,8 +130,12 @@ def fuzz_operation(operation: Any, mode: GenerationMode, headers: dict[str, str]
 
     @given(case=st.tuples(operation.as_strategy(generation_mode=mode), ids).map(lambda p: with_known_ids(*p)))
     # too_slow: each example is a real request through the app to SQLite, and four other test runs share the two
-    # cores; the speed of the data generation is not what this test is about. Every other health check stays on.
-    @settings(max_examples=max_examples, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+    # cores; the speed of the data generation is not what this test is about. filter_too_much: negative generation
+    # for a tightly constrained operation sometimes discards most of what it draws, on whichever operation a seed
+    # picks (schemathesis#4391); that is Hypothesis judging its own generation, not the hub, and likely what failed this
+    # module once in a large run. Every other health check stays on.
+    @settings(max_examples=max_examples, deadline=None, database=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
     def check(case: schemathesis.Case) -> None:
         response = case.call_and_validate(headers=headers, checks=CHECKS)
         statuses.append(response.status_code)
