@@ -45,16 +45,11 @@ def fit_regimes(series: Iterable[np.ndarray], sensors: Sequence[str], *, setting
     centroids = centre
     alone = max(len(columns) * tolerance, 0.5 / max_regimes**2)  # see `_clusters`
     clustered = [j for j in range(len(columns)) if _clusters(scaled[:, j], seed, max_regimes, alone)]
-    if clustered:
-        part = scaled[:, clustered]
-        total = float(((part - part.mean(axis=0)) ** 2).sum())
-        for k in range(2, max_regimes + 1):
-            km = KMeans(n_clusters=k, n_init=3, random_state=seed).fit(part)
-            if km.inertia_ <= tolerance * total:
-                found = km.cluster_centers_[np.argsort(km.cluster_centers_[:, 0], kind="stable")]
-                centroids = np.repeat(centre, k, axis=0)  # a setting that does not cluster: its mean everywhere
-                centroids[:, clustered] = found
-                break
+    km = _fewest_clusters(scaled[:, clustered], seed, max_regimes, tolerance) if clustered else None
+    if km is not None:
+        found = km.cluster_centers_[np.argsort(km.cluster_centers_[:, 0], kind="stable")]
+        centroids = np.repeat(centre, len(found), axis=0)  # a setting that does not cluster: its mean everywhere
+        centroids[:, clustered] = found
     provisional = RegimeStats(settings=list(settings), scale=scale.tolist(), centroids=(centroids * scale).tolist(),
                               mean=[[0.0] * len(sensors)] * len(centroids), std=[[1.0] * len(sensors)] * len(centroids),
                               counts=[0] * len(centroids))
@@ -83,11 +78,17 @@ def _clusters(values: np.ndarray, seed: int, max_regimes: int, tolerance: float)
     here and the fit is what it was."""
     if len(values) > STRUCTURE_SAMPLE:
         values = np.random.default_rng(seed).choice(values, STRUCTURE_SAMPLE, replace=False)
-    column = values[:, None]
-    total = float(((column - column.mean()) ** 2).sum())
+    return _fewest_clusters(values[:, None], seed, max_regimes, tolerance) is not None
+
+
+def _fewest_clusters(data: np.ndarray, seed: int, max_regimes: int, tolerance: float) -> KMeans | None:
+    """k-means of `data` (rows) with the smallest k in 2..`max_regimes` that leaves at most `tolerance` of its spread
+    inside the clusters; None if none does (or `data` does not vary)."""
+    total = float(((data - data.mean(axis=0)) ** 2).sum())
     if total <= 0:
-        return False
+        return None
     for k in range(2, max_regimes + 1):
-        if KMeans(n_clusters=k, n_init=3, random_state=seed).fit(column).inertia_ <= tolerance * total:
-            return True
-    return False
+        km = KMeans(n_clusters=k, n_init=3, random_state=seed).fit(data)
+        if km.inertia_ <= tolerance * total:
+            return km
+    return None
