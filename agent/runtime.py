@@ -243,10 +243,11 @@ class Agent:
         are scored in one onnxruntime call. During a model's health check, one reading at a time (a failed check
         swaps the model back between two windows), and under feature set 2 (its history features are
         those after each window's last reading)."""
-        if len(batch) == 1 and self.models.health is None and self.regime_pipeline is None:
+        careful = self.models.health is not None or self.regime_pipeline is not None
+        if len(batch) == 1 and not careful:
             self._process_single(batch)
             return
-        if len(batch) == 1 or self.models.health is not None or self.regime_pipeline is not None:
+        if len(batch) == 1 or careful:
             units = batch.units
             for i, t in enumerate(batch.ts.tolist()):
                 self.process(Reading(t, batch.values[i], units[i] if units is not None else None))
