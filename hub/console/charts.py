@@ -67,8 +67,9 @@ def sensor_plot(timestamps: Sequence[float], values: Sequence[float], window_sta
     points = [(t, v) for t, v in zip(timestamps, values, strict=False) if math.isfinite(t) and math.isfinite(v)]
     w, h, pad = SENSOR_WIDTH, SENSOR_HEIGHT, 14
     t0 = points[0][0] if points else 0.0
-    context = bool(points) and window_start is not None and math.isfinite(window_start) and t0 < window_start
-    label = "sensor readings, the context before the window shaded" if context else "sensor readings"
+    start = window_start if points and window_start is not None and math.isfinite(window_start) \
+        and t0 < window_start else None  # where the window starts after readings of context
+    label = "sensor readings, the context before the window shaded" if start is not None else "sensor readings"
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" class="sensor" role="img" '
              f'aria-label="{label}">', f'<rect x="0" y="0" width="{w}" height="{h}" fill="#fff"/>']
     if not points:
@@ -76,9 +77,8 @@ def sensor_plot(timestamps: Sequence[float], values: Sequence[float], window_sta
         return "".join(parts)
     t1 = points[-1][0]
     lo, hi = min(v for _, v in points), max(v for _, v in points)
-    if context:
-        assert window_start is not None
-        left, x = 4 * pad, _scale(min(window_start, t1), t0, t1, 4 * pad, w - pad)
+    if start is not None:
+        left, x = 4 * pad, _scale(min(start, t1), t0, t1, 4 * pad, w - pad)
         parts.append(f'<rect class="context" x="{left}" y="0" width="{x - left:.1f}" height="{h}" fill="#eef1f5"/>'
                      f'<line x1="{x:.1f}" x2="{x:.1f}" y1="0" y2="{h}" stroke="#5b6475" stroke-dasharray="3 3"/>'
                      f'<text x="{x + 3:.1f}" y="{h - 3}" font-size="9" fill="#5b6475">window</text>')
